@@ -1,0 +1,32 @@
+// The few places where libtorch 1.13 (Debian, CPU) and 2.x (GPU machine) differ.
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define R1DIST_HAS_SDPA 1  // at::scaled_dot_product_attention with a scale argument
+#else
+#define R1DIST_HAS_SDPA 0
+#endif
+
+namespace r1dist::compat {
+
+// Causal attention over (B, H, Tq, D) queries and (B, H, Tk, D) keys/values with Tk >= Tq,
+// the queries being the last Tq positions. Fused kernel where libtorch has one, else the
+// eager form of HF's eager_attention_forward (softmax in fp32).
+inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                   double scale) {
+  const int64_t tq = q.size(2), tk = k.size(2);
+#if R1DIST_HAS_SDPA
+  if (tq == tk) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale);
+  if (tq == 1) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
+#endif
+  auto scores = at::matmul(q, k.transpose(2, 3)) * scale;
+  // query i (absolute position tk - tq + i) sees keys 0..tk-tq+i
+  auto mask = at::ones({tq, tk}, q.options().dtype(at::kBool)).triu(tk - tq + 1);
+  scores = scores.masked_fill(mask, -std::numeric_limits<double>::infinity());
+  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs, v);
+}
+
+}  // namespace r1dist::compat

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, from a fresh Debian 12 clone: install, build, write
+# the tiny model, then run configs/demo.toml on 2 MPI ranks and score sample sequences.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+source launch/env.sh
+bash tools/build.sh
+mkdir -p runs/demo
+[ -f runs/demo/model/config.json ] || ./build/r1dist init-model --preset tiny --out runs/demo/model --seed 3407
+mpirun -np 2 ./build/r1dist --cfg configs/demo.toml --dry-run
+mpirun -np 2 ./build/r1dist score --model runs/demo/model --ids configs/demo_ids.json --no-logprobs

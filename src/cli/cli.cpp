@@ -1,0 +1,76 @@
+#include "r1dist/cli.h"
+
+#include <cxxopts.hpp>
+
+#include <cstring>
+#include <iostream>
+
+#include "r1dist/dist.h"
+#include "r1dist/error.h"
+#include "r1dist/log.h"
+
+namespace r1dist {
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*fn)(int, char**);
+};
+
+const Command kCommands[] = {
+    {"init-model", "write an HF-format Qwen2 model directory with seeded random weights", cmd_init_model},
+    {"score", "mean NLL and per-token log-probs of token-id sequences under a model", cmd_score},
+    {"config", "print a validated config with every default filled in, or list every key", cmd_config},
+};
+
+void print_usage() {
+  std::cout << "r1dist " << R1DIST_VERSION
+            << ": QLoRA fine-tuning of DeepSeek-R1-Distill-Qwen models, measured.\n\n"
+               "usage:\n"
+               "  r1dist --cfg FILE [--set section.key=value ...] [--dry-run] [--log-all-ranks]\n"
+               "      run the job a config describes (under mpirun: one rank per GPU or CPU slot)\n"
+               "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
+  for (const auto& c : kCommands) std::printf("  %-12s %s\n", c.name, c.summary);
+  std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure\n";
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+  int code = 0;
+  try {
+    const auto& pg = dist_init(&argc, &argv);
+    log::set_rank(pg.rank, pg.world, false);
+    if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+      if (pg.rank == 0) print_usage();
+      code = argc < 2 ? 2 : 0;
+    } else if (!std::strcmp(argv[1], "--version")) {
+      if (pg.rank == 0) std::cout << "r1dist " << R1DIST_VERSION << "\n";
+    } else if (argv[1][0] == '-') {
+      code = cmd_run(argc, argv);
+    } else {
+      const Command* found = nullptr;
+      for (const auto& c : kCommands)
+        if (!std::strcmp(argv[1], c.name)) found = &c;
+      if (!found) throw UsageError(std::string("unknown command '") + argv[1] + "' (see r1dist --help)");
+      code = found->fn(argc - 1, argv + 1);
+    }
+  } catch (const UsageError& e) {
+    if (dist_group().rank == 0) log::error(e.what());
+    code = 2;
+  } catch (const cxxopts::exceptions::exception& e) {
+    if (dist_group().rank == 0) log::error(e.what(), " (see --help)");
+    code = 2;
+  } catch (const std::exception& e) {
+    log::error(e.what());
+    code = 1;
+  }
+  log::flush();
+  if (code != 0 && dist_group().world > 1) dist_abort(code);
+  dist_finalize();
+  return code;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,108 @@
+// r1dist score: per-sequence mean NLL and per-token log-probs, sequences spread over ranks.
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iostream>
+
+#include "r1dist/cli.h"
+#include "r1dist/cli_util.h"
+#include "r1dist/log.h"
+#include "r1dist/qwen2.h"
+
+namespace r1dist {
+
+namespace {
+
+using nlohmann::json;
+
+std::vector<std::vector<int64_t>> read_id_file(const std::string& path, int64_t vocab) {
+  std::ifstream f(path);
+  if (!f) throw UsageError("score: cannot open --ids file " + path);
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const json::exception& e) {
+    throw UsageError("score: " + path + " is not valid JSON: " + e.what());
+  }
+  if (!j.is_array() || j.empty())
+    throw UsageError("score: " + path + " must hold a non-empty JSON array of token-id arrays");
+  std::vector<std::vector<int64_t>> seqs;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const auto& s = j[i];
+    const std::string where = "score: " + path + ": sequence " + std::to_string(i);
+    if (!s.is_array()) throw UsageError(where + " is not an array");
+    if (s.size() < 2) throw UsageError(where + " has " + std::to_string(s.size()) + " tokens; scoring needs at least 2");
+    std::vector<int64_t> ids;
+    for (size_t k = 0; k < s.size(); ++k) {
+      if (!s[k].is_number_integer()) throw UsageError(where + ", position " + std::to_string(k) + ": not an integer");
+      const int64_t id = s[k].get<int64_t>();
+      if (id < 0 || id >= vocab)
+        throw UsageError(where + ", position " + std::to_string(k) + ": id " + std::to_string(id) +
+                         " is outside the model's vocabulary [0, " + std::to_string(vocab) + ")");
+      ids.push_back(id);
+    }
+    seqs.push_back(std::move(ids));
+  }
+  return seqs;
+}
+
+}  // namespace
+
+int cmd_score(int argc, char** argv) {
+  cxxopts::Options o("r1dist score",
+                     "Score token-id sequences: prints JSON on stdout with each sequence's mean "
+                     "negative log-likelihood (natural log, over positions 1..n-1) and its "
+                     "per-token log-probs. Under mpirun the sequences are spread over the ranks.");
+  o.add_options()
+      ("model", "Hugging Face model directory", cxxopts::value<std::string>())
+      ("ids", "JSON file: an array of token-id arrays", cxxopts::value<std::string>())
+      ("dtype", "compute dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))
+      ("no-logprobs", "print only the mean NLL of each sequence");
+  cxxopts::ParseResult r;
+  if (!parse_or_help(o, argc, argv, r)) return 0;
+  const auto& pg = dist_group();
+  const auto dir = required(r, o, "model");
+  const auto ids_path = required(r, o, "ids");
+  const auto device = parse_device(r["device"].as<std::string>(), pg.local_rank);
+  const auto dts = r["dtype"].as<std::string>();
+  const auto dtype = dts == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_compute_dtype(dts);
+  const bool with_logprobs = !r.count("no-logprobs");
+
+  const auto cfg = read_qwen2_config(dir);
+  const auto seqs = read_id_file(ids_path, cfg.vocab_size);
+  log::info("score: loading ", dir, " (", c10::toString(dtype), " on ", device.str(), ")");
+  auto model = Qwen2Model::load(dir, dtype, device);
+
+  json mine = json::array();
+  at::NoGradGuard no_grad;
+  for (size_t i = pg.rank; i < seqs.size(); i += pg.world) {
+    auto ids = at::tensor(seqs[i], at::kLong).unsqueeze(0);
+    auto logits = model.forward(ids).to(at::kFloat);                           // (1, T, V)
+    auto logp = at::log_softmax(logits.slice(1, 0, -1), -1);                   // (1, T-1, V)
+    auto target = ids.slice(1, 1).to(device).unsqueeze(-1);                    // (1, T-1, 1)
+    auto tok = logp.gather(-1, target).squeeze(-1).squeeze(0).to(at::kDouble).cpu();  // (T-1)
+    json e = {{"index", i}, {"n_tokens", seqs[i].size()},
+              {"mean_nll", -tok.mean().item<double>()}};
+    if (with_logprobs) {
+      std::vector<double> v(tok.data_ptr<double>(), tok.data_ptr<double>() + tok.numel());
+      e["logprobs"] = v;
+    }
+    mine.push_back(std::move(e));
+  }
+
+  const auto parts = dist_gather_strings(mine.dump());
+  if (pg.rank == 0) {
+    std::vector<json> all(seqs.size());
+    for (const auto& p : parts)
+      for (auto& e : json::parse(p)) all[e["index"].get<size_t>()] = e;
+    json out = {{"model", dir}, {"dtype", c10::toString(dtype)}, {"device", device.str()},
+                {"world_size", pg.world}, {"sequences", all}};
+    std::cout << out.dump(1) << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace r1dist

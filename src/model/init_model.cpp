@@ -1,0 +1,74 @@
+#include "r1dist/init_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "r1dist/error.h"
+#include "r1dist/log.h"
+#include "r1dist/safetensors.h"
+#include "r1dist/tensor_bytes.h"
+
+namespace r1dist {
+
+namespace {
+// Stable across compilers and machines (std::hash is not).
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::string& dir,
+                                            const InitModelOptions& opt) {
+  cfg.validate("init-model");
+  at::ScalarType dtype;
+  if (opt.dtype == "bf16") dtype = at::kBFloat16;
+  else if (opt.dtype == "fp32") dtype = at::kFloat;
+  else throw UsageError("init-model: --dtype must be bf16 or fp32, got '" + opt.dtype + "'");
+
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error("init-model: cannot create " + dir + ": " + ec.message());
+
+  Qwen2Config out_cfg = cfg;
+  out_cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  {
+    const std::string path = dir + "/config.json";
+    std::ofstream f(path);
+    f << qwen2_config_json(out_cfg);
+    if (!f) throw Error("init-model: cannot write " + path);
+  }
+
+  const auto table = qwen2_weight_table(cfg);
+  std::vector<st::WriteSpec> specs;
+  for (const auto& w : table) specs.push_back({w.name, to_st_dtype(dtype), w.shape});
+
+  size_t done = 0;
+  auto fill = [&](size_t i, uint8_t* dst, size_t nbytes) {
+    const auto& w = table[i];
+    at::Tensor t;
+    if (w.role == WeightRole::norm) {
+      t = at::ones(w.shape, at::kFloat);
+    } else if (w.role == WeightRole::bias && opt.bias_std <= 0) {
+      t = at::zeros(w.shape, at::kFloat);
+    } else {
+      auto gen = at::detail::createCPUGenerator(opt.seed * 1000003ull + fnv1a(w.name));
+      const double std = w.role == WeightRole::bias ? opt.bias_std : 0.02;
+      t = at::empty(w.shape, at::kFloat).normal_(0.0, std, gen);
+    }
+    t = t.to(dtype).contiguous();
+    check(size_t(t.nbytes()) == nbytes, "init-model: size mismatch for " + w.name);
+    std::memcpy(dst, t.data_ptr(), nbytes);
+    if (++done % 50 == 0 || done == table.size())
+      log::info("init-model: ", done, "/", table.size(), " tensors");
+  };
+  auto files = st::write_model_dir(dir, specs, fill, opt.max_shard_bytes);
+  return files;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,173 @@
+#include "r1dist/qwen2.h"
+
+#include <torch/torch.h>
+
+#include "r1dist/error.h"
+#include "r1dist/torch_compat.h"
+
+namespace r1dist {
+
+at::Tensor Projection::forward(const at::Tensor& x) const {
+  return at::linear(x, weight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
+}
+
+Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device)
+    : cfg_(cfg), dtype_(dtype), device_(device) {
+  cfg_.validate("Qwen2Model");
+  auto opts = at::TensorOptions().dtype(dtype).device(device);
+  layers_.resize(cfg.num_hidden_layers);
+  // Allocate from the weight table so that shapes live in one place.
+  auto slots = named_weights();
+  const auto table = qwen2_weight_table(cfg_);
+  check(slots.size() == table.size(), "Qwen2Model: weight table and module slots disagree");
+  for (size_t i = 0; i < table.size(); ++i) *slots[i].second = at::empty(table[i].shape, opts);
+}
+
+std::vector<std::pair<std::string, at::Tensor*>> Qwen2Model::named_weights() {
+  std::vector<std::pair<std::string, at::Tensor*>> out;
+  out.emplace_back("model.embed_tokens.weight", &embed_);
+  for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
+    auto& l = layers_[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    out.emplace_back(p + "input_layernorm.weight", &l.input_norm);
+    out.emplace_back(p + "self_attn.q_proj.weight", &l.q.weight);
+    out.emplace_back(p + "self_attn.q_proj.bias", &l.q.bias);
+    out.emplace_back(p + "self_attn.k_proj.weight", &l.k.weight);
+    out.emplace_back(p + "self_attn.k_proj.bias", &l.k.bias);
+    out.emplace_back(p + "self_attn.v_proj.weight", &l.v.weight);
+    out.emplace_back(p + "self_attn.v_proj.bias", &l.v.bias);
+    out.emplace_back(p + "self_attn.o_proj.weight", &l.o.weight);
+    out.emplace_back(p + "post_attention_layernorm.weight", &l.post_norm);
+    out.emplace_back(p + "mlp.gate_proj.weight", &l.gate.weight);
+    out.emplace_back(p + "mlp.up_proj.weight", &l.up.weight);
+    out.emplace_back(p + "mlp.down_proj.weight", &l.down.weight);
+  }
+  out.emplace_back("model.norm.weight", &final_norm_);
+  if (!cfg_.tie_word_embeddings) out.emplace_back("lm_head.weight", &lm_head_);
+  return out;
+}
+
+at::Tensor Qwen2Model::rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+  // fp32 statistics, cast back to the input dtype BEFORE the weight multiply (as HF).
+  auto x32 = x.to(at::kFloat);
+  auto y = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + cfg_.rms_norm_eps);
+  return w * y.to(x.scalar_type());
+}
+
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, int64_t offset,
+                                              int64_t length, at::ScalarType dtype,
+                                              at::Device device) {
+  auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  auto exponents = at::arange(0, head_dim, 2, f32.dtype(at::kLong)).to(at::kFloat) / double(head_dim);
+  auto inv_freq = 1.0 / at::pow(theta, exponents);                          // (D/2)
+  auto pos = at::arange(offset, offset + length, f32.dtype(at::kLong)).to(at::kFloat);
+  auto freqs = at::outer(pos, inv_freq);                                     // (T, D/2)
+  auto emb = at::cat({freqs, freqs}, -1);                                    // (T, D)
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+namespace {
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t h = x.size(-1) / 2;
+  return at::cat({-x.slice(-1, h), x.slice(-1, 0, h)}, -1);
+}
+
+// (B, n_kv, T, D) -> (B, n_kv * rep, T, D): query head h reads kv head h / rep.
+at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
+  if (rep == 1) return x;
+  const auto b = x.size(0), n = x.size(1), t = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, n, rep, t, d}).reshape({b, n * rep, t, d});
+}
+
+}  // namespace
+
+at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
+                                 const at::Tensor& sin, KVCache* cache, int layer) const {
+  const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
+  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
+  auto k = l.k.forward(x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
+  auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  if (cache) {
+    if (cache->k[layer].defined()) {
+      k = at::cat({cache->k[layer], k}, 2);
+      v = at::cat({cache->v[layer], v}, 2);
+    }
+    cache->k[layer] = k;
+    cache->v[layer] = v;
+  }
+  const int64_t rep = nh / nkv;
+  auto out = compat::causal_attention(q, repeat_kv(k, rep), repeat_kv(v, rep),
+                                      1.0 / std::sqrt(double(d)));   // (B, nh, T, D)
+  return l.o.forward(out.transpose(1, 2).reshape({b, t, nh * d}));
+}
+
+at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& x) const {
+  return l.down.forward(at::silu(l.gate.forward(x)) * l.up.forward(x));
+}
+
+at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache) const {
+  check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq), got " + std::to_string(ids.dim()) +
+                            " dims");
+  const int64_t offset = cache ? cache->length : 0;
+  const int64_t t = ids.size(1);
+  if (cache && cache->k.empty()) {
+    cache->k.resize(cfg_.num_hidden_layers);
+    cache->v.resize(cfg_.num_hidden_layers);
+  }
+  auto [cos, sin] = rope_tables(cfg_.head_dim, cfg_.rope_theta, offset, t, dtype_, device_);
+  auto h = at::embedding(embed_, ids.to(device_, at::kLong));
+  for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
+    const auto& l = layers_[i];
+    h = h + attention(l, rms_norm(h, l.input_norm), cos, sin, cache, i);
+    h = h + mlp(l, rms_norm(h, l.post_norm));
+  }
+  if (cache) cache->length += t;
+  return rms_norm(h, final_norm_);
+}
+
+at::Tensor Qwen2Model::lm_head(const at::Tensor& hidden) const {
+  return at::linear(hidden, cfg_.tie_word_embeddings ? embed_ : lm_head_);
+}
+
+LossSum causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t v = logits.size(-1);
+  auto shifted_logits = logits.slice(1, 0, logits.size(1) - 1).to(at::kFloat).reshape({-1, v});
+  auto shifted_labels = labels.slice(1, 1).to(logits.device(), at::kLong).reshape({-1});
+  LossSum out;
+  out.count = shifted_labels.ne(-100).sum().item<int64_t>();
+  out.sum = at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, -100);
+  return out;
+}
+
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  auto s = causal_lm_loss_sum(logits, labels);
+  return s.sum / double(std::max<int64_t>(s.count, 1));
+}
+
+at::ScalarType parse_compute_dtype(const std::string& s) {
+  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
+  if (s == "fp32" || s == "float32") return at::kFloat;
+  if (s == "fp16" || s == "float16") return at::kHalf;
+  throw UsageError("unknown dtype '" + s + "' (use bf16 or fp32)");
+}
+
+at::Device parse_device(const std::string& s, int local_rank) {
+  if (s == "auto") {
+    if (at::hasCUDA()) return at::Device(at::kCUDA, local_rank);
+    return at::Device(at::kCPU);
+  }
+  if (s == "cpu") return at::Device(at::kCPU);
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    if (!at::hasCUDA())
+      throw UsageError("device '" + s + "' requested but this build/machine has no CUDA" +
+                       "\nHINT: use --device cpu, or build against a CUDA libtorch");
+    return s == "cuda" ? at::Device(at::kCUDA, local_rank) : at::Device(s);
+  }
+  throw UsageError("unknown device '" + s + "' (use auto, cpu, cuda or cuda:N)");
+}
+
+}  // namespace r1dist
