@@ -1,0 +1,601 @@
+// TOML -> Config. One key table (keys()) drives parsing, validation, to_toml() and the key
+// docs; defaults come from the member initializers in config.h, never from this file.
+#include "r1dist/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <type_traits>
+#include <variant>
+
+#include "r1dist/error.h"
+
+namespace r1dist {
+namespace {
+
+// Where a key lives inside Config; the alternative is also the key's type.
+using Ref = std::variant<bool*, int*, int64_t*, double*, std::string*, std::vector<std::string>*>;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct Bounds {
+  double lo = -kInf, hi = kInf;
+  bool lo_open = false, hi_open = false;
+};
+Bounds closed(double lo, double hi) { return {lo, hi, false, false}; }
+Bounds at_least(double lo) { return {lo, kInf, false, true}; }
+Bounds above(double lo) { return {lo, kInf, true, true}; }
+Bounds below_one(double lo) { return {lo, 1, false, true}; }
+Bounds above_to_one(double lo) { return {lo, 1, true, false}; }
+
+enum : unsigned { kRequired = 1, kNonEmpty = 2 };
+
+struct Key {
+  const char* name;  // "section.key"; data.fields.* is one level deeper
+  Ref (*ref)(Config&);
+  const char* doc;
+  Bounds range = {};
+  const char* choices = nullptr;  // "a|b|c", for strings and for each entry of a list
+  unsigned flags = 0;
+  const char* aliases = nullptr;  // names other trainers (HF, axolotl) use; only for hints
+};
+
+#define R1_REF(member) [](Config& c) -> Ref { return &c.member; }
+
+const std::vector<Key>& keys() {
+  static const char* proj = "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj";
+  // clang-format off
+  static const std::vector<Key> table = {
+      // {key, member, doc,
+      //  range, choices, flags, aliases (other trainers' names, for hints)}
+      {"model.path", R1_REF(model.path), "HF model directory: config.json, *.safetensors.",
+       {}, nullptr, kRequired, "model_name_or_path base_model"},
+      {"model.dtype", R1_REF(model.dtype), "Compute dtype of activations and unquantized weights.",
+       {}, "bf16|fp32", 0, "torch_dtype"},
+      {"model.device", R1_REF(model.device), "auto = cuda when available, else cpu.",
+       {}, "auto|cpu|cuda"},
+      {"model.name", R1_REF(model.name), "Display name; empty = the directory name."},
+      {"lora.r", R1_REF(lora.r), "LoRA rank.",
+       closed(1, 1024), nullptr, 0, "rank lora_r"},
+      {"lora.alpha", R1_REF(lora.alpha), "The update is scaled by alpha / r.",
+       above(0), nullptr, 0, "lora_alpha"},
+      {"lora.dropout", R1_REF(lora.dropout), "Dropout on the adapter input while training.",
+       below_one(0), nullptr, 0, "lora_dropout"},
+      {"lora.targets", R1_REF(lora.targets), "Linear layers given an adapter, each once.",
+       {}, proj, kNonEmpty, "target_modules"},
+      {"lora.rslora", R1_REF(lora.rslora), "Scale by alpha / sqrt(r) (rank-stabilized LoRA).",
+       {}, nullptr, 0, "use_rslora"},
+      {"quant.mode", R1_REF(quant.mode), "nf4 = 4-bit NormalFloat (QLoRA); none = dtype.",
+       {}, "nf4|none", 0, "quant_type load_in_4bit"},
+      {"quant.double_quant", R1_REF(quant.double_quant), "Quantize nf4 scales to 8 bits.",
+       {}, nullptr, 0, "use_double_quant"},
+      {"data.path", R1_REF(data.path), "JSON or JSONL file of rows; required by train, not here.",
+       {}, nullptr, 0, "dataset dataset_path train_file data_path"},
+      {"data.format", R1_REF(data.format), "auto = from the file extension.",
+       {}, "auto|json|jsonl"},
+      {"data.fields.question", R1_REF(data.fields.question), "Column holding the question.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.cot", R1_REF(data.fields.cot), "Column holding the chain of thought.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.response", R1_REF(data.fields.response), "Column holding the answer.",
+       {}, nullptr, kNonEmpty},
+      {"data.n_samples", R1_REF(data.n_samples), "Rows to use; 0 = all.",
+       at_least(0), nullptr, 0, "max_samples num_samples"},
+      {"data.sample", R1_REF(data.sample), "First rows or a seeded random subset.",
+       {}, "first|random"},
+      {"data.eval_rows", R1_REF(data.eval_rows), "Held-out eval rows; not with eval_fraction.",
+       at_least(0)},
+      {"data.eval_fraction", R1_REF(data.eval_fraction), "Held-out fraction; not with eval_rows.",
+       below_one(0), nullptr, 0, "val_set_size test_size"},
+      {"data.template", R1_REF(data.template_text), "Prompt template; empty = built-in.",
+       {}, nullptr, 0, "prompt_template chat_template"},
+      {"data.train_on_prompt", R1_REF(data.train_on_prompt), "Also put loss on the prompt tokens.",
+       {}, nullptr, 0, "train_on_inputs"},
+      {"data.max_seq_len", R1_REF(data.max_seq_len), "Tokens per row after the template.",
+       closed(16, 131072), nullptr, 0, "max_seq_length max_length sequence_len cutoff_len"},
+      {"data.overlong", R1_REF(data.overlong), "Rows longer than max_seq_len.",
+       {}, "truncate|drop"},
+      {"data.on_bad_row", R1_REF(data.on_bad_row), "Rows missing a field or not strings.",
+       {}, "error|skip"},
+      {"data.group_by_length", R1_REF(data.group_by_length), "Batch similar lengths together."},
+      {"data.packing", R1_REF(data.packing), "Pack several rows into one max_seq_len sequence.",
+       {}, nullptr, 0, "sample_packing"},
+      {"data.threads", R1_REF(data.threads), "Tokenizer threads; 0 = hardware concurrency.",
+       closed(0, 256), nullptr, 0, "num_proc dataset_num_proc"},
+      {"train.seed", R1_REF(train.seed), "Seed for sampling, dropout and adapter init.",
+       at_least(0)},
+      {"train.lr", R1_REF(train.lr), "Peak learning rate.",
+       above_to_one(0), nullptr, 0, "learning_rate"},
+      {"train.steps", R1_REF(train.steps), "Optimizer steps; 0 = evaluation only.",
+       at_least(0), nullptr, 0, "max_steps"},
+      {"train.micro_batch", R1_REF(train.micro_batch), "Rows per forward pass on each rank.",
+       at_least(1), nullptr, 0, "per_device_train_batch_size micro_batch_size batch_size"},
+      {"train.grad_accum", R1_REF(train.grad_accum), "Micro-batches per optimizer step.",
+       at_least(1), nullptr, 0, "gradient_accumulation_steps"},
+      {"train.warmup_steps", R1_REF(train.warmup_steps), "Steps of linear warmup from 0 to lr.",
+       at_least(0)},
+      {"train.schedule", R1_REF(train.schedule), "Learning-rate decay after warmup.",
+       {}, "linear|cosine|constant", 0, "lr_scheduler_type lr_scheduler"},
+      {"train.weight_decay", R1_REF(train.weight_decay), "AdamW decoupled weight decay.",
+       at_least(0)},
+      {"train.adam_beta1", R1_REF(train.adam_beta1), "AdamW beta1.",
+       below_one(0)},
+      {"train.adam_beta2", R1_REF(train.adam_beta2), "AdamW beta2.",
+       below_one(0)},
+      {"train.adam_eps", R1_REF(train.adam_eps), "AdamW epsilon.",
+       above(0), nullptr, 0, "adam_epsilon"},
+      {"train.max_grad_norm", R1_REF(train.max_grad_norm), "Clip the global grad norm; 0 = off.",
+       at_least(0)},
+      {"train.checkpointing", R1_REF(train.checkpointing), "layer = recompute layers in backward.",
+       {}, "none|layer", 0, "gradient_checkpointing"},
+      {"eval.every_steps", R1_REF(eval.every_steps), "Evaluate every N steps; 0 = only at the end.",
+       at_least(0), nullptr, 0, "eval_steps"},
+      {"eval.max_kl", R1_REF(eval.max_kl), "Fail when KL(base || tuned) exceeds this; 0 = off.",
+       at_least(0)},
+      {"eval.kl_rows", R1_REF(eval.kl_rows), "Eval rows used for the KL check.",
+       at_least(1)},
+      {"eval.prompt", R1_REF(eval.prompt), "Prompt of the sample generation after training."},
+      {"eval.max_new_tokens", R1_REF(eval.max_new_tokens), "Token limit of the sample generation.",
+       closed(1, 32768)},
+      {"dist.backend", R1_REF(dist.backend), "auto = nccl on CUDA, else mpi.",
+       {}, "auto|nccl|mpi"},
+      {"dist.timeout_s", R1_REF(dist.timeout_s), "Seconds a collective may wait before abort.",
+       at_least(1)},
+      {"output.dir", R1_REF(output.dir), "Run directory: logs, checkpoints, adapter.",
+       {}, nullptr, kNonEmpty, "output_dir"},
+      {"output.keep", R1_REF(output.keep), "Checkpoints kept; older ones are deleted.",
+       at_least(1), nullptr, 0, "save_total_limit"},
+      {"output.save_every", R1_REF(output.save_every), "Checkpoint every N steps; 0 = at the end.",
+       at_least(0), nullptr, 0, "save_steps"},
+  };
+  // clang-format on
+  return table;
+}
+
+#undef R1_REF
+
+// Read-only callers use the same accessors; nothing is written through them.
+Ref ref_of(const Key& k, const Config& c) { return k.ref(const_cast<Config&>(c)); }
+
+const Key* find_key(const std::string& name) {
+  for (const Key& k : keys())
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; std::getline(in, w, sep);)
+    if (!w.empty()) out.push_back(w);
+  return out;
+}
+
+std::string parent_of(const std::string& p) {
+  auto dot = p.rfind('.');
+  return dot == std::string::npos ? "" : p.substr(0, dot);
+}
+std::string leaf_of(const std::string& p) { return p.substr(p.rfind('.') + 1); }
+std::string join_path(const std::string& a, std::string_view b) {
+  return a.empty() ? std::string(b) : a + "." + std::string(b);
+}
+
+// Distinct next path components below prefix ("" -> the section names), in table order.
+std::vector<std::string> children(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const Key& k : keys()) {
+    std::string name = k.name;
+    if (!prefix.empty() && name.rfind(prefix + ".", 0) != 0) continue;
+    std::string rest = prefix.empty() ? name : name.substr(prefix.size() + 1);
+    std::string next = rest.substr(0, rest.find('.'));
+    if (std::find(out.begin(), out.end(), next) == out.end()) out.push_back(next);
+  }
+  return out;
+}
+
+// Levenshtein with adjacent transpositions (optimal string alignment): "trian" -> 1.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] =
+          std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The closest candidate, or "" when none is close enough to be a plausible typo.
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates) {
+  size_t limit = std::max<size_t>(2, word.size() / 3), best = limit + 1;
+  std::string out;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best) best = d, out = c;
+  }
+  return out;
+}
+
+std::string suggest_key(const std::string& path) {
+  std::string leaf = leaf_of(path);
+  for (const Key& k : keys()) {
+    auto names = split(k.aliases ? k.aliases : "", ' ');
+    if (std::find(names.begin(), names.end(), leaf) != names.end()) return k.name;
+  }
+  for (const Key& k : keys())  // the same key in another section: 'train.every_steps'
+    if (leaf_of(k.name) == leaf) return k.name;
+  std::string near = nearest(leaf, children(parent_of(path)));
+  return near.empty() ? "" : join_path(parent_of(path), near);
+}
+
+std::string did_you_mean(const std::string& s, const char* open = "'", const char* close = "'") {
+  return s.empty() ? "" : std::string(" (did you mean ") + open + s + close + "?)";
+}
+
+std::string fmt_float(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back as v
+  std::string s(buf, res.ptr);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+// A TOML basic string.
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += char(c);
+    } else if (c == '\n' || c == '\t') {
+      out += c == '\n' ? "\\n" : "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04X", c);
+      out += esc;
+    } else {
+      out += char(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string render(const Ref& r) {
+  return std::visit(
+      [](auto* p) -> std::string {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>)
+          return *p ? "true" : "false";
+        else if constexpr (std::is_same_v<T, double>)
+          return fmt_float(*p);
+        else if constexpr (std::is_same_v<T, std::string>)
+          return quote(*p);
+        else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          std::string out = "[";
+          for (size_t i = 0; i < p->size(); ++i) out += (i ? ", " : "") + quote((*p)[i]);
+          return out + "]";
+        } else
+          return std::to_string(*p);
+      },
+      r);
+}
+
+const char* type_name(const Ref& r) {
+  static const char* names[] = {"bool", "int", "int", "float", "string", "string list"};
+  return names[r.index()];
+}
+const char* expected(const Ref& r) {
+  static const char* names[] = {"a boolean", "an integer", "an integer",
+                                "a float",   "a string",   "an array of strings"};
+  return names[r.index()];
+}
+const char* a_type(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
+  }
+}
+
+bool in_bounds(const Bounds& b, double x) {
+  return (b.lo_open ? x > b.lo : x >= b.lo) && (b.hi_open ? x < b.hi : x <= b.hi);
+}
+bool unbounded(const Bounds& b) { return b.lo == -kInf && b.hi == kInf; }
+std::string bounds_text(const Bounds& b) {
+  auto num = [](double v) {
+    return std::isfinite(v) && v == std::floor(v) ? std::to_string(int64_t(v)) : fmt_float(v);
+  };
+  return (b.lo_open ? "(" : "[") + num(b.lo) + ", " + num(b.hi) + (b.hi_open ? ")" : "]");
+}
+std::string choices_text(const char* choices) {
+  std::string out;
+  for (const auto& c : split(choices, '|')) out += (out.empty() ? "" : ", ") + c;
+  return out;
+}
+
+// Where a value came from: "file:line" for the file, the whole "--set k=v" for overrides.
+struct Origin {
+  std::string name;
+  bool is_file;
+  std::string at(const toml::source_region& s) const {
+    return is_file && s.begin.line ? name + ":" + std::to_string(s.begin.line) : name;
+  }
+};
+
+struct Loader {
+  std::string source;  // file name for messages; cfg.source_path stays "" for strings
+  Config cfg;
+  std::vector<std::string> problems;
+  std::map<std::string, std::string> set_at;  // key -> where a valid value came from
+  std::set<std::string> failed, skip;         // skip: keys an override replaces
+
+  void problem(const std::string& where, const std::string& what) {
+    problems.push_back(where + ": " + what);
+  }
+
+  // Empty when s is allowed for k, else the reason.
+  std::string check_choice(const Key& k, const std::string& s, const std::string& what) {
+    if (!k.choices) return "";
+    auto options = split(k.choices, '|');
+    if (std::find(options.begin(), options.end(), s) != options.end()) return "";
+    return what + " '" + s + "' is not one of " + choices_text(k.choices) +
+           did_you_mean(nearest(s, options));
+  }
+
+  void assign(const Key& k, const toml::node& n, const std::string& where) {
+    const std::string name = k.name;
+    std::string bad;
+    bool wrong_type = false;
+    std::visit(
+        [&](auto* p) {
+          using T = std::remove_pointer_t<decltype(p)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            if (auto v = n.as_boolean())
+              *p = v->get();
+            else
+              wrong_type = true;
+          } else if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t>) {
+            auto v = n.as_integer();
+            if (!v) return void(wrong_type = true);
+            int64_t x = v->get();
+            bool fits = !std::is_same_v<T, int> || (x >= INT_MIN && x <= INT_MAX);
+            if (fits && in_bounds(k.range, double(x)))
+              *p = T(x);
+            else
+              bad = name + " = " + std::to_string(x) + " is out of range " + bounds_text(k.range);
+          } else if constexpr (std::is_same_v<T, double>) {
+            // Integers are fine where a float is expected ("alpha = 16").
+            double x;
+            if (auto f = n.as_floating_point())
+              x = f->get();
+            else if (auto i = n.as_integer())
+              x = double(i->get());
+            else
+              return void(wrong_type = true);
+            if (!std::isfinite(x))
+              bad = name + " = " + fmt_float(x) + " is not a finite number";
+            else if (!in_bounds(k.range, x))
+              bad = name + " = " + fmt_float(x) + " is out of range " + bounds_text(k.range);
+            else
+              *p = x;
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            auto v = n.as_string();
+            if (!v) return void(wrong_type = true);
+            bad = check_choice(k, v->get(), name + " =");
+            if (bad.empty() && v->get().empty() && (k.flags & (kRequired | kNonEmpty)))
+              bad = name + " must not be empty";
+            if (bad.empty()) *p = v->get();
+          } else {
+            auto arr = n.as_array();
+            if (!arr) return void(wrong_type = true);
+            std::vector<std::string> out;
+            for (size_t i = 0; i < arr->size() && bad.empty(); ++i) {
+              auto s = (*arr)[i].as_string();
+              if (!s) {
+                bad = name + "[" + std::to_string(i) + "]: expected a string, got " +
+                      a_type((*arr)[i]);
+                break;
+              }
+              bad = check_choice(k, s->get(), name + " entry");
+              if (bad.empty() && std::find(out.begin(), out.end(), s->get()) != out.end())
+                bad = name + " entry '" + s->get() + "' is repeated";
+              out.push_back(s->get());
+            }
+            if (bad.empty() && out.empty() && (k.flags & kNonEmpty))
+              bad = name + " must not be empty";
+            if (bad.empty()) *p = std::move(out);
+          }
+        },
+        k.ref(cfg));
+    if (wrong_type) bad = name + ": expected " + expected(k.ref(cfg)) + ", got " + a_type(n);
+    if (bad.empty()) {
+      set_at[name] = where;
+      failed.erase(name);
+    } else {
+      failed.insert(name);
+      problem(where, bad);
+    }
+  }
+
+  // Walks a value at path: a key, a table of keys (section, data.fields) or a mistake.
+  void apply(const std::string& path, const toml::node& n, const Origin& o,
+             const toml::source_region& at) {
+    const std::string where = o.at(at);
+    if (const Key* k = find_key(path)) {
+      if (!skip.count(path)) assign(*k, n, where);
+    } else if (path.empty() || !children(path).empty()) {
+      auto t = n.as_table();
+      if (!t) return problem(where, path + ": expected a table, got " + a_type(n));
+      for (auto&& [key, child] : *t)
+        apply(join_path(path, key.str()), child, o,
+              key.source().begin.line ? key.source() : child.source());
+    } else if (path.find('.') == std::string::npos && n.is_table()) {
+      problem(where, "unknown section '[" + path + "]'" +
+                         did_you_mean(nearest(path, children("")), "'[", "]'"));
+    } else {
+      problem(where, "unknown key '" + path + "'" + did_you_mean(suggest_key(path)));
+    }
+  }
+
+  void check_whole() {
+    for (const Key& k : keys())
+      if ((k.flags & kRequired) && !set_at.count(k.name) && !failed.count(k.name))
+        problems.push_back(source + ": missing required key '" + k.name +
+                           "' (HINT: set it in the " + "file or pass --set " + k.name + "=VALUE)");
+    if (cfg.data.eval_rows != 0 && cfg.data.eval_fraction != 0)
+      problem(set_at["data.eval_fraction"],
+              "data.eval_rows and data.eval_fraction are mutually exclusive; set one of them to 0");
+  }
+};
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += (out.empty() ? "" : "\n") + l;
+  return out;
+}
+
+struct Override {
+  std::string path;
+  Origin origin;
+  toml::table holder;  // owns the parsed value under key "v"
+};
+
+// "section.key=value": the value is TOML when it parses as one value, else literal text.
+bool parse_override(const std::string& text, Override& out, std::vector<std::string>& problems) {
+  out.origin = {"--set " + text, false};
+  auto eq = text.find('=');
+  std::string path = eq == std::string::npos ? "" : text.substr(0, eq);
+  path.erase(0, path.find_first_not_of(" \t"));
+  path.erase(path.find_last_not_of(" \t") + 1);
+  if (path.empty()) {
+    problems.push_back(out.origin.name + ": expected section.key=value");
+    return false;
+  }
+  std::string raw = text.substr(eq + 1);
+  out.path = path;
+  try {
+    out.holder = toml::parse("v = " + raw);
+  } catch (const toml::parse_error&) {
+    out.holder = toml::table{};
+  }
+  // A key typed as string takes the text as written: --set output.dir=2024, model.path=/x/y.
+  const Key* k = find_key(path);
+  Config probe;
+  bool string_key = k && std::holds_alternative<std::string*>(k->ref(probe));
+  const toml::node* v = out.holder.size() == 1 ? out.holder.get("v") : nullptr;
+  if (!v || (string_key && !v->is_string())) out.holder = toml::table{{"v", raw}};
+  return true;
+}
+
+}  // namespace
+
+Config parse_config_string(const std::string& toml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides) {
+  Loader loader;
+  loader.source = source_name;
+  std::vector<Override> sets(overrides.size());
+  for (size_t i = 0; i < overrides.size(); ++i)
+    if (parse_override(overrides[i], sets[i], loader.problems)) loader.skip.insert(sets[i].path);
+
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    loader.problems.insert(loader.problems.begin(), source_name + ":" + std::to_string(b.line) +
+                                                        ":" + std::to_string(b.column) + ": " +
+                                                        std::string(e.description()));
+    throw UsageError(join_lines(loader.problems));
+  }
+  loader.apply("", doc, {source_name, true}, {});
+  loader.skip.clear();
+  for (const auto& s : sets)
+    if (!s.path.empty()) loader.apply(s.path, *s.holder.get("v"), s.origin, {});
+  loader.check_whole();
+  if (!loader.problems.empty()) throw UsageError(join_lines(loader.problems));
+  return loader.cfg;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw UsageError(path +
+                     ": cannot open config file (HINT: check the path; a relative one is "
+                     "read from the current directory)");
+  std::ostringstream text;
+  text << in.rdbuf();
+  Config cfg = parse_config_string(text.str(), path, overrides);
+  cfg.source_path = path;
+  return cfg;
+}
+
+std::string Config::to_toml() const {
+  std::string out, section;
+  for (const Key& k : keys()) {
+    std::string name = k.name;
+    auto dot = name.find('.');
+    if (name.substr(0, dot) != section) {
+      section = name.substr(0, dot);
+      out += (out.empty() ? "[" : "\n[") + section + "]\n";
+    }
+    // data.fields.* becomes the dotted key fields.question inside [data].
+    out += name.substr(dot + 1) + " = " + render(ref_of(k, *this)) + "\n";
+  }
+  return out;
+}
+
+bool operator==(const Config& a, const Config& b) {
+  for (const Key& k : keys()) {
+    bool same = std::visit([&](auto* p) { return *p == *std::get<decltype(p)>(ref_of(k, b)); },
+                           ref_of(k, a));
+    if (!same) return false;
+  }
+  return true;
+}
+bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+std::vector<ConfigKeyDoc> config_key_docs() {
+  const Config defaults;
+  std::vector<ConfigKeyDoc> out;
+  for (const Key& k : keys()) {
+    std::string doc = k.doc;
+    if (!unbounded(k.range)) doc += " Range " + bounds_text(k.range) + ".";
+    if (k.choices) doc += " One of: " + choices_text(k.choices) + ".";
+    if (k.flags & kRequired) doc += " Required.";
+    out.push_back({k.name, type_name(ref_of(k, defaults)), doc, render(ref_of(k, defaults))});
+  }
+  return out;
+}
+
+}  // namespace r1dist
