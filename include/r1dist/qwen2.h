@@ -8,21 +8,27 @@
 #include <utility>
 #include <vector>
 
+#include "r1dist/lora_linear.h"
 #include "r1dist/qwen2_config.h"
 
 namespace r1dist {
 
-// One projection y = x W^T (+ b). The place where the QLoRA issue adds NF4 storage and
-// adapters.
-struct Projection {
-  at::Tensor weight;  // (out, in)
-  at::Tensor bias;    // (out) or undefined
-  at::Tensor forward(const at::Tensor& x) const;
-};
-
 struct Qwen2Layer {
   at::Tensor input_norm, post_norm;  // (hidden)
-  Projection q, k, v, o, gate, up, down;
+  LoraLinear q, k, v, o, gate, up, down;
+  // "q_proj" ... "down_proj" -> the projection.
+  LoraLinear& proj(const std::string& module);
+};
+
+struct LoadOptions {
+  std::string quant = "none";  // "nf4": projections are quantised as they are read
+  bool double_quant = true;
+};
+
+// One adapted projection under its PEFT module path, e.g. model.layers.0.self_attn.q_proj.
+struct AdapterRef {
+  std::string module_path;
+  LoraLinear* layer;
 };
 
 // Keys and values of earlier positions, per layer: (B, n_kv, T_past, head_dim).
@@ -33,11 +39,27 @@ struct KVCache {
 
 class Qwen2Model {
  public:
-  // Allocates every weight (uninitialised) with `dtype` on `device`.
-  Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device);
+  // Allocates every weight (uninitialised, dense) with `dtype` on `device`.
+  Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device)
+      : Qwen2Model(cfg, dtype, device, /*allocate=*/true) {}
   // Reads DIR/config.json and the safetensors weights (single or sharded), converting them
-  // to `dtype` on `device`. Missing, unexpected or mis-shaped tensors are errors.
-  static Qwen2Model load(const std::string& dir, at::ScalarType dtype, at::Device device);
+  // to `dtype` on `device`, tensor by tensor (with NF4, each projection is quantised as it
+  // arrives, so peak memory stays near the quantised size). Missing, unexpected or
+  // mis-shaped tensors are errors.
+  static Qwen2Model load(const std::string& dir, at::ScalarType dtype, at::Device device,
+                         const LoadOptions& opt = {});
+
+  // Adds LoRA adapters to the named projections (PEFT init: A kaiming-uniform(a=sqrt(5)),
+  // B zeros, seeded per module). All A and B live in ONE flat fp32 buffer (and their grads
+  // in another) so that a data-parallel step all-reduces a single tensor.
+  void attach_lora(const LoraSpec& spec, const std::vector<std::string>& targets, uint64_t seed);
+  std::vector<AdapterRef> adapters();
+  // PEFT tensor names (base_model.model.<module>.lora_{A,B}.weight) -> views into lora_flat().
+  std::vector<std::pair<std::string, at::Tensor>> lora_named_parameters();
+  at::Tensor lora_flat() const { return lora_flat_; }
+  at::Tensor lora_flat_grad() const { return lora_flat_grad_; }
+  // Off: every projection computes its frozen base only (the untouched model).
+  void set_adapters_enabled(bool on);
 
   const Qwen2Config& config() const { return cfg_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -56,6 +78,7 @@ class Qwen2Model {
   std::vector<std::pair<std::string, at::Tensor*>> named_weights();
 
  private:
+  Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
   at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer) const;
@@ -68,6 +91,7 @@ class Qwen2Model {
   std::vector<Qwen2Layer> layers_;
   at::Tensor final_norm_;
   at::Tensor lm_head_;  // undefined when tie_word_embeddings
+  at::Tensor lora_flat_, lora_flat_grad_;
 };
 
 // (cos, sin), each (T, head_dim) in `dtype`, for positions offset..offset+T-1 (HF rotate_half

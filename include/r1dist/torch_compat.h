@@ -2,6 +2,9 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/version.h>
+#ifdef R1DIST_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define R1DIST_HAS_SDPA 1  // at::scaled_dot_product_attention with a scale argument
@@ -27,6 +30,15 @@ inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, con
   scores = scores.masked_fill(mask, -std::numeric_limits<double>::infinity());
   auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
   return at::matmul(probs, v);
+}
+
+// Waits for all work queued on `d` (no-op on the CPU): for host-clock timing.
+inline void synchronize(const at::Device& d) {
+#ifdef R1DIST_WITH_CUDA
+  if (d.is_cuda()) c10::cuda::device_synchronize();
+#else
+  (void)d;
+#endif
 }
 
 }  // namespace r1dist::compat

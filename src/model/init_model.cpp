@@ -8,20 +8,12 @@
 #include <fstream>
 
 #include "r1dist/error.h"
+#include "r1dist/hash.h"
 #include "r1dist/log.h"
 #include "r1dist/safetensors.h"
 #include "r1dist/tensor_bytes.h"
 
 namespace r1dist {
-
-namespace {
-// Stable across compilers and machines (std::hash is not).
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-}  // namespace
 
 std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::string& dir,
                                             const InitModelOptions& opt) {

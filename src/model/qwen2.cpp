@@ -7,15 +7,23 @@
 
 namespace r1dist {
 
-at::Tensor Projection::forward(const at::Tensor& x) const {
-  return at::linear(x, weight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
+LoraLinear& Qwen2Layer::proj(const std::string& m) {
+  if (m == "q_proj") return q;
+  if (m == "k_proj") return k;
+  if (m == "v_proj") return v;
+  if (m == "o_proj") return o;
+  if (m == "gate_proj") return gate;
+  if (m == "up_proj") return up;
+  if (m == "down_proj") return down;
+  throw Error("unknown projection '" + m + "'");
 }
 
-Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device)
+Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate)
     : cfg_(cfg), dtype_(dtype), device_(device) {
   cfg_.validate("Qwen2Model");
-  auto opts = at::TensorOptions().dtype(dtype).device(device);
   layers_.resize(cfg.num_hidden_layers);
+  if (!allocate) return;
+  auto opts = at::TensorOptions().dtype(dtype).device(device);
   // Allocate from the weight table so that shapes live in one place.
   auto slots = named_weights();
   const auto table = qwen2_weight_table(cfg_);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "r1dist/error.h"
+#include "r1dist/log.h"
 #include "r1dist/qwen2.h"
 #include "r1dist/safetensors.h"
 #include "r1dist/tensor_bytes.h"
@@ -28,15 +29,10 @@ std::string list_some(const std::vector<std::string>& names) {
   return out;
 }
 
-}  // namespace
-
-Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::Device device) {
-  const Qwen2Config cfg = read_qwen2_config(dir);
-  const auto ckpt = st::Checkpoint::open_dir(dir);
-  Qwen2Model model(cfg, dtype, device);
-
-  const auto table = qwen2_weight_table(cfg);
-  std::vector<std::string> missing, bad_shape;
+// Compares the checkpoint's names and shapes with the weight table; every problem at once.
+void check_against_table(const st::Checkpoint& ckpt, const std::vector<WeightSpec>& table,
+                         const std::string& dir) {
+  std::vector<std::string> missing, bad_shape, unexpected;
   std::set<std::string> expected;
   for (const auto& w : table) {
     expected.insert(w.name);
@@ -49,25 +45,54 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
       bad_shape.push_back(w.name + ": shape " + shape_str(info.shape) + " != expected " +
                           shape_str(w.shape) + " (" + ckpt.file_of(w.name) + ")");
   }
-  std::vector<std::string> unexpected;
   for (const auto& n : ckpt.names())
     if (!expected.count(n)) unexpected.push_back(n);
+  if (missing.empty() && bad_shape.empty() && unexpected.empty()) return;
+  std::string msg = "loading " + dir + ": the checkpoint does not match config.json";
+  if (!missing.empty()) msg += "\n  missing " + std::to_string(missing.size()) + " tensors:" + list_some(missing);
+  if (!bad_shape.empty()) msg += "\n  wrong shape:" + list_some(bad_shape);
+  if (!unexpected.empty())
+    msg += "\n  unexpected " + std::to_string(unexpected.size()) + " tensors:" + list_some(unexpected);
+  throw Error(msg);
+}
 
-  if (!missing.empty() || !bad_shape.empty() || !unexpected.empty()) {
-    std::string msg = "loading " + dir + ": the checkpoint does not match config.json";
-    if (!missing.empty()) msg += "\n  missing " + std::to_string(missing.size()) + " tensors:" + list_some(missing);
-    if (!bad_shape.empty()) msg += "\n  wrong shape:" + list_some(bad_shape);
-    if (!unexpected.empty())
-      msg += "\n  unexpected " + std::to_string(unexpected.size()) + " tensors:" + list_some(unexpected);
-    throw Error(msg);
-  }
+}  // namespace
 
-  for (auto& [name, slot] : model.named_weights()) {
+Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::Device device,
+                            const LoadOptions& opt) {
+  if (opt.quant != "none" && opt.quant != "nf4")
+    throw UsageError("quant.mode '" + opt.quant + "' is not one of none, nf4");
+  const Qwen2Config cfg = read_qwen2_config(dir);
+  const auto ckpt = st::Checkpoint::open_dir(dir);
+  const auto table = qwen2_weight_table(cfg);
+  check_against_table(ckpt, table, dir);
+
+  Qwen2Model model(cfg, dtype, device, /*allocate=*/false);
+  const auto to_compute = at::TensorOptions().dtype(dtype).device(device);
+  for (const auto& w : table) {
     try {
-      *slot = tensor_from_bytes(ckpt.info(name), ckpt.data(name))
-                  .to(at::TensorOptions().dtype(dtype).device(device), false, /*copy=*/true);
-    } catch (const std::exception& e) {
-      throw Error("loading " + name + " from " + ckpt.file_of(name) + ": " + e.what());
+      auto raw = tensor_from_bytes(ckpt.info(w.name), ckpt.data(w.name));
+      if (w.role == WeightRole::projection && opt.quant == "nf4") {
+        // Quantised from the stored values (not from a rounded compute-dtype copy).
+        auto& p = model.layers_[w.layer].proj(w.module);
+        p.qweight = nf4::quantize(raw.to(device), opt.double_quant, w.name);
+        p.quantized = true;
+        continue;
+      }
+      auto t = raw.to(to_compute, false, /*copy=*/true);
+      switch (w.role) {
+        case WeightRole::embedding: model.embed_ = t; break;
+        case WeightRole::lm_head: model.lm_head_ = t; break;
+        case WeightRole::projection: model.layers_[w.layer].proj(w.module).weight = t; break;
+        case WeightRole::bias: model.layers_[w.layer].proj(w.module).bias = t; break;
+        case WeightRole::norm:
+          if (w.layer < 0) model.final_norm_ = t;
+          else if (w.name.find("input_layernorm") != std::string::npos) model.layers_[w.layer].input_norm = t;
+          else model.layers_[w.layer].post_norm = t;
+          break;
+      }
+    } catch (const Error& e) {
+      throw Error("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
     }
   }
   return model;

@@ -1,0 +1,57 @@
+// NF4 storage of frozen base weights, bitsandbytes-compatible (shared/SPEC.md §6): blocks of
+// 64 with a per-block absmax, two 4-bit codes per byte (first element in the HIGH nibble),
+// and double quantisation of the absmax (mean offset, blocks of 256, signed 8-bit dynamic map).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace r1dist::nf4 {
+
+constexpr int64_t kBlock = 64;
+constexpr int64_t kNestedBlock = 256;
+
+// The 16 NF4 code values, index 0..15.
+const std::array<float, 16>& code();
+// bitsandbytes create_dynamic_map(signed=True): 256 sorted fp32 values in [-1, 1].
+const std::vector<float>& dynamic_map();
+
+struct NF4Tensor {
+  std::vector<int64_t> shape;  // of the original weight, e.g. (out, in)
+  int64_t numel = 0;
+  at::Tensor packed;           // uint8 (ceil(numel / 2)), first element in the high nibble
+  at::Tensor code;             // fp32 (16): the code book (from the file for bnb checkpoints)
+  bool double_quant = true;
+  at::Tensor absmax;           // fp32 (n_blocks), only when !double_quant
+  at::Tensor absmax_q;         // uint8 (n_blocks): index into code8
+  at::Tensor absmax_scale;     // fp32 (ceil(n_blocks / 256))
+  at::Tensor code8;            // fp32 (256)
+  float absmax_offset = 0.0f;  // mean of the absmax values
+
+  int64_t n_blocks() const { return (numel + kBlock - 1) / kBlock; }
+  // Bytes held on the device for this weight (codes + absmax storage + code books).
+  int64_t storage_bytes() const;
+  at::Device device() const { return packed.device(); }
+  NF4Tensor to(at::Device d) const;
+};
+
+// Quantises any floating tensor (on its device). NaN or Inf is refused with an error naming
+// `what` and the first bad flat index.
+NF4Tensor quantize(const at::Tensor& w, bool double_quant = true, const std::string& what = "weight");
+// The per-block absmax (fp32, n_blocks) after undoing the double quantisation.
+at::Tensor absmax(const NF4Tensor& q);
+// The weight in `dtype`, shape q.shape, on q's device: ATen ops on the CPU, a CUDA kernel on
+// the GPU build.
+at::Tensor dequantize(const NF4Tensor& q, at::ScalarType dtype);
+// Reference dequantisation with ATen ops only (any device); what the CUDA kernel is tested against.
+at::Tensor dequantize_reference(const NF4Tensor& q, at::ScalarType dtype);
+
+#ifdef R1DIST_WITH_CUDA
+// src/quant/nf4_cuda.cu
+at::Tensor dequantize_cuda(const NF4Tensor& q, at::ScalarType dtype);
+#endif
+
+}  // namespace r1dist::nf4
