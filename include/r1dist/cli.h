@@ -14,5 +14,6 @@ int cmd_run(int argc, char** argv);         // --cfg FILE (the main job)
 int cmd_init_model(int argc, char** argv);
 int cmd_score(int argc, char** argv);
 int cmd_config(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 
 }  // namespace r1dist
