@@ -69,11 +69,11 @@ inline double max_rel_err(const at::Tensor& a, const at::Tensor& b, double tol, 
   const double err = diff.max().item<double>() / std::max(b64.abs().max().item<double>(), 1e-30);
   if (!(err < tol)) {
     auto flat = diff.flatten();
-    auto top = flat.topk(std::min<int64_t>(5, flat.numel()));
+    auto [top_values, top_index] = flat.topk(std::min<int64_t>(5, flat.numel()));
     std::ostringstream os;
     os << what << ": max rel err " << err << " >= " << tol << "; worst elements (flat index: got vs want):";
-    for (int64_t i = 0; i < top.values.numel(); ++i) {
-      const int64_t k = std::get<1>(top)[i].item<int64_t>();
+    for (int64_t i = 0; i < top_index.numel(); ++i) {
+      const int64_t k = top_index[i].item<int64_t>();
       os << "\n  [" << k << "] " << a64.flatten()[k].item<double>() << " vs " << b64.flatten()[k].item<double>();
     }
     ADD_FAILURE() << os.str();

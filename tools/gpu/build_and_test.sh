@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# On the GPU machine (Ubuntu 24.04, libtorch 2.11+cu130 inside the Python torch install,
+# toml++ carried in .deps/toml): build r1dist against CUDA libtorch and run the whole suite.
+# Logs go to $OUT (or /tmp/r1dist-gpu) for the caller to keep.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/r1dist-gpu}
+mkdir -p "$OUT"
+source launch/env.sh
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+t0=$(date +%s)
+BUILD_DIR=build-gpu JOBS=16 bash tools/build.sh 2>&1 | tail -n 30 | tee "$OUT/build.log"
+echo "build: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/build.log"
+[ -x build-gpu/tests/r1dist_tests ] || { echo "build failed"; exit 1; }
+(cd build-gpu && ctest --output-on-failure -j 8 2>&1) | tail -n 40 | tee "$OUT/ctest.log"
+./build-gpu/tests/r1dist_tests --gtest_filter='*Parity*' 2>&1 | grep -E "rel err|OK|FAILED|SKIPPED" | tee "$OUT/parity.log"
