@@ -1,5 +1,5 @@
-// PCRE2 10.42 (Debian 12) with UTF + UCP + JIT. Its Unicode tables are version 14.0, the
-// same as the Oniguruma 6.9.8 that HF tokenizers bundles; \p{L} and \p{N} are the same
+// PCRE2 10.42 (Debian 12) with UTF + UCP + JIT. Its Unicode tables are version 14.0, of
+// the age of the Oniguruma 6.9.x that HF tokenizers bundles; \p{L} and \p{N} are the same
 // general categories in both. Case-insensitive groups fold with Unicode simple case
 // folding in both engines ('S and 'ſ match (?i:'s)).
 #include "tokenizer/pretokenizer.h"
