@@ -5,8 +5,9 @@
 
 namespace r1dist::tok {
 
-void BpeMerges::grow() {
-  const size_t cap = table_.empty() ? 1024 : table_.size() * 2;
+void BpeMerges::grow() { rehash(table_.empty() ? 1024 : table_.size() * 2); }
+
+void BpeMerges::rehash(size_t cap) {
   std::vector<Entry> old;
   old.swap(table_);
   table_.assign(cap, Entry{kEmpty, kNoRank, -1});
@@ -18,6 +19,13 @@ void BpeMerges::grow() {
     while (table_[i].key != kEmpty) i = (i + 1) & mask_;
     table_[i] = e;
   }
+}
+
+void BpeMerges::reserve(size_t n) {
+  by_rank_.reserve(n);
+  size_t cap = 1024;
+  while (cap < 2 * (n + 1)) cap *= 2;
+  if (cap > table_.size()) rehash(cap);
 }
 
 bool BpeMerges::add(int32_t left, int32_t right, int32_t merged) {

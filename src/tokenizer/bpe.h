@@ -15,6 +15,7 @@ class BpeMerges {
   // Rank = order of the calls. Returns false if the pair was already present (a duplicate
   // merge keeps its first, lowest rank, as in HF).
   bool add(int32_t left, int32_t right, int32_t merged);
+  void reserve(size_t n);
   size_t size() const { return by_rank_.size(); }
 
   // Rank of the pair (kNoRank if none); *merged receives the merged id.
@@ -51,6 +52,7 @@ class BpeMerges {
   static uint64_t pack(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
   size_t slot(uint64_t key) const { return size_t((key * 0x9E3779B97F4A7C15ULL) >> shift_); }
   void grow();
+  void rehash(size_t capacity);  // a power of two
 
   std::vector<Entry> table_;
   std::vector<Merge> by_rank_;

@@ -399,9 +399,11 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
     if (!present[id]) continue;
     t.token_bytes[id] = token_to_bytes(t.id_to_token[id]);
   }
+  t.token_to_id.reserve(size_t(t.vocab_size));
   for (int32_t id = 0; id < t.vocab_size; ++id)
     if (present[id]) t.token_to_id[t.id_to_token[id]] = id;
   for (const auto& tk : added_tokens) t.token_to_id[t.id_to_token[tk.id]] = tk.id;  // added wins
+  if (t.ignore_merges) t.bytes_to_id.reserve(size_t(t.vocab_size));
   if (t.ignore_merges)
     for (int32_t id = 0; id < t.vocab_size; ++id)
       if (present[id]) t.bytes_to_id.emplace(t.token_bytes[id], id);
@@ -419,7 +421,8 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
 
   const json& merges = L.need(m, "merges", "model");
   if (!merges.is_array()) L.fail("model.merges", "must be an array");
-  std::string a, b;
+  std::string a, b, ab;
+  t.merges.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
     const auto& mj = merges[i];
     const std::string at = "model.merges[" + std::to_string(i) + "]";
@@ -431,12 +434,13 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
     } else if (mj.is_array() && mj.size() == 2 && mj[0].is_string() && mj[1].is_string()) {
-      a = mj[0].get<std::string>();
-      b = mj[1].get<std::string>();
+      a = mj[0].get_ref<const std::string&>();
+      b = mj[1].get_ref<const std::string&>();
     } else {
       L.fail(at, "must be \"a b\" or [\"a\", \"b\"]");
     }
-    auto ia = t.token_to_id.find(a), ib = t.token_to_id.find(b), im = t.token_to_id.find(a + b);
+    ab.assign(a).append(b);
+    auto ia = t.token_to_id.find(a), ib = t.token_to_id.find(b), im = t.token_to_id.find(ab);
     if (ia == t.token_to_id.end()) L.fail(at, "'" + a + "' is not in model.vocab");
     if (ib == t.token_to_id.end()) L.fail(at, "'" + b + "' is not in model.vocab");
     if (im == t.token_to_id.end()) L.fail(at, "the merged token '" + a + b + "' is not in model.vocab");
