@@ -140,6 +140,28 @@ TEST(TokenizerBpe, MergesByRankLeftmostFirst) {
   EXPECT_EQ(t.encode(lng), std::vector<int32_t>(250, xx));
 }
 
+// HF semantics of the added-token flags: lstrip/rstrip swallow the whitespace around the
+// token; a `normalized` token is matched in the NFC text, a raw one only in the raw text.
+TEST(TokenizerAdded, StripAndNormalizedFlags) {
+  TempDir tmp;
+  auto j = tiny_tokenizer({}, json::array());
+  j["added_tokens"].push_back({{"id", 258}, {"content", "<s>"}, {"lstrip", true}, {"rstrip", true}, {"normalized", false}, {"special", true}});
+  j["added_tokens"].push_back({{"id", 259}, {"content", "\u00E9"}, {"normalized", true}, {"special", false}});
+  j["added_tokens"].push_back({{"id", 260}, {"content", "\u00F1"}, {"normalized", false}, {"special", false}});
+  const auto t = Tokenizer::load(write_tokenizer(tmp, j));
+  using V = std::vector<int32_t>;
+  EXPECT_EQ(t.encode("a \t <s>\n b"), (V{'a', 258, 'b'}));
+  EXPECT_EQ(t.encode("<s> x"), (V{258, 'x'}));
+  EXPECT_EQ(t.encode("xe\u0301y"), (V{'x', 259, 'y'}));   // NFC makes the token appear
+  EXPECT_EQ(t.encode("x\u00E9y"), (V{'x', 259, 'y'}));
+  EXPECT_EQ(t.encode("x\u00F1y"), (V{'x', 260, 'y'}));
+  EXPECT_EQ(t.encode("xn\u0303y"), (V{'x', 0xC3, 0xB1, 'y'}));  // raw-only token: not matched after NFC
+  // HF's ByteLevel decoder also maps an added token through the byte table when every
+  // character of it is in the table: "é" (U+00E9) is byte 0xE9 there, alone not UTF-8.
+  EXPECT_EQ(t.decode({'a', 258, 259}, true), "a\xEF\xBF\xBD");
+  EXPECT_EQ(t.decode({258, 259, 0xA9, 0xA9}), "<s>\u9A69");  // E9 A9 A9 is one character
+}
+
 // The quadratic and the heap merge loops must give the same ids; checked on the real
 // Qwen merges over random words of letters drawn from common tokens.
 TEST(TokenizerBpe, SmallAndHeapMergeAgree) {

@@ -45,6 +45,7 @@ class Tokenizer {
   struct Impl;
 
  private:
+  Tokenizer() = default;  // only load() makes one, so a Tokenizer always has tables
   std::shared_ptr<const Impl> impl_;
 };
 

@@ -300,8 +300,9 @@ struct Loader {
     if (!m.is_object()) fail(where, "must be a JSON object");
     const std::string type = m.contains("type") ? str(m["type"], "model.type") : "BPE";
     if (type != "BPE") fail("model.type", "'" + type + "' is not supported (supported: BPE)");
-    if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0)
-      fail("model.dropout", "BPE dropout is not supported");
+    if (m.contains("dropout") && !m["dropout"].is_null() &&
+        (!m["dropout"].is_number() || m["dropout"].get<double>() != 0.0))
+      fail("model.dropout", "BPE dropout is not supported (must be null or 0)");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (m.contains(k) && !m[k].is_null() && !str(m[k], std::string("model.") + k).empty())
         fail(std::string("model.") + k, "a non-empty value is not supported");
