@@ -4,11 +4,12 @@
 Reads the parity corpus (JSON Lines: a JSON string per line, or an object with "text"),
 encodes every text with HF `tokenizers` on ONE thread (no special tokens, as r1dist's
 default), compares with the ids r1dist wrote for the same corpus (`r1dist tokenize --jsonl`,
-one JSON array per line), and times single-thread encoding. Prints one summary line; exits 1
-on any mismatch.
+one JSON array per line), optionally compares HF's decoding of those ids with r1dist's
+(`r1dist tokenize --jsonl IDS --decode`), and times single-thread encoding. Prints one
+summary line; exits 1 on any mismatch.
 
   python3 tools/reference/hf_tokenizers_parity.py --tokenizer DIR --corpus CORPUS.jsonl \
-      --ids R1DIST_IDS.jsonl [--out HF_IDS.jsonl] [--repeat 3]
+      --ids R1DIST_IDS.jsonl [--decoded R1DIST_DECODED.jsonl] [--out HF_IDS.jsonl] [--repeat 3]
 """
 import argparse
 import json
@@ -36,6 +37,7 @@ def main():
     ap.add_argument("--tokenizer", required=True, help="directory with tokenizer.json")
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--ids", required=True, help="r1dist's ids for the corpus")
+    ap.add_argument("--decoded", help="r1dist's decoding of its ids (JSON strings, one per line)")
     ap.add_argument("--out", help="write HF's ids here (JSON Lines)")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
@@ -66,12 +68,20 @@ def main():
         print(f"  mismatch text {i} {json.dumps(texts[i][:120], ensure_ascii=False)}: first difference at id {k}: "
               f"HF {h[k:k + 5]} r1dist {w[k:k + 5]} ({len(h)} vs {len(w)} ids)", file=sys.stderr)
 
-    # decode parity: HF's decode of r1dist's ids
-    dec_bad = sum(1 for i in range(len(texts)) if want[i] and tok.decode(want[i], skip_special_tokens=False)
-                  != tok.decode(hf[i], skip_special_tokens=False))
+    # decode parity: HF's decoding of r1dist's ids against r1dist's own
+    dec_bad = 0
+    if a.decoded:
+        mine = read_jsonl(a.decoded)
+        for i in range(len(texts)):
+            theirs = tok.decode(want[i], skip_special_tokens=False)
+            if theirs != mine[i]:
+                dec_bad += 1
+                if dec_bad <= 5:
+                    print(f"  decode mismatch text {i}: HF {json.dumps(theirs[:80], ensure_ascii=False)} "
+                          f"r1dist {json.dumps(mine[i][:80], ensure_ascii=False)}", file=sys.stderr)
     mb = nbytes / 1e6
     print(f"hf_tokenizers {tokenizers.__version__}: {len(texts)} texts, {nbytes} bytes, {sum(map(len, hf))} tokens, "
-          f"{len(bad)} id mismatches, {dec_bad} decode mismatches vs r1dist; single-thread encode "
+          f"{len(bad)} id mismatches, {dec_bad if a.decoded else 'unchecked'} decode mismatches vs r1dist; single-thread encode "
           f"first pass {mb / seconds[0]:.2f} MB/s, best of {a.repeat} {mb / min(seconds):.2f} MB/s")
     return 1 if bad or dec_bad else 0
 
