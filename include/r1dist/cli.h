@@ -15,5 +15,6 @@ int cmd_init_model(int argc, char** argv);
 int cmd_score(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 
 }  // namespace r1dist

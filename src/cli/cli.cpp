@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"init-model", "write an HF-format Qwen2 model directory with seeded random weights", cmd_init_model},
     {"score", "mean NLL and per-token log-probs of token-id sequences under a model", cmd_score},
     {"config", "print a validated config with every default filled in, or list every key", cmd_config},
+    {"tokenize", "text to token ids with a model's tokenizer.json, or ids back to text", cmd_tokenize},
     {"bench", "benchmarks that print measured figures (nf4)", cmd_bench},
 };
 

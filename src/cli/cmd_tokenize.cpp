@@ -1,0 +1,154 @@
+// r1dist tokenize: text to ids and back with a model's tokenizer.json.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "r1dist/cli.h"
+#include "r1dist/cli_util.h"
+#include "r1dist/tokenizer.h"
+
+namespace r1dist {
+
+namespace {
+
+using nlohmann::json;
+
+std::string read_all(const std::string& path) {
+  if (path == "-") {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw UsageError("tokenize: cannot open " + path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// "[1, 2, 3]" (JSON) or "1 2 3" / "1,2,3".
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& where) {
+  std::vector<int32_t> ids;
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && s[first] == '[') {
+    json j;
+    try {
+      j = json::parse(s);
+    } catch (const json::exception& e) {
+      throw UsageError("tokenize --decode: " + where + " is not valid JSON: " + e.what());
+    }
+    for (const auto& v : j) {
+      if (!v.is_number_integer()) throw UsageError("tokenize --decode: " + where + ": ids must be integers");
+      ids.push_back(v.get<int32_t>());
+    }
+    return ids;
+  }
+  std::string t = s;
+  for (char& c : t)
+    if (c == ',') c = ' ';
+  std::istringstream in(t);
+  std::string tok;
+  while (in >> tok) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != tok.size()) throw UsageError("tokenize --decode: " + where + ": '" + tok + "' is not an integer id");
+    ids.push_back(int32_t(v));
+  }
+  return ids;
+}
+
+std::string ids_text(const std::vector<int32_t>& ids, bool as_json) {
+  if (as_json) return json(ids).dump();
+  std::string out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ' ';
+    out += std::to_string(ids[i]);
+  }
+  return out;
+}
+
+int run_jsonl(const Tokenizer& tok, const std::string& path, bool decode, bool add_special, bool skip_special,
+              int threads) {
+  const std::string all = read_all(path);
+  std::vector<std::string> lines;
+  std::istringstream in(all);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  if (decode) {
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const auto ids = parse_ids(lines[i], path + " line " + std::to_string(i + 1));
+      std::cout << json(tok.decode(ids, skip_special)).dump() << "\n";
+    }
+    return 0;
+  }
+  std::vector<std::string> texts;
+  texts.reserve(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    json j;
+    try {
+      j = json::parse(lines[i]);
+    } catch (const json::exception& e) {
+      throw UsageError("tokenize --jsonl: " + path + " line " + std::to_string(i + 1) + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_string())
+      throw UsageError("tokenize --jsonl: " + path + " line " + std::to_string(i + 1) + ": must be a JSON string");
+    texts.push_back(j.get<std::string>());
+  }
+  const auto out = tok.encode_batch(texts, threads, add_special);
+  std::string buf;
+  for (const auto& ids : out) {
+    buf += json(ids).dump();
+    buf += '\n';
+  }
+  std::cout << buf;
+  return 0;
+}
+
+}  // namespace
+
+int cmd_tokenize(int argc, char** argv) {
+  cxxopts::Options o("r1dist tokenize",
+                     "Text to token ids with a model's tokenizer.json, or ids back to text (--decode). "
+                     "No special tokens are added unless --add-special is given.");
+  o.add_options()
+      ("tokenizer", "model directory with tokenizer.json (or the file itself)", cxxopts::value<std::string>())
+      ("text", "the input: a text, or with --decode ids ('1 2 3' or '[1,2,3]')", cxxopts::value<std::string>())
+      ("file", "read the input from a file, bytes as they are ('-': stdin)", cxxopts::value<std::string>())
+      ("jsonl", "batch mode: one JSON string per line in, one id array per line out (with --decode: "
+                "id arrays in, JSON strings out); '-': stdin", cxxopts::value<std::string>())
+      ("decode", "ids in, text out")
+      ("json", "print ids as a JSON array (decode: the text as a JSON string)")
+      ("add-special", "apply the post-processor (R1: prepend <｜begin▁of▁sentence｜>)")
+      ("skip-special", "decode: leave out special tokens")
+      ("threads", "threads for --jsonl (0: all cores)", cxxopts::value<int>()->default_value("0"));
+  cxxopts::ParseResult r;
+  if (!parse_or_help(o, argc, argv, r)) return 0;
+  const auto dir = required(r, o, "tokenizer");
+  const int sources = int(r.count("text") + r.count("file") + r.count("jsonl"));
+  if (sources != 1) throw UsageError("tokenize: give exactly one of --text, --file, --jsonl");
+  const bool decode = r.count("decode") > 0, as_json = r.count("json") > 0;
+  const bool add_special = r.count("add-special") > 0, skip_special = r.count("skip-special") > 0;
+
+  const auto tok = Tokenizer::load(dir);
+  if (r.count("jsonl"))
+    return run_jsonl(tok, r["jsonl"].as<std::string>(), decode, add_special, skip_special, r["threads"].as<int>());
+  const std::string input = r.count("text") ? r["text"].as<std::string>() : read_all(r["file"].as<std::string>());
+  if (decode) {
+    const auto text = tok.decode(parse_ids(input, r.count("text") ? "--text" : r["file"].as<std::string>()), skip_special);
+    if (as_json) std::cout << json(text).dump() << "\n";
+    else std::cout << text;
+  } else {
+    std::cout << ids_text(tok.encode(input, add_special), as_json) << "\n";
+  }
+  std::cout.flush();
+  return 0;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run HERE (Debian, with network) before a GPU-machine call: stages the packages that the
+# offline GPU machine lacks into ignored folders that the call carries:
+#   .deps/toml  toml++ (library + headers + CMake config)
+#   .deps/sys   PCRE2 and ICU headers and libraries (used only if the machine has none)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+tmp=$(mktemp -d)
+(cd "$tmp" && apt-get download libtomlplusplus-dev libtomlplusplus3 libpcre2-dev libpcre2-8-0 libicu-dev libicu72 2>/dev/null)
+rm -rf .deps/toml .deps/sys && mkdir -p .deps
+for f in "$tmp"/libtomlplusplus*.deb; do dpkg -x "$f" .deps/toml; done
+for f in "$tmp"/libpcre2*.deb "$tmp"/libicu*.deb; do dpkg -x "$f" .deps/sys; done
+find .deps/sys -name '*.a' -delete
+rm -rf .deps/sys/usr/share .deps/sys/usr/bin .deps/sys/usr/sbin .deps/sys/usr/lib/x86_64-linux-gnu/icu
+(cd .deps/sys/usr/lib/x86_64-linux-gnu && rm -f libicui18n* libicuio* libicutest* libicutu* libpcre2-16* libpcre2-32* libpcre2-posix*)
+rm -rf "$tmp"
+du -sh .deps/toml .deps/sys
