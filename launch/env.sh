@@ -12,5 +12,7 @@ if python3 -c 'import torch' 2>/dev/null; then
   # PCRE2/ICU -dev files staged from Debian where the machine has none (tools/gpu/stage-deps.sh).
   if [ ! -f /usr/include/pcre2.h ] && [ -d "${_r1dist_root}/.deps/sys/usr" ]; then
     export CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH}:${_r1dist_root}/.deps/sys/usr"
+    # RUNPATH does not reach libicuuc's own dependency (libicudata).
+    export LD_LIBRARY_PATH="${_r1dist_root}/.deps/sys/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
 fi

@@ -61,7 +61,7 @@ TEST(Cli, DryRunLoadsTheModelAndWritesTheRunLog) {
   EXPECT_TRUE(contains(log, "dry run")) << log;
   // A runtime failure (a shard gone) exits 1 and names the shard.
   TempDir broken;
-  std::filesystem::copy(test::fixture("qwen2_b"), broken / "m", std::filesystem::copy_options::recursive);
+  copy_tree(test::fixture("qwen2_b"), broken / "m");
   std::filesystem::remove(broken / "m/model-00002-of-00006.safetensors");
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (broken / "m"));
   EXPECT_EQ(r.code, 1) << r.err;

@@ -132,7 +132,8 @@ TEST(Nf4, CudaKernelMatchesTheReference) {
       for (auto dt : {at::kBFloat16, at::kFloat}) {
         auto got = nf4::dequantize(q, dt).to(at::kFloat).cpu();
         auto want = nf4::dequantize_reference(q, dt).to(at::kFloat).cpu();
-        EXPECT_TRUE(got.equal(want)) << "shape " << shape[0] << "x" << shape[1] << " dq " << dq;
+        EXPECT_TRUE(got.equal(want)) << "shape " << shape[0] << "x" << shape[1] << " dq " << dq << " dtype "
+                                     << c10::toString(dt) << " max diff " << (got - want).abs().max().item<double>();
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "r1dist/error.h"
+#include "r1dist/fs_util.h"
 #include "r1dist/init_model.h"
 #include "r1dist/qwen2.h"
 #include "r1dist/safetensors.h"
@@ -99,7 +100,7 @@ TEST(Qwen2Model, PresetsHaveTheSpecShapes) {
 // Copies a fixture so a test can damage it.
 std::string copy_fixture(const TempDir& tmp, const std::string& name) {
   const std::string dst = tmp / name;
-  fs::copy(fixture(name), dst, fs::copy_options::recursive);
+  copy_tree(fixture(name), dst);
   return dst;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "r1dist/error.h"
+#include "r1dist/fs_util.h"
 #include "r1dist/safetensors.h"
 
 namespace st = r1dist::st;
@@ -81,8 +82,7 @@ class TmpDirTest : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    r1dist::remove_tree(dir_);
   }
   std::string p(const std::string& name) const { return (fs::path(dir_) / name).string(); }
   // Writes a raw file and returns its path.

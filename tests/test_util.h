@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "r1dist/fs_util.h"
+
 namespace r1dist::test {
 
 inline std::string fixture(const std::string& name) { return std::string(R1DIST_FIXTURES) + "/" + name; }
@@ -25,8 +27,10 @@ struct TempDir {
     path = p;
   }
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
+    try {
+      remove_tree(path);
+    } catch (...) {
+    }
   }
   std::string operator/(const std::string& name) const { return path + "/" + name; }
 };
