@@ -59,6 +59,8 @@ TEST(Cli, DryRunLoadsTheModelAndWritesTheRunLog) {
   const auto log = test::read_text(tmp / "run/run.log");
   EXPECT_TRUE(contains(log, "3 layers, hidden 48")) << log;
   EXPECT_TRUE(contains(log, "dry run")) << log;
+  // qwen2_b: 3 layers, hidden 48, kv 16, intermediate 96; r=16 on all seven projections.
+  EXPECT_TRUE(contains(log, "base nf4, 36096 adapter parameters in one flat buffer")) << log;
   // A runtime failure (a shard gone) exits 1 and names the shard.
   TempDir broken;
   copy_tree(test::fixture("qwen2_b"), broken / "m");

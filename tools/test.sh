@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite from a fresh Debian 12 machine: install, configure, build, ctest.
-# Then the safetensors reader and tokenizer tests again under AddressSanitizer + UBSan.
+# The whole test suite from a fresh Debian 12 machine: install, configure, build; the
+# safetensors reader, model-loading and tokenizer tests under AddressSanitizer + UBSan; then
+# every test through ctest (last, so its summary closes the output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
 source launch/env.sh
 bash tools/build.sh
-(cd build && ctest --output-on-failure -j "$(nproc)")
 if [ "${R1DIST_SKIP_ASAN:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo bash tools/build.sh -DR1DIST_ASAN=ON -DR1DIST_PCH=ON --target r1dist_tests
   ASAN_OPTIONS=detect_leaks=0 ./build-asan/tests/r1dist_tests \
-    --gtest_filter='Safetensors*:Qwen2Loading*:Tokenizer*-TokenizerR1.TenMegabyteLine'
+    --gtest_filter='Safetensors*:Qwen2Loading*:Bnb*:Tokenizer*-TokenizerR1.TenMegabyteLine'
 fi
+(cd build && ctest --output-on-failure -j "$(nproc)")

@@ -48,8 +48,14 @@ int cmd_run(int argc, char** argv) {
             ", heads ", mc.num_attention_heads, "/", mc.num_key_value_heads, ", vocab ", mc.vocab_size,
             ", ", base_params, " parameters; LoRA r=", cfg.lora.r, " on ", cfg.lora.targets.size(),
             " projections: ", lora_param_count(mc, cfg.lora.r, cfg.lora.targets), " trainable");
-  auto model = Qwen2Model::load(cfg.model.path, dtype, device);
-  log::info("loaded on ", device.str(), " in ", c10::toString(dtype));
+  LoadOptions load;
+  load.quant = cfg.quant.mode;
+  load.double_quant = cfg.quant.double_quant;
+  auto model = Qwen2Model::load(cfg.model.path, dtype, device, load);
+  model.attach_lora(LoraSpec{cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.rslora}, cfg.lora.targets,
+                    static_cast<uint64_t>(cfg.train.seed));
+  log::info("loaded on ", device.str(), " in ", c10::toString(dtype), ", base ", cfg.quant.mode,
+            ", ", model.lora_flat().numel(), " adapter parameters in one flat buffer");
 
   if (r.count("dry-run")) {
     log::info("dry run: config and model are valid; stopping before training");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "r1dist/bnb_format.h"
 #include "r1dist/error.h"
 #include "r1dist/log.h"
 #include "r1dist/qwen2.h"
@@ -30,6 +31,8 @@ std::string list_some(const std::vector<std::string>& names) {
 }
 
 // Compares the checkpoint's names and shapes with the weight table; every problem at once.
+// Projections stored in the bitsandbytes 4-bit layout bring companion tensors and a packed
+// shape; bnb::read_nf4 checks those against the quant state.
 void check_against_table(const st::Checkpoint& ckpt, const std::vector<WeightSpec>& table,
                          const std::string& dir) {
   std::vector<std::string> missing, bad_shape, unexpected;
@@ -38,6 +41,10 @@ void check_against_table(const st::Checkpoint& ckpt, const std::vector<WeightSpe
     expected.insert(w.name);
     if (!ckpt.contains(w.name)) {
       missing.push_back(w.name);
+      continue;
+    }
+    if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) {
+      for (const auto& suffix : bnb::companion_suffixes()) expected.insert(w.name + suffix);
       continue;
     }
     const auto& info = ckpt.info(w.name);
@@ -71,6 +78,18 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
   const auto to_compute = at::TensorOptions().dtype(dtype).device(device);
   for (const auto& w : table) {
     try {
+      if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) {
+        // Already quantised: kept as it is stored (nf4), or dequantised once (none).
+        auto& p = model.layers_[w.layer].proj(w.module);
+        auto q = bnb::read_nf4(ckpt, w.name, w.shape).to(device);
+        if (opt.quant == "nf4") {
+          p.qweight = q;
+          p.quantized = true;
+        } else {
+          p.weight = nf4::dequantize(q, dtype);
+        }
+        continue;
+      }
       auto raw = tensor_from_bytes(ckpt.info(w.name), ckpt.data(w.name));
       if (w.role == WeightRole::projection && opt.quant == "nf4") {
         // Quantised from the stored values (not from a rounded compute-dtype copy).
