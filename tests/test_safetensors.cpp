@@ -458,6 +458,13 @@ TEST_F(SafetensorsReaderErrors, OverlappingTensorsNamesBoth) {
                                       std::string(12, '\0')));
   EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
                          {"overlap.safetensors", "tensors 'first' [0, 8) and 'second' [4, 12) overlap"}));
+  // One shared byte is enough; the sizes still add up to the data region.
+  const std::string one =
+      put("one_byte.safetensors", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+                                           "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[3,7]}}",
+                                           std::string(7, '\0')));
+  EXPECT_TRUE(ThrowsWith([&] { st::File::open(one); },
+                         {"one_byte.safetensors", "'a' [0, 4) and 'b' [3, 7) overlap"}));
   // The same range twice is an overlap too (two names aliasing one buffer).
   const std::string alias =
       put("alias.safetensors", raw_file("{\"p\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
