@@ -8,7 +8,7 @@ bash tools/install-deps.sh
 source launch/env.sh
 bash tools/build.sh
 if [ "${R1DIST_SKIP_ASAN:-0}" != 1 ]; then
-  BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo bash tools/build.sh -DR1DIST_ASAN=ON -DR1DIST_PCH=ON --target r1dist_tests
+  BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo BUILD_TARGETS=r1dist_tests bash tools/build.sh -DR1DIST_ASAN=ON
   ASAN_OPTIONS=detect_leaks=0 ./build-asan/tests/r1dist_tests \
     --gtest_filter='Safetensors*:Qwen2Loading*:Bnb*:Tokenizer*-TokenizerR1.TenMegabyteLine'
 fi
