@@ -42,6 +42,10 @@ struct CheckpointState {
 // Writes atomically: PATH.tmp, fsync, rename to PATH, fsync the directory. A crash at any
 // point leaves either the old PATH or the complete new one.
 void write_checkpoint(const std::string& path, const CheckpointState& s);
+// Test hook for crash-safety tests: called by write_checkpoint with stage "data" once the
+// temporary file holds data but before it is complete and renamed. nullptr = none.
+using CheckpointWriteHook = void (*)(const char* stage);
+void set_checkpoint_write_hook(CheckpointWriteHook hook);
 // Reads and validates (every field present, shapes consistent); throws Error naming the
 // file and the field otherwise.
 CheckpointState read_checkpoint(const std::string& path);

@@ -18,6 +18,10 @@ void add_file(const std::string& path);
 void flush();
 
 void write(Level level, const std::string& msg);
+// A progress line from rank 0: rewritten in place on a terminal, a plain info line when
+// stderr is not a terminal; always a line in the log file. progress_done() ends it.
+void progress(const std::string& msg);
+void progress_done();
 
 template <class... A>
 std::string cat(const A&... a) {

@@ -73,6 +73,13 @@ class Qwen2Model {
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr) const {
     return lm_head(hidden_states(ids, cache));
   }
+  // Training form of hidden_states (no cache). checkpoint = true keeps only each layer's
+  // input during the forward and recomputes the layer in the backward (per-layer
+  // activation checkpointing); gradients are identical, memory is O(layers * B*T*hidden).
+  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint) const;
+  // One decoder layer without a cache: h + attn(norm(h)), then + mlp(norm(.)).
+  at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos,
+                           const at::Tensor& sin) const;
 
   // Every tensor under its HF name, in qwen2_weight_table order (lm_head absent when tied).
   std::vector<std::pair<std::string, at::Tensor*>> named_weights();

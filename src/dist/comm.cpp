@@ -2,21 +2,9 @@
 
 #include <cstdlib>
 
+#include "dist_internal.h"
 #include "r1dist/dist.h"
 #include "r1dist/error.h"
-
-// Names the MPI call, file and line of a failure, with MPI's own text.
-#define R1DIST_MPI_CHECK(call)                                                        \
-  do {                                                                                \
-    int rc_ = (call);                                                                 \
-    if (rc_ != MPI_SUCCESS) {                                                         \
-      char buf_[MPI_MAX_ERROR_STRING];                                                \
-      int len_ = 0;                                                                   \
-      MPI_Error_string(rc_, buf_, &len_);                                             \
-      throw ::r1dist::Error(std::string(#call) + " failed at " + __FILE__ + ":" +     \
-                            std::to_string(__LINE__) + ": " + std::string(buf_, len_)); \
-    }                                                                                 \
-  } while (0)
 
 namespace r1dist {
 

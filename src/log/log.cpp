@@ -5,6 +5,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <memory>
 #include <mutex>
 
@@ -19,6 +22,7 @@ struct State {
   Level level = Level::info;
   std::shared_ptr<spdlog::logger> term;
   std::shared_ptr<spdlog::logger> file;
+  bool progress_open = false;  // a progress line without its newline is on the terminal
 };
 
 State& state() {
@@ -93,8 +97,35 @@ void write(Level level, const std::string& msg) {
   if (level < s.level) return;
   const std::string line = s.prefix_rank ? "[rank " + std::to_string(s.rank) + "] " + msg : msg;
   if (s.file) s.file->log(to_spd(level), line);
+  if (s.progress_open) {
+    std::fputc('\n', stderr);
+    s.progress_open = false;
+  }
   // Errors are shown from every rank: a failure on rank 3 must not vanish.
   if (s.rank == 0 || s.all_ranks || level == Level::error) terminal_logger()->log(to_spd(level), line);
+}
+
+void progress(const std::string& msg) {
+  State& s = state();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (s.file) s.file->log(spdlog::level::info, msg);
+  if (s.rank != 0) return;
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  if (!tty) {
+    terminal_logger()->log(spdlog::level::info, msg);
+    return;
+  }
+  terminal_logger()->flush();
+  std::fprintf(stderr, "\r\033[K%s", msg.c_str());
+  std::fflush(stderr);
+  s.progress_open = true;
+}
+
+void progress_done() {
+  State& s = state();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (s.progress_open) std::fputc('\n', stderr);
+  s.progress_open = false;
 }
 
 }  // namespace r1dist::log
