@@ -14,6 +14,8 @@ struct TrainOptions {
   std::string resume;       // "" = fresh run; "auto" = newest valid checkpoint in output.dir
                             // (fresh when there is none); else a checkpoint path
   std::string config_path;  // for the log
+  int64_t stop_after = 0;   // > 0: stop after this step with a checkpoint (a time-limited
+                            // job that a later --resume continues; the schedule is unchanged)
 };
 
 struct TrainResult {

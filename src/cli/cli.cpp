@@ -31,8 +31,10 @@ void print_usage() {
   std::cout << "r1dist " << R1DIST_VERSION
             << ": QLoRA fine-tuning of DeepSeek-R1-Distill-Qwen models, measured.\n\n"
                "usage:\n"
-               "  r1dist --cfg FILE [--set section.key=value ...] [--dry-run] [--log-all-ranks]\n"
-               "      run the job a config describes (under mpirun: one rank per GPU or CPU slot)\n"
+               "  r1dist --cfg FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]\n"
+               "         [--log-all-ranks]\n"
+               "      train as the config describes (under mpirun: one rank per GPU or CPU slot):\n"
+               "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
   for (const auto& c : kCommands) std::printf("  %-12s %s\n", c.name, c.summary);
   std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure\n";

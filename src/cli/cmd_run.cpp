@@ -9,32 +9,15 @@
 #include "r1dist/config.h"
 #include "r1dist/log.h"
 #include "r1dist/qwen2.h"
+#include "r1dist/trainer.h"
 
 namespace r1dist {
 
-int cmd_run(int argc, char** argv) {
-  cxxopts::Options o("r1dist", "Run the job a TOML config describes.");
-  o.add_options()
-      ("cfg", "TOML config file", cxxopts::value<std::string>())
-      ("set", "override a config key: section.key=value (repeatable; validated like the file)",
-       cxxopts::value<std::vector<std::string>>())
-      ("dry-run", "validate the config and load the model, then stop")
-      ("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
+namespace {
+
+// Loads the model, quantises it and attaches LoRA as the config says, then stops.
+void dry_run(const Config& cfg) {
   const auto& pg = dist_group();
-  const auto path = required(r, o, "cfg");
-  const auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  const Config cfg = load_config(path, sets);
-
-  log::set_rank(pg.rank, pg.world, r.count("log-all-ranks") > 0);
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.output.dir, ec);
-  if (ec) throw Error("cannot create output.dir " + cfg.output.dir + ": " + ec.message());
-  log::add_file(cfg.output.dir + "/run.log");
-  log::info("r1dist ", R1DIST_VERSION, ": ", path, ", world size ", pg.world);
-  log::info("config (defaults filled in):\n", cfg.to_toml());
-
   const auto device = parse_device(cfg.model.device, pg.local_rank);
   const auto dtype = parse_compute_dtype(cfg.model.dtype);
   const auto mc = read_qwen2_config(cfg.model.path);
@@ -57,12 +40,51 @@ int cmd_run(int argc, char** argv) {
   log::info("loaded on ", device.str(), " in ", c10::toString(dtype), ", base ", cfg.quant.mode,
             ", ", model.lora_flat().numel(), " adapter parameters in one flat buffer");
 
+  log::info("dry run: config and model are valid; stopping before training");
+}
+
+}  // namespace
+
+int cmd_run(int argc, char** argv) {
+  cxxopts::Options o("r1dist", "Run the job a TOML config describes.");
+  o.add_options()
+      ("cfg", "TOML config file", cxxopts::value<std::string>())
+      ("set", "override a config key: section.key=value (repeatable; validated like the file)",
+       cxxopts::value<std::vector<std::string>>())
+      ("resume", "continue from a checkpoint: auto (the newest valid one in output.dir; a fresh "
+       "start when there is none) or a checkpoint path", cxxopts::value<std::string>())
+      ("stop-after", "stop after step N with a checkpoint (for time-limited jobs; --resume "
+       "continues with the same schedule)", cxxopts::value<int64_t>())
+      ("dry-run", "validate the config and load the model, then stop")
+      ("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
+  cxxopts::ParseResult r;
+  if (!parse_or_help(o, argc, argv, r)) return 0;
+  const auto& pg = dist_group();
+  const auto path = required(r, o, "cfg");
+  const auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const Config cfg = load_config(path, sets);
+
+  log::set_rank(pg.rank, pg.world, r.count("log-all-ranks") > 0);
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.output.dir, ec);
+  if (ec) throw Error("cannot create output.dir " + cfg.output.dir + ": " + ec.message());
+  log::add_file(cfg.output.dir + "/run.log");
+  log::info("r1dist ", R1DIST_VERSION, ": ", path, ", world size ", pg.world);
+  log::info("config (defaults filled in):\n", cfg.to_toml());
+
   if (r.count("dry-run")) {
-    log::info("dry run: config and model are valid; stopping before training");
+    dry_run(cfg);
     return 0;
   }
-  throw Error("this build has no trainer yet: `r1dist --cfg` can only check a config and load the "
-              "model\nHINT: add --dry-run");
+  TrainOptions opt;
+  opt.config_path = path;
+  opt.resume = r.count("resume") ? r["resume"].as<std::string>() : "";
+  if (r.count("stop-after")) {
+    opt.stop_after = r["stop-after"].as<int64_t>();
+    if (opt.stop_after <= 0) throw UsageError("--stop-after must be a step number > 0");
+  }
+  train(cfg, opt);
+  return 0;
 }
 
 int cmd_config(int argc, char** argv) {

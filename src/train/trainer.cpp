@@ -209,6 +209,7 @@ void write_ckpt(Run& run, const FaultPlan& fault) {
   s.best_eval_loss = run.has_best ? run.best_eval : 0.0;
   s.extra["dataset_fingerprint"] = run.data.fingerprint;
   s.extra["comm_backend"] = run.comm->name();
+  s.extra["best_checkpoint"] = run.best_path;
   const auto path = checkpoint_path(run.cfg.output.dir, run.step);
   if (fault.kind == FaultPlan::kill_in_checkpoint && fault.step == run.step)
     set_checkpoint_write_hook([](const char*) { std::raise(SIGKILL); });
@@ -258,6 +259,7 @@ void resume_from(Run& run, const std::string& path) {
   run.last_lr = s.lr;
   run.has_best = s.has_best;
   run.best_eval = s.best_eval_loss;
+  if (auto it = s.extra.find("best_checkpoint"); it != s.extra.end()) run.best_path = it->second;
   if (s.world_size == run.pg.world && int(s.rng_states.size()) == run.pg.world) {
     load_rng(s.rng_states[size_t(run.pg.rank)], run.device);
   } else {
@@ -306,9 +308,6 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   if (device.is_cuda()) c10::cuda::set_device(device.index());
 #endif
   if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + opt.config_path + ")");
-  if (cfg.train.steps <= 0)
-    throw UsageError("train.steps = 0 describes an evaluation-only run; `r1dist --cfg` trains\nHINT: "
-                     "use r1dist eval for base models");
 
   Run run{cfg, pg, device, Tokenizer::load(cfg.model.path), {}, nullptr, nullptr, nullptr, nullptr, nullptr,
           {}, {}, 0, 0, 0, false, 0, {}, {}};
@@ -355,7 +354,31 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
             "; global batch ", run.global_batch, " rows = ", cfg.train.micro_batch, " x ",
             cfg.train.grad_accum, " x ", pg.world);
 
-  // Resume.
+  if (cfg.train.steps == 0) {
+    // Evaluation only (the base-model versions v2-v4): zero-initialised B makes the adapted
+    // model the base model, so the same code measures it.
+    check(!run.data.eval.empty(), "train.steps = 0 evaluates the held-out split, but it is empty\n"
+                                  "HINT: set data.eval_rows or data.eval_fraction");
+    const auto ev = evaluate(run);
+    log::info("evaluation only (train.steps = 0): held-out loss ", ev.eval_loss, " over ", ev.eval_tokens,
+              " tokens");
+    if (pg.rank == 0) {
+      MetricsWriter m(cfg.output.dir + "/metrics.h5", false, 0);
+      m.set_attr("eval_rows", int64_t(run.data.eval.size()));
+      m.set_attr("config", cfg.to_toml());
+      m.append(ev);
+    }
+    dist_barrier();
+    return TrainResult{};
+  }
+
+  // Resume. A fresh run never mixes its checkpoints with an earlier run's.
+  if (opt.resume.empty() && pg.rank == 0) {
+    const auto existing = find_latest_checkpoint(cfg.output.dir);
+    if (!existing.empty())
+      throw UsageError("output.dir " + cfg.output.dir + " already holds checkpoints of a run (" + existing +
+                       ")\nHINT: continue it with --resume auto, or set output.dir to a new directory");
+  }
   if (!opt.resume.empty()) {
     std::string path = opt.resume;
     if (path == "auto") {
@@ -384,6 +407,13 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     std::string eval_ids;
     for (const auto& e : run.data.eval) eval_ids += (eval_ids.empty() ? "" : ",") + std::to_string(e.row);
     run.metrics->set_attr("eval_row_ids", eval_ids);
+  }
+
+  // The base model's held-out loss (and KL 0) as the reference of a fresh run.
+  if (run.step == 0 && cfg.eval.every_steps > 0 && !run.data.eval.empty()) {
+    const auto ev = evaluate(run);
+    log::info("eval at step 0 (the base model): loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
+    if (run.metrics) run.metrics->append(ev);
   }
 
   const bool ckpt_layers = cfg.train.checkpointing == "layer";
@@ -435,7 +465,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     grad.zero_();
     run.step = k + 1;
     run.last_lr = lr;
-    synchronize(device);
+    compat::synchronize(device);
     const double dt = seconds_since(t0);
     ema_step_s = run.step == first_step + 1 ? dt : 0.8 * ema_step_s + 0.2 * dt;
 
@@ -464,8 +494,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       std::raise(SIGKILL);
     }
 
+    const bool stop_now = opt.stop_after > 0 && run.step == opt.stop_after && run.step < cfg.train.steps;
     const bool last = run.step == cfg.train.steps;
-    bool save = last || (cfg.output.save_every > 0 && run.step % cfg.output.save_every == 0);
+    bool save = last || stop_now || (cfg.output.save_every > 0 && run.step % cfg.output.save_every == 0);
     const bool eval_now = !run.data.eval.empty() &&
                           (last || (cfg.eval.every_steps > 0 && run.step % cfg.eval.every_steps == 0));
     if (eval_now) {
@@ -492,6 +523,11 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       write_ckpt(run, fault);
     }
     if (res.stopped_on_drift) break;
+    if (stop_now) {
+      log::info("--stop-after ", opt.stop_after, ": stopping at step ", run.step, " of ", cfg.train.steps,
+                "; continue with --resume auto");
+      break;
+    }
   }
   log::progress_done();
   res.steps_done = run.step;

@@ -3,15 +3,22 @@
 # offline GPU machine lacks into ignored folders that the call carries:
 #   .deps/toml  toml++ (library + headers + CMake config)
 #   .deps/sys   PCRE2 and ICU headers and libraries (used only if the machine has none)
+#   .deps/h5tools  Debian's h5dump/h5ls with their HDF5 library (the GPU image has no
+#                  hdf5-tools; run with LD_LIBRARY_PATH=.deps/h5tools/usr/lib/x86_64-linux-gnu)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
-(cd "$tmp" && apt-get download libtomlplusplus-dev libtomlplusplus3 libpcre2-dev libpcre2-8-0 libicu-dev libicu72 2>/dev/null)
-rm -rf .deps/toml .deps/sys && mkdir -p .deps
+(cd "$tmp" && apt-get download libtomlplusplus-dev libtomlplusplus3 libpcre2-dev libpcre2-8-0 libicu-dev libicu72 \
+  hdf5-tools libhdf5-103-1 libsz2 libaec0 2>/dev/null)
+rm -rf .deps/toml .deps/sys .deps/h5tools && mkdir -p .deps
 for f in "$tmp"/libtomlplusplus*.deb; do dpkg -x "$f" .deps/toml; done
+for f in "$tmp"/hdf5-tools*.deb "$tmp"/libhdf5-103*.deb "$tmp"/libsz2*.deb "$tmp"/libaec0*.deb; do
+  dpkg -x "$f" .deps/h5tools
+done
+rm -rf .deps/h5tools/usr/share
 for f in "$tmp"/libpcre2*.deb "$tmp"/libicu*.deb; do dpkg -x "$f" .deps/sys; done
 find .deps/sys -name '*.a' -delete
 rm -rf .deps/sys/usr/share .deps/sys/usr/bin .deps/sys/usr/sbin .deps/sys/usr/lib/x86_64-linux-gnu/icu
 (cd .deps/sys/usr/lib/x86_64-linux-gnu && rm -f libicui18n* libicuio* libicutest* libicutu* libpcre2-16* libpcre2-32* libpcre2-posix*)
 rm -rf "$tmp"
-du -sh .deps/toml .deps/sys
+du -sh .deps/toml .deps/sys .deps/h5tools

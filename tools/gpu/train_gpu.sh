@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The trainer on the GPU machine (issue 6, item 6): a 1.5B-preset model with random weights
+# (bf16, NF4 base, LoRA r=16 on all seven projections), rows of 2048 tokens, 20 steps on the
+# NCCL backend, a checkpoint that h5dump reads, and the per-step figures from metrics.h5.
+# Needs a build in build-gpu (tools/gpu/build_and_test.sh) and the staged .deps/h5tools.
+# Usage: bash tools/gpu/train_gpu.sh [NP]   (NP ranks, one per GPU; default 1)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/r1dist-gpu}
+NP=${1:-1}
+mkdir -p "$OUT"
+source launch/env.sh
+R=./build-gpu/r1dist
+W=${R1DIST_GPU_WORK:-/tmp/r1dist-train}
+mkdir -p "$W"
+# Rows of at least 2048 tokens: each joins 8 bundled sample rows (the text repeats, which
+# does not matter for throughput and memory).
+python3 - "$W/long.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open("data/sample_zh.jsonl", encoding="utf-8") if l.strip()]
+with open(sys.argv[1], "w", encoding="utf-8") as f:
+    for i in range(64):
+        part = [rows[(i * 8 + j) % len(rows)] for j in range(8)]
+        f.write(json.dumps({"Question": part[0]["Question"],
+                            "Complex_CoT": "\n".join(p["Complex_CoT"] for p in part) * 2,
+                            "Response": "\n".join(p["Response"] for p in part)}, ensure_ascii=False) + "\n")
+PY
+[ -d "$W/m15" ] || $R init-model --preset r1-distill-qwen-1.5b --dtype bf16 --seed 1 --out "$W/m15" --tokenizer .deps/tokenizer-r1
+cat > "$W/gpu15.toml" <<TOML
+[model]
+path = "$W/m15"
+dtype = "bf16"
+device = "cuda"
+[lora]
+r = 16
+alpha = 16
+[data]
+path = "$W/long.jsonl"
+max_seq_len = 2048
+overlong = "truncate"
+eval_rows = 4
+[train]
+steps = 20
+micro_batch = 4
+grad_accum = $((8 / NP))
+lr = 2e-4
+warmup_steps = 2
+[eval]
+every_steps = 10
+kl_rows = 2
+[dist]
+backend = "nccl"
+[output]
+dir = "$W/run_np$NP"
+save_every = 10
+TOML
+rm -rf "$W/run_np$NP"
+mpirun -np "$NP" $R --cfg "$W/gpu15.toml" 2>&1 | tee "$OUT/train_np$NP.log" | tail -n 30
+$R metrics "$W/run_np$NP/metrics.h5" > "$OUT/metrics_np$NP.tsv" 2>&1 || true
+H5=.deps/h5tools/usr
+LD_LIBRARY_PATH=$H5/lib/x86_64-linux-gnu $H5/bin/h5dump -H "$W/run_np$NP/checkpoints/step_00000020.h5" \
+  > "$OUT/h5dump_np$NP.txt" 2>&1; echo "h5dump rc=$?" | tee -a "$OUT/h5dump_np$NP.txt"
+head -c 3000 "$OUT/h5dump_np$NP.txt"
