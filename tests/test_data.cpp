@@ -361,6 +361,7 @@ TEST(DataTokens, RealAndChineseRowsMatchJavaScriptReference) {
     c.train_on_prompt = false;
     const Dataset d = build_dataset(c, tok, 3407);
     ASSERT_EQ(d.train.size(), 1u);
+    EXPECT_EQ(d.split_encoded, 0) << "the default template's prompt ids are a prefix of the full text's";
     examples.push_back(d.train[0]);
     const auto rows = load_rows(c);
     texts.push_back(tpl.render(rows[0]));
@@ -385,6 +386,21 @@ TEST(DataTokens, RealAndChineseRowsMatchJavaScriptReference) {
     EXPECT_EQ(x.labels[x.prompt_tokens], x.ids[x.prompt_tokens]);
     EXPECT_EQ(x.labels.back(), 151643);
   }
+}
+
+TEST(DataTokens, ThreadCountDoesNotChangeIds) {
+  auto c = config_for(sample_zh());
+  c.threads = 1;
+  const Dataset one = build_dataset(c, r1_tokenizer(), 3407);
+  c.threads = 2;
+  const Dataset two = build_dataset(c, r1_tokenizer(), 3407);
+  EXPECT_EQ(one.fingerprint, two.fingerprint) << "threads are not part of the cache key";
+  ASSERT_EQ(one.train.size(), two.train.size());
+  for (size_t i = 0; i < one.train.size(); ++i) {
+    EXPECT_EQ(one.train[i].ids, two.train[i].ids) << i;
+    EXPECT_EQ(one.train[i].labels, two.train[i].labels) << i;
+  }
+  EXPECT_EQ(one.split_encoded, 0);
 }
 
 TEST(DataTokens, OverlongTruncatedOrDropped) {
