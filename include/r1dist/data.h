@@ -27,13 +27,15 @@ struct Row {
 struct LoadReport {
   int64_t rows_in_file = 0;  // rows parsed, including skipped ones
   int64_t skipped = 0;       // bad rows skipped (data.on_bad_row = "skip")
-  std::vector<std::string> skip_reasons;  // one line per skipped row: "FILE:line N: why"
+  // One line per skipped row: "FILE:LINE: why" (JSONL) or "FILE: row N (line L): why"
+  // (JSON array; N = Row::index).
+  std::vector<std::string> skip_reasons;
 };
 
 // Reads every row of data.path (data.format: auto picks by extension, .jsonl = JSONL).
-// Bad rows (missing field, not a string, empty string, invalid UTF-8) throw DataError or
-// are skipped and counted, per data.on_bad_row; a malformed or truncated file always
-// throws DataError with the line.
+// Bad rows (missing field, not a string, empty string, invalid UTF-8, over 1 MiB of text)
+// throw DataError or are skipped and counted, per data.on_bad_row; a malformed, truncated
+// or empty file always throws DataError with the line.
 std::vector<Row> load_rows(const DataConfig& cfg, LoadReport* report = nullptr);
 
 // Which loaded rows (indices into the load_rows vector) train and which are held out.
@@ -55,6 +57,12 @@ struct PromptTemplate {
   static PromptTemplate parse(const std::string& text);
   std::string render(const Row& row) const;  // full training text (without BOS/EOS)
   std::string render_prompt(const std::string& question) const;  // inference form
+  // render() split at the prompt/response boundary: prompt + response == render(row), and
+  // prompt == render_prompt(row.question).
+  struct Parts {
+    std::string prompt, response;
+  };
+  Parts render_parts(const Row& row) const;
 };
 
 // One tokenized training row. labels[i] is the id to predict at position i (the model
@@ -70,6 +78,9 @@ struct Dataset {
   std::vector<Example> train, eval;
   LoadReport load;
   int64_t truncated = 0, dropped = 0;  // over max_seq_len (data.overlong)
+  // Rows whose full-text ids did not start with the prompt's ids (a BPE merge across the
+  // boundary); they were tokenized as prompt + response separately. 0 for the default template.
+  int64_t split_encoded = 0;
   std::string fingerprint;             // hex: data file + tokenizer + template + settings
   bool from_cache = false;
 };
@@ -82,7 +93,8 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
 // The global batch order. The stream of training rows is one seeded permutation of the
 // train examples per epoch, concatenated; global step k takes stream positions
 // [k*G, (k+1)*G) where G = micro_batch * grad_accum * world. With group_by_length, each
-// window of 64 global batches is sorted by length and its batches shuffled (seeded).
+// window of 64 global batches (counted from the epoch's start) is sorted by length and its
+// full batches shuffled (seeded). When n is not a multiple of G, a step spans two epochs.
 // A pure function of (lengths, seed, G, group_by_length): resuming needs only the step.
 class BatchPlan {
  public:

@@ -1,16 +1,24 @@
 // r1dist bench: measurements that are not tests. `bench nf4`: bytes per weight of the NF4
 // projections of a preset, and dequantisation bandwidth against a device-to-device copy in
-// the same run.
+// the same run. `bench data`: the data pipeline (load, select, template, tokenize) on a
+// data file replicated K times, rows/s and tokens/s per tokenizer thread count.
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "r1dist/cli.h"
 #include "r1dist/cli_util.h"
+#include "r1dist/data.h"
+#include "r1dist/fs_util.h"
 #include "r1dist/log.h"
 #include "r1dist/nf4.h"
 #include "r1dist/qwen2.h"
+#include "r1dist/tokenizer.h"
 #include "r1dist/torch_compat.h"
 
 namespace r1dist {
@@ -78,21 +86,94 @@ int bench_nf4(const cxxopts::ParseResult& r) {
   return 0;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int bench_data(const cxxopts::ParseResult& r) {
+  if (!r.count("data") || !r.count("tokenizer"))
+    throw UsageError("bench data: --data FILE and --tokenizer DIR are required");
+  const auto src = r["data"].as<std::string>();
+  const int64_t replicate = r["replicate"].as<int64_t>();
+  if (replicate < 1) throw UsageError("bench data: --replicate must be >= 1");
+  std::vector<int> threads;
+  {
+    std::stringstream ss(r["threads"].as<std::string>());
+    for (std::string t; std::getline(ss, t, ',');) threads.push_back(std::stoi(t));
+  }
+  // The source rows (JSON array or JSONL), written back as one JSON array of K copies.
+  std::ifstream in(src, std::ios::binary);
+  if (!in) throw UsageError("bench data: cannot open " + src);
+  std::stringstream whole;
+  whole << in.rdbuf();
+  std::vector<nlohmann::json> rows;
+  if (src.size() > 6 && src.compare(src.size() - 6, 6, ".jsonl") == 0) {
+    for (std::string line; std::getline(whole, line);)
+      if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  } else {
+    for (auto& row : nlohmann::json::parse(whole.str())) rows.push_back(std::move(row));
+  }
+  char tmpl[] = "/tmp/r1dist_bench_data_XXXXXX";
+  if (!mkdtemp(tmpl)) throw Error("bench data: mkdtemp failed");
+  const std::string dir = tmpl, file = dir + "/replicated.json";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << "[\n";
+    for (int64_t k = 0; k < replicate; ++k)
+      for (size_t i = 0; i < rows.size(); ++i)
+        out << rows[i].dump() << (k + 1 == replicate && i + 1 == rows.size() ? "\n" : ",\n");
+    out << "]\n";
+  }
+  std::ifstream sized(file, std::ios::binary | std::ios::ate);
+  const double mb = double(sized.tellg()) / 1e6;
+  std::printf("data: %s x %lld = %lld rows, %.1f MB (%s)\n", src.c_str(), (long long)replicate,
+              (long long)(rows.size() * replicate), mb, file.c_str());
+
+  DataConfig cfg;
+  cfg.path = file;
+  cfg.max_seq_len = 8192;  // the seed experiment's length
+  for (int t : threads) {
+    cfg.threads = t;
+    // A fresh tokenizer per run: its pre-token cache must not carry over between runs.
+    const Tokenizer tok = Tokenizer::load(r["tokenizer"].as<std::string>());
+    auto t0 = std::chrono::steady_clock::now();
+    const auto loaded = load_rows(cfg);
+    const double t_load = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    const Dataset d = build_dataset(cfg, tok, 3407);  // no cache: reads, parses and tokenizes again
+    const double t_all = seconds_since(t0);
+    int64_t tokens = 0;
+    for (const auto& x : d.train) tokens += static_cast<int64_t>(x.ids.size());
+    const double n = double(d.train.size() + d.eval.size());
+    std::printf("data threads=%d: load_rows %.3f s (%.0f rows/s, %.1f MB/s); build_dataset %.3f s: %.0f rows/s, "
+                "%.0f tokens/s (%lld tokens, %lld truncated)\n",
+                t, t_load, double(loaded.size()) / t_load, mb / t_load, t_all, n / t_all, double(tokens) / t_all,
+                (long long)tokens, (long long)d.truncated);
+  }
+  remove_tree(dir);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  cxxopts::Options o("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4.");
+  cxxopts::Options o("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data.");
   o.add_options()
-      ("kind", "what to measure: nf4", cxxopts::value<std::string>())
+      ("kind", "what to measure: nf4, data", cxxopts::value<std::string>())
       ("preset", "model shape", cxxopts::value<std::string>()->default_value("r1-distill-qwen-14b"))
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
-      ("layers", "layers to quantise (0 = all)", cxxopts::value<int64_t>()->default_value("0"));
+      ("layers", "layers to quantise (0 = all)", cxxopts::value<int64_t>()->default_value("0"))
+      ("data", "data: JSON or JSONL file of rows", cxxopts::value<std::string>())
+      ("tokenizer", "data: tokenizer directory or tokenizer.json", cxxopts::value<std::string>())
+      ("replicate", "data: copies of the file's rows", cxxopts::value<int64_t>()->default_value("100"))
+      ("threads", "data: tokenizer thread counts, comma-separated", cxxopts::value<std::string>()->default_value("1,2"));
   o.parse_positional({"kind"});
   cxxopts::ParseResult r;
   if (!parse_or_help(o, argc, argv, r)) return 0;
   const auto kind = required(r, o, "kind");
   if (kind == "nf4") return bench_nf4(r);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4)");
+  if (kind == "data") return bench_data(r);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data)");
 }
 
 }  // namespace r1dist

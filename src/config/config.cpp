@@ -476,6 +476,10 @@ struct Loader {
     if (cfg.data.eval_rows != 0 && cfg.data.eval_fraction != 0)
       problem(set_at["data.eval_fraction"],
               "data.eval_rows and data.eval_fraction are mutually exclusive; set one of them to 0");
+    if (cfg.data.packing)
+      problem(set_at["data.packing"],
+              "data.packing is not implemented yet; set data.packing = false (rows are padded per micro-batch; "
+              "data.group_by_length = true reduces the padding)");
   }
 };
 

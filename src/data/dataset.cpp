@@ -1,0 +1,284 @@
+// build_dataset: rows -> selection -> template -> ids and labels, tokenized on data.threads
+// threads, with an optional binary cache keyed by everything that decides the result.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <unistd.h>
+
+#include "data/data_internal.h"
+#include "r1dist/hash.h"
+#include "r1dist/log.h"
+#include "r1dist/tokenizer.h"
+
+namespace r1dist {
+
+namespace {
+
+constexpr char kMagic[8] = {'R', '1', 'D', 'D', 'A', 'T', 'A', '\0'};
+constexpr uint32_t kCacheVersion = 1;
+
+std::string hex16(uint64_t h) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const std::string& template_text, uint64_t seed,
+                        const std::string& bytes) {
+  uint64_t h = fnv1a(bytes);
+  auto mix = [&](const std::string& s) { h = fnv1a(std::string_view("\x1f", 1), fnv1a(s, h)); };
+  char frac[32];
+  std::snprintf(frac, sizeof frac, "%a", cfg.eval_fraction);
+  for (const std::string& s :
+       {std::string("r1dist-data-v1"), tok.fingerprint(), template_text, cfg.fields.question, cfg.fields.cot,
+        cfg.fields.response, std::string(data::is_jsonl(cfg) ? "jsonl" : "json"), std::to_string(cfg.n_samples),
+        cfg.sample, std::to_string(cfg.eval_rows), std::string(frac), std::to_string(seed),
+        std::to_string(cfg.train_on_prompt), std::to_string(cfg.max_seq_len), cfg.overlong, cfg.on_bad_row})
+    mix(s);
+  return hex16(h);
+}
+
+// Little-endian plain-old-data writer/reader for the cache file.
+struct Writer {
+  std::string out;
+  template <class T> void put(T v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void put_str(const std::string& s) {
+    put<uint64_t>(s.size());
+    out += s;
+  }
+  void put_i32s(const std::vector<int32_t>& v) { out.append(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
+};
+
+struct Reader {
+  std::string_view in;
+  size_t at = 0;
+  bool ok = true;
+  template <class T> T get() {
+    T v{};
+    if (at + sizeof v > in.size()) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, in.data() + at, sizeof v);
+    at += sizeof v;
+    return v;
+  }
+  std::string get_str() {
+    const auto n = get<uint64_t>();
+    if (!ok || n > in.size() - at) {
+      ok = false;
+      return {};
+    }
+    std::string s(in.substr(at, n));
+    at += n;
+    return s;
+  }
+  std::vector<int32_t> get_i32s(uint64_t n) {
+    if (!ok || n > (in.size() - at) / 4) {
+      ok = false;
+      return {};
+    }
+    std::vector<int32_t> v(n);
+    std::memcpy(v.data(), in.data() + at, n * 4);
+    at += n * 4;
+    return v;
+  }
+};
+
+void put_examples(Writer& w, const std::vector<Example>& xs) {
+  w.put<uint64_t>(xs.size());
+  for (const auto& x : xs) {
+    w.put<int64_t>(x.row);
+    w.put<int64_t>(x.prompt_tokens);
+    w.put<uint64_t>(x.ids.size());
+    w.put_i32s(x.ids);
+    w.put_i32s(x.labels);
+  }
+}
+
+bool get_examples(Reader& r, std::vector<Example>& xs) {
+  const auto n = r.get<uint64_t>();
+  if (!r.ok || n > r.in.size()) return false;
+  xs.resize(n);
+  for (auto& x : xs) {
+    x.row = r.get<int64_t>();
+    x.prompt_tokens = r.get<int64_t>();
+    const auto len = r.get<uint64_t>();
+    x.ids = r.get_i32s(len);
+    x.labels = r.get_i32s(len);
+    if (!r.ok) return false;
+  }
+  return true;
+}
+
+std::string cache_file(const std::string& dir, const std::string& fp) { return dir + "/" + fp + ".bin"; }
+
+// magic, version, fingerprint, load report, counters, train, eval, then FNV-1a of all before.
+void write_cache(const std::string& dir, const Dataset& d) {
+  Writer w;
+  w.out.append(kMagic, sizeof kMagic);
+  w.put<uint32_t>(kCacheVersion);
+  w.put_str(d.fingerprint);
+  w.put<int64_t>(d.load.rows_in_file);
+  w.put<int64_t>(d.load.skipped);
+  w.put<uint64_t>(d.load.skip_reasons.size());
+  for (const auto& s : d.load.skip_reasons) w.put_str(s);
+  w.put<int64_t>(d.truncated);
+  w.put<int64_t>(d.dropped);
+  w.put<int64_t>(d.split_encoded);
+  put_examples(w, d.train);
+  put_examples(w, d.eval);
+  w.put<uint64_t>(fnv1a(w.out));
+
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string path = cache_file(dir, d.fingerprint);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(w.out.data(), static_cast<std::streamsize>(w.out.size()));
+    if (!f.flush()) {
+      log::warn("data: cannot write the token cache ", tmp, " (", std::strerror(errno), "); continuing without it");
+      std::remove(tmp.c_str());
+      return;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    log::warn("data: cannot rename ", tmp, " to ", path, " (", std::strerror(errno), "); continuing without it");
+    std::remove(tmp.c_str());
+  }
+}
+
+std::optional<Dataset> read_cache(const std::string& dir, const std::string& fp) {
+  const std::string path = cache_file(dir, fp);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::nullopt;
+  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto invalid = [&](const char* why) -> std::optional<Dataset> {
+    log::warn("data: ignoring the token cache ", path, ": ", why, "; rebuilding it");
+    return std::nullopt;
+  };
+  if (bytes.size() < sizeof kMagic + 12 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    return invalid("not an r1dist data cache");
+  uint64_t sum;
+  std::memcpy(&sum, bytes.data() + bytes.size() - 8, 8);
+  if (sum != fnv1a(std::string_view(bytes).substr(0, bytes.size() - 8))) return invalid("checksum mismatch");
+  Reader r{std::string_view(bytes).substr(0, bytes.size() - 8), sizeof kMagic};
+  if (r.get<uint32_t>() != kCacheVersion) return invalid("another format version");
+  Dataset d;
+  d.fingerprint = r.get_str();
+  if (d.fingerprint != fp) return invalid("fingerprint mismatch");
+  d.load.rows_in_file = r.get<int64_t>();
+  d.load.skipped = r.get<int64_t>();
+  const auto n_reasons = r.get<uint64_t>();
+  for (uint64_t i = 0; r.ok && i < n_reasons; ++i) d.load.skip_reasons.push_back(r.get_str());
+  d.truncated = r.get<int64_t>();
+  d.dropped = r.get<int64_t>();
+  d.split_encoded = r.get<int64_t>();
+  if (!r.ok || !get_examples(r, d.train) || !get_examples(r, d.eval) || r.at != r.in.size())
+    return invalid("truncated or malformed");
+  d.from_cache = true;
+  return d;
+}
+
+// Tokenizes rows[sel[i]] into examples; over-long rows are truncated or dropped.
+void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, const PromptTemplate& tpl,
+              const DataConfig& cfg, const Tokenizer& tok, std::vector<Example>& out, Dataset& d) {
+  const auto bos = tok.bos_id(), eos = tok.eos_id();
+  if (!eos)
+    throw Error(tok.path() + ": the tokenizer defines no EOS token, which ends every training row\nHINT: use a "
+                             "tokenizer directory whose tokenizer_config.json names eos_token");
+  const size_t k = sel.size();
+  std::vector<PromptTemplate::Parts> parts(k);
+  std::vector<std::string> texts(2 * k);  // full texts, then prompts
+  for (size_t i = 0; i < k; ++i) {
+    parts[i] = tpl.render_parts(rows[static_cast<size_t>(sel[i])]);
+    texts[i] = parts[i].prompt + parts[i].response;
+    texts[k + i] = parts[i].prompt;
+  }
+  auto enc = tok.encode_batch(texts, cfg.threads);
+  out.reserve(k);
+  for (size_t i = 0; i < k; ++i) {
+    std::vector<int32_t>& full = enc[i];
+    const std::vector<int32_t>& prompt = enc[k + i];
+    if (prompt.size() > full.size() || !std::equal(prompt.begin(), prompt.end(), full.begin())) {
+      full = prompt;
+      const auto resp = tok.encode(parts[i].response);
+      full.insert(full.end(), resp.begin(), resp.end());
+      ++d.split_encoded;
+    }
+    Example x;
+    x.row = rows[static_cast<size_t>(sel[i])].index;
+    x.ids.reserve(full.size() + 2);
+    if (bos) x.ids.push_back(*bos);
+    x.ids.insert(x.ids.end(), full.begin(), full.end());
+    x.ids.push_back(*eos);
+    std::vector<int32_t>().swap(full);
+    x.prompt_tokens = (bos ? 1 : 0) + static_cast<int64_t>(prompt.size());
+    x.labels = x.ids;
+    if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.begin() + x.prompt_tokens, -100);
+    if (static_cast<int64_t>(x.ids.size()) > cfg.max_seq_len) {
+      if (cfg.overlong == "drop") {
+        ++d.dropped;
+        continue;
+      }
+      x.ids.resize(static_cast<size_t>(cfg.max_seq_len));
+      x.labels.resize(static_cast<size_t>(cfg.max_seq_len));
+      x.prompt_tokens = std::min<int64_t>(x.prompt_tokens, cfg.max_seq_len);
+      ++d.truncated;
+    }
+    out.push_back(std::move(x));
+  }
+}
+
+}  // namespace
+
+Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed, const std::string& cache_dir) {
+  if (cfg.path.empty()) throw UsageError("data.path is empty\nHINT: set data.path to a JSON or JSONL file of rows");
+  if (cfg.overlong != "truncate" && cfg.overlong != "drop")
+    throw UsageError("data.overlong = \"" + cfg.overlong + "\" (expected \"truncate\" or \"drop\")");
+  const auto t0 = std::chrono::steady_clock::now();
+  const PromptTemplate tpl =
+      PromptTemplate::parse(cfg.template_text.empty() ? PromptTemplate::default_text() : cfg.template_text);
+  const std::string bytes = data::read_file(cfg.path);
+  const std::string fp = fingerprint(cfg, tok, tpl.text, seed, bytes);
+  if (!cache_dir.empty()) {
+    if (auto cached = read_cache(cache_dir, fp)) {
+      data::log_skipped(cached->load, cfg.path);
+      log::info("data: ", cached->train.size(), " train + ", cached->eval.size(), " eval rows from the cache ",
+                cache_file(cache_dir, fp));
+      return std::move(*cached);
+    }
+  }
+  Dataset d;
+  d.fingerprint = fp;
+  const auto rows = data::parse_rows(cfg, cfg.path, bytes, &d.load);
+  data::log_skipped(d.load, cfg.path);
+  const Split split = select_rows(static_cast<int64_t>(rows.size()), cfg, seed);
+  tokenize(rows, split.train, tpl, cfg, tok, d.train, d);
+  tokenize(rows, split.eval, tpl, cfg, tok, d.eval, d);
+  if (d.train.empty())
+    throw DataError(cfg.path + ": no training rows left: all " + std::to_string(split.train.size()) +
+                    " exceed data.max_seq_len = " + std::to_string(cfg.max_seq_len) +
+                    "\nHINT: raise data.max_seq_len or set data.overlong = \"truncate\"");
+  if (d.truncated || d.dropped)
+    log::warn("data: ", d.truncated ? d.truncated : d.dropped, " rows longer than data.max_seq_len = ", cfg.max_seq_len,
+              d.truncated ? " truncated" : " dropped");
+  if (d.split_encoded)
+    log::warn("data: ", d.split_encoded,
+              " rows had a token spanning the prompt/response boundary; their prompt and response were tokenized "
+              "separately");
+  if (!cache_dir.empty()) write_cache(cache_dir, d);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log::info("data: ", d.train.size(), " train + ", d.eval.size(), " eval rows from ", cfg.path, " in ", s,
+            " s (fingerprint ", fp, ")");
+  return d;
+}
+
+}  // namespace r1dist

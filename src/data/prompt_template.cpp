@@ -1,0 +1,151 @@
+// The prompt template: literal text with {question}, {cot} and {response}; "{{" and "}}"
+// stand for braces. The template is re-parsed per render (it is a few hundred bytes, the
+// rows are kilobytes), which keeps PromptTemplate a plain value.
+#include <string_view>
+
+#include "r1dist/data.h"
+
+namespace r1dist {
+
+namespace {
+
+enum class Slot { literal, question, cot, response };
+
+struct Piece {
+  Slot slot;
+  std::string text;  // literal text
+};
+
+struct Parsed {
+  std::vector<Piece> pieces;
+  // The prompt is pieces[0, cut_piece) plus the first cut_offset bytes of pieces[cut_piece].
+  size_t cut_piece = 0, cut_offset = 0;
+};
+
+Parsed parse_pieces(const std::string& t) {
+  Parsed p;
+  auto literal = [&](std::string_view s) {
+    if (p.pieces.empty() || p.pieces.back().slot != Slot::literal) p.pieces.push_back({Slot::literal, ""});
+    p.pieces.back().text += s;
+  };
+  for (size_t i = 0; i < t.size();) {
+    if (t.compare(i, 2, "{{") == 0 || t.compare(i, 2, "}}") == 0) {
+      literal(t.substr(i, 1));
+      i += 2;
+    } else if (t[i] == '{') {
+      const size_t close = t.find('}', i);
+      if (close == std::string::npos)
+        throw UsageError("data.template: '{' at byte " + std::to_string(i) +
+                         " opens no placeholder\nHINT: write {{ for a literal brace");
+      const std::string name = t.substr(i + 1, close - i - 1);
+      Slot slot;
+      if (name == "question") slot = Slot::question;
+      else if (name == "cot") slot = Slot::cot;
+      else if (name == "response") slot = Slot::response;
+      else
+        throw UsageError("data.template: unknown placeholder {" + name +
+                         "} (known: {question}, {cot}, {response})\nHINT: write {{ and }} for literal braces");
+      p.pieces.push_back({slot, ""});
+      i = close + 1;
+    } else if (t[i] == '}') {
+      throw UsageError("data.template: unmatched '}' at byte " + std::to_string(i) +
+                       "\nHINT: write }} for a literal brace");
+    } else {
+      const size_t next = t.find_first_of("{}", i);
+      const size_t end = next == std::string::npos ? t.size() : next;
+      literal(std::string_view(t).substr(i, end - i));
+      i = end;
+    }
+  }
+  size_t q = p.pieces.size();
+  for (size_t k = 0; k < p.pieces.size() && q == p.pieces.size(); ++k)
+    if (p.pieces[k].slot == Slot::question) q = k;
+  if (q == p.pieces.size()) throw UsageError("data.template has no {question} placeholder");
+  // Boundary: the end of the first "<think>" after {question}; without one, the first
+  // {cot} or {response}; without those, the end.
+  p.cut_piece = p.pieces.size();
+  for (size_t k = q + 1; k < p.pieces.size(); ++k) {
+    const Piece& pc = p.pieces[k];
+    if (pc.slot == Slot::literal) {
+      const size_t at = pc.text.find("<think>");
+      if (at != std::string::npos) {
+        p.cut_piece = k;
+        p.cut_offset = at + 7;
+        break;
+      }
+    } else if (pc.slot != Slot::question) {
+      p.cut_piece = k;
+      break;
+    }
+  }
+  for (size_t k = 0; k < p.cut_piece && k < p.pieces.size(); ++k)
+    if (p.pieces[k].slot == Slot::cot || p.pieces[k].slot == Slot::response)
+      throw UsageError("data.template: {cot} and {response} must come after {question} and the prompt's <think>");
+  return p;
+}
+
+void append(std::string& out, const Piece& pc, const Row& row) {
+  switch (pc.slot) {
+    case Slot::literal: out += pc.text; break;
+    case Slot::question: out += row.question; break;
+    case Slot::cot: out += row.cot; break;
+    case Slot::response: out += row.response; break;
+  }
+}
+
+}  // namespace
+
+const std::string& PromptTemplate::default_text() {
+  // SPEC §4's structure (preamble, ### Question, ### Response, <think> ... </think>) in our
+  // own words. The preamble must not contain "<think>": it is an added token.
+  static const std::string text =
+      "You are an experienced physician. Read the medical question below and work through it "
+      "step by step: the key findings, the possible causes, and what would confirm or rule "
+      "them out. Only then give your answer.\n"
+      "\n"
+      "### Question:\n"
+      "{question}\n"
+      "\n"
+      "### Response:\n"
+      "<think>\n"
+      "{cot}\n"
+      "</think>\n"
+      "{response}";
+  return text;
+}
+
+PromptTemplate PromptTemplate::parse(const std::string& text) {
+  parse_pieces(text);  // validates
+  return PromptTemplate{text};
+}
+
+PromptTemplate::Parts PromptTemplate::render_parts(const Row& row) const {
+  const Parsed p = parse_pieces(text);
+  Parts out;
+  for (size_t k = 0; k < p.pieces.size(); ++k) {
+    const Piece& pc = p.pieces[k];
+    if (k < p.cut_piece) {
+      append(out.prompt, pc, row);
+    } else if (k == p.cut_piece) {
+      out.prompt += pc.text.substr(0, p.cut_offset);
+      if (pc.slot == Slot::literal) out.response += pc.text.substr(p.cut_offset);
+      else append(out.response, pc, row);
+    } else {
+      append(out.response, pc, row);
+    }
+  }
+  return out;
+}
+
+std::string PromptTemplate::render(const Row& row) const {
+  Parts parts = render_parts(row);
+  return parts.prompt + parts.response;
+}
+
+std::string PromptTemplate::render_prompt(const std::string& question) const {
+  Row row;
+  row.question = question;
+  return render_parts(row).prompt;
+}
+
+}  // namespace r1dist
