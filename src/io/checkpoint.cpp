@@ -76,7 +76,7 @@ Handle group_with_order(hid_t loc, const char* name, const std::string& where) {
 }
 
 void write_array(hid_t loc, const std::string& name, hid_t ftype, hid_t mtype, const std::vector<int64_t>& shape,
-                 const void* data, const std::string& where) {
+                 const void* data, const std::string& where, bool name_attr = false) {
   const std::string w = where + " dataset '" + name + "'";
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(shape.empty() ? R1DIST_H5(w, H5Screate(H5S_SCALAR))
@@ -86,7 +86,7 @@ void write_array(hid_t loc, const std::string& name, hid_t ftype, hid_t mtype, c
   R1DIST_H5(w, H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
   Handle d(R1DIST_H5(w, H5Dcreate2(loc, name.c_str(), ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)));
   if (numel(shape) > 0) R1DIST_H5(w, H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
-  if (ftype == H5T_IEEE_F32LE) h5::write_attr(d, "name", name, w);
+  if (name_attr) h5::write_attr(d, "name", name, w);
   d.close(w);
 }
 
@@ -113,7 +113,8 @@ void write_tmp(const std::string& tmp, const CheckpointState& s) {
   auto adapters = group_with_order(f, "adapters", where + " group /adapters");
   int64_t total = 0;
   for (const auto& a : s.adapters) {
-    write_array(adapters, a.name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.shape, a.data.data(), where + " /adapters");
+    write_array(adapters, a.name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.shape, a.data.data(), where + " /adapters",
+                true);
     total += numel(a.shape);
   }
   adapters.reset();
