@@ -87,7 +87,8 @@ class MetricsWriter {
   MetricsWriter& operator=(const MetricsWriter&) = delete;
   void append(const StepRecord& r);
   void append(const EvalRecord& r);
-  // Counters as attributes on the root (e.g. "rows_skipped"); overwritten each call.
+  // Counters (e.g. "rows_skipped"); overwritten each call. Stored as rows of the /attrs
+  // table, not HDF5 attributes (a SWMR writer cannot create attributes).
   void set_attr(const std::string& name, int64_t value);
   void set_attr(const std::string& name, const std::string& value);
 

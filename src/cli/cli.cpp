@@ -24,7 +24,8 @@ const Command kCommands[] = {
     {"score", "mean NLL and per-token log-probs of token-id sequences under a model", cmd_score},
     {"config", "print a validated config with every default filled in, or list every key", cmd_config},
     {"tokenize", "text to token ids with a model's tokenizer.json, or ids back to text", cmd_tokenize},
-    {"bench", "benchmarks that print measured figures (nf4, data)", cmd_bench},
+    {"metrics", "print a run's metrics.h5 as TSV (also while the run writes it)", cmd_metrics},
+    {"bench", "benchmarks that print measured figures (nf4, data, checkpoint)", cmd_bench},
 };
 
 void print_usage() {

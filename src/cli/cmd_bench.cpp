@@ -2,6 +2,8 @@
 // projections of a preset, and dequantisation bandwidth against a device-to-device copy in
 // the same run. `bench data`: the data pipeline (load, select, template, tokenize) on a
 // data file replicated K times, rows/s and tokens/s per tokenizer thread count.
+// `bench checkpoint`: write and read speed of an HDF5 checkpoint holding a preset's LoRA
+// adapters (all seven projections) plus the two AdamW moments.
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -10,7 +12,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <random>
+#include <unistd.h>
 
+#include "r1dist/checkpoint.h"
 #include "r1dist/cli.h"
 #include "r1dist/cli_util.h"
 #include "r1dist/data.h"
@@ -154,26 +159,76 @@ int bench_data(const cxxopts::ParseResult& r) {
   return 0;
 }
 
+int bench_checkpoint(const cxxopts::ParseResult& r) {
+  const auto cfg = qwen2_preset(r["preset"].as<std::string>());
+  const int64_t rank = r["rank"].as<int64_t>();
+  const int64_t h = cfg.hidden_size, q = cfg.q_dim(), kv = cfg.kv_dim(), ffn = cfg.intermediate_size;
+  const std::pair<const char*, std::pair<int64_t, int64_t>> projs[] = {  // name, (in, out)
+      {"self_attn.q_proj", {h, q}},  {"self_attn.k_proj", {h, kv}}, {"self_attn.v_proj", {h, kv}},
+      {"self_attn.o_proj", {q, h}},  {"mlp.gate_proj", {h, ffn}},   {"mlp.up_proj", {h, ffn}},
+      {"mlp.down_proj", {ffn, h}}};
+  CheckpointState s;
+  s.world_size = 1;
+  s.rng_states = {std::string(5056, 'r')};
+  std::mt19937 gen(0);
+  std::uniform_real_distribution<float> u(-1, 1);
+  int64_t total = 0;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
+    for (const auto& [name, io] : projs) {
+      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + name;
+      for (auto [suffix, shape] : {std::pair{".lora_A.weight", std::vector<int64_t>{rank, io.first}},
+                                   std::pair{".lora_B.weight", std::vector<int64_t>{io.second, rank}}}) {
+        NamedArray a{base + suffix, shape, std::vector<float>(size_t(shape[0] * shape[1]))};
+        for (auto& x : a.data) x = u(gen);
+        total += int64_t(a.data.size());
+        s.adapters.push_back(std::move(a));
+      }
+    }
+  s.adam_m.assign(size_t(total), 0.25f);
+  s.adam_v.assign(size_t(total), 0.5f);
+  const std::string path = r["dir"].as<std::string>() + "/r1dist_bench_ckpt_" + std::to_string(::getpid()) + ".h5";
+  const double mb = 3.0 * double(total) * 4 / 1e6;
+  auto secs = [](auto t0) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    write_checkpoint(path, s);
+    const double tw = secs(t0);
+    t0 = std::chrono::steady_clock::now();
+    const auto back = read_checkpoint(path);
+    const double tr = secs(t0);
+    check(back.adam_v.size() == size_t(total), "bench checkpoint: read back a different size");
+    std::printf("checkpoint %s r=%lld: %lld adapter values in %zu tensors + 2 optimizer moments = %.1f MB; "
+                "write %.3f s (%.0f MB/s, fsync included), read %.3f s (%.0f MB/s)\n",
+                r["preset"].as<std::string>().c_str(), (long long)rank, (long long)total, s.adapters.size(), mb, tw, mb / tw, tr,
+                mb / tr);
+  }
+  ::unlink(path.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  cxxopts::Options o("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data.");
+  cxxopts::Options o("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint.");
   o.add_options()
-      ("kind", "what to measure: nf4, data", cxxopts::value<std::string>())
+      ("kind", "what to measure: nf4, data, checkpoint", cxxopts::value<std::string>())
       ("preset", "model shape", cxxopts::value<std::string>()->default_value("r1-distill-qwen-14b"))
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("layers", "layers to quantise (0 = all)", cxxopts::value<int64_t>()->default_value("0"))
       ("data", "data: JSON or JSONL file of rows", cxxopts::value<std::string>())
       ("tokenizer", "data: tokenizer directory or tokenizer.json", cxxopts::value<std::string>())
       ("replicate", "data: copies of the file's rows", cxxopts::value<int64_t>()->default_value("100"))
-      ("threads", "data: tokenizer thread counts, comma-separated", cxxopts::value<std::string>()->default_value("1,2"));
+      ("threads", "data: tokenizer thread counts, comma-separated", cxxopts::value<std::string>()->default_value("1,2"))
+      ("rank", "checkpoint: LoRA rank", cxxopts::value<int64_t>()->default_value("16"))
+      ("dir", "checkpoint: where the file is written (and removed)", cxxopts::value<std::string>()->default_value("/tmp"));
   o.parse_positional({"kind"});
   cxxopts::ParseResult r;
   if (!parse_or_help(o, argc, argv, r)) return 0;
   const auto kind = required(r, o, "kind");
   if (kind == "nf4") return bench_nf4(r);
   if (kind == "data") return bench_data(r);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data)");
+  if (kind == "checkpoint") return bench_checkpoint(r);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint)");
 }
 
 }  // namespace r1dist

@@ -1,0 +1,47 @@
+// r1dist metrics: prints a run's metrics.h5 as TSV (also while the run writes it: the
+// reader opens it SWMR). Each table starts with a "# name" line and a header row.
+#include <cstdio>
+
+#include "r1dist/checkpoint.h"
+#include "r1dist/cli.h"
+#include "r1dist/cli_util.h"
+
+namespace r1dist {
+
+int cmd_metrics(int argc, char** argv) {
+  cxxopts::Options o("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, attrs).");
+  o.add_options()
+      ("path", "the metrics file (RUN_DIR/metrics.h5)", cxxopts::value<std::string>())
+      ("table", "steps, evals, attrs or all", cxxopts::value<std::string>()->default_value("all"));
+  o.parse_positional({"path"});
+  cxxopts::ParseResult r;
+  if (!parse_or_help(o, argc, argv, r)) return 0;
+  const auto path = required(r, o, "path");
+  const auto table = r["table"].as<std::string>();
+  if (table != "all" && table != "steps" && table != "evals" && table != "attrs")
+    throw UsageError("metrics: --table must be steps, evals, attrs or all (got '" + table + "')");
+  const auto m = read_metrics(path);
+  const bool all = table == "all";
+  if (all || table == "steps") {
+    if (all) std::printf("# steps\n");
+    std::printf("step\tloss\tlr\tgrad_norm\ttokens\tstep_time_s\ttokens_per_s\tmem_gb\n");
+    for (const auto& s : m.steps)
+      std::printf("%lld\t%.9g\t%.9g\t%.9g\t%lld\t%.9g\t%.9g\t%.9g\n", static_cast<long long>(s.step), s.loss, s.lr,
+                  s.grad_norm, static_cast<long long>(s.tokens), s.step_time_s, s.tokens_per_s, s.mem_gb);
+  }
+  if (all || table == "evals") {
+    if (all) std::printf("# evals\n");
+    std::printf("step\teval_loss\tkl\teval_tokens\n");
+    for (const auto& e : m.evals)
+      std::printf("%lld\t%.9g\t%.9g\t%lld\n", static_cast<long long>(e.step), e.eval_loss, e.kl,
+                  static_cast<long long>(e.eval_tokens));
+  }
+  if (all || table == "attrs") {
+    if (all) std::printf("# attrs\n");
+    std::printf("name\tvalue\n");
+    for (const auto& [k, v] : m.attrs) std::printf("%s\t%s\n", k.c_str(), v.c_str());
+  }
+  return 0;
+}
+
+}  // namespace r1dist
