@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev
+  libopenblas0-openmp   # an optimised BLAS for libtorch (Debian links the reference libblas3 otherwise)
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libspdlog-dev libfmt-dev

@@ -42,6 +42,16 @@ class LoraLinear {
   // Replaces the dense base by its NF4 form (frees the dense copy).
   void quantize(bool double_quant, const std::string& name);
   at::Tensor forward(const at::Tensor& x) const;
+  // While one exists on this thread, forwards without a graph still apply LoRA dropout
+  // (drawing the same masks as with a graph): the no-grad forward of a checkpointed layer
+  // must match its recomputation. Without one, no-grad forwards (evaluation) never drop.
+  struct DropoutWithoutGraph {
+    DropoutWithoutGraph();
+    ~DropoutWithoutGraph();
+    DropoutWithoutGraph(const DropoutWithoutGraph&) = delete;
+    DropoutWithoutGraph& operator=(const DropoutWithoutGraph&) = delete;
+    bool previous;
+  };
 };
 
 }  // namespace r1dist

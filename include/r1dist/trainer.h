@@ -31,9 +31,10 @@ TrainResult train(const Config& cfg, const TrainOptions& opt);
 //   "kill:rank=R:step=S"        rank R raises SIGKILL after completing step S
 //   "kill_in_checkpoint:step=S" rank 0 raises SIGKILL halfway through writing step S's
 //                               checkpoint (after the temporary file has data)
+//   "nan_loss:rank=R:step=S"    rank R's loss of step S becomes NaN (before its backward)
 // Unset (the normal case): nothing happens.
 struct FaultPlan {
-  enum Kind { none, kill, kill_in_checkpoint } kind = none;
+  enum Kind { none, kill, kill_in_checkpoint, nan_loss } kind = none;
   int rank = 0;
   int64_t step = -1;
   static FaultPlan from_env();

@@ -39,6 +39,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       std::lock_guard<std::mutex> lock(gen.mutex());
       ctx->saved_data["rng_state"] = gen.get_state();
     }
+    LoraLinear::DropoutWithoutGraph drop;
     return model->layer_forward(static_cast<int>(layer), h, cos, sin);
   }
 

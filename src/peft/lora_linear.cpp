@@ -90,13 +90,25 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
 
 }  // namespace
 
+namespace {
+thread_local bool t_dropout_without_graph = false;
+}  // namespace
+
+LoraLinear::DropoutWithoutGraph::DropoutWithoutGraph() : previous(t_dropout_without_graph) {
+  t_dropout_without_graph = true;
+}
+LoraLinear::DropoutWithoutGraph::~DropoutWithoutGraph() { t_dropout_without_graph = previous; }
+
 at::Tensor LoraLinear::forward(const at::Tensor& x) const {
   const bool lora = has_adapter() && adapter_enabled;
   const bool need_graph = at::GradMode::is_enabled() && (x.requires_grad() || lora);
   if (!need_graph) {
     auto y = at::linear(x, base_weight(x.scalar_type()), bias_as(bias, x.scalar_type()));
     if (lora) {
-      auto xa = at::linear(x, lora_A.to(x.scalar_type()));
+      at::Tensor xd = x;
+      if (dropout > 0 && t_dropout_without_graph)
+        xd = x * (at::bernoulli(at::full(x.sizes(), 1.0 - dropout, x.options())) / (1.0 - dropout));
+      auto xa = at::linear(xd, lora_A.to(x.scalar_type()));
       y = y + at::linear(xa, lora_B.to(x.scalar_type())) * scaling;
     }
     return y;
