@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, from a fresh Debian 12 clone: install, build, write
-# the tiny model, then run configs/demo.toml on 2 MPI ranks, score sample sequences and
-# tokenize the standard test prompt with the R1 tokenizer.
+# the tiny model (the R1-distill tokenizer copied in), then train it with QLoRA on the
+# bundled synthetic Chinese sample on 2 MPI ranks (configs/demo.toml): progress on rank 0,
+# HDF5 checkpoints and metrics in runs/demo. Then print the metrics and the checkpoint layout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
 source launch/env.sh
 bash tools/build.sh
 mkdir -p runs/demo
-[ -f runs/demo/model/config.json ] || ./build/r1dist init-model --preset tiny --out runs/demo/model --seed 3407
-mpirun -np 2 ./build/r1dist --cfg configs/demo.toml --dry-run
-mpirun -np 2 ./build/r1dist score --model runs/demo/model --ids configs/demo_ids.json --no-logprobs
-# The R1-distill tokenizer (written by install-deps): the standard test prompt as the
-# model sees it, and back.
-./build/r1dist tokenize --tokenizer .deps/tokenizer-r1 --add-special --json \
-  --text '<｜User｜>28岁程序员，常年熬夜，头晕目眩，恶心<｜Assistant｜>' | tee runs/demo/prompt_ids.json
-./build/r1dist tokenize --tokenizer .deps/tokenizer-r1 --decode --file runs/demo/prompt_ids.json; echo
+[ -f runs/demo/model/tokenizer.json ] ||
+  ./build/r1dist init-model --preset tiny --dtype fp32 --seed 3407 --out runs/demo/model --tokenizer .deps/tokenizer-r1
+# A fresh run each time (the model and the tokenized-data cache stay).
+rm -rf runs/demo/checkpoints runs/demo/metrics.h5 runs/demo/adapter runs/demo/run*.log runs/demo/run.json
+mpirun -np 2 ./build/r1dist --cfg configs/demo.toml
+./build/r1dist metrics runs/demo/metrics.h5 --table evals
+h5dump -H runs/demo/checkpoints/step_00000020.h5 > runs/demo/checkpoint_layout.txt
+h5ls -r runs/demo/checkpoints/step_00000020.h5 > runs/demo/checkpoint_ls.txt
+head -n 6 runs/demo/checkpoint_ls.txt; echo "  ... ($(wc -l < runs/demo/checkpoint_ls.txt) objects; h5dump -H in runs/demo/checkpoint_layout.txt)"
+echo "demo: checkpoints in runs/demo/checkpoints, metrics in runs/demo/metrics.h5, PEFT adapter in runs/demo/adapter"

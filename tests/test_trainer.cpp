@@ -135,7 +135,9 @@ TEST(Drift, KlIsZeroForTheBaseAndPositiveOnceAdaptersChange) {
   auto kl1 = kl_drift(m, {&e}, 16);
   auto kl1_one_chunk = kl_drift(m, {&e}, 1000);
   EXPECT_GT(kl1.mean(), 1e-6);
-  EXPECT_NEAR(kl1.sum, kl1_one_chunk.sum, 1e-6 * std::abs(kl1.sum));
+  // Chunking changes only the GEMM blocking: fp32 log-probs differ in the last bits, and KL
+  // is a difference of log-probs, so allow 1e-7 per position on top of 0.1%.
+  EXPECT_NEAR(kl1.sum, kl1_one_chunk.sum, 1e-3 * std::abs(kl1.sum) + 1e-7 * double(kl1.count));
   // The adapters are on again afterwards.
   for (auto& a : m.adapters()) EXPECT_TRUE(a.layer->adapter_enabled);
 }
