@@ -17,5 +17,6 @@ int cmd_config(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_metrics(int argc, char** argv);
+int cmd_checkpoint_diff(int argc, char** argv);
 
 }  // namespace r1dist

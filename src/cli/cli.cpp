@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"config", "print a validated config with every default filled in, or list every key", cmd_config},
     {"tokenize", "text to token ids with a model's tokenizer.json, or ids back to text", cmd_tokenize},
     {"metrics", "print a run's metrics.h5 as TSV (also while the run writes it)", cmd_metrics},
+    {"checkpoint-diff", "how far two checkpoints' adapters and optimizer moments are apart", cmd_checkpoint_diff},
     {"bench", "benchmarks that print measured figures (nf4, data, checkpoint)", cmd_bench},
 };
 
@@ -37,7 +38,7 @@ void print_usage() {
                "      train as the config describes (under mpirun: one rank per GPU or CPU slot):\n"
                "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
-  for (const auto& c : kCommands) std::printf("  %-12s %s\n", c.name, c.summary);
+  for (const auto& c : kCommands) std::printf("  %-16s %s\n", c.name, c.summary);
   std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure\n";
 }
 

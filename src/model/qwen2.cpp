@@ -164,8 +164,14 @@ at::ScalarType parse_compute_dtype(const std::string& s) {
 }
 
 at::Device parse_device(const std::string& s, int local_rank) {
+  // Ranks beyond the GPU count share GPUs round-robin (usable with dist.backend = "mpi";
+  // NCCL refuses two ranks on one GPU).
+  auto rank_gpu = [&]() {
+    const int n = std::max<int>(1, static_cast<int>(at::getNumGPUs()));
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % n));
+  };
   if (s == "auto") {
-    if (at::hasCUDA()) return at::Device(at::kCUDA, local_rank);
+    if (at::hasCUDA()) return rank_gpu();
     return at::Device(at::kCPU);
   }
   if (s == "cpu") return at::Device(at::kCPU);
@@ -173,7 +179,7 @@ at::Device parse_device(const std::string& s, int local_rank) {
     if (!at::hasCUDA())
       throw UsageError("device '" + s + "' requested but this build/machine has no CUDA" +
                        "\nHINT: use --device cpu, or build against a CUDA libtorch");
-    return s == "cuda" ? at::Device(at::kCUDA, local_rank) : at::Device(s);
+    return s == "cuda" ? rank_gpu() : at::Device(s);
   }
   throw UsageError("unknown device '" + s + "' (use auto, cpu, cuda or cuda:N)");
 }

@@ -4,10 +4,17 @@
 # NCCL backend, a checkpoint that h5dump reads, and the per-step figures from metrics.h5.
 # Needs a build in build-gpu (tools/gpu/build_and_test.sh) and the staged .deps/h5tools.
 # Usage: bash tools/gpu/train_gpu.sh [NP]   (NP ranks, one per GPU; default 1)
+# Environment: STEPS (20), ACCUM (8/NP: global batch 32 rows), BACKEND (nccl; mpi lets
+# several ranks share one GPU), CHECKPOINTING (layer|none), TAG (run name suffix).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/r1dist-gpu}
 NP=${1:-1}
+STEPS=${STEPS:-20}
+ACCUM=${ACCUM:-$((8 / NP))}
+BACKEND=${BACKEND:-nccl}
+CHECKPOINTING=${CHECKPOINTING:-layer}
+TAG=np$NP${TAG:+_$TAG}
 mkdir -p "$OUT"
 source launch/env.sh
 R=./build-gpu/r1dist
@@ -26,7 +33,7 @@ with open(sys.argv[1], "w", encoding="utf-8") as f:
                             "Response": "\n".join(p["Response"] for p in part)}, ensure_ascii=False) + "\n")
 PY
 [ -d "$W/m15" ] || $R init-model --preset r1-distill-qwen-1.5b --dtype bf16 --seed 1 --out "$W/m15" --tokenizer .deps/tokenizer-r1
-cat > "$W/gpu15.toml" <<TOML
+cat > "$W/gpu15_$TAG.toml" <<TOML
 [model]
 path = "$W/m15"
 dtype = "bf16"
@@ -40,24 +47,25 @@ max_seq_len = 2048
 overlong = "truncate"
 eval_rows = 4
 [train]
-steps = 20
+steps = $STEPS
 micro_batch = 4
-grad_accum = $((8 / NP))
+grad_accum = $ACCUM
+checkpointing = "$CHECKPOINTING"
 lr = 2e-4
 warmup_steps = 2
 [eval]
 every_steps = 10
 kl_rows = 2
 [dist]
-backend = "nccl"
+backend = "$BACKEND"
 [output]
-dir = "$W/run_np$NP"
+dir = "$W/run_$TAG"
 save_every = 10
 TOML
-rm -rf "$W/run_np$NP"
-mpirun -np "$NP" $R --cfg "$W/gpu15.toml" 2>&1 | tee "$OUT/train_np$NP.log" | tail -n 30
-$R metrics "$W/run_np$NP/metrics.h5" > "$OUT/metrics_np$NP.tsv" 2>&1 || true
+rm -rf "$W/run_$TAG"
+mpirun -np "$NP" $R --cfg "$W/gpu15_$TAG.toml" 2>&1 | tee "$OUT/train_$TAG.log" | grep -E "info (model|step|eval|done)|error" | tail -n 8
+$R metrics "$W/run_$TAG/metrics.h5" > "$OUT/metrics_$TAG.tsv" 2>&1 || true
 H5=.deps/h5tools/usr
-LD_LIBRARY_PATH=$H5/lib/x86_64-linux-gnu $H5/bin/h5dump -H "$W/run_np$NP/checkpoints/step_00000020.h5" \
-  > "$OUT/h5dump_np$NP.txt" 2>&1; echo "h5dump rc=$?" | tee -a "$OUT/h5dump_np$NP.txt"
-head -c 3000 "$OUT/h5dump_np$NP.txt"
+CK=$(printf "%s/run_%s/checkpoints/step_%08d.h5" "$W" "$TAG" "$STEPS")
+LD_LIBRARY_PATH=$H5/lib/x86_64-linux-gnu $H5/bin/h5dump -H "$CK" > "$W/h5dump_$TAG.txt" 2>&1
+echo "h5dump -H $CK: rc=$?, $(wc -l < "$W/h5dump_$TAG.txt") lines"

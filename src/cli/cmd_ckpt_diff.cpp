@@ -1,0 +1,83 @@
+// r1dist checkpoint-diff A B: how far two checkpoints' adapters and optimizer moments are
+// apart (max |a-b| / max |b|, per tensor and overall), e.g. a multi-GPU run against its
+// one-GPU equivalent.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "r1dist/checkpoint.h"
+#include "r1dist/cli.h"
+#include "r1dist/cli_util.h"
+#include "r1dist/dist.h"
+#include "r1dist/error.h"
+
+namespace r1dist {
+
+namespace {
+
+struct Diff {
+  double max_abs = 0, max_ref = 0;
+  bool identical = true;
+  void add(const std::vector<float>& a, const std::vector<float>& b) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      max_abs = std::max(max_abs, std::abs(double(a[i]) - double(b[i])));
+      max_ref = std::max(max_ref, std::abs(double(b[i])));
+      identical = identical && (a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])));
+    }
+  }
+  double rel() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
+};
+
+}  // namespace
+
+int cmd_checkpoint_diff(int argc, char** argv) {
+  cxxopts::Options o("r1dist checkpoint-diff",
+                     "Compare two checkpoints: max|a-b|/max|b| of the adapters (overall and worst tensor) "
+                     "and of the AdamW moments. Exit 0 when --tol is met (or not given), 1 otherwise.");
+  o.add_options()
+      ("a", "checkpoint A", cxxopts::value<std::string>())
+      ("b", "checkpoint B (the reference)", cxxopts::value<std::string>())
+      ("tol", "fail when the adapters' relative difference exceeds this", cxxopts::value<double>());
+  o.parse_positional({"a", "b"});
+  cxxopts::ParseResult r;
+  if (!parse_or_help(o, argc, argv, r)) return 0;
+  if (dist_group().rank != 0) return 0;
+  const auto a = read_checkpoint(required(r, o, "a"));
+  const auto b = read_checkpoint(required(r, o, "b"));
+  if (a.adapters.size() != b.adapters.size())
+    throw UsageError("checkpoint-diff: " + std::to_string(a.adapters.size()) + " adapter tensors against " +
+                     std::to_string(b.adapters.size()));
+  Diff all;
+  double worst = -1;
+  std::string worst_name;
+  for (size_t i = 0; i < a.adapters.size(); ++i) {
+    const auto &x = a.adapters[i], &y = b.adapters[i];
+    if (x.name != y.name || x.data.size() != y.data.size())
+      throw UsageError("checkpoint-diff: adapter " + std::to_string(i) + " is " + x.name + " in A and " + y.name +
+                       " in B (or their sizes differ)");
+    Diff d;
+    d.add(x.data, y.data);
+    all.add(x.data, y.data);
+    if (d.rel() > worst) {
+      worst = d.rel();
+      worst_name = x.name;
+    }
+  }
+  Diff m, v;
+  if (a.adam_m.size() == b.adam_m.size()) {
+    m.add(a.adam_m, b.adam_m);
+    v.add(a.adam_v, b.adam_v);
+  }
+  std::printf("steps %lld vs %lld, world sizes %d vs %d\n", (long long)a.step, (long long)b.step, a.world_size,
+              b.world_size);
+  std::printf("adapters: max rel diff %.3g (max abs %.3g)%s; worst tensor %s: %.3g\n", all.rel(), all.max_abs,
+              all.identical ? ", bitwise identical" : "", worst_name.c_str(), worst);
+  std::printf("exp_avg: %.3g, exp_avg_sq: %.3g (max rel diff)\n", m.rel(), v.rel());
+  if (r.count("tol") && !(all.rel() <= r["tol"].as<double>())) {
+    std::printf("FAIL: %.3g > tol %.3g\n", all.rel(), r["tol"].as<double>());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace r1dist
