@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(
   build-essential cmake ninja-build pkg-config
+  clang libclang-rt-14-dev   # the sanitizer build of the core (tools/test.sh)
   libtorch-dev
   libopenblas0-openmp   # an optimised BLAS for libtorch (Debian links the reference libblas3 otherwise)
   libopenmpi-dev openmpi-bin

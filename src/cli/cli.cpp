@@ -1,13 +1,14 @@
-#include "r1dist/cli.h"
+// Dispatch: which command, whether it needs MPI, one catch for every error.
+#include "r1dist/cli/cli.h"
 
-#include <cxxopts.hpp>
-
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
-#include "r1dist/dist.h"
-#include "r1dist/error.h"
-#include "r1dist/log.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
+#include "r1dist/dist/process_group.h"
+#include "r1dist/log/log.h"
 
 namespace r1dist {
 
@@ -17,24 +18,27 @@ struct Command {
   const char* name;
   const char* summary;
   int (*fn)(int, char**);
+  bool mpi;  // talks to other ranks: MPI is initialised before it runs
 };
 
 const Command kCommands[] = {
-    {"init-model", "write an HF-format Qwen2 model directory with seeded random weights", cmd_init_model},
-    {"score", "mean NLL and per-token log-probs of token-id sequences under a model", cmd_score},
-    {"config", "print a validated config with every default filled in, or list every key", cmd_config},
-    {"tokenize", "text to token ids with a model's tokenizer.json, or ids back to text", cmd_tokenize},
-    {"metrics", "print a run's metrics.h5 as TSV (also while the run writes it)", cmd_metrics},
-    {"checkpoint-diff", "how far two checkpoints' adapters and optimizer moments are apart", cmd_checkpoint_diff},
-    {"bench", "benchmarks that print measured figures (nf4, data, checkpoint)", cmd_bench},
+    {"init-model", "write an HF-format Qwen2 model directory with seeded random weights", cmd_init_model, false},
+    {"score", "mean NLL and per-token log-probs of token-id sequences under a model", cmd_score, true},
+    {"config", "print a validated config with every default filled in, or list every key", cmd_config, false},
+    {"tokenize", "text to token ids with a model's tokenizer.json, or ids back to text", cmd_tokenize, false},
+    {"metrics", "print a run's metrics.h5 as TSV (also while the run writes it)", cmd_metrics, false},
+    {"checkpoint-diff", "how far two checkpoints' adapters and optimizer moments are apart", cmd_checkpoint_diff,
+     false},
+    {"bench", "benchmarks that print measured figures (nf4, data, checkpoint)", cmd_bench, false},
 };
+const Command kRun = {"--cfg", "train as the config describes", cmd_run, true};
 
 void print_usage() {
   std::cout << "r1dist " << R1DIST_VERSION
             << ": QLoRA fine-tuning of DeepSeek-R1-Distill-Qwen models, measured.\n\n"
                "usage:\n"
                "  r1dist --cfg FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]\n"
-               "         [--log-all-ranks]\n"
+               "         [--stop-after N] [--log-all-ranks]\n"
                "      train as the config describes (under mpirun: one rank per GPU or CPU slot):\n"
                "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
@@ -42,39 +46,42 @@ void print_usage() {
   std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure\n";
 }
 
+const Command* find_command(const char* word) {
+  if (word[0] == '-') return &kRun;
+  for (const auto& c : kCommands)
+    if (!std::strcmp(word, c.name)) return &c;
+  throw UsageError(std::string("unknown command '") + word + "' (see r1dist --help)");
+}
+
 }  // namespace
 
 int cli_main(int argc, char** argv) {
   int code = 0;
   try {
-    const auto& pg = dist_init(&argc, &argv);
-    log::set_rank(pg.rank, pg.world, false);
+    log::set_rank(dist_group().rank, dist_group().world, false);
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-      if (pg.rank == 0) print_usage();
+      if (dist_group().rank == 0) print_usage();
       code = argc < 2 ? 2 : 0;
     } else if (!std::strcmp(argv[1], "--version")) {
-      if (pg.rank == 0) std::cout << "r1dist " << R1DIST_VERSION << "\n";
-    } else if (argv[1][0] == '-') {
-      code = cmd_run(argc, argv);
+      if (dist_group().rank == 0) std::cout << "r1dist " << R1DIST_VERSION << "\n";
     } else {
-      const Command* found = nullptr;
-      for (const auto& c : kCommands)
-        if (!std::strcmp(argv[1], c.name)) found = &c;
-      if (!found) throw UsageError(std::string("unknown command '") + argv[1] + "' (see r1dist --help)");
-      code = found->fn(argc - 1, argv + 1);
+      const Command* c = find_command(argv[1]);
+      if (c->mpi) {
+        const auto& pg = dist_init(&argc, &argv);
+        log::set_rank(pg.rank, pg.world, false);
+      }
+      // A command without collectives runs once: on the launcher's rank 0 (mpirun, srun).
+      if (c->mpi || dist_group().rank == 0) code = c == &kRun ? c->fn(argc, argv) : c->fn(argc - 1, argv + 1);
     }
   } catch (const UsageError& e) {
     if (dist_group().rank == 0) log::error(e.what());
-    code = 2;
-  } catch (const cxxopts::exceptions::exception& e) {
-    if (dist_group().rank == 0) log::error(e.what(), " (see --help)");
     code = 2;
   } catch (const std::exception& e) {
     log::error(e.what());
     code = 1;
   }
   log::flush();
-  if (code != 0 && dist_group().world > 1) dist_abort(code);
+  if (code != 0 && dist_group().initialized && dist_group().world > 1) dist_abort(code);
   dist_finalize();
   return code;
 }

@@ -15,16 +15,19 @@
 #include <random>
 #include <unistd.h>
 
-#include "r1dist/checkpoint.h"
-#include "r1dist/cli.h"
-#include "r1dist/cli_util.h"
-#include "r1dist/data.h"
-#include "r1dist/fs_util.h"
-#include "r1dist/log.h"
-#include "r1dist/nf4.h"
-#include "r1dist/qwen2.h"
-#include "r1dist/tokenizer.h"
-#include "r1dist/torch_compat.h"
+#include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/qwen2_config.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/data/loader.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/log/log.h"
+#include "r1dist/quant/nf4.h"
+#include "r1dist/tensor/device.h"
+#include "r1dist/tokenizer/tokenizer.h"
+#include "r1dist/tensor/compat.h"
 
 namespace r1dist {
 
@@ -46,10 +49,10 @@ double time_median(const at::Device& dev, int warm, int reps, F fn) {
   return t[t.size() / 2];
 }
 
-int bench_nf4(const cxxopts::ParseResult& r) {
-  const auto cfg = qwen2_preset(r["preset"].as<std::string>());
-  const auto dev = parse_device(r["device"].as<std::string>());
-  int64_t layers = r["layers"].as<int64_t>();
+int bench_nf4(const Args& a) {
+  const auto cfg = qwen2_preset(a.str("preset"));
+  const auto dev = parse_device(a.str("device"));
+  int64_t layers = a.i64("layers");
   if (layers <= 0 || layers > cfg.num_hidden_layers) layers = cfg.num_hidden_layers;
 
   // 1. Memory: quantise every projection of `layers` layers from random bf16 weights, keep
@@ -68,7 +71,7 @@ int bench_nf4(const cxxopts::ParseResult& r) {
   const double qs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("nf4 memory: %s, %lld of %lld layers, %.3f G projection weights -> %.3f GB NF4: %.4f bytes/weight "
               "(bf16 would be 2.0; target <= 0.52); quantised in %.1f s on %s\n",
-              r["preset"].as<std::string>().c_str(), (long long)layers, (long long)cfg.num_hidden_layers,
+              a.str("preset").c_str(), (long long)layers, (long long)cfg.num_hidden_layers,
               weights / 1e9, bytes / 1e9, double(bytes) / double(weights), qs, dev.str().c_str());
 
   // 2. Bandwidth: dequantise the largest projections of one layer to bf16 and compare with a
@@ -87,7 +90,7 @@ int bench_nf4(const cxxopts::ParseResult& r) {
   const double bw_deq = moved / t_deq / 1e9, bw_copy = double(src.numel()) * 2 / t_copy / 1e9;
   std::printf("nf4 dequant bandwidth: %.1f GB/s (%.3f ms for %.1f MB read+written, one layer of %s); "
               "device copy %.1f GB/s; ratio %.2f (target >= 0.80)\n",
-              bw_deq, t_deq * 1e3, moved / 1e6, r["preset"].as<std::string>().c_str(), bw_copy, bw_deq / bw_copy);
+              bw_deq, t_deq * 1e3, moved / 1e6, a.str("preset").c_str(), bw_copy, bw_deq / bw_copy);
   return 0;
 }
 
@@ -95,15 +98,15 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int bench_data(const cxxopts::ParseResult& r) {
-  if (!r.count("data") || !r.count("tokenizer"))
+int bench_data(const Args& a) {
+  if (!a.has("data") || !a.has("tokenizer"))
     throw UsageError("bench data: --data FILE and --tokenizer DIR are required");
-  const auto src = r["data"].as<std::string>();
-  const int64_t replicate = r["replicate"].as<int64_t>();
+  const auto src = a.str("data");
+  const int64_t replicate = a.i64("replicate");
   if (replicate < 1) throw UsageError("bench data: --replicate must be >= 1");
   std::vector<int> threads;
   {
-    std::stringstream ss(r["threads"].as<std::string>());
+    std::stringstream ss(a.str("threads"));
     for (std::string t; std::getline(ss, t, ',');) threads.push_back(std::stoi(t));
   }
   // The source rows (JSON array or JSONL), written back as one JSON array of K copies.
@@ -140,7 +143,7 @@ int bench_data(const cxxopts::ParseResult& r) {
   for (int t : threads) {
     cfg.threads = t;
     // A fresh tokenizer per run: its pre-token cache must not carry over between runs.
-    const Tokenizer tok = Tokenizer::load(r["tokenizer"].as<std::string>());
+    const Tokenizer tok = Tokenizer::load(a.str("tokenizer"));
     auto t0 = std::chrono::steady_clock::now();
     const auto loaded = load_rows(cfg);
     const double t_load = seconds_since(t0);
@@ -159,9 +162,9 @@ int bench_data(const cxxopts::ParseResult& r) {
   return 0;
 }
 
-int bench_checkpoint(const cxxopts::ParseResult& r) {
-  const auto cfg = qwen2_preset(r["preset"].as<std::string>());
-  const int64_t rank = r["rank"].as<int64_t>();
+int bench_checkpoint(const Args& a) {
+  const auto cfg = qwen2_preset(a.str("preset"));
+  const int64_t rank = a.i64("rank");
   const int64_t h = cfg.hidden_size, q = cfg.q_dim(), kv = cfg.kv_dim(), ffn = cfg.intermediate_size;
   const std::pair<const char*, std::pair<int64_t, int64_t>> projs[] = {  // name, (in, out)
       {"self_attn.q_proj", {h, q}},  {"self_attn.k_proj", {h, kv}}, {"self_attn.v_proj", {h, kv}},
@@ -186,7 +189,7 @@ int bench_checkpoint(const cxxopts::ParseResult& r) {
     }
   s.adam_m.assign(size_t(total), 0.25f);
   s.adam_v.assign(size_t(total), 0.5f);
-  const std::string path = r["dir"].as<std::string>() + "/r1dist_bench_ckpt_" + std::to_string(::getpid()) + ".h5";
+  const std::string path = a.str("dir") + "/r1dist_bench_ckpt_" + std::to_string(::getpid()) + ".h5";
   const double mb = 3.0 * double(total) * 4 / 1e6;
   auto secs = [](auto t0) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   for (int rep = 0; rep < 3; ++rep) {
@@ -199,7 +202,7 @@ int bench_checkpoint(const cxxopts::ParseResult& r) {
     check(back.adam_v.size() == size_t(total), "bench checkpoint: read back a different size");
     std::printf("checkpoint %s r=%lld: %lld adapter values in %zu tensors + 2 optimizer moments = %.1f MB; "
                 "write %.3f s (%.0f MB/s, fsync included), read %.3f s (%.0f MB/s)\n",
-                r["preset"].as<std::string>().c_str(), (long long)rank, (long long)total, s.adapters.size(), mb, tw, mb / tw, tr,
+                a.str("preset").c_str(), (long long)rank, (long long)total, s.adapters.size(), mb, tw, mb / tw, tr,
                 mb / tr);
   }
   ::unlink(path.c_str());
@@ -209,25 +212,23 @@ int bench_checkpoint(const cxxopts::ParseResult& r) {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  cxxopts::Options o("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint.");
-  o.add_options()
-      ("kind", "what to measure: nf4, data, checkpoint", cxxopts::value<std::string>())
-      ("preset", "model shape", cxxopts::value<std::string>()->default_value("r1-distill-qwen-14b"))
-      ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
-      ("layers", "layers to quantise (0 = all)", cxxopts::value<int64_t>()->default_value("0"))
-      ("data", "data: JSON or JSONL file of rows", cxxopts::value<std::string>())
-      ("tokenizer", "data: tokenizer directory or tokenizer.json", cxxopts::value<std::string>())
-      ("replicate", "data: copies of the file's rows", cxxopts::value<int64_t>()->default_value("100"))
-      ("threads", "data: tokenizer thread counts, comma-separated", cxxopts::value<std::string>()->default_value("1,2"))
-      ("rank", "checkpoint: LoRA rank", cxxopts::value<int64_t>()->default_value("16"))
-      ("dir", "checkpoint: where the file is written (and removed)", cxxopts::value<std::string>()->default_value("/tmp"));
-  o.parse_positional({"kind"});
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
-  const auto kind = required(r, o, "kind");
-  if (kind == "nf4") return bench_nf4(r);
-  if (kind == "data") return bench_data(r);
-  if (kind == "checkpoint") return bench_checkpoint(r);
+  Args a("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint.");
+  a.option_str("kind", "what to measure: nf4, data, checkpoint")
+      .option_str("preset", "model shape", "r1-distill-qwen-14b")
+      .option_str("device", "auto, cpu, cuda", "auto")
+      .option_int("layers", "layers to quantise (0 = all)", 0)
+      .option_str("data", "data: JSON or JSONL file of rows")
+      .option_str("tokenizer", "data: tokenizer directory or tokenizer.json")
+      .option_int("replicate", "data: copies of the file's rows", 100)
+      .option_str("threads", "data: tokenizer thread counts, comma-separated", "1,2")
+      .option_int("rank", "checkpoint: LoRA rank", 16)
+      .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")
+      .positional({"kind"});
+  if (!a.parse(argc, argv)) return 0;
+  const auto kind = a.required("kind");
+  if (kind == "nf4") return bench_nf4(a);
+  if (kind == "data") return bench_data(a);
+  if (kind == "checkpoint") return bench_checkpoint(a);
   throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint)");
 }
 

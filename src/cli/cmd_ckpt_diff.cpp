@@ -5,11 +5,10 @@
 #include <cmath>
 #include <cstdio>
 
-#include "r1dist/checkpoint.h"
-#include "r1dist/cli.h"
-#include "r1dist/cli_util.h"
-#include "r1dist/dist.h"
-#include "r1dist/error.h"
+#include "r1dist/formats/checkpoint.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist {
 
@@ -31,19 +30,16 @@ struct Diff {
 }  // namespace
 
 int cmd_checkpoint_diff(int argc, char** argv) {
-  cxxopts::Options o("r1dist checkpoint-diff",
-                     "Compare two checkpoints: max|a-b|/max|b| of the adapters (overall and worst tensor) "
-                     "and of the AdamW moments. Exit 0 when --tol is met (or not given), 1 otherwise.");
-  o.add_options()
-      ("a", "checkpoint A", cxxopts::value<std::string>())
-      ("b", "checkpoint B (the reference)", cxxopts::value<std::string>())
-      ("tol", "fail when the adapters' relative difference exceeds this", cxxopts::value<double>());
-  o.parse_positional({"a", "b"});
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
-  if (dist_group().rank != 0) return 0;
-  const auto a = read_checkpoint(required(r, o, "a"));
-  const auto b = read_checkpoint(required(r, o, "b"));
+  Args args("r1dist checkpoint-diff",
+            "Compare two checkpoints: max|a-b|/max|b| of the adapters (overall and worst tensor) and of the AdamW "
+            "moments. Exit 0 when --tol is met (or not given), 1 otherwise.");
+  args.option_str("a", "checkpoint A")
+      .option_str("b", "checkpoint B (the reference)")
+      .option_real("tol", "fail when the adapters' relative difference exceeds this")
+      .positional({"a", "b"});
+  if (!args.parse(argc, argv)) return 0;
+  const auto a = read_checkpoint(args.required("a"));
+  const auto b = read_checkpoint(args.required("b"));
   if (a.adapters.size() != b.adapters.size())
     throw UsageError("checkpoint-diff: " + std::to_string(a.adapters.size()) + " adapter tensors against " +
                      std::to_string(b.adapters.size()));
@@ -73,8 +69,8 @@ int cmd_checkpoint_diff(int argc, char** argv) {
   std::printf("adapters: max rel diff %.3g (max abs %.3g)%s; worst tensor %s: %.3g\n", all.rel(), all.max_abs,
               all.identical ? ", bitwise identical" : "", worst_name.c_str(), worst);
   std::printf("exp_avg: %.3g, exp_avg_sq: %.3g (max rel diff)\n", m.rel(), v.rel());
-  if (r.count("tol") && !(all.rel() <= r["tol"].as<double>())) {
-    std::printf("FAIL: %.3g > tol %.3g\n", all.rel(), r["tol"].as<double>());
+  if (args.has("tol") && !(all.rel() <= args.real("tol"))) {
+    std::printf("FAIL: %.3g > tol %.3g\n", all.rel(), args.real("tol"));
     return 1;
   }
   return 0;

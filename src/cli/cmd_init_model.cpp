@@ -2,48 +2,43 @@
 #include <fstream>
 #include <sys/stat.h>
 
-#include "r1dist/cli.h"
-#include "r1dist/cli_util.h"
-#include "r1dist/error.h"
-#include "r1dist/init_model.h"
-#include "r1dist/log.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
+#include "r1dist/model/init_model.h"
+#include "r1dist/log/log.h"
 
 namespace r1dist {
 
 int cmd_init_model(int argc, char** argv) {
   std::string presets;
   for (const auto& p : qwen2_preset_names()) presets += (presets.empty() ? "" : ", ") + p;
-  cxxopts::Options o("r1dist init-model",
-                     "Write a Hugging Face model directory (config.json + safetensors) with seeded "
-                     "random weights, initialised as transformers does.");
-  o.add_options()
-      ("preset", "model shape: " + presets, cxxopts::value<std::string>())
-      ("out", "output directory (created)", cxxopts::value<std::string>())
-      ("seed", "random seed", cxxopts::value<uint64_t>()->default_value("0"))
-      ("dtype", "storage dtype: bf16 or fp32", cxxopts::value<std::string>()->default_value("bf16"))
-      ("max-shard-mb", "largest shard in MiB; larger models are sharded with an index",
-       cxxopts::value<uint64_t>()->default_value("4096"))
-      ("bias-std", "std of random q/k/v biases (0: zeros, as transformers)",
-       cxxopts::value<double>()->default_value("0"))
-      ("tokenizer", "directory whose tokenizer.json (and tokenizer_config.json, if present) is "
-       "copied into the model directory", cxxopts::value<std::string>());
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
-  const auto cfg = qwen2_preset(required(r, o, "preset"));
-  const auto out = required(r, o, "out");
-  if (dist_group().rank != 0) return 0;  // one writer is enough
+  Args a("r1dist init-model",
+         "Write a Hugging Face model directory (config.json + safetensors) with seeded random weights, "
+         "initialised as transformers does.");
+  a.option_str("preset", "model shape: " + presets)
+      .option_str("out", "output directory (created)")
+      .option_uint("seed", "random seed", 0)
+      .option_str("dtype", "storage dtype: bf16 or fp32", "bf16")
+      .option_uint("max-shard-mb", "largest shard in MiB; larger models are sharded with an index", 4096)
+      .option_real("bias-std", "std of random q/k/v biases (0: zeros, as transformers)", 0.0)
+      .option_str("tokenizer", "directory whose tokenizer.json (and tokenizer_config.json, if present) is copied "
+                               "into the model directory");
+  if (!a.parse(argc, argv)) return 0;
+  const auto cfg = qwen2_preset(a.required("preset"));
+  const auto out = a.required("out");
 
   InitModelOptions opt;
-  opt.seed = r["seed"].as<uint64_t>();
-  opt.dtype = r["dtype"].as<std::string>();
-  opt.max_shard_bytes = r["max-shard-mb"].as<uint64_t>() << 20;
-  opt.bias_std = r["bias-std"].as<double>();
+  opt.seed = a.u64("seed");
+  opt.dtype = a.str("dtype");
+  opt.max_shard_bytes = a.u64("max-shard-mb") << 20;
+  opt.bias_std = a.real("bias-std");
   if (opt.max_shard_bytes == 0) throw UsageError("init-model: --max-shard-mb must be > 0");
   const auto t0 = std::chrono::steady_clock::now();
   const auto files = write_random_model(cfg, out, opt);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (r.count("tokenizer")) {
-    const auto from = r["tokenizer"].as<std::string>();
+  if (a.has("tokenizer")) {
+    const auto from = a.str("tokenizer");
     for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
       std::ifstream in(from + "/" + name, std::ios::binary);
       struct stat st {};

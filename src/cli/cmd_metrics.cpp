@@ -2,22 +2,21 @@
 // reader opens it SWMR). Each table starts with a "# name" line and a header row.
 #include <cstdio>
 
-#include "r1dist/checkpoint.h"
-#include "r1dist/cli.h"
-#include "r1dist/cli_util.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
+#include "r1dist/formats/metrics.h"
 
 namespace r1dist {
 
 int cmd_metrics(int argc, char** argv) {
-  cxxopts::Options o("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, attrs).");
-  o.add_options()
-      ("path", "the metrics file (RUN_DIR/metrics.h5)", cxxopts::value<std::string>())
-      ("table", "steps, evals, attrs or all", cxxopts::value<std::string>()->default_value("all"));
-  o.parse_positional({"path"});
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
-  const auto path = required(r, o, "path");
-  const auto table = r["table"].as<std::string>();
+  Args a("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, attrs).");
+  a.option_str("path", "the metrics file (RUN_DIR/metrics.h5)")
+      .option_str("table", "steps, evals, attrs or all", "all")
+      .positional({"path"});
+  if (!a.parse(argc, argv)) return 0;
+  const auto path = a.required("path");
+  const auto table = a.str("table");
   if (table != "all" && table != "steps" && table != "evals" && table != "attrs")
     throw UsageError("metrics: --table must be steps, evals, attrs or all (got '" + table + "')");
   const auto m = read_metrics(path);

@@ -5,10 +5,13 @@
 #include <fstream>
 #include <iostream>
 
-#include "r1dist/cli.h"
-#include "r1dist/cli_util.h"
-#include "r1dist/log.h"
-#include "r1dist/qwen2.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
+#include "r1dist/dist/process_group.h"
+#include "r1dist/log/log.h"
+#include "r1dist/model/build_model.h"
+#include "r1dist/tensor/device.h"
 
 namespace r1dist {
 
@@ -50,31 +53,33 @@ std::vector<std::vector<int64_t>> read_id_file(const std::string& path, int64_t 
 }  // namespace
 
 int cmd_score(int argc, char** argv) {
-  cxxopts::Options o("r1dist score",
-                     "Score token-id sequences: prints JSON on stdout with each sequence's mean "
-                     "negative log-likelihood (natural log, over positions 1..n-1) and its "
-                     "per-token log-probs. Under mpirun the sequences are spread over the ranks.");
-  o.add_options()
-      ("model", "Hugging Face model directory", cxxopts::value<std::string>())
-      ("ids", "JSON file: an array of token-id arrays", cxxopts::value<std::string>())
-      ("dtype", "compute dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16",
-       cxxopts::value<std::string>()->default_value("auto"))
-      ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))
-      ("no-logprobs", "print only the mean NLL of each sequence");
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
+  Args a("r1dist score",
+         "Score token-id sequences: prints JSON on stdout with each sequence's mean negative log-likelihood "
+         "(natural log, over positions 1..n-1) and its per-token log-probs. Under mpirun the sequences are "
+         "spread over the ranks.");
+  a.option_str("model", "Hugging Face model directory")
+      .option_str("ids", "JSON file: an array of token-id arrays")
+      .option_str("dtype", "compute dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16", "auto")
+      .option_str("device", "auto, cpu, cuda or cuda:N", "auto")
+      .flag("no-logprobs", "print only the mean NLL of each sequence");
+  if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
-  const auto dir = required(r, o, "model");
-  const auto ids_path = required(r, o, "ids");
-  const auto device = parse_device(r["device"].as<std::string>(), pg.local_rank);
-  const auto dts = r["dtype"].as<std::string>();
+  Config run;  // the model part of a run config: the base model, unquantised, no adapters
+  run.model.path = a.required("model");
+  run.quant.mode = QuantMode::none;
+  const auto ids_path = a.required("ids");
+  const auto device = parse_device(a.str("device"), pg.local_rank);
+  const auto dts = a.str("dtype");
   const auto dtype = dts == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_compute_dtype(dts);
-  const bool with_logprobs = !r.count("no-logprobs");
+  check(dtype == at::kBFloat16 || dtype == at::kFloat, "score: --dtype must be auto, bf16 or fp32");
+  run.model.dtype = dtype == at::kBFloat16 ? ComputeDtype::bf16 : ComputeDtype::fp32;
+  const bool with_logprobs = !a.has("no-logprobs");
+  const auto& dir = run.model.path;
 
   const auto cfg = read_qwen2_config(dir);
   const auto seqs = read_id_file(ids_path, cfg.vocab_size);
   log::info("score: loading ", dir, " (", c10::toString(dtype), " on ", device.str(), ")");
-  auto model = Qwen2Model::load(dir, dtype, device);
+  const auto model = build_model(run, device, WithAdapters::no);
 
   json mine = json::array();
   at::NoGradGuard no_grad;

@@ -6,9 +6,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "r1dist/cli.h"
-#include "r1dist/cli_util.h"
-#include "r1dist/tokenizer.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "r1dist/base/error.h"
+#include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
 
@@ -114,34 +115,33 @@ int run_jsonl(const Tokenizer& tok, const std::string& path, bool decode, bool a
 }  // namespace
 
 int cmd_tokenize(int argc, char** argv) {
-  cxxopts::Options o("r1dist tokenize",
-                     "Text to token ids with a model's tokenizer.json, or ids back to text (--decode). "
-                     "No special tokens are added unless --add-special is given.");
-  o.add_options()
-      ("tokenizer", "model directory with tokenizer.json (or the file itself)", cxxopts::value<std::string>())
-      ("text", "the input: a text, or with --decode ids ('1 2 3' or '[1,2,3]')", cxxopts::value<std::string>())
-      ("file", "read the input from a file, bytes as they are ('-': stdin)", cxxopts::value<std::string>())
-      ("jsonl", "batch mode: one JSON string per line in, one id array per line out (with --decode: "
-                "id arrays in, JSON strings out); '-': stdin", cxxopts::value<std::string>())
-      ("decode", "ids in, text out")
-      ("json", "print ids as a JSON array (decode: the text as a JSON string)")
-      ("add-special", "apply the post-processor (R1: prepend <｜begin▁of▁sentence｜>)")
-      ("skip-special", "decode: leave out special tokens")
-      ("threads", "threads for --jsonl (0: all cores)", cxxopts::value<int>()->default_value("0"));
-  cxxopts::ParseResult r;
-  if (!parse_or_help(o, argc, argv, r)) return 0;
-  const auto dir = required(r, o, "tokenizer");
-  const int sources = int(r.count("text") + r.count("file") + r.count("jsonl"));
+  Args a("r1dist tokenize",
+         "Text to token ids with a model's tokenizer.json, or ids back to text (--decode). No special tokens are "
+         "added unless --add-special is given.");
+  a.option_str("tokenizer", "model directory with tokenizer.json (or the file itself)")
+      .option_str("text", "the input: a text, or with --decode ids ('1 2 3' or '[1,2,3]')")
+      .option_str("file", "read the input from a file, bytes as they are ('-': stdin)")
+      .option_str("jsonl", "batch mode: one JSON string per line in, one id array per line out (with --decode: id "
+                           "arrays in, JSON strings out); '-': stdin")
+      .flag("decode", "ids in, text out")
+      .flag("json", "print ids as a JSON array (decode: the text as a JSON string)")
+      .flag("add-special", "apply the post-processor (R1: prepend <｜begin▁of▁sentence｜>)")
+      .flag("skip-special", "decode: leave out special tokens")
+      .option_int("threads", "threads for --jsonl (0: all cores)", 0);
+  if (!a.parse(argc, argv)) return 0;
+  const auto dir = a.required("tokenizer");
+  const int sources = int(a.has("text")) + int(a.has("file")) + int(a.has("jsonl"));
   if (sources != 1) throw UsageError("tokenize: give exactly one of --text, --file, --jsonl");
-  const bool decode = r.count("decode") > 0, as_json = r.count("json") > 0;
-  const bool add_special = r.count("add-special") > 0, skip_special = r.count("skip-special") > 0;
+  const bool decode = a.has("decode"), as_json = a.has("json");
+  const bool add_special = a.has("add-special"), skip_special = a.has("skip-special");
+  const int64_t threads = a.i64("threads");
+  if (threads < 0 || threads > 1024) throw UsageError("tokenize: --threads must be in [0, 1024]");
 
   const auto tok = Tokenizer::load(dir);
-  if (r.count("jsonl"))
-    return run_jsonl(tok, r["jsonl"].as<std::string>(), decode, add_special, skip_special, r["threads"].as<int>());
-  const std::string input = r.count("text") ? r["text"].as<std::string>() : read_all(r["file"].as<std::string>());
+  if (a.has("jsonl")) return run_jsonl(tok, a.str("jsonl"), decode, add_special, skip_special, int(threads));
+  const std::string input = a.has("text") ? a.str("text") : read_all(a.str("file"));
   if (decode) {
-    const auto text = tok.decode(parse_ids(input, r.count("text") ? "--text" : r["file"].as<std::string>()), skip_special);
+    const auto text = tok.decode(parse_ids(input, a.has("text") ? "--text" : a.str("file")), skip_special);
     if (as_json) std::cout << json(text).dump() << "\n";
     else std::cout << text;
   } else {

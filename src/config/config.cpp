@@ -1,6 +1,6 @@
 // TOML -> Config. One key table (keys()) drives parsing, validation, to_toml() and the key
 // docs; defaults come from the member initializers in config.h, never from this file.
-#include "r1dist/config.h"
+#include "r1dist/config/config.h"
 
 #include <toml++/toml.h>
 
@@ -17,13 +17,76 @@
 #include <type_traits>
 #include <variant>
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist {
+namespace detail {
+// The TOML spellings of an enum's values, in value order.
+template <class E>
+const std::vector<std::string>& enum_names();
+}  // namespace detail
+
+#define R1_ENUM_NAMES(E, ...)                                           \
+  template <>                                                           \
+  const std::vector<std::string>& detail::enum_names<E>() {             \
+    static const std::vector<std::string> names{__VA_ARGS__};           \
+    return names;                                                       \
+  }                                                                     \
+  const char* to_string(E v) { return detail::enum_names<E>().at(size_t(v)).c_str(); }
+
+R1_ENUM_NAMES(ComputeDtype, "bf16", "fp32")
+R1_ENUM_NAMES(DeviceChoice, "auto", "cpu", "cuda")
+R1_ENUM_NAMES(QuantMode, "nf4", "none")
+R1_ENUM_NAMES(DataFormat, "auto", "json", "jsonl")
+R1_ENUM_NAMES(SampleMode, "first", "random")
+R1_ENUM_NAMES(OverlongPolicy, "truncate", "drop")
+R1_ENUM_NAMES(BadRowPolicy, "error", "skip")
+R1_ENUM_NAMES(Schedule, "linear", "cosine", "constant")
+R1_ENUM_NAMES(Checkpointing, "none", "layer")
+R1_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
+#undef R1_ENUM_NAMES
+
+std::string ModelConfig::display_name() const {
+  if (!name.empty()) return name;
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const auto slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
 namespace {
 
+// An enum-typed key: its value as an index into its TOML spellings.
+struct EnumRef {
+  void* p;
+  int (*get)(const void*);
+  void (*set)(void*, int);
+  const std::vector<std::string>* names;
+  std::string name() const { return (*names)[size_t(get(p))]; }
+};
+
 // Where a key lives inside Config; the alternative is also the key's type.
-using Ref = std::variant<bool*, int*, int64_t*, double*, std::string*, std::vector<std::string>*>;
+using Ref = std::variant<bool*, int*, int64_t*, double*, std::string*, std::vector<std::string>*, EnumRef>;
+
+template <class T>
+Ref make_ref(T* p) {
+  if constexpr (std::is_enum_v<T>) {
+    return EnumRef{p, [](const void* q) { return int(*static_cast<const T*>(q)); },
+                   [](void* q, int v) { *static_cast<T*>(q) = T(v); }, &detail::enum_names<T>()};
+  } else {
+    return p;
+  }
+}
+
+// The allowed spellings of a string or enum key ("" = any string).
+std::string choices_of(const char* choices, const Ref& r) {
+  if (const auto* e = std::get_if<EnumRef>(&r)) {
+    std::string out;
+    for (const auto& n : *e->names) out += (out.empty() ? "" : "|") + n;
+    return out;
+  }
+  return choices ? choices : "";
+}
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -49,7 +112,7 @@ struct Key {
   const char* aliases = nullptr;  // names other trainers (HF, axolotl) use; only for hints
 };
 
-#define R1_REF(member) [](Config& c) -> Ref { return &c.member; }
+#define R1_REF(member) [](Config& c) -> Ref { return make_ref(&c.member); }
 
 const std::vector<Key>& keys() {
   static const char* proj = "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj";
@@ -60,10 +123,10 @@ const std::vector<Key>& keys() {
       {"model.path", R1_REF(model.path), "HF model directory: config.json, *.safetensors.",
        {}, nullptr, kRequired, "model_name_or_path base_model"},
       {"model.dtype", R1_REF(model.dtype), "Compute dtype of activations and unquantized weights.",
-       {}, "bf16|fp32", 0, "torch_dtype"},
+       {}, nullptr, 0, "torch_dtype"},
       {"model.device", R1_REF(model.device), "auto = cuda when available, else cpu.",
-       {}, "auto|cpu|cuda"},
-      {"model.name", R1_REF(model.name), "Display name; empty = the directory name."},
+       {}, nullptr},
+      {"model.name", R1_REF(model.name), "Display name in logs, run.json and metrics; empty = the directory name."},
       {"lora.r", R1_REF(lora.r), "LoRA rank.",
        closed(1, 1024), nullptr, 0, "rank lora_r"},
       {"lora.alpha", R1_REF(lora.alpha), "The update is scaled by alpha / r.",
@@ -75,13 +138,13 @@ const std::vector<Key>& keys() {
       {"lora.rslora", R1_REF(lora.rslora), "Scale by alpha / sqrt(r) (rank-stabilized LoRA).",
        {}, nullptr, 0, "use_rslora"},
       {"quant.mode", R1_REF(quant.mode), "nf4 = 4-bit NormalFloat (QLoRA); none = dtype.",
-       {}, "nf4|none", 0, "quant_type load_in_4bit"},
+       {}, nullptr, 0, "quant_type load_in_4bit"},
       {"quant.double_quant", R1_REF(quant.double_quant), "Quantize nf4 scales to 8 bits.",
        {}, nullptr, 0, "use_double_quant"},
       {"data.path", R1_REF(data.path), "JSON or JSONL file of rows; required by train, not here.",
        {}, nullptr, 0, "dataset dataset_path train_file data_path"},
       {"data.format", R1_REF(data.format), "auto = from the file extension.",
-       {}, "auto|json|jsonl"},
+       {}, nullptr},
       {"data.fields.question", R1_REF(data.fields.question), "Column holding the question.",
        {}, nullptr, kNonEmpty},
       {"data.fields.cot", R1_REF(data.fields.cot), "Column holding the chain of thought.",
@@ -91,7 +154,7 @@ const std::vector<Key>& keys() {
       {"data.n_samples", R1_REF(data.n_samples), "Rows to use; 0 = all.",
        at_least(0), nullptr, 0, "max_samples num_samples"},
       {"data.sample", R1_REF(data.sample), "First rows or a seeded random subset.",
-       {}, "first|random"},
+       {}, nullptr},
       {"data.eval_rows", R1_REF(data.eval_rows), "Held-out eval rows; not with eval_fraction.",
        at_least(0)},
       {"data.eval_fraction", R1_REF(data.eval_fraction), "Held-out fraction; not with eval_rows.",
@@ -103,9 +166,9 @@ const std::vector<Key>& keys() {
       {"data.max_seq_len", R1_REF(data.max_seq_len), "Tokens per row after the template.",
        closed(16, 131072), nullptr, 0, "max_seq_length max_length sequence_len cutoff_len"},
       {"data.overlong", R1_REF(data.overlong), "Rows longer than max_seq_len.",
-       {}, "truncate|drop"},
+       {}, nullptr},
       {"data.on_bad_row", R1_REF(data.on_bad_row), "Rows missing a field or not strings.",
-       {}, "error|skip"},
+       {}, nullptr},
       {"data.group_by_length", R1_REF(data.group_by_length), "Batch similar lengths together."},
       {"data.packing", R1_REF(data.packing), "Pack rows into max_seq_len sequences (not built yet: must be false).",
        {}, nullptr, 0, "sample_packing"},
@@ -124,7 +187,7 @@ const std::vector<Key>& keys() {
       {"train.warmup_steps", R1_REF(train.warmup_steps), "Steps of linear warmup from 0 to lr.",
        at_least(0)},
       {"train.schedule", R1_REF(train.schedule), "Learning-rate decay after warmup.",
-       {}, "linear|cosine|constant", 0, "lr_scheduler_type lr_scheduler"},
+       {}, nullptr, 0, "lr_scheduler_type lr_scheduler"},
       {"train.weight_decay", R1_REF(train.weight_decay), "AdamW decoupled weight decay.",
        at_least(0)},
       {"train.adam_beta1", R1_REF(train.adam_beta1), "AdamW beta1.",
@@ -136,18 +199,15 @@ const std::vector<Key>& keys() {
       {"train.max_grad_norm", R1_REF(train.max_grad_norm), "Clip the global grad norm; 0 = off.",
        at_least(0)},
       {"train.checkpointing", R1_REF(train.checkpointing), "layer = recompute layers in backward.",
-       {}, "none|layer", 0, "gradient_checkpointing"},
+       {}, nullptr, 0, "gradient_checkpointing"},
       {"eval.every_steps", R1_REF(eval.every_steps), "Evaluate every N steps; 0 = only at the end.",
        at_least(0), nullptr, 0, "eval_steps"},
       {"eval.max_kl", R1_REF(eval.max_kl), "Stop early when KL(base || tuned) exceeds this; 0 = off.",
        at_least(0)},
       {"eval.kl_rows", R1_REF(eval.kl_rows), "Eval rows used for the KL check.",
        at_least(1)},
-      {"eval.prompt", R1_REF(eval.prompt), "Prompt of the sample generation after training."},
-      {"eval.max_new_tokens", R1_REF(eval.max_new_tokens), "Token limit of the sample generation.",
-       closed(1, 32768)},
       {"dist.backend", R1_REF(dist.backend), "auto = nccl on CUDA, else mpi.",
-       {}, "auto|nccl|mpi"},
+       {}, nullptr},
       {"dist.timeout_s", R1_REF(dist.timeout_s), "Seconds a collective may wait before abort.",
        at_least(1)},
       {"output.dir", R1_REF(output.dir), "Run directory: logs, checkpoints, adapter.",
@@ -276,9 +336,11 @@ std::string quote(const std::string& s) {
 
 std::string render(const Ref& r) {
   return std::visit(
-      [](auto* p) -> std::string {
+      [](auto p) -> std::string {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, bool>)
+        if constexpr (std::is_same_v<T, EnumRef>)
+          return quote(p.name());
+        else if constexpr (std::is_same_v<T, bool>)
           return *p ? "true" : "false";
         else if constexpr (std::is_same_v<T, double>)
           return fmt_float(*p);
@@ -288,19 +350,20 @@ std::string render(const Ref& r) {
           std::string out = "[";
           for (size_t i = 0; i < p->size(); ++i) out += (i ? ", " : "") + quote((*p)[i]);
           return out + "]";
-        } else
+        } else {
           return std::to_string(*p);
+        }
       },
       r);
 }
 
 const char* type_name(const Ref& r) {
-  static const char* names[] = {"bool", "int", "int", "float", "string", "string list"};
+  static const char* names[] = {"bool", "int", "int", "float", "string", "string list", "string"};
   return names[r.index()];
 }
 const char* expected(const Ref& r) {
-  static const char* names[] = {"a boolean", "an integer", "an integer",
-                                "a float",   "a string",   "an array of strings"};
+  static const char* names[] = {"a boolean", "an integer", "an integer", "a float",
+                                "a string",  "an array of strings", "a string"};
   return names[r.index()];
 }
 const char* a_type(const toml::node& n) {
@@ -338,7 +401,7 @@ std::string bounds_text(const Bounds& b) {
   };
   return (b.lo_open ? "(" : "[") + num(b.lo) + ", " + num(b.hi) + (b.hi_open ? ")" : "]");
 }
-std::string choices_text(const char* choices) {
+std::string choices_text(const std::string& choices) {
   std::string out;
   for (const auto& c : split(choices, '|')) out += (out.empty() ? "" : ", ") + c;
   return out;
@@ -366,11 +429,11 @@ struct Loader {
 
   // Empty when s is allowed for k, else the reason.
   std::string check_choice(const Key& k, const std::string& s, const std::string& what) {
-    if (!k.choices) return "";
-    auto options = split(k.choices, '|');
+    const std::string choices = choices_of(k.choices, k.ref(cfg));
+    if (choices.empty()) return "";
+    auto options = split(choices, '|');
     if (std::find(options.begin(), options.end(), s) != options.end()) return "";
-    return what + " '" + s + "' is not one of " + choices_text(k.choices) +
-           did_you_mean(nearest(s, options));
+    return what + " '" + s + "' is not one of " + choices_text(choices) + did_you_mean(nearest(s, options));
   }
 
   void assign(const Key& k, const toml::node& n, const std::string& where) {
@@ -378,9 +441,17 @@ struct Loader {
     std::string bad;
     bool wrong_type = false;
     std::visit(
-        [&](auto* p) {
+        [&](auto p) {
           using T = std::remove_pointer_t<decltype(p)>;
-          if constexpr (std::is_same_v<T, bool>) {
+          if constexpr (std::is_same_v<T, EnumRef>) {
+            auto v = n.as_string();
+            if (!v) return void(wrong_type = true);
+            bad = check_choice(k, v->get(), name + " =");
+            if (bad.empty()) {
+              const auto& names = *p.names;
+              p.set(p.p, int(std::find(names.begin(), names.end(), v->get()) - names.begin()));
+            }
+          } else if constexpr (std::is_same_v<T, bool>) {
             if (auto v = n.as_boolean())
               *p = v->get();
             else
@@ -476,6 +547,9 @@ struct Loader {
     if (cfg.data.eval_rows != 0 && cfg.data.eval_fraction != 0)
       problem(set_at["data.eval_fraction"],
               "data.eval_rows and data.eval_fraction are mutually exclusive; set one of them to 0");
+    if (cfg.model.name.size() > 255)
+      problem(set_at["model.name"], "model.name is " + std::to_string(cfg.model.name.size()) +
+                                        " bytes; a display name must fit in 255 (it is stored in metrics.h5)");
     if (cfg.data.packing)
       problem(set_at["data.packing"],
               "data.packing is not implemented yet; set data.packing = false (rows are padded per micro-batch; "
@@ -516,7 +590,8 @@ bool parse_override(const std::string& text, Override& out, std::vector<std::str
   // A key typed as string takes the text as written: --set output.dir=2024, model.path=/x/y.
   const Key* k = find_key(path);
   Config probe;
-  bool string_key = k && std::holds_alternative<std::string*>(k->ref(probe));
+  bool string_key = k && (std::holds_alternative<std::string*>(k->ref(probe)) ||
+                          std::holds_alternative<EnumRef>(k->ref(probe)));
   const toml::node* v = out.holder.size() == 1 ? out.holder.get("v") : nullptr;
   if (!v || (string_key && !v->is_string())) out.holder = toml::table{{"v", raw}};
   return true;
@@ -581,8 +656,14 @@ std::string Config::to_toml() const {
 
 bool operator==(const Config& a, const Config& b) {
   for (const Key& k : keys()) {
-    bool same = std::visit([&](auto* p) { return *p == *std::get<decltype(p)>(ref_of(k, b)); },
-                           ref_of(k, a));
+    bool same = std::visit(
+        [&](auto p) {
+          if constexpr (std::is_same_v<decltype(p), EnumRef>)
+            return p.get(p.p) == std::get<EnumRef>(ref_of(k, b)).get(std::get<EnumRef>(ref_of(k, b)).p);
+          else
+            return *p == *std::get<decltype(p)>(ref_of(k, b));
+        },
+        ref_of(k, a));
     if (!same) return false;
   }
   return true;
@@ -595,7 +676,8 @@ std::vector<ConfigKeyDoc> config_key_docs() {
   for (const Key& k : keys()) {
     std::string doc = k.doc;
     if (!unbounded(k.range)) doc += " Range " + bounds_text(k.range) + ".";
-    if (k.choices) doc += " One of: " + choices_text(k.choices) + ".";
+    if (const auto c = choices_of(k.choices, ref_of(k, defaults)); !c.empty())
+      doc += " One of: " + choices_text(c) + ".";
     if (k.flags & kRequired) doc += " Required.";
     out.push_back({k.name, type_name(ref_of(k, defaults)), doc, render(ref_of(k, defaults))});
   }

@@ -1,4 +1,6 @@
-// The global batch order and the per-rank slices (see data.h), and dynamic padding.
+// The global batch order and the per-rank slices, and dynamic padding.
+#include "r1dist/data/batch_plan.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -89,7 +91,7 @@ Collated collate(const std::vector<const Example*>& rows, int32_t pad_id) {
     std::copy(x.ids.begin(), x.ids.end(), c.ids.begin() + b * c.seq);
     std::copy(x.labels.begin(), x.labels.end(), c.labels.begin() + b * c.seq);
     c.tokens += static_cast<int64_t>(x.ids.size());
-    for (size_t t = 1; t < x.labels.size(); ++t) c.loss_tokens += x.labels[t] != -100;
+    c.loss_tokens += loss_tokens(x);
   }
   return c;
 }

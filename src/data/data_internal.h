@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "r1dist/data.h"
+#include "r1dist/data/loader.h"
 
 namespace r1dist::data {
 

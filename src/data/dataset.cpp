@@ -1,5 +1,7 @@
 // build_dataset: rows -> selection -> template -> ids and labels, tokenized on data.threads
 // threads, with an optional binary cache keyed by everything that decides the result.
+#include "r1dist/data/dataset.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -12,9 +14,11 @@
 #include <unistd.h>
 
 #include "data/data_internal.h"
-#include "r1dist/hash.h"
-#include "r1dist/log.h"
-#include "r1dist/tokenizer.h"
+#include "r1dist/base/hash.h"
+#include "r1dist/data/prompt_template.h"
+#include "r1dist/data/select.h"
+#include "r1dist/log/log.h"
+#include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
 
@@ -38,8 +42,9 @@ std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const std::
   for (const std::string& s :
        {std::string("r1dist-data-v1"), tok.fingerprint(), template_text, cfg.fields.question, cfg.fields.cot,
         cfg.fields.response, std::string(data::is_jsonl(cfg) ? "jsonl" : "json"), std::to_string(cfg.n_samples),
-        cfg.sample, std::to_string(cfg.eval_rows), std::string(frac), std::to_string(seed),
-        std::to_string(cfg.train_on_prompt), std::to_string(cfg.max_seq_len), cfg.overlong, cfg.on_bad_row})
+        std::string(to_string(cfg.sample)), std::to_string(cfg.eval_rows), std::string(frac), std::to_string(seed),
+        std::to_string(cfg.train_on_prompt), std::to_string(cfg.max_seq_len), std::string(to_string(cfg.overlong)),
+        std::string(to_string(cfg.on_bad_row))})
     mix(s);
   return hex16(h);
 }
@@ -224,7 +229,7 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
     x.labels = x.ids;
     if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.begin() + x.prompt_tokens, -100);
     if (static_cast<int64_t>(x.ids.size()) > cfg.max_seq_len) {
-      if (cfg.overlong == "drop") {
+      if (cfg.overlong == OverlongPolicy::drop) {
         ++d.dropped;
         continue;
       }
@@ -241,8 +246,6 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
 
 Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed, const std::string& cache_dir) {
   if (cfg.path.empty()) throw UsageError("data.path is empty\nHINT: set data.path to a JSON or JSONL file of rows");
-  if (cfg.overlong != "truncate" && cfg.overlong != "drop")
-    throw UsageError("data.overlong = \"" + cfg.overlong + "\" (expected \"truncate\" or \"drop\")");
   const auto t0 = std::chrono::steady_clock::now();
   const PromptTemplate tpl =
       PromptTemplate::parse(cfg.template_text.empty() ? PromptTemplate::default_text() : cfg.template_text);
@@ -279,6 +282,12 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   log::info("data: ", d.train.size(), " train + ", d.eval.size(), " eval rows from ", cfg.path, " in ", s,
             " s (fingerprint ", fp, ")");
   return d;
+}
+
+int64_t loss_tokens(const Example& e) {
+  int64_t n = 0;
+  for (size_t i = 1; i < e.labels.size(); ++i) n += e.labels[i] != -100;
+  return n;
 }
 
 }  // namespace r1dist

@@ -2,6 +2,8 @@
 // into rows by a string-aware bracket scan and each row is parsed on its own, so every
 // message can name the row and its line, and a bad row can be skipped without losing the
 // rest of the file.
+#include "r1dist/data/loader.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -11,8 +13,8 @@
 #include <fstream>
 
 #include "data/data_internal.h"
-#include "r1dist/hash.h"
-#include "r1dist/log.h"
+#include "r1dist/base/hash.h"
+#include "r1dist/log/log.h"
 #include "tokenizer/utf8.h"
 
 namespace r1dist {
@@ -63,7 +65,7 @@ std::string parse_error_text(const json::parse_error& e) {
 class RowParser {
  public:
   RowParser(const DataConfig& cfg, const std::string& path, LoadReport& report)
-      : cfg_(cfg), path_(path), report_(report), skip_(cfg.on_bad_row == "skip") {}
+      : cfg_(cfg), path_(path), report_(report), skip_(cfg.on_bad_row == BadRowPolicy::skip) {}
 
   std::vector<Row> rows;
 
@@ -214,8 +216,8 @@ class RowParser {
 }  // namespace
 
 bool is_jsonl(const DataConfig& cfg) {
-  if (cfg.format == "jsonl") return true;
-  if (cfg.format == "json") return false;
+  if (cfg.format == DataFormat::jsonl) return true;
+  if (cfg.format == DataFormat::json) return false;
   const std::string& p = cfg.path;
   auto ends = [&](const std::string& ext) {
     return p.size() >= ext.size() && p.compare(p.size() - ext.size(), ext.size(), ext) == 0;

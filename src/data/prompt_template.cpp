@@ -1,9 +1,9 @@
 // The prompt template: literal text with {question}, {cot} and {response}; "{{" and "}}"
 // stand for braces. The template is re-parsed per render (it is a few hundred bytes, the
 // rows are kilobytes), which keeps PromptTemplate a plain value.
-#include <string_view>
+#include "r1dist/data/prompt_template.h"
 
-#include "r1dist/data.h"
+#include <string_view>
 
 namespace r1dist {
 

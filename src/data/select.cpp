@@ -1,6 +1,8 @@
 // Row selection: the first N rows or a seeded random N, then a held-out eval split drawn
 // (seeded) from the selected rows. Both lists are sorted by row so metadata reads in file
 // order; the batch order is shuffled later by BatchPlan.
+#include "r1dist/data/select.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -18,11 +20,9 @@ Split select_rows(int64_t n_rows, const DataConfig& cfg, uint64_t seed) {
                      " usable rows\nHINT: lower data.n_samples, or set it to 0 for every row");
   std::vector<int64_t> chosen(static_cast<size_t>(n_rows));
   std::iota(chosen.begin(), chosen.end(), 0);
-  if (cfg.sample == "random") {
+  if (cfg.sample == SampleMode::random) {
     data::SplitMix64 rng(data::derive_seed(seed, "data.sample"));
     data::shuffle(chosen, rng);
-  } else if (cfg.sample != "first") {
-    throw UsageError("data.sample = \"" + cfg.sample + "\" (expected \"first\" or \"random\")");
   }
   chosen.resize(static_cast<size_t>(n));
 

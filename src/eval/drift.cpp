@@ -1,51 +1,36 @@
+#include "r1dist/eval/drift.h"
+
 #include <ATen/ATen.h>
 
-#include "r1dist/eval.h"
+#include "r1dist/data/batch_plan.h"
+#include "r1dist/peft/lora_adapters.h"
+#include "r1dist/tensor/token_batch.h"
 
 namespace r1dist {
 
-namespace {
-
-at::Tensor to_tensor(const std::vector<int64_t>& v, int64_t b, int64_t t, const at::Device& d) {
-  return at::from_blob(const_cast<int64_t*>(v.data()), {b, t}, at::kLong).to(d);
-}
-
-// Restores adapter_enabled = true even when a pass throws.
-struct AdaptersOff {
-  explicit AdaptersOff(Qwen2Model& m) : m_(m) { m_.set_adapters_enabled(false); }
-  ~AdaptersOff() { m_.set_adapters_enabled(true); }
-  Qwen2Model& m_;
-};
-
-}  // namespace
-
-SumCount eval_loss(Qwen2Model& model, const std::vector<const Example*>& rows, int64_t micro_batch,
+SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t micro_batch,
                    int32_t pad_id) {
   at::NoGradGuard no_grad;
   SumCount out;
   for (size_t i = 0; i < rows.size(); i += size_t(micro_batch)) {
     std::vector<const Example*> mb(rows.begin() + i, rows.begin() + std::min(rows.size(), i + micro_batch));
-    const auto c = collate(mb, pad_id);
-    const auto ids = to_tensor(c.ids, c.batch, c.seq, model.device());
-    const auto labels = to_tensor(c.labels, c.batch, c.seq, model.device());
-    const auto l = causal_lm_loss_sum(model.forward(ids), labels);
-    out.sum += l.sum.item<double>();
-    out.count += l.count;
+    const auto b = to_device(collate(mb, pad_id), model.device());
+    out.sum += causal_lm_loss_sum(model.forward(b.ids), b.labels).item<double>();
+    out.count += b.loss_tokens;
   }
   return out;
 }
 
-SumCount kl_drift(Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk) {
+SumCount kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk) {
   at::NoGradGuard no_grad;
   SumCount out;
   for (const Example* ex : rows) {
     const int64_t t = static_cast<int64_t>(ex->ids.size());
     if (t < 2) continue;
-    std::vector<int64_t> ids64(ex->ids.begin(), ex->ids.end());
-    const auto ids = to_tensor(ids64, 1, t, model.device());
+    const auto ids = to_device(collate({ex}, 0), model.device()).ids;
     at::Tensor h_base;
     {
-      AdaptersOff off(model);
+      AdaptersOff off(model.lora());
       h_base = model.hidden_states(ids);
     }
     const auto h_tuned = model.hidden_states(ids);

@@ -1,5 +1,5 @@
 // spdlog behind the facade in include/r1dist/log.h. This file must not include torch.
-#include "r1dist/log.h"
+#include "r1dist/log/log.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>

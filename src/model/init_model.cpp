@@ -1,4 +1,4 @@
-#include "r1dist/init_model.h"
+#include "r1dist/model/init_model.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "r1dist/error.h"
-#include "r1dist/hash.h"
-#include "r1dist/log.h"
-#include "r1dist/safetensors.h"
-#include "r1dist/tensor_bytes.h"
+#include "r1dist/base/error.h"
+#include "r1dist/base/hash.h"
+#include "r1dist/log/log.h"
+#include "r1dist/formats/safetensors.h"
+#include "r1dist/tensor/bytes.h"
 
 namespace r1dist {
 

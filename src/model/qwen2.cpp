@@ -1,9 +1,9 @@
-#include "r1dist/qwen2.h"
+#include "r1dist/model/qwen2.h"
 
-#include <torch/torch.h>
+#include <algorithm>
 
-#include "r1dist/error.h"
-#include "r1dist/torch_compat.h"
+#include "r1dist/base/error.h"
+#include "r1dist/tensor/compat.h"
 
 namespace r1dist {
 
@@ -29,6 +29,26 @@ Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device 
   const auto table = qwen2_weight_table(cfg_);
   check(slots.size() == table.size(), "Qwen2Model: weight table and module slots disagree");
   for (size_t i = 0; i < table.size(); ++i) *slots[i].second = at::empty(table[i].shape, opts);
+}
+
+std::vector<AdapterRef> Qwen2Model::projections(const std::vector<std::string>& modules) {
+  const auto& all = projection_names();
+  for (const auto& m : modules)
+    if (std::find(all.begin(), all.end(), m) == all.end())
+      throw UsageError("lora target '" + m + "' is not a Qwen2 projection");
+  std::vector<AdapterRef> out;
+  for (int i = 0; i < cfg_.num_hidden_layers; ++i)
+    for (const auto& m : all) {
+      if (std::find(modules.begin(), modules.end(), m) == modules.end()) continue;
+      const char* group = (m == "gate_proj" || m == "up_proj" || m == "down_proj") ? "mlp." : "self_attn.";
+      out.push_back({"model.layers." + std::to_string(i) + "." + group + m, &layers_[size_t(i)].proj(m)});
+    }
+  return out;
+}
+
+void Qwen2Model::attach_lora(const LoraSpec& spec, const std::vector<std::string>& targets, uint64_t seed) {
+  check(!lora_.attached(), "attach_lora: the model already has adapters");
+  lora_ = LoraAdapters::attach(projections(targets), spec, seed, device_);
 }
 
 std::vector<std::pair<std::string, at::Tensor*>> Qwen2Model::named_weights() {
@@ -141,47 +161,16 @@ at::Tensor Qwen2Model::lm_head(const at::Tensor& hidden) const {
   return at::linear(hidden, cfg_.tie_word_embeddings ? embed_ : lm_head_);
 }
 
-LossSum causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
+at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
   const int64_t v = logits.size(-1);
   auto shifted_logits = logits.slice(1, 0, logits.size(1) - 1).to(at::kFloat).reshape({-1, v});
   auto shifted_labels = labels.slice(1, 1).to(logits.device(), at::kLong).reshape({-1});
-  LossSum out;
-  out.count = shifted_labels.ne(-100).sum().item<int64_t>();
-  out.sum = at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, -100);
-  return out;
+  return at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, -100);
 }
 
 at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
-  auto s = causal_lm_loss_sum(logits, labels);
-  return s.sum / double(std::max<int64_t>(s.count, 1));
-}
-
-at::ScalarType parse_compute_dtype(const std::string& s) {
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  if (s == "fp16" || s == "float16") return at::kHalf;
-  throw UsageError("unknown dtype '" + s + "' (use bf16 or fp32)");
-}
-
-at::Device parse_device(const std::string& s, int local_rank) {
-  // Ranks beyond the GPU count share GPUs round-robin (usable with dist.backend = "mpi";
-  // NCCL refuses two ranks on one GPU).
-  auto rank_gpu = [&]() {
-    const int n = std::max<int>(1, static_cast<int>(at::getNumGPUs()));
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % n));
-  };
-  if (s == "auto") {
-    if (at::hasCUDA()) return rank_gpu();
-    return at::Device(at::kCPU);
-  }
-  if (s == "cpu") return at::Device(at::kCPU);
-  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
-    if (!at::hasCUDA())
-      throw UsageError("device '" + s + "' requested but this build/machine has no CUDA" +
-                       "\nHINT: use --device cpu, or build against a CUDA libtorch");
-    return s == "cuda" ? rank_gpu() : at::Device(s);
-  }
-  throw UsageError("unknown device '" + s + "' (use auto, cpu, cuda or cuda:N)");
+  const int64_t count = labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  return causal_lm_loss_sum(logits, labels) / double(std::max<int64_t>(count, 1));
 }
 
 }  // namespace r1dist

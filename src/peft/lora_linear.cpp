@@ -1,10 +1,10 @@
-#include "r1dist/lora_linear.h"
+#include "r1dist/peft/lora_linear.h"
 
-#include <torch/torch.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist {
 

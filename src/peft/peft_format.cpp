@@ -1,4 +1,4 @@
-#include "r1dist/peft.h"
+#include "r1dist/peft/peft_format.h"
 
 #include <nlohmann/json.hpp>
 
@@ -7,9 +7,9 @@
 #include <fstream>
 #include <set>
 
-#include "r1dist/error.h"
-#include "r1dist/safetensors.h"
-#include "r1dist/tensor_bytes.h"
+#include "r1dist/base/error.h"
+#include "r1dist/formats/safetensors.h"
+#include "r1dist/tensor/bytes.h"
 
 namespace r1dist {
 
@@ -54,7 +54,7 @@ PeftAdapterConfig read_peft_config(const std::string& dir) {
   return c;
 }
 
-void save_peft_adapter(Qwen2Model& model, const std::string& dir, const PeftAdapterConfig& cfg) {
+void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, const PeftAdapterConfig& cfg) {
   std::filesystem::create_directories(dir);
   json j = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
             {"r", cfg.spec.r},            {"lora_alpha", cfg.spec.alpha},
@@ -70,7 +70,7 @@ void save_peft_adapter(Qwen2Model& model, const std::string& dir, const PeftAdap
     f.close();
     std::filesystem::rename(tmp, dir + "/adapter_config.json");
   }
-  auto named = model.lora_named_parameters();
+  auto named = adapters.named_parameters();
   std::vector<st::WriteSpec> specs;
   for (auto& [name, t] : named) specs.push_back({name, st::DType::F32, t.sizes().vec()});
   st::write_file(dir + "/adapter_model.safetensors", specs, [&](size_t i, uint8_t* dst, size_t n) {
@@ -80,12 +80,12 @@ void save_peft_adapter(Qwen2Model& model, const std::string& dir, const PeftAdap
   });
 }
 
-void load_peft_adapter(Qwen2Model& model, const std::string& dir) {
+void load_peft_adapter(const LoraAdapters& adapters, const std::string& dir) {
   const std::string path = dir + "/adapter_model.safetensors";
   auto f = st::File::open(path);
   std::set<std::string> used;
   at::NoGradGuard ng;
-  for (auto& [name, param] : model.lora_named_parameters()) {
+  for (auto& [name, param] : adapters.named_parameters()) {
     const auto* info = f.find(name);
     if (!info) throw Error(path + ": missing adapter tensor '" + name + "'");
     if (info->shape != param.sizes().vec())
@@ -94,7 +94,7 @@ void load_peft_adapter(Qwen2Model& model, const std::string& dir) {
     used.insert(name);
   }
   for (const auto& t : f.tensors())
-    if (!used.count(t.name)) throw Error(path + ": unexpected tensor '" + t.name + "' (not an adapter of this model)");
+    if (!used.count(t.name)) throw Error(path + ": unexpected tensor '" + t.name + "' (not one of the adapters)");
 }
 
 }  // namespace r1dist

@@ -1,11 +1,11 @@
-#include "r1dist/bnb_format.h"
+#include "r1dist/quant/bnb_format.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cstring>
 
-#include "r1dist/error.h"
-#include "r1dist/tensor_bytes.h"
+#include "r1dist/base/error.h"
+#include "r1dist/tensor/bytes.h"
 
 namespace r1dist::bnb {
 

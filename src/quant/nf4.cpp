@@ -1,8 +1,8 @@
-#include "r1dist/nf4.h"
+#include "r1dist/quant/nf4.h"
 
 #include <cmath>
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist::nf4 {
 

@@ -11,8 +11,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "r1dist/error.h"
-#include "r1dist/nf4.h"
+#include "r1dist/base/error.h"
+#include "r1dist/quant/nf4.h"
 
 namespace r1dist::nf4 {
 

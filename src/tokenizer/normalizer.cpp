@@ -8,7 +8,7 @@
 
 #include <cstring>
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist::tok {
 

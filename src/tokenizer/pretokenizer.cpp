@@ -4,7 +4,7 @@
 // folding in both engines ('S and 'ſ match (?i:'s)).
 #include "tokenizer/pretokenizer.h"
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist::tok {
 

@@ -1,5 +1,5 @@
 // Tokenizer: loading tokenizer.json into tables, and the encode / decode pipelines.
-#include "r1dist/tokenizer.h"
+#include "r1dist/tokenizer/tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -13,7 +13,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_level.h"

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "r1dist/tokenizer.h"
+#include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist::tok {
 

@@ -1,11 +1,11 @@
-#include "r1dist/optim.h"
+#include "r1dist/train/optim.h"
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "r1dist/error.h"
+#include "r1dist/base/error.h"
 
 namespace r1dist {
 
@@ -26,23 +26,30 @@ void AdamW::step(at::Tensor& p, const at::Tensor& g, double lr) {
   p.addcdiv_(m_, denom, -lr / bc1);
 }
 
-double clip_grad_norm(at::Tensor& grad, double max_norm) {
-  const double norm = grad.to(at::kDouble).norm().item<double>();
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) grad.mul_(coef);
+at::Tensor clip_grad_norm(at::Tensor& grad, double max_norm) {
+  const auto norm = grad.to(at::kDouble).norm();
+  if (max_norm > 0) {
+    // min(1, max_norm / (norm + eps)) on the device; a factor of exactly 1 leaves grad as is.
+    const auto coef = (max_norm / (norm + 1e-6)).clamp_max(1.0);
+    grad.mul_(coef.to(grad.scalar_type()));
   }
   return norm;
 }
 
-double lr_at(const std::string& schedule, double peak, int64_t step, int64_t warmup, int64_t total) {
+double lr_at(Schedule schedule, double peak, int64_t step, int64_t warmup, int64_t total) {
   if (step < warmup) return peak * double(step) / double(std::max<int64_t>(1, warmup));
   const double span = double(std::max<int64_t>(1, total - warmup));
   const double progress = double(step - warmup) / span;
-  if (schedule == "linear") return peak * std::max(0.0, double(total - step) / span);
-  if (schedule == "cosine") return peak * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));
-  if (schedule == "constant") return peak;
-  throw UsageError("train.schedule must be linear, cosine or constant, got '" + schedule + "'");
+  switch (schedule) {
+    case Schedule::linear: return peak * std::max(0.0, double(total - step) / span);
+    case Schedule::cosine: return peak * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));
+    case Schedule::constant: return peak;
+  }
+  return peak;
+}
+
+AdamWConfig adamw_config(const TrainConfig& t) {
+  return AdamWConfig{t.adam_beta1, t.adam_beta2, t.adam_eps, t.weight_decay};
 }
 
 }  // namespace r1dist

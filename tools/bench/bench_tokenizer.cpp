@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "r1dist/tokenizer.h"
+#include "r1dist/tokenizer/tokenizer.h"
 
 namespace {
 

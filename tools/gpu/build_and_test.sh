@@ -11,6 +11,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 t0=$(date +%s)
 BUILD_DIR=build-gpu JOBS=16 bash tools/build.sh 2>&1 | tail -n 30 | tee "$OUT/build.log"
 echo "build: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/build.log"
-[ -x build-gpu/tests/r1dist_tests ] || { echo "build failed"; exit 1; }
+[ -x build-gpu/tests/r1dist_torch_tests ] || { echo "build failed"; exit 1; }
 (cd build-gpu && ctest --output-on-failure -j 8 > "$OUT/ctest.log" 2>&1); grep -E "tests passed|tests failed|\*\*\*|Failed|SEGFAULT" "$OUT/ctest.log" | head -n 40
-./build-gpu/tests/r1dist_tests --gtest_filter='*Parity*' 2>&1 | grep -E "rel err|OK|FAILED|SKIPPED" | tee "$OUT/parity.log"
+./build-gpu/tests/r1dist_torch_tests --gtest_filter='*Parity*' 2>&1 | grep -E "rel err|OK|FAILED|SKIPPED" | tee "$OUT/parity.log"

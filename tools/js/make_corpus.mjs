@@ -8,7 +8,7 @@
 //   TOKENIZER_DIR  its added tokens are embedded in texts
 //
 // Kept out on purpose: U+0085, U+FEFF and U+017F, where the JavaScript reference differs
-// from HF tokenizers (docs/TOKENIZER.md); tests/test_tokenizer_reference.cpp covers them.
+// from HF tokenizers (docs/TOKENIZER.md); tests/core/test_tokenizer_reference.cpp covers them.
 import fs from "node:fs";
 import path from "node:path";
 

@@ -1,0 +1,149 @@
+// The run configuration: one typed struct per TOML section, loaded and validated in one
+// place (src/config/config.cpp) from a TOML file plus "--set section.key=value" overrides.
+// Defaults live here, in the member initializers; the key table in config.cpp drives
+// parsing, validation, to_toml() and config_key_docs(). Kept free of toml++ on purpose.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace r1dist {
+
+// The choices of string-valued keys, typed. Each enum's values are in the order of its TOML
+// spellings ("auto" is spelled `automatic` here: auto is a C++ keyword); to_string gives
+// the spelling back.
+enum class ComputeDtype { bf16, fp32 };
+enum class DeviceChoice { automatic, cpu, cuda };
+enum class QuantMode { nf4, none };
+enum class DataFormat { automatic, json, jsonl };
+enum class SampleMode { first, random };
+enum class OverlongPolicy { truncate, drop };
+enum class BadRowPolicy { error, skip };
+enum class Schedule { linear, cosine, constant };
+enum class Checkpointing { none, layer };
+enum class Backend { automatic, nccl, mpi };
+
+const char* to_string(ComputeDtype v);
+const char* to_string(DeviceChoice v);
+const char* to_string(QuantMode v);
+const char* to_string(DataFormat v);
+const char* to_string(SampleMode v);
+const char* to_string(OverlongPolicy v);
+const char* to_string(BadRowPolicy v);
+const char* to_string(Schedule v);
+const char* to_string(Checkpointing v);
+const char* to_string(Backend v);
+
+struct ModelConfig {
+  std::string path;  // HF model directory (config.json + safetensors); required
+  ComputeDtype dtype = ComputeDtype::bf16;
+  DeviceChoice device = DeviceChoice::automatic;
+  std::string name;  // display name in logs, run.json and metrics; empty = directory name
+  // The display name: `name`, or the last component of `path`.
+  std::string display_name() const;
+};
+
+struct LoraConfig {
+  int r = 16;
+  double alpha = 16;
+  double dropout = 0.0;
+  std::vector<std::string> targets = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                      "gate_proj", "up_proj", "down_proj"};
+  bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
+};
+
+struct QuantConfig {
+  QuantMode mode = QuantMode::nf4;
+  bool double_quant = true;
+};
+
+// Column names of a row in the data set.
+struct DataFields {
+  std::string question = "Question", cot = "Complex_CoT", response = "Response";
+};
+
+struct DataConfig {
+  std::string path;             // optional at parse time; the train command requires it
+  DataFormat format = DataFormat::automatic;
+  DataFields fields;
+  int64_t n_samples = 0;         // 0 = all
+  SampleMode sample = SampleMode::first;
+  int64_t eval_rows = 0;         // held-out rows; exclusive with eval_fraction
+  double eval_fraction = 0.0;
+  std::string template_text;  // TOML key: template; empty = built-in
+  bool train_on_prompt = true;
+  int64_t max_seq_len = 2048;
+  OverlongPolicy overlong = OverlongPolicy::truncate;
+  BadRowPolicy on_bad_row = BadRowPolicy::error;
+  bool group_by_length = false;
+  bool packing = false;
+  int threads = 0;  // 0 = hardware concurrency
+};
+
+struct TrainConfig {
+  int64_t seed = 3407;
+  double lr = 2e-4;
+  int64_t steps = 60;  // 0 = evaluation only
+  int64_t micro_batch = 2;
+  int64_t grad_accum = 4;
+  int64_t warmup_steps = 5;
+  Schedule schedule = Schedule::linear;
+  double weight_decay = 0.01;
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
+  double max_grad_norm = 1.0;  // 0 = no clipping
+  Checkpointing checkpointing = Checkpointing::layer;
+};
+
+struct EvalConfig {
+  int64_t every_steps = 0;  // 0 = only at the end
+  double max_kl = 0.0;      // 0 = off
+  int64_t kl_rows = 8;
+};
+
+struct DistConfig {
+  Backend backend = Backend::automatic;
+  int64_t timeout_s = 600;
+};
+
+struct OutputConfig {
+  std::string dir = "runs/default";
+  int64_t keep = 3;
+  int64_t save_every = 0;  // 0 = only at the end
+};
+
+struct Config {
+  ModelConfig model;
+  LoraConfig lora;
+  QuantConfig quant;
+  DataConfig data;
+  TrainConfig train;
+  EvalConfig eval;
+  DistConfig dist;
+  OutputConfig output;
+
+  std::string source_path;  // file it came from ("" for defaults/strings)
+
+  // Every key including defaults, sections in the order above; parses back to an equal
+  // Config.
+  std::string to_toml() const;
+};
+
+// Compares every configuration value; source_path is provenance, not configuration.
+bool operator==(const Config& a, const Config& b);
+bool operator!=(const Config& a, const Config& b);
+
+// Parses and validates a file. overrides are "section.key=value" strings (from --set),
+// applied before validation and validated the same way; an override replaces the file's
+// value for that key. Throws UsageError listing every problem, one per line.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config parse_config_string(const std::string& toml_text, const std::string& source_name,
+                           const std::vector<std::string>& overrides = {});
+
+// One entry per known key, in table order, for --help and docs.
+// type: bool|int|float|string|string list; default_value is TOML syntax.
+struct ConfigKeyDoc {
+  std::string key, type, doc, default_value;
+};
+std::vector<ConfigKeyDoc> config_key_docs();
+
+}  // namespace r1dist

@@ -1,0 +1,27 @@
+// The prompt template: named placeholders {question}, {cot}, {response}; "{{" and "}}"
+// are literal braces. The built-in default follows SPEC §4's structure in our own words.
+// The text up to and including the first "<think>" after {question} is the prompt (what
+// inference feeds the model); the rest is the response. EOS is appended by build_dataset.
+#pragma once
+#include <string>
+
+#include "r1dist/data/loader.h"
+
+namespace r1dist {
+
+struct PromptTemplate {
+  std::string text;
+  static const std::string& default_text();
+  // Throws UsageError on an unknown placeholder or a template without {question}.
+  static PromptTemplate parse(const std::string& text);
+  std::string render(const Row& row) const;  // full training text (without BOS/EOS)
+  std::string render_prompt(const std::string& question) const;  // inference form
+  // render() split at the prompt/response boundary: prompt + response == render(row), and
+  // prompt == render_prompt(row.question).
+  struct Parts {
+    std::string prompt, response;
+  };
+  Parts render_parts(const Row& row) const;
+};
+
+}  // namespace r1dist

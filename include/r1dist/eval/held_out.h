@@ -1,0 +1,24 @@
+// The held-out measurements of a run at one step, spread over the ranks: loss over every
+// eval row and KL drift over the first kl_rows of them. Rank r takes rows i with
+// i % world == r; the sums travel in one all-reduce.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "r1dist/comm/communicator.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/formats/metrics.h"
+#include "r1dist/model/qwen2.h"
+
+namespace r1dist {
+
+struct HeldOutSettings {
+  int64_t micro_batch = 1;  // rows per forward of the loss pass
+  int64_t kl_rows = 8;
+  int32_t pad_id = 0;
+};
+
+EvalRecord evaluate_held_out(const Qwen2Model& model, const std::vector<Example>& rows, const HeldOutSettings& s,
+                             Communicator& comm, int64_t step);
+
+}  // namespace r1dist

@@ -1,0 +1,65 @@
+// Qwen2Config: the shape of a Qwen2ForCausalLM, read from a Hugging Face config.json or
+// taken from a preset (presets are tables of numbers from shared/SPEC.md §1), and the
+// weight table that maps every HF tensor name to its shape and role.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace r1dist {
+
+struct Qwen2Config {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;  // hidden_size / num_attention_heads unless config.json says otherwise
+  int64_t max_position_embeddings = 131072;
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  std::string torch_dtype = "bfloat16";
+  int64_t bos_token_id = 151646;
+  int64_t eos_token_id = 151643;
+
+  int64_t q_dim() const { return num_attention_heads * head_dim; }
+  int64_t kv_dim() const { return num_key_value_heads * head_dim; }
+  // Throws UsageError naming `origin` when the numbers cannot describe a Qwen2 model.
+  void validate(const std::string& origin) const;
+};
+
+// Reads DIR/config.json. Every missing field is reported at once; features r1dist does not
+// implement (sliding window, rope scaling, other activations) are refused by name.
+Qwen2Config read_qwen2_config(const std::string& model_dir);
+// The config.json text for `c` (transformers 5 layout, readable by 4.x too).
+std::string qwen2_config_json(const Qwen2Config& c);
+
+// "tiny", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b".
+Qwen2Config qwen2_preset(const std::string& name);
+std::vector<std::string> qwen2_preset_names();
+
+// The seven projections LoRA can target, in HF order within a layer.
+const std::vector<std::string>& projection_names();
+
+enum class WeightRole { embedding, norm, projection, bias, lm_head };
+
+struct WeightSpec {
+  std::string name;            // HF tensor name, e.g. model.layers.3.mlp.up_proj.weight
+  std::vector<int64_t> shape;  // (out, in) for projections
+  WeightRole role;
+  int layer = -1;              // -1 for embeddings, final norm, lm_head
+  std::string module;          // "q_proj" ... for projections and biases, else ""
+};
+
+// Every tensor of the checkpoint, in HF order. The one table that loading, init-model and
+// parameter counting share.
+std::vector<WeightSpec> qwen2_weight_table(const Qwen2Config& c);
+
+// Parameters of the model: every tensor of the weight table.
+int64_t base_param_count(const Qwen2Config& c);
+// Trainable parameters of LoRA rank r on the given projections: sum of r * (in + out).
+int64_t lora_param_count(const Qwen2Config& c, int64_t r, const std::vector<std::string>& targets);
+
+}  // namespace r1dist

@@ -1,0 +1,107 @@
+// Qwen2ForCausalLM in libtorch (shared/SPEC.md §2): embeddings, RMSNorm, RoPE, GQA attention
+// with q/k/v bias, SwiGLU MLP, final norm, lm_head. Weights are plain tensors held in a
+// name table that matches the HF checkpoint; forward works in fp32 or bf16 on CPU or CUDA.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "r1dist/config/config.h"
+#include "r1dist/formats/qwen2_config.h"
+#include "r1dist/peft/lora_adapters.h"
+#include "r1dist/peft/lora_linear.h"
+
+namespace r1dist {
+
+struct Qwen2Layer {
+  at::Tensor input_norm, post_norm;  // (hidden)
+  LoraLinear q, k, v, o, gate, up, down;
+  // "q_proj" ... "down_proj" -> the projection.
+  LoraLinear& proj(const std::string& module);
+};
+
+struct LoadOptions {
+  QuantMode quant = QuantMode::none;  // nf4: projections are quantised as they are read
+  bool double_quant = true;
+};
+
+// Keys and values of earlier positions, per layer: (B, n_kv, T_past, head_dim).
+struct KVCache {
+  std::vector<at::Tensor> k, v;
+  int64_t length = 0;
+};
+
+class Qwen2Model {
+ public:
+  // Allocates every weight (uninitialised, dense) with `dtype` on `device`.
+  Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device)
+      : Qwen2Model(cfg, dtype, device, /*allocate=*/true) {}
+  // Reads DIR/config.json and the safetensors weights (single or sharded), converting them
+  // to `dtype` on `device`, tensor by tensor (with NF4, each projection is quantised as it
+  // arrives, so peak memory stays near the quantised size). Missing, unexpected or
+  // mis-shaped tensors are errors.
+  static Qwen2Model load(const std::string& dir, at::ScalarType dtype, at::Device device,
+                         const LoadOptions& opt = {});
+
+  // The projections named in `modules` ("q_proj" ... "down_proj"), layer by layer in
+  // projection order, under their PEFT module paths. Throws UsageError on an unknown name.
+  std::vector<AdapterRef> projections(const std::vector<std::string>& modules);
+  // Adds LoRA adapters to the named projections (peft/lora_adapters.h: one flat buffer).
+  void attach_lora(const LoraSpec& spec, const std::vector<std::string>& targets, uint64_t seed);
+  const LoraAdapters& lora() const { return lora_; }
+
+  const Qwen2Config& config() const { return cfg_; }
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+
+  // (B, T) int64 ids -> (B, T, hidden) final-normed hidden states. With a cache, positions
+  // continue from cache->length and the new keys/values are appended.
+  at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr) const;
+  // (..., hidden) -> (..., vocab) logits in the compute dtype.
+  at::Tensor lm_head(const at::Tensor& hidden) const;
+  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr) const {
+    return lm_head(hidden_states(ids, cache));
+  }
+  // Training form of hidden_states (no cache). checkpoint = true keeps only each layer's
+  // input during the forward and recomputes the layer in the backward (per-layer
+  // activation checkpointing); gradients are identical, memory is O(layers * B*T*hidden).
+  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint) const;
+  // One decoder layer without a cache: h + attn(norm(h)), then + mlp(norm(.)).
+  at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos,
+                           const at::Tensor& sin) const;
+
+  // Every tensor under its HF name, in qwen2_weight_table order (lm_head absent when tied).
+  std::vector<std::pair<std::string, at::Tensor*>> named_weights();
+
+ private:
+  Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
+  at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
+                       const at::Tensor& sin, KVCache* cache, int layer) const;
+  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& x) const;
+
+  Qwen2Config cfg_;
+  at::ScalarType dtype_;
+  at::Device device_;
+  at::Tensor embed_;
+  std::vector<Qwen2Layer> layers_;
+  at::Tensor final_norm_;
+  at::Tensor lm_head_;  // undefined when tie_word_embeddings
+  LoraAdapters lora_;
+};
+
+// (cos, sin), each (T, head_dim) in `dtype`, for positions offset..offset+T-1 (HF rotate_half
+// convention: inv_freq in fp32, emb = cat(freqs, freqs)).
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, int64_t offset,
+                                              int64_t length, at::ScalarType dtype,
+                                              at::Device device);
+
+// Sum of token NLLs (scalar fp32, differentiable) over shifted positions whose label is not
+// -100. No host sync: the caller knows the count (Collated::loss_tokens).
+at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels);
+// HF's mean loss: sum / count (reads the count back from the device).
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+
+}  // namespace r1dist

@@ -1,0 +1,57 @@
+// LoraLinear: one projection y = x W^T (+ b) + B(A(dropout(x))) * scaling, with a frozen
+// base W (NF4 or dense) and trainable fp32 adapters A (r, in) and B (out, r) (PEFT layout,
+// shared/SPEC.md §7). Forward and backward are one custom autograd function: the backward
+// re-dequantises W for the input gradient and keeps only the input and the rank-r
+// intermediate, never a dequantised weight.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "r1dist/quant/nf4.h"
+
+namespace r1dist {
+
+struct LoraSpec {
+  int64_t r = 16;
+  double alpha = 16;
+  double dropout = 0.0;
+  bool rslora = false;
+  double scaling() const;  // alpha / r, or alpha / sqrt(r) with rslora
+};
+
+class LoraLinear {
+ public:
+  // Frozen base: exactly one of `weight` (dense, compute dtype) or `qweight` (NF4) is set.
+  at::Tensor weight;        // (out, in)
+  nf4::NF4Tensor qweight;
+  bool quantized = false;
+  at::Tensor bias;          // (out) or undefined
+  // Adapter: undefined when the projection is not a LoRA target. fp32 leaves.
+  at::Tensor lora_A;        // (r, in)
+  at::Tensor lora_B;        // (out, r)
+  double scaling = 0.0;
+  double dropout = 0.0;
+  bool adapter_enabled = true;  // false: the base model (drift measurement without a copy)
+
+  int64_t out_features() const;
+  int64_t in_features() const;
+  bool has_adapter() const { return lora_A.defined(); }
+  // The base weight in `dtype` on its device (a transient dequantised copy for NF4).
+  at::Tensor base_weight(at::ScalarType dtype) const;
+  // Replaces the dense base by its NF4 form (frees the dense copy).
+  void quantize(bool double_quant, const std::string& name);
+  at::Tensor forward(const at::Tensor& x) const;
+  // While one exists on this thread, forwards without a graph still apply LoRA dropout
+  // (drawing the same masks as with a graph): the no-grad forward of a checkpointed layer
+  // must match its recomputation. Without one, no-grad forwards (evaluation) never drop.
+  struct DropoutWithoutGraph {
+    DropoutWithoutGraph();
+    ~DropoutWithoutGraph();
+    DropoutWithoutGraph(const DropoutWithoutGraph&) = delete;
+    DropoutWithoutGraph& operator=(const DropoutWithoutGraph&) = delete;
+    bool previous;
+  };
+};
+
+}  // namespace r1dist

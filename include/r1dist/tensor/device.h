@@ -1,0 +1,24 @@
+// Where a rank computes and in what precision: the config's (or a flag's) choice resolved
+// to a libtorch device and dtype, and the device's peak memory.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "r1dist/config/config.h"
+
+namespace r1dist {
+
+at::ScalarType to_scalar_type(ComputeDtype d);
+// "bf16"/"bfloat16" -> kBFloat16, "fp32"/"float32" -> kFloat, "fp16"/"float16" -> kHalf.
+at::ScalarType parse_compute_dtype(const std::string& s);
+// "auto" -> CUDA when available, "cpu", "cuda", "cuda:N". Ranks beyond the GPU count share
+// GPUs round-robin by local rank.
+at::Device parse_device(const std::string& s, int local_rank = 0);
+at::Device resolve_device(DeviceChoice d, int local_rank = 0);
+// Makes `d` the current CUDA device of this thread (no-op on the CPU).
+void select_device(const at::Device& d);
+// Peak bytes allocated on `d` since the process started, in GB (0 on the CPU).
+double peak_memory_gb(const at::Device& d);
+
+}  // namespace r1dist

@@ -1,0 +1,29 @@
+// The files a training run writes into output.dir besides its checkpoints: run.json (what
+// it trained on), metrics.h5 (opened with the data counters as attributes) and the PEFT
+// adapter at the end. Rank 0 calls these.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "r1dist/config/config.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/formats/metrics.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/train/train_state.h"
+
+namespace r1dist {
+
+// output.dir/run.json: provenance, data counts and the row ids of the train and eval split
+// (rewritten on resume).
+void write_run_json(const Config& cfg, const std::string& config_path, const RunIdentity& id, const Dataset& data,
+                    int world);
+
+// output.dir/metrics.h5, fresh (resume_step = 0) or continued after resume_step.
+std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset& data, int64_t resume_step,
+                                                int world);
+
+// output.dir/adapter in the PEFT format; returns the directory.
+std::string export_adapter(const Config& cfg, const Qwen2Model& model);
+
+}  // namespace r1dist

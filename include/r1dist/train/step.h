@@ -1,0 +1,55 @@
+// One optimizer step of the data-parallel trainer, on every rank alike: this rank's
+// micro-batches of global step k forward and backward (each loss scaled by 1 / the global
+// loss-token count, which every rank knows from the batch plan), ONE all-reduce of the
+// flat LoRA gradient buffer (the step's loss rides in its trailing slot), global-norm clip,
+// AdamW. One host sync per step, to read the loss and the norm.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "r1dist/base/error.h"
+#include "r1dist/comm/communicator.h"
+#include "r1dist/config/config.h"
+#include "r1dist/data/batch_plan.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/train/fault.h"
+#include "r1dist/train/optim.h"
+
+namespace r1dist {
+
+struct StepOutcome {
+  double loss = 0;       // mean over the global batch's loss tokens
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+  int64_t loss_tokens = 0;   // in the global batch
+  double comm_seconds = 0;   // inside the all-reduce
+};
+
+// A step whose loss or gradient is NaN or infinite on some rank (every rank sees it: the
+// all-reduce spreads it).
+struct NonFiniteStep : Error {
+  using Error::Error;
+};
+
+class StepRunner {
+ public:
+  StepRunner(const Config& cfg, const std::vector<Example>& train, const BatchPlan& plan, Qwen2Model& model,
+             AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id);
+  // Global step `k` (0-based). Throws NonFiniteStep on a non-finite loss or gradient,
+  // before the update (the adapters then hold no trace of step k).
+  StepOutcome run(int64_t k);
+
+ private:
+  const Config& cfg_;
+  const std::vector<Example>& train_;
+  const BatchPlan& plan_;
+  Qwen2Model& model_;
+  AdamW& opt_;
+  Communicator& comm_;
+  const FaultPlan& faults_;
+  int32_t pad_id_;
+  std::vector<int64_t> loss_tokens_;  // per train example
+  at::Tensor buffer_;                 // the all-reduce buffer: gradients + loss slot
+};
+
+}  // namespace r1dist

@@ -1,0 +1,47 @@
+// A training run's state between steps and its round trip through an HDF5 checkpoint
+// (formats/checkpoint.h): the adapters, the AdamW moments, every rank's generator states,
+// the step (the data position: the batch plan is a function of it) and the best eval loss.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+#include "r1dist/config/config.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/train/optim.h"
+
+namespace r1dist {
+
+struct TrainState {
+  int64_t step = 0;  // optimizer steps completed
+  double last_lr = 0;
+  bool has_best = false;
+  double best_eval = 0;
+  std::string best_path, last_path;  // checkpoints (rank 0 knows them)
+};
+
+// What a checkpoint must match to be resumed by this run.
+struct RunIdentity {
+  std::string model_hash;        // of the model's config.json
+  std::string data_fingerprint;  // tokenized data (build_dataset)
+  int64_t global_batch = 0;      // rows per step: micro_batch x grad_accum x world
+  std::string comm_backend;
+};
+
+// The identity of the model directory: a hash of its config.json.
+std::string model_hash(const std::string& model_dir);
+
+// Writes checkpoints/step_N.h5 of `state` (rank 0 writes; every rank contributes its
+// generator states, so every rank must call this). Rotates old checkpoints, keeping the
+// best. Returns the path on rank 0, "" elsewhere.
+std::string save_checkpoint(const Config& cfg, const TrainState& state, const RunIdentity& id,
+                            const Qwen2Model& model, AdamW& opt, const at::Device& device);
+
+// Loads the checkpoint at `path` into the model's adapters and the optimizer, restores this
+// rank's generator states, and returns the state. Refuses (UsageError) a checkpoint of
+// another model or another global batch, with the fix.
+TrainState load_checkpoint(const std::string& path, const Config& cfg, const RunIdentity& id,
+                           const Qwen2Model& model, AdamW& opt, const at::Device& device);
+
+}  // namespace r1dist

@@ -1,0 +1,34 @@
+// The main job: distributed QLoRA training of one config (docs/ARCHITECTURE.md, "train").
+// Every rank holds the frozen NF4 base and the same LoRA adapters; each computes the
+// gradients of its slice of every global batch; only the flat LoRA-gradient buffer is
+// summed across ranks (NCCL or MPI) before one AdamW step that every rank applies alike.
+// src/train/trainer.cpp reads as the recipe: build -> resume -> loop -> export.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "r1dist/config/config.h"
+
+namespace r1dist {
+
+struct TrainOptions {
+  std::string resume;       // "" = fresh run; "auto" = newest valid checkpoint in output.dir
+                            // (fresh when there is none); else a checkpoint path
+  std::string config_path;  // for the log and run.json
+  int64_t stop_after = 0;   // > 0: stop after this step with a checkpoint (a time-limited
+                            // job that a later --resume continues; the schedule is unchanged)
+};
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  bool stopped_on_drift = false;  // eval.max_kl exceeded
+  bool stopped_early = false;     // --stop-after (resumable)
+  std::string last_checkpoint, best_checkpoint, adapter_dir;  // rank 0 knows them
+  double final_loss = 0;
+  double seconds = 0;
+};
+
+// The process group (dist_init) must exist.
+TrainResult train(const Config& cfg, const TrainOptions& opt);
+
+}  // namespace r1dist

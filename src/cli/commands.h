@@ -1,0 +1,16 @@
+// The subcommands of src/cli. Each takes the arguments after its name (argv[0] is the
+// command name) and returns an exit code, or throws (UsageError: 2, other errors: 1).
+#pragma once
+
+namespace r1dist {
+
+int cmd_run(int argc, char** argv);  // --cfg FILE (the main job)
+int cmd_init_model(int argc, char** argv);
+int cmd_score(int argc, char** argv);
+int cmd_config(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_metrics(int argc, char** argv);
+int cmd_checkpoint_diff(int argc, char** argv);
+
+}  // namespace r1dist

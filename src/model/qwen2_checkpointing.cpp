@@ -1,0 +1,92 @@
+// Per-layer activation checkpointing for Qwen2Model::hidden_states_train.
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "r1dist/base/error.h"
+#include "r1dist/model/qwen2.h"
+
+namespace r1dist {
+
+at::Tensor Qwen2Model::layer_forward(int i, const at::Tensor& h, const at::Tensor& cos,
+                                     const at::Tensor& sin) const {
+  const auto& l = layers_.at(static_cast<size_t>(i));
+  auto x = h + attention(l, rms_norm(h, l.input_norm), cos, sin, nullptr, i);
+  return x + mlp(l, rms_norm(x, l.post_norm));
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The forward runs the layer without a graph and keeps only its input; the backward
+// recomputes the layer with a graph and back-propagates through it (a re-entrant backward,
+// like torch.utils.checkpoint's reentrant variant). LoRA gradients accumulate into their
+// .grad (views of the flat gradient buffer) inside that inner backward. `anchor` is an
+// empty tensor that requires grad, so the node exists even when h does not (the first
+// layer's input comes from the frozen embedding). With LoRA dropout the generator state
+// is saved and restored so the recomputation draws the same masks.
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h, const at::Tensor& anchor,
+                            const at::Tensor& cos, const at::Tensor& sin, const Qwen2Model* model,
+                            int64_t layer, bool save_rng) {
+    (void)anchor;
+    ctx->save_for_backward({h, cos, sin});
+    ctx->saved_data["model"] = reinterpret_cast<int64_t>(model);
+    ctx->saved_data["layer"] = layer;
+    ctx->saved_data["rng"] = save_rng;
+    if (save_rng) {
+      auto gen = at::globalContext().defaultGenerator(h.device());
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      ctx->saved_data["rng_state"] = gen.get_state();
+    }
+    LoraLinear::DropoutWithoutGraph drop;
+    return model->layer_forward(static_cast<int>(layer), h, cos, sin);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* model = reinterpret_cast<const Qwen2Model*>(ctx->saved_data["model"].toInt());
+    const int layer = static_cast<int>(ctx->saved_data["layer"].toInt());
+    const bool rng = ctx->saved_data["rng"].toBool();
+    auto saved = ctx->get_saved_variables();
+    auto h = saved[0].detach().requires_grad_(true);
+    at::Tensor now_state;
+    if (rng) {
+      auto gen = at::globalContext().defaultGenerator(h.device());
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      now_state = gen.get_state();
+      gen.set_state(ctx->saved_data["rng_state"].toTensor());
+    }
+    at::Tensor out;
+    {
+      at::AutoGradMode on(true);
+      out = model->layer_forward(layer, h, saved[1], saved[2]);
+    }
+    if (rng) {
+      auto gen = at::globalContext().defaultGenerator(h.device());
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(now_state);
+    }
+    torch::autograd::backward({out}, {grads[0]});
+    return {h.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoint) const {
+  if (!checkpoint || !at::GradMode::is_enabled()) return hidden_states(ids, nullptr);
+  check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq)");
+  auto [cos, sin] = rope_tables(cfg_.head_dim, cfg_.rope_theta, 0, ids.size(1), dtype_, device_);
+  auto h = at::embedding(embed_, ids.to(device_, at::kLong));
+  bool dropout = false;
+  for (const auto& l : layers_)
+    for (const auto* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+      dropout = dropout || (p->has_adapter() && p->adapter_enabled && p->dropout > 0);
+  const auto anchor = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device_)).requires_grad_(true);
+  for (int i = 0; i < cfg_.num_hidden_layers; ++i)
+    h = CheckpointedLayer::apply(h, anchor, cos, sin, this, int64_t(i), dropout);
+  return rms_norm(h, final_norm_);
+}
+
+}  // namespace r1dist

@@ -1,0 +1,118 @@
+// Loading a Qwen2Model from a Hugging Face directory: config.json + safetensors (single file
+// or sharded through the index), matched against the explicit weight table.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <set>
+
+#include "r1dist/base/error.h"
+#include "r1dist/formats/safetensors.h"
+#include "r1dist/log/log.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/quant/bnb_format.h"
+#include "r1dist/tensor/bytes.h"
+
+namespace r1dist {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string list_some(const std::vector<std::string>& names) {
+  std::string out;
+  const size_t shown = std::min<size_t>(names.size(), 5);
+  for (size_t i = 0; i < shown; ++i) out += "\n    " + names[i];
+  if (names.size() > shown) out += "\n    ... and " + std::to_string(names.size() - shown) + " more";
+  return out;
+}
+
+// Compares the checkpoint's names and shapes with the weight table; every problem at once.
+// Projections stored in the bitsandbytes 4-bit layout bring companion tensors and a packed
+// shape; bnb::read_nf4 checks those against the quant state.
+void check_against_table(const st::Checkpoint& ckpt, const std::vector<WeightSpec>& table,
+                         const std::string& dir) {
+  std::vector<std::string> missing, bad_shape, unexpected;
+  std::set<std::string> expected;
+  for (const auto& w : table) {
+    expected.insert(w.name);
+    if (!ckpt.contains(w.name)) {
+      missing.push_back(w.name);
+      continue;
+    }
+    if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) {
+      for (const auto& suffix : bnb::companion_suffixes()) expected.insert(w.name + suffix);
+      continue;
+    }
+    const auto& info = ckpt.info(w.name);
+    if (info.shape != w.shape)
+      bad_shape.push_back(w.name + ": shape " + shape_str(info.shape) + " != expected " +
+                          shape_str(w.shape) + " (" + ckpt.file_of(w.name) + ")");
+  }
+  for (const auto& n : ckpt.names())
+    if (!expected.count(n)) unexpected.push_back(n);
+  if (missing.empty() && bad_shape.empty() && unexpected.empty()) return;
+  std::string msg = "loading " + dir + ": the checkpoint does not match config.json";
+  if (!missing.empty()) msg += "\n  missing " + std::to_string(missing.size()) + " tensors:" + list_some(missing);
+  if (!bad_shape.empty()) msg += "\n  wrong shape:" + list_some(bad_shape);
+  if (!unexpected.empty())
+    msg += "\n  unexpected " + std::to_string(unexpected.size()) + " tensors:" + list_some(unexpected);
+  throw Error(msg);
+}
+
+}  // namespace
+
+Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::Device device,
+                            const LoadOptions& opt) {
+  const Qwen2Config cfg = read_qwen2_config(dir);
+  const auto ckpt = st::Checkpoint::open_dir(dir);
+  const auto table = qwen2_weight_table(cfg);
+  check_against_table(ckpt, table, dir);
+
+  Qwen2Model model(cfg, dtype, device, /*allocate=*/false);
+  const auto to_compute = at::TensorOptions().dtype(dtype).device(device);
+  for (const auto& w : table) {
+    try {
+      if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) {
+        // Already quantised: kept as it is stored (nf4), or dequantised once (none).
+        auto& p = model.layers_[w.layer].proj(w.module);
+        auto q = bnb::read_nf4(ckpt, w.name, w.shape).to(device);
+        if (opt.quant == QuantMode::nf4) {
+          p.qweight = q;
+          p.quantized = true;
+        } else {
+          p.weight = nf4::dequantize(q, dtype);
+        }
+        continue;
+      }
+      auto raw = tensor_from_bytes(ckpt.info(w.name), ckpt.data(w.name));
+      if (w.role == WeightRole::projection && opt.quant == QuantMode::nf4) {
+        // Quantised from the stored values (not from a rounded compute-dtype copy).
+        auto& p = model.layers_[w.layer].proj(w.module);
+        p.qweight = nf4::quantize(raw.to(device), opt.double_quant, w.name);
+        p.quantized = true;
+        continue;
+      }
+      auto t = raw.to(to_compute, false, /*copy=*/true);
+      switch (w.role) {
+        case WeightRole::embedding: model.embed_ = t; break;
+        case WeightRole::lm_head: model.lm_head_ = t; break;
+        case WeightRole::projection: model.layers_[w.layer].proj(w.module).weight = t; break;
+        case WeightRole::bias: model.layers_[w.layer].proj(w.module).bias = t; break;
+        case WeightRole::norm:
+          if (w.layer < 0) model.final_norm_ = t;
+          else if (w.name.find("input_layernorm") != std::string::npos) model.layers_[w.layer].input_norm = t;
+          else model.layers_[w.layer].post_norm = t;
+          break;
+      }
+    } catch (const Error& e) {
+      throw Error("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
+    }
+  }
+  return model;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,65 @@
+#include "r1dist/peft/lora_adapters.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "r1dist/base/error.h"
+#include "r1dist/base/hash.h"
+
+namespace r1dist {
+
+LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpec& spec, uint64_t seed,
+                                  const at::Device& device) {
+  check(spec.r > 0, "attach LoRA: r must be > 0");
+  LoraAdapters a;
+  a.refs_ = std::move(targets);
+  int64_t total = 0;
+  for (const auto& t : a.refs_) {
+    check(!t.layer->has_adapter(), "attach LoRA: " + t.module_path + " already has an adapter");
+    total += spec.r * (t.layer->in_features() + t.layer->out_features());
+  }
+  auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  a.flat_ = at::zeros({total}, f32);
+  a.reduce_buffer_ = at::zeros({total + 1}, f32);
+  a.flat_grad_ = a.reduce_buffer_.narrow(0, 0, total);
+  int64_t off = 0;
+  auto view = [&](int64_t rows, int64_t cols, at::Tensor& param) {
+    const int64_t n = rows * cols;
+    param = a.flat_.narrow(0, off, n).view({rows, cols}).detach().requires_grad_(true);
+    param.mutable_grad() = a.flat_grad_.narrow(0, off, n).view({rows, cols});
+    off += n;
+  };
+  for (const auto& t : a.refs_) {
+    LoraLinear& p = *t.layer;
+    view(spec.r, p.in_features(), p.lora_A);
+    view(p.out_features(), spec.r, p.lora_B);
+    p.scaling = spec.scaling();
+    p.dropout = spec.dropout;
+    p.adapter_enabled = true;
+  }
+  // PEFT init: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+  at::NoGradGuard ng;
+  for (const auto& t : a.refs_) {
+    auto gen = at::detail::createCPUGenerator(seed * 1000003ull + fnv1a(t.module_path));
+    const double bound = 1.0 / std::sqrt(double(t.layer->in_features()));
+    t.layer->lora_A.copy_(at::empty(t.layer->lora_A.sizes(), at::kFloat).uniform_(-bound, bound, gen));
+  }
+  return a;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LoraAdapters::named_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& t : refs_) {
+    const std::string base = "base_model.model." + t.module_path;
+    out.emplace_back(base + ".lora_A.weight", t.layer->lora_A);
+    out.emplace_back(base + ".lora_B.weight", t.layer->lora_B);
+  }
+  return out;
+}
+
+void LoraAdapters::set_enabled(bool on) const {
+  for (const auto& t : refs_) t.layer->adapter_enabled = on;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,65 @@
+#include "r1dist/tensor/device.h"
+
+#include "r1dist/base/error.h"
+
+#if defined(R1DIST_WITH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace r1dist {
+
+at::ScalarType to_scalar_type(ComputeDtype d) {
+  return d == ComputeDtype::bf16 ? at::kBFloat16 : at::kFloat;
+}
+
+at::ScalarType parse_compute_dtype(const std::string& s) {
+  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
+  if (s == "fp32" || s == "float32") return at::kFloat;
+  if (s == "fp16" || s == "float16") return at::kHalf;
+  throw UsageError("unknown dtype '" + s + "' (use bf16 or fp32)");
+}
+
+at::Device parse_device(const std::string& s, int local_rank) {
+  // Ranks beyond the GPU count share GPUs round-robin (usable with dist.backend = "mpi";
+  // NCCL refuses two ranks on one GPU).
+  auto rank_gpu = [&]() {
+    const int n = std::max<int>(1, static_cast<int>(at::getNumGPUs()));
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % n));
+  };
+  if (s == "auto") {
+    if (at::hasCUDA()) return rank_gpu();
+    return at::Device(at::kCPU);
+  }
+  if (s == "cpu") return at::Device(at::kCPU);
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    if (!at::hasCUDA())
+      throw UsageError("device '" + s + "' requested but this build/machine has no CUDA" +
+                       "\nHINT: use --device cpu, or build against a CUDA libtorch");
+    return s == "cuda" ? rank_gpu() : at::Device(s);
+  }
+  throw UsageError("unknown device '" + s + "' (use auto, cpu, cuda or cuda:N)");
+}
+
+at::Device resolve_device(DeviceChoice d, int local_rank) { return parse_device(to_string(d), local_rank); }
+
+void select_device(const at::Device& d) {
+#if defined(R1DIST_WITH_CUDA)
+  if (d.is_cuda()) c10::cuda::set_device(d.index());
+#else
+  (void)d;
+#endif
+}
+
+double peak_memory_gb(const at::Device& d) {
+#if defined(R1DIST_WITH_CUDA)
+  if (d.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index());
+    return double(stats.allocated_bytes[0].peak) / 1e9;
+  }
+#endif
+  (void)d;
+  return 0.0;
+}
+
+}  // namespace r1dist

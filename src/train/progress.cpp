@@ -1,0 +1,33 @@
+#include "r1dist/train/progress.h"
+
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "r1dist/log/log.h"
+#include "r1dist/train/step.h"
+
+namespace r1dist {
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const auto t = static_cast<int64_t>(s + 0.5);
+  std::ostringstream os;
+  if (t >= 3600) os << t / 3600 << "h";
+  if (t >= 60) os << std::setw(t >= 3600 ? 2 : 1) << std::setfill('0') << (t / 60) % 60 << "m";
+  os << std::setw(t >= 60 ? 2 : 1) << std::setfill('0') << t % 60 << "s";
+  return os.str();
+}
+
+void Progress::report(int64_t step, const StepOutcome& s, double dt) {
+  ema_step_s_ = step == first_ + 1 ? dt : 0.8 * ema_step_s_ + 0.2 * dt;
+  std::ostringstream os;
+  os << "step " << step << "/" << total_ << "  loss " << std::fixed << std::setprecision(4) << s.loss << "  lr "
+     << std::scientific << std::setprecision(2) << s.lr << "  |g| " << std::fixed << std::setprecision(3)
+     << s.grad_norm << "  " << std::setprecision(0) << double(s.loss_tokens) / dt << " tok/s  "
+     << std::setprecision(1) << 100.0 * s.comm_seconds / dt << "% comm  ETA "
+     << format_duration(ema_step_s_ * double(total_ - step));
+  log::progress(os.str());
+}
+
+}  // namespace r1dist

@@ -1,0 +1,61 @@
+#include "r1dist/train/step.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "r1dist/base/error.h"
+#include "r1dist/dist/process_group.h"
+#include "r1dist/tensor/token_batch.h"
+
+namespace r1dist {
+
+StepRunner::StepRunner(const Config& cfg, const std::vector<Example>& train, const BatchPlan& plan,
+                       Qwen2Model& model, AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id)
+    : cfg_(cfg), train_(train), plan_(plan), model_(model), opt_(opt), comm_(comm), faults_(faults), pad_id_(pad_id) {
+  for (const auto& e : train_) loss_tokens_.push_back(loss_tokens(e));
+  buffer_ = model_.lora().reduce_buffer();
+  buffer_.zero_();
+}
+
+StepOutcome StepRunner::run(int64_t k) {
+  const auto& pg = dist_group();
+  StepOutcome out;
+  out.lr = lr_at(cfg_.train.schedule, cfg_.train.lr, k, cfg_.train.warmup_steps, cfg_.train.steps);
+  for (int64_t i : plan_.step_rows(k)) out.loss_tokens += loss_tokens_[size_t(i)];
+  check(out.loss_tokens > 0, "step " + std::to_string(k + 1) + " has no loss tokens (all labels masked)");
+
+  auto grad = model_.lora().flat_grad();
+  auto loss_slot = buffer_.narrow(0, buffer_.numel() - 1, 1);
+  const bool ckpt_layers = cfg_.train.checkpointing == Checkpointing::layer;
+  for (const auto& mb : plan_.rank_micro_batches(k, pg.rank, pg.world, cfg_.train.micro_batch,
+                                                 cfg_.train.grad_accum)) {
+    std::vector<const Example*> rows;
+    for (int64_t i : mb) rows.push_back(&train_[size_t(i)]);
+    const auto b = to_device(collate(rows, pad_id_), model_.device());
+    const auto loss = causal_lm_loss_sum(model_.lm_head(model_.hidden_states_train(b.ids, ckpt_layers)), b.labels) /
+                      double(out.loss_tokens);
+    loss.backward();
+    loss_slot.add_(loss.detach());
+  }
+  faults_.before_allreduce(buffer_, pg.rank, k + 1);
+  comm_.allreduce_sum(buffer_);
+  out.comm_seconds = comm_.take_seconds();
+  const auto norm = clip_grad_norm(grad, cfg_.train.max_grad_norm);
+  const auto host = at::stack({loss_slot.squeeze(0).to(at::kDouble), norm}).cpu();  // the step's one sync
+  out.loss = host[0].item<double>();
+  out.grad_norm = host[1].item<double>();
+  if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm))
+    throw NonFiniteStep("non-finite " + std::string(std::isfinite(out.loss) ? "gradient" : "loss") + " at step " +
+                std::to_string(k + 1) + " (loss " + std::to_string(out.loss) + ", grad norm " +
+                std::to_string(out.grad_norm) + ")");
+  {
+    at::NoGradGuard ng;
+    auto flat = model_.lora().flat();
+    opt_.step(flat, grad, out.lr);
+  }
+  buffer_.zero_();
+  return out;
+}
+
+}  // namespace r1dist

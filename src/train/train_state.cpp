@@ -1,0 +1,177 @@
+#include "r1dist/train/train_state.h"
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <mutex>
+#include <sstream>
+
+#include "r1dist/base/error.h"
+#include "r1dist/base/hash.h"
+#include "r1dist/dist/process_group.h"
+#include "r1dist/formats/checkpoint.h"
+#include "r1dist/log/log.h"
+
+namespace r1dist {
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(static_cast<bool>(in), "cannot read " + path);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+// Generator states (CPU, and the rank's CUDA device when used) as one byte string:
+// per state an 8-byte little-endian length and the bytes.
+std::string save_rng(const at::Device& device) {
+  std::string out;
+  auto add = [&](at::Generator gen) {
+    at::Tensor st;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      st = gen.get_state();
+    }
+    const uint64_t n = static_cast<uint64_t>(st.numel());
+    out.append(reinterpret_cast<const char*>(&n), 8);
+    out.append(static_cast<const char*>(st.data_ptr()), n);
+  };
+  add(at::globalContext().defaultGenerator(at::kCPU));
+  if (device.is_cuda()) add(at::globalContext().defaultGenerator(device));
+  return out;
+}
+
+void load_rng(const std::string& bytes, const at::Device& device) {
+  size_t pos = 0;
+  auto next = [&](at::Generator gen) {
+    check(pos + 8 <= bytes.size(), "checkpoint RNG state is truncated");
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data() + pos, 8);
+    pos += 8;
+    check(pos + n <= bytes.size(), "checkpoint RNG state is truncated");
+    auto st = at::empty({static_cast<int64_t>(n)}, at::kByte);
+    std::memcpy(st.data_ptr(), bytes.data() + pos, n);
+    pos += n;
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(st);
+  };
+  next(at::globalContext().defaultGenerator(at::kCPU));
+  if (device.is_cuda() && pos < bytes.size()) next(at::globalContext().defaultGenerator(device));
+}
+
+std::vector<float> to_host_floats(const at::Tensor& t) {
+  const auto c = t.detach().to(at::kCPU, at::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+void copy_into(const at::Tensor& dst, const std::vector<float>& src) {
+  dst.copy_(at::from_blob(const_cast<float*>(src.data()), dst.sizes(), at::kFloat));
+}
+
+}  // namespace
+
+std::string model_hash(const std::string& model_dir) {
+  std::ostringstream os;
+  os << std::hex << std::setw(16) << std::setfill('0') << fnv1a(read_file(model_dir + "/config.json"));
+  return os.str();
+}
+
+std::string save_checkpoint(const Config& cfg, const TrainState& state, const RunIdentity& id,
+                            const Qwen2Model& model, AdamW& opt, const at::Device& device) {
+  const auto& pg = dist_group();
+  const auto rngs = dist_gather_strings(save_rng(device), 0);  // rank 0 is the only writer
+  if (pg.rank != 0) return "";
+  CheckpointState s;
+  s.step = state.step;
+  s.rows_consumed = state.step * id.global_batch;
+  s.global_batch = id.global_batch;
+  s.world_size = pg.world;
+  s.config_toml = cfg.to_toml();
+  s.model_path = cfg.model.path;
+  s.model_hash = id.model_hash;
+  s.version = R1DIST_VERSION;
+  for (auto& [name, t] : model.lora().named_parameters()) {
+    NamedArray a;
+    a.name = name;
+    a.shape.assign(t.sizes().begin(), t.sizes().end());
+    a.data = to_host_floats(t);
+    s.adapters.push_back(std::move(a));
+  }
+  s.adam_m = to_host_floats(opt.exp_avg());
+  s.adam_v = to_host_floats(opt.exp_avg_sq());
+  s.adam_step = opt.steps();
+  s.lr = state.last_lr;
+  s.schedule = to_string(cfg.train.schedule);
+  s.rng_states = rngs;
+  s.has_best = state.has_best;
+  s.best_eval_loss = state.has_best ? state.best_eval : 0.0;
+  s.extra["dataset_fingerprint"] = id.data_fingerprint;
+  s.extra["comm_backend"] = id.comm_backend;
+  s.extra["best_checkpoint"] = state.best_path;
+  const auto path = checkpoint_path(cfg.output.dir, state.step);
+  const auto t0 = std::chrono::steady_clock::now();
+  write_checkpoint(path, s);
+  rotate_checkpoints(cfg.output.dir, cfg.output.keep, state.best_path);
+  log::info("checkpoint ", path, " (step ", state.step, ", ", std::fixed, std::setprecision(2),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s)");
+  return path;
+}
+
+TrainState load_checkpoint(const std::string& path, const Config& cfg, const RunIdentity& id,
+                           const Qwen2Model& model, AdamW& opt, const at::Device& device) {
+  const auto& pg = dist_group();
+  const auto s = read_checkpoint(path);
+  if (s.model_hash != id.model_hash)
+    throw UsageError("cannot resume from " + path + ": it was written for model " + s.model_path +
+                     " (config hash " + s.model_hash + "), this run loads " + cfg.model.path + " (config hash " +
+                     id.model_hash + ")");
+  if (s.global_batch != id.global_batch)
+    throw UsageError("cannot resume from " + path + ": its global batch was " + std::to_string(s.global_batch) +
+                     " rows, this run's is " + std::to_string(id.global_batch) +
+                     " (micro_batch x grad_accum x world size)\nHINT: set train.grad_accum so "
+                     "that micro_batch x grad_accum x ranks = " + std::to_string(s.global_batch));
+  const auto params = model.lora().named_parameters();
+  check(params.size() == s.adapters.size(),
+        "cannot resume from " + path + ": it has " + std::to_string(s.adapters.size()) +
+            " adapter tensors, the model has " + std::to_string(params.size()) + " (different lora settings?)");
+  {
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& [name, t] = params[i];
+      const auto& a = s.adapters[i];
+      check(a.name == name, "cannot resume from " + path + ": adapter " + std::to_string(i) + " is " + a.name +
+                                ", the model expects " + name);
+      check(int64_t(a.data.size()) == t.numel(), "cannot resume from " + path + ": " + name + " has " +
+                                                     std::to_string(a.data.size()) + " values, expected " +
+                                                     std::to_string(t.numel()));
+      copy_into(t, a.data);
+    }
+    check(int64_t(s.adam_m.size()) == opt.exp_avg().numel() && s.adam_v.size() == s.adam_m.size(),
+          "cannot resume from " + path + ": optimizer state size differs");
+    copy_into(opt.exp_avg(), s.adam_m);
+    copy_into(opt.exp_avg_sq(), s.adam_v);
+  }
+  opt.set_steps(s.adam_step);
+  TrainState state;
+  state.step = s.step;
+  state.last_lr = s.lr;
+  state.has_best = s.has_best;
+  state.best_eval = s.best_eval_loss;
+  state.last_path = path;
+  if (auto it = s.extra.find("best_checkpoint"); it != s.extra.end()) state.best_path = it->second;
+  if (s.world_size == pg.world && int(s.rng_states.size()) == pg.world) {
+    load_rng(s.rng_states[size_t(pg.rank)], device);
+  } else {
+    // A different world size: the ranks' streams cannot map one to one; reseed per rank.
+    at::manual_seed(uint64_t(cfg.train.seed) + 1000003ull * uint64_t(pg.rank) + uint64_t(s.step));
+    log::warn("resume: checkpoint written by ", s.world_size, " ranks, running on ", pg.world,
+              "; RNG streams reseeded (only LoRA dropout uses them)");
+  }
+  log::info("resumed from ", path, " at step ", s.step, " (", s.rows_consumed, " rows consumed)");
+  return state;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,526 @@
+// HDF5 checkpoint and metrics tests: exact round trips, validation errors that name the
+// file and the field, crash safety (a writer killed mid-write, by fork + SIGKILL), and
+// readers in another process (h5dump; the r1dist binary's `metrics` command is tested in
+// tests/e2e/test_cli.cpp).
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/metrics.h"
+#include "r1dist/base/error.h"
+#include "support/process.h"
+#include "support/temp.h"
+
+namespace {
+
+using namespace r1dist;
+using r1dist::test::TempDir;
+
+using r1dist::test::ThrowsWith;
+
+// Random but reproducible state; names deliberately not in sorted order, values include
+// NaN, infinities, -0 and denormals (compared bitwise).
+CheckpointState make_state(uint32_t seed, int64_t scale = 1, int world = 3) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> u(-2, 2);
+  CheckpointState s;
+  s.step = 1234;
+  s.rows_consumed = 98765;
+  s.global_batch = 64;
+  s.world_size = world;
+  s.config_toml = "[model]\npath = \"/models/r1-14b\"\n# unicode: héllo ✓ 深度求索 🚀\n";
+  s.model_path = "/models/r1-14b";
+  s.model_hash = "sha256:abc123";
+  s.version = "0.1.0";
+  s.adam_step = 1234;
+  s.lr = 1.5e-4;
+  s.schedule = "cosine";
+  s.best_eval_loss = 1.25;
+  s.has_best = true;
+  s.extra = {{"note", "résumé"}, {"git", "df89bf8"}, {"empty", ""}};
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight", {4, 24 * scale}},
+      {"base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight", {24 * scale, 4}},
+      {"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight", {4, 40 * scale}},
+      {"base_model.model.model.layers.0.mlp.down_proj.lora_B.weight", {16 * scale, 4}},
+      {"base_model.model.model.layers.10.self_attn.k_proj.lora_A.weight", {4, 24 * scale}},
+  };
+  int64_t total = 0;
+  for (const auto& [name, shape] : shapes) {
+    NamedArray a{name, shape, std::vector<float>(size_t(shape[0] * shape[1]))};
+    for (auto& x : a.data) x = u(gen);
+    total += int64_t(a.data.size());
+    s.adapters.push_back(std::move(a));
+  }
+  auto& d = s.adapters[0].data;
+  d[0] = std::numeric_limits<float>::quiet_NaN();
+  d[1] = std::numeric_limits<float>::infinity();
+  d[2] = -0.0f;
+  d[3] = std::numeric_limits<float>::denorm_min();
+  s.adam_m.resize(size_t(total));
+  s.adam_v.resize(size_t(total));
+  for (auto& x : s.adam_m) x = u(gen);
+  for (auto& x : s.adam_v) x = std::abs(u(gen));
+  for (int r = 0; r < world; ++r) {
+    std::string bytes(size_t(100 + r * 37), '\0');
+    for (auto& c : bytes) c = static_cast<char>(gen());
+    bytes[5] = '\0';  // embedded NUL must survive
+    s.rng_states.push_back(bytes);
+  }
+  return s;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+void expect_equal(const CheckpointState& a, const CheckpointState& b) {
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.rows_consumed, b.rows_consumed);
+  EXPECT_EQ(a.global_batch, b.global_batch);
+  EXPECT_EQ(a.world_size, b.world_size);
+  EXPECT_EQ(a.config_toml, b.config_toml);
+  EXPECT_EQ(a.model_path, b.model_path);
+  EXPECT_EQ(a.model_hash, b.model_hash);
+  EXPECT_EQ(a.version, b.version);
+  EXPECT_EQ(a.adam_step, b.adam_step);
+  EXPECT_EQ(a.lr, b.lr);
+  EXPECT_EQ(a.schedule, b.schedule);
+  EXPECT_EQ(a.best_eval_loss, b.best_eval_loss);
+  EXPECT_EQ(a.has_best, b.has_best);
+  EXPECT_EQ(a.extra, b.extra);
+  EXPECT_EQ(a.rng_states, b.rng_states);
+  ASSERT_EQ(a.adapters.size(), b.adapters.size());
+  for (size_t i = 0; i < a.adapters.size(); ++i) {
+    EXPECT_EQ(a.adapters[i].name, b.adapters[i].name) << "adapter " << i;
+    EXPECT_EQ(a.adapters[i].shape, b.adapters[i].shape) << a.adapters[i].name;
+    EXPECT_TRUE(same_bits(a.adapters[i].data, b.adapters[i].data)) << a.adapters[i].name;
+  }
+  EXPECT_TRUE(same_bits(a.adam_m, b.adam_m));
+  EXPECT_TRUE(same_bits(a.adam_v, b.adam_v));
+}
+
+// Edits a written file with the HDF5 C API (the way a damaged or foreign file would look).
+template <class F>
+void edit(const std::string& path, F fn) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0) << path;
+  fn(f);
+  ASSERT_GE(H5Fclose(f), 0);
+}
+
+void replace_float_dataset(hid_t f, const char* path, hsize_t n) {
+  ASSERT_GE(H5Ldelete(f, path, H5P_DEFAULT), 0);
+  const hid_t sp = H5Screate_simple(1, &n, nullptr);
+  const hid_t d = H5Dcreate2(f, path, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(d, 0);
+  std::vector<float> zeros(n);
+  ASSERT_GE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data()), 0);
+  H5Dclose(d);
+  H5Sclose(sp);
+}
+
+void set_string_attr(hid_t obj, const char* name, const std::string& value) {
+  H5Adelete(obj, name);
+  const hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, value.size());
+  const hid_t sp = H5Screate(H5S_SCALAR);
+  const hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(H5Awrite(a, t, value.data()), 0);
+  H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(t);
+}
+
+off_t file_size(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+bool exists(const std::string& path) { return file_size(path) >= 0; }
+
+void cut(const std::string& from, const std::string& to, double fraction) {
+  const std::string bytes = r1dist::test::read_text(from);
+  r1dist::test::write_text(to, bytes.substr(0, size_t(double(bytes.size()) * fraction)));
+}
+
+using r1dist::test::on_path;
+
+// Runs a shell command; returns its exit code and its output.
+std::pair<int, std::string> shell(const std::string& cmd) {
+  const auto r = r1dist::test::run_command(cmd);
+  return {r.code, r.out + r.err};
+}
+
+TEST(Checkpoint, RoundTripIsBitwiseExactInWriteOrder) {
+  TempDir dir;
+  const auto s = make_state(1);
+  const std::string path = dir / "c.h5";
+  write_checkpoint(path, s);
+  EXPECT_FALSE(exists(path + ".tmp"));
+  const auto back = read_checkpoint(path);
+  expect_equal(s, back);
+  // Written order, not name order: layers.1 comes before layers.0.
+  EXPECT_EQ(back.adapters[0].name, "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight");
+  std::string why;
+  EXPECT_TRUE(checkpoint_is_valid(path, &why)) << why;
+
+  // Overwriting an existing checkpoint replaces it whole.
+  auto s2 = make_state(2, 1, 1);
+  s2.has_best = false;
+  s2.best_eval_loss = 0;
+  s2.extra.clear();
+  s2.config_toml.clear();
+  write_checkpoint(path, s2);
+  expect_equal(s2, read_checkpoint(path));
+}
+
+TEST(Checkpoint, PathHasEightDigitSteps) {
+  EXPECT_EQ(checkpoint_path("/runs/a", 42), "/runs/a/checkpoints/step_00000042.h5");
+  EXPECT_EQ(checkpoint_path("r", 123456789), "r/checkpoints/step_123456789.h5");
+}
+
+TEST(Checkpoint, WriteRejectsInconsistentState) {
+  TempDir dir;
+  const std::string path = dir / "c.h5";
+  auto s = make_state(3);
+  s.adapters[1].data.pop_back();
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, s); }, {path, s.adapters[1].name, "shape"}));
+  s = make_state(3);
+  s.adam_v.pop_back();
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, s); }, {path, "exp_avg_sq"}));
+  s = make_state(3);
+  s.rng_states.pop_back();
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, s); }, {path, "rng", "world_size"}));
+  s = make_state(3);
+  s.adapters[0].name = "a/b";
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, s); }, {path, "a/b"}));
+  EXPECT_FALSE(exists(path));
+  EXPECT_FALSE(exists(path + ".tmp"));
+}
+
+TEST(Checkpoint, WriteErrorNamesTheFile) {
+  TempDir dir;
+  const std::string path = dir / "no_such_dir/c.h5";
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, make_state(4)); }, {path + ".tmp", "H5Fcreate"}));
+}
+
+TEST(Checkpoint, ValidationNamesFileAndField) {
+  TempDir dir;
+  const auto s = make_state(5);
+  const std::string good = dir / "good.h5";
+  write_checkpoint(good, s);
+  int k = 0;
+  // Each case: an edit of a good file, and what the error must mention.
+  auto check_case = [&](auto fn, std::initializer_list<std::string> parts) {
+    const std::string path = dir / ("bad" + std::to_string(k++) + ".h5");
+    write_checkpoint(path, s);
+    edit(path, fn);
+    std::vector<std::string> all(parts);
+    all.push_back(path);
+    std::string why;
+    EXPECT_FALSE(checkpoint_is_valid(path, &why));
+    for (const auto& p : all) EXPECT_NE(why.find(p), std::string::npos) << "lacks '" << p << "': " << why;
+  };
+  check_case([](hid_t f) { H5Ldelete(f, "/optimizer/exp_avg", H5P_DEFAULT); }, {"/optimizer/exp_avg", "missing"});
+  check_case([](hid_t f) { replace_float_dataset(f, "/optimizer/exp_avg_sq", 7); }, {"/optimizer/exp_avg_sq", "[7]"});
+  check_case([](hid_t f) { H5Ldelete(f, "/config", H5P_DEFAULT); }, {"config", "missing"});
+  check_case([](hid_t f) { H5Adelete(f, "rows_consumed"); }, {"rows_consumed", "missing"});
+  check_case([](hid_t f) { set_string_attr(f, "format", "safetensors"); }, {"format", "safetensors"});
+  check_case([](hid_t f) { set_string_attr(f, "step", "twelve"); }, {"step", "integer"});
+  check_case([](hid_t f) { H5Ldelete(f, "/rng/rank_2", H5P_DEFAULT); }, {"/rng", "world_size 3"});
+  check_case(
+      [&](hid_t f) {
+        // An adapter one row short: the optimizer no longer matches the adapter total.
+        const std::string name = "/adapters/" + s.adapters[2].name;
+        ASSERT_GE(H5Ldelete(f, name.c_str(), H5P_DEFAULT), 0);
+        const hsize_t dims[2] = {3, 40};
+        const hid_t sp = H5Screate_simple(2, dims, nullptr);
+        const hid_t d = H5Dcreate2(f, name.c_str(), H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        set_string_attr(d, "name", s.adapters[2].name);
+        H5Dclose(d);
+        H5Sclose(sp);
+      },
+      {"/optimizer/exp_avg", "adapters hold"});
+  check_case([&](hid_t f) { H5Adelete_by_name(f, ("/adapters/" + s.adapters[0].name).c_str(), "name", H5P_DEFAULT); },
+             {s.adapters[0].name, "'name'"});
+  check_case(
+      [](hid_t f) {
+        const hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+        const int64_t v = 2;
+        H5Awrite(a, H5T_NATIVE_INT64, &v);
+        H5Aclose(a);
+      },
+      {"format_version", "2"});
+  // The good file is untouched by all this.
+  expect_equal(s, read_checkpoint(good));
+}
+
+TEST(Checkpoint, TruncatedAndForeignFilesAreInvalid) {
+  TempDir dir;
+  const std::string good = dir / "good.h5";
+  write_checkpoint(good, make_state(6));
+  for (double fraction : {0.5, 0.9, 0.999, 0.01, 0.0}) {
+    const std::string path = dir / "cut.h5";
+    cut(good, path, fraction);
+    std::string why;
+    EXPECT_FALSE(checkpoint_is_valid(path, &why)) << fraction;
+    EXPECT_NE(why.find(path), std::string::npos) << why;
+    EXPECT_TRUE(ThrowsWith([&] { read_checkpoint(path); }, {path})) << fraction;
+  }
+  r1dist::test::write_text(dir / "text.h5", "not an HDF5 file at all\n");
+  EXPECT_TRUE(ThrowsWith([&] { read_checkpoint(dir / "text.h5"); }, {dir / "text.h5", "HDF5"}));
+  EXPECT_TRUE(ThrowsWith([&] { read_checkpoint(dir / "missing.h5"); }, {dir / "missing.h5", "No such file"}));
+}
+
+TEST(Checkpoint, FindLatestSkipsInvalidAndRotateKeepsNewestAndProtected) {
+  TempDir run;
+  EXPECT_EQ(find_latest_checkpoint(run.path), "");  // no checkpoints directory at all
+  ASSERT_EQ(::mkdir((run / "checkpoints").c_str(), 0755), 0);
+  for (int64_t step : {10, 20, 30, 40}) {
+    auto s = make_state(uint32_t(step));
+    s.step = step;
+    write_checkpoint(checkpoint_path(run.path, step), s);
+  }
+  // Newest two are damaged: a cut copy and garbage; plus a stray .tmp and an unrelated file.
+  cut(checkpoint_path(run.path, 40), checkpoint_path(run.path, 50), 0.5);
+  r1dist::test::write_text(checkpoint_path(run.path, 60), "garbage");
+  r1dist::test::write_text(checkpoint_path(run.path, 70) + ".tmp", "half a checkpoint");
+  r1dist::test::write_text(run / "checkpoints/notes.txt", "keep me");
+
+  EXPECT_EQ(find_latest_checkpoint(run.path), checkpoint_path(run.path, 40));
+
+  rotate_checkpoints(run.path, 2, checkpoint_path(run.path, 10));
+  EXPECT_TRUE(exists(checkpoint_path(run.path, 40)));
+  EXPECT_TRUE(exists(checkpoint_path(run.path, 30)));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 20)));
+  EXPECT_TRUE(exists(checkpoint_path(run.path, 10)));  // protected (the best one)
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 50)));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 60)));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 70) + ".tmp"));
+  EXPECT_TRUE(exists(run / "checkpoints/notes.txt"));
+  EXPECT_EQ(find_latest_checkpoint(run.path), checkpoint_path(run.path, 40));
+
+  rotate_checkpoints(run.path, 1);
+  EXPECT_TRUE(exists(checkpoint_path(run.path, 40)));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 30)));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 10)));
+}
+
+TEST(Checkpoint, WriterKilledMidWriteLeavesThePreviousCheckpoint) {
+  TempDir run;
+  ASSERT_EQ(::mkdir((run / "checkpoints").c_str(), 0755), 0);
+  const auto old = make_state(7);
+  write_checkpoint(checkpoint_path(run.path, 1), old);
+  // ~2.4 M values (29 MB with the optimizer): long enough to be caught mid-write.
+  auto big = make_state(8, 6000, 1);
+  big.step = 2;
+  const std::string target = checkpoint_path(run.path, 2), tmp = target + ".tmp";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    try {
+      for (;;) write_checkpoint(target, big);  // rewritten until killed
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  // Kill it once the temporary file has grown past 1 MB (HDF5 is writing the data).
+  const auto t0 = std::chrono::steady_clock::now();
+  while (file_size(tmp) < (1 << 20) && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_TRUE(exists(tmp)) << "the kill did not land mid-write";
+  // Whatever the kill interrupted, every final name holds a complete checkpoint.
+  const std::string latest = find_latest_checkpoint(run.path);
+  if (exists(target)) {
+    EXPECT_EQ(latest, target);
+    expect_equal(big, read_checkpoint(target));
+  } else {
+    EXPECT_EQ(latest, checkpoint_path(run.path, 1));
+  }
+  expect_equal(old, read_checkpoint(checkpoint_path(run.path, 1)));
+  rotate_checkpoints(run.path, 5);
+  EXPECT_FALSE(exists(tmp));
+  EXPECT_TRUE(exists(checkpoint_path(run.path, 1)));
+}
+
+TEST(Checkpoint, H5dumpReadsIt) {
+  if (!on_path("h5dump")) GTEST_SKIP() << "h5dump not installed";
+  TempDir dir;
+  write_checkpoint(dir / "c.h5", make_state(9));
+  const auto [rc, out] = shell("h5dump -H " + (dir / "c.h5"));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("GROUP \"adapters\""), std::string::npos) << out;
+  EXPECT_NE(out.find("base_model.model.model.layers.0.mlp.down_proj.lora_A.weight"), std::string::npos);
+  EXPECT_NE(out.find("\"exp_avg_sq\""), std::string::npos);
+  const auto [rc2, format] = shell("h5dump -a format " + (dir / "c.h5"));
+  EXPECT_EQ(rc2, 0) << format;
+  EXPECT_NE(format.find("\"r1dist-checkpoint\""), std::string::npos) << format;
+}
+
+// ---- metrics ----
+
+StepRecord step_row(int64_t k) {
+  StepRecord r;
+  r.step = k;
+  r.loss = 2.0 / double(k + 1);
+  r.lr = 1e-4 * double(k);
+  r.grad_norm = 0.5 + double(k) * 1e-3;
+  r.tokens = 1000 + k;
+  r.step_time_s = 1.25;
+  r.tokens_per_s = 800.0 + double(k);
+  r.mem_gb = 12.5;
+  return r;
+}
+
+EvalRecord eval_row(int64_t k) { return EvalRecord{k, 1.0 / double(k), 0.01 * double(k), 5000 + k}; }
+
+void expect_steps(const std::vector<StepRecord>& got, const std::vector<int64_t>& steps) {
+  ASSERT_EQ(got.size(), steps.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const auto want = step_row(steps[i]);
+    EXPECT_EQ(got[i].step, want.step);
+    EXPECT_EQ(got[i].loss, want.loss);
+    EXPECT_EQ(got[i].lr, want.lr);
+    EXPECT_EQ(got[i].grad_norm, want.grad_norm);
+    EXPECT_EQ(got[i].tokens, want.tokens);
+    EXPECT_EQ(got[i].step_time_s, want.step_time_s);
+    EXPECT_EQ(got[i].tokens_per_s, want.tokens_per_s);
+    EXPECT_EQ(got[i].mem_gb, want.mem_gb);
+  }
+}
+
+TEST(Metrics, AppendsRowsAndAttrs) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5";
+  {
+    MetricsWriter w(path, false, 0);
+    w.set_attr("rows_skipped", 3);
+    w.set_attr("run", "v6 ✓");
+    for (int64_t k = 1; k <= 300; ++k) w.append(step_row(k));  // more than one chunk
+    w.append(eval_row(100));
+    w.append(eval_row(200));
+    w.set_attr("rows_skipped", 7);  // overwritten, not duplicated
+  }
+  const auto m = read_metrics(path);
+  std::vector<int64_t> want;
+  for (int64_t k = 1; k <= 300; ++k) want.push_back(k);
+  expect_steps(m.steps, want);
+  ASSERT_EQ(m.evals.size(), 2u);
+  EXPECT_EQ(m.evals[1].step, 200);
+  EXPECT_EQ(m.evals[1].eval_loss, 1.0 / 200);
+  EXPECT_EQ(m.evals[1].kl, 2.0);
+  EXPECT_EQ(m.evals[1].eval_tokens, 5200);
+  EXPECT_EQ(m.attrs, (std::map<std::string, std::string>{{"rows_skipped", "7"}, {"run", "v6 ✓"}}));
+  EXPECT_FALSE(exists(path + ".tmp"));
+}
+
+TEST(Metrics, AttrThatDoesNotFitIsRejected) {
+  TempDir dir;
+  MetricsWriter w(dir / "metrics.h5", false, 0);
+  EXPECT_TRUE(ThrowsWith([&] { w.set_attr(std::string(64, 'n'), 1); }, {"metrics.h5", "does not fit"}));
+  EXPECT_TRUE(ThrowsWith([&] { w.set_attr("x", std::string(256, 'v')); }, {"does not fit"}));
+}
+
+TEST(Metrics, ResumeDropsRowsAfterTheCheckpoint) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5";
+  {
+    MetricsWriter w(path, false, 0);
+    w.set_attr("rows_skipped", 5);
+    for (int64_t k = 1; k <= 30; ++k) w.append(step_row(k));
+    w.append(eval_row(10));
+    w.append(eval_row(20));
+    w.append(eval_row(30));
+  }
+  {
+    MetricsWriter w(path, true, 20);  // resumed from the step-20 checkpoint
+    for (int64_t k = 21; k <= 25; ++k) w.append(step_row(k));
+    w.set_attr("resumed_from", 20);
+  }
+  const auto m = read_metrics(path);
+  std::vector<int64_t> want;
+  for (int64_t k = 1; k <= 25; ++k) want.push_back(k);
+  expect_steps(m.steps, want);
+  ASSERT_EQ(m.evals.size(), 2u);
+  EXPECT_EQ(m.evals.back().step, 20);
+  EXPECT_EQ(m.attrs.at("rows_skipped"), "5");
+  EXPECT_EQ(m.attrs.at("resumed_from"), "20");
+  // resume = false starts over.
+  { MetricsWriter w(path, false, 0); }
+  EXPECT_TRUE(read_metrics(path).steps.empty());
+  // Resuming without a file creates one.
+  { MetricsWriter w(dir / "fresh.h5", true, 9); }
+  EXPECT_TRUE(read_metrics(dir / "fresh.h5").steps.empty());
+}
+
+TEST(Metrics, KilledWriterKeepsEveryCompletedRowAndResumes) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child does all the HDF5 work on this file and dies without closing it.
+    try {
+      MetricsWriter w(path, false, 0);
+      w.set_attr("rows_skipped", 2);
+      for (int64_t k = 1; k <= 50; ++k) w.append(step_row(k));
+      w.append(eval_row(50));
+      ::raise(SIGKILL);
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  std::vector<int64_t> want;
+  for (int64_t k = 1; k <= 50; ++k) want.push_back(k);
+  const auto m = read_metrics(path);
+  expect_steps(m.steps, want);
+  ASSERT_EQ(m.evals.size(), 1u);
+  EXPECT_EQ(m.attrs.at("rows_skipped"), "2");
+  // A killed SWMR writer leaves "open for writing" marks in the file; resuming still works.
+  {
+    MetricsWriter w(path, true, 40);
+    w.append(step_row(41));
+  }
+  want.resize(41);
+  expect_steps(read_metrics(path).steps, want);
+  EXPECT_EQ(read_metrics(path).evals.size(), 0u);
+}
+
+TEST(Metrics, H5dumpReadsAClosedFile) {
+  if (!on_path("h5dump")) GTEST_SKIP() << "h5dump not installed";
+  TempDir dir;
+  {
+    MetricsWriter w(dir / "metrics.h5", false, 0);
+    w.append(step_row(1));
+    w.set_attr("rows_skipped", 1);
+  }
+  const auto [rc, out] = shell("h5dump " + (dir / "metrics.h5"));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("DATASET \"steps\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"tokens_per_s\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"rows_skipped\""), std::string::npos) << out;
+}
+
+}  // namespace

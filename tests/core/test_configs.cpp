@@ -1,0 +1,121 @@
+// Every file in configs/ loads and validates, and v1-v8 reproduce the seed experiment's
+// table (shared/SPEC.md §5: an embedded copy, itself checked against ../shared/SPEC.md when
+// that is there).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "r1dist/config/config.h"
+#include "support/temp.h"
+
+using namespace r1dist;
+using namespace r1dist::test;
+
+namespace {
+
+struct Version {
+  bool operator==(const Version& o) const { return size == o.size && kind == o.kind && lr == o.lr && steps == o.steps; }
+  std::string size, kind;
+  double lr = 0;
+  int64_t steps = 0;
+};
+
+// The §5 table: "| v1 | 1.5B | fine-tuned | 2e-4 | 60 |".
+std::map<std::string, Version> parse_table(const std::string& text) {
+  std::map<std::string, Version> out;
+  std::regex row(R"(\|\s*(v[1-8])\s*\|\s*([0-9.]+B)\s*\|\s*(fine-tuned|base)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|)");
+  for (std::sregex_iterator it(text.begin(), text.end(), row), end; it != end; ++it) {
+    Version v;
+    v.size = (*it)[2];
+    v.kind = (*it)[3];
+    if (v.kind == "fine-tuned") {
+      v.lr = std::stod((*it)[4]);
+      v.steps = std::stoll((*it)[5]);
+    }
+    out[(*it)[1]] = v;
+  }
+  return out;
+}
+
+// The §5 table as the configs must reproduce it.
+const char* kTable = R"(| v1 | 1.5B | fine-tuned | 2e-4 | 60 |
+| v2 | 1.5B | base | - | - |
+| v3 | 7B | base | - | - |
+| v4 | 14B | base | - | - |
+| v5 | 7B | fine-tuned | 2e-4 | 60 |
+| v6 | 14B | fine-tuned | 2e-4 | 60 |
+| v7 | 7B | fine-tuned | 3e-6 | 30 |
+| v8 | 14B | fine-tuned | 5e-6 | 30 |)";
+
+std::string configs_dir() { return std::string(R1DIST_SOURCE_DIR) + "/configs"; }
+
+}  // namespace
+
+TEST(Configs, EveryFileInConfigsLoadsAndValidates) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(configs_dir())) {
+    if (e.path().extension() != ".toml") continue;
+    ++n;
+    EXPECT_NO_THROW({
+      const auto c = load_config(e.path().string());
+      // Round trip: the printed config parses back to the same values.
+      EXPECT_EQ(parse_config_string(c.to_toml(), "roundtrip"), c) << e.path();
+    }) << e.path();
+  }
+  EXPECT_GE(n, 9) << "v1..v8 and demo";
+}
+
+TEST(Configs, EmbeddedTableIsTheOneInSharedSpec) {
+  if (shared_dir().empty()) GTEST_SKIP() << "../shared is absent: nothing to compare the embedded table with";
+  const auto table = parse_table(read_text(shared_dir() + "/SPEC.md"));
+  ASSERT_EQ(table.size(), 8u) << "could not read the §5 table of ../shared/SPEC.md";
+  EXPECT_EQ(table, parse_table(kTable)) << "SPEC.md's table changed; update kTable and configs/";
+}
+
+TEST(Configs, VersionsReproduceTheSeedExperimentTable) {
+  const auto table = parse_table(kTable);
+  ASSERT_EQ(table.size(), 8u);
+  const int ranks = 8;  // the configs' documented launch: mpirun -np 8
+  for (const auto& [name, v] : table) {
+    SCOPED_TRACE(name);
+    const auto c = load_config(configs_dir() + "/" + name + ".toml");
+    EXPECT_NE(c.model.path.find("DeepSeek-R1-Distill-Qwen-" + v.size), std::string::npos) << c.model.path;
+    EXPECT_EQ(c.lora.r, 16);
+    EXPECT_EQ(c.lora.alpha, 16);
+    EXPECT_EQ(c.quant.mode, QuantMode::nf4);
+    EXPECT_EQ(c.data.max_seq_len, 8192);
+    EXPECT_EQ(c.data.n_samples - c.data.eval_rows, 500) << "about 500 training rows";
+    EXPECT_GT(c.data.eval_rows, 0);
+    EXPECT_EQ(c.output.dir, "runs/" + name);
+    if (v.kind == "base") {
+      EXPECT_EQ(c.train.steps, 0) << "base versions are evaluation-only";
+      continue;
+    }
+    EXPECT_DOUBLE_EQ(c.train.lr, v.lr);
+    EXPECT_EQ(c.train.steps, v.steps);
+    const int64_t global = c.train.micro_batch * c.train.grad_accum * ranks;
+    if (v.lr == 2e-4)
+      EXPECT_EQ(global, 64);
+    else
+      EXPECT_LT(global, 64) << "the low-lr runs use a smaller global batch";
+    if (name == "v8") EXPECT_EQ(c.eval.every_steps, 5);
+    // The file names the command that runs it.
+    EXPECT_NE(read_text(configs_dir() + "/" + name + ".toml").find("mpirun -np 8 r1dist --cfg configs/" + name + ".toml"),
+              std::string::npos);
+  }
+}
+
+TEST(Configs, SlurmSweepCoversTheFineTunedVersions) {
+  const auto sweep = read_text(std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/sweep.sbatch");
+  EXPECT_NE(sweep.find("#SBATCH --array=0-4"), std::string::npos);
+  EXPECT_NE(sweep.find("VERSIONS=(v1 v5 v6 v7 v8)"), std::string::npos);
+  const auto base = read_text(std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/base.sbatch");
+  EXPECT_NE(base.find("#SBATCH --array=0-2"), std::string::npos);
+  EXPECT_NE(base.find("VERSIONS=(v2 v3 v4)"), std::string::npos);
+  const std::string cmd = "bash -n " + std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/run_version.sh && bash -n " +
+                          std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/sweep.sbatch";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+}

@@ -1,0 +1,241 @@
+// The r1dist binary end to end: exit codes (0 ok, 2 usage/config, 1 runtime), messages,
+// `score` against the transformers reference, `tokenize`, `metrics` reading a file that
+// another process is writing, and MPI start-up only where a command needs it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "r1dist/formats/metrics.h"
+#include "r1dist/formats/safetensors.h"
+#include "support/process.h"
+#include "support/temp.h"
+#include "support/tokenizer.h"
+
+namespace r1dist::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(Cli, HelpAndUsageErrors) {
+  auto r = run_r1dist("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("init-model"));
+  EXPECT_THAT(r.out, HasSubstr("score"));
+  EXPECT_EQ(run_r1dist("").code, 2);
+  r = run_r1dist("frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown command 'frobnicate'"));
+  r = run_r1dist("score --model x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--ids is required"));
+  r = run_r1dist("score --model x --ids y --bogus 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(run_r1dist("score --help").code, 0);
+  r = run_r1dist("tokenize --tokenizer x --text a --threads many");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("threads"));
+}
+
+TEST(Cli, ConfigErrorsExitTwoWithFileLineAndSuggestion) {
+  TempDir tmp;
+  write_text(tmp / "bad.toml", "[model]\npath = \"m\"\n\n[train]\nlearning_rate = 1e-4\n");
+  auto r = run_r1dist("--cfg " + (tmp / "bad.toml") + " --dry-run");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("bad.toml:5"));
+  EXPECT_THAT(r.err, HasSubstr("did you mean 'train.lr'"));
+  r = run_r1dist("--cfg " + (tmp / "none.toml"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("none.toml"));
+  r = run_r1dist("--cfg " + (tmp / "bad.toml") + " --set train.lrr=1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--set train.lrr=1"));
+}
+
+TEST(Cli, DryRunLoadsTheModelAndWritesTheRunLog) {
+  TempDir tmp;
+  write_text(tmp / "ok.toml", "[model]\npath = \"" + fixture("qwen2_b") + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n" +
+                                  "[output]\ndir = \"" + (tmp / "run") + "\"\n");
+  auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run");
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto log = read_text(tmp / "run/run.log");
+  EXPECT_THAT(log, HasSubstr("3 layers, hidden 48"));
+  EXPECT_THAT(log, HasSubstr("dry run"));
+  // qwen2_b: 3 layers, hidden 48, kv 16, intermediate 96; r=16 on all seven projections.
+  EXPECT_THAT(log, HasSubstr("base nf4, 36096 adapter parameters in one flat buffer"));
+  // A runtime failure (a shard gone) exits 1 and names the shard.
+  TempDir broken;
+  copy_tree(fixture("qwen2_b"), broken / "m");
+  std::filesystem::remove(broken / "m/model-00002-of-00006.safetensors");
+  r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (broken / "m"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("model-00002-of-00006.safetensors"));
+}
+
+// The values of a reference tensor, as doubles (I64 ids or an F32 scalar).
+std::vector<double> reference_values(const st::File& f, const std::string& name) {
+  const auto& info = f.at(name);
+  std::vector<double> out(size_t(info.numel()));
+  const uint8_t* p = f.data(info);
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (info.dtype == st::DType::I64) {
+      int64_t v;
+      std::memcpy(&v, p + 8 * i, 8);
+      out[i] = double(v);
+    } else {
+      float v;
+      std::memcpy(&v, p + 4 * i, 4);
+      out[i] = v;
+    }
+  }
+  return out;
+}
+
+TEST(Cli, ScoreMatchesTheTransformersLoss) {
+  const auto dir = fixture("qwen2_a");
+  auto ref = st::File::open(dir + "/reference.safetensors");
+  const auto& ids_info = ref.at("input_ids");
+  ASSERT_EQ(ids_info.dtype, st::DType::I64);
+  const int64_t rows = ids_info.shape[0], len = ids_info.shape[1];
+  const auto ids = reference_values(ref, "input_ids");
+  nlohmann::json seqs = nlohmann::json::array();
+  for (int64_t b = 0; b < rows; ++b)
+    seqs.push_back(std::vector<int64_t>(ids.begin() + b * len, ids.begin() + (b + 1) * len));
+  TempDir tmp;
+  write_text(tmp / "ids.json", seqs.dump());
+  auto r = run_r1dist("score --model " + dir + " --ids " + (tmp / "ids.json") + " --device cpu --dtype fp32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto out = nlohmann::json::parse(r.out);
+  ASSERT_EQ(out["sequences"].size(), 2u);
+  double mean = 0;
+  for (auto& s : out["sequences"]) {
+    EXPECT_EQ(s["logprobs"].size(), size_t(len - 1));
+    double sum = 0;
+    for (auto& lp : s["logprobs"]) sum += lp.get<double>();
+    EXPECT_NEAR(s["mean_nll"].get<double>(), -sum / s["logprobs"].size(), 1e-9);
+    mean += s["mean_nll"].get<double>() / 2;
+  }
+  // Equal lengths: the mean of the per-row means is HF's loss over the batch.
+  EXPECT_NEAR(mean, reference_values(ref, "loss").at(0), 1e-5);
+}
+
+TEST(Cli, ScoreRejectsBadIdsWithTheirPosition) {
+  TempDir tmp;
+  write_text(tmp / "ids.json", "[[1, 2, 3], [4, 99999]]");
+  auto r = run_r1dist("score --model " + fixture("qwen2_a") + " --ids " + (tmp / "ids.json"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("sequence 1, position 1: id 99999 is outside the model's vocabulary [0, 320)"));
+  write_text(tmp / "short.json", "[[5]]");
+  r = run_r1dist("score --model " + fixture("qwen2_a") + " --ids " + (tmp / "short.json"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("at least 2"));
+  r = run_r1dist("score --model " + (tmp / "nomodel") + " --ids " + (tmp / "ids.json"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("config.json"));
+}
+
+// Commands that never talk to other ranks start no MPI: under mpirun each rank is a
+// singleton that knows its rank from the launcher, and only rank 0 prints.
+TEST(Cli, CommandsWithoutCollectivesPrintOnceUnderMpirun) {
+  auto r = run_r1dist("--version", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "r1dist " R1DIST_VERSION "\n");
+  r = run_r1dist("tokenize --tokenizer " + r1_tokenizer_dir() + " --text 'Hello world'", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "9707 1879\n");
+}
+
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+TEST(TokenizerCli, EncodeDecodeJsonl) {
+  const std::string tk = "tokenize --tokenizer " + r1_tokenizer_dir() + " ";
+  auto r = run_r1dist(tk + "--text 'Hello world' --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[9707,1879]\n");
+  r = run_r1dist(tk + "--text 'Hello world' --add-special");
+  EXPECT_EQ(r.out, "151646 9707 1879\n");
+  r = run_r1dist(tk + "--decode --text '[151646,9707,1879]'");
+  EXPECT_EQ(r.out, "<｜begin▁of▁sentence｜>Hello world");
+  r = run_r1dist(tk + "--decode --skip-special --json --text '151646 9707 1879'");
+  EXPECT_EQ(r.out, "\"Hello world\"\n");
+
+  TempDir tmp;
+  const std::string bytes = "caf\xE9 \xE4\xBD\xA0\r\n<think>\n";  // invalid UTF-8, CRLF, an added token
+  write_text(tmp / "in.txt", bytes);
+  r = run_r1dist(tk + "--file " + (tmp / "in.txt") + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, ids_str(r1_tokenizer().encode(bytes)) + "\n");
+
+  write_text(tmp / "in.jsonl", "\"Hello world\"\n\"头晕目眩\"\n\"\"\n");
+  r = run_r1dist(tk + "--jsonl " + (tmp / "in.jsonl") + " --threads 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[9707,1879]\n" + ids_str(r1_tokenizer().encode("头晕目眩")) + "\n[]\n");
+  write_text(tmp / "ids.jsonl", r.out);
+  r = run_r1dist(tk + "--jsonl " + (tmp / "ids.jsonl") + " --decode");
+  EXPECT_EQ(r.out, "\"Hello world\"\n\"头晕目眩\"\n\"\"\n");
+
+  EXPECT_EQ(run_r1dist("tokenize --text hi").code, 2);
+  EXPECT_EQ(run_r1dist(tk + "--text a --file b").code, 2);
+  write_text(tmp / "bad.jsonl", "not json\n");
+  r = run_r1dist(tk + "--jsonl " + (tmp / "bad.jsonl"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("line 1"));
+  r = run_r1dist("tokenize --tokenizer " + sh_quote(tmp / "missing") + " --text hi");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("does not exist"));
+  r = run_r1dist(tk + "--decode --text '[999999]'");
+  EXPECT_EQ(r.code, 1);
+}
+
+TEST(Metrics, AnotherProcessReadsWhileTheRunWrites) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5";
+  MetricsWriter w(path, false, 0);
+  w.set_attr("rows_skipped", 4);
+  auto step_row = [](int64_t k) {
+    StepRecord r;
+    r.step = k;
+    r.loss = 1.0 / double(k);
+    return r;
+  };
+  for (int64_t k = 1; k <= 7; ++k) w.append(step_row(k));
+  w.append(EvalRecord{5, 0.5, 0.01, 100});
+  auto count_rows = [&](const std::string& table) {
+    const auto r = run_r1dist("metrics " + path + " --table " + table);
+    EXPECT_EQ(r.code, 0) << r.err;
+    std::istringstream in(r.out);
+    std::string line;
+    std::vector<std::string> lines;
+    while (std::getline(in, line)) lines.push_back(line);
+    return lines;
+  };
+  auto lines = count_rows("steps");
+  ASSERT_EQ(lines.size(), 8u);  // header + 7
+  EXPECT_EQ(lines[0], "step\tloss\tlr\tgrad_norm\ttokens\tstep_time_s\ttokens_per_s\tmem_gb");
+  EXPECT_EQ(lines[7].substr(0, 2), "7\t");
+  for (int64_t k = 8; k <= 12; ++k) w.append(step_row(k));
+  lines = count_rows("steps");
+  ASSERT_EQ(lines.size(), 13u);
+  EXPECT_EQ(lines[12].substr(0, 3), "12\t");
+  EXPECT_EQ(count_rows("evals").size(), 2u);
+  lines = count_rows("attrs");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], "rows_skipped\t4");
+  const auto all = run_r1dist("metrics " + path);
+  EXPECT_EQ(all.code, 0);
+  EXPECT_THAT(all.out, HasSubstr("# evals\n"));
+  const auto bad = run_r1dist("metrics " + (dir / "none.h5"));
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("none.h5"));
+}
+
+}  // namespace
+}  // namespace r1dist::test

@@ -1,0 +1,170 @@
+// Whole training runs under `mpirun -np 2` on the tiny model: data-parallel equivalence,
+// exact resume, crash safety. The uninterrupted reference run and the tiny model are shared
+// fixtures (tests/e2e/trainer_runs.h), built once per test run by Fixture.* (CTest
+// FIXTURES_SETUP); every test that launches MPI holds the "mpi" resource lock.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "e2e/trainer_runs.h"
+
+namespace r1dist::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The fixtures' setup tests: ctest runs them (fresh) before the tests that need them.
+TEST(Fixture, TinyModel) {
+  const auto dir = tiny_model_dir(/*rebuild=*/true);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/config.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/tokenizer.json"));
+}
+
+TEST(Fixture, ReferenceRun) {
+  const auto ref = reference_run(/*rebuild=*/true);
+  EXPECT_EQ(ref.final_state.step, 10);
+  EXPECT_EQ(ref.final_state.world_size, 2);
+}
+
+TEST(TrainerMpi, TwoRanksEqualOneRankWithDoubleAccumulation) {
+  // At the recipe's learning rate (2e-4). The micro-batch gradients are bitwise equal in
+  // both layouts; only the order of the fp32 sums differs ((g0+g1)+(g2+g3) against
+  // ((g0+g1)+g2)+g3), and AdamW carries that rounding into the adapters.
+  TempDir d;
+  const auto two_out = d / "two", one_out = d / "one";
+  auto r = run_r1dist("--cfg " + run_config(two_out, 1, 2) + " --set train.lr=2e-4", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_r1dist("--cfg " + run_config(one_out, 1, 4) + " --set train.lr=2e-4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto two = read_checkpoint(checkpoint_path(two_out, 10));
+  const auto one = read_checkpoint(checkpoint_path(one_out, 10));
+  EXPECT_EQ(one.world_size, 1);
+  EXPECT_EQ(two.world_size, 2);
+  const double err = max_rel_err(adapters_of(one), adapters_of(two), 1e-6,
+                                 "adapters: 1 rank x accum 4 vs 2 ranks x accum 2");
+  std::printf("adapter max rel err, 1 rank vs 2 ranks after 10 steps at lr 2e-4: %.3g\n", err);
+  // The adapters moved: the comparison is not between two initial states.
+  const auto five = read_checkpoint(checkpoint_path(two_out, 5));
+  double moved = 0;
+  const auto a5 = adapters_of(five), a10 = adapters_of(two);
+  for (size_t i = 0; i < a5.size(); ++i) moved = std::max(moved, std::abs(double(a5[i]) - double(a10[i])));
+  EXPECT_GT(moved, 1e-4);
+  auto m1 = read_metrics(one_out + "/metrics.h5"), m2 = read_metrics(two_out + "/metrics.h5");
+  ASSERT_EQ(m1.steps.size(), 10u);
+  ASSERT_EQ(m2.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_NEAR(m1.steps[i].loss, m2.steps[i].loss, 1e-5) << "step " << i + 1;
+}
+
+// transformers' linear schedule for lr 2e-3, 2 warmup steps, 10 steps.
+const double kLinearLr[10] = {0, 1e-3, 2e-3, 1.75e-3, 1.5e-3, 1.25e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4};
+
+TEST(TrainerMpi, LossGoesDownOnTheBundledSample) {
+  const auto ref = reference_run();
+  ASSERT_GE(ref.metrics.evals.size(), 2u);
+  const auto& first = ref.metrics.evals.front();
+  const auto& last = ref.metrics.evals.back();
+  EXPECT_EQ(first.step, 0);
+  EXPECT_EQ(last.step, 10);
+  EXPECT_NEAR(first.kl, 0.0, 1e-6) << "at step 0 the adapted model is the base model";
+  EXPECT_LT(last.eval_loss, first.eval_loss - 0.05) << "held-out loss did not drop";
+  EXPECT_GT(last.kl, 0.0);
+  // Every step is in the metrics file, in order, with its learning rate.
+  ASSERT_EQ(ref.metrics.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(ref.metrics.steps[i].step, int64_t(i + 1));
+    EXPECT_DOUBLE_EQ(ref.metrics.steps[i].lr, kLinearLr[i]) << "step " << i + 1;
+    EXPECT_GT(ref.metrics.steps[i].tokens, 0);
+  }
+}
+
+TEST(TrainerMpi, StopAndResumeIsBitwiseIdentical) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "resumed";
+  const auto cfg = run_config(out, 1, 2);
+  auto r = run_r1dist("--cfg " + cfg + " --stop-after 5", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 5));
+  r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "2 ranks, stop at 5, resume");
+  auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+}
+
+TEST(TrainerMpi, ResumeOnADifferentWorldSize) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "w2to1";
+  auto r = run_r1dist("--cfg " + run_config(out, 1, 2) + " --stop-after 5", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Same global batch (4 rows) on one rank: grad_accum 4.
+  r = run_r1dist("--cfg " + run_config(out, 1, 4) + " --resume auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto s = read_checkpoint(checkpoint_path(out, 10));
+  EXPECT_EQ(s.world_size, 1);
+  max_rel_err(adapters_of(s), adapters_of(ref.final_state), 1e-6, "adapters after 2 -> 1 rank resume");
+  max_rel_err(s.adam_v, ref.final_state.adam_v, 1e-5, "exp_avg_sq after 2 -> 1 rank resume");
+  // A different global batch is refused with the arithmetic that fixes it.
+  r = run_r1dist("--cfg " + run_config(out, 1, 2) + " --resume auto --set train.steps=12");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("global batch was 4 rows"));
+}
+
+TEST(TrainerMpi, KilledRankEndsTheJobAndResumeFinishesIt) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "killed";
+  const auto cfg = run_config(out, 1, 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_r1dist("--cfg " + cfg, Launch{2, "R1DIST_FAULT=kill:rank=1:step=7"});
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(secs, 120) << "the job did not end promptly after a rank died";
+  // Every step completed before the kill is in the metrics file (steps 1..6 at least).
+  auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_GE(m.steps.size(), 6u);
+  for (size_t i = 0; i < m.steps.size(); ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 5));
+  r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "kill at 7, resume");
+  m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+}
+
+TEST(TrainerMpi, KillDuringACheckpointWriteKeepsTheLastGoodOne) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "killed_ckpt";
+  const auto cfg = run_config(out, 1, 2);
+  auto r = run_r1dist("--cfg " + cfg, Launch{2, "R1DIST_FAULT=kill_in_checkpoint:step=10"});
+  EXPECT_NE(r.code, 0);
+  // The step-10 file never appeared; step 5 is intact and is what auto-resume picks.
+  EXPECT_FALSE(checkpoint_is_valid(checkpoint_path(out, 10)));
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 5));
+  r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "kill in checkpoint, resume");
+}
+
+TEST(TrainerMpi, NonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint) {
+  TempDir d;
+  const auto out = d / "nan";
+  // Rank 1's loss of step 7 becomes NaN; the gradient sum carries it to every rank.
+  auto r = run_r1dist("--cfg " + run_config(out, 1, 2), Launch{2, "R1DIST_FAULT=nan_loss:rank=1:step=7"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("non-finite loss at step 7"));
+  EXPECT_THAT(r.err, HasSubstr("the last good checkpoint is")) << "names it";
+  EXPECT_THAT(r.err, HasSubstr("step_00000005.h5"));
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 5));
+  EXPECT_FALSE(std::filesystem::exists(checkpoint_path(out, 7)));
+}
+
+}  // namespace
+}  // namespace r1dist::test

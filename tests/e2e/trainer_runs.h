@@ -1,0 +1,111 @@
+// What the end-to-end trainer tests share: the tiny model, the training config they run, the
+// uninterrupted 2-rank reference run (shared fixtures, built once per test run), and
+// comparisons of checkpoints. Torch-free: checkpoints are read as plain float arrays.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/metrics.h"
+#include "support/process.h"
+#include "support/shared_fixture.h"
+#include "support/temp.h"
+
+namespace r1dist::test {
+
+// The tiny preset (real R1 vocabulary, fp32) with the R1 tokenizer.
+inline std::string tiny_model_dir(bool rebuild = false) {
+  return shared_fixture(
+             "tiny_model",
+             [](const std::string& dir) {
+               const auto r = run_r1dist("init-model --preset tiny --dtype fp32 --seed 1 --out " + dir + "/tiny" +
+                                         " --tokenizer " + std::string(R1DIST_TOKENIZER_DIR));
+               if (r.code != 0) throw std::runtime_error("init-model failed: " + r.err);
+             },
+             rebuild) +
+         "/tiny";
+}
+
+inline std::string sample_data() { return source_dir() + "/data/sample_zh.jsonl"; }
+
+// A small, quick training config: fp32 (so results compare tightly), NF4 base, short rows.
+inline std::string run_config(const std::string& out_dir, int micro, int accum, int steps = 10) {
+  std::ostringstream os;
+  os << "[model]\npath = \"" << tiny_model_dir() << "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n"
+     << "[lora]\nr = 8\nalpha = 16\n"
+     << "[data]\npath = \"" << sample_data() << "\"\nmax_seq_len = 96\neval_rows = 4\nthreads = 1\n"
+     << "[train]\nlr = 2e-3\nsteps = " << steps << "\nmicro_batch = " << micro << "\ngrad_accum = " << accum
+     << "\nwarmup_steps = 2\n"
+     << "[eval]\nevery_steps = 5\nkl_rows = 2\n"
+     << "[dist]\ntimeout_s = 60\n"
+     << "[output]\ndir = \"" << out_dir << "\"\nsave_every = 5\nkeep = 10\n";
+  const std::string path = out_dir + ".toml";
+  write_text(path, os.str());
+  return path;
+}
+
+// The uninterrupted reference: 2 ranks x micro 1 x accum 2, 10 steps.
+struct Reference {
+  std::string out;  // its output.dir
+  CheckpointState final_state;
+  MetricsData metrics;
+};
+
+inline Reference reference_run(bool rebuild = false) {
+  const auto dir = shared_fixture(
+      "reference_run",
+      [](const std::string& d) {
+        const auto r = run_r1dist("--cfg " + run_config(d + "/ref", 1, 2), Launch{2});
+        if (r.code != 0) throw std::runtime_error("reference run failed:\n" + r.err);
+      },
+      rebuild);
+  Reference ref;
+  ref.out = dir + "/ref";
+  ref.final_state = read_checkpoint(checkpoint_path(ref.out, 10));
+  ref.metrics = read_metrics(ref.out + "/metrics.h5");
+  return ref;
+}
+
+// Every adapter value of a checkpoint, concatenated in order.
+inline std::vector<float> adapters_of(const CheckpointState& s) {
+  std::vector<float> out;
+  for (const auto& a : s.adapters) out.insert(out.end(), a.data.begin(), a.data.end());
+  return out;
+}
+
+// max|a-b| / max|b|; a failure names the worst element.
+inline double max_rel_err(const std::vector<float>& a, const std::vector<float>& b, double tol,
+                          const std::string& what) {
+  EXPECT_EQ(a.size(), b.size()) << what;
+  double worst = 0, scale = 1e-30;
+  size_t at = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    const double d = std::abs(double(a[i]) - double(b[i]));
+    if (d > worst) worst = d, at = i;
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  const double err = worst / scale;
+  EXPECT_LT(err, tol) << what << ": max rel err " << err << "; worst at [" << at << "]: "
+                      << (at < a.size() ? a[at] : 0.f) << " vs " << (at < b.size() ? b[at] : 0.f);
+  return err;
+}
+
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+inline void expect_bitwise_equal(const CheckpointState& a, const CheckpointState& b, const std::string& what) {
+  ASSERT_EQ(a.adapters.size(), b.adapters.size()) << what;
+  for (size_t i = 0; i < a.adapters.size(); ++i)
+    EXPECT_TRUE(same_bits(a.adapters[i].data, b.adapters[i].data)) << what << ": " << a.adapters[i].name;
+  EXPECT_TRUE(same_bits(a.adam_m, b.adam_m)) << what << ": exp_avg";
+  EXPECT_TRUE(same_bits(a.adam_v, b.adam_v)) << what << ": exp_avg_sq";
+  EXPECT_EQ(a.adam_step, b.adam_step) << what;
+  EXPECT_EQ(a.step, b.step) << what;
+}
+
+}  // namespace r1dist::test

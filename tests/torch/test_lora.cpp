@@ -1,0 +1,169 @@
+// LoraLinear (QLoRA): forward equal to LoRA on the dequantised weight, gradients equal to
+// autograd through the dense weight and to finite differences, the flat adapter buffer,
+// adapters switched off, and parameter counts.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#ifdef R1DIST_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "r1dist/peft/lora_linear.h"
+#include "r1dist/model/qwen2.h"
+#include "support/temp.h"
+#include "support/tensors.h"
+
+namespace r1dist {
+namespace {
+
+// A quantised projection (out=48, in=128) with bias and a random (non-zero) adapter.
+LoraLinear make_layer(at::ScalarType adapter_dtype, int64_t r = 4) {
+  LoraLinear l;
+  l.weight = at::randn({48, 128}) * 0.1;
+  l.bias = at::randn({48}) * 0.1;
+  l.quantize(true, "test.weight");
+  l.lora_A = (at::randn({r, 128}, adapter_dtype) * 0.1).requires_grad_(true);
+  l.lora_B = (at::randn({48, r}, adapter_dtype) * 0.1).requires_grad_(true);
+  l.scaling = 16.0 / r;
+  return l;
+}
+
+// The same function written with plain autograd ops on the dense (dequantised) weight.
+at::Tensor reference_forward(const LoraLinear& l, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B) {
+  auto w = nf4::dequantize(l.qweight, x.scalar_type());
+  return at::linear(x, w, l.bias.to(x.scalar_type())) + at::linear(at::linear(x, A), B) * l.scaling;
+}
+
+TEST(Lora, QloraForwardEqualsLoraOnTheDequantisedWeight) {
+  at::manual_seed(1);
+  auto l = make_layer(at::kFloat);
+  auto x = at::randn({2, 5, 128});
+  auto y = l.forward(x);
+  auto ref = reference_forward(l, x, l.lora_A, l.lora_B);
+  EXPECT_LT(test::max_rel_err(y, ref, 1e-6, "qlora forward"), 1e-6);
+}
+
+TEST(Lora, GradientsMatchAutogradThroughTheDenseWeight) {
+  at::manual_seed(2);
+  auto l = make_layer(at::kFloat);
+  auto x = at::randn({3, 7, 128}).requires_grad_(true);
+  auto g = at::randn({3, 7, 48});
+  (l.forward(x) * g).sum().backward();
+  auto gx = x.grad().clone(), gA = l.lora_A.grad().clone(), gB = l.lora_B.grad().clone();
+
+  auto x2 = x.detach().clone().requires_grad_(true);
+  auto A2 = l.lora_A.detach().clone().requires_grad_(true), B2 = l.lora_B.detach().clone().requires_grad_(true);
+  (reference_forward(l, x2, A2, B2) * g).sum().backward();
+  test::max_rel_err(gx, x2.grad(), 1e-5, "grad x");
+  test::max_rel_err(gA, A2.grad(), 1e-5, "grad A");
+  test::max_rel_err(gB, B2.grad(), 1e-5, "grad B");
+}
+
+TEST(Lora, GradientsMatchFiniteDifferences) {
+  at::manual_seed(3);
+  auto l = make_layer(at::kDouble, 2);
+  auto x = at::randn({2, 3, 128}, at::kDouble).requires_grad_(true);
+  auto g = at::randn({2, 3, 48}, at::kDouble);
+  auto loss = [&]() { return (l.forward(x) * g).sum(); };
+  loss().backward();
+  at::NoGradGuard ng;
+  const double eps = 1e-6;
+  auto probe = [&](at::Tensor p, const at::Tensor& grad, const char* what) {
+    auto flat = p.view({-1});
+    for (int64_t i : {int64_t(0), flat.numel() / 3, flat.numel() - 1}) {
+      const double orig = flat[i].item<double>();
+      flat[i] = orig + eps;
+      const double up = loss().item<double>();
+      flat[i] = orig - eps;
+      const double down = loss().item<double>();
+      flat[i] = orig;
+      EXPECT_NEAR(grad.view({-1})[i].item<double>(), (up - down) / (2 * eps), 1e-6) << what << "[" << i << "]";
+    }
+  };
+  probe(l.lora_A.detach(), l.lora_A.grad(), "A");
+  probe(l.lora_B.detach(), l.lora_B.grad(), "B");
+  probe(x.detach(), x.grad(), "x");
+}
+
+#ifdef R1DIST_WITH_CUDA
+TEST(Lora, BackwardKeepsNoDequantisedWeight) {
+  // After the forward, what the graph holds (x, the rank-r intermediate, adapters) stays far
+  // below one dense bf16 copy of W (128 MiB here); the peak during forward is one such copy.
+  const at::Device dev(at::kCUDA, 0);
+  LoraLinear l;
+  l.weight = at::randn({8192, 8192}, at::TensorOptions().device(dev).dtype(at::kBFloat16));
+  l.quantize(true, "big");
+  l.lora_A = at::zeros({16, 8192}, dev).requires_grad_(true);
+  l.lora_B = at::zeros({8192, 16}, dev).requires_grad_(true);
+  l.scaling = 1;
+  auto x = at::randn({1, 16, 8192}, at::TensorOptions().device(dev).dtype(at::kBFloat16)).requires_grad_(true);
+  using c10::cuda::CUDACachingAllocator::getDeviceStats;
+  l.forward(x).sum().backward();  // warm-up: cuBLAS keeps a 32 MiB workspace from its first use
+  x.mutable_grad() = at::Tensor();
+  at::cuda::device_synchronize();
+  const int64_t before = getDeviceStats(0).allocated_bytes[0].current;
+  auto y = l.forward(x);
+  at::cuda::device_synchronize();
+  const int64_t held = getDeviceStats(0).allocated_bytes[0].current - before;
+  EXPECT_LT(held, 8 << 20) << "bytes held after forward: " << held;
+  y.sum().backward();
+  EXPECT_EQ(x.grad().sizes(), x.sizes());
+}
+#endif
+
+TEST(Lora, FlatBufferHoldsEveryAdapterAndItsGradient) {
+  auto cfg = qwen2_preset("tiny");
+  cfg.vocab_size = 300;
+  Qwen2Model m(cfg, at::kFloat, at::Device(at::kCPU));
+  for (auto& [name, t] : m.named_weights()) t->normal_(0, 0.05);
+  m.attach_lora(LoraSpec{8, 16, 0.0, false}, projection_names(), 3407);
+  EXPECT_EQ(m.lora().flat().numel(), lora_param_count(cfg, 8, projection_names()));
+  // params are views of the flat buffer
+  m.lora().flat().data_ptr<float>()[0] = 123.0f;
+  EXPECT_EQ(m.lora().named_parameters()[0].second.view({-1})[0].item<float>(), 123.0f);
+  // make B non-zero so every gradient is non-trivial
+  {
+    at::NoGradGuard ng;
+    m.lora().flat().normal_(0, 0.02);
+  }
+  auto ids = at::randint(0, 300, {2, 9});
+  causal_lm_loss(m.forward(ids), ids).backward();
+  auto flat_grad = m.lora().flat_grad();
+  std::vector<at::Tensor> parts;
+  for (auto& [name, p] : m.lora().named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_GT(p.grad().abs().sum().item<double>(), 0) << name;
+    parts.push_back(p.grad().reshape({-1}));
+  }
+  EXPECT_TRUE(at::cat(parts).equal(flat_grad));
+  // Switched off, the model is the base model again.
+  at::NoGradGuard ng;
+  m.lora().set_enabled(false);
+  auto off = m.forward(ids);
+  Qwen2Model base(cfg, at::kFloat, at::Device(at::kCPU));
+  auto mw = m.named_weights(), bw = base.named_weights();
+  for (size_t i = 0; i < mw.size(); ++i) bw[i].second->copy_(*mw[i].second);
+  EXPECT_TRUE(off.equal(base.forward(ids)));
+}
+
+TEST(Lora, PeftInitIsKaimingUniformAndZeroB) {
+  auto cfg = qwen2_preset("tiny");
+  cfg.vocab_size = 300;
+  Qwen2Model m(cfg, at::kFloat, at::Device(at::kCPU));
+  m.attach_lora(LoraSpec{16, 16, 0.0, false}, {"q_proj", "down_proj"}, 1);
+  for (auto& [name, p] : m.lora().named_parameters()) {
+    if (name.find("lora_B") != std::string::npos) {
+      EXPECT_EQ(p.abs().sum().item<double>(), 0.0) << name;
+    } else {
+      const double bound = 1.0 / std::sqrt(double(p.size(1)));
+      EXPECT_LE(p.abs().max().item<double>(), bound) << name;
+      EXPECT_GT(p.abs().max().item<double>(), 0.9 * bound) << name;
+    }
+  }
+  EXPECT_EQ(m.lora().refs().size(), size_t(2 * cfg.num_hidden_layers));
+}
+
+}  // namespace
+}  // namespace r1dist

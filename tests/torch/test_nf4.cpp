@@ -1,0 +1,144 @@
+// NF4 quantisation (SPEC §6): hand-checked blocks, adversarial inputs, storage cost, and the
+// CUDA kernel against the ATen reference where CUDA exists. The parity test against the
+// independent Python quantiser lives in test_nf4_reference.cpp.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "r1dist/base/error.h"
+#include "r1dist/quant/nf4.h"
+#include "support/temp.h"
+#include "support/tensors.h"
+
+namespace r1dist {
+namespace {
+
+at::Tensor code_values() {
+  return at::tensor(std::vector<float>(nf4::code().begin(), nf4::code().end()), at::kFloat);
+}
+
+TEST(Nf4, ExactCodeValuesRoundTripExactly) {
+  // Every code value times 3, in order, four times: block absmax is 3 and each element maps
+  // back to its own code.
+  auto w = (code_values() * 3.0f).repeat({4});  // 64 values, one block
+  auto q = nf4::quantize(w, /*double_quant=*/false);
+  EXPECT_FLOAT_EQ(q.absmax[0].item<float>(), 3.0f);
+  // first element in the high nibble: codes 0,1 -> 0x01; 14,15 -> 0xEF
+  EXPECT_EQ(q.packed[0].item<uint8_t>(), 0x01);
+  EXPECT_EQ(q.packed[7].item<uint8_t>(), 0xEF);
+  EXPECT_TRUE(nf4::dequantize(q, at::kFloat).equal(w));
+}
+
+TEST(Nf4, AllZerosNegativeOnlyAndOneOutlier) {
+  auto zeros = at::zeros({2, 64});
+  auto qz = nf4::quantize(zeros, false);
+  EXPECT_TRUE(nf4::dequantize(qz, at::kFloat).equal(zeros));
+  EXPECT_EQ(qz.packed[0].item<uint8_t>(), 0x77);  // code index 7 is 0.0
+
+  auto neg = -at::rand({64}) - 0.5;
+  auto qn = nf4::quantize(neg, false);
+  auto idx_hi = qn.packed.__rshift__(4);
+  EXPECT_TRUE((idx_hi <= 7).all().item<bool>());  // negative values never take positive codes
+  EXPECT_FLOAT_EQ(qn.absmax[0].item<float>(), neg.abs().max().item<float>());
+
+  auto outlier = at::full({64}, 0.01f);
+  outlier[10] = 100.0f;
+  auto qo = nf4::quantize(outlier, false);
+  auto back = nf4::dequantize(qo, at::kFloat);
+  EXPECT_FLOAT_EQ(back[10].item<float>(), 100.0f);
+  EXPECT_FLOAT_EQ(back[0].item<float>(), 0.0f);  // 1e-4 of absmax rounds to the 0 code
+}
+
+TEST(Nf4, MidpointsGoToTheLowerCode) {
+  // x / absmax exactly on a threshold: strict '>' keeps the lower code.
+  const auto c = code_values();
+  auto mids = (c.slice(0, 0, -1) + c.slice(0, 1)) / 2.0;  // 15 thresholds
+  auto w = at::zeros({64});
+  w[0] = 1.0f;  // absmax 1, so x / absmax == x
+  w.slice(0, 1, 16).copy_(mids);
+  auto q = nf4::quantize(w, false);
+  auto back = nf4::dequantize(q, at::kFloat);
+  for (int i = 0; i < 15; ++i) EXPECT_FLOAT_EQ(back[1 + i].item<float>(), c[i].item<float>()) << "threshold " << i;
+}
+
+TEST(Nf4, NanAndInfAreRefusedWithTheirIndex) {
+  auto w = at::randn({4, 64});
+  w[2][5] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    nf4::quantize(w, true, "model.layers.0.mlp.up_proj.weight");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("flat index 133"), std::string::npos) << e.what();
+  }
+  w[2][5] = std::numeric_limits<float>::infinity();
+  EXPECT_THROW(nf4::quantize(w, true), Error);
+}
+
+TEST(Nf4, DoubleQuantisedAbsmaxIsClose) {
+  // 300 blocks: two nested blocks, the second partial.
+  auto w = at::randn({300, 64}) * at::rand({300, 1}) * 3;
+  auto q1 = nf4::quantize(w, false), q2 = nf4::quantize(w, true);
+  EXPECT_TRUE(q1.packed.equal(q2.packed));  // codes do not depend on the absmax storage
+  auto a1 = q1.absmax, a2 = nf4::absmax(q2);
+  EXPECT_EQ(q2.absmax_scale.numel(), 2);
+  // The 8-bit dynamic map's coarsest step is 0.9/64 of the nested scale (max |absmax - mean|
+  // in each group of 256 blocks): the absmax error stays within half of it.
+  const double off = a1.mean().item<double>();
+  for (int64_t g = 0; g < 2; ++g) {
+    auto s1 = a1.slice(0, g * 256, std::min<int64_t>(300, (g + 1) * 256));
+    auto s2 = a2.slice(0, g * 256, std::min<int64_t>(300, (g + 1) * 256));
+    const double scale = (s1 - off).abs().max().item<double>();
+    EXPECT_LE((s2 - s1).abs().max().item<double>(), 0.9 / 64 / 2 * scale * 1.001) << "group " << g;
+  }
+  // Each weight is within half the widest NF4 code gap (-1 to -0.696) of its block's absmax, plus the
+  // absmax error.
+  auto back = nf4::dequantize(q2, at::kFloat);
+  auto bound = 0.153 * a1.unsqueeze(1) + (a2 - a1).abs().unsqueeze(1) * 1.0001 + 1e-6;
+  EXPECT_TRUE(((back - w).abs() <= bound).all().item<bool>());
+}
+
+TEST(Nf4, DynamicMapHas256SortedValues) {
+  const auto& m = nf4::dynamic_map();
+  ASSERT_EQ(m.size(), 256u);
+  EXPECT_NEAR(m.front(), -0.99296875, 1e-6);  // -(last midpoint of linspace(0.1, 1, 65))
+  EXPECT_EQ(m[127], 0.0f);  // 127 negative values, then 0
+  EXPECT_FLOAT_EQ(m.back(), 1.0f);
+  EXPECT_TRUE(std::is_sorted(m.begin(), m.end()));
+  EXPECT_EQ(std::count(m.begin(), m.end(), 0.0f), 1);
+}
+
+TEST(Nf4, StorageIsAboutHalfAByteAWeight) {
+  auto w = at::randn({1024, 2048});
+  auto q = nf4::quantize(w, true);
+  const double bpw = double(q.storage_bytes()) / double(w.numel());
+  EXPECT_LE(bpw, 0.52);
+  EXPECT_GE(bpw, 0.5);
+}
+
+TEST(Nf4, OddSizesAndPartialBlocks) {
+  auto w = at::randn({7, 13});  // 91 elements: a partial block, an odd count
+  auto q = nf4::quantize(w, true);
+  EXPECT_EQ(q.packed.numel(), 46);
+  auto back = nf4::dequantize(q, at::kFloat);
+  EXPECT_EQ(back.sizes(), w.sizes());
+  EXPECT_LT(((back - w).abs()).max().item<double>(), 0.2 * w.abs().max().item<double>());
+}
+
+TEST(Nf4, CudaKernelMatchesTheReference) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
+  for (auto shape : std::vector<std::vector<int64_t>>{{256, 1536}, {7, 13}, {3, 64 * 257}}) {
+    auto w = at::randn(shape, at::kCUDA);
+    for (bool dq : {true, false}) {
+      auto q = nf4::quantize(w, dq);
+      for (auto dt : {at::kBFloat16, at::kFloat}) {
+        auto got = nf4::dequantize(q, dt).to(at::kFloat).cpu();
+        auto want = nf4::dequantize_reference(q, dt).to(at::kFloat).cpu();
+        EXPECT_TRUE(got.equal(want)) << "shape " << shape[0] << "x" << shape[1] << " dq " << dq << " dtype "
+                                     << c10::toString(dt) << " max diff " << (got - want).abs().max().item<double>();
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace r1dist
