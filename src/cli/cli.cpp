@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
 #include "r1dist/dist/process_group.h"
+#include "r1dist/dist/stop_signals.h"
 #include "r1dist/log/log.h"
 
 namespace r1dist {
@@ -43,7 +44,9 @@ void print_usage() {
                "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
   for (const auto& c : kCommands) std::printf("  %-16s %s\n", c.name, c.summary);
-  std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure\n";
+  std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure, 75 stopped early by a signal\n"
+               "(SIGTERM, SIGINT, SIGUSR1: the run finished its step and wrote a checkpoint; --resume auto\n"
+               "continues it; a second signal ends it at once)\n";
 }
 
 const Command* find_command(const char* word) {
@@ -81,7 +84,9 @@ int cli_main(int argc, char** argv) {
     code = 1;
   }
   log::flush();
-  if (code != 0 && dist_group().initialized && dist_group().world > 1) dist_abort(code);
+  // A failing rank ends the job (the others may wait in a collective). A resumable stop is
+  // agreed by every rank, which all get here: a normal MPI_Finalize.
+  if (code != 0 && code != kExitResumable && dist_group().initialized && dist_group().world > 1) dist_abort(code);
   dist_finalize();
   return code;
 }

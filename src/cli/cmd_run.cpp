@@ -10,6 +10,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/config/config.h"
 #include "r1dist/dist/process_group.h"
+#include "r1dist/dist/stop_signals.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
@@ -71,15 +72,19 @@ int cmd_run(int argc, char** argv) {
     opt.stop_after = a.i64("stop-after");
     if (opt.stop_after <= 0) throw UsageError("--stop-after must be a step number > 0");
   }
+  install_stop_signals();
   const TrainResult res = train(cfg, opt);
   if (cfg.train.steps == 0) return 0;
   if (res.adapter_dir.empty() && res.steps_done >= cfg.train.steps) return 0;  // nothing was left to do
-  log::info("done: ", res.steps_done, " of ", cfg.train.steps, " steps in ", format_duration(res.seconds),
-            ", final loss ", res.final_loss, res.stopped_on_drift ? " (stopped: drift above eval.max_kl)" : "",
+  const bool resumable = res.stopped_by_signal != 0;
+  log::info(resumable ? "stopped: " : "done: ", res.steps_done, " of ", cfg.train.steps, " steps in ",
+            format_duration(res.seconds), ", final loss ", res.final_loss,
+            res.stopped_on_drift ? " (stopped: drift above eval.max_kl)" : "",
             res.stopped_early ? " (stopped by --stop-after; continue with --resume auto)" : "",
+            resumable ? " (stopped by a signal; exit code 75; continue with --resume auto)" : "",
             "; PEFT adapter in ", res.adapter_dir, "; metrics in ", cfg.output.dir, "/metrics.h5",
             res.best_checkpoint.empty() ? "" : "; best checkpoint " + res.best_checkpoint);
-  return 0;
+  return resumable ? kExitResumable : 0;
 }
 
 int cmd_config(int argc, char** argv) {

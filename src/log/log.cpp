@@ -78,7 +78,7 @@ void add_file(const std::string& path) {
     p = dot == std::string::npos ? p + suffix : p.substr(0, dot) + suffix + p.substr(dot);
   }
   s.file = std::make_shared<spdlog::logger>(
-      "r1dist_file", std::make_shared<spdlog::sinks::basic_file_sink_mt>(p, true));
+      "r1dist_file", std::make_shared<spdlog::sinks::basic_file_sink_mt>(p, /*truncate=*/false));
   s.file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l %v");
   s.file->set_level(spdlog::level::debug);
   s.file->flush_on(spdlog::level::info);

@@ -21,7 +21,7 @@ LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpe
   }
   auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
   a.flat_ = at::zeros({total}, f32);
-  a.reduce_buffer_ = at::zeros({total + 1}, f32);
+  a.reduce_buffer_ = at::zeros({total + kReduceTail}, f32);
   a.flat_grad_ = a.reduce_buffer_.narrow(0, 0, total);
   int64_t off = 0;
   auto view = [&](int64_t rows, int64_t cols, at::Tensor& param) {

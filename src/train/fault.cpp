@@ -29,6 +29,8 @@ FaultPlan FaultPlan::from_env() {
         f.kind = kill_in_checkpoint;
       else if (part == "nan_loss")
         f.kind = nan_loss;
+      else if (part == "signal")
+        f.kind = signal;
       else
         throw UsageError("R1DIST_FAULT: unknown fault '" + part + "'");
       first = false;
@@ -45,6 +47,7 @@ FaultPlan FaultPlan::from_env() {
 
 void FaultPlan::before_allreduce(at::Tensor& buffer, int my_rank, int64_t s) const {
   if (kind == nan_loss && rank == my_rank && step == s) buffer.fill_(std::numeric_limits<double>::quiet_NaN());
+  if (kind == signal && rank == my_rank && step == s) std::raise(SIGTERM);
 }
 
 void FaultPlan::after_step(int my_rank, int64_t s) const {

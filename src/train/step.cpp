@@ -6,6 +6,7 @@
 
 #include "r1dist/base/error.h"
 #include "r1dist/dist/process_group.h"
+#include "r1dist/dist/stop_signals.h"
 #include "r1dist/tensor/token_batch.h"
 
 namespace r1dist {
@@ -26,7 +27,9 @@ StepOutcome StepRunner::run(int64_t k) {
   check(out.loss_tokens > 0, "step " + std::to_string(k + 1) + " has no loss tokens (all labels masked)");
 
   auto grad = model_.lora().flat_grad();
-  auto loss_slot = buffer_.narrow(0, buffer_.numel() - 1, 1);
+  const int64_t n_grad = grad.numel();
+  auto loss_slot = buffer_.narrow(0, n_grad, 1);
+  auto stop_slot = buffer_.narrow(0, n_grad + 1, 1);
   const bool ckpt_layers = cfg_.train.checkpointing == Checkpointing::layer;
   for (const auto& mb : plan_.rank_micro_batches(k, pg.rank, pg.world, cfg_.train.micro_batch,
                                                  cfg_.train.grad_accum)) {
@@ -39,12 +42,15 @@ StepOutcome StepRunner::run(int64_t k) {
     loss_slot.add_(loss.detach());
   }
   faults_.before_allreduce(buffer_, pg.rank, k + 1);
+  if (stop_signal() != 0) stop_slot.fill_(1.0);
   comm_.allreduce_sum(buffer_);
   out.comm_seconds = comm_.take_seconds();
   const auto norm = clip_grad_norm(grad, cfg_.train.max_grad_norm);
-  const auto host = at::stack({loss_slot.squeeze(0).to(at::kDouble), norm}).cpu();  // the step's one sync
+  // The step's one sync: loss, norm and the stop votes together.
+  const auto host = at::cat({loss_slot.to(at::kDouble), norm.reshape({1}), stop_slot.to(at::kDouble)}).cpu();
   out.loss = host[0].item<double>();
   out.grad_norm = host[1].item<double>();
+  out.stop = host[2].item<double>() > 0;
   if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm))
     throw NonFiniteStep("non-finite " + std::string(std::isfinite(out.loss) ? "gradient" : "loss") + " at step " +
                 std::to_string(k + 1) + " (loss " + std::to_string(out.loss) + ", grad norm " +

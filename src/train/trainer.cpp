@@ -21,6 +21,7 @@
 #include "r1dist/data/batch_plan.h"
 #include "r1dist/data/dataset.h"
 #include "r1dist/dist/process_group.h"
+#include "r1dist/dist/stop_signals.h"
 #include "r1dist/eval/held_out.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/metrics.h"
@@ -231,6 +232,16 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       log::progress_done();
       faults.before_checkpoint(state.step);
       state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
+    }
+    if (s.stop && !next.save) {
+      log::progress_done();
+      state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
+    }
+    if (s.stop) {
+      res.stopped_by_signal = stop_signal() != 0 ? stop_signal() : -1;  // -1: another rank's
+      log::warn("stop signal: stopped after step ", state.step, " of ", cfg.train.steps,
+                " with a checkpoint; continue with --resume auto");
+      break;
     }
     if (res.stopped_on_drift) break;
     if (next.stop_early) {

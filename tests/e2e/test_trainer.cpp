@@ -166,5 +166,36 @@ TEST(TrainerMpi, NonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint) {
   EXPECT_FALSE(std::filesystem::exists(checkpoint_path(out, 7)));
 }
 
+// What a scheduler does (Slurm: preemption, requeue, scancel --signal, the time limit): a
+// SIGTERM to one rank mid-step. Every rank finishes that step, rank 0 checkpoints it (not the
+// last save_every multiple), the metrics file is closed, every rank exits 75, and the resume
+// ends bitwise equal to the uninterrupted run.
+TEST(TrainerMpi, StopSignalCheckpointsThatStepAndTheResumeIsBitwiseIdentical) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "signal";
+  const auto cfg = run_config(out, 1, 2);
+  auto r = run_r1dist("--cfg " + cfg, Launch{2, "R1DIST_FAULT=signal:rank=1:step=7"});
+  EXPECT_EQ(r.code, 75) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("stop signal received"));
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 7));
+  auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 7u);
+  if (on_path("h5dump")) {
+    const auto dump = run_command("h5dump -H " + out + "/metrics.h5");
+    EXPECT_EQ(dump.code, 0) << "h5dump reads the metrics without h5clear:\n" << dump.err;
+  }
+  r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "signal at 7, resume");
+  m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  // Both attempts are in the run log.
+  const auto log = read_text(out + "/run.log");
+  EXPECT_THAT(log, HasSubstr("stopped by a signal"));
+  EXPECT_THAT(log, HasSubstr("resumed from"));
+}
+
 }  // namespace
 }  // namespace r1dist::test

@@ -13,7 +13,8 @@ enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
 // terminal; all_ranks = true prints everyone's lines with a [rank r] prefix.
 void set_rank(int rank, int world_size, bool all_ranks);
 void set_level(Level level);
-// Adds a log file (every rank that logs writes its own: run.log, run.rank1.log, ...).
+// Adds a log file (every rank that logs writes its own: run.log, run.rank1.log, ...),
+// appended to: a resumed or requeued run keeps the earlier attempts' lines.
 void add_file(const std::string& path);
 void flush();
 

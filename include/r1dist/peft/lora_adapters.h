@@ -33,8 +33,10 @@ class LoraAdapters {
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
   at::Tensor flat() const { return flat_; }
   at::Tensor flat_grad() const { return flat_grad_; }
-  // flat_grad() and one trailing fp32 slot in the same storage: the buffer a training step
-  // all-reduces, so that the step's loss travels with its gradients in one collective.
+  // flat_grad() followed by kReduceTail spare fp32 slots in the same storage: the buffer a
+  // training step all-reduces, so that a few scalars (the step's loss, the ranks' stop
+  // votes) travel with the gradients in one collective.
+  static constexpr int64_t kReduceTail = 4;
   at::Tensor reduce_buffer() const { return reduce_buffer_; }
   // Off: every adapted projection computes its frozen base only (the untouched model).
   void set_enabled(bool on) const;

@@ -4,6 +4,8 @@
 //                               checkpoint (after the temporary file has data)
 //   "nan_loss:rank=R:step=S"    rank R's loss and gradients of step S become NaN (before
 //                               the all-reduce)
+//   "signal:rank=R:step=S"      rank R sends itself SIGTERM during step S (before the
+//                               all-reduce), as a scheduler would
 // Unset (the normal case): every hook returns at once.
 #pragma once
 #include <ATen/Tensor.h>
@@ -13,7 +15,7 @@
 namespace r1dist {
 
 struct FaultPlan {
-  enum Kind { none, kill, kill_in_checkpoint, nan_loss } kind = none;
+  enum Kind { none, kill, kill_in_checkpoint, nan_loss, signal } kind = none;
   int rank = 0;
   int64_t step = -1;
   static FaultPlan from_env();  // throws UsageError on a malformed R1DIST_FAULT

@@ -1,8 +1,8 @@
 // One optimizer step of the data-parallel trainer, on every rank alike: this rank's
 // micro-batches of global step k forward and backward (each loss scaled by 1 / the global
 // loss-token count, which every rank knows from the batch plan), ONE all-reduce of the
-// flat LoRA gradient buffer (the step's loss rides in its trailing slot), global-norm clip,
-// AdamW. One host sync per step, to read the loss and the norm.
+// flat LoRA gradient buffer (the step's loss and each rank's stop vote ride in its trailing
+// slots), global-norm clip, AdamW. One host sync per step, to read them with the norm.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -23,6 +23,8 @@ struct StepOutcome {
   double lr = 0;
   int64_t loss_tokens = 0;   // in the global batch
   double comm_seconds = 0;   // inside the all-reduce
+  bool stop = false;         // some rank received a stop signal (dist/stop_signals.h) before
+                             // this step's all-reduce: every rank stops after this step
 };
 
 // A step whose loss or gradient is NaN or infinite on some rank (every rank sees it: the

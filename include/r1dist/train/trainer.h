@@ -23,6 +23,7 @@ struct TrainResult {
   int64_t steps_done = 0;
   bool stopped_on_drift = false;  // eval.max_kl exceeded
   bool stopped_early = false;     // --stop-after (resumable)
+  int stopped_by_signal = 0;      // the stop signal that ended the run early (resumable)
   std::string last_checkpoint, best_checkpoint, adapter_dir;  // rank 0 knows them
   double final_loss = 0;
   double seconds = 0;
