@@ -5,7 +5,7 @@
 #   asan       the torch-free core and its tests under AddressSanitizer + UBSan (clang when
 #              installed), built with R1DIST_TORCH=OFF: it also proves that the core builds
 #              with no torch at all
-#   ctest      every test of the release build; labels core, torch, e2e, layers (the
+#   ctest      every test of the release build; labels core, torch, e2e, layers, slurm (the
 #              "Label Time Summary" at its end gives each one's time)
 # Each phase prints its wall time; the summary at the end repeats them.
 set -euo pipefail

@@ -1,5 +1,6 @@
 #include "r1dist/dist/stop_signals.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,16 +13,28 @@ namespace r1dist {
 namespace {
 
 std::atomic<int> g_signal{0};
+std::atomic<int64_t> g_first_ns{0};
 static_assert(std::atomic<int>::is_always_lock_free, "the handler reads and writes it");
+static_assert(std::atomic<int64_t>::is_always_lock_free, "the handler reads and writes it");
+
+int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 void on_signal(int sig) {
+  const int64_t now = monotonic_ns();
   int expected = 0;
   if (g_signal.compare_exchange_strong(expected, sig)) {
+    g_first_ns.store(now);
     const char msg[] = "[r1dist] stop signal received: finishing the current step, then a checkpoint "
                        "(a second signal ends the process at once)\n";
     (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
     return;
   }
+  // The same signal again within the window is a copy, not a second request.
+  if (expected == sig && now - g_first_ns.load() < kDuplicateSignalWindowMs * 1000000) return;
   // A second signal: no checkpoint; the last complete one stays valid (atomic writes).
   ::_exit(128 + sig);
 }

@@ -56,7 +56,7 @@ std::string configs_dir() { return std::string(R1DIST_SOURCE_DIR) + "/configs"; 
 
 TEST(Configs, EveryFileInConfigsLoadsAndValidates) {
   int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator(configs_dir())) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(configs_dir())) {
     if (e.path().extension() != ".toml") continue;
     ++n;
     EXPECT_NO_THROW({
@@ -65,7 +65,7 @@ TEST(Configs, EveryFileInConfigsLoadsAndValidates) {
       EXPECT_EQ(parse_config_string(c.to_toml(), "roundtrip"), c) << e.path();
     }) << e.path();
   }
-  EXPECT_GE(n, 9) << "v1..v8 and demo";
+  EXPECT_GE(n, 16) << "v1..v8 and demo/v1..v8";
 }
 
 TEST(Configs, EmbeddedTableIsTheOneInSharedSpec) {
@@ -108,14 +108,42 @@ TEST(Configs, VersionsReproduceTheSeedExperimentTable) {
   }
 }
 
+// configs/demo/: the same eight versions at demo size, run by the same Slurm scripts.
+TEST(Configs, DemoVersionsMirrorTheExperiment) {
+  for (const auto& [name, v] : parse_table(kTable)) {
+    SCOPED_TRACE(name);
+    const auto c = load_config(configs_dir() + "/demo/" + name + ".toml");
+    EXPECT_NE(c.model.path.find("DeepSeek-R1-Distill-Qwen-" + v.size), std::string::npos) << c.model.path;
+    EXPECT_EQ(c.lora.r, 16);
+    EXPECT_EQ(c.lora.alpha, 16);
+    EXPECT_EQ(c.output.dir, "runs/demo/" + name);
+    EXPECT_NE(c.model.name.find(name), std::string::npos) << "the report names each version";
+    if (v.kind == "base")
+      EXPECT_EQ(c.train.steps, 0);
+    else
+      EXPECT_GT(c.train.steps, 0);
+  }
+}
+
+// The array index -> version maps of the sbatch files agree with the scripts' lists, and
+// every script parses.
 TEST(Configs, SlurmSweepCoversTheFineTunedVersions) {
-  const auto sweep = read_text(std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/sweep.sbatch");
+  const std::string dir = std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/";
+  const auto sweep = read_text(dir + "sweep.sbatch");
   EXPECT_NE(sweep.find("#SBATCH --array=0-4"), std::string::npos);
   EXPECT_NE(sweep.find("VERSIONS=(v1 v5 v6 v7 v8)"), std::string::npos);
-  const auto base = read_text(std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/base.sbatch");
+  const auto base = read_text(dir + "base.sbatch");
   EXPECT_NE(base.find("#SBATCH --array=0-2"), std::string::npos);
   EXPECT_NE(base.find("VERSIONS=(v2 v3 v4)"), std::string::npos);
-  const std::string cmd = "bash -n " + std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/run_version.sh && bash -n " +
-                          std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/sweep.sbatch";
-  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  const auto lib = read_text(dir + "lib.sh");
+  EXPECT_NE(lib.find("R1DIST_FINETUNED=(v1 v5 v6 v7 v8)"), std::string::npos);
+  EXPECT_NE(lib.find("R1DIST_BASE=(v2 v3 v4)"), std::string::npos);
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const auto ext = e.path().extension();
+    if (ext != ".sh" && ext != ".sbatch") continue;
+    ++n;
+    EXPECT_EQ(std::system(("bash -n " + e.path().string()).c_str()), 0) << e.path();
+  }
+  EXPECT_GE(n, 8) << "site, lib, run_version, submit, report and three sbatch files";
 }

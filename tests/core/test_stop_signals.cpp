@@ -49,6 +49,22 @@ TEST(StopSignals, ASecondOneEndsTheProcessAtOnce) {
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGUSR1);
 }
 
+// What Slurm does at a time limit or cancel: the same SIGTERM twice within milliseconds
+// (slurmstepd and srun). It is one request; the same signal again after the window ends it.
+TEST(StopSignals, ACopyOfTheFirstWithinTheWindowIsIgnored) {
+  const int status = in_child([] {
+    install_stop_signals();
+    std::raise(SIGTERM);
+    std::raise(SIGTERM);
+    if (stop_signal() != SIGTERM) _exit(11);
+    usleep(useconds_t(kDuplicateSignalWindowMs * 1000 + 100000));
+    std::raise(SIGTERM);
+    _exit(0);  // not reached
+  });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+}
+
 TEST(StopSignals, WithoutInstallingTheDefaultActionStays) {
   const int status = in_child([] { std::raise(SIGTERM); });
   ASSERT_TRUE(WIFSIGNALED(status));

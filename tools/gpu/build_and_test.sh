@@ -14,3 +14,10 @@ echo "build: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/build.log"
 [ -x build-gpu/tests/r1dist_torch_tests ] || { echo "build failed"; exit 1; }
 (cd build-gpu && ctest --output-on-failure -j 8 > "$OUT/ctest.log" 2>&1); grep -E "tests passed|tests failed|\*\*\*|Failed|SEGFAULT" "$OUT/ctest.log" | head -n 40
 ./build-gpu/tests/r1dist_torch_tests --gtest_filter='*Parity*' 2>&1 | grep -E "rel err|OK|FAILED|SKIPPED" | tee "$OUT/parity.log"
+# When the layer check fails here, keep the full dependency list of the offending objects.
+if ! bash tools/check_layers.sh build-gpu > "$OUT/layers.txt" 2>&1; then
+  for o in $(sed -n 's/^core object \(.*\) reads torch headers:$/\1/p' "$OUT/layers.txt"); do
+    ninja -C build-gpu -t deps "$o" > "$OUT/deps_$(basename "$o").txt"
+    ninja -C build-gpu -t commands "$o" | tail -n 1 > "$OUT/cmd_$(basename "$o").txt"
+  done
+fi

@@ -22,7 +22,7 @@ STEPS=10 TAG=nockpt CHECKPOINTING=none bash tools/gpu/train_gpu.sh 1
 $R init-model --preset tiny --dtype fp32 --seed 1 --out "$W/tiny" --tokenizer .deps/tokenizer-r1 > /dev/null
 for np in 1 2; do
   rm -rf "$W/tiny_np$np"
-  mpirun -np $np $R --cfg configs/demo.toml --set model.path="$W/tiny" --set model.device=cuda \
+  mpirun -np $np $R --cfg configs/demo/v1.toml --set model.path="$W/tiny" --set model.device=cuda \
     --set dist.backend=mpi --set output.dir="$W/tiny_np$np" --set train.steps=10 \
     --set train.grad_accum=$((4 / np)) > "$OUT/tiny_np$np.log" 2>&1; echo "tiny np$np rc=$?"
 done
