@@ -28,4 +28,4 @@ for v in v1 v5 v6 v7 v8 v2 v3 v4; do
   bash cluster/slurm/run_version.sh "$v"
 done
 bash cluster/slurm/report.sh
-echo "demo: eight versions in runs/demo/v1..v8 (checkpoints, metrics.h5, PEFT adapter), report in runs/demo/report.md"
+echo "demo: eight versions in runs/demo/v1..v8 (checkpoints, metrics.h5 with /eval, PEFT adapter); report in runs/demo/report.md, report.html and the PNG plots"

@@ -19,6 +19,7 @@ PKGS=(
   nlohmann-json3-dev
   libgtest-dev googletest
   libpcre2-dev libutf8proc-dev libicu-dev
+  gnuplot-nox   # the plots of r1dist report
   slurm-wlm munge   # the Slurm test: a one-node cluster on localhost (tools/slurm/local-cluster.sh)
 )
 

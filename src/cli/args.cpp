@@ -1,5 +1,8 @@
 #include "cli/args.h"
 
+// A repeatable option keeps each value whole: "--set eval.prompts=[\"a\",\"b\"]" must not be
+// split at its commas (cxxopts splits vector values at this delimiter; none occurs in text).
+#define CXXOPTS_VECTOR_DELIMITER '\x1f'
 #include <cxxopts.hpp>
 
 #include <cerrno>

@@ -30,6 +30,13 @@ const Command kCommands[] = {
     {"metrics", "print a run's metrics.h5 as TSV (also while the run writes it)", cmd_metrics, false},
     {"checkpoint-diff", "how far two checkpoints' adapters and optimizer moments are apart", cmd_checkpoint_diff,
      false},
+    {"generate", "generate text from a model, with or without an adapter (greedy or sampled, KV cache)",
+     cmd_generate, false},
+    {"eval", "held-out loss, drift from the base, multiple-choice accuracy, generations + repetition",
+     cmd_eval, false},
+    {"report", "one Markdown + HTML report with plots comparing runs (e.g. the eight versions)", cmd_report,
+     false},
+    {"merge", "fold an adapter into its base and write an HF model directory", cmd_merge, false},
     {"bench", "benchmarks that print measured figures (nf4, data, checkpoint)", cmd_bench, false},
 };
 const Command kRun = {"--cfg", "train as the config describes", cmd_run, true};

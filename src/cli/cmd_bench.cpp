@@ -3,7 +3,10 @@
 // the same run. `bench data`: the data pipeline (load, select, template, tokenize) on a
 // data file replicated K times, rows/s and tokens/s per tokenizer thread count.
 // `bench checkpoint`: write and read speed of an HDF5 checkpoint holding a preset's LoRA
-// adapters (all seven projections) plus the two AdamW moments.
+// adapters (all seven projections) plus the two AdamW moments. `bench generate`: greedy
+// decoding tokens/s of a model directory at the given batch sizes, a fixed-length random
+// prompt and a forced number of new tokens (no EOS), the setting of
+// tools/bench/hf_generate.py, which measures HF transformers the same way.
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -15,7 +18,9 @@
 #include <random>
 #include <unistd.h>
 
+#include "r1dist/eval/generate.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/model/qwen2.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -211,9 +216,60 @@ int bench_checkpoint(const Args& a) {
 
 }  // namespace
 
+int bench_generate(const Args& a) {
+  const auto dev = parse_device(a.str("device"));
+  select_device(dev);
+  const auto dtype = parse_compute_dtype(a.str("dtype"));
+  const auto model_dir = a.required("model");
+  LoadOptions lo;
+  lo.quant = a.str("quant") == "nf4" ? QuantMode::nf4 : QuantMode::none;
+  const auto t_load = std::chrono::steady_clock::now();
+  auto model = Qwen2Model::load(model_dir, dtype, dev, lo);
+  compat::synchronize(dev);
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  const int64_t prompt_len = a.i64("prompt-len"), new_tokens = a.i64("new-tokens");
+  std::mt19937_64 rng(7);
+  const int64_t vocab = model.config().vocab_size;
+  std::vector<int64_t> batches;
+  {
+    std::stringstream ss(a.str("batch"));
+    std::string item;
+    while (std::getline(ss, item, ',')) batches.push_back(std::stoll(item));
+  }
+  log::info("bench generate: ", model_dir, " (", a.str("dtype"), ", ", a.str("quant"), ") loaded in ", load_s,
+            " s; prompt ", prompt_len, " tokens, ", new_tokens, " new tokens forced, greedy");
+  for (const int64_t b : batches) {
+    std::vector<std::vector<int64_t>> prompts(static_cast<size_t>(b));
+    for (auto& p : prompts)
+      for (int64_t i = 0; i < prompt_len; ++i) p.push_back(int64_t(rng() % uint64_t(std::min<int64_t>(vocab, 150000))));
+    GenerateOptions opt;
+    opt.sampling.greedy = true;
+    opt.max_new_tokens = new_tokens;
+    GenerateOptions warm = opt;
+    warm.max_new_tokens = 8;
+    generate(model, prompts, warm);
+    const double s = time_median(dev, 0, int(a.i64("reps")), [&] { generate(model, prompts, opt); });
+    const double tps = double(b * new_tokens) / s;
+    std::printf("{\"impl\": \"r1dist\", \"model\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
+                "\"new_tokens\": %lld, \"seconds\": %.4f, \"tokens_per_s\": %.2f, \"peak_mem_gb\": %.2f}\n",
+                model_dir.c_str(), (long long)b, (long long)prompt_len, (long long)new_tokens, s, tps,
+                peak_memory_gb(dev));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int cmd_bench(int argc, char** argv) {
-  Args a("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint.");
-  a.option_str("kind", "what to measure: nf4, data, checkpoint")
+  Args a("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate.");
+  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate")
+      .option_str("model", "generate: model directory")
+      .option_str("batch", "generate: batch sizes, comma-separated", "1,16")
+      .option_int("prompt-len", "generate: prompt tokens", 128)
+      .option_int("new-tokens", "generate: new tokens per prompt (forced: no EOS)", 256)
+      .option_str("dtype", "generate: compute dtype", "bf16")
+      .option_str("quant", "generate: base weights nf4 or none", "none")
+      .option_int("reps", "generate: timed runs (the median is printed)", 3)
       .option_str("preset", "model shape", "r1-distill-qwen-14b")
       .option_str("device", "auto, cpu, cuda", "auto")
       .option_int("layers", "layers to quantise (0 = all)", 0)
@@ -229,7 +285,8 @@ int cmd_bench(int argc, char** argv) {
   if (kind == "nf4") return bench_nf4(a);
   if (kind == "data") return bench_data(a);
   if (kind == "checkpoint") return bench_checkpoint(a);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint)");
+  if (kind == "generate") return bench_generate(a);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate)");
 }
 
 }  // namespace r1dist

@@ -206,6 +206,20 @@ const std::vector<Key>& keys() {
        at_least(0)},
       {"eval.kl_rows", R1_REF(eval.kl_rows), "Eval rows used for the KL check.",
        at_least(1)},
+      {"eval.suite", R1_REF(eval.suite), "At the end, the full evaluation (r1dist eval) into metrics.h5 /eval."},
+      {"eval.prompts", R1_REF(eval.prompts), "Prompts generated from by the full evaluation.",
+       {}, nullptr, kNonEmpty},
+      {"eval.max_new_tokens", R1_REF(eval.max_new_tokens), "Token limit of each generation.",
+       closed(1, 131072), nullptr, 0, "max_new_tokens"},
+      {"eval.prompt_format", R1_REF(eval.prompt_format), "template = data.template's prompt; chat = R1 chat template.",
+       {}, "template|chat"},
+      {"eval.temperature", R1_REF(eval.temperature), "Sampling temperature; 0 = greedy (deterministic).",
+       at_least(0)},
+      {"eval.top_p", R1_REF(eval.top_p), "Nucleus sampling mass when temperature > 0.",
+       above_to_one(0)},
+      {"eval.mcq_path", R1_REF(eval.mcq_path), "Rows with options + answer_idx; empty = data.path."},
+      {"eval.mcq_rows", R1_REF(eval.mcq_rows), "Multiple-choice rows scored; 0 = all.",
+       at_least(0)},
       {"dist.backend", R1_REF(dist.backend), "auto = nccl on CUDA, else mpi.",
        {}, nullptr},
       {"dist.timeout_s", R1_REF(dist.timeout_s), "Seconds a collective may wait before abort.",
@@ -682,6 +696,20 @@ std::vector<ConfigKeyDoc> config_key_docs() {
     out.push_back({k.name, type_name(ref_of(k, defaults)), doc, render(ref_of(k, defaults))});
   }
   return out;
+}
+
+}  // namespace r1dist
+
+namespace r1dist {
+
+std::vector<std::string> EvalConfig::default_eval_prompts() {
+  return {
+      "28岁程序员，常年熬夜，头晕目眩，恶心",  // the seed experiment's standard prompt
+      "65岁男性，突发胸骨后压榨样疼痛30分钟，伴大汗。最可能的诊断是什么？应立即做哪些检查？",
+      "A 30-year-old woman has fatigue, pale skin and brittle nails. What is the most likely cause, and how "
+      "would you confirm it?",
+      "What are the first steps in managing an adult with suspected sepsis in the emergency department?",
+  };
 }
 
 }  // namespace r1dist

@@ -248,7 +248,7 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   if (cfg.path.empty()) throw UsageError("data.path is empty\nHINT: set data.path to a JSON or JSONL file of rows");
   const auto t0 = std::chrono::steady_clock::now();
   const PromptTemplate tpl =
-      PromptTemplate::parse(cfg.template_text.empty() ? PromptTemplate::default_text() : cfg.template_text);
+      PromptTemplate::configured(cfg.template_text);
   const std::string bytes = data::read_file(cfg.path);
   const std::string fp = fingerprint(cfg, tok, tpl.text, seed, bytes);
   if (!cache_dir.empty()) {

@@ -197,6 +197,32 @@ class RowParser {
     const size_t total = r.question.size() + r.cot.size() + r.response.size();
     if (total > kMaxRowBytes)
       return "row too long: " + std::to_string(total) + " bytes of text > 1 MiB limit";
+    return extract_mcq(j, r);
+  }
+
+  // "options" + "answer_idx" -> r.mcq; a row with neither has no MCQ item.
+  static std::string extract_mcq(const json& j, Row& r) {
+    const auto opts = j.find("options"), ans = j.find("answer_idx");
+    if (opts == j.end() && ans == j.end()) return "";
+    if (opts == j.end() || ans == j.end())
+      return std::string("field \"") + (opts == j.end() ? "options" : "answer_idx") +
+             "\" is missing (a multiple-choice row needs both options and answer_idx)";
+    if (!opts->is_object() || opts->empty()) return "field \"options\" must be a non-empty object letter -> text";
+    if (!ans->is_string()) return "field \"answer_idx\" must be a string (one of the option letters)";
+    MultipleChoice m;
+    for (const auto& [letter, text] : opts->items()) {  // nlohmann orders object keys
+      if (!text.is_string() || text.get_ref<const std::string&>().empty())
+        return "option \"" + letter + "\" must be a non-empty string";
+      if (letter == ans->get_ref<const std::string&>()) m.answer = m.options.size();
+      m.options.emplace_back(letter, text.get<std::string>());
+    }
+    if (!opts->contains(ans->get_ref<const std::string&>()))
+      return "answer_idx \"" + ans->get<std::string>() + "\" is not one of the option letters";
+    const auto stem = j.find("question");
+    m.stem = stem != j.end() && stem->is_string() && !stem->get_ref<const std::string&>().empty()
+                 ? stem->get<std::string>()
+                 : r.question;
+    r.mcq = std::move(m);
     return "";
   }
 

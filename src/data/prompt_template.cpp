@@ -148,4 +148,8 @@ std::string PromptTemplate::render_prompt(const std::string& question) const {
   return render_parts(row).prompt;
 }
 
+std::string chat_prompt(const std::string& user_text) {
+  return "<\uFF5CUser\uFF5C>" + user_text + "<\uFF5CAssistant\uFF5C><think>\n";
+}
+
 }  // namespace r1dist

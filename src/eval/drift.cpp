@@ -21,9 +21,9 @@ SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& r
   return out;
 }
 
-SumCount kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk) {
+DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk) {
   at::NoGradGuard no_grad;
-  SumCount out;
+  DriftSums out;
   for (const Example* ex : rows) {
     const int64_t t = static_cast<int64_t>(ex->ids.size());
     if (t < 2) continue;
@@ -39,8 +39,9 @@ SumCount kl_drift(const Qwen2Model& model, const std::vector<const Example*>& ro
       const int64_t n = std::min(chunk, t - 1 - s);
       const auto lp_b = at::log_softmax(model.lm_head(h_base.narrow(1, s, n)).to(at::kFloat), -1);
       const auto lp_t = at::log_softmax(model.lm_head(h_tuned.narrow(1, s, n)).to(at::kFloat), -1);
-      out.sum += (lp_b.exp() * (lp_b - lp_t)).sum().item<double>();
-      out.count += n;
+      out.kl.sum += (lp_b.exp() * (lp_b - lp_t)).sum().item<double>();
+      out.kl.count += n;
+      out.agree += lp_b.argmax(-1).eq(lp_t.argmax(-1)).sum().item<int64_t>();
     }
   }
   return out;

@@ -18,7 +18,7 @@ EvalRecord evaluate_held_out(const Qwen2Model& model, const std::vector<Example>
     if (int64_t(i) < kl_rows) kl_mine.push_back(&rows[i]);
   }
   const auto loss = eval_loss(model, mine, s.micro_batch, s.pad_id);
-  const auto kl = kl_drift(model, kl_mine);
+  const auto kl = kl_drift(model, kl_mine).kl;
   auto sums = at::tensor(std::vector<double>{loss.sum, double(loss.count), kl.sum, double(kl.count)}, at::kDouble)
                   .to(model.device());
   comm.allreduce_sum(sums);

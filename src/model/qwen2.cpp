@@ -82,16 +82,21 @@ at::Tensor Qwen2Model::rms_norm(const at::Tensor& x, const at::Tensor& w) const 
   return w * y.to(x.scalar_type());
 }
 
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, const at::Tensor& positions,
+                                              at::ScalarType dtype) {
+  auto longs = at::TensorOptions().dtype(at::kLong).device(positions.device());
+  auto exponents = at::arange(0, head_dim, 2, longs).to(at::kFloat) / double(head_dim);
+  auto inv_freq = 1.0 / at::pow(theta, exponents);                          // (D/2)
+  auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;            // (..., T, D/2)
+  auto emb = at::cat({freqs, freqs}, -1);                                    // (..., T, D)
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
 std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, int64_t offset,
                                               int64_t length, at::ScalarType dtype,
                                               at::Device device) {
-  auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  auto exponents = at::arange(0, head_dim, 2, f32.dtype(at::kLong)).to(at::kFloat) / double(head_dim);
-  auto inv_freq = 1.0 / at::pow(theta, exponents);                          // (D/2)
-  auto pos = at::arange(offset, offset + length, f32.dtype(at::kLong)).to(at::kFloat);
-  auto freqs = at::outer(pos, inv_freq);                                     // (T, D/2)
-  auto emb = at::cat({freqs, freqs}, -1);                                    // (T, D)
-  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+  auto pos = at::arange(offset, offset + length, at::TensorOptions().dtype(at::kLong).device(device));
+  return rope_tables(head_dim, theta, pos, dtype);
 }
 
 namespace {
@@ -111,7 +116,8 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
 }  // namespace
 
 at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
-                                 const at::Tensor& sin, KVCache* cache, int layer) const {
+                                 const at::Tensor& sin, KVCache* cache, int layer,
+                                 const at::Tensor& allowed) const {
   const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
@@ -119,7 +125,19 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const
   auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
-  if (cache) {
+  if (cache && cache->capacity > 0) {
+    const int64_t end = cache->length + t;
+    check(end <= cache->capacity, "KVCache: " + std::to_string(end) + " positions exceed its capacity of " +
+                                      std::to_string(cache->capacity));
+    if (!cache->k[layer].defined()) {
+      cache->k[layer] = at::empty({b, nkv, cache->capacity, d}, k.options());
+      cache->v[layer] = at::empty({b, nkv, cache->capacity, d}, v.options());
+    }
+    cache->k[layer].narrow(2, cache->length, t).copy_(k);
+    cache->v[layer].narrow(2, cache->length, t).copy_(v);
+    k = cache->k[layer].narrow(2, 0, end);
+    v = cache->v[layer].narrow(2, 0, end);
+  } else if (cache) {
     if (cache->k[layer].defined()) {
       k = at::cat({cache->k[layer], k}, 2);
       v = at::cat({cache->v[layer], v}, 2);
@@ -128,8 +146,10 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const
     cache->v[layer] = v;
   }
   const int64_t rep = nh / nkv;
-  auto out = compat::causal_attention(q, repeat_kv(k, rep), repeat_kv(v, rep),
-                                      1.0 / std::sqrt(double(d)));   // (B, nh, T, D)
+  const double scale = 1.0 / std::sqrt(double(d));
+  auto out = allowed.defined()
+                 ? compat::masked_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), allowed, scale)
+                 : compat::causal_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), scale);  // (B, nh, T, D)
   return l.o.forward(out.transpose(1, 2).reshape({b, t, nh * d}));
 }
 
@@ -137,7 +157,7 @@ at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& x) const {
   return l.down.forward(at::silu(l.gate.forward(x)) * l.up.forward(x));
 }
 
-at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache) const {
+at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, const at::Tensor& left_pad) const {
   check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq), got " + std::to_string(ids.dim()) +
                             " dims");
   const int64_t offset = cache ? cache->length : 0;
@@ -145,12 +165,31 @@ at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache) cons
   if (cache && cache->k.empty()) {
     cache->k.resize(cfg_.num_hidden_layers);
     cache->v.resize(cfg_.num_hidden_layers);
+    if (left_pad.defined()) cache->left_pad = left_pad.to(device_, at::kLong);
   }
-  auto [cos, sin] = rope_tables(cfg_.head_dim, cfg_.rope_theta, offset, t, dtype_, device_);
+  const at::Tensor pad = cache ? cache->left_pad : left_pad;
+  at::Tensor cos, sin, allowed;
+  if (pad.defined()) {
+    check(pad.dim() == 1 && pad.size(0) == ids.size(0), "Qwen2Model: left_pad must be (batch)");
+    auto longs = at::TensorOptions().dtype(at::kLong).device(device_);
+    auto pad_b = pad.to(device_, at::kLong).view({-1, 1});                     // (B, 1)
+    auto cols = at::arange(offset, offset + t, longs).view({1, -1});           // (1, T)
+    std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, (cols - pad_b).clamp_min(0), dtype_);
+    cos = cos.unsqueeze(1);                                                    // (B, 1, T, D)
+    sin = sin.unsqueeze(1);
+    // Query column i sees key column j <= i that is not a pad; a pad query sees itself only
+    // (so that no softmax row is empty).
+    auto q_col = cols.view({1, t, 1});
+    auto k_col = at::arange(0, offset + t, longs).view({1, 1, -1});
+    allowed = (k_col <= q_col).logical_and((k_col >= pad_b.view({-1, 1, 1})).logical_or(k_col == q_col));
+    allowed = allowed.unsqueeze(1);                                            // (B, 1, T, T_k)
+  } else {
+    std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, offset, t, dtype_, device_);
+  }
   auto h = at::embedding(embed_, ids.to(device_, at::kLong));
   for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
     const auto& l = layers_[i];
-    h = h + attention(l, rms_norm(h, l.input_norm), cos, sin, cache, i);
+    h = h + attention(l, rms_norm(h, l.input_norm), cos, sin, cache, i, allowed);
     h = h + mlp(l, rms_norm(h, l.post_norm));
   }
   if (cache) cache->length += t;

@@ -20,6 +20,11 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   j["model_hash"] = id.model_hash;
   j["world_size"] = world;
   j["global_batch"] = id.global_batch;
+  j["lr"] = cfg.train.lr;
+  j["steps"] = cfg.train.steps;
+  j["lora_r"] = cfg.lora.r;
+  j["lora_alpha"] = cfg.lora.alpha;
+  j["quant"] = to_string(cfg.quant.mode);
   j["data_path"] = cfg.data.path;
   j["dataset_fingerprint"] = data.fingerprint;
   j["rows_in_file"] = data.load.rows_in_file;

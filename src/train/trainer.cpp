@@ -23,6 +23,8 @@
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
 #include "r1dist/eval/held_out.h"
+#include "r1dist/eval/suite.h"
+#include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/log/log.h"
@@ -61,6 +63,22 @@ at::Device prepare_device(const Config& cfg, const ProcessGroup& pg) {
     at::set_num_threads(std::max(1, hw / std::max(1, pg.local_world)));
   }
   return device;
+}
+
+// eval.suite: the full evaluation of the finished run on rank 0, into metrics.h5 /eval (the
+// metrics writer is closed by then). Base versions (train.steps = 0) measure no drift.
+void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenizer& tok, const Dataset& data) {
+  if (!cfg.eval.suite || dist_group().rank != 0) return;
+  const auto t0 = Clock::now();
+  auto in = suite_inputs(cfg, data);
+  in.drift = cfg.train.steps > 0;
+  auto s = run_eval_suite(model, tok, PromptTemplate::configured(cfg.data.template_text), in,
+                          [](const std::string& line) { log::info("final evaluation: ", line); });
+  s.model = cfg.model.path;
+  s.adapter = cfg.train.steps > 0 ? cfg.output.dir + "/adapter" : "";
+  s.data = cfg.data.path;
+  write_eval_group(cfg.output.dir + "/metrics.h5", s);
+  log::info("final evaluation in ", cfg.output.dir, "/metrics.h5 (/eval) after ", seconds_since(t0), " s");
 }
 
 // Rank 0 tokenizes and fills the cache; the others then read it.
@@ -166,8 +184,12 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
                               "HINT: set data.eval_rows or data.eval_fraction");
     const auto ev = evaluate_held_out(model, data.eval, held_out, *comm, 0);
     log::info("evaluation only (train.steps = 0): held-out loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
-    if (pg.rank == 0) open_run_metrics(cfg, data, 0, pg.world)->append(ev);
+    if (pg.rank == 0) {
+      open_run_metrics(cfg, data, 0, pg.world)->append(ev);
+      write_run_json(cfg, opt.config_path, id, data, pg.world);
+    }
     dist_barrier();
+    final_evaluation(cfg, model, tok, data);
     res.seconds = seconds_since(t_start);
     return res;
   }
@@ -256,6 +278,8 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   // Export.
   if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model);
   dist_barrier();
+  metrics.reset();
+  if (state.step >= cfg.train.steps) final_evaluation(cfg, model, tok, data);
   res.steps_done = state.step;
   res.last_checkpoint = state.last_path;
   res.best_checkpoint = state.best_path;

@@ -112,7 +112,7 @@ done
 report=$R1DIST_RUNS/report.md
 [ -f "$report" ] || fail "no report"
 for v in v1 v2 v3 v4 v5 v6 v7 v8; do
-  grep -q "^## $v" "$report" || fail "the report lacks $v"
+  grep -q "^| $v " "$report" || fail "the report lacks a row for $v"
   [ "$report" -nt "$R1DIST_RUNS/$v/metrics.h5" ] || fail "the report is older than $v's metrics"
 done
 say "sweep: eight versions, metrics readable by h5dump, checkpoints + adapters, report after all"

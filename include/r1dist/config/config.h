@@ -98,6 +98,17 @@ struct EvalConfig {
   int64_t every_steps = 0;  // 0 = only at the end
   double max_kl = 0.0;      // 0 = off
   int64_t kl_rows = 8;
+  // The full evaluation (r1dist eval) at the end of a run, into output.dir/metrics.h5 /eval.
+  bool suite = false;
+  std::vector<std::string> prompts = default_eval_prompts();
+  int64_t max_new_tokens = 256;
+  std::string prompt_format = "template";  // template (data.template's prompt) | chat (SPEC §3)
+  double temperature = 0.0;                // 0 = greedy
+  double top_p = 0.95;
+  std::string mcq_path;                    // rows with options/answer_idx; "" = data.path
+  int64_t mcq_rows = 0;                    // 0 = every MCQ row of the file
+  // The seed experiment's prompt first, then a few medical questions of our own.
+  static std::vector<std::string> default_eval_prompts();
 };
 
 struct DistConfig {

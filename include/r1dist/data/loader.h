@@ -3,6 +3,7 @@
 // (prompt_template.h) -> build_dataset (dataset.h) -> BatchPlan + collate (batch_plan.h).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,9 +17,19 @@ struct DataError : Error {
   using Error::Error;
 };
 
+// A multiple-choice item carried by a row (the real rows in shared/data do): fields
+// "options" (an object letter -> text) and "answer_idx" (one of its letters); the stem is the
+// row's "question" field when present (the MCQ form), else the configured question field.
+struct MultipleChoice {
+  std::string stem;
+  std::vector<std::pair<std::string, std::string>> options;  // (letter, text), by letter
+  size_t answer = 0;                                         // index into options
+};
+
 struct Row {
   int64_t index = 0;  // position in the file (0-based), the id recorded in run metadata
   std::string question, cot, response;
+  std::optional<MultipleChoice> mcq;  // rows with "options" and "answer_idx"
 };
 
 struct LoadReport {

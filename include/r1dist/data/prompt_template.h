@@ -14,6 +14,8 @@ struct PromptTemplate {
   static const std::string& default_text();
   // Throws UsageError on an unknown placeholder or a template without {question}.
   static PromptTemplate parse(const std::string& text);
+  // data.template as configured: the text, or the built-in template when it is empty.
+  static PromptTemplate configured(const std::string& text) { return parse(text.empty() ? default_text() : text); }
   std::string render(const Row& row) const;  // full training text (without BOS/EOS)
   std::string render_prompt(const std::string& question) const;  // inference form
   // render() split at the prompt/response boundary: prompt + response == render(row), and
@@ -23,5 +25,10 @@ struct PromptTemplate {
   };
   Parts render_parts(const Row& row) const;
 };
+
+// The DeepSeek-R1-Distill chat template (shared/SPEC.md §3) for one user turn, without the
+// BOS that the tokenizer's post-processor adds: "<｜User｜>" + text + "<｜Assistant｜>", then
+// "<think>\n" as the newer template revisions do.
+std::string chat_prompt(const std::string& user_text);
 
 }  // namespace r1dist

@@ -20,9 +20,14 @@ struct SumCount {
 SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t micro_batch,
                    int32_t pad_id);
 
-// Summed KL(base || tuned) over every next-token position of `rows` (one row at a time,
-// the vocabulary projection in chunks of `chunk` positions to bound memory). The model's
-// adapters are switched off for the base pass and back on afterwards.
-SumCount kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk = 512);
+struct DriftSums {
+  SumCount kl;         // summed KL(base || tuned) over next-token positions
+  int64_t agree = 0;   // positions where base and tuned have the same argmax
+};
+
+// KL(base || tuned) and top-1 agreement over every next-token position of `rows` (one row
+// at a time, the vocabulary projection in chunks of `chunk` positions to bound memory). The
+// model's adapters are switched off for the base pass and back on afterwards.
+DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk = 512);
 
 }  // namespace r1dist

@@ -28,9 +28,13 @@ struct LoadOptions {
 };
 
 // Keys and values of earlier positions, per layer: (B, n_kv, T_past, head_dim).
+// With capacity > 0 each layer's keys and values live in one buffer of that many positions,
+// written in place (no copy of the past per step); otherwise they grow by concatenation.
 struct KVCache {
-  std::vector<at::Tensor> k, v;
+  std::vector<at::Tensor> k, v;  // (B, n_kv, capacity or length, head_dim)
   int64_t length = 0;
+  int64_t capacity = 0;
+  at::Tensor left_pad;  // (B) int64 from the first call's left_pad; undefined = no padding
 };
 
 class Qwen2Model {
@@ -58,11 +62,16 @@ class Qwen2Model {
 
   // (B, T) int64 ids -> (B, T, hidden) final-normed hidden states. With a cache, positions
   // continue from cache->length and the new keys/values are appended.
-  at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr) const;
+  // Left padding (batched prompts of different lengths): left_pad (B) int64 counts the pad
+  // tokens at the start of each row; row b's token at column j then has position j - pad_b
+  // and no token attends to a pad (as HF with an attention mask). A cache keeps the first
+  // call's left_pad for the calls that follow.
+  at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr,
+                           const at::Tensor& left_pad = {}) const;
   // (..., hidden) -> (..., vocab) logits in the compute dtype.
   at::Tensor lm_head(const at::Tensor& hidden) const;
-  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr) const {
-    return lm_head(hidden_states(ids, cache));
+  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, const at::Tensor& left_pad = {}) const {
+    return lm_head(hidden_states(ids, cache, left_pad));
   }
   // Training form of hidden_states (no cache). checkpoint = true keeps only each layer's
   // input during the forward and recomputes the layer in the backward (per-layer
@@ -78,8 +87,10 @@ class Qwen2Model {
  private:
   Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
+  // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
   at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
-                       const at::Tensor& sin, KVCache* cache, int layer) const;
+                       const at::Tensor& sin, KVCache* cache, int layer,
+                       const at::Tensor& allowed = {}) const;
   at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& x) const;
 
   Qwen2Config cfg_;
@@ -97,6 +108,9 @@ class Qwen2Model {
 std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, int64_t offset,
                                               int64_t length, at::ScalarType dtype,
                                               at::Device device);
+// The same for any int64 positions tensor (..., T): tables of shape (..., T, head_dim).
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, const at::Tensor& positions,
+                                              at::ScalarType dtype);
 
 // Sum of token NLLs (scalar fp32, differentiable) over shifted positions whose label is not
 // -100. No host sync: the caller knows the count (Collated::loss_tokens).

@@ -32,6 +32,20 @@ inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, con
   return at::matmul(probs, v);
 }
 
+// Attention with an explicit mask: allowed (B or 1, 1, Tq, Tk) bool, true = may attend.
+// Every query row must allow at least one key.
+inline at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                   const at::Tensor& allowed, double scale) {
+#if R1DIST_HAS_SDPA
+  return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, scale);
+#else
+  auto scores = at::matmul(q, k.transpose(2, 3)) * scale;
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs, v);
+#endif
+}
+
 // Waits for all work queued on `d` (no-op on the CPU): for host-clock timing.
 inline void synchronize(const at::Device& d) {
 #ifdef R1DIST_WITH_CUDA

@@ -1,0 +1,54 @@
+// The full evaluation of one model (a base, or a base with its adapter) on a data file of
+// the training format: held-out loss and perplexity, drift from the base (KL and top-1
+// agreement, adapters switched off for the base pass), multiple-choice accuracy on the rows
+// that carry options, and generations for a prompt list with their repetition measures.
+// Used by `r1dist eval` and by a run's end (eval.suite = true).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "r1dist/config/config.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/data/loader.h"
+#include "r1dist/data/prompt_template.h"
+#include "r1dist/eval/generate.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/quality/eval_summary.h"
+#include "r1dist/tokenizer/tokenizer.h"
+
+namespace r1dist {
+
+struct SuiteInputs {
+  std::vector<const Example*> held_out;  // loss, and drift when the model has adapters
+  bool drift = true;                     // measure drift when the model has adapters
+  int64_t kl_rows = 8;                   // the first kl_rows held-out rows measure drift
+  int64_t micro_batch = 1;
+  std::vector<MultipleChoice> mcq;
+  std::vector<std::string> prompts;
+  std::string prompt_format = "template";  // template | chat
+  GenerateOptions generation;              // stop_ids and pad_id are filled from the tokenizer
+};
+
+// The suite's inputs from a run config: the held-out rows of `data`, the MCQ rows of
+// eval.mcq_path (or data.path; none when the file has no such rows), eval.prompts and the
+// generation settings of [eval].
+SuiteInputs suite_inputs(const Config& cfg, const Dataset& data);
+
+// Token ids of a prompt in the given format (BOS first).
+std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& format,
+                                   const std::string& text);
+
+// Runs everything; `progress` (may be empty) gets one line per stage.
+EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
+                           const SuiteInputs& in, const std::function<void(const std::string&)>& progress = {});
+
+// Generated ids as text. A model's vocabulary is often padded beyond its tokenizer's (Qwen2:
+// 151,936 rows for 151,665 tokens); an id without a token (which a random or damaged model
+// can emit) appears as "[id N]" instead of failing the decode.
+std::string decode_generated(const Tokenizer& tok, const std::vector<int64_t>& ids);
+
+// The generated tokens measured: text, reasoning closed, answer length, repetition.
+GenerationResult describe_generation(const Tokenizer& tok, const std::string& prompt, const Generation& g);
+
+}  // namespace r1dist

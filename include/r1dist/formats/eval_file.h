@@ -1,0 +1,19 @@
+// The /eval group of an HDF5 file (docs/CHECKPOINT_FORMAT.md): one EvalSummary, numbers
+// as attributes of /eval and /eval/generations/<i>, texts as string datasets, so h5dump
+// shows everything. Written into a run's metrics.h5 (or any file) by replacing the whole
+// file atomically: the file is copied, /eval replaced in the copy, the copy renamed over
+// the original, so a crash leaves the old file or the new one, never a mix.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "r1dist/quality/eval_summary.h"
+
+namespace r1dist {
+
+// Creates `path` when absent; otherwise keeps everything in it except a previous /eval.
+void write_eval_group(const std::string& path, const EvalSummary& s);
+// The /eval group of `path`; nullopt when the file has none. Throws Error on a damaged one.
+std::optional<EvalSummary> read_eval_group(const std::string& path);
+
+}  // namespace r1dist

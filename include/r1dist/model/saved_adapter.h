@@ -1,0 +1,29 @@
+// Adapters saved on disk, put to use: attached to a loaded base model for evaluation and
+// generation, or merged into the base weights and written as a plain HF model directory.
+// Two sources: a PEFT directory (adapter_config.json + adapter_model.safetensors, from
+// r1dist or any PEFT trainer) and an r1dist checkpoint (.h5: its config gives r, alpha and
+// the targets).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "r1dist/model/qwen2.h"
+
+namespace r1dist {
+
+// Attaches the adapter at `path` to a model without adapters. Returns a one-line
+// description ("PEFT adapter DIR (r 16, alpha 16, 7 targets)"). Throws UsageError naming the
+// path on a missing or unreadable adapter, and Error on one that does not fit the model.
+std::string attach_saved_adapter(Qwen2Model& model, const std::string& path);
+
+// Writes `model` with every adapter folded into its base weight (W + scaling * B A, in fp32,
+// then cast to `dtype`) as an HF model directory: config.json (dtype updated), safetensors
+// sharded above max_shard_bytes, and the tokenizer and generation files of `base_dir`.
+// Returns the files written.
+std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string& base_dir, const std::string& out_dir,
+                                           at::ScalarType dtype, uint64_t max_shard_bytes = 5ull << 30);
+
+}  // namespace r1dist

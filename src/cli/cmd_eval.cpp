@@ -1,0 +1,104 @@
+// r1dist eval: the full evaluation of a model (and its adapter) on a data file of the
+// training format; a table on stdout (or JSON), and the /eval group of an HDF5 file.
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/model_flags.h"
+#include "cli/result_json.h"
+#include "r1dist/base/error.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/eval/suite.h"
+#include "r1dist/formats/eval_file.h"
+#include "r1dist/log/log.h"
+#include "r1dist/tokenizer/tokenizer.h"
+
+namespace r1dist {
+
+namespace {
+
+void print_table(const EvalSummary& s) {
+  std::printf("%-26s %s\n", "model", s.model.c_str());
+  std::printf("%-26s %s\n", "adapter", s.adapter.empty() ? "none (the base model)" : s.adapter.c_str());
+  std::printf("%-26s %.6f over %lld tokens of %lld rows\n", "held-out loss", s.loss, (long long)s.loss_tokens,
+              (long long)s.rows);
+  std::printf("%-26s %.4f\n", "perplexity", s.perplexity);
+  if (s.has_drift) {
+    std::printf("%-26s %.6g per token\n", "KL(base || tuned)", s.kl);
+    std::printf("%-26s %.4f over %lld positions\n", "top-1 agreement with base", s.top1_agreement,
+                (long long)s.drift_tokens);
+  }
+  if (s.has_mcq)
+    std::printf("%-26s %.4f (%lld of %lld; 95%% CI %.3f-%.3f)\n", "multiple-choice accuracy", s.mcq.value,
+                (long long)s.mcq.correct, (long long)s.mcq.total, s.mcq.low, s.mcq.high);
+  else
+    std::printf("%-26s no rows with options/answer_idx\n", "multiple-choice accuracy");
+  for (size_t i = 0; i < s.generations.size(); ++i) {
+    const auto& g = s.generations[i];
+    std::printf(
+        "generation %zu: %lld tokens%s, </think> %s, answer %lld tokens, repeated 4-grams %.3f, longest "
+        "repeat %lld, distinct-2 %.3f%s\n",
+        i, (long long)g.tokens, g.stopped ? " (EOS)" : " (limit)", g.think_closed ? "yes" : "no",
+        (long long)g.answer_tokens, g.repetition.repeated_4gram_share, (long long)g.repetition.longest_repeat,
+        g.repetition.distinct_2, g.repetition.collapsed ? "  COLLAPSED" : "");
+  }
+  std::printf("%-26s %s\n", "collapsed", s.collapsed() ? "yes" : "no");
+}
+
+}  // namespace
+
+int cmd_eval(int argc, char** argv) {
+  Args a("r1dist eval",
+         "Evaluate a model, and its adapter when given, on a data file of the training format: held-out loss and "
+         "perplexity; drift from the base (KL, top-1 agreement); multiple-choice accuracy on rows with options and "
+         "answer_idx (each option scored by its mean token log-probability after the question; Wilson 95% "
+         "interval); generations for the [eval] prompts with repetition measures and a collapse flag. With --cfg "
+         "the run's own held-out rows are used and the results go into output.dir/metrics.h5 (/eval).");
+  declare_model_flags(a);
+  a.option_str("data", "data file (JSON/JSONL rows of the training format; overrides data.path)")
+      .option_int("rows", "without --cfg: held-out rows scored, drawn from --data", 50)
+      .option_str("out", "HDF5 file that receives the /eval group (with --cfg: output.dir/metrics.h5; none: skip)")
+      .flag("no-generate", "skip the generations")
+      .flag("json", "print the results as JSON instead of a table");
+  if (!a.parse(argc, argv)) return 0;
+  Config cfg = config_from_flags(a, QuantMode::none);
+  if (a.has("data")) cfg.data.path = a.str("data");
+  if (cfg.data.path.empty()) throw UsageError("eval: give --data FILE (or a --cfg with data.path)");
+  if (!a.has("cfg")) {
+    cfg.data.eval_fraction = 0;
+    cfg.data.eval_rows = a.i64("rows");
+    cfg.data.overlong = OverlongPolicy::truncate;
+  }
+  if (a.has("no-generate")) cfg.eval.prompts.clear();
+  const auto tok = Tokenizer::load(cfg.model.path);
+  const auto tmpl = PromptTemplate::configured(cfg.data.template_text);
+  Dataset data;
+  try {
+    data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), a.has("cfg") ? cfg.output.dir + "/cache" : "");
+  } catch (const UsageError& e) {
+    if (a.has("cfg")) throw;
+    throw UsageError(std::string(e.what()) + "\nHINT: with --data, --rows sets how many rows are scored");
+  }
+  auto lm = load_model_from_flags(a, cfg);
+  auto in = suite_inputs(cfg, data);
+  in.drift = !lm.adapter.empty();
+  auto s = run_eval_suite(lm.model, tok, tmpl, in, [](const std::string& line) { log::info("eval: ", line); });
+  s.model = cfg.model.path;
+  s.adapter = lm.adapter;
+  s.data = cfg.data.path;
+  const std::string out = a.has("out") ? a.str("out") : a.has("cfg") ? cfg.output.dir + "/metrics.h5" : "none";
+  if (out != "none") {
+    write_eval_group(out, s);
+    log::info("eval: results in ", out, " (/eval; h5dump -g /eval ", out, ")");
+  }
+  if (a.has("json"))
+    std::cout << eval_summary_json(s).dump(1) << "\n";
+  else
+    print_table(s);
+  return 0;
+}
+
+}  // namespace r1dist

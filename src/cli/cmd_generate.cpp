@@ -1,0 +1,126 @@
+// r1dist generate: text from a base model, a base plus an adapter, or a merged model.
+#include <ATen/ATen.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/model_flags.h"
+#include "cli/result_json.h"
+#include "r1dist/base/error.h"
+#include "r1dist/data/prompt_template.h"
+#include "r1dist/eval/generate.h"
+#include "r1dist/eval/suite.h"
+#include "r1dist/log/log.h"
+#include "r1dist/tokenizer/tokenizer.h"
+
+namespace r1dist {
+
+namespace {
+
+std::vector<std::string> read_prompt_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw UsageError("generate: cannot open --prompts file " + path);
+  std::vector<std::string> out;
+  std::string line;
+  for (int n = 1; std::getline(f, line); ++n) {
+    if (line.empty()) continue;
+    try {
+      auto j = nlohmann::json::parse(line);
+      if (!j.is_string()) throw UsageError(path + ":" + std::to_string(n) + ": a line must be a JSON string");
+      out.push_back(j.get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      throw UsageError(path + ":" + std::to_string(n) + ": not a JSON string: " + e.what());
+    }
+  }
+  if (out.empty()) throw UsageError("generate: " + path + " holds no prompts");
+  return out;
+}
+
+// Prints the new text of one streamed row as it grows: decodes everything so far and
+// writes what was not written yet, holding back an incomplete UTF-8 character.
+struct Streamer {
+  const Tokenizer& tok;
+  std::vector<int64_t> ids;
+  size_t written = 0;
+  void add(int64_t id) {
+    ids.push_back(id);
+    const auto text = decode_generated(tok, ids);
+    if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;  // U+FFFD: wait
+    if (text.size() > written) {
+      std::cout << text.substr(written) << std::flush;
+      written = text.size();
+    }
+  }
+};
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  Args a("r1dist generate",
+         "Generate from a model, with the KV cache: greedy or sampled (defaults from the R1-distill generation "
+         "config: temperature 0.6, top-p 0.95), stopping at EOS or --max-new-tokens. One prompt streams to the "
+         "terminal; several are generated as one batch.");
+  declare_model_flags(a);
+  a.option_list("prompt", "a prompt (repeatable)")
+      .option_str("prompts", "a file of prompts, one JSON string per line")
+      .option_str("format", "prompt format: chat (the R1 chat template) or template (the config's data template)",
+                  "chat")
+      .option_int("max-new-tokens", "token limit per prompt", 512)
+      .flag("greedy", "argmax decoding (deterministic)")
+      .option_real("temperature", "sampling temperature", 0.6)
+      .option_real("top-p", "nucleus sampling mass (1 = off)", 0.95)
+      .option_int("top-k", "keep the k most likely tokens (0 = off)", 0)
+      .option_real("repetition-penalty", "> 1 discourages repeated tokens (1 = off)", 1.0)
+      .option_uint("seed", "sampling seed", 0)
+      .flag("json", "print one JSON object per prompt instead of the text");
+  if (!a.parse(argc, argv)) return 0;
+  auto prompts = a.list("prompt");
+  if (a.has("prompts")) {
+    const auto more = read_prompt_file(a.str("prompts"));
+    prompts.insert(prompts.end(), more.begin(), more.end());
+  }
+  if (prompts.empty()) throw UsageError("generate: give --prompt TEXT or --prompts FILE");
+  const Config cfg = config_from_flags(a, QuantMode::none);
+  const auto tok = Tokenizer::load(cfg.model.path);
+  const auto tmpl = PromptTemplate::configured(cfg.data.template_text);
+  auto lm = load_model_from_flags(a, cfg);
+
+  GenerateOptions opt;
+  opt.max_new_tokens = a.i64("max-new-tokens");
+  opt.sampling.greedy = a.has("greedy");
+  opt.sampling.temperature = a.real("temperature");
+  opt.sampling.top_p = a.real("top-p");
+  opt.sampling.top_k = a.i64("top-k");
+  opt.sampling.repetition_penalty = a.real("repetition-penalty");
+  opt.sampling.seed = a.u64("seed");
+  if (auto eos = tok.eos_id()) {
+    opt.stop_ids = {*eos};
+    opt.pad_id = *eos;
+  }
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& p : prompts) ids.push_back(encode_prompt(tok, tmpl, a.str("format"), p));
+  const bool json = a.has("json");
+  const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);
+  Streamer streamer{tok, {}, 0};
+  if (stream) opt.on_token = [&](int64_t, int64_t id) { streamer.add(id); };
+  const auto gens = generate(lm.model, ids, opt);
+  for (size_t i = 0; i < gens.size(); ++i) {
+    const auto r = describe_generation(tok, prompts[i], gens[i]);
+    if (json) {
+      const auto j = generation_json(r);
+      std::cout << j.dump() << "\n";
+    } else if (stream) {
+      std::cout << "\n";
+    } else {
+      std::cout << (prompts.size() > 1 ? "### " + r.prompt + "\n" : "") << r.text << "\n";
+    }
+    log::info("generated ", r.tokens, " tokens", r.stopped ? " (EOS)" : " (token limit)",
+              r.repetition.collapsed ? "; COLLAPSED: repetitive output" : "");
+  }
+  return 0;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,39 @@
+#include "cli/result_json.h"
+
+namespace r1dist {
+
+nlohmann::json generation_json(const GenerationResult& g) {
+  return {{"prompt", g.prompt},
+          {"text", g.text},
+          {"tokens", g.tokens},
+          {"stopped_at_eos", g.stopped},
+          {"think_closed", g.think_closed},
+          {"answer_tokens", g.answer_tokens},
+          {"repeated_4gram_share", g.repetition.repeated_4gram_share},
+          {"longest_repeat", g.repetition.longest_repeat},
+          {"distinct_2", g.repetition.distinct_2},
+          {"collapsed", g.repetition.collapsed}};
+}
+
+nlohmann::json eval_summary_json(const EvalSummary& s) {
+  nlohmann::json gens = nlohmann::json::array();
+  for (const auto& g : s.generations) gens.push_back(generation_json(g));
+  nlohmann::json j = {{"model", s.model},
+                      {"adapter", s.adapter},
+                      {"data", s.data},
+                      {"rows", s.rows},
+                      {"loss", s.loss},
+                      {"perplexity", s.perplexity},
+                      {"loss_tokens", s.loss_tokens},
+                      {"collapsed", s.collapsed()},
+                      {"generations", gens}};
+  if (s.has_drift) j["drift"] = {{"kl", s.kl}, {"top1_agreement", s.top1_agreement}, {"positions", s.drift_tokens}};
+  if (s.has_mcq)
+    j["mcq"] = {{"correct", s.mcq.correct},
+                {"total", s.mcq.total},
+                {"accuracy", s.mcq.value},
+                {"ci95", {s.mcq.low, s.mcq.high}}};
+  return j;
+}
+
+}  // namespace r1dist

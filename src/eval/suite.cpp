@@ -1,0 +1,145 @@
+#include "r1dist/eval/suite.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "r1dist/base/error.h"
+#include "r1dist/eval/drift.h"
+#include "r1dist/eval/multiple_choice.h"
+
+namespace r1dist {
+
+SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
+  SuiteInputs in;
+  for (const auto& e : data.eval) in.held_out.push_back(&e);
+  in.kl_rows = cfg.eval.kl_rows;
+  in.micro_batch = cfg.train.micro_batch;
+  DataConfig mcq_cfg = cfg.data;
+  mcq_cfg.path = cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path;
+  mcq_cfg.on_bad_row = BadRowPolicy::skip;  // rows without the training fields may still be MCQ items
+  if (!mcq_cfg.path.empty()) {
+    for (auto& row : load_rows(mcq_cfg)) {
+      if (!row.mcq) continue;
+      in.mcq.push_back(std::move(*row.mcq));
+      if (cfg.eval.mcq_rows > 0 && int64_t(in.mcq.size()) >= cfg.eval.mcq_rows) break;
+    }
+  }
+  in.prompts = cfg.eval.prompts;
+  in.prompt_format = cfg.eval.prompt_format;
+  in.generation.max_new_tokens = cfg.eval.max_new_tokens;
+  in.generation.sampling.greedy = cfg.eval.temperature == 0.0;
+  in.generation.sampling.temperature = cfg.eval.temperature > 0 ? cfg.eval.temperature : 1.0;
+  in.generation.sampling.top_p = cfg.eval.top_p;
+  in.generation.sampling.seed = uint64_t(cfg.train.seed);
+  return in;
+}
+
+std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& format,
+                                   const std::string& text) {
+  std::string s;
+  if (format == "chat")
+    s = chat_prompt(text);
+  else if (format == "template")
+    s = tmpl.render_prompt(text);
+  else
+    throw UsageError("prompt format '" + format + "' is not one of template, chat");
+  const auto ids = tok.encode(s, /*add_special=*/true);
+  return {ids.begin(), ids.end()};
+}
+
+std::string decode_generated(const Tokenizer& tok, const std::vector<int64_t>& ids) {
+  std::string out;
+  std::vector<int32_t> run;
+  for (int64_t id : ids) {
+    if (id >= 0 && id < tok.vocab_size() && !tok.id_to_token(int32_t(id)).empty()) {
+      run.push_back(int32_t(id));
+      continue;
+    }
+    out += tok.decode(run) + "[id " + std::to_string(id) + "]";
+    run.clear();
+  }
+  return out + tok.decode(run);
+}
+
+GenerationResult describe_generation(const Tokenizer& tok, const std::string& prompt, const Generation& g) {
+  GenerationResult r;
+  r.prompt = prompt;
+  r.tokens = int64_t(g.tokens.size());
+  r.stopped = g.stopped;
+  std::vector<int32_t> ids(g.tokens.begin(), g.tokens.end());
+  r.text = decode_generated(tok, g.tokens);
+  const int32_t close = tok.token_to_id("</think>");
+  int64_t close_at = -1;
+  for (size_t i = 0; i < ids.size() && close >= 0; ++i)
+    if (ids[i] == close) {
+      close_at = int64_t(i);
+      break;
+    }
+  if (close_at < 0 && r.text.find("</think>") != std::string::npos) close_at = 0;  // spelled out in pieces
+  r.think_closed = close_at >= 0;
+  if (close_at >= 0) r.answer_tokens = r.tokens - close_at - 1 - (g.stopped ? 1 : 0);
+  if (r.answer_tokens < 0) r.answer_tokens = 0;
+  // Repetition over the generated tokens without the final stop token.
+  std::vector<int64_t> body(g.tokens.begin(), g.tokens.end() - (g.stopped && !g.tokens.empty() ? 1 : 0));
+  r.repetition = measure_repetition(body);
+  r.repetition.tokens = r.tokens;
+  return r;
+}
+
+EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
+                           const SuiteInputs& in, const std::function<void(const std::string&)>& progress) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto say = [&](const std::string& s) {  // each stage with its own time
+    const auto now = std::chrono::steady_clock::now();
+    char took[32];
+    std::snprintf(took, sizeof took, " (%.1f s)", std::chrono::duration<double>(now - t0).count());
+    t0 = now;
+    if (progress) progress(s + took);
+  };
+  EvalSummary s;
+  s.rows = int64_t(in.held_out.size());
+  if (!in.held_out.empty()) {
+    const auto loss = eval_loss(model, in.held_out, in.micro_batch, tok.eos_id().value_or(0));
+    s.loss = loss.mean();
+    s.loss_tokens = loss.count;
+    s.perplexity = std::exp(s.loss);
+    say("held-out loss " + std::to_string(s.loss) + " over " + std::to_string(loss.count) + " tokens of " +
+        std::to_string(s.rows) + " rows");
+    if (in.drift && model.lora().attached()) {
+      std::vector<const Example*> kl(in.held_out.begin(),
+                                     in.held_out.begin() + std::min<size_t>(in.held_out.size(), size_t(in.kl_rows)));
+      const auto d = kl_drift(model, kl);
+      s.has_drift = true;
+      s.kl = d.kl.mean();
+      s.drift_tokens = d.kl.count;
+      s.top1_agreement = d.kl.count > 0 ? double(d.agree) / double(d.kl.count) : 1.0;
+      say("drift from the base: KL " + std::to_string(s.kl) + " per token, top-1 agreement " +
+          std::to_string(s.top1_agreement) + " over " + std::to_string(d.kl.count) + " positions");
+    }
+  }
+  if (!in.mcq.empty()) {
+    std::vector<const MultipleChoice*> items;
+    for (const auto& m : in.mcq) items.push_back(&m);
+    const auto r = score_multiple_choice(model, tok, tmpl, items, std::max<int64_t>(in.micro_batch, 8));
+    s.has_mcq = true;
+    s.mcq = r.accuracy;
+    say("multiple choice: " + std::to_string(r.accuracy.correct) + " of " + std::to_string(r.accuracy.total) +
+        " correct");
+  }
+  if (!in.prompts.empty()) {
+    GenerateOptions opt = in.generation;
+    if (auto eos = tok.eos_id()) {
+      opt.stop_ids = {*eos};
+      opt.pad_id = *eos;
+    }
+    std::vector<std::vector<int64_t>> prompts;
+    for (const auto& p : in.prompts) prompts.push_back(encode_prompt(tok, tmpl, in.prompt_format, p));
+    const auto gens = generate(model, prompts, opt);
+    for (size_t i = 0; i < gens.size(); ++i) s.generations.push_back(describe_generation(tok, in.prompts[i], gens[i]));
+    say("generations: " + std::to_string(gens.size()) + " prompts" + (s.collapsed() ? ", COLLAPSED" : ""));
+  }
+  return s;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,136 @@
+#include "r1dist/model/saved_adapter.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "r1dist/base/error.h"
+#include "r1dist/config/config.h"
+#include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/qwen2_config.h"
+#include "r1dist/formats/safetensors.h"
+#include "r1dist/log/log.h"
+#include "r1dist/peft/peft_format.h"
+#include "r1dist/tensor/bytes.h"
+
+namespace r1dist {
+
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_file(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string attach_checkpoint(Qwen2Model& model, const std::string& path) {
+  const auto s = read_checkpoint(path);
+  const auto cfg = parse_config_string(s.config_toml, path + " (its config)");
+  model.attach_lora(LoraSpec{cfg.lora.r, cfg.lora.alpha, 0.0, cfg.lora.rslora}, cfg.lora.targets, 0);
+  const auto params = model.lora().named_parameters();
+  check(params.size() == s.adapters.size(), path + ": " + std::to_string(s.adapters.size()) +
+                                                " adapter tensors, the model takes " + std::to_string(params.size()));
+  at::NoGradGuard ng;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, t] = params[i];
+    const auto& a = s.adapters[i];
+    check(a.name == name && int64_t(a.data.size()) == t.numel(),
+          path + ": adapter " + a.name + " does not fit the model's " + name);
+    t.copy_(at::from_blob(const_cast<float*>(a.data.data()), t.sizes(), at::kFloat));
+  }
+  return "checkpoint " + path + " (step " + std::to_string(s.step) + ", r " + std::to_string(cfg.lora.r) + ", alpha " +
+         std::to_string(cfg.lora.alpha) + ", " + std::to_string(cfg.lora.targets.size()) + " targets)";
+}
+
+std::string attach_peft(Qwen2Model& model, const std::string& dir) {
+  const auto pc = read_peft_config(dir);
+  auto spec = pc.spec;
+  spec.dropout = 0.0;  // inference
+  model.attach_lora(spec, pc.targets, 0);
+  load_peft_adapter(model.lora(), dir);
+  return "PEFT adapter " + dir + " (r " + std::to_string(spec.r) + ", alpha " + std::to_string(spec.alpha) + ", " +
+         std::to_string(pc.targets.size()) + " targets)";
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+  if (!in || !out) throw Error("merge: cannot copy " + from + " to " + to);
+}
+
+}  // namespace
+
+std::string attach_saved_adapter(Qwen2Model& model, const std::string& path) {
+  check(!model.lora().attached(), "attach_saved_adapter: the model already has adapters");
+  if (is_dir(path)) {
+    if (!is_file(path + "/adapter_config.json"))
+      throw UsageError("adapter " + path + " is a directory without adapter_config.json (not a PEFT adapter)");
+    return attach_peft(model, path);
+  }
+  if (is_file(path)) return attach_checkpoint(model, path);
+  throw UsageError("adapter " + path + " does not exist (give a PEFT adapter directory or an r1dist checkpoint .h5)");
+}
+
+std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string& base_dir, const std::string& out_dir,
+                                           at::ScalarType dtype, uint64_t max_shard_bytes) {
+  check(dtype == at::kBFloat16 || dtype == at::kFloat, "merge: the output dtype must be bf16 or fp32");
+  // Every projection under its weight name, adapter or not.
+  std::map<std::string, const LoraLinear*> proj;
+  for (const auto& ref : model.projections(projection_names())) proj[ref.module_path + ".weight"] = ref.layer;
+  const auto weights = model.named_weights();
+  std::vector<st::WriteSpec> specs;
+  for (const auto& [name, t] : weights) {
+    auto it = proj.find(name);
+    const auto shape = it != proj.end() ? std::vector<int64_t>{it->second->out_features(), it->second->in_features()}
+                                        : t->sizes().vec();
+    specs.push_back({name, to_st_dtype(dtype), shape});
+  }
+  int64_t merged = 0;
+  auto fill = [&](size_t i, uint8_t* dst, size_t nbytes) {
+    at::NoGradGuard ng;
+    const auto& [name, t] = weights[i];
+    at::Tensor w;
+    if (auto it = proj.find(name); it != proj.end()) {
+      const LoraLinear& l = *it->second;
+      w = l.base_weight(at::kFloat);
+      if (l.has_adapter()) {
+        w = w + l.scaling * at::matmul(l.lora_B.to(at::kFloat), l.lora_A.to(at::kFloat));
+        ++merged;
+      }
+    } else {
+      w = *t;
+    }
+    w = w.to(at::kCPU, dtype).contiguous();
+    check(size_t(w.nbytes()) == nbytes, "merge: size mismatch for " + name);
+    std::memcpy(dst, w.data_ptr(), nbytes);
+  };
+  auto files = st::write_model_dir(out_dir, specs, fill, max_shard_bytes);
+  Qwen2Config cfg = model.config();
+  cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  {
+    const std::string path = out_dir + "/config.json";
+    std::ofstream f(path);
+    f << qwen2_config_json(cfg);
+    if (!f) throw Error("merge: cannot write " + path);
+    files.push_back(path);
+  }
+  for (const char* name :
+       {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+    const std::string from = base_dir + "/" + name;
+    if (!is_file(from)) continue;
+    copy_file(from, out_dir + "/" + name);
+    files.push_back(out_dir + "/" + name);
+  }
+  log::info("merge: ", merged, " adapters folded into their base weights; ", files.size(), " files in ", out_dir);
+  return files;
+}
+
+}  // namespace r1dist

@@ -1,0 +1,137 @@
+// The evaluation commands end to end on the tiny model and the 2-rank reference run:
+// `r1dist eval` (table, JSON, /eval in HDF5), `generate`, `merge`, and `report` over a
+// fine-tuned run and its base.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+#include "e2e/trainer_runs.h"
+#include "r1dist/formats/eval_file.h"
+#include "support/process.h"
+#include "support/temp.h"
+
+namespace r1dist::test {
+namespace {
+
+std::string mcq_data() { return source_dir() + "/data/sample_mcq_en.jsonl"; }
+
+TEST(EvalCli, MeasuresTheReferenceRunAgainstItsBase) {
+  const auto ref = reference_run();
+  TempDir d;
+  // (The fixture's config names the folder it was built in; --set points it at the run.)
+  const std::string sets = " --set output.dir=" + ref.out +
+                           " --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data() +
+                           " --set 'eval.prompts=[\"头晕目眩\",\"What causes anemia?\"]'";
+  auto r = run_r1dist("eval --cfg " + ref.out + ".toml" + sets + " --out " + (d / "eval.h5") + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["adapter"], ref.out + "/adapter") << "--cfg picks the run's exported adapter";
+  EXPECT_EQ(j["rows"], 4);
+  EXPECT_GT(j["loss"].get<double>(), 0);
+  // The in-training evaluation at step 10 measured the same rows with the same adapter.
+  EXPECT_NEAR(j["loss"].get<double>(), ref.metrics.evals.back().eval_loss, 1e-4);
+  EXPECT_GT(j["drift"]["kl"].get<double>(), 0);
+  EXPECT_LE(j["drift"]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(j["mcq"]["total"], 12);
+  ASSERT_EQ(j["generations"].size(), 2u);
+  EXPECT_EQ(j["generations"][0]["prompt"], "头晕目眩");
+  EXPECT_LE(j["generations"][0]["tokens"].get<int>(), 8);
+  const auto back = read_eval_group(d / "eval.h5");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_NEAR(back->loss, j["loss"].get<double>(), 1e-12);
+  if (on_path("h5dump")) EXPECT_EQ(run_command("h5dump -g /eval " + (d / "eval.h5")).code, 0);
+
+  // The base alone: no drift, its own loss.
+  r = run_r1dist("eval --cfg " + ref.out + ".toml" + sets + " --adapter none --no-generate --out none");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("adapter                    none (the base model)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("KL(base || tuned)"), std::string::npos);
+  EXPECT_NE(r.out.find("multiple-choice accuracy"), std::string::npos);
+}
+
+TEST(EvalCli, BadInputIsRefusedWithTheReason) {
+  auto r = run_r1dist("eval --model " + tiny_model_dir() + " --data /nonexistent.jsonl");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("/nonexistent.jsonl"), std::string::npos) << r.err;
+  r = run_r1dist("eval --model " + tiny_model_dir() + " --data " + mcq_data() + " --rows 50");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--rows"), std::string::npos) << r.err;
+  r = run_r1dist("eval --model " + tiny_model_dir() + " --data " + mcq_data() + " --rows 4 --adapter /nowhere");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("adapter /nowhere does not exist"), std::string::npos) << r.err;
+}
+
+TEST(GenerateCli, GreedyIsDeterministicAndStopsAtTheLimit) {
+  const std::string args = "generate --model " + tiny_model_dir() + " --prompt 头晕 --prompt 'Why do I feel dizzy?' " +
+                           "--max-new-tokens 6 --greedy --json";
+  const auto a = run_r1dist(args), b = run_r1dist(args);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  int lines = 0;
+  for (size_t p = 0; (p = a.out.find('\n', p)) != std::string::npos; ++p) ++lines;
+  ASSERT_EQ(lines, 2);
+  const auto first = nlohmann::json::parse(a.out.substr(0, a.out.find('\n')));
+  EXPECT_EQ(first["prompt"], "头晕");
+  EXPECT_LE(first["tokens"].get<int>(), 6);
+  const auto sampled =
+      run_r1dist("generate --model " + tiny_model_dir() + " --prompt 头晕 --max-new-tokens 6 --seed 3");
+  EXPECT_EQ(sampled.code, 0) << sampled.err;
+  const auto bad = run_r1dist("generate --model " + tiny_model_dir() + " --prompt x --top-p 2");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("top_p"), std::string::npos) << bad.err;
+}
+
+TEST(MergeCli, WritesAModelDirectoryThatLoads) {
+  const auto ref = reference_run();
+  TempDir d;
+  auto r = run_r1dist("merge --model " + tiny_model_dir() + " --adapter " + ref.out + "/adapter --out " + (d / "m") +
+                      " --out-dtype fp32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+    EXPECT_TRUE(std::filesystem::exists(d / "m" + "/" + f)) << f;
+  // The merged model scores the held-out rows as the base + adapter does (fp32; NF4 is not
+  // involved: both load the base unquantised).
+  const auto merged =
+      run_r1dist("eval --model " + (d / "m") + " --data " + mcq_data() + " --rows 4 --no-generate --out none --json");
+  const auto adapted = run_r1dist("eval --model " + tiny_model_dir() + " --adapter " + ref.out + "/adapter --data " +
+                                  mcq_data() + " --rows 4 --no-generate --out none --json");
+  ASSERT_EQ(merged.code, 0) << merged.err;
+  ASSERT_EQ(adapted.code, 0) << adapted.err;
+  EXPECT_NEAR(nlohmann::json::parse(merged.out)["loss"].get<double>(),
+              nlohmann::json::parse(adapted.out)["loss"].get<double>(), 1e-5);
+  r = run_r1dist("merge --model " + tiny_model_dir() + " --out " + (d / "x"));
+  EXPECT_EQ(r.code, 2) << "no adapter to merge";
+}
+
+TEST(ReportCli, ComparesATunedRunWithItsBase) {
+  const auto ref = reference_run();
+  TempDir d;
+  // The base: the reference config at train.steps = 0 with the full evaluation.
+  const std::string base = d / "base";
+  auto r = run_r1dist("--cfg " + ref.out + ".toml --set train.steps=0 --set model.name=base --set output.dir=" + base +
+                      " --set eval.suite=true --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data());
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(read_eval_group(base + "/metrics.h5").has_value()) << "eval.suite wrote /eval";
+  // A copy of the reference run (the shared fixture stays untouched), evaluated.
+  std::filesystem::copy(ref.out, d / "tuned", std::filesystem::copy_options::recursive);
+  r = run_r1dist("eval --cfg " + ref.out + ".toml --set output.dir=" + (d / "tuned") + " --adapter " +
+                 (d / "tuned/adapter") + " --out " + (d / "tuned/metrics.h5") +
+                 " --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data());
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_r1dist("report " + (d / "tuned") + " " + base + " --out " + (d / "rep") + " --title demo");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto md = read_text(d / "rep/report.md");
+  EXPECT_NE(md.find("# demo"), std::string::npos);
+  EXPECT_NE(md.find("| base |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| tiny |"), std::string::npos) << md;  // the tuned run: the model directory's name
+  EXPECT_TRUE(std::filesystem::exists(d / "rep/report.html"));
+  if (on_path("gnuplot")) EXPECT_TRUE(std::filesystem::exists(d / "rep/loss_curves.png"));
+  EXPECT_NE(r.out.find("\t"), std::string::npos) << "one verdict line per run on stdout";
+  r = run_r1dist("report " + (d / "nothing"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("has no run.json"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace r1dist::test

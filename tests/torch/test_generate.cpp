@@ -1,0 +1,155 @@
+// Generation (eval/generate.h) against HF transformers `generate`: greedy tokens on the tiny
+// fixture models (tests/fixtures/generate/*.json, tools/reference/make_generate_fixture.py),
+// one prompt at a time and as a left-padded batch, with and without the KV cache; then the
+// decoding rules on crafted logits (HF's processors) and the stop / seed behaviour.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <limits>
+
+#include "r1dist/eval/generate.h"
+#include "support/temp.h"
+
+namespace r1dist {
+namespace {
+
+using nlohmann::json;
+using Ids = std::vector<std::vector<int64_t>>;
+
+json read_case(const std::string& model) {
+  std::ifstream f(test::fixture("generate/" + model + ".json"));
+  EXPECT_TRUE(f.good()) << "missing fixture generate/" << model << ".json";
+  return json::parse(f);
+}
+
+Ids tokens_of(const std::vector<Generation>& gens) {
+  Ids out;
+  for (const auto& g : gens) out.push_back(g.tokens);
+  return out;
+}
+
+class GenerateParity : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GenerateParity, GreedyTokensEqualTransformers) {
+  const auto c = read_case(GetParam());
+  auto model = Qwen2Model::load(test::fixture(GetParam()), at::kFloat, at::Device(at::kCPU));
+  const auto prompts = c["prompts"].get<Ids>();
+  GenerateOptions opt;
+  opt.max_new_tokens = c["new_tokens"].get<int64_t>();
+  opt.sampling.greedy = true;
+  opt.pad_id = c["pad_id"].get<int64_t>();
+  for (bool cache : {true, false}) {
+    SCOPED_TRACE(cache ? "with the KV cache" : "without the KV cache");
+    opt.use_cache = cache;
+    const std::string key = cache ? "cache" : "no_cache";
+    Ids single;
+    for (const auto& p : prompts) single.push_back(generate(model, {p}, opt).at(0).tokens);
+    EXPECT_EQ(single, c["single_" + key].get<Ids>()) << "one prompt at a time";
+    EXPECT_EQ(tokens_of(generate(model, prompts, opt)), c["batch_" + key].get<Ids>())
+        << "a left-padded batch of prompts of different lengths";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GenerateParity, ::testing::Values("qwen2_a", "qwen2_b"));
+
+// Padding is invisible: a row's logits in a left-padded batch equal its logits alone.
+TEST(Generate, LeftPaddedRowsSeeOnlyTheirOwnTokens) {
+  auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
+  at::NoGradGuard no_grad;
+  auto longs = at::TensorOptions().dtype(at::kLong);
+  auto row = at::tensor(std::vector<int64_t>{5, 17, 42, 99}, longs).view({1, 4});
+  auto alone = model.forward(row);
+  auto padded = at::cat({at::full({1, 3}, 7, longs), row}, 1);
+  auto batched = model.forward(padded, nullptr, at::tensor(std::vector<int64_t>{3}, longs));
+  EXPECT_TRUE(at::allclose(batched.slice(1, 3), alone, 1e-5, 1e-5));
+  ASSERT_FALSE(batched.isnan().any().item<bool>()) << "pad positions must not produce NaN";
+}
+
+TEST(Generate, StopsARowAtAStopIdAndLetsTheOthersRun) {
+  const auto c = read_case("qwen2_a");
+  auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
+  const auto prompts = c["prompts"].get<Ids>();
+  const auto want = c["batch_cache"].get<Ids>();
+  GenerateOptions opt;
+  opt.max_new_tokens = 24;
+  opt.sampling.greedy = true;
+  // Row 0's fourth token becomes a stop id: row 0 ends there (its first occurrence).
+  const int64_t stop = want[0][3];
+  opt.stop_ids = {stop};
+  const auto gens = generate(model, prompts, opt);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    SCOPED_TRACE("row " + std::to_string(r));
+    const auto first = std::find(want[r].begin(), want[r].end(), stop);
+    const std::vector<int64_t> expect(want[r].begin(), first == want[r].end() ? first : first + 1);
+    EXPECT_EQ(gens[r].tokens, expect);
+    EXPECT_EQ(gens[r].stopped, first != want[r].end());
+  }
+}
+
+TEST(Generate, SamplingIsSeededAndTopKOneIsGreedy) {
+  auto model = Qwen2Model::load(test::fixture("qwen2_b"), at::kFloat, at::Device(at::kCPU));
+  const Ids prompts = {{3, 14, 15, 92}, {65, 35}};
+  GenerateOptions opt;
+  opt.max_new_tokens = 16;
+  opt.sampling.temperature = 1.5;
+  opt.sampling.top_p = 1.0;
+  opt.sampling.seed = 7;
+  const auto a = tokens_of(generate(model, prompts, opt));
+  EXPECT_EQ(tokens_of(generate(model, prompts, opt)), a) << "the same seed, the same tokens";
+  opt.sampling.seed = 8;
+  EXPECT_NE(tokens_of(generate(model, prompts, opt)), a) << "another seed, other tokens";
+  opt.sampling.top_k = 1;
+  auto greedy = opt;
+  greedy.sampling.greedy = true;
+  EXPECT_EQ(tokens_of(generate(model, prompts, opt)), tokens_of(generate(model, prompts, greedy)));
+}
+
+// HF's processors on crafted logits: RepetitionPenalty, then TopK, then TopP.
+TEST(Generate, ProcessorsFollowTransformers) {
+  auto logits = at::tensor(std::vector<float>{2.0f, -1.0f, 1.0f, 0.5f}).view({1, 4});
+  auto seen = at::tensor(std::vector<int64_t>{0, 1, 3}, at::kLong).view({1, 3});
+  auto mask = at::ones({1, 3}, at::kBool);
+  SamplingParams p;
+  p.greedy = true;
+  EXPECT_EQ(choose_tokens(logits, seen, mask, p, {1.0}).item<int64_t>(), 0);
+  p.repetition_penalty = 4.0;  // 2 -> 0.5, -1 -> -4, 0.5 -> 0.125; token 2 (1.0) now leads
+  EXPECT_EQ(choose_tokens(logits, seen, mask, p, {1.0}).item<int64_t>(), 2);
+  auto pad_first = mask.clone();
+  pad_first.index_put_({0, 0}, false);  // token 0 at a pad position is not "seen": 2.0 leads again
+  EXPECT_EQ(choose_tokens(logits, seen, pad_first, p, {1.0}).item<int64_t>(), 0);
+
+  // Sampling by inverse CDF: probabilities softmax([2, -1, 1, 0.5]) = .61, .03, .22, .14.
+  SamplingParams s;
+  s.temperature = 1.0;
+  s.top_p = 1.0;
+  auto draw = [&](double u) { return choose_tokens(logits, seen, mask, s, {u}).item<int64_t>(); };
+  EXPECT_EQ(draw(0.5), 0);
+  EXPECT_EQ(draw(0.62), 1);
+  EXPECT_EQ(draw(0.80), 2);
+  EXPECT_EQ(draw(1.0), 3);
+  s.top_k = 2;  // only tokens 0 and 2 remain: .73, .27
+  EXPECT_EQ(draw(0.70), 0);
+  EXPECT_EQ(draw(0.80), 2);
+  EXPECT_EQ(draw(1.0), 2);
+  s.top_k = 0;
+  s.top_p = 0.6;  // ascending cumulative .03 .17 .39 1: tokens 1, 3, 2 fall below 1 - .6
+  EXPECT_EQ(draw(1.0), 0);
+  s.top_p = 0.7;  // .03 .17 <= .3 are removed; 2 (.39) stays
+  EXPECT_EQ(draw(1.0), 2);
+}
+
+TEST(Generate, BadSettingsAreRefusedByName) {
+  auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
+  GenerateOptions opt;
+  opt.sampling.temperature = 0;
+  EXPECT_THROW(generate(model, {{1, 2}}, opt), UsageError);
+  opt.sampling.temperature = 0.6;
+  opt.sampling.top_p = 1.5;
+  EXPECT_THROW(generate(model, {{1, 2}}, opt), UsageError);
+  opt.sampling.top_p = 0.9;
+  EXPECT_THROW(generate(model, {{}}, opt), UsageError);
+}
+
+}  // namespace
+}  // namespace r1dist

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 13's speed figures on the GPU machine, in one call after tools/gpu/build_and_test.sh:
+#   1. decode tokens/s, r1dist `bench generate` and HF transformers `generate`
+#      (tools/bench/hf_generate.py) on the same preset model directories (random bf16
+#      weights, R1 tokenizer): 1.5B and 7B, batch 1 and 16, 128-token prompt, 256 new tokens;
+#   2. `r1dist eval` of 50 held-out rows on the 14B preset (NF4 base, bf16), with the
+#      default prompts' generations, each stage timed in the log.
+# Results in $OUT (bench_generate.jsonl, eval_14b.log). Needs the carried .deps/tokenizer-r1.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/r1dist-gpu}
+mkdir -p "$OUT"
+source launch/env.sh
+R=./build-gpu/r1dist
+W=${R1DIST_GPU_WORK:-/tmp/r1dist-bench}
+mkdir -p "$W"
+SIZES=${SIZES:-"1.5b 7b"}
+for size in $SIZES; do
+  dir=$W/r1-distill-qwen-$size
+  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --out "$dir" \
+    --tokenizer .deps/tokenizer-r1 > /dev/null
+  $R bench generate --model "$dir" --batch 1,16 --reps 3 2>> "$OUT/bench_generate.log" | tee -a "$OUT/bench_generate.jsonl"
+  python3 tools/bench/hf_generate.py --model "$dir" --batch 1,16 --reps 3 2>> "$OUT/bench_generate.log" |
+    tee -a "$OUT/bench_generate.jsonl"
+  [ "$size" = 7b ] || rm -rf "$dir"
+done
+if [ "${EVAL_14B:-1}" = 1 ]; then
+  dir=$W/r1-distill-qwen-14b
+  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-14b --dtype bf16 --seed 1 --out "$dir" \
+    --tokenizer .deps/tokenizer-r1 > /dev/null
+  /usr/bin/time -v $R eval --model "$dir" --data data/sample_zh.jsonl --rows 50 --quant nf4 --dtype bf16 \
+    --out "$OUT/eval_14b.h5" > "$OUT/eval_14b.txt" 2> "$OUT/eval_14b.log"
+  echo "eval 14b rc=$?"; grep -E "eval:|model " "$OUT/eval_14b.log"; cat "$OUT/eval_14b.txt"
+  grep -E "Elapsed|Maximum resident" "$OUT/eval_14b.log"
+fi
