@@ -93,9 +93,10 @@ TEST(MergeCli, WritesAModelDirectoryThatLoads) {
   // The merged model scores the held-out rows as the base + adapter does (fp32; NF4 is not
   // involved: both load the base unquantised).
   const auto merged =
-      run_r1dist("eval --model " + (d / "m") + " --data " + mcq_data() + " --rows 4 --no-generate --out none --json");
+      run_r1dist("eval --model " + (d / "m") + " --data " + mcq_data() +
+                 " --rows 4 --no-generate --out none --json --device cpu --dtype fp32");
   const auto adapted = run_r1dist("eval --model " + tiny_model_dir() + " --adapter " + ref.out + "/adapter --data " +
-                                  mcq_data() + " --rows 4 --no-generate --out none --json");
+                                  mcq_data() + " --rows 4 --no-generate --out none --json --device cpu --dtype fp32");
   ASSERT_EQ(merged.code, 0) << merged.err;
   ASSERT_EQ(adapted.code, 0) << adapted.err;
   EXPECT_NEAR(nlohmann::json::parse(merged.out)["loss"].get<double>(),
