@@ -4,12 +4,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "cli/result_json.h"
 #include "r1dist/base/error.h"
+#include "r1dist/base/run_lock.h"
 #include "r1dist/data/dataset.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/formats/eval_file.h"
@@ -73,6 +75,11 @@ int cmd_eval(int argc, char** argv) {
     cfg.data.overlong = OverlongPolicy::truncate;
   }
   if (a.has("no-generate")) cfg.eval.prompts.clear();
+  const std::string out = a.has("out") ? a.str("out") : a.has("cfg") ? cfg.output.dir + "/metrics.h5" : "none";
+  // Writing into a run's own metrics file: not while that run (or another eval) works there.
+  RunLock lock;
+  if (out == cfg.output.dir + "/metrics.h5" && std::filesystem::is_directory(cfg.output.dir))
+    lock = RunLock::acquire(cfg.output.dir, "r1dist eval --cfg");
   const auto tok = Tokenizer::load(cfg.model.path);
   const auto tmpl = PromptTemplate::configured(cfg.data.template_text);
   Dataset data;
@@ -89,7 +96,6 @@ int cmd_eval(int argc, char** argv) {
   s.model = cfg.model.path;
   s.adapter = lm.adapter;
   s.data = cfg.data.path;
-  const std::string out = a.has("out") ? a.str("out") : a.has("cfg") ? cfg.output.dir + "/metrics.h5" : "none";
   if (out != "none") {
     write_eval_group(out, s);
     log::info("eval: results in ", out, " (/eval; h5dump -g /eval ", out, ")");

@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
+#include "r1dist/base/run_lock.h"
 #include "r1dist/config/config.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
@@ -57,6 +58,11 @@ int cmd_run(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(cfg.output.dir, ec);
   if (ec) throw Error("cannot create output.dir " + cfg.output.dir + ": " + ec.message());
+  // One run per output directory (a second one refuses at once, naming the holder); rank 0
+  // holds the lock until the process ends. The other ranks wait for it before writing.
+  RunLock lock;
+  if (pg.rank == 0) lock = RunLock::acquire(cfg.output.dir, "r1dist --cfg " + path);
+  dist_barrier();
   log::add_file(cfg.output.dir + "/run.log");
   log::info("r1dist ", R1DIST_VERSION, ": ", path, " (", cfg.model.display_name(), "), world size ", pg.world);
   log::info("config (defaults filled in):\n", cfg.to_toml());

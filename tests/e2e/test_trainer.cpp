@@ -96,6 +96,33 @@ TEST(TrainerMpi, StopAndResumeIsBitwiseIdentical) {
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
 }
 
+// Two runs on one output.dir (a sweep submitted twice, a manual run beside an array task):
+// the second refuses at once naming the first, which ends as if it had been alone.
+TEST(TrainerMpi, ASecondRunOnTheSameDirectoryRefusesAndTheFirstIsUntouched) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "locked";
+  const auto cfg = run_config(out, 1, 2);
+  const std::string mpirun = "mpirun -np 2 " + std::string(R1DIST_BINARY) + " --cfg " + cfg;
+  const std::string second = std::string(R1DIST_BINARY) + " --cfg " + cfg;
+  // The first in the background; once it holds the lock, the second, timed.
+  const auto r = run_command("bash -c '" + mpirun + " > " + (d / "first.log") + " 2>&1 & first=$!; " +
+                             "for i in $(seq 300); do grep -qs r1dist " + out +
+                             "/.r1dist.lock && break; sleep 0.1; done; t0=$(date +%s%N); " + second + " > " +
+                             (d / "second.log") + " 2>&1; echo second=$?; " +
+                             "echo ms=$(( ($(date +%s%N) - t0) / 1000000 )); wait $first; echo first=$?'");
+  ASSERT_NE(r.out.find("first=0"), std::string::npos) << r.out << read_text(d / "first.log");
+  EXPECT_NE(r.out.find("second=2"), std::string::npos) << r.out;
+  const auto at = r.out.find("ms=");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_LT(std::stol(r.out.substr(at + 3)), 5000) << "the refusal comes at once";
+  const auto why = read_text(d / "second.log");
+  EXPECT_NE(why.find("is in use by another run (host "), std::string::npos) << why;
+  EXPECT_NE(why.find("pid "), std::string::npos) << why;
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "the first run, beside a refused second");
+  EXPECT_EQ(read_metrics(out + "/metrics.h5").steps.size(), 10u);
+}
+
 TEST(TrainerMpi, ResumeOnADifferentWorldSize) {
   const auto ref = reference_run();
   TempDir d;
