@@ -124,6 +124,7 @@ std::vector<Generation> generate(const Qwen2Model& model, const std::vector<std:
   const bool keep_seen = !opt.use_cache || opt.sampling.repetition_penalty != 1.0;
   const auto stop_t = at::tensor(opt.stop_ids.empty() ? std::vector<int64_t>{-1} : opt.stop_ids, longs).to(dev);
   auto running = at::ones({b}, longs.dtype(at::kBool).device(dev));
+  const auto pad_col = at::full({b}, opt.pad_id, longs.device(dev));
   std::vector<bool> running_host(static_cast<size_t>(b), true);  // for streaming only
   std::vector<at::Tensor> steps;
   std::mt19937_64 rng(opt.sampling.seed);
@@ -132,7 +133,7 @@ std::vector<Generation> generate(const Qwen2Model& model, const std::vector<std:
     // (0, 1] from the top 53 bits: the same numbers with every standard library.
     for (auto& u : uniforms) u = 1.0 - double(rng() >> 11) * 0x1.0p-53;
     auto tok = at::where(running, choose_tokens(logits, seen, seen_mask, opt.sampling, uniforms),
-                         at::full({b}, opt.pad_id, longs.device(dev)));
+                         pad_col);
     steps.push_back(tok);
     running = running.logical_and(at::isin(tok, stop_t).logical_not());
     if (opt.on_token) {

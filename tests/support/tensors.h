@@ -4,9 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <sstream>
+
+#include "r1dist/formats/safetensors.h"
+#include "r1dist/tensor/bytes.h"
 #include <string>
 
 namespace r1dist::test {
+
+// A tensor of a reference file (tests/fixtures/*/reference.safetensors), copied out of the map.
+inline at::Tensor reference_tensor(const st::File& f, const std::string& name) {
+  const auto& info = f.at(name);
+  return tensor_from_bytes(info, f.data(info)).clone();
+}
 
 // max|a-b| / max|b| (a scale-aware error that near-zero elements cannot blow up), and a
 // printout of the worst elements when it exceeds `tol`.

@@ -25,19 +25,15 @@
 namespace r1dist {
 namespace {
 
-at::Tensor ref(const st::File& f, const std::string& name) {
-  const auto& info = f.at(name);
-  return tensor_from_bytes(info, f.data(info)).clone();
-}
-
 TEST(SavedAdapter, APeftSavedAdapterGivesPeftsLogits) {
   auto f = st::File::open(test::fixture("peft_a") + "/reference.safetensors");
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
   const auto desc = attach_saved_adapter(model, test::fixture("peft_a"));
   EXPECT_NE(desc.find("r 8"), std::string::npos) << desc;
   at::NoGradGuard ng;
-  const auto logits = model.forward(ref(f, "input_ids"));
-  const double err = test::max_rel_err(logits, ref(f, "logits"), 1e-4, "logits with PEFT's own adapter files");
+  const auto logits = model.forward(test::reference_tensor(f, "input_ids"));
+  const double err =
+      test::max_rel_err(logits, test::reference_tensor(f, "logits"), 1e-4, "logits with PEFT's own adapter files");
   std::printf("PEFT-saved adapter: logits max rel err %.3g\n", err);
 }
 
@@ -53,17 +49,18 @@ TEST(SavedAdapter, MergedModelGivesPeftsMergeLogits) {
     auto merged = Qwen2Model::load(out, at::kFloat, at::Device(at::kCPU));
     EXPECT_FALSE(merged.lora().attached());
     at::NoGradGuard ng;
-    const auto logits = merged.forward(ref(merge_ref, "input_ids"));
+    const auto logits = merged.forward(test::reference_tensor(merge_ref, "input_ids"));
     // bf16 storage rounds every weight to 8 mantissa bits.
     const double tol = dtype == at::kFloat ? 1e-4 : 3e-2;
-    const double err = test::max_rel_err(logits, ref(merge_ref, "logits_merged"), tol, "merged model logits");
+    const double err =
+        test::max_rel_err(logits, test::reference_tensor(merge_ref, "logits_merged"), tol, "merged model logits");
     std::printf("merged (%s): logits max rel err %.3g vs PEFT merge_and_unload\n",
                 dtype == at::kFloat ? "fp32" : "bf16", err);
     if (dtype == at::kFloat) {
       auto merged_st = st::Checkpoint::open_dir(out);
       const std::string w = "model.layers.0.self_attn.q_proj.weight";
-      test::max_rel_err(tensor_from_bytes(merged_st.info(w), merged_st.data(w)), ref(merge_ref, "weight." + w), 1e-6,
-                        "merged q_proj weight");
+      test::max_rel_err(tensor_from_bytes(merged_st.info(w), merged_st.data(w)),
+                        test::reference_tensor(merge_ref, "weight." + w), 1e-6, "merged q_proj weight");
     }
   }
 }

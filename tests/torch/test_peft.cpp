@@ -14,11 +14,6 @@
 namespace r1dist {
 namespace {
 
-at::Tensor ref(const st::File& f, const std::string& name) {
-  const auto& info = f.at(name);
-  return tensor_from_bytes(info, f.data(info)).clone();
-}
-
 // fp32 on the CPU, dense base (quant.mode = none) as in the PEFT run. Tolerances: logits and
 // loss 1e-5 relative; gradients 1e-4 relative (max|diff| / max|ref| per tensor: sums over
 // 46 tokens in a different order).
@@ -33,16 +28,16 @@ TEST(PeftParity, LogitsLossAndEveryAdapterGradientMatch) {
   model.attach_lora(pc.spec, pc.targets, 0);
   load_peft_adapter(model.lora(), dir);
 
-  auto ids = ref(f, "input_ids");
+  auto ids = test::reference_tensor(f, "input_ids");
   auto logits = model.forward(ids);
-  test::max_rel_err(logits, ref(f, "logits"), 1e-5, "logits");
-  auto loss = causal_lm_loss(logits, ref(f, "labels"));
-  EXPECT_NEAR(loss.item<double>(), ref(f, "loss").item<double>(), 1e-5);
+  test::max_rel_err(logits, test::reference_tensor(f, "logits"), 1e-5, "logits");
+  auto loss = causal_lm_loss(logits, test::reference_tensor(f, "labels"));
+  EXPECT_NEAR(loss.item<double>(), test::reference_tensor(f, "loss").item<double>(), 1e-5);
   loss.backward();
   int checked = 0;
   double worst = 0;
   for (auto& [name, p] : model.lora().named_parameters()) {
-    worst = std::max(worst, test::max_rel_err(p.grad(), ref(f, "grad." + name), 1e-4, name));
+    worst = std::max(worst, test::max_rel_err(p.grad(), test::reference_tensor(f, "grad." + name), 1e-4, name));
     ++checked;
   }
   EXPECT_EQ(checked, 2 * 7 * 2);

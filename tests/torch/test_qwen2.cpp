@@ -25,11 +25,6 @@ using test::fixture;
 using test::TempDir;
 namespace fs = std::filesystem;
 
-at::Tensor ref_tensor(const st::File& f, const std::string& name) {
-  const auto& info = f.at(name);
-  return tensor_from_bytes(info, f.data(info)).clone();
-}
-
 class Qwen2Parity : public ::testing::TestWithParam<const char*> {};
 
 // fp32 on CPU: logits within 1e-4 (max|diff| / max|ref|), losses within 1e-5 absolute.
@@ -38,13 +33,13 @@ TEST_P(Qwen2Parity, Fp32LogitsAndLossMatchTransformers) {
   auto ref = st::File::open(dir + "/reference.safetensors");
   auto model = Qwen2Model::load(dir, at::kFloat, at::Device(at::kCPU));
   at::NoGradGuard ng;
-  auto ids = ref_tensor(ref, "input_ids");
+  auto ids = test::reference_tensor(ref, "input_ids");
   auto logits = model.forward(ids);
-  const double err = test::max_rel_err(logits, ref_tensor(ref, "logits"), 1e-4, std::string(GetParam()) + " logits");
+  const double err = test::max_rel_err(logits, test::reference_tensor(ref, "logits"), 1e-4, std::string(GetParam()) + " logits");
   std::printf("%s: fp32 logits max rel err %.3g\n", GetParam(), err);
-  EXPECT_NEAR(causal_lm_loss(logits, ids).item<double>(), ref_tensor(ref, "loss").item<double>(), 1e-5);
-  EXPECT_NEAR(causal_lm_loss(logits, ref_tensor(ref, "labels")).item<double>(),
-              ref_tensor(ref, "loss_masked").item<double>(), 1e-5);
+  EXPECT_NEAR(causal_lm_loss(logits, ids).item<double>(), test::reference_tensor(ref, "loss").item<double>(), 1e-5);
+  EXPECT_NEAR(causal_lm_loss(logits, test::reference_tensor(ref, "labels")).item<double>(),
+              test::reference_tensor(ref, "loss_masked").item<double>(), 1e-5);
 }
 
 // Only where libtorch has CUDA (the GPU machine): bf16 on the GPU against HF's bf16 GPU logits
@@ -56,12 +51,12 @@ TEST_P(Qwen2Parity, Bf16CudaLogitsMatchTransformers) {
   if (!ref.find("logits_bf16_cuda")) GTEST_SKIP() << "fixture has no bf16 CUDA reference";
   auto model = Qwen2Model::load(dir, at::kBFloat16, at::Device(at::kCUDA, 0));
   at::NoGradGuard ng;
-  auto ids = ref_tensor(ref, "input_ids");
+  auto ids = test::reference_tensor(ref, "input_ids");
   auto logits = model.forward(ids.cuda()).to(at::kFloat).cpu();
-  const double vs_hf = test::max_rel_err(logits, ref_tensor(ref, "logits_bf16_cuda"), 3e-2, "bf16 vs HF bf16");
-  const double vs_fp32 = test::max_rel_err(logits, ref_tensor(ref, "logits"), 5e-2, "bf16 vs fp32 reference");
+  const double vs_hf = test::max_rel_err(logits, test::reference_tensor(ref, "logits_bf16_cuda"), 3e-2, "bf16 vs HF bf16");
+  const double vs_fp32 = test::max_rel_err(logits, test::reference_tensor(ref, "logits"), 5e-2, "bf16 vs fp32 reference");
   std::printf("%s: bf16 CUDA logits max rel err %.3g vs HF bf16, %.3g vs fp32\n", GetParam(), vs_hf, vs_fp32);
-  EXPECT_NEAR(causal_lm_loss(logits, ids).item<double>(), ref_tensor(ref, "loss").item<double>(), 2e-2);
+  EXPECT_NEAR(causal_lm_loss(logits, ids).item<double>(), test::reference_tensor(ref, "loss").item<double>(), 2e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Qwen2Parity, ::testing::Values("qwen2_a", "qwen2_b"));
@@ -71,7 +66,7 @@ TEST(Qwen2Model, KvCacheGivesTheSameLogitsAsOneFullPass) {
   auto ref = st::File::open(dir + "/reference.safetensors");
   auto model = Qwen2Model::load(dir, at::kFloat, at::Device(at::kCPU));
   at::NoGradGuard ng;
-  auto ids = ref_tensor(ref, "input_ids");
+  auto ids = test::reference_tensor(ref, "input_ids");
   auto full = model.forward(ids);
   KVCache cache;
   std::vector<at::Tensor> parts = {model.forward(ids.slice(1, 0, 10), &cache)};  // prefill 10
