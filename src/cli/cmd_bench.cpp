@@ -246,14 +246,15 @@ int bench_generate(const Args& a) {
     GenerateOptions opt;
     opt.sampling.greedy = true;
     opt.max_new_tokens = new_tokens;
+    opt.cuda_graphs = a.str("graphs") != "off";
     GenerateOptions warm = opt;
     warm.max_new_tokens = 8;
     generate(model, prompts, warm);
     const double s = time_median(dev, 0, int(a.i64("reps")), [&] { generate(model, prompts, opt); });
     const double tps = double(b * new_tokens) / s;
     std::printf("{\"impl\": \"r1dist\", \"model\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
-                "\"new_tokens\": %lld, \"seconds\": %.4f, \"tokens_per_s\": %.2f, \"peak_mem_gb\": %.2f}\n",
-                model_dir.c_str(), (long long)b, (long long)prompt_len, (long long)new_tokens, s, tps,
+                "\"new_tokens\": %lld, \"graphs\": \"%s\", \"seconds\": %.4f, \"tokens_per_s\": %.2f, \"peak_mem_gb\": %.2f}\n",
+                model_dir.c_str(), (long long)b, (long long)prompt_len, (long long)new_tokens, opt.cuda_graphs ? "on" : "off", s, tps,
                 peak_memory_gb(dev));
     std::fflush(stdout);
   }
@@ -270,6 +271,7 @@ int cmd_bench(int argc, char** argv) {
       .option_str("dtype", "generate: compute dtype", "bf16")
       .option_str("quant", "generate: base weights nf4 or none", "none")
       .option_int("reps", "generate: timed runs (the median is printed)", 3)
+      .option_str("graphs", "generate: on = decode steps replayed as CUDA graphs, off = launched one by one", "on")
       .option_str("preset", "model shape", "r1-distill-qwen-14b")
       .option_str("device", "auto, cpu, cuda", "auto")
       .option_int("layers", "layers to quantise (0 = all)", 0)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -109,13 +110,14 @@ std::vector<Generation> generate(const Qwen2Model& model, const std::vector<std:
   auto seen_mask = padded ? at::arange(len, longs.device(dev)).view({1, -1}) >= pad_t.view({-1, 1})
                           : at::ones({b, len}, longs.dtype(at::kBool).device(dev));
 
-  KVCache cache;
-  if (opt.use_cache) cache.capacity = len + opt.max_new_tokens;
-  auto last_logits = [&](const at::Tensor& ids, KVCache* c, const at::Tensor& pad) {
-    auto logits = model.forward(ids, c, pad);
-    return logits.select(1, logits.size(1) - 1);
-  };
-  at::Tensor logits = last_logits(seen, opt.use_cache ? &cache : nullptr, pad_t);
+  std::unique_ptr<Decoder> decoder;
+  at::Tensor logits;
+  if (opt.use_cache) {
+    decoder = std::make_unique<Decoder>(model, len + opt.max_new_tokens, opt.cuda_graphs);
+    logits = decoder->prefill(seen, pad_t);
+  } else {
+    logits = model.forward(seen, nullptr, pad_t).select(1, len - 1);
+  }
 
   // The loop queues work without waiting for the device: tokens stay on the device, ended
   // rows are tracked there, and the host looks only every kCheckEvery steps (every step
@@ -153,7 +155,7 @@ std::vector<Generation> generate(const Qwen2Model& model, const std::vector<std:
       seen = at::cat({seen, next_t}, 1);
       seen_mask = at::cat({seen_mask, at::ones({b, 1}, seen_mask.options())}, 1);
     }
-    logits = opt.use_cache ? last_logits(next_t, &cache, {}) : last_logits(seen, nullptr, pad_t);
+    logits = decoder ? decoder->step(tok) : model.forward(seen, nullptr, pad_t).select(1, seen.size(1) - 1);
   }
   // One copy to the host: each row's tokens up to and including its stop id.
   const auto all = at::stack(steps, 1).to(at::kCPU).contiguous();  // (B, steps)

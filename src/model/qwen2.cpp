@@ -115,23 +115,31 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
 
 }  // namespace
 
-at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
-                                 const at::Tensor& sin, KVCache* cache, int layer,
-                                 const at::Tensor& allowed) const {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwen2Layer& l, const at::Tensor& x,
+                                                                       const at::Tensor& cos,
+                                                                       const at::Tensor& sin) const {
   const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
   auto k = l.k.forward(x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
   auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
-  q = q * cos + rotate_half(q) * sin;
-  k = k * cos + rotate_half(k) * sin;
+  return {q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v};
+}
+
+at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
+                                 const at::Tensor& sin, KVCache* cache, int layer,
+                                 const at::Tensor& allowed) const {
+  const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
+  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  auto [q, k, v] = project_qkv(l, x, cos, sin);
   if (cache && cache->capacity > 0) {
     const int64_t end = cache->length + t;
     check(end <= cache->capacity, "KVCache: " + std::to_string(end) + " positions exceed its capacity of " +
                                       std::to_string(cache->capacity));
     if (!cache->k[layer].defined()) {
-      cache->k[layer] = at::empty({b, nkv, cache->capacity, d}, k.options());
-      cache->v[layer] = at::empty({b, nkv, cache->capacity, d}, v.options());
+      // Zeros, not garbage: decode steps read masked columns too (weight 0, but 0 * NaN = NaN).
+      cache->k[layer] = at::zeros({b, nkv, cache->capacity, d}, k.options());
+      cache->v[layer] = at::zeros({b, nkv, cache->capacity, d}, v.options());
     }
     cache->k[layer].narrow(2, cache->length, t).copy_(k);
     cache->v[layer].narrow(2, cache->length, t).copy_(v);
@@ -194,6 +202,37 @@ at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, cons
   }
   if (cache) cache->length += t;
   return rms_norm(h, final_norm_);
+}
+
+at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, DecodeSlots& slots, int64_t span) const {
+  const int64_t b = ids.size(0), d = cfg_.head_dim;
+  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads, rep = nh / nkv;
+  check(ids.dim() == 2 && ids.size(1) == 1, "decode_step: ids must be (batch, 1)");
+  check(cache.capacity > 0 && int64_t(cache.k.size()) == cfg_.num_hidden_layers && cache.k[0].defined(),
+        "decode_step: needs a cache with capacity, filled by a first hidden_states call");
+  check(span > 0 && span <= cache.capacity, "decode_step: span outside the cache's capacity");
+  slots.allowed.index_fill_(3, slots.column, true);
+  const auto allowed = slots.allowed.narrow(3, 0, span);                       // (B, 1, 1, span)
+  auto [cos, sin] = rope_tables(cfg_.head_dim, cfg_.rope_theta, slots.positions, dtype_);
+  cos = cos.unsqueeze(1);                                                      // (B, 1, 1, D)
+  sin = sin.unsqueeze(1);
+  const double scale = 1.0 / std::sqrt(double(d));
+  auto h = at::embedding(embed_, ids);
+  for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
+    const auto& l = layers_[size_t(i)];
+    auto [q, k, v] = project_qkv(l, rms_norm(h, l.input_norm), cos, sin);
+    cache.k[size_t(i)].index_copy_(2, slots.column, k);
+    cache.v[size_t(i)].index_copy_(2, slots.column, v);
+    // The rep query heads of a group become rep query rows over the group's keys.
+    auto qg = q.reshape({b, nkv, rep, d});
+    auto out = compat::masked_attention(qg, cache.k[size_t(i)].narrow(2, 0, span),
+                                        cache.v[size_t(i)].narrow(2, 0, span), allowed, scale);  // (B, nkv, rep, D)
+    h = h + l.o.forward(out.reshape({b, 1, nh * d}));
+    h = h + mlp(l, rms_norm(h, l.post_norm));
+  }
+  slots.positions.add_(1);
+  slots.column.add_(1);
+  return lm_head(rms_norm(h, final_norm_)).select(1, 0);
 }
 
 at::Tensor Qwen2Model::lm_head(const at::Tensor& hidden) const {

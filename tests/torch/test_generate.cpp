@@ -66,6 +66,54 @@ TEST(Generate, LeftPaddedRowsSeeOnlyTheirOwnTokens) {
   ASSERT_FALSE(batched.isnan().any().item<bool>()) << "pad positions must not produce NaN";
 }
 
+// The decode steps (model/decoder.h: GQA groups attending together, writes at a device-side
+// column, spans rounded up to a bucket) give the logits of a full forward over the whole
+// sequence, for left-padded rows, also when the decoding crosses a span bucket.
+TEST(Generate, DecoderStepsEqualTheFullForwardAcrossSpanBuckets) {
+  auto model = Qwen2Model::load(test::fixture("qwen2_b"), at::kFloat, at::Device(at::kCPU));  // 6 heads, 2 kv
+  at::NoGradGuard no_grad;
+  auto longs = at::TensorOptions().dtype(at::kLong);
+  const int64_t len = Decoder::kSpanBucket - 3, steps = 6;
+  auto ids = at::randint(0, 250, {2, len}, longs);
+  ids.slice(1, 0, 5).select(0, 1).fill_(0);  // row 1: five pad columns
+  const auto pads = at::tensor(std::vector<int64_t>{0, 5}, longs);
+  Decoder dec(model, len + steps, /*cuda_graphs=*/false);
+  auto logits = dec.prefill(ids, pads);
+  auto seq = ids;
+  for (int64_t s = 0; s < steps; ++s) {
+    auto tok = logits.argmax(1);
+    seq = at::cat({seq, tok.view({-1, 1})}, 1);
+    logits = dec.step(tok);
+    auto full = model.forward(seq, nullptr, pads).select(1, seq.size(1) - 1);
+    EXPECT_TRUE(at::allclose(logits, full, 1e-4, 1e-5))
+        << "step " << s << " (cache length " << dec.length() << "): max diff "
+        << (logits - full).abs().max().item<double>();
+  }
+  EXPECT_EQ(dec.length(), len + steps);
+  EXPECT_THROW(dec.step(logits.argmax(1)), Error) << "a full cache refuses another step";
+}
+
+// CUDA graphs replay exactly what the eager steps do: the same greedy tokens (fp32 on the
+// GPU), with left padding, over more than one span bucket (one graph per span).
+TEST(Generate, CudaGraphDecodingEqualsEagerDecoding) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
+  auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCUDA, 0));
+  const Ids prompts = {{5, 17, 42, 99, 3, 8}, {11, 12}, {200, 201, 202, 203}};
+  GenerateOptions opt;
+  opt.sampling.greedy = true;
+  opt.max_new_tokens = Decoder::kSpanBucket + 40;
+  opt.cuda_graphs = false;
+  const auto eager = tokens_of(generate(model, prompts, opt));
+  opt.cuda_graphs = true;
+  EXPECT_EQ(tokens_of(generate(model, prompts, opt)), eager);
+  at::NoGradGuard no_grad;
+  Decoder dec(model, opt.max_new_tokens + 8, true);
+  auto logits = dec.prefill(at::tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}, at::kLong).view({1, -1}).cuda(), {});
+  for (int64_t s = 0; s < opt.max_new_tokens; ++s) logits = dec.step(logits.argmax(1));
+  EXPECT_TRUE(dec.graphs_enabled());
+  EXPECT_EQ(dec.graphs_captured(), 2) << "spans 256 and 512";
+}
+
 TEST(Generate, StopsARowAtAStopIdAndLetsTheOthersRun) {
   const auto c = read_case("qwen2_a");
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));

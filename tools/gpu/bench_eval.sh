@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 13's speed figures on the GPU machine, in one call after tools/gpu/build_and_test.sh:
-#   1. decode tokens/s, r1dist `bench generate` and HF transformers `generate`
+#   1. decode tokens/s, r1dist `bench generate` (CUDA graphs on and off: GRAPHS) and HF transformers `generate`
 #      (tools/bench/hf_generate.py) on the same preset model directories (random bf16
 #      weights, R1 tokenizer): 1.5B and 7B, batch 1 and 16, 128-token prompt, 256 new tokens;
 #   2. `r1dist eval` of 50 held-out rows on the 14B preset (NF4 base, bf16), with the
@@ -19,7 +19,10 @@ for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --out "$dir" \
     --tokenizer .deps/tokenizer-r1 > /dev/null
-  $R bench generate --model "$dir" --batch 1,16 --reps 3 2>> "$OUT/bench_generate.log" | tee -a "$OUT/bench_generate.jsonl"
+  for graphs in ${GRAPHS:-on off}; do
+    $R bench generate --model "$dir" --batch 1,16 --reps 3 --graphs "$graphs" 2>> "$OUT/bench_generate.log" |
+      tee -a "$OUT/bench_generate.jsonl"
+  done
   python3 tools/bench/hf_generate.py --model "$dir" --batch 1,16 --reps 3 2>> "$OUT/bench_generate.log" |
     tee -a "$OUT/bench_generate.jsonl"
   [ "$size" = 7b ] || rm -rf "$dir"

@@ -13,6 +13,7 @@
 #include <functional>
 #include <vector>
 
+#include "r1dist/model/decoder.h"
 #include "r1dist/model/qwen2.h"
 
 namespace r1dist {
@@ -34,6 +35,7 @@ struct GenerateOptions {
   std::vector<int64_t> stop_ids;  // a row ends after emitting one of these (e.g. EOS)
   int64_t pad_id = 0;             // left padding of shorter prompts; fills ended rows
   bool use_cache = true;          // false: every step reruns the whole sequence (for tests)
+  bool cuda_graphs = true;        // on CUDA, replay the decode steps as CUDA graphs (model/decoder.h)
   // Called after each step with the row and its new token (not for ended rows).
   std::function<void(int64_t row, int64_t token)> on_token;
 };

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -35,6 +36,16 @@ struct KVCache {
   int64_t length = 0;
   int64_t capacity = 0;
   at::Tensor left_pad;  // (B) int64 from the first call's left_pad; undefined = no padding
+};
+
+// The device-side state of single-token decoding over a cache with capacity (model/decoder.h):
+// nothing in a step depends on a host value, so one step can be captured as a CUDA graph and
+// replayed. A step writes its keys and values at `column`, lets every row see that column,
+// and advances `positions` and `column` by one.
+struct DecodeSlots {
+  at::Tensor positions;  // (B, 1) int64: the RoPE position of each row's next token
+  at::Tensor column;     // (1) int64: the cache column the next token is written to
+  at::Tensor allowed;    // (B, 1, 1, capacity) bool: the cache columns each row attends to
 };
 
 class Qwen2Model {
@@ -68,6 +79,10 @@ class Qwen2Model {
   // call's left_pad for the calls that follow.
   at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr,
                            const at::Tensor& left_pad = {}) const;
+  // One token per row, (B, 1) ids -> (B, vocab) logits, attending to the first `span` cache
+  // columns (span > the slots' column; columns the row may not see are masked). Queries of a
+  // GQA group attend together to their shared keys: no repeated copy of the cache.
+  at::Tensor decode_step(const at::Tensor& ids, KVCache& cache, DecodeSlots& slots, int64_t span) const;
   // (..., hidden) -> (..., vocab) logits in the compute dtype.
   at::Tensor lm_head(const at::Tensor& hidden) const;
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, const at::Tensor& left_pad = {}) const {
@@ -87,6 +102,9 @@ class Qwen2Model {
  private:
   Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
+  // (B, T, hidden) -> q (B, nh, T, D), k and v (B, nkv, T, D), RoPE applied to q and k.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& x,
+                                                             const at::Tensor& cos, const at::Tensor& sin) const;
   // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
   at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer,
