@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <new>
+#include <string>
 
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
@@ -28,6 +30,8 @@ const Command kCommands[] = {
     {"config", "print a validated config with every default filled in, or list every key", cmd_config, false},
     {"tokenize", "text to token ids with a model's tokenizer.json, or ids back to text", cmd_tokenize, false},
     {"metrics", "print a run's metrics.h5 as TSV (also while the run writes it)", cmd_metrics, false},
+    {"checkpoint", "verify the checksums of checkpoints, run directories and exported adapters", cmd_checkpoint,
+     false},
     {"checkpoint-diff", "how far two checkpoints' adapters and optimizer moments are apart", cmd_checkpoint_diff,
      false},
     {"generate", "generate text from a model, with or without an adapter (greedy or sampled, KV cache)",
@@ -86,8 +90,18 @@ int cli_main(int argc, char** argv) {
   } catch (const UsageError& e) {
     if (dist_group().rank == 0) log::error(e.what());
     code = 2;
+  } catch (const std::bad_alloc&) {
+    log::error("out of host memory: an allocation failed (std::bad_alloc)\nHINT: lower train.micro_batch or "
+               "data.max_seq_len (r1dist --cfg FILE --dry-run prints the memory estimate), or run fewer ranks per "
+               "node");
+    code = 1;
   } catch (const std::exception& e) {
-    log::error(e.what());
+    const std::string what = e.what();
+    // libtorch's CUDA allocator says how much it tried to allocate and what was free.
+    const bool oom = what.find("out of memory") != std::string::npos;
+    log::error(what, oom ? "\nHINT: lower train.micro_batch or data.max_seq_len, set train.checkpointing = "
+                           "\"layer\" (r1dist --cfg FILE --dry-run prints the memory estimate)"
+                         : "");
     code = 1;
   }
   log::flush();

@@ -10,6 +10,8 @@
 #include "r1dist/base/error.h"
 #include "r1dist/base/run_lock.h"
 #include "r1dist/config/config.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
 #include "r1dist/formats/qwen2_config.h"
@@ -23,7 +25,26 @@ namespace r1dist {
 
 namespace {
 
-// Loads the model, quantises it and attaches LoRA as the config says, then stops.
+// "<=128: 3, <=256: 40, ..." : how many examples fall under each power of two up to the limit.
+std::string length_histogram(const std::vector<Example>& examples, int64_t max_len) {
+  std::vector<int64_t> edges;
+  for (int64_t e = 64; e < max_len; e *= 2) edges.push_back(e);
+  edges.push_back(max_len);
+  std::vector<int64_t> counts(edges.size(), 0);
+  for (const auto& ex : examples) {
+    size_t i = 0;
+    while (i + 1 < edges.size() && int64_t(ex.ids.size()) > edges[i]) ++i;
+    ++counts[i];
+  }
+  std::string out;
+  for (size_t i = 0; i < edges.size(); ++i)
+    if (counts[i]) out += (out.empty() ? "" : ", ") + std::string("<=") + std::to_string(edges[i]) + ": " +
+                          std::to_string(counts[i]);
+  return out.empty() ? "none" : out;
+}
+
+// Loads everything a run loads (tokenizer, data, model; quantises it and attaches LoRA as the
+// config says) and checks the memory estimate, then stops.
 void dry_run(const Config& cfg) {
   const auto device = resolve_device(cfg.model.device, dist_group().local_rank);
   const auto mc = read_qwen2_config(cfg.model.path);
@@ -31,10 +52,20 @@ void dry_run(const Config& cfg) {
             mc.num_attention_heads, "/", mc.num_key_value_heads, ", vocab ", mc.vocab_size, ", ",
             base_param_count(mc), " parameters; LoRA r=", cfg.lora.r, " on ", cfg.lora.targets.size(),
             " projections: ", lora_param_count(mc, cfg.lora.r, cfg.lora.targets), " trainable");
+  check_memory(cfg, device);
+  const auto tok = Tokenizer::load(cfg.model.path);
+  log::info("tokenizer ", tok.path(), ": ", tok.vocab_size(), " tokens");
+  if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + cfg.source_path + ")");
+  const auto data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed));
+  log::info("data ", cfg.data.path, ": ", data.load.rows_in_file, " rows in the file, ", data.load.skipped,
+            " skipped, ", data.train.size(), " train / ", data.eval.size(), " eval rows, ", data.truncated,
+            " truncated, ", data.dropped, " dropped; train lengths (tokens) ",
+            length_histogram(data.train, cfg.data.max_seq_len));
+  check_global_batch(cfg, data, dist_group().world);
   const auto model = build_model(cfg, device);
   log::info("loaded on ", device.str(), " in ", to_string(cfg.model.dtype), ", base ", to_string(cfg.quant.mode),
             ", ", model.lora().flat().numel(), " adapter parameters in one flat buffer");
-  log::info("dry run: config and model are valid; stopping before training");
+  log::info("dry run: config, tokenizer, data and model are valid; stopping before training");
 }
 
 }  // namespace
@@ -45,9 +76,12 @@ int cmd_run(int argc, char** argv) {
       .option_list("set", "override a config key: section.key=value (repeatable; validated like the file)")
       .option_str("resume", "continue from a checkpoint: auto (the newest valid one in output.dir; a fresh "
                             "start when there is none) or a checkpoint path")
+      .option_str("resume-anyway", "with --resume: continue although the checkpoint's settings differ: all, or "
+                                   "the keys that may differ (train.lr,data,model,metrics,...); recorded in "
+                                   "metrics.h5")
       .option_int("stop-after", "stop after step N with a checkpoint (for time-limited jobs; --resume "
                                 "continues with the same schedule)")
-      .flag("dry-run", "validate the config and load the model, then stop")
+      .flag("dry-run", "validate the config, load the tokenizer, data and model, check the memory estimate, then stop")
       .flag("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
   if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
@@ -74,6 +108,9 @@ int cmd_run(int argc, char** argv) {
   TrainOptions opt;
   opt.config_path = path;
   opt.resume = a.has("resume") ? a.str("resume") : "";
+  opt.resume_anyway = a.has("resume-anyway") ? a.str("resume-anyway") : "";
+  if (!opt.resume_anyway.empty() && opt.resume.empty())
+    throw UsageError("--resume-anyway goes with --resume auto or --resume PATH");
   if (a.has("stop-after")) {
     opt.stop_after = a.i64("stop-after");
     if (opt.stop_after <= 0) throw UsageError("--stop-after must be a step number > 0");

@@ -12,6 +12,7 @@ int cmd_bench(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_metrics(int argc, char** argv);
 int cmd_checkpoint_diff(int argc, char** argv);
+int cmd_checkpoint(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_merge(int argc, char** argv);

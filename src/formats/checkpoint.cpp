@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "formats/h5_util.h"
+#include "r1dist/base/checksum.h"
 #include "r1dist/log/log.h"
 
 namespace r1dist {
@@ -23,7 +24,9 @@ namespace fs = std::filesystem;
 using h5::Handle;
 
 constexpr const char* kFormat = "r1dist-checkpoint";
-constexpr int64_t kFormatVersion = 1;
+// 2: every dataset carries a CRC-32 of its data ("crc32") and the file one of its state
+// ("state_crc32": the attributes, the config text and /extra). 1: no checksums (still read).
+constexpr int64_t kFormatVersion = 2;
 
 std::string iso8601_now() {
   const std::time_t t = std::time(nullptr);
@@ -75,8 +78,35 @@ Handle group_with_order(hid_t loc, const char* name, const std::string& where) {
   return Handle(R1DIST_H5(where, H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT)));
 }
 
+// The state that the datasets' checksums do not cover, as one canonical text: every root
+// attribute but the time of writing, the config and the /extra attributes.
+std::string state_text(const CheckpointState& s) {
+  std::string t;
+  auto add = [&](const char* k, const std::string& v) { t += std::string(k) + "=" + std::to_string(v.size()) + ":" + v + "\n"; };
+  auto bits = [](double d) {
+    uint64_t u;
+    std::memcpy(&u, &d, 8);
+    return std::to_string(u);
+  };
+  add("r1dist_version", s.version);
+  add("step", std::to_string(s.step));
+  add("rows_consumed", std::to_string(s.rows_consumed));
+  add("global_batch", std::to_string(s.global_batch));
+  add("world_size", std::to_string(s.world_size));
+  add("adam_step", std::to_string(s.adam_step));
+  add("lr", bits(s.lr));
+  add("schedule", s.schedule);
+  add("model_path", s.model_path);
+  add("model_hash", s.model_hash);
+  add("has_best", s.has_best ? "1" : "0");
+  add("best_eval_loss", bits(s.has_best ? s.best_eval_loss : 0.0));
+  add("config", s.config_toml);
+  for (const auto& [k, v] : s.extra) add(("extra." + k).c_str(), v);
+  return t;
+}
+
 void write_array(hid_t loc, const std::string& name, hid_t ftype, hid_t mtype, const std::vector<int64_t>& shape,
-                 const void* data, const std::string& where, bool name_attr = false) {
+                 const void* data, size_t elem_bytes, const std::string& where, bool name_attr = false) {
   const std::string w = where + " dataset '" + name + "'";
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(shape.empty() ? R1DIST_H5(w, H5Screate(H5S_SCALAR))
@@ -87,6 +117,7 @@ void write_array(hid_t loc, const std::string& name, hid_t ftype, hid_t mtype, c
   Handle d(R1DIST_H5(w, H5Dcreate2(loc, name.c_str(), ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)));
   if (numel(shape) > 0) R1DIST_H5(w, H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
   if (name_attr) h5::write_attr(d, "name", name, w);
+  h5::write_attr(d, "crc32", static_cast<int64_t>(crc32(data, size_t(numel(shape)) * elem_bytes)), w);
   d.close(w);
 }
 
@@ -111,12 +142,13 @@ void write_tmp(const std::string& tmp, const CheckpointState& s) {
   h5::write_attr(f, "has_best", static_cast<int64_t>(s.has_best ? 1 : 0), where);
   h5::write_attr(f, "best_eval_loss", s.has_best ? s.best_eval_loss : 0.0, where);
   h5::write_string_dataset(f, "config", s.config_toml, where);
+  h5::write_attr(f, "state_crc32", static_cast<int64_t>(crc32(state_text(s))), where);
 
   auto adapters = group_with_order(f, "adapters", where + " group /adapters");
   int64_t total = 0;
   for (const auto& a : s.adapters) {
-    write_array(adapters, a.name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.shape, a.data.data(), where + " /adapters",
-                true);
+    write_array(adapters, a.name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a.shape, a.data.data(), 4,
+                where + " /adapters", true);
     total += numel(a.shape);
   }
   adapters.reset();
@@ -125,14 +157,15 @@ void write_tmp(const std::string& tmp, const CheckpointState& s) {
   if (g_write_hook) g_write_hook("data");
 
   Handle opt(R1DIST_H5(where, H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
-  write_array(opt, "exp_avg", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_m.data(), where + " /optimizer");
-  write_array(opt, "exp_avg_sq", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_v.data(), where + " /optimizer");
+  write_array(opt, "exp_avg", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_m.data(), 4, where + " /optimizer");
+  write_array(opt, "exp_avg_sq", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_v.data(), 4,
+              where + " /optimizer");
   opt.reset();
 
   auto rng = group_with_order(f, "rng", where + " group /rng");
   for (size_t r = 0; r < s.rng_states.size(); ++r)
     write_array(rng, "rank_" + std::to_string(r), H5T_STD_U8LE, H5T_NATIVE_UINT8,
-                {static_cast<int64_t>(s.rng_states[r].size())}, s.rng_states[r].data(), where + " /rng");
+                {static_cast<int64_t>(s.rng_states[r].size())}, s.rng_states[r].data(), 1, where + " /rng");
   rng.reset();
 
   Handle extra(R1DIST_H5(where, H5Gcreate2(f, "extra", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
@@ -229,9 +262,25 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
     throw Error(where + ": attribute 'format' is '" + format + "', expected '" + kFormat +
                 "': not an r1dist checkpoint");
   const int64_t version = h5::read_int_attr(f, "format_version", where);
-  if (version != kFormatVersion)
-    throw Error(where + ": attribute 'format_version' is " + std::to_string(version) + "; this build reads " +
+  if (version < 1 || version > kFormatVersion)
+    throw Error(where + ": attribute 'format_version' is " + std::to_string(version) + "; this build reads 1 to " +
                 std::to_string(kFormatVersion));
+  const bool checksums = version >= 2;
+  // A dataset's data against the CRC-32 recorded beside it (format 2), judged after the
+  // structure: a missing or mis-shaped dataset is reported as such, not as damage.
+  struct Damage {
+    std::string field;
+    bool has_crc;
+    uint32_t want, got;
+    size_t values;
+  };
+  std::vector<Damage> sums;
+  auto verify = [&](hid_t d, const void* bytes, size_t n, size_t values, const std::string& field) {
+    if (!checksums || !with_data) return;
+    const bool has = h5::has_attr(d, "crc32");
+    const auto want = has ? static_cast<uint32_t>(h5::read_int_attr(d, "crc32", field)) : 0u;
+    sums.push_back({field, has, want, crc32(bytes, n), values});
+  };
   s.version = h5::read_string_attr(f, "r1dist_version", where);
   h5::read_string_attr(f, "created", where);
   s.step = h5::read_int_attr(f, "step", where);
@@ -259,6 +308,7 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
       a.name = h5::read_string_attr(d, "name", field);
       if (a.name != link) throw Error(field + ": attribute 'name' is '" + a.name + "'");
       a.shape = read_array(d, H5T_FLOAT, H5T_NATIVE_FLOAT, a.data, with_data, field);
+      verify(d, a.data.data(), a.data.size() * 4, a.data.size(), field);
       total += numel(a.shape);
       s.adapters.push_back(std::move(a));
     }
@@ -269,6 +319,7 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
       const std::string field = where + ": dataset /optimizer/" + name;
       auto d = open_dataset(g, name, field);
       const auto shape = read_array(d, H5T_FLOAT, H5T_NATIVE_FLOAT, *vec, with_data, field);
+      verify(d, vec->data(), vec->size() * 4, vec->size(), field);
       if (shape.size() != 1 || shape[0] != total)
         throw Error(field + " has shape " + shape_str(shape) + "; the adapters hold " + std::to_string(total) +
                     " values");
@@ -287,6 +338,7 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
       std::vector<uint8_t> bytes;
       const auto shape = read_array(d, H5T_INTEGER, H5T_NATIVE_UINT8, bytes, with_data, field);
       if (shape.size() != 1) throw Error(field + " has shape " + shape_str(shape) + ", expected 1-D bytes");
+      verify(d, bytes.data(), bytes.size(), bytes.size(), field);
       s.rng_states.emplace_back(bytes.begin(), bytes.end());
     }
   }
@@ -297,6 +349,19 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
     hsize_t idx = 0;
     R1DIST_H5(gfield, H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr_name, &names));
     for (const auto& n : names) s.extra[n] = h5::read_string_attr(g, n, gfield);
+  }
+  for (const auto& c : sums) {
+    if (!c.has_crc) throw Error(c.field + ": attribute 'crc32' is missing");
+    if (c.got != c.want)
+      throw Error(c.field + " is damaged: the CRC-32 of its " + std::to_string(c.values) + " values is " +
+                  crc32_hex(c.got) + ", the file records " + crc32_hex(c.want));
+  }
+  if (checksums) {
+    const auto want = static_cast<uint32_t>(h5::read_int_attr(f, "state_crc32", where));
+    const uint32_t got = crc32(state_text(s));
+    if (got != want)
+      throw Error(where + ": its state (step, learning rate, config, ... the root attributes and /extra) is "
+                  "damaged: CRC-32 " + crc32_hex(got) + ", the file records " + crc32_hex(want));
   }
   f.close(where);
   return s;
@@ -376,6 +441,12 @@ std::string checkpoint_path(const std::string& run_dir, int64_t step) {
   char name[40];
   std::snprintf(name, sizeof name, "step_%08lld.h5", static_cast<long long>(step));
   return run_dir + "/checkpoints/" + name;
+}
+
+std::vector<std::string> checkpoints_newest_first(const std::string& run_dir) {
+  std::vector<std::string> out;
+  for (const auto& c : list_checkpoints(run_dir, nullptr)) out.push_back(c.path);
+  return out;
 }
 
 std::string find_latest_checkpoint(const std::string& run_dir) {

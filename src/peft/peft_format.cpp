@@ -8,6 +8,7 @@
 #include <set>
 
 #include "r1dist/base/error.h"
+#include "r1dist/formats/manifest.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/tensor/bytes.h"
 
@@ -78,10 +79,16 @@ void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, con
     check(size_t(t.nbytes()) == n, "save_peft_adapter: size mismatch for " + named[i].first);
     std::memcpy(dst, t.data_ptr(), n);
   });
+  write_manifest(dir, {"adapter_config.json", "adapter_model.safetensors"});
 }
 
 void load_peft_adapter(const LoraAdapters& adapters, const std::string& dir) {
   const std::string path = dir + "/adapter_model.safetensors";
+  if (const auto problems = check_manifest(dir); !problems.empty()) {
+    std::string msg = "adapter " + dir + " does not match its " + kManifestFile + ":";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw Error(msg);
+  }
   auto f = st::File::open(path);
   std::set<std::string> used;
   at::NoGradGuard ng;

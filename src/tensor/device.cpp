@@ -1,10 +1,14 @@
 #include "r1dist/tensor/device.h"
 
+#include <unistd.h>
+
 #include "r1dist/base/error.h"
 
 #if defined(R1DIST_WITH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace r1dist {
@@ -49,6 +53,20 @@ void select_device(const at::Device& d) {
 #else
   (void)d;
 #endif
+}
+
+double device_memory_bytes(const at::Device& d) {
+#if defined(R1DIST_WITH_CUDA)
+  if (d.is_cuda()) {
+    size_t free_b = 0, total_b = 0;
+    c10::cuda::CUDAGuard guard(d.index());
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) return double(total_b);
+    return 0.0;
+  }
+#endif
+  (void)d;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
 }
 
 double peak_memory_gb(const at::Device& d) {

@@ -5,7 +5,12 @@
 #include <cstdio>
 #include <fstream>
 
+#include <sys/stat.h>
+
+#include <algorithm>
+
 #include "r1dist/base/error.h"
+#include "r1dist/log/log.h"
 #include "r1dist/peft/peft_format.h"
 
 namespace r1dist {
@@ -44,9 +49,56 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   check(std::rename((path + ".tmp").c_str(), path.c_str()) == 0, "cannot rename " + path + ".tmp");
 }
 
+namespace {
+
+// Why the run's metrics.h5 cannot continue a resume at `step` ("" when it can).
+std::string metrics_problem(const std::string& path, int64_t step) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return path + " is missing";
+  try {
+    const auto m = read_metrics(path);
+    int64_t last = 0;
+    for (const auto& r : m.steps) last = std::max(last, r.step);
+    if (last < step)
+      return path + " holds steps up to " + std::to_string(last) + ", the checkpoint is at step " + std::to_string(step);
+  } catch (const std::exception& e) {
+    return path + " cannot be read (" + e.what() + ")";
+  }
+  return "";
+}
+
+}  // namespace
+
 std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset& data, int64_t resume_step,
-                                                int world) {
-  auto m = std::make_unique<MetricsWriter>(cfg.output.dir + "/metrics.h5", resume_step > 0, resume_step);
+                                                int world, const std::vector<ConfigChange>& overridden,
+                                                const std::string& anyway) {
+  const std::string path = cfg.output.dir + "/metrics.h5";
+  bool continued = resume_step > 0;
+  if (continued) {
+    if (const auto problem = metrics_problem(path, resume_step); !problem.empty()) {
+      const bool accepted = anyway == "all" || ("," + anyway + ",").find(",metrics,") != std::string::npos;
+      if (!accepted)
+        throw UsageError("cannot resume at step " + std::to_string(resume_step) + ": " + problem +
+                         ", so the history of steps 1-" + std::to_string(resume_step) +
+                         " would be lost without a trace\nHINT: put the run's metrics.h5 back, or continue with "
+                         "--resume-anyway metrics: a new metrics.h5 whose history starts at step " +
+                         std::to_string(resume_step) + " (recorded in its attributes)");
+      struct stat st{};
+      if (::stat(path.c_str(), &st) == 0) {
+        const std::string aside = path + ".unreadable-at-step-" + std::to_string(resume_step);
+        check(std::rename(path.c_str(), aside.c_str()) == 0, "cannot move " + path + " aside to " + aside);
+        log::warn("resume: ", problem, "; kept as ", aside);
+      }
+      log::warn("resume: a new metrics.h5 starts at step ", resume_step, " (--resume-anyway metrics)");
+      continued = false;
+    }
+  }
+  auto m = std::make_unique<MetricsWriter>(path, continued, resume_step);
+  if (resume_step > 0 && !continued) m->set_attr("history_starts_at_step", resume_step);
+  for (const auto& c : overridden) {
+    const std::string name = ("resume_anyway." + std::to_string(resume_step) + "." + c.key).substr(0, 63);
+    m->set_attr(name, (c.was + " -> " + c.now).substr(0, 255));
+  }
   m->set_attr("name", cfg.model.display_name());
   m->set_attr("rows_in_file", data.load.rows_in_file);
   m->set_attr("rows_skipped", data.load.skipped);

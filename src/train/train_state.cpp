@@ -1,5 +1,6 @@
 #include "r1dist/train/train_state.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -120,19 +121,125 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   return path;
 }
 
-TrainState load_checkpoint(const std::string& path, const Config& cfg, const RunIdentity& id,
-                           const Qwen2Model& model, AdamW& opt, const at::Device& device) {
-  const auto& pg = dist_group();
-  const auto s = read_checkpoint(path);
+std::vector<ConfigChange> resume_differences(const CheckpointState& s, const Config& cfg, const RunIdentity& id) {
+  auto out = math_config_changes(s.config_toml, cfg.to_toml());
   if (s.model_hash != id.model_hash)
-    throw UsageError("cannot resume from " + path + ": it was written for model " + s.model_path +
-                     " (config hash " + s.model_hash + "), this run loads " + cfg.model.path + " (config hash " +
-                     id.model_hash + ")");
+    out.push_back({"model", s.model_path + " (config.json hash " + s.model_hash + ")",
+                   cfg.model.path + " (config.json hash " + id.model_hash + ")"});
+  const auto fp = s.extra.find("dataset_fingerprint");
+  const std::string was_fp = fp == s.extra.end() ? "" : fp->second;
+  if (was_fp != id.data_fingerprint)
+    out.push_back({"data", "fingerprint " + (was_fp.empty() ? std::string("(none recorded)") : was_fp),
+                   "fingerprint " + id.data_fingerprint + " (" + cfg.data.path + ")"});
   if (s.global_batch != id.global_batch)
-    throw UsageError("cannot resume from " + path + ": its global batch was " + std::to_string(s.global_batch) +
-                     " rows, this run's is " + std::to_string(id.global_batch) +
-                     " (micro_batch x grad_accum x world size)\nHINT: set train.grad_accum so "
-                     "that micro_batch x grad_accum x ranks = " + std::to_string(s.global_batch));
+    out.push_back({"global batch", std::to_string(s.global_batch) + " rows", std::to_string(id.global_batch) +
+                   " rows (micro_batch x grad_accum x ranks)"});
+  return out;
+}
+
+namespace {
+
+std::vector<std::string> split_keys(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string k; std::getline(ss, k, ',');)
+    if (!k.empty()) out.push_back(k);
+  return out;
+}
+
+std::string describe(const std::vector<ConfigChange>& changes) {
+  std::string out;
+  for (const auto& c : changes)
+    out += "\n  " + c.key + ": " + (c.was.empty() ? "(absent)" : c.was) + " -> " + (c.now.empty() ? "(absent)" : c.now);
+  return out;
+}
+
+// Splits `all` into the differences --resume-anyway accepts and those that still refuse.
+std::vector<ConfigChange> refusing(const std::vector<ConfigChange>& all, const std::string& anyway,
+                                   std::vector<ConfigChange>* accepted) {
+  const auto keys = split_keys(anyway);
+  const bool every = anyway == "all";
+  std::vector<ConfigChange> out;
+  for (const auto& c : all) {
+    const bool ok = c.key != "global batch" &&
+                    (every || std::find(keys.begin(), keys.end(), c.key) != keys.end());
+    (ok ? *accepted : out).push_back(c);
+  }
+  return out;
+}
+
+const char* kAnywayHint =
+    "\nHINT: continue with these settings anyway: --resume-anyway (every key) or --resume-anyway KEY,KEY "
+    "(recorded in metrics.h5); or go back to the checkpoint's settings; or start the new settings in a new "
+    "output.dir";
+
+}  // namespace
+
+ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const std::string& resume,
+                               const std::string& anyway) {
+  ResumeChoice choice;
+  if (resume.empty()) return choice;
+  if (resume != "auto") {
+    choice.path = resume;
+    choice.state = read_checkpoint(resume);
+    const auto left = refusing(resume_differences(choice.state, cfg, id), anyway, &choice.overridden);
+    if (!left.empty())
+      throw UsageError("cannot resume from " + resume + ": it was written with other settings:" + describe(left) +
+                       kAnywayHint);
+    return choice;
+  }
+  const auto paths = checkpoints_newest_first(cfg.output.dir);
+  std::vector<std::string> skipped;
+  std::string first_foreign;
+  std::vector<ConfigChange> first_left;
+  for (const auto& path : paths) {
+    CheckpointState s;
+    try {
+      s = read_checkpoint(path);
+    } catch (const std::exception& e) {
+      log::warn("resume auto: skipping ", path, ": ", e.what());
+      skipped.push_back(path + " (damaged)");
+      continue;
+    }
+    std::vector<ConfigChange> accepted;
+    const auto left = refusing(resume_differences(s, cfg, id), anyway, &accepted);
+    if (left.empty()) {
+      if (!skipped.empty()) {
+        std::string list;
+        for (const auto& k : skipped) list += "\n  " + k;
+        log::warn("resume auto: continuing from ", path, ", the newest intact checkpoint of this run; skipped:", list);
+      }
+      choice.path = path;
+      choice.state = std::move(s);
+      choice.overridden = std::move(accepted);
+      return choice;
+    }
+    log::warn("resume auto: skipping ", path, ": written with other settings:", describe(left));
+    skipped.push_back(path + " (other settings)");
+    if (first_foreign.empty()) {
+      first_foreign = path;
+      first_left = left;
+    }
+  }
+  if (!first_foreign.empty())
+    throw UsageError("cannot resume in " + cfg.output.dir + ": no checkpoint matches this run's settings; the "
+                     "newest intact one, " + first_foreign + ", differs in:" + describe(first_left) + kAnywayHint);
+  if (!paths.empty())
+    throw UsageError("cannot resume in " + cfg.output.dir + ": every checkpoint is damaged (" +
+                     std::to_string(paths.size()) + " tried; warnings above)\nHINT: r1dist checkpoint verify " +
+                     cfg.output.dir + " lists them; move them away to start again at step 0");
+  log::info("resume auto: no checkpoint in ", cfg.output.dir, "; starting at step 0");
+  return choice;
+}
+
+TrainState load_checkpoint(const ResumeChoice& choice, const Config& cfg, const Qwen2Model& model, AdamW& opt,
+                           const at::Device& device) {
+  const auto& pg = dist_group();
+  const auto& s = choice.state;
+  const auto& path = choice.path;
+  if (!choice.overridden.empty())
+    log::warn("resume: continuing from ", path, " although its settings differ (--resume-anyway):",
+              describe(choice.overridden));
   const auto params = model.lora().named_parameters();
   check(params.size() == s.adapters.size(),
         "cannot resume from " + path + ": it has " + std::to_string(s.adapters.size()) +

@@ -25,7 +25,10 @@
 #include "r1dist/eval/held_out.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/formats/eval_file.h"
+#include "r1dist/config/memory_estimate.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/qwen2_config.h"
+#include "r1dist/tensor/device.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
@@ -81,6 +84,28 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
   log::info("final evaluation in ", cfg.output.dir, "/metrics.h5 (/eval) after ", seconds_since(t0), " s");
 }
 
+}  // namespace
+
+MemoryEstimate check_memory(const Config& cfg, const at::Device& device) {
+  const auto est = estimate_training_memory(read_qwen2_config(cfg.model.path), cfg);
+  check_memory_fits(est, device_memory_bytes(device), device.str(), cfg);
+  log::info("memory estimate per rank: ", est.describe(), " of ", device_memory_bytes(device) / 1e9, " GB on ",
+            device.str());
+  return est;
+}
+
+void check_global_batch(const Config& cfg, const Dataset& data, int world) {
+  const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
+  if (cfg.train.steps > 0 && g > int64_t(data.train.size()))
+    throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
+                     " x " + std::to_string(cfg.train.grad_accum) + " x " + std::to_string(world) + " = " +
+                     std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +
+                     std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
+                     "lower train.grad_accum or train.micro_batch");
+}
+
+namespace {
+
 // Rank 0 tokenizes and fills the cache; the others then read it.
 Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& pg) {
   if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + cfg.source_path + ")");
@@ -105,20 +130,12 @@ BatchPlan make_plan(const Config& cfg, const Dataset& data, int64_t global_batch
   return BatchPlan(lengths, uint64_t(cfg.train.seed), global_batch, cfg.data.group_by_length);
 }
 
-// The checkpoint to continue from: "" for a fresh start. A fresh run never mixes its
-// checkpoints with an earlier run's.
-std::string checkpoint_to_resume(const Config& cfg, const std::string& resume, const ProcessGroup& pg) {
-  if (resume.empty()) {
-    const auto existing = pg.rank == 0 ? find_latest_checkpoint(cfg.output.dir) : "";
-    if (!existing.empty())
-      throw UsageError("output.dir " + cfg.output.dir + " already holds checkpoints of a run (" + existing +
-                       ")\nHINT: continue it with --resume auto, or set output.dir to a new directory");
-    return "";
-  }
-  if (resume != "auto") return resume;
-  const auto path = find_latest_checkpoint(cfg.output.dir);
-  if (path.empty()) log::info("resume auto: no checkpoint in ", cfg.output.dir, "; starting at step 0");
-  return path;
+// A fresh run never mixes its checkpoints with an earlier run's.
+void refuse_existing_checkpoints(const Config& cfg, const ProcessGroup& pg) {
+  const auto existing = pg.rank == 0 ? find_latest_checkpoint(cfg.output.dir) : "";
+  if (!existing.empty())
+    throw UsageError("output.dir " + cfg.output.dir + " already holds checkpoints of a run (" + existing +
+                     ")\nHINT: continue it with --resume auto, or set output.dir to a new directory");
 }
 
 // What happens after step `step`: evaluate, checkpoint, stop.
@@ -161,8 +178,10 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
 
   // Build: device -> data -> model + LoRA -> optimizer -> communicator.
   const at::Device device = prepare_device(cfg, pg);
+  check_memory(cfg, device);
   const Tokenizer tok = Tokenizer::load(cfg.model.path);
   const Dataset data = load_data(cfg, tok, pg);
+  check_global_batch(cfg, data, pg.world);
   const int64_t global_batch = cfg.train.micro_batch * cfg.train.grad_accum * pg.world;
   const BatchPlan plan = make_plan(cfg, data, global_batch);
   Qwen2Model model = build_model(cfg, device);
@@ -196,8 +215,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
 
   // Resume.
   TrainState state;
-  if (const auto path = checkpoint_to_resume(cfg, opt.resume, pg); !path.empty())
-    state = load_checkpoint(path, cfg, id, model, optimizer, device);
+  if (opt.resume.empty()) refuse_existing_checkpoints(cfg, pg);
+  const ResumeChoice resumed = choose_checkpoint(cfg, id, opt.resume, opt.resume_anyway);
+  if (!resumed.path.empty()) state = load_checkpoint(resumed, cfg, model, optimizer, device);
   res.steps_done = state.step;
   if (state.step >= cfg.train.steps) {
     log::info("nothing to do: the checkpoint is at step ", state.step, " of ", cfg.train.steps);
@@ -205,7 +225,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   }
   std::unique_ptr<MetricsWriter> metrics;
   if (pg.rank == 0) {
-    metrics = open_run_metrics(cfg, data, state.step, pg.world);
+    metrics = open_run_metrics(cfg, data, state.step, pg.world, resumed.overridden, opt.resume_anyway);
     write_run_json(cfg, opt.config_path, id, data, pg.world);
   }
   auto record = [&](const EvalRecord& ev) {

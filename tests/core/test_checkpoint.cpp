@@ -261,12 +261,59 @@ TEST(Checkpoint, ValidationNamesFileAndField) {
   check_case(
       [](hid_t f) {
         const hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
-        const int64_t v = 2;
+        const int64_t v = 3;
         H5Awrite(a, H5T_NATIVE_INT64, &v);
         H5Aclose(a);
       },
-      {"format_version", "2"});
+      {"format_version", "3"});
   // The good file is untouched by all this.
+  expect_equal(s, read_checkpoint(good));
+}
+
+// Format 2: a changed byte anywhere in any tensor's data (every dataset, one at a time) is
+// reported naming that dataset; so is a changed value of the state outside the datasets.
+TEST(Checkpoint, AFlippedByteInAnyTensorOrTheStateIsDetected) {
+  TempDir dir;
+  const auto s = make_state(5);
+  const std::string good = dir / "good.h5";
+  write_checkpoint(good, s);
+  std::vector<std::string> datasets = {"/optimizer/exp_avg", "/optimizer/exp_avg_sq"};
+  for (const auto& a : s.adapters) datasets.push_back("/adapters/" + a.name);
+  for (int r = 0; r < s.world_size; ++r) datasets.push_back("/rng/rank_" + std::to_string(r));
+  const std::string bytes = test::read_text(good);
+  uint64_t lcg = 12345;
+  for (const auto& name : datasets) {
+    SCOPED_TRACE(name);
+    const hid_t f = H5Fopen(good.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t d = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+    const haddr_t offset = H5Dget_offset(d);
+    const hsize_t size = H5Dget_storage_size(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    ASSERT_NE(offset, HADDR_UNDEF);
+    ASSERT_GT(size, 0u);
+    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+    std::string bad = bytes;
+    bad[size_t(offset + (lcg >> 33) % size)] ^= char(0x08);  // one bit of one byte
+    const std::string path = dir / "bad.h5";
+    test::write_text(path, bad);
+    std::string why;
+    EXPECT_FALSE(checkpoint_is_valid(path, &why));
+    EXPECT_NE(why.find(name + " is damaged"), std::string::npos) << why;
+  }
+  // The state: a different learning rate written through HDF5 (a valid file, wrong content).
+  const std::string path = dir / "bad_state.h5";
+  write_checkpoint(path, s);
+  edit(path, [](hid_t f) {
+    const hid_t a = H5Aopen(f, "lr", H5P_DEFAULT);
+    const double v = 0.5;
+    H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+    H5Aclose(a);
+  });
+  std::string why;
+  EXPECT_FALSE(checkpoint_is_valid(path, &why));
+  EXPECT_NE(why.find("state"), std::string::npos) << why;
+  EXPECT_NE(why.find("damaged"), std::string::npos) << why;
   expect_equal(s, read_checkpoint(good));
 }
 

@@ -56,24 +56,65 @@ TEST(Cli, ConfigErrorsExitTwoWithFileLineAndSuggestion) {
   EXPECT_THAT(r.err, HasSubstr("--set train.lrr=1"));
 }
 
-TEST(Cli, DryRunLoadsTheModelAndWritesTheRunLog) {
+// A dry run loads what a run loads: the tokenizer, the data (counts and a length
+// histogram), the model (quantised, with LoRA), and checks the memory estimate.
+TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   TempDir tmp;
-  write_text(tmp / "ok.toml", "[model]\npath = \"" + fixture("qwen2_b") + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n" +
+  copy_tree(fixture("qwen2_b"), tmp / "m");
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(r1_tokenizer_dir() + "/" + f, (tmp / "m") + "/" + f);
+  write_text(tmp / "ok.toml", "[model]\npath = \"" + (tmp / "m") + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n" +
+                                  "[data]\npath = \"" + source_dir() + "/data/sample_zh.jsonl\"\nmax_seq_len = 256\n" +
                                   "[output]\ndir = \"" + (tmp / "run") + "\"\n");
   auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run");
   EXPECT_EQ(r.code, 0) << r.err;
   const auto log = read_text(tmp / "run/run.log");
   EXPECT_THAT(log, HasSubstr("3 layers, hidden 48"));
+  EXPECT_THAT(log, HasSubstr("memory estimate per rank: "));
+  EXPECT_THAT(log, HasSubstr("151665 tokens"));
+  EXPECT_THAT(log, HasSubstr("64 rows in the file, 0 skipped, 64 train / 0 eval rows"));
+  EXPECT_THAT(log, HasSubstr("train lengths (tokens) <="));
   EXPECT_THAT(log, HasSubstr("dry run"));
   // qwen2_b: 3 layers, hidden 48, kv 16, intermediate 96; r=16 on all seven projections.
   EXPECT_THAT(log, HasSubstr("base nf4, 36096 adapter parameters in one flat buffer"));
+  // A truncated tokenizer.json fails the dry run (exit 1), naming the file.
+  TempDir cut;
+  copy_tree(tmp / "m", cut / "m");
+  write_text(cut / "m/tokenizer.json", read_text(tmp / "m/tokenizer.json").substr(0, 100000));
+  r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (cut / "m"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(cut / "m/tokenizer.json"));
   // A runtime failure (a shard gone) exits 1 and names the shard.
   TempDir broken;
-  copy_tree(fixture("qwen2_b"), broken / "m");
+  copy_tree(tmp / "m", broken / "m");
   std::filesystem::remove(broken / "m/model-00002-of-00006.safetensors");
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (broken / "m"));
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("model-00002-of-00006.safetensors"));
+}
+
+// Memory is checked before it is spent: absurd batch settings are refused at once with the
+// estimate (or the row arithmetic), exit 2, before any model is loaded.
+TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
+  TempDir tmp;
+  copy_tree(fixture("qwen2_b"), tmp / "m");
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(r1_tokenizer_dir() + "/" + f, (tmp / "m") + "/" + f);
+  write_text(tmp / "ok.toml", "[model]\npath = \"" + (tmp / "m") + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n" +
+                                  "[data]\npath = \"" + source_dir() + "/data/sample_zh.jsonl\"\n" +
+                                  "[output]\ndir = \"" + (tmp / "run") + "\"\n");
+  for (const char* mode : {" --dry-run", ""}) {
+    SCOPED_TRACE(mode);
+    auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + mode + " --set train.micro_batch=1000000000");
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("this config needs an estimated "));
+    EXPECT_THAT(r.err, HasSubstr("train.micro_batch = 1000000000"));
+    EXPECT_THAT(r.err, HasSubstr("HINT: lower train.micro_batch"));
+    EXPECT_THAT(r.err, ::testing::Not(HasSubstr("bad_alloc")));
+    r = run_r1dist("--cfg " + (tmp / "ok.toml") + mode + " --set train.grad_accum=1000000000");
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("= 2000000000 rows per step, but"));
+  }
 }
 
 // The values of a reference tensor, as doubles (I64 ids or an F32 scalar).

@@ -10,11 +10,13 @@
 #include <filesystem>
 
 #include "e2e/trainer_runs.h"
+#include "support/damage.h"
 
 namespace r1dist::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The fixtures' setup tests: ctest runs them (fresh) before the tests that need them.
 TEST(Fixture, TinyModel) {
@@ -139,7 +141,7 @@ TEST(TrainerMpi, ResumeOnADifferentWorldSize) {
   // A different global batch is refused with the arithmetic that fixes it.
   r = run_r1dist("--cfg " + run_config(out, 1, 2) + " --resume auto --set train.steps=12");
   EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("global batch was 4 rows"));
+  EXPECT_THAT(r.err, HasSubstr("global batch: 4 rows -> 2 rows"));
 }
 
 TEST(TrainerMpi, KilledRankEndsTheJobAndResumeFinishesIt) {
@@ -222,6 +224,86 @@ TEST(TrainerMpi, StopSignalCheckpointsThatStepAndTheResumeIsBitwiseIdentical) {
   const auto log = read_text(out + "/run.log");
   EXPECT_THAT(log, HasSubstr("stopped by a signal"));
   EXPECT_THAT(log, HasSubstr("resumed from"));
+}
+
+// Damage in the newest checkpoint (one changed bit in one adapter's data, written where HDF5
+// keeps it): `checkpoint verify` names it, the resume skips it with a warning naming the
+// tensor, continues from the previous checkpoint and ends bitwise equal to the uninterrupted run.
+TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical) {
+  const auto ref = reference_run();
+  TempDir d;
+  const auto out = d / "damaged";
+  const auto cfg = run_config(out, 1, 2);
+  auto r = run_r1dist("--cfg " + cfg + " --stop-after 7", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto newest = checkpoint_path(out, 7);
+  const auto victim = read_checkpoint(newest).adapters.at(3).name;
+  flip_bit_in_dataset(newest, "/adapters/" + victim, 0.37, 4);
+  r = run_r1dist("checkpoint verify " + out);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("DAMAGED  " + newest));
+  EXPECT_THAT(r.out, HasSubstr("/adapters/" + victim + " is damaged"));
+  EXPECT_THAT(r.out, HasSubstr("ok       " + checkpoint_path(out, 5)));
+  r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("skipping " + newest));
+  EXPECT_THAT(r.err, HasSubstr(victim + " is damaged"));
+  EXPECT_THAT(r.err, HasSubstr("resumed from " + checkpoint_path(out, 5)));
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "damaged step 7 skipped");
+  const auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  // The exported adapter carries a manifest; a changed byte in it is refused by name.
+  r = run_r1dist("checkpoint verify " + out + "/adapter");
+  EXPECT_EQ(r.code, 0) << r.out;
+  flip_byte_in_file(out + "/adapter/adapter_model.safetensors", 0.8);
+  r = run_r1dist("checkpoint verify " + out + "/adapter");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("adapter_model.safetensors is damaged"));
+}
+
+// A resume whose settings differ from the checkpoint's lists every changed key and refuses;
+// --resume-anyway KEY accepts exactly those keys and records them in metrics.h5. A
+// checkpoint of other settings placed newest is skipped for the newest of this run's. A
+// missing metrics.h5 refuses the resume rather than start a history in the middle.
+TEST(TrainerMpi, AResumeWithOtherSettingsListsEachChangedKey) {
+  TempDir d;
+  const auto out = d / "changed";
+  const auto cfg = run_config(out, 1, 4);
+  auto r = run_r1dist("--cfg " + cfg + " --stop-after 5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  write_text(d / "other.jsonl", read_text(sample_data()).substr(0, read_text(sample_data()).rfind('\n', 60000) + 1));
+  const std::string changed =
+      " --set train.lr=1e-3 --set lora.alpha=32 --set data.path=" + (d / "other.jsonl");
+  r = run_r1dist("--cfg " + cfg + " --resume auto" + changed);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("train.lr: 0.002 -> 0.001"));
+  EXPECT_THAT(r.err, HasSubstr("lora.alpha: 16 -> 32"));
+  EXPECT_THAT(r.err, HasSubstr("data: fingerprint "));
+  EXPECT_THAT(r.err, HasSubstr("--resume-anyway"));
+  r = run_r1dist("--cfg " + cfg + " --resume auto --resume-anyway train.lr" + changed);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("train.lr: ")));
+  EXPECT_THAT(r.err, HasSubstr("lora.alpha: 16 -> 32"));
+  // A missing metrics file: refused, named.
+  std::filesystem::rename(out + "/metrics.h5", d / "metrics.keep");
+  r = run_r1dist("--cfg " + cfg + " --resume auto");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("metrics.h5 is missing"));
+  std::filesystem::rename(d / "metrics.keep", out + "/metrics.h5");
+  // Accepted on purpose: one more step at another lr, recorded.
+  r = run_r1dist("--cfg " + cfg + " --resume auto --resume-anyway train.lr --set train.lr=1e-3 --stop-after 6");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto m = read_metrics(out + "/metrics.h5");
+  EXPECT_EQ(m.attrs["resume_anyway.5.train.lr"], "0.002 -> 0.001");
+  // Back to the first settings: step 6 (another lr) is skipped for step 5.
+  r = run_r1dist("--cfg " + cfg + " --resume auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("skipping " + checkpoint_path(out, 6) + ": written with other settings"));
+  EXPECT_THAT(r.err, HasSubstr("resumed from " + checkpoint_path(out, 5)));
+  m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 10u);
+  EXPECT_DOUBLE_EQ(m.steps[5].lr, kLinearLr[5]) << "step 6 is this run's again";
 }
 
 }  // namespace

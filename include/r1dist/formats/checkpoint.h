@@ -53,6 +53,8 @@ bool checkpoint_is_valid(const std::string& path, std::string* why = nullptr);
 
 // Checkpoints live in DIR/checkpoints/step_<8 digits>.h5.
 std::string checkpoint_path(const std::string& run_dir, int64_t step);
+// Every RUN_DIR/checkpoints/step_N.h5, highest step first (none checked).
+std::vector<std::string> checkpoints_newest_first(const std::string& run_dir);
 // The valid checkpoint with the highest step ("" when none); invalid ones are skipped
 // (a warning names them).
 std::string find_latest_checkpoint(const std::string& run_dir);

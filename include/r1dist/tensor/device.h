@@ -18,6 +18,9 @@ at::Device parse_device(const std::string& s, int local_rank = 0);
 at::Device resolve_device(DeviceChoice d, int local_rank = 0);
 // Makes `d` the current CUDA device of this thread (no-op on the CPU).
 void select_device(const at::Device& d);
+// The memory a rank on `d` may use, in bytes: the GPU's total memory, or the machine's
+// physical memory on the CPU.
+double device_memory_bytes(const at::Device& d);
 // Peak bytes allocated on `d` since the process started, in GB (0 on the CPU).
 double peak_memory_gb(const at::Device& d);
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "r1dist/config/config.h"
 #include "r1dist/data/dataset.h"
@@ -19,9 +20,14 @@ namespace r1dist {
 void write_run_json(const Config& cfg, const std::string& config_path, const RunIdentity& id, const Dataset& data,
                     int world);
 
-// output.dir/metrics.h5, fresh (resume_step = 0) or continued after resume_step.
+// output.dir/metrics.h5, fresh (resume_step = 0) or continued after resume_step. A resume
+// whose metrics.h5 is missing, unreadable or behind the checkpoint refuses, naming why,
+// unless `anyway` ("all" or a key list) holds "metrics": then the old file is moved aside
+// and a new history starts at resume_step (attribute history_starts_at_step). Differences
+// accepted by --resume-anyway are recorded as attributes resume_anyway.<step>.<key>.
 std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset& data, int64_t resume_step,
-                                                int world);
+                                                int world, const std::vector<ConfigChange>& overridden = {},
+                                                const std::string& anyway = "");
 
 // output.dir/adapter in the PEFT format; returns the directory.
 std::string export_adapter(const Config& cfg, const Qwen2Model& model);

@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "r1dist/config/config.h"
+#include "r1dist/config/config_diff.h"
+#include "r1dist/formats/checkpoint.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/train/optim.h"
 
@@ -38,10 +41,30 @@ std::string model_hash(const std::string& model_dir);
 std::string save_checkpoint(const Config& cfg, const TrainState& state, const RunIdentity& id,
                             const Qwen2Model& model, AdamW& opt, const at::Device& device);
 
-// Loads the checkpoint at `path` into the model's adapters and the optimizer, restores this
-// rank's generator states, and returns the state. Refuses (UsageError) a checkpoint of
-// another model or another global batch, with the fix.
-TrainState load_checkpoint(const std::string& path, const Config& cfg, const RunIdentity& id,
-                           const Qwen2Model& model, AdamW& opt, const at::Device& device);
+// What makes a checkpoint another run's, as changes "key: was -> now": every config key
+// that changes the math (config/config_diff.h), "model" (the hash of the model's
+// config.json), "data" (the fingerprint of the tokenized rows) and "global batch" (rows per
+// step; the batch plan depends on it, so it cannot be overridden).
+std::vector<ConfigChange> resume_differences(const CheckpointState& s, const Config& cfg, const RunIdentity& id);
+
+struct ResumeChoice {
+  std::string path;                     // "" = start at step 0
+  CheckpointState state;                // as read (checksums verified)
+  std::vector<ConfigChange> overridden; // differences accepted by --resume-anyway
+};
+
+// The checkpoint a run continues from. resume: "auto" (the newest checkpoint in output.dir
+// that is intact and of this run: damaged ones and other runs' are skipped with a warning
+// naming why) or a path (which must be both). anyway: "" (differences refuse the resume,
+// listing each), "all", or comma-separated keys that may differ (recorded by the caller).
+// Refuses (UsageError) when checkpoints exist but none is intact, or none matches.
+ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const std::string& resume,
+                               const std::string& anyway);
+
+// Loads the chosen checkpoint into the model's adapters and the optimizer, restores this
+// rank's generator states, and returns the state. Refuses a checkpoint whose adapter
+// shapes differ from the model's.
+TrainState load_checkpoint(const ResumeChoice& choice, const Config& cfg, const Qwen2Model& model, AdamW& opt,
+                           const at::Device& device);
 
 }  // namespace r1dist

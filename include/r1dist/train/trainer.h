@@ -7,13 +7,18 @@
 #include <cstdint>
 #include <string>
 
+#include <ATen/ATen.h>
+
 #include "r1dist/config/config.h"
+#include "r1dist/config/memory_estimate.h"
+#include "r1dist/data/dataset.h"
 
 namespace r1dist {
 
 struct TrainOptions {
   std::string resume;       // "" = fresh run; "auto" = newest valid checkpoint in output.dir
                             // (fresh when there is none); else a checkpoint path
+  std::string resume_anyway;  // "" = a checkpoint of other settings refuses; "all" or keys that may differ
   std::string config_path;  // for the log and run.json
   int64_t stop_after = 0;   // > 0: stop after this step with a checkpoint (a time-limited
                             // job that a later --resume continues; the schedule is unchanged)
@@ -30,6 +35,12 @@ struct TrainResult {
 };
 
 // The process group (dist_init) must exist.
+// The memory a rank of this config needs (config/memory_estimate.h) against the device's:
+// refuses (UsageError, with the estimate) when it cannot fit; logs and returns it otherwise.
+MemoryEstimate check_memory(const Config& cfg, const at::Device& device);
+// Refuses a global batch (micro_batch x grad_accum x world rows) larger than the training rows.
+void check_global_batch(const Config& cfg, const Dataset& data, int world);
+
 TrainResult train(const Config& cfg, const TrainOptions& opt);
 
 }  // namespace r1dist

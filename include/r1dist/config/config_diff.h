@@ -1,0 +1,23 @@
+// Which settings of a run changed between a checkpoint's config and the current one, for the
+// resume identity check (train/train_state.h). Only keys that change what training computes
+// are compared: the model's dtype, [lora], [quant], [data] and [train], except the keys that
+// only move work around (data.path: the data is compared by its fingerprint instead;
+// data.threads; data.packing; train.micro_batch and train.grad_accum: their product with the
+// world size, the global batch, is compared instead; train.checkpointing). Output, logging,
+// evaluation and communication settings never block a resume.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace r1dist {
+
+struct ConfigChange {
+  std::string key;  // "train.lr"
+  std::string was, now;  // TOML values ("" when absent on that side)
+};
+
+// Both arguments are complete configs as TOML text (Config::to_toml, as checkpoints store).
+std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml);
+bool key_changes_math(const std::string& key);
+
+}  // namespace r1dist

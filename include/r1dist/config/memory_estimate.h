@@ -1,0 +1,31 @@
+// What one training rank needs in device memory, estimated from the model's shape and the
+// run's settings before anything is allocated, so that a config that cannot fit is refused
+// with the figures instead of failing (or swapping) after minutes of loading. An estimate:
+// it counts the big buffers (docs/RELIABILITY.md has the formula and how it compares with
+// measured peaks), not the allocator's slack.
+#pragma once
+#include <string>
+
+#include "r1dist/config/config.h"
+#include "r1dist/formats/qwen2_config.h"
+
+namespace r1dist {
+
+struct MemoryEstimate {
+  double weights = 0;      // the frozen base (NF4 codes + scales, or dense), embeddings, lm_head
+  double adapters = 0;     // LoRA parameters, their gradients and both AdamW moments (fp32)
+  double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
+  double logits = 0;       // one micro-batch's logits, their fp32 copy and gradient
+  double total() const { return weights + adapters + activations + logits; }
+  // "47.5 GB (base weights 10.5, adapters + AdamW 1.1, activations 11.0, logits 24.9)"
+  std::string describe() const;
+};
+
+MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& cfg);
+
+// Refuses (UsageError) when the estimate exceeds `capacity_bytes` (the device's memory),
+// naming the settings that drive it and the estimate's parts.
+void check_memory_fits(const MemoryEstimate& e, double capacity_bytes, const std::string& device_name,
+                       const Config& cfg);
+
+}  // namespace r1dist

@@ -1,0 +1,73 @@
+#include "r1dist/config/config_diff.h"
+
+#include <charconv>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "r1dist/base/error.h"
+
+namespace r1dist {
+
+namespace {
+
+void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& [k, node] : t) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      flatten(*sub, key, out);
+      continue;
+    }
+    if (const auto* d = node.as_floating_point()) {
+      // The shortest text that reads back as the same double (0.0002, not 0.00020000000000000001).
+      char buf[64];
+      const auto r = std::to_chars(buf, buf + sizeof buf, d->get());
+      out[key] = std::string(buf, r.ptr);
+      continue;
+    }
+    std::ostringstream os;
+    node.visit([&](const auto& v) { os << v; });
+    out[key] = os.str();
+  }
+}
+
+std::map<std::string, std::string> flat(const std::string& text, const char* which) {
+  std::map<std::string, std::string> out;
+  try {
+    flatten(toml::parse(text), "", out);
+  } catch (const toml::parse_error& e) {
+    throw Error(std::string("comparing configs: the ") + which + " config does not parse: " +
+                std::string(e.description()));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool key_changes_math(const std::string& key) {
+  static const std::set<std::string> kMoveOnly = {"data.path", "data.threads", "data.packing", "train.micro_batch",
+                                                  "train.grad_accum", "train.checkpointing"};
+  if (kMoveOnly.count(key)) return false;
+  if (key == "model.dtype") return true;
+  for (const char* section : {"lora.", "quant.", "data.", "train."})
+    if (key.rfind(section, 0) == 0) return true;
+  return false;
+}
+
+std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml) {
+  const auto a = flat(before_toml, "checkpoint's"), b = flat(now_toml, "current");
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a) keys.insert(k);
+  for (const auto& [k, v] : b) keys.insert(k);
+  std::vector<ConfigChange> out;
+  for (const auto& k : keys) {
+    if (!key_changes_math(k)) continue;
+    const auto ia = a.find(k), ib = b.find(k);
+    const std::string was = ia == a.end() ? "" : ia->second, now = ib == b.end() ? "" : ib->second;
+    if (was != now) out.push_back({k, was, now});
+  }
+  return out;
+}
+
+}  // namespace r1dist

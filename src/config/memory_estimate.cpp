@@ -1,0 +1,58 @@
+#include "r1dist/config/memory_estimate.h"
+
+#include <cstdio>
+
+#include "r1dist/base/error.h"
+
+namespace r1dist {
+
+namespace {
+
+std::string gb(double bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", bytes / 1e9);
+  return b;
+}
+
+}  // namespace
+
+std::string MemoryEstimate::describe() const {
+  return gb(total()) + " GB (base weights " + gb(weights) + ", adapters + AdamW " + gb(adapters) + ", activations " +
+         gb(activations) + ", logits " + gb(logits) + ")";
+}
+
+MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg) {
+  // Doubles throughout: the products of absurd settings (micro_batch 1e9) must not overflow.
+  const double e = cfg.model.dtype == ComputeDtype::fp32 ? 4.0 : 2.0;
+  const double h = double(m.hidden_size), inter = double(m.intermediate_size), layers = double(m.num_hidden_layers);
+  const double vocab = double(m.vocab_size);
+  const double embed = vocab * h * (m.tie_word_embeddings ? 1.0 : 2.0);
+  const double projections = double(base_param_count(m)) - embed;
+  MemoryEstimate est;
+  // NF4: 4 bits per weight + one absmax byte per 64 weights (double quant) + fp32 scales.
+  const double per_weight = cfg.quant.mode == QuantMode::nf4 ? 0.5 + 1.0 / 64 + 4.0 / (64 * 256) : e;
+  est.weights = projections * per_weight + embed * e;
+  est.adapters = double(lora_param_count(m, cfg.lora.r, cfg.lora.targets)) * 4.0 * 4.0;
+  const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
+  // One layer's live tensors in the backward: norms, q/k/v/o, attention output, MLP
+  // gate/up/activation/product (about 10 hidden-wide and 3 intermediate-wide per token).
+  const double one_layer = tokens * (10.0 * h + 3.0 * inter) * e;
+  est.activations = cfg.train.checkpointing == Checkpointing::layer ? layers * tokens * h * e + one_layer
+                                                                       : layers * one_layer;
+  est.logits = tokens * vocab * (e + 4.0 + 4.0);
+  return est;
+}
+
+void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const std::string& device_name,
+                       const Config& cfg) {
+  if (capacity_bytes <= 0 || est.total() <= capacity_bytes) return;
+  throw UsageError("this config needs an estimated " + est.describe() + " per rank; " + device_name + " has " +
+                   gb(capacity_bytes) + " GB. Driven by train.micro_batch = " + std::to_string(cfg.train.micro_batch) +
+                   " x data.max_seq_len = " + std::to_string(cfg.data.max_seq_len) +
+                   " tokens per forward pass, train.checkpointing = \"" + to_string(cfg.train.checkpointing) +
+                   "\"\nHINT: lower train.micro_batch (raise train.grad_accum to keep the global batch) or "
+                   "data.max_seq_len" +
+                   std::string(cfg.train.checkpointing == Checkpointing::layer ? "" : ", or set train.checkpointing = \"layer\""));
+}
+
+}  // namespace r1dist
