@@ -4,7 +4,7 @@
 #   build      the release build: both layers, the binary, the three test binaries
 #   asan       the torch-free core and its tests under AddressSanitizer + UBSan (clang when
 #              installed), built with R1DIST_TORCH=OFF: it also proves that the core builds
-#              with no torch at all
+#              with no torch at all; then a short run of each libFuzzer target (tools/fuzz.sh)
 #   ctest      every test of the release build; labels core, torch, e2e, layers, slurm (the
 #              "Label Time Summary" at its end gives each one's time)
 # Each phase prints its wall time; the summary at the end repeats them.
@@ -31,7 +31,12 @@ core_asan() {
     bash tools/build.sh -DR1DIST_ASAN=ON -DR1DIST_TORCH=OFF || return
   ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ./build-asan/tests/r1dist_core_tests --gtest_brief=1 --gtest_filter='-TokenizerR1.TenMegabyteLine' || return
-  bash tools/check_layers.sh build-asan
+  bash tools/check_layers.sh build-asan || return
+  # The libFuzzer targets (fuzz/, clang only) from the same sanitizer objects: each one a few
+  # seconds from its seed corpus, which holds every input that once failed (docs/RELIABILITY.md).
+  if command -v clang++ >/dev/null; then
+    bash tools/fuzz.sh build >/dev/null && bash tools/fuzz.sh smoke "${R1DIST_FUZZ_SECONDS:-10}"
+  fi
 }
 
 run_ctest() {

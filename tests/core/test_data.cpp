@@ -95,6 +95,14 @@ TEST(DataLoad, InvalidJsonNamesRowAndLine) {
   c.path = tmp / "extra.json";
   write_text(c.path, std::string("[") + kRow + "]\n\n]");
   EXPECT_HAS(load_error(c), tmp / "extra.json:3: invalid JSON: text after the closing ']'");
+
+  // Found by fuzz/fuzz_data_rows: a number too large for a double is valid JSON syntax that
+  // the parser refuses with another exception type; it is named by its line like the rest.
+  c.path = tmp / "overflow.jsonl";
+  write_text(c.path, std::string(kRow) + "\n" + "{\"Question\": 2222222222.2e2222201883869}\n");
+  const auto big = load_error(c);
+  EXPECT_HAS(big, tmp / "overflow.jsonl:2: invalid JSON");
+  EXPECT_HAS(big, "number overflow");
 }
 
 TEST(DataLoad, TruncatedFile) {
