@@ -30,6 +30,7 @@
 #include "r1dist/base/fs.h"
 #include "r1dist/log/log.h"
 #include "r1dist/quant/nf4.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/tensor/device.h"
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/tensor/compat.h"
@@ -261,16 +262,53 @@ int bench_generate(const Args& a) {
   return 0;
 }
 
+// lm_head + cross-entropy of one micro-batch at a preset's shape, forward + backward: the
+// full logits (what the trainer did before) against the token chunks of model/lm_loss.h.
+int bench_loss(const Args& a) {
+  const auto dev = parse_device(a.str("device"));
+  select_device(dev);
+  const auto cfg = qwen2_preset(a.str("preset"));
+  const auto dtype = parse_compute_dtype(a.str("dtype"));
+  const int64_t tokens = a.i64("tokens");
+  const auto opts = at::TensorOptions().dtype(dtype).device(dev);
+  const auto weight = at::randn({cfg.vocab_size, cfg.hidden_size}, opts) * 0.02;
+  const auto h0 = at::randn({1, tokens, cfg.hidden_size}, opts);
+  const auto labels = at::randint(0, cfg.vocab_size, {1, tokens}, at::TensorOptions().dtype(at::kLong).device(dev));
+  double loss_full = 0, loss_chunked = 0;
+  for (const bool chunked : {false, true}) {
+    compat::synchronize(dev);
+    reset_peak_memory(dev);
+    const double base_gb = peak_memory_gb(dev);
+    double loss = 0;
+    const double s = time_median(dev, 1, int(a.i64("reps")), [&] {
+      auto h = h0.clone().requires_grad_(true);
+      const auto l = chunked ? chunked_lm_loss_sum(h, weight, labels, a.i64("chunk"))
+                             : causal_lm_loss_sum(at::linear(h, weight), labels);
+      l.backward();
+      loss = l.item<double>();
+    });
+    (chunked ? loss_chunked : loss_full) = loss;
+    std::printf("{\"bench\": \"loss\", \"preset\": \"%s\", \"tokens\": %lld, \"vocab\": %lld, \"path\": \"%s\", "
+                "\"chunk\": %lld, \"seconds\": %.4f, \"peak_gb_above_inputs\": %.2f, \"loss\": %.6f}\n",
+                a.str("preset").c_str(), (long long)tokens, (long long)cfg.vocab_size,
+                chunked ? "chunked" : "full logits", chunked ? (long long)a.i64("chunk") : 0LL, s,
+                peak_memory_gb(dev) - base_gb, loss);
+    std::fflush(stdout);
+  }
+  std::printf("{\"bench\": \"loss\", \"loss_rel_diff\": %.3g}\n", std::abs(loss_chunked - loss_full) / std::abs(loss_full));
+  return 0;
+}
+
 int cmd_bench(int argc, char** argv) {
-  Args a("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate.");
-  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate")
+  Args a("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss.");
+  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss")
       .option_str("model", "generate: model directory")
       .option_str("batch", "generate: batch sizes, comma-separated", "1,16")
       .option_int("prompt-len", "generate: prompt tokens", 128)
       .option_int("new-tokens", "generate: new tokens per prompt (forced: no EOS)", 256)
-      .option_str("dtype", "generate: compute dtype", "bf16")
+      .option_str("dtype", "generate, loss: compute dtype", "bf16")
       .option_str("quant", "generate: base weights nf4 or none", "none")
-      .option_int("reps", "generate: timed runs (the median is printed)", 3)
+      .option_int("reps", "generate, loss: timed runs (the median is printed)", 3)
       .option_str("graphs", "generate: on = decode steps replayed as CUDA graphs, off = launched one by one", "on")
       .option_str("preset", "model shape", "r1-distill-qwen-14b")
       .option_str("device", "auto, cpu, cuda", "auto")
@@ -280,6 +318,8 @@ int cmd_bench(int argc, char** argv) {
       .option_int("replicate", "data: copies of the file's rows", 100)
       .option_str("threads", "data: tokenizer thread counts, comma-separated", "1,2")
       .option_int("rank", "checkpoint: LoRA rank", 16)
+      .option_int("tokens", "loss: tokens of the micro-batch", 16384)
+      .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")
       .positional({"kind"});
   if (!a.parse(argc, argv)) return 0;
@@ -288,7 +328,8 @@ int cmd_bench(int argc, char** argv) {
   if (kind == "data") return bench_data(a);
   if (kind == "checkpoint") return bench_checkpoint(a);
   if (kind == "generate") return bench_generate(a);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate)");
+  if (kind == "loss") return bench_loss(a);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss)");
 }
 
 }  // namespace r1dist

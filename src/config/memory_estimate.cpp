@@ -1,5 +1,6 @@
 #include "r1dist/config/memory_estimate.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "r1dist/base/error.h"
@@ -39,7 +40,7 @@ MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg)
   const double one_layer = tokens * (10.0 * h + 3.0 * inter) * e;
   est.activations = cfg.train.checkpointing == Checkpointing::layer ? layers * tokens * h * e + one_layer
                                                                        : layers * one_layer;
-  est.logits = tokens * vocab * (e + 4.0 + 4.0);
+  est.logits = std::min(tokens, double(kLossChunkTokens)) * vocab * (e + 4.0 + 4.0);
   return est;
 }
 

@@ -69,6 +69,13 @@ double device_memory_bytes(const at::Device& d) {
   return pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
 }
 
+void reset_peak_memory(const at::Device& d) {
+#if defined(R1DIST_WITH_CUDA)
+  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
+#endif
+  (void)d;
+}
+
 double peak_memory_gb(const at::Device& d) {
 #if defined(R1DIST_WITH_CUDA)
   if (d.is_cuda()) {

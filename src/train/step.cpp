@@ -7,6 +7,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/tensor/token_batch.h"
 
 namespace r1dist {
@@ -36,7 +37,9 @@ StepOutcome StepRunner::run(int64_t k) {
     std::vector<const Example*> rows;
     for (int64_t i : mb) rows.push_back(&train_[size_t(i)]);
     const auto b = to_device(collate(rows, pad_id_), model_.device());
-    const auto loss = causal_lm_loss_sum(model_.lm_head(model_.hidden_states_train(b.ids, ckpt_layers)), b.labels) /
+    // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
+    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers), model_.lm_head_weight(),
+                                          b.labels) /
                       double(out.loss_tokens);
     loss.backward();
     loss_slot.add_(loss.detach());

@@ -11,11 +11,15 @@
 
 namespace r1dist {
 
+// Tokens per chunk of the trainer's lm_head + cross-entropy (model/lm_loss.h): the logits
+// of at most this many tokens exist at once.
+constexpr int64_t kLossChunkTokens = 4096;
+
 struct MemoryEstimate {
   double weights = 0;      // the frozen base (NF4 codes + scales, or dense), embeddings, lm_head
   double adapters = 0;     // LoRA parameters, their gradients and both AdamW moments (fp32)
   double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
-  double logits = 0;       // one micro-batch's logits, their fp32 copy and gradient
+  double logits = 0;       // one loss chunk's logits, their fp32 copy and gradient
   double total() const { return weights + adapters + activations + logits; }
   // "47.5 GB (base weights 10.5, adapters + AdamW 1.1, activations 11.0, logits 24.9)"
   std::string describe() const;

@@ -85,6 +85,8 @@ class Qwen2Model {
   at::Tensor decode_step(const at::Tensor& ids, KVCache& cache, DecodeSlots& slots, int64_t span) const;
   // (..., hidden) -> (..., vocab) logits in the compute dtype.
   at::Tensor lm_head(const at::Tensor& hidden) const;
+  // The (vocab, hidden) weight lm_head multiplies by (the embedding when tied).
+  const at::Tensor& lm_head_weight() const { return cfg_.tie_word_embeddings ? embed_ : lm_head_; }
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, const at::Tensor& left_pad = {}) const {
     return lm_head(hidden_states(ids, cache, left_pad));
   }

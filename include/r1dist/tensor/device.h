@@ -21,7 +21,9 @@ void select_device(const at::Device& d);
 // The memory a rank on `d` may use, in bytes: the GPU's total memory, or the machine's
 // physical memory on the CPU.
 double device_memory_bytes(const at::Device& d);
-// Peak bytes allocated on `d` since the process started, in GB (0 on the CPU).
+// Starts a new peak for peak_memory_gb (no-op on the CPU).
+void reset_peak_memory(const at::Device& d);
+// Peak bytes allocated on `d` since the process started (or the last reset), in GB (0 on the CPU).
 double peak_memory_gb(const at::Device& d);
 
 }  // namespace r1dist

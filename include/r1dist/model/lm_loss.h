@@ -1,0 +1,28 @@
+// The language-model loss straight from the hidden states: lm_head and cross-entropy over
+// chunks of tokens, so the (tokens x vocabulary) logits are never held at once. At the 14B
+// shape a micro-batch of 2 x 8192 tokens has 2.5 G logits: in bf16 plus the fp32 copy the
+// loss takes and its gradient, about 25 GB; chunked, one chunk's worth (docs/PERFORMANCE.md).
+//
+// The forward keeps nothing but its inputs; the backward recomputes each chunk's logits
+// (one more lm_head matmul, about 2% of a 14B step's FLOPs) and turns them into the gradient
+// of the hidden states: softmax - one_hot, scaled, times the lm_head weight. The lm_head is
+// frozen under LoRA, so it gets no gradient (a weight that requires one is refused).
+// Numerics follow causal_lm_loss_sum(lm_head(hidden), labels) step by step: logits in the
+// compute dtype, upcast to fp32 for the log-sum-exp, the gradient cast back to the compute
+// dtype before the matmul; only the order of the final sum differs.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "r1dist/config/memory_estimate.h"  // kLossChunkTokens
+
+namespace r1dist {
+
+// hidden (B, T, H), weight (V, H), labels (B, T) int64 with -100 = no loss: the sum over
+// positions t < T-1 of -log softmax(hidden[t] . weight^T)[labels[t+1]] as an fp32 scalar,
+// differentiable with respect to `hidden`. chunk_tokens > 0.
+at::Tensor chunked_lm_loss_sum(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                               int64_t chunk_tokens = kLossChunkTokens);
+
+}  // namespace r1dist

@@ -1,0 +1,88 @@
+#include "r1dist/model/lm_loss.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "r1dist/base/error.h"
+
+namespace r1dist {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Shifted rows: position t of every sequence predicts label t + 1.
+struct Shifted {
+  at::Tensor h;       // (N, H), N = B * (T - 1)
+  at::Tensor target;  // (N) int64, ignored positions clamped to 0
+  at::Tensor valid;   // (N) fp32, 1 where the label counts
+};
+
+Shifted shift(const at::Tensor& hidden, const at::Tensor& labels) {
+  const int64_t b = hidden.size(0), t = hidden.size(1), hs = hidden.size(2);
+  Shifted s;
+  s.h = hidden.narrow(1, 0, t - 1).reshape({b * (t - 1), hs});
+  const auto y = labels.narrow(1, 1, t - 1).reshape({-1}).to(hidden.device(), at::kLong);
+  const auto keep = y.ne(-100);
+  s.target = y.clamp_min(0);
+  s.valid = keep.to(at::kFloat);
+  return s;
+}
+
+struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& labels, int64_t chunk) {
+    const auto s = shift(hidden, labels);
+    const int64_t n = s.h.size(0);
+    auto total = at::zeros({}, hidden.options().dtype(at::kFloat));
+    for (int64_t i = 0; i < n; i += chunk) {
+      const int64_t c = std::min(chunk, n - i);
+      const auto logits = at::linear(s.h.narrow(0, i, c), weight).to(at::kFloat);  // (c, V)
+      const auto lse = at::logsumexp(logits, {1});
+      const auto tgt = logits.gather(1, s.target.narrow(0, i, c).unsqueeze(1)).squeeze(1);
+      total.add_(((lse - tgt) * s.valid.narrow(0, i, c)).sum());
+    }
+    ctx->save_for_backward({hidden, weight, labels});
+    ctx->saved_data["chunk"] = chunk;
+    return total;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &hidden = saved[0], &weight = saved[1], &labels = saved[2];
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto s = shift(hidden, labels);
+    const int64_t n = s.h.size(0);
+    const auto g = grads[0].to(at::kFloat);
+    auto grad_h = at::zeros_like(hidden);
+    auto grad_rows = grad_h.narrow(1, 0, hidden.size(1) - 1);  // (B, T-1, H) view
+    auto grad_flat = at::empty({n, hidden.size(2)}, hidden.options());
+    for (int64_t i = 0; i < n; i += chunk) {
+      const int64_t c = std::min(chunk, n - i);
+      const auto logits = at::linear(s.h.narrow(0, i, c), weight).to(at::kFloat);
+      auto d = at::softmax(logits, 1);
+      const auto tgt = s.target.narrow(0, i, c).unsqueeze(1);
+      d.scatter_add_(1, tgt, at::full({c, 1}, -1.0, d.options()));
+      d.mul_((s.valid.narrow(0, i, c) * g).unsqueeze(1));
+      grad_flat.narrow(0, i, c).copy_(at::matmul(d.to(hidden.scalar_type()), weight));
+    }
+    grad_rows.copy_(grad_flat.view(grad_rows.sizes()));
+    return {grad_h, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor chunked_lm_loss_sum(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                               int64_t chunk_tokens) {
+  check(hidden.dim() == 3 && labels.dim() == 2 && hidden.size(0) == labels.size(0) &&
+            hidden.size(1) == labels.size(1),
+        "chunked_lm_loss_sum: hidden must be (B, T, H) and labels (B, T)");
+  check(weight.dim() == 2 && weight.size(1) == hidden.size(2), "chunked_lm_loss_sum: weight must be (V, H)");
+  check(!weight.requires_grad(), "chunked_lm_loss_sum: the lm_head weight is frozen (no gradient is computed for it)");
+  check(chunk_tokens > 0, "chunked_lm_loss_sum: chunk_tokens must be > 0");
+  if (hidden.size(1) < 2) return at::zeros({}, hidden.options().dtype(at::kFloat));
+  return ChunkedLmLoss::apply(hidden, weight, labels, chunk_tokens);
+}
+
+}  // namespace r1dist
