@@ -23,10 +23,13 @@ int cmd_metrics(int argc, char** argv) {
   const bool all = table == "all";
   if (all || table == "steps") {
     if (all) std::printf("# steps\n");
-    std::printf("step\tloss\tlr\tgrad_norm\ttokens\tstep_time_s\ttokens_per_s\tmem_gb\n");
+    std::printf("step\tloss\tlr\tgrad_norm\ttokens\tstep_time_s\ttokens_per_s\tmem_gb\treal_tokens\tslot_tokens\t"
+                "real_tokens_per_s\tslot_tokens_per_s\tpadding_share\n");
     for (const auto& s : m.steps)
-      std::printf("%lld\t%.9g\t%.9g\t%.9g\t%lld\t%.9g\t%.9g\t%.9g\n", static_cast<long long>(s.step), s.loss, s.lr,
-                  s.grad_norm, static_cast<long long>(s.tokens), s.step_time_s, s.tokens_per_s, s.mem_gb);
+      std::printf("%lld\t%.9g\t%.9g\t%.9g\t%lld\t%.9g\t%.9g\t%.9g\t%lld\t%lld\t%.9g\t%.9g\t%.6f\n",
+                  static_cast<long long>(s.step), s.loss, s.lr, s.grad_norm, static_cast<long long>(s.tokens),
+                  s.step_time_s, s.tokens_per_s, s.mem_gb, static_cast<long long>(s.real_tokens),
+                  static_cast<long long>(s.slot_tokens), s.real_tokens_per_s, s.slot_tokens_per_s, s.padding_share);
   }
   if (all || table == "evals") {
     if (all) std::printf("# evals\n");

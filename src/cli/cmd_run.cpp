@@ -1,7 +1,11 @@
 // r1dist --cfg FILE: the main job (training, or --dry-run), and `r1dist config`.
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -11,6 +15,7 @@
 #include "r1dist/base/run_lock.h"
 #include "r1dist/config/config.h"
 #include "r1dist/data/dataset.h"
+#include "r1dist/data/packing.h"
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
@@ -43,9 +48,41 @@ std::string length_histogram(const std::vector<Example>& examples, int64_t max_l
   return out.empty() ? "none" : out;
 }
 
+// The first step's layout: padded per micro-batch (its padding share) and, either way, what
+// packing makes of its rows, so that a user sees what data.packing would save.
+void log_first_step_layout(const Config& cfg, const std::vector<Example>& train, int world) {
+  std::vector<int64_t> lengths;
+  for (const auto& e : train) lengths.push_back(int64_t(e.ids.size()));
+  const int64_t global = cfg.train.micro_batch * cfg.train.grad_accum * world;
+  const BatchPlan plan(lengths, uint64_t(cfg.train.seed), global, cfg.data.group_by_length);
+  const auto padded = unpacked_slots(plan, 0, lengths, world, cfg.train.micro_batch, cfg.train.grad_accum);
+  const auto seqs = pack_rows(plan.step_rows(0), lengths, cfg.data.max_seq_len);
+  log::info("step 1: ", global, " rows, ", padded.real, " tokens; padded per micro-batch ", padded.slots,
+            " slots (", int(100 * padded.padding_share() + 0.5), "% padding); packed ", seqs.size(),
+            " sequences of <= ", cfg.data.max_seq_len, " tokens (no padding); data.packing = ",
+            cfg.data.packing ? "true" : "false");
+}
+
+// The training rows as JSON Lines {"ids": [...], "labels": [...]} (labels -100 where no loss
+// is taken; HF convention, unshifted): the same rows for another trainer (tools/bench).
+void export_rows(const std::vector<Example>& train, const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) throw Error("--export-rows: cannot write " + path + ": " + std::strerror(errno));
+  for (const auto& e : train) {
+    nlohmann::json row = {{"ids", e.ids}, {"labels", e.labels}};
+    const auto line = row.dump() + "\n";
+    if (std::fwrite(line.data(), 1, line.size(), f) != line.size()) {
+      std::fclose(f);
+      throw Error("--export-rows: write to " + path + " failed");
+    }
+  }
+  if (std::fclose(f) != 0) throw Error("--export-rows: closing " + path + " failed");
+  log::info("exported ", train.size(), " training rows to ", path);
+}
+
 // Loads everything a run loads (tokenizer, data, model; quantises it and attaches LoRA as the
 // config says) and checks the memory estimate, then stops.
-void dry_run(const Config& cfg) {
+void dry_run(const Config& cfg, const std::string& rows_out) {
   const auto device = resolve_device(cfg.model.device, dist_group().local_rank);
   const auto mc = read_qwen2_config(cfg.model.path);
   log::info("model ", cfg.model.path, ": ", mc.num_hidden_layers, " layers, hidden ", mc.hidden_size, ", heads ",
@@ -62,6 +99,8 @@ void dry_run(const Config& cfg) {
             " truncated, ", data.dropped, " dropped; train lengths (tokens) ",
             length_histogram(data.train, cfg.data.max_seq_len));
   check_global_batch(cfg, data, dist_group().world);
+  log_first_step_layout(cfg, data.train, dist_group().world);
+  if (!rows_out.empty() && dist_group().rank == 0) export_rows(data.train, rows_out);
   const auto model = build_model(cfg, device);
   log::info("loaded on ", device.str(), " in ", to_string(cfg.model.dtype), ", base ", to_string(cfg.quant.mode),
             ", ", model.lora().flat().numel(), " adapter parameters in one flat buffer");
@@ -82,6 +121,8 @@ int cmd_run(int argc, char** argv) {
       .option_int("stop-after", "stop after step N with a checkpoint (for time-limited jobs; --resume "
                                 "continues with the same schedule)")
       .flag("dry-run", "validate the config, load the tokenizer, data and model, check the memory estimate, then stop")
+      .option_str("export-rows", "with --dry-run: write the tokenized training rows to this JSON Lines file "
+                                 "({\"ids\", \"labels\"} per row)")
       .flag("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
   if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
@@ -101,8 +142,9 @@ int cmd_run(int argc, char** argv) {
   log::info("r1dist ", R1DIST_VERSION, ": ", path, " (", cfg.model.display_name(), "), world size ", pg.world);
   log::info("config (defaults filled in):\n", cfg.to_toml());
 
+  if (a.has("export-rows") && !a.has("dry-run")) throw UsageError("--export-rows goes with --dry-run");
   if (a.has("dry-run")) {
-    dry_run(cfg);
+    dry_run(cfg, a.has("export-rows") ? a.str("export-rows") : "");
     return 0;
   }
   TrainOptions opt;

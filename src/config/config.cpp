@@ -170,7 +170,7 @@ const std::vector<Key>& keys() {
       {"data.on_bad_row", R1_REF(data.on_bad_row), "Rows missing a field or not strings.",
        {}, nullptr},
       {"data.group_by_length", R1_REF(data.group_by_length), "Batch similar lengths together."},
-      {"data.packing", R1_REF(data.packing), "Pack rows into max_seq_len sequences (not built yet: must be false).",
+      {"data.packing", R1_REF(data.packing), "Pack each global batch's rows into max_seq_len sequences (no padding; attention stays within a row).",
        {}, nullptr, 0, "sample_packing"},
       {"data.threads", R1_REF(data.threads), "Tokenizer threads; 0 = hardware concurrency.",
        closed(0, 256), nullptr, 0, "num_proc dataset_num_proc"},
@@ -564,10 +564,6 @@ struct Loader {
     if (cfg.model.name.size() > 255)
       problem(set_at["model.name"], "model.name is " + std::to_string(cfg.model.name.size()) +
                                         " bytes; a display name must fit in 255 (it is stored in metrics.h5)");
-    if (cfg.data.packing)
-      problem(set_at["data.packing"],
-              "data.packing is not implemented yet; set data.packing = false (rows are padded per micro-batch; "
-              "data.group_by_length = true reduces the padding)");
   }
 };
 

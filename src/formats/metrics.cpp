@@ -46,6 +46,11 @@ Handle step_type(bool file) {
   add(t, "step_time_s", offsetof(StepRecord, step_time_s), f64, w);
   add(t, "tokens_per_s", offsetof(StepRecord, tokens_per_s), f64, w);
   add(t, "mem_gb", offsetof(StepRecord, mem_gb), f64, w);
+  add(t, "real_tokens", offsetof(StepRecord, real_tokens), i64, w);
+  add(t, "slot_tokens", offsetof(StepRecord, slot_tokens), i64, w);
+  add(t, "real_tokens_per_s", offsetof(StepRecord, real_tokens_per_s), f64, w);
+  add(t, "slot_tokens_per_s", offsetof(StepRecord, slot_tokens_per_s), f64, w);
+  add(t, "padding_share", offsetof(StepRecord, padding_share), f64, w);
   return t;
 }
 

@@ -128,10 +128,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwe
 
 at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
                                  const at::Tensor& sin, KVCache* cache, int layer,
-                                 const at::Tensor& allowed) const {
+                                 const at::Tensor& allowed_in, const PackedRows* packed) const {
   const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  const double scale = 1.0 / std::sqrt(double(d));
   auto [q, k, v] = project_qkv(l, x, cos, sin);
+  at::Tensor allowed = allowed_in;
+  if (packed) {
+    check(!cache && b == 1, "Qwen2Model: packed rows are one (1, T) sequence without a cache");
+    if (!packed->allowed.defined()) {
+      // (1, h, T, D) -> (T, h, D): the varlen kernel's layout; GQA needs no repeated keys.
+      auto out = compat::varlen_causal_attention(q[0].transpose(0, 1), k[0].transpose(0, 1), v[0].transpose(0, 1),
+                                                 packed->cu_seqlens, packed->longest, scale);  // (T, nh, D)
+      return l.o.forward(out.reshape({1, t, nh * d}));
+    }
+    allowed = packed->allowed;
+  }
   if (cache && cache->capacity > 0) {
     const int64_t end = cache->length + t;
     check(end <= cache->capacity, "KVCache: " + std::to_string(end) + " positions exceed its capacity of " +
@@ -154,11 +166,40 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const
     cache->v[layer] = v;
   }
   const int64_t rep = nh / nkv;
-  const double scale = 1.0 / std::sqrt(double(d));
   auto out = allowed.defined()
                  ? compat::masked_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), allowed, scale)
                  : compat::causal_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), scale);  // (B, nh, T, D)
   return l.o.forward(out.transpose(1, 2).reshape({b, t, nh * d}));
+}
+
+PackedRows packed_rows(const std::vector<int64_t>& row_lengths, at::Device device, at::ScalarType dtype) {
+  check(!row_lengths.empty(), "packed_rows: no rows");
+  int64_t total = 0;
+  for (int64_t n : row_lengths) {
+    check(n > 0, "packed_rows: a row of " + std::to_string(n) + " tokens");
+    total += n;
+  }
+  std::vector<int64_t> pos, starts{0}, row_of;
+  pos.reserve(size_t(total));
+  PackedRows p;
+  for (size_t r = 0; r < row_lengths.size(); ++r) {
+    for (int64_t i = 0; i < row_lengths[r]; ++i) {
+      pos.push_back(i);
+      row_of.push_back(int64_t(r));
+    }
+    starts.push_back(starts.back() + row_lengths[r]);
+    p.longest = std::max(p.longest, row_lengths[r]);
+  }
+  auto longs = at::TensorOptions().dtype(at::kLong);
+  p.positions = at::tensor(pos, longs).view({1, total}).to(device);
+  p.cu_seqlens = at::tensor(starts, longs).to(at::kInt).to(device);
+  if (!compat::varlen_attention_applies(device, dtype)) {
+    auto row = at::tensor(row_of, longs).to(device);
+    auto col = at::arange(total, longs.device(device));
+    p.allowed = (row.view({-1, 1}) == row.view({1, -1})).logical_and(col.view({1, -1}) <= col.view({-1, 1}))
+                    .view({1, 1, total, total});
+  }
+  return p;
 }
 
 at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& x) const {

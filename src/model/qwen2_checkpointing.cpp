@@ -7,10 +7,10 @@
 
 namespace r1dist {
 
-at::Tensor Qwen2Model::layer_forward(int i, const at::Tensor& h, const at::Tensor& cos,
-                                     const at::Tensor& sin) const {
+at::Tensor Qwen2Model::layer_forward(int i, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                                     const PackedRows* packed) const {
   const auto& l = layers_.at(static_cast<size_t>(i));
-  auto x = h + attention(l, rms_norm(h, l.input_norm), cos, sin, nullptr, i);
+  auto x = h + attention(l, rms_norm(h, l.input_norm), cos, sin, nullptr, i, {}, packed);
   return x + mlp(l, rms_norm(x, l.post_norm));
 }
 
@@ -25,14 +25,16 @@ using torch::autograd::variable_list;
 // .grad (views of the flat gradient buffer) inside that inner backward. `anchor` is an
 // empty tensor that requires grad, so the node exists even when h does not (the first
 // layer's input comes from the frozen embedding). With LoRA dropout the generator state
-// is saved and restored so the recomputation draws the same masks.
+// is saved and restored so the recomputation draws the same masks. `packed` (may be null)
+// is held by pointer, like the model: the caller keeps both alive through the backward.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h, const at::Tensor& anchor,
                             const at::Tensor& cos, const at::Tensor& sin, const Qwen2Model* model,
-                            int64_t layer, bool save_rng) {
+                            int64_t layer, bool save_rng, const PackedRows* packed) {
     (void)anchor;
     ctx->save_for_backward({h, cos, sin});
     ctx->saved_data["model"] = reinterpret_cast<int64_t>(model);
+    ctx->saved_data["packed"] = reinterpret_cast<int64_t>(packed);
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["rng"] = save_rng;
     if (save_rng) {
@@ -41,13 +43,14 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       ctx->saved_data["rng_state"] = gen.get_state();
     }
     LoraLinear::DropoutWithoutGraph drop;
-    return model->layer_forward(static_cast<int>(layer), h, cos, sin);
+    return model->layer_forward(static_cast<int>(layer), h, cos, sin, packed);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto* model = reinterpret_cast<const Qwen2Model*>(ctx->saved_data["model"].toInt());
     const int layer = static_cast<int>(ctx->saved_data["layer"].toInt());
     const bool rng = ctx->saved_data["rng"].toBool();
+    const auto* packed = reinterpret_cast<const PackedRows*>(ctx->saved_data["packed"].toInt());
     auto saved = ctx->get_saved_variables();
     auto h = saved[0].detach().requires_grad_(true);
     at::Tensor now_state;
@@ -60,7 +63,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     at::Tensor out;
     {
       at::AutoGradMode on(true);
-      out = model->layer_forward(layer, h, saved[1], saved[2]);
+      out = model->layer_forward(layer, h, saved[1], saved[2], packed);
     }
     if (rng) {
       auto gen = at::globalContext().defaultGenerator(h.device());
@@ -68,24 +71,39 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       gen.set_state(now_state);
     }
     torch::autograd::backward({out}, {grads[0]});
-    return {h.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {h.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
 }  // namespace
 
-at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoint) const {
-  if (!checkpoint || !at::GradMode::is_enabled()) return hidden_states(ids, nullptr);
+at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed) const {
+  const bool recompute = checkpoint && at::GradMode::is_enabled();
+  if (!recompute && !packed) return hidden_states(ids, nullptr);
   check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq)");
-  auto [cos, sin] = rope_tables(cfg_.head_dim, cfg_.rope_theta, 0, ids.size(1), dtype_, device_);
+  at::Tensor cos, sin;
+  if (packed) {
+    check(ids.size(0) == 1 && packed->positions.dim() == 2 && packed->positions.size(1) == ids.size(1),
+          "Qwen2Model: packed rows must be (1, T) ids with T positions");
+    std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, packed->positions, dtype_);
+    cos = cos.unsqueeze(1);  // (1, 1, T, D)
+    sin = sin.unsqueeze(1);
+  } else {
+    std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, 0, ids.size(1), dtype_, device_);
+  }
   auto h = at::embedding(embed_, ids.to(device_, at::kLong));
+  if (!recompute) {
+    for (int i = 0; i < cfg_.num_hidden_layers; ++i) h = layer_forward(i, h, cos, sin, packed);
+    return rms_norm(h, final_norm_);
+  }
   bool dropout = false;
   for (const auto& l : layers_)
     for (const auto* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
       dropout = dropout || (p->has_adapter() && p->adapter_enabled && p->dropout > 0);
   const auto anchor = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device_)).requires_grad_(true);
   for (int i = 0; i < cfg_.num_hidden_layers; ++i)
-    h = CheckpointedLayer::apply(h, anchor, cos, sin, this, int64_t(i), dropout);
+    h = CheckpointedLayer::apply(h, anchor, cos, sin, this, int64_t(i), dropout, packed);
   return rms_norm(h, final_norm_);
 }
 

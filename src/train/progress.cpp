@@ -4,6 +4,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "r1dist/data/packing.h"
 #include "r1dist/log/log.h"
 #include "r1dist/train/step.h"
 
@@ -24,7 +25,8 @@ void Progress::report(int64_t step, const StepOutcome& s, double dt) {
   std::ostringstream os;
   os << "step " << step << "/" << total_ << "  loss " << std::fixed << std::setprecision(4) << s.loss << "  lr "
      << std::scientific << std::setprecision(2) << s.lr << "  |g| " << std::fixed << std::setprecision(3)
-     << s.grad_norm << "  " << std::setprecision(0) << double(s.loss_tokens) / dt << " tok/s  "
+     << s.grad_norm << "  " << std::setprecision(0) << double(s.real_tokens) / dt << " tok/s ("
+     << std::setprecision(1) << 100.0 * SlotCount{s.real_tokens, s.slot_tokens}.padding_share() << "% pad)  "
      << std::setprecision(1) << 100.0 * s.comm_seconds / dt << "% comm  ETA "
      << format_duration(ema_step_s_ * double(total_ - step));
   log::progress(os.str());

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "r1dist/base/error.h"
+#include "r1dist/data/packing.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
 #include "r1dist/model/lm_loss.h"
@@ -15,7 +16,10 @@ namespace r1dist {
 StepRunner::StepRunner(const Config& cfg, const std::vector<Example>& train, const BatchPlan& plan,
                        Qwen2Model& model, AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id)
     : cfg_(cfg), train_(train), plan_(plan), model_(model), opt_(opt), comm_(comm), faults_(faults), pad_id_(pad_id) {
-  for (const auto& e : train_) loss_tokens_.push_back(loss_tokens(e));
+  for (const auto& e : train_) {
+    loss_tokens_.push_back(loss_tokens(e));
+    lengths_.push_back(int64_t(e.ids.size()));
+  }
   buffer_ = model_.lora().reduce_buffer();
   buffer_.zero_();
 }
@@ -32,17 +36,36 @@ StepOutcome StepRunner::run(int64_t k) {
   auto loss_slot = buffer_.narrow(0, n_grad, 1);
   auto stop_slot = buffer_.narrow(0, n_grad + 1, 1);
   const bool ckpt_layers = cfg_.train.checkpointing == Checkpointing::layer;
-  for (const auto& mb : plan_.rank_micro_batches(k, pg.rank, pg.world, cfg_.train.micro_batch,
-                                                 cfg_.train.grad_accum)) {
-    std::vector<const Example*> rows;
-    for (int64_t i : mb) rows.push_back(&train_[size_t(i)]);
-    const auto b = to_device(collate(rows, pad_id_), model_.device());
-    // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
-    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers), model_.lm_head_weight(),
-                                          b.labels) /
+  // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
+  auto forward_backward = [&](const TokenBatch& b, const PackedRows* packed) {
+    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed),
+                                          model_.lm_head_weight(), b.labels) /
                       double(out.loss_tokens);
     loss.backward();
     loss_slot.add_(loss.detach());
+  };
+  if (cfg_.data.packing) {
+    const auto seqs = pack_rows(plan_.step_rows(k), lengths_, cfg_.data.max_seq_len);
+    for (const auto& s : seqs) out.real_tokens += s.tokens;
+    out.slot_tokens = out.real_tokens;
+    for (const auto& mb : pack_rank_share(seqs, pg.rank, pg.world, cfg_.train.micro_batch)) {
+      std::vector<const Example*> rows;
+      for (const auto& s : mb)
+        for (int64_t i : s.rows) rows.push_back(&train_[size_t(i)]);
+      const auto c = collate_packed(rows);
+      const auto layout = packed_rows(c.row_lengths, model_.device(), model_.dtype());
+      forward_backward(to_device(c, model_.device()), &layout);
+    }
+  } else {
+    const auto n = unpacked_slots(plan_, k, lengths_, pg.world, cfg_.train.micro_batch, cfg_.train.grad_accum);
+    out.real_tokens = n.real;
+    out.slot_tokens = n.slots;
+    for (const auto& mb : plan_.rank_micro_batches(k, pg.rank, pg.world, cfg_.train.micro_batch,
+                                                   cfg_.train.grad_accum)) {
+      std::vector<const Example*> rows;
+      for (int64_t i : mb) rows.push_back(&train_[size_t(i)]);
+      forward_backward(to_device(collate(rows, pad_id_), model_.device()), nullptr);
+    }
   }
   faults_.before_allreduce(buffer_, pg.rank, k + 1);
   if (stop_signal() != 0) stop_slot.fill_(1.0);

@@ -29,6 +29,7 @@
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/tensor/device.h"
+#include "r1dist/data/packing.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
@@ -257,7 +258,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     const double dt = seconds_since(t0);
     if (metrics)
       metrics->append(StepRecord{state.step, s.loss, s.lr, s.grad_norm, s.loss_tokens, dt,
-                                 double(s.loss_tokens) / dt, peak_memory_gb(device)});
+                                 double(s.loss_tokens) / dt, peak_memory_gb(device), s.real_tokens, s.slot_tokens,
+                                 double(s.real_tokens) / dt, double(s.slot_tokens) / dt,
+                                 SlotCount{s.real_tokens, s.slot_tokens}.padding_share()});
     progress.report(state.step, s, dt);
     faults.after_step(pg.rank, state.step);
 

@@ -435,6 +435,11 @@ StepRecord step_row(int64_t k) {
   r.step_time_s = 1.25;
   r.tokens_per_s = 800.0 + double(k);
   r.mem_gb = 12.5;
+  r.real_tokens = 1500 + k;
+  r.slot_tokens = 2000 + k;
+  r.real_tokens_per_s = 1200.0 + double(k);
+  r.slot_tokens_per_s = 1600.0 + double(k);
+  r.padding_share = 0.25;
   return r;
 }
 
@@ -452,7 +457,55 @@ void expect_steps(const std::vector<StepRecord>& got, const std::vector<int64_t>
     EXPECT_EQ(got[i].step_time_s, want.step_time_s);
     EXPECT_EQ(got[i].tokens_per_s, want.tokens_per_s);
     EXPECT_EQ(got[i].mem_gb, want.mem_gb);
+    EXPECT_EQ(got[i].real_tokens, want.real_tokens);
+    EXPECT_EQ(got[i].slot_tokens, want.slot_tokens);
+    EXPECT_EQ(got[i].real_tokens_per_s, want.real_tokens_per_s);
+    EXPECT_EQ(got[i].slot_tokens_per_s, want.slot_tokens_per_s);
+    EXPECT_EQ(got[i].padding_share, want.padding_share);
   }
+}
+
+// A metrics file written before the real/slot token columns existed (8 step fields): read,
+// the new columns 0.
+TEST(Metrics, AFileWithoutTheTokenColumnsReadsThemAsZero) {
+  TempDir dir;
+  const std::string path = dir / "old.h5";
+  struct Old {
+    int64_t step;
+    double loss, lr, grad_norm;
+    int64_t tokens;
+    double step_time_s, tokens_per_s, mem_gb;
+  } row{3, 1.5, 1e-4, 0.7, 900, 2.0, 450.0, 11.0};
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(Old));
+    H5Tinsert(t, "step", offsetof(Old, step), H5T_NATIVE_INT64);
+    H5Tinsert(t, "loss", offsetof(Old, loss), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "lr", offsetof(Old, lr), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "grad_norm", offsetof(Old, grad_norm), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "tokens", offsetof(Old, tokens), H5T_NATIVE_INT64);
+    H5Tinsert(t, "step_time_s", offsetof(Old, step_time_s), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "tokens_per_s", offsetof(Old, tokens_per_s), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "mem_gb", offsetof(Old, mem_gb), H5T_NATIVE_DOUBLE);
+    hsize_t one = 1, none = 0;
+    hid_t s1 = H5Screate_simple(1, &one, nullptr), s0 = H5Screate_simple(1, &none, nullptr);
+    hid_t d = H5Dcreate2(f, "steps", t, s1, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &row), 0);
+    H5Dclose(d);
+    for (const char* empty : {"evals", "attrs"}) H5Dclose(H5Dcreate2(f, empty, H5T_NATIVE_INT, s0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5Sclose(s1);
+    H5Sclose(s0);
+    H5Tclose(t);
+    H5Fclose(f);
+  }
+  const auto m = read_metrics(path);
+  ASSERT_EQ(m.steps.size(), 1u);
+  EXPECT_EQ(m.steps[0].step, 3);
+  EXPECT_EQ(m.steps[0].tokens, 900);
+  EXPECT_EQ(m.steps[0].mem_gb, 11.0);
+  EXPECT_EQ(m.steps[0].real_tokens, 0);
+  EXPECT_EQ(m.steps[0].padding_share, 0.0);
 }
 
 TEST(Metrics, AppendsRowsAndAttrs) {

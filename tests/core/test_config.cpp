@@ -141,7 +141,7 @@ save_every = 20
   EXPECT_EQ(c.data.overlong, OverlongPolicy::drop);
   EXPECT_EQ(c.data.on_bad_row, BadRowPolicy::skip);
   EXPECT_TRUE(c.data.group_by_length);
-  EXPECT_FALSE(c.data.packing);  // true is rejected until packing exists (PackingRejected)
+  EXPECT_FALSE(c.data.packing);
   EXPECT_EQ(c.data.threads, 4);
   EXPECT_EQ(c.data.fields.question, "q");
   EXPECT_EQ(c.data.fields.cot, "c");
@@ -341,10 +341,11 @@ TEST(ConfigTest, EvalRowsAndFractionAreExclusive) {
                    0.1);
 }
 
-TEST(ConfigTest, PackingRejected) {
-  const std::string msg = error_of(kModel + "[data]\npacking = true\n");
-  EXPECT_NE(msg.find("cfg.toml:4: data.packing is not implemented yet"), std::string::npos) << msg;
+TEST(ConfigTest, PackingIsABool) {
+  EXPECT_TRUE(load(kModel + "[data]\npacking = true\n").data.packing);
   EXPECT_FALSE(load(kModel + "[data]\npacking = false\n").data.packing);
+  const std::string msg = error_of(kModel + "[data]\npacking = 1\n");
+  EXPECT_NE(msg.find("cfg.toml:4: data.packing: expected a boolean"), std::string::npos) << msg;
 }
 
 TEST(ConfigTest, AllProblemsInOneMessage) {

@@ -66,9 +66,18 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   write_text(tmp / "ok.toml", "[model]\npath = \"" + (tmp / "m") + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n" +
                                   "[data]\npath = \"" + source_dir() + "/data/sample_zh.jsonl\"\nmax_seq_len = 256\n" +
                                   "[output]\ndir = \"" + (tmp / "run") + "\"\n");
-  auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run");
+  auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --export-rows " + (tmp / "rows.jsonl"));
   EXPECT_EQ(r.code, 0) << r.err;
   const auto log = read_text(tmp / "run/run.log");
+  // The first step's layout, padded and packed (defaults: 8 rows, max_seq_len 256 here).
+  EXPECT_THAT(log, HasSubstr("step 1: 8 rows, "));
+  EXPECT_THAT(log, HasSubstr("% padding); packed "));
+  // The exported rows: one JSON line per training row, ids and labels of equal length.
+  const auto rows = read_jsonl(tmp / "rows.jsonl");
+  ASSERT_EQ(rows.size(), 64u);
+  EXPECT_EQ(rows[0]["ids"].size(), rows[0]["labels"].size());
+  EXPECT_LE(rows[0]["ids"].size(), 256u);
+  EXPECT_EQ(run_r1dist("--cfg " + (tmp / "ok.toml") + " --export-rows x.jsonl").code, 2) << "only with --dry-run";
   EXPECT_THAT(log, HasSubstr("3 layers, hidden 48"));
   EXPECT_THAT(log, HasSubstr("memory estimate per rank: "));
   EXPECT_THAT(log, HasSubstr("151665 tokens"));
@@ -260,7 +269,9 @@ TEST(Metrics, AnotherProcessReadsWhileTheRunWrites) {
   };
   auto lines = count_rows("steps");
   ASSERT_EQ(lines.size(), 8u);  // header + 7
-  EXPECT_EQ(lines[0], "step\tloss\tlr\tgrad_norm\ttokens\tstep_time_s\ttokens_per_s\tmem_gb");
+  EXPECT_EQ(lines[0],
+            "step\tloss\tlr\tgrad_norm\ttokens\tstep_time_s\ttokens_per_s\tmem_gb\treal_tokens\tslot_tokens\t"
+            "real_tokens_per_s\tslot_tokens_per_s\tpadding_share");
   EXPECT_EQ(lines[7].substr(0, 2), "7\t");
   for (int64_t k = 8; k <= 12; ++k) w.append(step_row(k));
   lines = count_rows("steps");

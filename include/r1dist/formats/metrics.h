@@ -14,8 +14,13 @@ struct StepRecord {
   int64_t step = 0;
   double loss = 0, lr = 0, grad_norm = 0;
   int64_t tokens = 0;     // loss tokens in the global batch
-  double step_time_s = 0, tokens_per_s = 0;
+  double step_time_s = 0, tokens_per_s = 0;  // tokens_per_s: loss tokens per second
   double mem_gb = 0;      // peak device memory (0 on CPU)
+  // The global batch's real (row) tokens and the slots they took (micro-batch B x T, padding
+  // included), per second; padding_share = 1 - real / slots. Files written before these
+  // fields existed read as 0.
+  int64_t real_tokens = 0, slot_tokens = 0;
+  double real_tokens_per_s = 0, slot_tokens_per_s = 0, padding_share = 0;
 };
 struct EvalRecord {
   int64_t step = 0;

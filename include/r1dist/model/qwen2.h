@@ -48,6 +48,19 @@ struct DecodeSlots {
   at::Tensor allowed;    // (B, 1, 1, capacity) bool: the cache columns each row attends to
 };
 
+// Rows packed end to end in one (1, T) sequence (data/packing.h): RoPE positions restart at
+// each row and no token attends across a row boundary. On CUDA in bf16/fp16 attention runs
+// in libtorch's variable-length flash kernel over cu_seqlens; elsewhere (CPU, fp32) under the
+// block-diagonal causal mask `allowed`.
+struct PackedRows {
+  at::Tensor positions;   // (1, T) int64: each token's place in its own row
+  at::Tensor cu_seqlens;  // (rows + 1) int32: where each row starts, then T
+  int64_t longest = 0;    // the longest row
+  at::Tensor allowed;     // (1, 1, T, T) bool, causal within a row; undefined on the varlen path
+};
+// The layout of rows of these lengths (each > 0) on `device`, for a model computing in `dtype`.
+PackedRows packed_rows(const std::vector<int64_t>& row_lengths, at::Device device, at::ScalarType dtype);
+
 class Qwen2Model {
  public:
   // Allocates every weight (uninitialised, dense) with `dtype` on `device`.
@@ -93,10 +106,11 @@ class Qwen2Model {
   // Training form of hidden_states (no cache). checkpoint = true keeps only each layer's
   // input during the forward and recomputes the layer in the backward (per-layer
   // activation checkpointing); gradients are identical, memory is O(layers * B*T*hidden).
-  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint) const;
+  // With `packed`, ids is (1, T) holding the packed rows; `packed` must outlive the backward.
+  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr) const;
   // One decoder layer without a cache: h + attn(norm(h)), then + mlp(norm(.)).
-  at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos,
-                           const at::Tensor& sin) const;
+  at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                           const PackedRows* packed = nullptr) const;
 
   // Every tensor under its HF name, in qwen2_weight_table order (lm_head absent when tied).
   std::vector<std::pair<std::string, at::Tensor*>> named_weights();
@@ -108,9 +122,10 @@ class Qwen2Model {
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& x,
                                                              const at::Tensor& cos, const at::Tensor& sin) const;
   // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
+  // packed: rows packed in a (1, T) x (no cache), attention within each row.
   at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer,
-                       const at::Tensor& allowed = {}) const;
+                       const at::Tensor& allowed = {}, const PackedRows* packed = nullptr) const;
   at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& x) const;
 
   Qwen2Config cfg_;

@@ -1,5 +1,6 @@
 // One optimizer step of the data-parallel trainer, on every rank alike: this rank's
-// micro-batches of global step k forward and backward (each loss scaled by 1 / the global
+// micro-batches of global step k (padded per micro-batch, or with data.packing its share of
+// the packed sequences, data/packing.h) forward and backward (each loss scaled by 1 / the global
 // loss-token count, which every rank knows from the batch plan), ONE all-reduce of the
 // flat LoRA gradient buffer (the step's loss and each rank's stop vote ride in its trailing
 // slots), global-norm clip, AdamW. One host sync per step, to read them with the norm.
@@ -22,6 +23,8 @@ struct StepOutcome {
   double grad_norm = 0;  // before clipping
   double lr = 0;
   int64_t loss_tokens = 0;   // in the global batch
+  int64_t real_tokens = 0;   // the global batch's rows' tokens
+  int64_t slot_tokens = 0;   // B x T of its micro-batches on every rank (padding included)
   double comm_seconds = 0;   // inside the all-reduce
   bool stop = false;         // some rank received a stop signal (dist/stop_signals.h) before
                              // this step's all-reduce: every rank stops after this step
@@ -50,7 +53,7 @@ class StepRunner {
   Communicator& comm_;
   const FaultPlan& faults_;
   int32_t pad_id_;
-  std::vector<int64_t> loss_tokens_;  // per train example
+  std::vector<int64_t> loss_tokens_, lengths_;  // per train example
   at::Tensor buffer_;                 // the all-reduce buffer: gradients + loss slot
 };
 
