@@ -76,10 +76,12 @@ std::vector<std::pair<std::string, at::Tensor*>> Qwen2Model::named_weights() {
 }
 
 at::Tensor Qwen2Model::rms_norm(const at::Tensor& x, const at::Tensor& w) const {
-  // fp32 statistics, cast back to the input dtype BEFORE the weight multiply (as HF).
-  auto x32 = x.to(at::kFloat);
-  auto y = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + cfg_.rms_norm_eps);
-  return w * y.to(x.scalar_type());
+  // fp32 statistics, cast back to the input dtype BEFORE the weight multiply (as HF). The
+  // mean square comes from an fp32-accumulated norm of x and x is promoted inside the
+  // product, so no fp32 copy of x is written (or kept for the backward).
+  const double h = double(x.size(-1));
+  const auto ms = at::linalg_vector_norm(x, 2, {-1}, /*keepdim=*/true, at::kFloat).pow(2) / h;
+  return w * (x * at::rsqrt(ms + cfg_.rms_norm_eps)).to(x.scalar_type());
 }
 
 std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, const at::Tensor& positions,

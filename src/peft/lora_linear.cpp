@@ -32,6 +32,15 @@ c10::optional<at::Tensor> bias_as(const at::Tensor& b, at::ScalarType dt) {
   return b.scalar_type() == dt ? b : b.to(dt);
 }
 
+// y + scale * (a @ w^T) for a (.., k) and w (n, k): accumulated into y by one GEMM (addmm)
+// when y is a contiguous tensor of the caller's own (never a graph input), so no (.., n)
+// temporaries are written and read again (the LoRA branch's product, its scaling, the sum).
+at::Tensor add_product(at::Tensor y, const at::Tensor& a, const at::Tensor& w, double scale) {
+  if (!y.is_contiguous()) return y + at::linear(a, w) * scale;
+  y.view({-1, y.size(-1)}).addmm_(a.reshape({-1, a.size(-1)}), w.t(), /*beta=*/1.0, /*alpha=*/scale);
+  return y;
+}
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -53,7 +62,7 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
     if (lora) {
       xd = mask.numel() > 0 ? x * mask : x;
       xa = at::linear(xd, A.to(dt));                               // (.., r)
-      y = y + at::linear(xa, B.to(dt)) * layer->scaling;
+      y = add_product(y, xa, B.to(dt), layer->scaling);
     }
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     ctx->saved_data["lora"] = lora;
@@ -73,10 +82,7 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
     if (lora) gxa = at::matmul(g, B.to(dt)) * layer->scaling;      // (.., r)
     if (ctx->needs_input_grad(0)) {
       gx = at::matmul(g, layer->base_weight(dt));                  // re-dequantised, transient
-      if (lora) {
-        auto gl = at::matmul(gxa, A.to(dt));
-        gx = gx + (mask.numel() > 0 ? gl * mask : gl);
-      }
+      if (lora) gx = mask.numel() > 0 ? gx + at::matmul(gxa, A.to(dt)) * mask : add_product(gx, gxa, A.to(dt).t(), 1.0);
     }
     if (lora) {
       const int64_t r = A.size(0);
@@ -109,7 +115,7 @@ at::Tensor LoraLinear::forward(const at::Tensor& x) const {
       if (dropout > 0 && t_dropout_without_graph)
         xd = x * (at::bernoulli(at::full(x.sizes(), 1.0 - dropout, x.options())) / (1.0 - dropout));
       auto xa = at::linear(xd, lora_A.to(x.scalar_type()));
-      y = y + at::linear(xa, lora_B.to(x.scalar_type())) * scaling;
+      y = add_product(y, xa, lora_B.to(x.scalar_type()), scaling);
     }
     return y;
   }

@@ -37,6 +37,7 @@
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/train/fault.h"
 #include "r1dist/train/optim.h"
+#include "r1dist/tensor/step_profiler.h"
 #include "r1dist/train/progress.h"
 #include "r1dist/train/run_files.h"
 #include "r1dist/train/step.h"
@@ -241,11 +242,14 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   // Loop.
   StepRunner stepper(cfg, data.train, plan, model, optimizer, *comm, faults, held_out.pad_id);
   Progress progress(cfg.train.steps, state.step);
+  auto profiler = StepProfiler::from_env(pg.rank);
   while (state.step < cfg.train.steps) {
     const auto t0 = Clock::now();
     StepOutcome s;
     try {
+      profiler.before(state.step + 1);
       s = stepper.run(state.step);
+      profiler.after(state.step + 1);
     } catch (const NonFiniteStep& e) {
       const std::string last = pg.rank == 0 ? find_latest_checkpoint(cfg.output.dir) : "";
       throw Error(std::string(e.what()) + "; stopping without a checkpoint of this step" +
