@@ -99,6 +99,7 @@ void dry_run(const Config& cfg, const std::string& rows_out) {
             " truncated, ", data.dropped, " dropped; train lengths (tokens) ",
             length_histogram(data.train, cfg.data.max_seq_len));
   check_global_batch(cfg, data, dist_group().world);
+  check_token_ids(cfg, data, mc.vocab_size);
   log_first_step_layout(cfg, data.train, dist_group().world);
   if (!rows_out.empty() && dist_group().rank == 0) export_rows(data.train, rows_out);
   const auto model = build_model(cfg, device);

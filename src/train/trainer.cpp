@@ -106,6 +106,21 @@ void check_global_batch(const Config& cfg, const Dataset& data, int world) {
                      "lower train.grad_accum or train.micro_batch");
 }
 
+void check_token_ids(const Config& cfg, const Dataset& data, int64_t vocab_size) {
+  int32_t top = -1;
+  const Example* where = nullptr;
+  const char* split = "";
+  for (const auto* rows : {&data.train, &data.eval})
+    for (const auto& e : *rows)
+      for (int32_t id : e.ids)
+        if (id > top) top = id, where = &e, split = rows == &data.train ? "training" : "held-out";
+  if (top < vocab_size) return;
+  throw UsageError(cfg.model.path + "/config.json: vocab_size is " + std::to_string(vocab_size) +
+                   ", but the tokenized data holds id " + std::to_string(top) + " (" + split + " row " +
+                   std::to_string(where->row) + " of " + cfg.data.path + "): every id must be below vocab_size" +
+                   "\nHINT: the tokenizer in " + cfg.model.path + " does not belong to this model");
+}
+
 namespace {
 
 // Rank 0 tokenizes and fills the cache; the others then read it.
@@ -184,6 +199,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const Tokenizer tok = Tokenizer::load(cfg.model.path);
   const Dataset data = load_data(cfg, tok, pg);
   check_global_batch(cfg, data, pg.world);
+  check_token_ids(cfg, data, read_qwen2_config(cfg.model.path).vocab_size);
   const int64_t global_batch = cfg.train.micro_batch * cfg.train.grad_accum * pg.world;
   const BatchPlan plan = make_plan(cfg, data, global_batch);
   Qwen2Model model = build_model(cfg, device);

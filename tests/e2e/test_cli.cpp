@@ -60,15 +60,24 @@ TEST(Cli, ConfigErrorsExitTwoWithFileLineAndSuggestion) {
 // histogram), the model (quantised, with LoRA), and checks the memory estimate.
 TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   TempDir tmp;
-  copy_tree(fixture("qwen2_b"), tmp / "m");
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    std::filesystem::copy_file(r1_tokenizer_dir() + "/" + f, (tmp / "m") + "/" + f);
+  // The tiny preset (the real vocabulary) in fp32 shards of at most 20 MiB, with the R1 tokenizer.
+  auto r = run_r1dist("init-model --preset tiny --dtype fp32 --seed 1 --max-shard-mb 20 --out " + (tmp / "m") +
+                      " --tokenizer " + r1_tokenizer_dir());
+  ASSERT_EQ(r.code, 0) << r.err;
   write_text(tmp / "ok.toml", "[model]\npath = \"" + (tmp / "m") + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n" +
                                   "[data]\npath = \"" + source_dir() + "/data/sample_zh.jsonl\"\nmax_seq_len = 256\n" +
                                   "[output]\ndir = \"" + (tmp / "run") + "\"\n");
-  auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --export-rows " + (tmp / "rows.jsonl"));
+  r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --export-rows " + (tmp / "rows.jsonl"));
   EXPECT_EQ(r.code, 0) << r.err;
   const auto log = read_text(tmp / "run/run.log");
+  EXPECT_THAT(log, HasSubstr("2 layers, hidden 64"));
+  EXPECT_THAT(log, HasSubstr("memory estimate per rank: "));
+  EXPECT_THAT(log, HasSubstr("151665 tokens"));
+  EXPECT_THAT(log, HasSubstr("64 rows in the file, 0 skipped, 64 train / 0 eval rows"));
+  EXPECT_THAT(log, HasSubstr("train lengths (tokens) <="));
+  EXPECT_THAT(log, HasSubstr("dry run"));
+  // tiny: 2 layers, hidden 64, kv 32, intermediate 128; r=16 on all seven projections.
+  EXPECT_THAT(log, HasSubstr("base nf4, 37376 adapter parameters in one flat buffer"));
   // The first step's layout, padded and packed (defaults: 8 rows, max_seq_len 256 here).
   EXPECT_THAT(log, HasSubstr("step 1: 8 rows, "));
   EXPECT_THAT(log, HasSubstr("% padding); packed "));
@@ -78,14 +87,13 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   EXPECT_EQ(rows[0]["ids"].size(), rows[0]["labels"].size());
   EXPECT_LE(rows[0]["ids"].size(), 256u);
   EXPECT_EQ(run_r1dist("--cfg " + (tmp / "ok.toml") + " --export-rows x.jsonl").code, 2) << "only with --dry-run";
-  EXPECT_THAT(log, HasSubstr("3 layers, hidden 48"));
-  EXPECT_THAT(log, HasSubstr("memory estimate per rank: "));
-  EXPECT_THAT(log, HasSubstr("151665 tokens"));
-  EXPECT_THAT(log, HasSubstr("64 rows in the file, 0 skipped, 64 train / 0 eval rows"));
-  EXPECT_THAT(log, HasSubstr("train lengths (tokens) <="));
-  EXPECT_THAT(log, HasSubstr("dry run"));
-  // qwen2_b: 3 layers, hidden 48, kv 16, intermediate 96; r=16 on all seven projections.
-  EXPECT_THAT(log, HasSubstr("base nf4, 36096 adapter parameters in one flat buffer"));
+  // A tokenizer that does not belong to the model: qwen2_b has 256 ids, the R1 tokenizer 151665.
+  copy_tree(fixture("qwen2_b"), tmp / "small");
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(r1_tokenizer_dir() + "/" + f, (tmp / "small") + "/" + f);
+  r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (tmp / "small"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr((tmp / "small") + "/config.json: vocab_size is 256, but the tokenized data holds id "));
   // A truncated tokenizer.json fails the dry run (exit 1), naming the file.
   TempDir cut;
   copy_tree(tmp / "m", cut / "m");
@@ -96,10 +104,14 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   // A runtime failure (a shard gone) exits 1 and names the shard.
   TempDir broken;
   copy_tree(tmp / "m", broken / "m");
-  std::filesystem::remove(broken / "m/model-00002-of-00006.safetensors");
+  std::string shard;
+  for (const auto& f : std::filesystem::directory_iterator(broken / "m"))
+    if (f.path().filename().string().rfind("model-00002-of-", 0) == 0) shard = f.path().filename().string();
+  ASSERT_FALSE(shard.empty()) << "the tiny fp32 model is written in several shards";
+  std::filesystem::remove(broken / ("m/" + shard));
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (broken / "m"));
   EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("model-00002-of-00006.safetensors"));
+  EXPECT_THAT(r.err, HasSubstr(shard));
 }
 
 // Memory is checked before it is spent: absurd batch settings are refused at once with the

@@ -40,6 +40,9 @@ struct TrainResult {
 MemoryEstimate check_memory(const Config& cfg, const at::Device& device);
 // Refuses a global batch (micro_batch x grad_accum x world rows) larger than the training rows.
 void check_global_batch(const Config& cfg, const Dataset& data, int world);
+// Refuses data whose token ids do not fit the model's embedding (vocab_size from
+// model.path/config.json): a tokenizer that does not belong to the model.
+void check_token_ids(const Config& cfg, const Dataset& data, int64_t vocab_size);
 
 TrainResult train(const Config& cfg, const TrainOptions& opt);
 
