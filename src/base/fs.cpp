@@ -76,4 +76,14 @@ void copy_tree(const std::string& from, const std::string& to) {
   for (const auto& n : names) copy_tree(from + "/" + n, to + "/" + n);
 }
 
+bool is_dir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 }  // namespace r1dist

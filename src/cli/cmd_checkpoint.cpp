@@ -1,7 +1,5 @@
 // r1dist checkpoint verify PATH...: every checksum of checkpoints (files, or all of a run
 // directory's) and of exported adapters (directories with r1dist_manifest.json).
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -9,17 +7,13 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/manifest.h"
 
 namespace r1dist {
 
 namespace {
-
-bool is_dir(const std::string& p) {
-  struct stat st{};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 // One checkpoint file: prints a line, returns whether it is intact.
 bool verify_checkpoint_file(const std::string& path) {
@@ -70,8 +64,7 @@ int cmd_checkpoint(int argc, char** argv) {
   int checked = 0;
   for (const auto& p : paths) {
     if (!is_dir(p)) {
-      struct stat st{};
-      if (::stat(p.c_str(), &st) != 0) throw UsageError("checkpoint verify: " + p + " does not exist");
+      if (!is_file(p)) throw UsageError("checkpoint verify: " + p + " does not exist");
       ok = verify_checkpoint_file(p) && ok;
       ++checked;
       continue;

@@ -22,6 +22,8 @@ int cmd_init_model(int argc, char** argv) {
       .option_str("dtype", "storage dtype: bf16 or fp32", "bf16")
       .option_uint("max-shard-mb", "largest shard in MiB; larger models are sharded with an index", 4096)
       .option_real("bias-std", "std of random q/k/v biases (0: zeros, as transformers)", 0.0)
+      .option_str("device", "where the random values are drawn: cpu, or cuda (other values for the same seed; "
+                            "much faster for the 7B/14B presets)", "cpu")
       .option_str("tokenizer", "directory whose tokenizer.json (and tokenizer_config.json, if present) is copied "
                                "into the model directory");
   if (!a.parse(argc, argv)) return 0;
@@ -33,6 +35,7 @@ int cmd_init_model(int argc, char** argv) {
   opt.dtype = a.str("dtype");
   opt.max_shard_bytes = a.u64("max-shard-mb") << 20;
   opt.bias_std = a.real("bias-std");
+  opt.device = a.str("device");
   if (opt.max_shard_bytes == 0) throw UsageError("init-model: --max-shard-mb must be > 0");
   const auto t0 = std::chrono::steady_clock::now();
   const auto files = write_random_model(cfg, out, opt);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "r1dist/base/error.h"
 #include "r1dist/base/hash.h"
@@ -36,6 +37,14 @@ std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::s
     if (!f) throw Error("init-model: cannot write " + path);
   }
 
+  at::Device device(at::kCPU);
+  if (opt.device == "cuda") {
+    if (!at::hasCUDA()) throw UsageError("init-model --device cuda: this build or machine has no CUDA device");
+    device = at::Device(at::kCUDA, 0);
+  } else if (opt.device != "cpu") {
+    throw UsageError("init-model: --device must be cpu or cuda, got '" + opt.device + "'");
+  }
+
   const auto table = qwen2_weight_table(cfg);
   std::vector<st::WriteSpec> specs;
   for (const auto& w : table) specs.push_back({w.name, to_st_dtype(dtype), w.shape});
@@ -49,11 +58,20 @@ std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::s
     } else if (w.role == WeightRole::bias && opt.bias_std <= 0) {
       t = at::zeros(w.shape, at::kFloat);
     } else {
-      auto gen = at::detail::createCPUGenerator(opt.seed * 1000003ull + fnv1a(w.name));
+      const uint64_t seed = opt.seed * 1000003ull + fnv1a(w.name);
       const double std = w.role == WeightRole::bias ? opt.bias_std : 0.02;
-      t = at::empty(w.shape, at::kFloat).normal_(0.0, std, gen);
+      if (device.is_cuda()) {
+        // The device's default generator, reseeded per tensor (the values depend on the name only).
+        auto gen = at::globalContext().defaultGenerator(device);
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_current_seed(seed);
+        t = at::empty(w.shape, at::TensorOptions().dtype(at::kFloat).device(device)).normal_(0.0, std, gen);
+      } else {
+        auto gen = at::detail::createCPUGenerator(seed);
+        t = at::empty(w.shape, at::kFloat).normal_(0.0, std, gen);
+      }
     }
-    t = t.to(dtype).contiguous();
+    t = t.to(dtype).contiguous().cpu();
     check(size_t(t.nbytes()) == nbytes, "init-model: size mismatch for " + w.name);
     std::memcpy(dst, t.data_ptr(), nbytes);
     if (++done % 50 == 0 || done == table.size())

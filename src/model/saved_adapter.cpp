@@ -1,13 +1,11 @@
 #include "r1dist/model/saved_adapter.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <fstream>
 #include <map>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/config/config.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/qwen2_config.h"
@@ -19,16 +17,6 @@
 namespace r1dist {
 
 namespace {
-
-bool is_dir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool is_file(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 
 std::string attach_checkpoint(Qwen2Model& model, const std::string& path) {
   const auto s = read_checkpoint(path);

@@ -175,8 +175,11 @@ const char* kAnywayHint =
 
 }  // namespace
 
-ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const std::string& resume,
-                               const std::string& anyway) {
+namespace {
+
+// choose_checkpoint's search, on one rank.
+ResumeChoice choose_here(const Config& cfg, const RunIdentity& id, const std::string& resume,
+                         const std::string& anyway) {
   ResumeChoice choice;
   if (resume.empty()) return choice;
   if (resume != "auto") {
@@ -229,6 +232,55 @@ ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const s
                      std::to_string(paths.size()) + " tried; warnings above)\nHINT: r1dist checkpoint verify " +
                      cfg.output.dir + " lists them; move them away to start again at step 0");
   log::info("resume auto: no checkpoint in ", cfg.output.dir, "; starting at step 0");
+  return choice;
+}
+
+// Rank 0's text to every rank: its length, then its bytes.
+std::string broadcast_text(std::string text) {
+  int64_t n = int64_t(text.size());
+  dist_broadcast(&n, sizeof n);
+  text.resize(size_t(n));
+  if (n > 0) dist_broadcast(&text[0], n);
+  return text;
+}
+
+}  // namespace
+
+ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const std::string& resume,
+                               const std::string& anyway) {
+  const auto& pg = dist_group();
+  if (pg.world == 1 || resume.empty()) return choose_here(cfg, id, resume, anyway);
+  // Rank 0 reads and checks every candidate; the others learn its verdict and read only the
+  // chosen file (8 ranks do not read a run's checkpoints 8 times). A refusal reaches every
+  // rank, so none waits for the others.
+  ResumeChoice choice;
+  std::string verdict;  // "ok:PATH" or "error:MESSAGE"
+  bool usage = false;
+  if (pg.rank == 0) {
+    try {
+      choice = choose_here(cfg, id, resume, anyway);
+      verdict = "ok:" + choice.path;
+    } catch (const UsageError& e) {
+      verdict = std::string("error:") + e.what();
+      usage = true;
+    } catch (const std::exception& e) {
+      verdict = std::string("error:") + e.what();
+    }
+  }
+  verdict = broadcast_text(verdict);
+  if (verdict.rfind("error:", 0) == 0) {
+    const std::string why = verdict.substr(6);
+    if (pg.rank == 0 && !usage) throw Error(why);
+    throw UsageError(why);  // the other ranks: rank 0 prints it
+  }
+  if (pg.rank == 0) return choice;
+  choice.path = verdict.substr(3);
+  if (choice.path.empty()) return choice;
+  choice.state = read_checkpoint(choice.path);
+  const auto left = refusing(resume_differences(choice.state, cfg, id), anyway, &choice.overridden);
+  if (!left.empty())
+    throw Error("rank " + std::to_string(pg.rank) + " reads " + choice.path + " as written with other settings:" +
+                describe(left) + " (rank 0 accepted it)");
   return choice;
 }
 

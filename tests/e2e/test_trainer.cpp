@@ -253,6 +253,13 @@ TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical
   const auto m = read_metrics(out + "/metrics.h5");
   ASSERT_EQ(m.steps.size(), 10u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  // Rank 0 alone reads the candidates; its refusal reaches rank 1 at once (no rank waits on
+  // the other until the watchdog).
+  const auto t0 = std::chrono::steady_clock::now();
+  r = run_r1dist("--cfg " + cfg + " --resume auto --set train.lr=1e-3", Launch{2});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("no checkpoint matches this run's settings"));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 50.0);
   // The exported adapter carries a manifest; a changed byte in it is refused by name.
   r = run_r1dist("checkpoint verify " + out + "/adapter");
   EXPECT_EQ(r.code, 0) << r.out;

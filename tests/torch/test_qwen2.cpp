@@ -146,5 +146,41 @@ TEST(Qwen2Loading, InitModelWritesALoadableShardedDirectory) {
   EXPECT_FALSE(other.named_weights()[0].second->equal(*a[0].second));
 }
 
+// --device cuda draws the values on the GPU: the same directory for the same seed, the
+// transformers scale (N(0, 0.02), norms 1); refused by name where there is no CUDA.
+TEST(InitModel, TheGpuDrawsReproducibleWeightsOrIsRefused) {
+  test::TempDir tmp;
+  auto cfg = qwen2_preset("tiny");
+  cfg.vocab_size = 512;
+  InitModelOptions opt;
+  opt.seed = 7;
+  opt.device = "cuda";
+  if (!at::hasCUDA()) {
+    try {
+      write_random_model(cfg, tmp / "m", opt);
+      FAIL() << "--device cuda without CUDA was accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("--device cuda: this build or machine has no CUDA device"),
+                std::string::npos) << e.what();
+    }
+    opt.device = "tpu";
+    EXPECT_THROW(write_random_model(cfg, tmp / "m", opt), UsageError);
+    return;
+  }
+  write_random_model(cfg, tmp / "a", opt);
+  write_random_model(cfg, tmp / "b", opt);
+  auto a = Qwen2Model::load(tmp / "a", at::kFloat, at::Device(at::kCPU));
+  auto b = Qwen2Model::load(tmp / "b", at::kFloat, at::Device(at::kCPU));
+  auto wa = a.named_weights(), wb = b.named_weights();
+  for (size_t i = 0; i < wa.size(); ++i) {
+    EXPECT_TRUE(wa[i].second->equal(*wb[i].second)) << wa[i].first;
+    if (wa[i].first.find("norm") != std::string::npos) {
+      EXPECT_TRUE(wa[i].second->eq(1).all().item<bool>()) << wa[i].first;
+    } else if (wa[i].first.find("bias") == std::string::npos) {
+      EXPECT_NEAR(wa[i].second->std().item<double>(), 0.02, 0.002) << wa[i].first;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace r1dist

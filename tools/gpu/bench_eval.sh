@@ -7,6 +7,7 @@
 #      default prompts' generations, each stage timed in the log.
 # Results in $OUT (bench_generate.jsonl, eval_14b.log). Needs the carried .deps/tokenizer-r1.
 set -uo pipefail
+# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/r1dist-gpu}
 mkdir -p "$OUT"
@@ -17,7 +18,7 @@ mkdir -p "$W"
 SIZES=${SIZES:-"1.5b 7b"}
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --out "$dir" \
+  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
     --tokenizer .deps/tokenizer-r1 > /dev/null
   for graphs in ${GRAPHS:-on off}; do
     $R bench generate --model "$dir" --batch 1,16 --reps 3 --graphs "$graphs" 2>> "$OUT/bench_generate.log" |
@@ -29,7 +30,7 @@ for size in $SIZES; do
 done
 if [ "${EVAL_14B:-1}" = 1 ]; then
   dir=$W/r1-distill-qwen-14b
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-14b --dtype bf16 --seed 1 --out "$dir" \
+  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-14b --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
     --tokenizer .deps/tokenizer-r1 > /dev/null
   /usr/bin/time -v $R eval --model "$dir" --data data/sample_zh.jsonl --rows 50 --quant nf4 --dtype bf16 \
     --out "$OUT/eval_14b.h5" > "$OUT/eval_14b.txt" 2> "$OUT/eval_14b.log"

@@ -12,6 +12,7 @@
 # STEPS-1 timed; HF=0 leaves HF out). Prints the table of real tokens/s and the ratios; files
 # in $OUT.
 set -uo pipefail
+# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/r1dist-gpu}
 mkdir -p "$OUT"
@@ -33,7 +34,7 @@ $R "${common[@]}" --set model.path="$W/tiny" --set output.dir="$W/dry" --dry-run
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   t0=$(date +%s)
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --out "$dir" \
+  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
     --tokenizer .deps/tokenizer-r1 > /dev/null
   echo "init-model $size: $(( $(date +%s) - t0 )) s"
   for mode in packed grouped; do

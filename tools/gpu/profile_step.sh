@@ -5,6 +5,7 @@
 # data.packing = true; grouped: padded, data.group_by_length = true), and prints
 # tools/gpu/trace_summary.py's table for each. Traces and summaries in $OUT.
 set -uo pipefail
+# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/r1dist-gpu}
 mkdir -p "$OUT"
@@ -15,7 +16,7 @@ ROWS=${ROWS:-.deps/bench/medical_500.jsonl}
 SIZE=${SIZE:-7b}
 mkdir -p "$W"
 dir=$W/r1-distill-qwen-$SIZE
-[ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$SIZE --dtype bf16 --seed 1 --out "$dir" \
+[ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$SIZE --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
   --tokenizer .deps/tokenizer-r1 > /dev/null
 for mode in ${MODES:-packed grouped}; do
   extra=(--set data.packing=true)

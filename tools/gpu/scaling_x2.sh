@@ -9,6 +9,7 @@
 # weak-scaling efficiency (weak / (2 x one)), the all-reduce share of the step (from the
 # progress lines), and `r1dist checkpoint-diff` of same against one after the last step.
 set -uo pipefail
+# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/r1dist-gpu}
 mkdir -p "$OUT"
@@ -32,7 +33,7 @@ PY
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   t0=$(date +%s)
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --out "$dir" \
+  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
     --tokenizer .deps/tokenizer-r1 > /dev/null
   echo "init-model $size: $(( $(date +%s) - t0 )) s"
   for spec in "one 1 2" "weak 2 2" "same 2 1"; do

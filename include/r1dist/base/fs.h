@@ -12,5 +12,8 @@ namespace r1dist {
 void remove_tree(const std::string& path);
 // Copies the directory `from` (files, subdirectories and symlinks as links) to `to`.
 void copy_tree(const std::string& from, const std::string& to);
+// Whether `path` exists and is a directory / a regular file (symlinks followed).
+bool is_dir(const std::string& path);
+bool is_file(const std::string& path);
 
 }  // namespace r1dist

@@ -57,7 +57,9 @@ struct ResumeChoice {
 // that is intact and of this run: damaged ones and other runs' are skipped with a warning
 // naming why) or a path (which must be both). anyway: "" (differences refuse the resume,
 // listing each), "all", or comma-separated keys that may differ (recorded by the caller).
-// Refuses (UsageError) when checkpoints exist but none is intact, or none matches.
+// Refuses (UsageError) when checkpoints exist but none is intact, or none matches. Rank 0
+// reads and checks the candidates; the other ranks learn its choice (or its refusal) and read
+// only the chosen checkpoint.
 ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const std::string& resume,
                                const std::string& anyway);
 
