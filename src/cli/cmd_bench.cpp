@@ -6,7 +6,10 @@
 // adapters (all seven projections) plus the two AdamW moments. `bench generate`: greedy
 // decoding tokens/s of a model directory at the given batch sizes, a fixed-length random
 // prompt and a forced number of new tokens (no EOS), the setting of
-// tools/bench/hf_generate.py, which measures HF transformers the same way.
+// tools/bench/hf_generate.py, which measures HF transformers the same way. `bench loss`: the
+// chunked lm_head + cross-entropy against the full logits. `bench train`: training steps at a
+// preset's shape on random weights and random tokens (no files): tokens/s, MFU (SPEC §9),
+// peak memory and the time split of a step (forward, lm_head + loss, backward, optimizer).
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <random>
 #include <unistd.h>
@@ -34,6 +38,9 @@
 #include "r1dist/tensor/device.h"
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/tensor/compat.h"
+#include "r1dist/tensor/device_timer.h"
+#include "r1dist/tensor/step_profiler.h"
+#include "r1dist/train/optim.h"
 
 namespace r1dist {
 
@@ -223,7 +230,8 @@ int bench_generate(const Args& a) {
   const auto dtype = parse_compute_dtype(a.str("dtype"));
   const auto model_dir = a.required("model");
   LoadOptions lo;
-  lo.quant = a.str("quant") == "nf4" ? QuantMode::nf4 : QuantMode::none;
+  const std::string quant = a.has("quant") ? a.str("quant") : "none";
+  lo.quant = quant == "nf4" ? QuantMode::nf4 : QuantMode::none;
   const auto t_load = std::chrono::steady_clock::now();
   auto model = Qwen2Model::load(model_dir, dtype, dev, lo);
   compat::synchronize(dev);
@@ -238,7 +246,7 @@ int bench_generate(const Args& a) {
     std::string item;
     while (std::getline(ss, item, ',')) batches.push_back(std::stoll(item));
   }
-  log::info("bench generate: ", model_dir, " (", a.str("dtype"), ", ", a.str("quant"), ") loaded in ", load_s,
+  log::info("bench generate: ", model_dir, " (", a.str("dtype"), ", ", quant, ") loaded in ", load_s,
             " s; prompt ", prompt_len, " tokens, ", new_tokens, " new tokens forced, greedy");
   for (const int64_t b : batches) {
     std::vector<std::vector<int64_t>> prompts(static_cast<size_t>(b));
@@ -299,15 +307,136 @@ int bench_loss(const Args& a) {
   return 0;
 }
 
+// The MFU denominator: a bf16 matrix product on one H200 from libtorch (SPEC §9).
+constexpr double kMfuPeakFlops = 790e12;
+
+// Useful FLOPs per token of LoRA training (SPEC §9): 4 x the linear parameters (every
+// projection and lm_head; forward + input gradient, no base weight gradient) plus causal
+// attention, 6 x layers x hidden x seq. Recomputation is not counted.
+double useful_flops_per_token(const Qwen2Config& c, int64_t seq) {
+  const double h = double(c.hidden_size), q = double(c.q_dim()), kv = double(c.kv_dim()),
+               i = double(c.intermediate_size);
+  const double per_layer = h * q + 2 * h * kv + q * h + 3 * h * i;
+  const double linear = double(c.num_hidden_layers) * per_layer + double(c.vocab_size) * h;
+  return 4 * linear + 6 * double(c.num_hidden_layers) * h * double(seq);
+}
+
+// A preset's model in memory with random weights (transformers' init scale), the projections
+// quantised to NF4 when asked, LoRA on all seven projections.
+Qwen2Model random_model(const Qwen2Config& cfg, at::ScalarType dtype, const at::Device& dev, bool nf4, int64_t r) {
+  Qwen2Model m(cfg, dtype, dev);
+  {
+    at::NoGradGuard ng;
+    auto gen = at::globalContext().defaultGenerator(dev);
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(1);
+    }
+    for (auto& [name, t] : m.named_weights()) {
+      if (name.find("norm") != std::string::npos) t->fill_(1.0);
+      else if (name.find("bias") != std::string::npos) t->zero_();
+      else t->normal_(0.0, 0.02);
+    }
+  }
+  if (nf4)
+    for (auto& p : m.projections(projection_names())) p.layer->quantize(true, p.module_path);
+  m.attach_lora(LoraSpec{r, double(r), 0.0, false}, projection_names(), 3);
+  return m;
+}
+
+int bench_train(const Args& a) {
+  const auto dev = parse_device(a.str("device"));
+  select_device(dev);
+  const auto cfg = qwen2_preset(a.str("preset"));
+  const auto dtype = parse_compute_dtype(a.str("dtype"));
+  const int64_t seq = a.i64("seq"), micro = a.i64("micro-batch"), accum = a.i64("grad-accum");
+  const int64_t steps = a.i64("steps"), warm = a.i64("warmup");
+  const std::string ckpt = a.str("checkpointing"), quant = a.has("quant") ? a.str("quant") : "nf4";
+  if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
+    throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
+  if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
+  if (quant != "nf4" && quant != "none") throw UsageError("bench train: --quant must be nf4 or none");
+  auto t_load = std::chrono::steady_clock::now();
+  auto model = random_model(cfg, dtype, dev, quant == "nf4", a.i64("rank"));
+  compat::synchronize(dev);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
+            a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
+            " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt);
+  AdamW opt(model.lora().flat(), AdamWConfig{});
+  auto grad = model.lora().flat_grad();
+  auto gen = at::globalContext().defaultGenerator(dev);
+  const auto longs = at::TensorOptions().dtype(at::kLong).device(dev);
+  const double count = double(micro * (seq - 1) * accum);
+  DeviceTimer timer(dev);
+  auto profiler = StepProfiler::from_env(0);
+  double fwd = 0, loss_t = 0, bwd = 0, opt_t = 0, total = 0, last_loss = 0;
+  reset_peak_memory(dev);
+  for (int64_t k = 0; k < warm + steps; ++k) {
+    profiler.before(k + 1);
+    timer.clear();
+    const size_t start = timer.mark();
+    std::vector<size_t> marks;
+    auto step_loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(dev));
+    for (int64_t m = 0; m < accum; ++m) {
+      const auto ids = at::randint(0, cfg.vocab_size, {micro, seq}, gen, longs);
+      const size_t m0 = timer.mark();
+      const auto h = model.hidden_states_train(ids, ckpt == "layer");
+      const size_t m1 = timer.mark();
+      const auto loss = chunked_lm_loss_sum(h, model.lm_head_weight(), ids) / count;
+      const size_t m2 = timer.mark();
+      loss.backward();
+      const size_t m3 = timer.mark();
+      step_loss += loss.detach();
+      marks.insert(marks.end(), {m0, m1, m2, m3});
+    }
+    const size_t o0 = timer.mark();
+    {
+      at::NoGradGuard ng;
+      clip_grad_norm(grad, 1.0);
+      auto flat = model.lora().flat();
+      opt.step(flat, grad, 1e-4);
+      grad.zero_();
+    }
+    const size_t end = timer.mark();
+    last_loss = step_loss.item<double>();
+    profiler.after(k + 1);
+    const double step_s = timer.seconds(start, end);
+    double f = 0, l = 0, b = 0;
+    for (size_t i = 0; i < marks.size(); i += 4) {
+      f += timer.seconds(marks[i], marks[i + 1]);
+      l += timer.seconds(marks[i + 1], marks[i + 2]);
+      b += timer.seconds(marks[i + 2], marks[i + 3]);
+    }
+    const double o = timer.seconds(o0, end);
+    log::info("bench train: step ", k + 1, k < warm ? " (warm-up)" : "", ": ", step_s, " s, loss ", last_loss);
+    if (k < warm) continue;
+    fwd += f, loss_t += l, bwd += b, opt_t += o, total += step_s;
+  }
+  const double tokens = double(micro * seq * accum * steps), tps = tokens / total;
+  const double mfu = tps * useful_flops_per_token(cfg, seq) / kMfuPeakFlops;
+  std::printf("{\"bench\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"quant\": \"%s\", "
+              "\"seq\": %lld, \"micro_batch\": %lld, \"grad_accum\": %lld, \"checkpointing\": \"%s\", \"steps\": %lld, "
+              "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_mem_gb\": %.2f, \"loss\": %.6f, "
+              "\"split_s\": {\"forward\": %.4f, \"lm_head_loss\": %.4f, \"backward\": %.4f, \"optimizer\": %.4f, "
+              "\"other\": %.4f}}\n",
+              a.str("preset").c_str(), dev.str().c_str(), a.str("dtype").c_str(), quant.c_str(), (long long)seq,
+              (long long)micro, (long long)accum, ckpt.c_str(), (long long)steps, total / double(steps), tps, mfu,
+              peak_memory_gb(dev), last_loss, fwd / double(steps), loss_t / double(steps), bwd / double(steps),
+              opt_t / double(steps), (total - fwd - loss_t - bwd - opt_t) / double(steps));
+  return 0;
+}
+
 int cmd_bench(int argc, char** argv) {
-  Args a("r1dist bench", "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss.");
-  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss")
+  Args a("r1dist bench",
+         "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss, train.");
+  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss, train")
       .option_str("model", "generate: model directory")
       .option_str("batch", "generate: batch sizes, comma-separated", "1,16")
       .option_int("prompt-len", "generate: prompt tokens", 128)
       .option_int("new-tokens", "generate: new tokens per prompt (forced: no EOS)", 256)
-      .option_str("dtype", "generate, loss: compute dtype", "bf16")
-      .option_str("quant", "generate: base weights nf4 or none", "none")
+      .option_str("dtype", "generate, loss, train: compute dtype", "bf16")
+      .option_str("quant", "generate, train: base weights nf4 or none (train: default nf4)")
       .option_int("reps", "generate, loss: timed runs (the median is printed)", 3)
       .option_str("graphs", "generate: on = decode steps replayed as CUDA graphs, off = launched one by one", "on")
       .option_str("preset", "model shape", "r1-distill-qwen-14b")
@@ -317,7 +446,13 @@ int cmd_bench(int argc, char** argv) {
       .option_str("tokenizer", "data: tokenizer directory or tokenizer.json")
       .option_int("replicate", "data: copies of the file's rows", 100)
       .option_str("threads", "data: tokenizer thread counts, comma-separated", "1,2")
-      .option_int("rank", "checkpoint: LoRA rank", 16)
+      .option_int("rank", "checkpoint, train: LoRA rank (train: alpha = rank)", 16)
+      .option_int("seq", "train: tokens per row", 8192)
+      .option_int("micro-batch", "train: rows per micro-batch", 1)
+      .option_int("grad-accum", "train: micro-batches per step", 1)
+      .option_int("steps", "train: timed steps", 3)
+      .option_int("warmup", "train: untimed steps first", 1)
+      .option_str("checkpointing", "train: layer or none", "layer")
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")
@@ -329,7 +464,8 @@ int cmd_bench(int argc, char** argv) {
   if (kind == "checkpoint") return bench_checkpoint(a);
   if (kind == "generate") return bench_generate(a);
   if (kind == "loss") return bench_loss(a);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss)");
+  if (kind == "train") return bench_train(a);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss, train)");
 }
 
 }  // namespace r1dist

@@ -114,6 +114,28 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   EXPECT_THAT(r.err, HasSubstr(shard));
 }
 
+// bench train: real steps on a random tiny model (no files), one JSON line whose time split
+// adds up to the step, at the loss of a uniform guess over the vocabulary (ln 151936 = 11.93).
+TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
+  const auto r = run_r1dist("bench train --preset tiny --seq 64 --micro-batch 2 --grad-accum 2 --steps 2 "
+                            "--warmup 1 --dtype fp32 --device cpu");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["bench"], "train");
+  EXPECT_EQ(j["steps"], 2);
+  EXPECT_GT(j["tokens_per_s"].get<double>(), 0.0);
+  EXPECT_NEAR(j["loss"].get<double>(), 11.93, 0.2);
+  const double step = j["step_s"].get<double>();
+  double parts = 0;
+  for (const char* k : {"forward", "lm_head_loss", "backward", "optimizer"}) {
+    EXPECT_GT(j["split_s"][k].get<double>(), 0.0) << k;
+    parts += j["split_s"][k].get<double>();
+  }
+  EXPECT_NEAR(parts, step, 0.05 * step) << r.out;
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --checkpointing some --device cpu").code, 2);
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --seq 1 --device cpu").code, 2);
+}
+
 // Memory is checked before it is spent: absurd batch settings are refused at once with the
 // estimate (or the row arithmetic), exit 2, before any model is loaded.
 TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
