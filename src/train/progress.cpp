@@ -26,7 +26,8 @@ void Progress::report(int64_t step, const StepOutcome& s, double dt) {
   os << "step " << step << "/" << total_ << "  loss " << std::fixed << std::setprecision(4) << s.loss << "  lr "
      << std::scientific << std::setprecision(2) << s.lr << "  |g| " << std::fixed << std::setprecision(3)
      << s.grad_norm << "  " << std::setprecision(0) << double(s.real_tokens) / dt << " tok/s ("
-     << std::setprecision(1) << 100.0 * SlotCount{s.real_tokens, s.slot_tokens}.padding_share() << "% pad)  "
+     << double(s.slot_tokens) / dt << " slots/s, " << std::setprecision(1)
+     << 100.0 * SlotCount{s.real_tokens, s.slot_tokens}.padding_share() << "% pad)  "
      << std::setprecision(1) << 100.0 * s.comm_seconds / dt << "% comm  ETA "
      << format_duration(ema_step_s_ * double(total_ - step));
   log::progress(os.str());

@@ -345,7 +345,9 @@ TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   std::printf("packed vs padded, 6 steps at lr 2e-3: adapter max rel err %.3g; padded runs had %.1f%% padding\n",
               err, 100 * padding);
   const auto log = read_text(whole + "/run.log");
-  EXPECT_NE(log.find("0.0% pad"), std::string::npos) << "progress reports the padding share";
+  EXPECT_NE(log.find(" slots/s, 0.0% pad)"), std::string::npos) << "progress reports slots/s and the padding share";
+  const auto padded_log = read_text(padded + "/run.log");
+  EXPECT_EQ(padded_log.find(" slots/s, 0.0% pad)"), std::string::npos) << "the padded run pads";
 
   r = run_r1dist("--cfg " + run_config(stopped, 2, 1, 6) + packing + " --stop-after 3", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;

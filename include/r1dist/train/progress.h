@@ -1,5 +1,6 @@
-// The progress line of a training run: step, loss, lr, grad norm, tokens/s, the share of
-// the step spent in the all-reduce and an ETA from a moving average of step times.
+// The progress line of a training run: step, loss, lr, grad norm, real (row) tokens/s, slot
+// tokens/s and the padding share, the share of the step spent in the all-reduce and an ETA
+// from a moving average of step times.
 #pragma once
 #include <cstdint>
 #include <string>
