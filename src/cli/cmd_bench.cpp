@@ -355,6 +355,8 @@ int bench_train(const Args& a) {
   if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
     throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
   if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
+  const int64_t keep = a.i64("keep-layers");
+  if (keep < 0) throw UsageError("bench train: --keep-layers must be >= 0");
   if (quant != "nf4" && quant != "none") throw UsageError("bench train: --quant must be nf4 or none");
   auto t_load = std::chrono::steady_clock::now();
   auto model = random_model(cfg, dtype, dev, quant == "nf4", a.i64("rank"));
@@ -362,7 +364,8 @@ int bench_train(const Args& a) {
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
             a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
-            " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt);
+            " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt,
+            ckpt == "layer" && keep > 0 ? " (last " + std::to_string(keep) + " layers kept)" : std::string());
   AdamW opt(model.lora().flat(), AdamWConfig{});
   auto grad = model.lora().flat_grad();
   auto gen = at::globalContext().defaultGenerator(dev);
@@ -381,7 +384,7 @@ int bench_train(const Args& a) {
     for (int64_t m = 0; m < accum; ++m) {
       const auto ids = at::randint(0, cfg.vocab_size, {micro, seq}, gen, longs);
       const size_t m0 = timer.mark();
-      const auto h = model.hidden_states_train(ids, ckpt == "layer");
+      const auto h = model.hidden_states_train(ids, ckpt == "layer", nullptr, keep);
       const size_t m1 = timer.mark();
       const auto loss = chunked_lm_loss_sum(h, model.lm_head_weight(), ids) / count;
       const size_t m2 = timer.mark();
@@ -416,12 +419,14 @@ int bench_train(const Args& a) {
   const double tokens = double(micro * seq * accum * steps), tps = tokens / total;
   const double mfu = tps * useful_flops_per_token(cfg, seq) / kMfuPeakFlops;
   std::printf("{\"bench\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"quant\": \"%s\", "
-              "\"seq\": %lld, \"micro_batch\": %lld, \"grad_accum\": %lld, \"checkpointing\": \"%s\", \"steps\": %lld, "
+              "\"seq\": %lld, \"micro_batch\": %lld, \"grad_accum\": %lld, \"checkpointing\": \"%s\", \"keep_layers\": %lld, "
+              "\"steps\": %lld, "
               "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_mem_gb\": %.2f, \"loss\": %.6f, "
               "\"split_s\": {\"forward\": %.4f, \"lm_head_loss\": %.4f, \"backward\": %.4f, \"optimizer\": %.4f, "
               "\"other\": %.4f}}\n",
               a.str("preset").c_str(), dev.str().c_str(), a.str("dtype").c_str(), quant.c_str(), (long long)seq,
-              (long long)micro, (long long)accum, ckpt.c_str(), (long long)steps, total / double(steps), tps, mfu,
+              (long long)micro, (long long)accum, ckpt.c_str(), (long long)keep, (long long)steps, total / double(steps),
+              tps, mfu,
               peak_memory_gb(dev), last_loss, fwd / double(steps), loss_t / double(steps), bwd / double(steps),
               opt_t / double(steps), (total - fwd - loss_t - bwd - opt_t) / double(steps));
   return 0;
@@ -453,6 +458,7 @@ int cmd_bench(int argc, char** argv) {
       .option_int("steps", "train: timed steps", 3)
       .option_int("warmup", "train: untimed steps first", 1)
       .option_str("checkpointing", "train: layer or none", "layer")
+      .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")

@@ -38,8 +38,11 @@ MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg)
   // One layer's live tensors in the backward: norms, q/k/v/o, attention output, MLP
   // gate/up/activation/product (about 10 hidden-wide and 3 intermediate-wide per token).
   const double one_layer = tokens * (10.0 * h + 3.0 * inter) * e;
-  est.activations = cfg.train.checkpointing == Checkpointing::layer ? layers * tokens * h * e + one_layer
-                                                                       : layers * one_layer;
+  // Layer checkpointing keeps each recomputed layer's input plus one layer being recomputed;
+  // train.keep_layers of them keep everything instead.
+  const double kept = cfg.train.checkpointing == Checkpointing::layer
+                          ? std::min(layers, double(cfg.train.keep_layers)) : layers;
+  est.activations = (layers - kept) * tokens * h * e + kept * one_layer + (kept < layers ? one_layer : 0.0);
   est.logits = std::min(tokens, double(kLossChunkTokens)) * vocab * (e + 4.0 + 4.0);
   return est;
 }

@@ -2,6 +2,8 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
+
 #include "r1dist/base/error.h"
 #include "r1dist/model/qwen2.h"
 
@@ -78,7 +80,8 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 
 }  // namespace
 
-at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed) const {
+at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed,
+                                           int64_t keep_layers) const {
   const bool recompute = checkpoint && at::GradMode::is_enabled();
   if (!recompute && !packed) return hidden_states(ids, nullptr);
   check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq)");
@@ -102,8 +105,11 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoin
     for (const auto* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
       dropout = dropout || (p->has_adapter() && p->adapter_enabled && p->dropout > 0);
   const auto anchor = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device_)).requires_grad_(true);
+  const int64_t recomputed = cfg_.num_hidden_layers - std::min<int64_t>(std::max<int64_t>(keep_layers, 0),
+                                                                          cfg_.num_hidden_layers);
   for (int i = 0; i < cfg_.num_hidden_layers; ++i)
-    h = CheckpointedLayer::apply(h, anchor, cos, sin, this, int64_t(i), dropout, packed);
+    h = i < recomputed ? CheckpointedLayer::apply(h, anchor, cos, sin, this, int64_t(i), dropout, packed)
+                       : layer_forward(i, h, cos, sin, packed);
   return rms_norm(h, final_norm_);
 }
 

@@ -38,7 +38,8 @@ StepOutcome StepRunner::run(int64_t k) {
   const bool ckpt_layers = cfg_.train.checkpointing == Checkpointing::layer;
   // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
   auto forward_backward = [&](const TokenBatch& b, const PackedRows* packed) {
-    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed),
+    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed,
+                                                                     cfg_.train.keep_layers),
                                           model_.lm_head_weight(), b.labels) /
                       double(out.loss_tokens);
     loss.backward();

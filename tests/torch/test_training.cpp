@@ -86,10 +86,10 @@ Qwen2Model small_model(double dropout, const std::string& quant) {
   return m;
 }
 
-at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, bool checkpoint) {
+at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, bool checkpoint, int64_t keep_layers = 0) {
   m.lora().flat_grad().zero_();
   at::manual_seed(11);  // the same dropout masks for both variants
-  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, checkpoint)), ids);
+  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, checkpoint, nullptr, keep_layers)), ids);
   loss.backward();
   return m.lora().flat_grad().clone();
 }
@@ -103,6 +103,11 @@ TEST(LayerCheckpointing, RecomputedLayersGiveTheSameGradients) {
     const auto plain = grads(m, ids, false), ckpt = grads(m, ids, true);
     EXPECT_GT(plain.abs().sum().item<double>(), 0);
     max_rel_err(ckpt, plain, 1e-6, std::string("checkpointed vs plain gradients, base ") + quant);
+    // train.keep_layers: the last N layers keep their activations; N beyond the model = all.
+    const int64_t layers = m.config().num_hidden_layers;
+    for (int64_t keep : {int64_t(1), layers, layers + 5})
+      max_rel_err(grads(m, ids, true, keep), plain, 1e-6,
+                  "keep_layers " + std::to_string(keep) + " vs plain gradients, base " + quant);
   }
 }
 

@@ -92,6 +92,9 @@ struct TrainConfig {
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
   double max_grad_norm = 1.0;  // 0 = no clipping
   Checkpointing checkpointing = Checkpointing::layer;
+  // With checkpointing = layer: the last keep_layers layers keep their activations for the
+  // backward instead of recomputing them (faster, more memory; 0 = every layer recomputed).
+  int64_t keep_layers = 0;
 };
 
 struct EvalConfig {

@@ -107,7 +107,10 @@ class Qwen2Model {
   // input during the forward and recomputes the layer in the backward (per-layer
   // activation checkpointing); gradients are identical, memory is O(layers * B*T*hidden).
   // With `packed`, ids is (1, T) holding the packed rows; `packed` must outlive the backward.
-  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr) const;
+  // keep_layers (with checkpoint): the last keep_layers layers keep their activations and
+  // are not recomputed (train.keep_layers); gradients are the same either way.
+  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr,
+                                 int64_t keep_layers = 0) const;
   // One decoder layer without a cache: h + attn(norm(h)), then + mlp(norm(.)).
   at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
                            const PackedRows* packed = nullptr) const;

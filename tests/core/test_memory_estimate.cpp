@@ -1,0 +1,50 @@
+// The memory estimate (config/memory_estimate.h): the v6 shape's figure that
+// docs/RELIABILITY.md compares with the measured peak, and how train.checkpointing and
+// train.keep_layers move the activations.
+#include <gtest/gtest.h>
+
+#include "r1dist/config/memory_estimate.h"
+
+namespace r1dist::test {
+namespace {
+
+Config v6_rank() {
+  Config c;  // NF4, bf16, LoRA r=16 on all seven projections, layer checkpointing
+  c.train.micro_batch = 2;
+  c.data.max_seq_len = 8192;
+  return c;
+}
+
+TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
+  const auto est = estimate_training_memory(qwen2_preset("r1-distill-qwen-14b"), v6_rank());
+  // Measured on one H200: 26.5 GB peak (docs/PERFORMANCE.md); the estimate stays above it.
+  EXPECT_NEAR(est.total() / 1e9, 28.3, 0.1) << est.describe();
+  EXPECT_GT(est.total() / 1e9, 26.5);
+}
+
+TEST(MemoryEstimate, KeptLayersMoveTheEstimateFromCheckpointedToPlain) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();
+  const double ckpt = estimate_training_memory(m, c).activations;
+  c.train.checkpointing = Checkpointing::none;
+  const double plain = estimate_training_memory(m, c).activations;
+  EXPECT_GT(plain, 10 * ckpt);
+  c.train.checkpointing = Checkpointing::layer;
+  double last = ckpt;
+  for (int64_t keep : {1, 8, 24, 47}) {
+    c.train.keep_layers = keep;
+    const double a = estimate_training_memory(m, c).activations;
+    EXPECT_GT(a, last) << "keep_layers " << keep;
+    last = a;
+  }
+  for (int64_t keep : {48, 100}) {  // every layer kept: the plain estimate
+    c.train.keep_layers = keep;
+    EXPECT_DOUBLE_EQ(estimate_training_memory(m, c).activations, plain) << "keep_layers " << keep;
+  }
+  c.train.checkpointing = Checkpointing::none;  // without checkpointing keep_layers changes nothing
+  c.train.keep_layers = 3;
+  EXPECT_DOUBLE_EQ(estimate_training_memory(m, c).activations, plain);
+}
+
+}  // namespace
+}  // namespace r1dist::test
