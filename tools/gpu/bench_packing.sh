@@ -8,6 +8,7 @@
 #   r1dist, padded per micro-batch with data.group_by_length = true
 #   HF transformers + PEFT (tools/bench/hf_peft_baseline.py), bf16 base, dynamic padding
 #   (micro-batch 2, shuffled), on the same tokenized rows (exported by an r1dist dry run)
+# SETS: more `--set key=value` for both r1dist runs (e.g. "--set train.keep_layers=32").
 # STEPS steps each (r1dist: the first is warm-up and left out of the mean; HF: 1 warm-up +
 # STEPS-1 timed; HF=0 leaves HF out). Prints the table of real tokens/s and the ratios; files
 # in $OUT.
@@ -43,7 +44,8 @@ for size in $SIZES; do
     run=$W/run_${size}_$mode
     rm -rf "$run"
     t0=$(date +%s)
-    mpirun -np 1 $R "${common[@]}" "${extra[@]}" --set model.path="$dir" --set output.dir="$run" \
+    # shellcheck disable=SC2086
+    mpirun -np 1 $R "${common[@]}" "${extra[@]}" ${SETS:-} --set model.path="$dir" --set output.dir="$run" \
       > "$OUT/train_${size}_$mode.log" 2>&1
     echo "r1dist $size $mode: rc=$? in $(( $(date +%s) - t0 )) s"
     grep -E "error|HINT" "$OUT/train_${size}_$mode.log" | head -n 5
