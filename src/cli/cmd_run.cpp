@@ -56,11 +56,12 @@ void log_first_step_layout(const Config& cfg, const std::vector<Example>& train,
   const int64_t global = cfg.train.micro_batch * cfg.train.grad_accum * world;
   const BatchPlan plan(lengths, uint64_t(cfg.train.seed), global, cfg.data.group_by_length);
   const auto padded = unpacked_slots(plan, 0, lengths, world, cfg.train.micro_batch, cfg.train.grad_accum);
-  const auto seqs = pack_rows(plan.step_rows(0), lengths, cfg.data.max_seq_len);
+  const auto packed = summarize_packing(plan, 0, lengths, cfg.data.max_seq_len, world);
   log::info("step 1: ", global, " rows, ", padded.real, " tokens; padded per micro-batch ", padded.slots,
-            " slots (", int(100 * padded.padding_share() + 0.5), "% padding); packed ", seqs.size(),
+            " slots (", int(100 * padded.padding_share() + 0.5), "% padding); packed ", packed.sequences,
             " sequences of <= ", cfg.data.max_seq_len, " tokens (no padding); data.packing = ",
             cfg.data.packing ? "true" : "false");
+  if (cfg.data.packing) warn_idle_ranks(packed, world);
 }
 
 // The training rows as JSON Lines {"ids": [...], "labels": [...]} (labels -100 where no loss

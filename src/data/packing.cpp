@@ -78,6 +78,18 @@ PackedCollated collate_packed(const std::vector<const Example*>& rows) {
   return c;
 }
 
+PackingSummary summarize_packing(const BatchPlan& plan, int64_t step, const std::vector<int64_t>& lengths,
+                                 int64_t capacity, int world) {
+  const auto rows = plan.step_rows(step);
+  const auto seqs = pack_rows(rows, lengths, capacity);
+  PackingSummary s;
+  s.rows = int64_t(rows.size());
+  s.sequences = int64_t(seqs.size());
+  for (const auto& q : seqs) s.tokens += q.tokens;
+  s.idle_ranks = s.sequences < world ? world - int(s.sequences) : 0;
+  return s;
+}
+
 SlotCount unpacked_slots(const BatchPlan& plan, int64_t step, const std::vector<int64_t>& lengths, int world,
                          int64_t micro_batch, int64_t grad_accum) {
   SlotCount n;

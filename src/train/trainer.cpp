@@ -106,6 +106,14 @@ void check_global_batch(const Config& cfg, const Dataset& data, int world) {
                      "lower train.grad_accum or train.micro_batch");
 }
 
+void warn_idle_ranks(const PackingSummary& step1, int world) {
+  if (step1.idle_ranks == 0) return;
+  log::warn("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) make ", step1.sequences,
+            " sequence(s) for ", world, " ranks: ", step1.idle_ranks,
+            " rank(s) idle through such steps\nHINT: raise train.grad_accum (a larger global batch) or run fewer "
+            "ranks; packing pays when a global batch holds at least world x data.max_seq_len tokens");
+}
+
 void check_token_ids(const Config& cfg, const Dataset& data, int64_t vocab_size) {
   int32_t top = -1;
   const Example* where = nullptr;
@@ -202,6 +210,14 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   check_token_ids(cfg, data, read_qwen2_config(cfg.model.path).vocab_size);
   const int64_t global_batch = cfg.train.micro_batch * cfg.train.grad_accum * pg.world;
   const BatchPlan plan = make_plan(cfg, data, global_batch);
+  if (cfg.data.packing) {
+    std::vector<int64_t> lengths;
+    for (const auto& e : data.train) lengths.push_back(int64_t(e.ids.size()));
+    const auto step1 = summarize_packing(plan, 0, lengths, cfg.data.max_seq_len, pg.world);
+    log::info("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) in ", step1.sequences,
+              " sequences of <= ", cfg.data.max_seq_len, " tokens");
+    warn_idle_ranks(step1, pg.world);
+  }
   Qwen2Model model = build_model(cfg, device);
   at::manual_seed(uint64_t(cfg.train.seed) + 1000003ull * uint64_t(pg.rank));  // per-rank dropout streams
   AdamW optimizer(model.lora().flat(), adamw_config(cfg.train));

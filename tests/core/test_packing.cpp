@@ -150,5 +150,18 @@ TEST(Packing, SlotsCountThePaddingOfEveryRanksMicroBatches) {
   EXPECT_EQ(SlotCount{}.padding_share(), 0.0);
 }
 
+TEST(Packing, TheSummaryCountsSequencesAndIdleRanks) {
+  // 4 rows of 300 tokens, capacity 800: two per sequence -> 2 sequences.
+  const std::vector<int64_t> lengths{300, 300, 300, 300};
+  const BatchPlan plan(lengths, 1, 4, false);
+  const auto s = summarize_packing(plan, 0, lengths, 800, 4);
+  EXPECT_EQ(s.rows, 4);
+  EXPECT_EQ(s.tokens, 1200);
+  EXPECT_EQ(s.sequences, 2);
+  EXPECT_EQ(s.idle_ranks, 2);
+  EXPECT_EQ(summarize_packing(plan, 0, lengths, 800, 2).idle_ranks, 0);
+  EXPECT_EQ(summarize_packing(plan, 0, lengths, 300, 4).idle_ranks, 0) << "one row per sequence";
+}
+
 }  // namespace
 }  // namespace r1dist::test

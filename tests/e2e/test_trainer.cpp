@@ -346,6 +346,8 @@ TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
               err, 100 * padding);
   const auto log = read_text(whole + "/run.log");
   EXPECT_NE(log.find(" slots/s, 0.0% pad)"), std::string::npos) << "progress reports slots/s and the padding share";
+  EXPECT_NE(log.find("packing: step 1's 4 rows ("), std::string::npos) << "the run logs how step 1 packs";
+  EXPECT_EQ(log.find("rank(s) idle"), std::string::npos) << "2 ranks, 2 or more sequences per step";
   const auto padded_log = read_text(padded + "/run.log");
   EXPECT_EQ(padded_log.find(" slots/s, 0.0% pad)"), std::string::npos) << "the padded run pads";
 

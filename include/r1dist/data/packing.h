@@ -45,6 +45,17 @@ struct PackedCollated : Collated {
 };
 PackedCollated collate_packed(const std::vector<const Example*>& rows);
 
+// Step `step` packed: its rows, their tokens, the sequences, and how many of `world` ranks
+// get no sequence (they idle through that step's forward and backward: a global batch packs
+// into few sequences when rows are short, so packing wants global batch tokens >= world x
+// max_seq_len).
+struct PackingSummary {
+  int64_t rows = 0, tokens = 0, sequences = 0;
+  int idle_ranks = 0;
+};
+PackingSummary summarize_packing(const BatchPlan& plan, int64_t step, const std::vector<int64_t>& lengths,
+                                 int64_t capacity, int world);
+
 // Tokens of a step as laid out: real = the rows' tokens, slots = the micro-batches' B x T
 // summed over every rank (padding included; a packed step has none: slots == real). Every
 // rank can compute it for the whole step.

@@ -12,6 +12,7 @@
 #include "r1dist/config/config.h"
 #include "r1dist/config/memory_estimate.h"
 #include "r1dist/data/dataset.h"
+#include "r1dist/data/packing.h"
 
 namespace r1dist {
 
@@ -40,6 +41,8 @@ struct TrainResult {
 MemoryEstimate check_memory(const Config& cfg, const at::Device& device);
 // Refuses a global batch (micro_batch x grad_accum x world rows) larger than the training rows.
 void check_global_batch(const Config& cfg, const Dataset& data, int world);
+// With data.packing: warns when a step packs into fewer sequences than there are ranks.
+void warn_idle_ranks(const PackingSummary& step1, int world);
 // Refuses data whose token ids do not fit the model's embedding (vocab_size from
 // model.path/config.json): a tokenizer that does not belong to the model.
 void check_token_ids(const Config& cfg, const Dataset& data, int64_t vocab_size);
