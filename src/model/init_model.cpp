@@ -62,9 +62,12 @@ std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::s
       const double std = w.role == WeightRole::bias ? opt.bias_std : 0.02;
       if (device.is_cuda()) {
         // The device's default generator, reseeded per tensor (the values depend on the name only).
+        // (The lock only around the reseed: normal_ takes the generator's mutex itself.)
         auto gen = at::globalContext().defaultGenerator(device);
-        std::lock_guard<std::mutex> lock(gen.mutex());
-        gen.set_current_seed(seed);
+        {
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          gen.set_current_seed(seed);
+        }
         t = at::empty(w.shape, at::TensorOptions().dtype(at::kFloat).device(device)).normal_(0.0, std, gen);
       } else {
         auto gen = at::detail::createCPUGenerator(seed);
