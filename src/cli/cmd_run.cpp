@@ -51,8 +51,7 @@ std::string length_histogram(const std::vector<Example>& examples, int64_t max_l
 // The first step's layout: padded per micro-batch (its padding share) and, either way, what
 // packing makes of its rows, so that a user sees what data.packing would save.
 void log_first_step_layout(const Config& cfg, const std::vector<Example>& train, int world) {
-  std::vector<int64_t> lengths;
-  for (const auto& e : train) lengths.push_back(int64_t(e.ids.size()));
+  const auto lengths = example_lengths(train);
   const int64_t global = cfg.train.micro_batch * cfg.train.grad_accum * world;
   const BatchPlan plan(lengths, uint64_t(cfg.train.seed), global, cfg.data.group_by_length);
   const auto padded = unpacked_slots(plan, 0, lengths, world, cfg.train.micro_batch, cfg.train.grad_accum);

@@ -284,6 +284,13 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   return d;
 }
 
+std::vector<int64_t> example_lengths(const std::vector<Example>& examples) {
+  std::vector<int64_t> out;
+  out.reserve(examples.size());
+  for (const auto& e : examples) out.push_back(int64_t(e.ids.size()));
+  return out;
+}
+
 int64_t loss_tokens(const Example& e) {
   int64_t n = 0;
   for (size_t i = 1; i < e.labels.size(); ++i) n += e.labels[i] != -100;

@@ -16,10 +16,8 @@ namespace r1dist {
 StepRunner::StepRunner(const Config& cfg, const std::vector<Example>& train, const BatchPlan& plan,
                        Qwen2Model& model, AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id)
     : cfg_(cfg), train_(train), plan_(plan), model_(model), opt_(opt), comm_(comm), faults_(faults), pad_id_(pad_id) {
-  for (const auto& e : train_) {
-    loss_tokens_.push_back(loss_tokens(e));
-    lengths_.push_back(int64_t(e.ids.size()));
-  }
+  for (const auto& e : train_) loss_tokens_.push_back(loss_tokens(e));
+  lengths_ = example_lengths(train_);
   buffer_ = model_.lora().reduce_buffer();
   buffer_.zero_();
 }

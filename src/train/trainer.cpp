@@ -150,9 +150,7 @@ Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& p
 }
 
 BatchPlan make_plan(const Config& cfg, const Dataset& data, int64_t global_batch) {
-  std::vector<int64_t> lengths;
-  for (const auto& e : data.train) lengths.push_back(int64_t(e.ids.size()));
-  return BatchPlan(lengths, uint64_t(cfg.train.seed), global_batch, cfg.data.group_by_length);
+  return BatchPlan(example_lengths(data.train), uint64_t(cfg.train.seed), global_batch, cfg.data.group_by_length);
 }
 
 // A fresh run never mixes its checkpoints with an earlier run's.
@@ -211,9 +209,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const int64_t global_batch = cfg.train.micro_batch * cfg.train.grad_accum * pg.world;
   const BatchPlan plan = make_plan(cfg, data, global_batch);
   if (cfg.data.packing) {
-    std::vector<int64_t> lengths;
-    for (const auto& e : data.train) lengths.push_back(int64_t(e.ids.size()));
-    const auto step1 = summarize_packing(plan, 0, lengths, cfg.data.max_seq_len, pg.world);
+    const auto step1 = summarize_packing(plan, 0, example_lengths(data.train), cfg.data.max_seq_len, pg.world);
     log::info("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) in ", step1.sequences,
               " sequences of <= ", cfg.data.max_seq_len, " tokens");
     warn_idle_ranks(step1, pg.world);

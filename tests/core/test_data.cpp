@@ -497,12 +497,6 @@ std::vector<Example> synthetic_examples(size_t n) {
   return xs;
 }
 
-std::vector<int64_t> lengths_of(const std::vector<Example>& xs) {
-  std::vector<int64_t> l;
-  for (const auto& x : xs) l.push_back(int64_t(x.ids.size()));
-  return l;
-}
-
 TEST(DataBatch, SameGlobalRowsAtEveryWorldSize) {
   const auto xs = synthetic_examples(150);
   const int64_t G = 8, steps = 60;  // 60 steps x 8 = 3.2 epochs of 150
@@ -513,12 +507,12 @@ TEST(DataBatch, SameGlobalRowsAtEveryWorldSize) {
   const std::vector<Layout> layouts = {{2, 4, 1}, {2, 2, 2}, {2, 1, 4}, {1, 1, 8}};
   for (bool group : {false, true}) {
     SCOPED_TRACE(group ? "group_by_length" : "plain");
-    const BatchPlan reference(lengths_of(xs), 3407, G, group);
+    const BatchPlan reference(example_lengths(xs), 3407, G, group);
     for (const auto& L : layouts) {
       SCOPED_TRACE("world " + std::to_string(L.world));
       // Every rank builds its own plan, as separate processes do.
       std::vector<BatchPlan> plans;
-      for (int r = 0; r < L.world; ++r) plans.emplace_back(lengths_of(xs), 3407, L.micro * L.accum * L.world, group);
+      for (int r = 0; r < L.world; ++r) plans.emplace_back(example_lengths(xs), 3407, L.micro * L.accum * L.world, group);
       for (int64_t step = 0; step < steps; ++step) {
         std::vector<int64_t> global;
         std::vector<int64_t> collated_ids;  // every micro-batch's padded ids, rank by rank
@@ -552,7 +546,7 @@ TEST(DataBatch, SameGlobalRowsAtEveryWorldSize) {
 TEST(DataBatch, EachEpochCoversEveryRowOnce) {
   const auto xs = synthetic_examples(150);
   for (bool group : {false, true}) {
-    const BatchPlan plan(lengths_of(xs), 3407, 8, group);
+    const BatchPlan plan(example_lengths(xs), 3407, 8, group);
     EXPECT_EQ(plan.steps_per_epoch(), 19);
     std::vector<int64_t> stream;
     for (int64_t s = 0; s < 57; ++s) {  // 57 x 8 = 456 >= 3 epochs
@@ -575,7 +569,7 @@ TEST(DataBatch, EachEpochCoversEveryRowOnce) {
 TEST(DataBatch, GroupByLengthReducesPadding) {
   const auto xs = synthetic_examples(150);
   auto padding = [&](bool group) {
-    const BatchPlan plan(lengths_of(xs), 3407, 8, group);
+    const BatchPlan plan(example_lengths(xs), 3407, 8, group);
     int64_t pad = 0;
     for (int64_t s = 0; s < 18; ++s) {  // full batches of epoch 0
       const auto rows = plan.step_rows(s);

@@ -17,8 +17,13 @@ inline at::Tensor reference_tensor(const st::File& f, const std::string& name) {
   return tensor_from_bytes(info, f.data(info)).clone();
 }
 
-// max|a-b| / max|b| (a scale-aware error that near-zero elements cannot blow up), and a
-// printout of the worst elements when it exceeds `tol`.
+// max|a-b| / max|b|: a scale-aware error that near-zero elements cannot blow up.
+inline double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs().max() / b.to(at::kDouble).abs().max().clamp_min(1e-30))
+      .item<double>();
+}
+
+// The same, and a printout of the worst elements when it exceeds `tol`.
 inline double max_rel_err(const at::Tensor& a, const at::Tensor& b, double tol, const std::string& what) {
   auto a64 = a.to(at::kDouble).cpu(), b64 = b.to(at::kDouble).cpu();
   EXPECT_EQ(a64.sizes(), b64.sizes()) << what;

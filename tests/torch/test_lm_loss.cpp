@@ -7,14 +7,10 @@
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "support/temp.h"
+#include "support/tensors.h"
 
 namespace r1dist {
 namespace {
-
-double rel(const at::Tensor& a, const at::Tensor& b) {
-  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs().max() / b.to(at::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
 
 // (loss, d loss / d hidden) by both paths for one input.
 void compare(const at::Device& dev, at::ScalarType dt, double tol) {
@@ -34,8 +30,8 @@ void compare(const at::Device& dev, at::ScalarType dt, double tol) {
     auto hc = h0.clone().requires_grad_(true);
     const auto loss = chunked_lm_loss_sum(hc, weight, labels, chunk);
     loss.backward();
-    EXPECT_LE(rel(loss, full), tol) << loss.item<double>() << " vs " << full.item<double>();
-    EXPECT_LE(rel(hc.grad(), full_h.grad()), tol);
+    EXPECT_LE(test::rel_err(loss, full), tol) << loss.item<double>() << " vs " << full.item<double>();
+    EXPECT_LE(test::rel_err(hc.grad(), full_h.grad()), tol);
     EXPECT_TRUE(hc.grad().select(1, t - 1).eq(0).all().item<bool>()) << "the last position predicts nothing";
   }
 }
@@ -70,9 +66,9 @@ TEST(LmLoss, ModelAdapterGradientsThroughTheChunkedLossEqualTheFullOnes) {
   };
   const auto [l_full, g_full] = grads(false);
   const auto [l_chunk, g_chunk] = grads(true);
-  EXPECT_LE(rel(l_chunk, l_full), 1e-6);
+  EXPECT_LE(test::rel_err(l_chunk, l_full), 1e-6);
   EXPECT_GT(g_full.abs().max().item<double>(), 0.0);
-  EXPECT_LE(rel(g_chunk, g_full), 1e-5);
+  EXPECT_LE(test::rel_err(g_chunk, g_full), 1e-5);
 }
 
 TEST(LmLoss, AFrozenWeightAndShapesAreChecked) {

@@ -12,14 +12,10 @@
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "support/temp.h"
+#include "support/tensors.h"
 
 namespace r1dist {
 namespace {
-
-double rel(const at::Tensor& a, const at::Tensor& b) {
-  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs().max() / b.to(at::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
 
 struct Step {
   double loss;
@@ -56,7 +52,7 @@ TEST(Numerics, AGpuBf16StepMatchesTheCpuFp32Step) {
   labels.select(0, 0).slice(0, 0, 10).fill_(-100);  // a masked prompt
   const auto cpu = one_step(at::Device(at::kCPU), at::kFloat, ids, labels);
   const auto gpu = one_step(at::Device(at::kCUDA, 0), at::kBFloat16, ids, labels);
-  const double el = std::abs(gpu.loss - cpu.loss) / std::abs(cpu.loss), eg = rel(gpu.grad, cpu.grad);
+  const double el = std::abs(gpu.loss - cpu.loss) / std::abs(cpu.loss), eg = test::rel_err(gpu.grad, cpu.grad);
   // Cosine similarity: the direction of the step, which is what AdamW mostly follows.
   const double cos = (gpu.grad.to(at::kDouble) * cpu.grad.to(at::kDouble)).sum().item<double>() /
                      (gpu.grad.to(at::kDouble).norm().item<double>() * cpu.grad.to(at::kDouble).norm().item<double>());

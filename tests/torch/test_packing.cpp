@@ -15,15 +15,11 @@
 #include "r1dist/tensor/compat.h"
 #include "r1dist/tensor/token_batch.h"
 #include "support/temp.h"
+#include "support/tensors.h"
 #include "support/tokenizer.h"
 
 namespace r1dist {
 namespace {
-
-double rel(const at::Tensor& a, const at::Tensor& b) {
-  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs().max() / b.to(at::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
 
 // data.max_seq_len (= the packed sequence's capacity) per overlong policy: the bundled rows
 // are 250-450 tokens, so at 160 every one is truncated to exactly the limit (and fills a
@@ -73,9 +69,9 @@ LossAndGrad step(Qwen2Model& model, const std::vector<Example>& rows, int64_t ca
   model.lora().flat_grad().zero_();
   int64_t count = 0;
   for (const auto& x : rows) count += loss_tokens(x);
-  std::vector<int64_t> all(rows.size()), lengths;
+  std::vector<int64_t> all(rows.size());
   std::iota(all.begin(), all.end(), 0);
-  for (const auto& x : rows) lengths.push_back(int64_t(x.ids.size()));
+  const auto lengths = example_lengths(rows);
   const auto dev = model.device();
   at::Tensor total = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(dev));
   auto run = [&](const TokenBatch& b, const PackedRows* layout) {
@@ -129,7 +125,7 @@ void expect_packed_equals_padded(const at::Device& dev, at::ScalarType dt, doubl
                    (checkpoint ? ", layer checkpointing" : ", no checkpointing"));
       const auto padded = step(model, rows, capacity, false, checkpoint);
       const auto packed = step(model, rows, capacity, true, checkpoint);
-      const double el = rel(packed.loss, padded.loss), eg = rel(packed.grad, padded.grad);
+      const double el = test::rel_err(packed.loss, padded.loss), eg = test::rel_err(packed.grad, padded.grad);
       std::printf("packed vs padded (%zu rows, %lld at the limit): loss rel err %.3g, adapter grad max rel err %.3g\n",
                   rows.size(), (long long)full, el, eg);
       EXPECT_GT(padded.grad.abs().max().item<double>(), 0.0);
@@ -170,7 +166,7 @@ TEST(Packing, NoTokenSeesAnotherRowOfItsSequence) {
   int64_t start = 0;
   for (int64_t n : lengths) {
     const auto alone = model.lm_head(model.hidden_states_train(ids.narrow(1, start, n), false));
-    EXPECT_LE(rel(before.narrow(1, start, n), alone), 1e-5) << "row at " << start;
+    EXPECT_LE(test::rel_err(before.narrow(1, start, n), alone), 1e-5) << "row at " << start;
     start += n;
   }
 }

@@ -7,19 +7,12 @@
 #      default prompts' generations, each stage timed in the log.
 # Results in $OUT (bench_generate.jsonl, eval_14b.log). Needs the carried .deps/tokenizer-r1.
 set -uo pipefail
-# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-bench}
-mkdir -p "$W"
+source tools/gpu/lib.sh
 SIZES=${SIZES:-"1.5b 7b"}
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
-    --tokenizer .deps/tokenizer-r1 > /dev/null
+  preset_model r1-distill-qwen-$size "$dir"
   for graphs in ${GRAPHS:-on off}; do
     $R bench generate --model "$dir" --batch 1,16 --reps 3 --graphs "$graphs" 2>> "$OUT/bench_generate.log" |
       tee -a "$OUT/bench_generate.jsonl"
@@ -30,8 +23,7 @@ for size in $SIZES; do
 done
 if [ "${EVAL_14B:-1}" = 1 ]; then
   dir=$W/r1-distill-qwen-14b
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-14b --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
-    --tokenizer .deps/tokenizer-r1 > /dev/null
+  preset_model r1-distill-qwen-14b "$dir"
   /usr/bin/time -v $R eval --model "$dir" --data data/sample_zh.jsonl --rows 50 --quant nf4 --dtype bf16 \
     --out "$OUT/eval_14b.h5" > "$OUT/eval_14b.txt" 2> "$OUT/eval_14b.log"
   echo "eval 14b rc=$?"; grep -E "eval:|model " "$OUT/eval_14b.log"; cat "$OUT/eval_14b.txt"

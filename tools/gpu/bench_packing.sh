@@ -13,19 +13,12 @@
 # STEPS-1 timed; HF=0 leaves HF out). Prints the table of real tokens/s and the ratios; files
 # in $OUT.
 set -uo pipefail
-# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-bench}
+source tools/gpu/lib.sh
 ROWS=${ROWS:-.deps/bench/medical_500.jsonl}
 SIZES=${SIZES:-"7b 14b"}
 STEPS=${STEPS:-4}
-mkdir -p "$W"
-[ -f "$W/tiny/config.json" ] || $R init-model --preset tiny --dtype bf16 --seed 1 --out "$W/tiny" \
-  --tokenizer .deps/tokenizer-r1 > /dev/null
+INIT_DEVICE=cpu preset_model tiny "$W/tiny"
 common=(--cfg configs/v6.toml --set data.path="$ROWS" --set data.n_samples=0 --set data.eval_rows=0
         --set train.grad_accum=32 --set train.steps="$STEPS" --set train.warmup_steps=1 --set eval.every_steps=0
         --set output.save_every=0 --set model.device=cuda)
@@ -35,8 +28,7 @@ $R "${common[@]}" --set model.path="$W/tiny" --set output.dir="$W/dry" --dry-run
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   t0=$(date +%s)
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
-    --tokenizer .deps/tokenizer-r1 > /dev/null
+  preset_model r1-distill-qwen-$size "$dir"
   echo "init-model $size: $(( $(date +%s) - t0 )) s"
   for mode in packed grouped; do
     extra=(--set data.packing=true)

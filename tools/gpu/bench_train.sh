@@ -9,15 +9,10 @@
 # split); JSON lines in $OUT/bench_train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-bench}
+source tools/gpu/lib.sh
 SIZES=${SIZES:-"1.5b 7b 14b"}
 SHAPES=${SHAPES:-"8192:1 2048:4"}
 STEPS=${STEPS:-3}
-mkdir -p "$W"
 for size in $SIZES; do
   preset=r1-distill-qwen-$size
   for shape in $SHAPES; do
@@ -29,8 +24,7 @@ for size in $SIZES; do
   done
   dir=$W/$preset
   [ "${HF:-1}" = 1 ] || continue
-  [ -f "$dir/config.json" ] || $R init-model --preset "$preset" --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" \
-    --out "$dir" > /dev/null
+  preset_model "$preset" "$dir"
   for shape in $SHAPES; do
     seq=${shape%:*}; micro=${shape#*:}
     python3 tools/bench/hf_peft_baseline.py --model "$dir" --seq "$seq" --micro-batch "$micro" --steps "$STEPS" \

@@ -5,19 +5,12 @@
 # data.packing = true; grouped: padded, data.group_by_length = true), and prints
 # tools/gpu/trace_summary.py's table for each. Traces and summaries in $OUT.
 set -uo pipefail
-# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-bench}
+source tools/gpu/lib.sh
 ROWS=${ROWS:-.deps/bench/medical_500.jsonl}
 SIZE=${SIZE:-7b}
-mkdir -p "$W"
 dir=$W/r1-distill-qwen-$SIZE
-[ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$SIZE --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
-  --tokenizer .deps/tokenizer-r1 > /dev/null
+preset_model r1-distill-qwen-$SIZE "$dir"
 for mode in ${MODES:-packed grouped}; do
   extra=(--set data.packing=true)
   [ "$mode" = grouped ] && extra=(--set data.group_by_length=true)

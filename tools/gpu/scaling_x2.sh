@@ -9,32 +9,15 @@
 # weak-scaling efficiency (weak / (2 x one)), the all-reduce share of the step (from the
 # progress lines), and `r1dist checkpoint-diff` of same against one after the last step.
 set -uo pipefail
-# INIT_DEVICE (cuda): where init-model draws the random weights (cpu takes minutes at 14B).
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-scaling}
+source tools/gpu/lib.sh /tmp/r1dist-scaling
 SIZES=${SIZES:-7b}
 STEPS=${STEPS:-10}
-mkdir -p "$W"
-# Rows longer than 8192 tokens (truncated to it): each joins 8 bundled sample rows, repeated.
-python3 - "$W/long8k.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open("data/sample_zh.jsonl", encoding="utf-8") if l.strip()]
-with open(sys.argv[1], "w", encoding="utf-8") as f:
-    for i in range(16):
-        part = [rows[(i * 8 + j) % len(rows)] for j in range(8)]
-        f.write(json.dumps({"Question": part[0]["Question"],
-                            "Complex_CoT": "\n".join(p["Complex_CoT"] for p in part) * 8,
-                            "Response": "\n".join(p["Response"] for p in part)}, ensure_ascii=False) + "\n")
-PY
+long_rows "$W/long8k.jsonl" 16 8  # over 8192 tokens each: truncated to it
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   t0=$(date +%s)
-  [ -f "$dir/config.json" ] || $R init-model --preset r1-distill-qwen-$size --dtype bf16 --seed 1 --device "${INIT_DEVICE:-cuda}" --out "$dir" \
-    --tokenizer .deps/tokenizer-r1 > /dev/null
+  preset_model r1-distill-qwen-$size "$dir"
   echo "init-model $size: $(( $(date +%s) - t0 )) s"
   for spec in "one 1 2" "weak 2 2" "same 2 1"; do
     set -- $spec

@@ -5,28 +5,13 @@
 # Needs build-gpu. Usage: bash tools/gpu/train_14b.sh [PRESET] [SEQ] [MICRO]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
 PRESET=${1:-r1-distill-qwen-14b}
 SEQ=${2:-8192}
 MICRO=${3:-2}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-train}
-mkdir -p "$W"
-python3 - "$W/long8k.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open("data/sample_zh.jsonl", encoding="utf-8") if l.strip()]
-with open(sys.argv[1], "w", encoding="utf-8") as f:
-    for i in range(16):
-        part = [rows[(i * 8 + j) % len(rows)] for j in range(8)]
-        f.write(json.dumps({"Question": part[0]["Question"],
-                            "Complex_CoT": "\n".join(p["Complex_CoT"] for p in part) * 8,
-                            "Response": "\n".join(p["Response"] for p in part)}, ensure_ascii=False) + "\n")
-PY
+source tools/gpu/lib.sh /tmp/r1dist-train
+long_rows "$W/long8k.jsonl" 16 8
 t0=$(date +%s)
-[ -d "$W/$PRESET" ] || $R init-model --preset "$PRESET" --dtype bf16 --seed 1 --out "$W/$PRESET" \
-  --tokenizer .deps/tokenizer-r1 2>&1 | tail -n 1
+preset_model "$PRESET" "$W/$PRESET"
 echo "init-model: $(( $(date +%s) - t0 )) s"
 rm -rf "$W/run_$PRESET"
 mpirun -np 1 $R --cfg configs/v6.toml --set model.path="$W/$PRESET" --set data.path="$W/long8k.jsonl" \

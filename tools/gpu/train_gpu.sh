@@ -8,31 +8,15 @@
 # several ranks share one GPU), CHECKPOINTING (layer|none), TAG (run name suffix).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/r1dist-gpu}
 NP=${1:-1}
 STEPS=${STEPS:-20}
 ACCUM=${ACCUM:-$((8 / NP))}
 BACKEND=${BACKEND:-nccl}
 CHECKPOINTING=${CHECKPOINTING:-layer}
 TAG=np$NP${TAG:+_$TAG}
-mkdir -p "$OUT"
-source launch/env.sh
-R=./build-gpu/r1dist
-W=${R1DIST_GPU_WORK:-/tmp/r1dist-train}
-mkdir -p "$W"
-# Rows of at least 2048 tokens: each joins 8 bundled sample rows (the text repeats, which
-# does not matter for throughput and memory).
-python3 - "$W/long.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open("data/sample_zh.jsonl", encoding="utf-8") if l.strip()]
-with open(sys.argv[1], "w", encoding="utf-8") as f:
-    for i in range(64):
-        part = [rows[(i * 8 + j) % len(rows)] for j in range(8)]
-        f.write(json.dumps({"Question": part[0]["Question"],
-                            "Complex_CoT": "\n".join(p["Complex_CoT"] for p in part) * 2,
-                            "Response": "\n".join(p["Response"] for p in part)}, ensure_ascii=False) + "\n")
-PY
-[ -d "$W/m15" ] || $R init-model --preset r1-distill-qwen-1.5b --dtype bf16 --seed 1 --out "$W/m15" --tokenizer .deps/tokenizer-r1
+source tools/gpu/lib.sh /tmp/r1dist-train
+long_rows "$W/long.jsonl" 64 2  # rows of at least 2048 tokens
+preset_model r1-distill-qwen-1.5b "$W/m15"
 cat > "$W/gpu15_$TAG.toml" <<TOML
 [model]
 path = "$W/m15"

@@ -23,6 +23,8 @@ struct Example {
 
 // Labels that the loss sees (positions 1..T-1 with a label other than -100).
 int64_t loss_tokens(const Example& e);
+// Each example's token count, in order (what BatchPlan and packing take).
+std::vector<int64_t> example_lengths(const std::vector<Example>& examples);
 
 struct Dataset {
   std::vector<Example> train, eval;
