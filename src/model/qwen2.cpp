@@ -1,8 +1,11 @@
 #include "r1dist/model/qwen2.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "r1dist/base/error.h"
+#include "r1dist/model/fused_ops.h"
 #include "r1dist/tensor/compat.h"
 
 namespace r1dist {
@@ -21,6 +24,8 @@ LoraLinear& Qwen2Layer::proj(const std::string& m) {
 Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate)
     : cfg_(cfg), dtype_(dtype), device_(device) {
   cfg_.validate("Qwen2Model");
+  const char* env = std::getenv("R1DIST_FUSED");
+  fused_ = fused::kernels_available(device) && !(env && std::strcmp(env, "0") == 0);
   layers_.resize(cfg.num_hidden_layers);
   if (!allocate) return;
   auto opts = at::TensorOptions().dtype(dtype).device(device);
@@ -76,6 +81,7 @@ std::vector<std::pair<std::string, at::Tensor*>> Qwen2Model::named_weights() {
 }
 
 at::Tensor Qwen2Model::rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+  if (fused_) return fused::rms_norm(x, w, cfg_.rms_norm_eps);
   // fp32 statistics, cast back to the input dtype BEFORE the weight multiply (as HF). The
   // mean square comes from an fp32-accumulated norm of x and x is promoted inside the
   // product, so no fp32 copy of x is written (or kept for the backward).
@@ -122,6 +128,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwe
                                                                        const at::Tensor& sin) const {
   const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  if (fused_) {
+    // RoPE on the projections' own (B, T, heads, D) layout; the transposes are views.
+    auto q = fused::rope(l.q.forward(x).view({b, t, nh, d}), cos, sin).transpose(1, 2);
+    auto k = fused::rope(l.k.forward(x).view({b, t, nkv, d}), cos, sin).transpose(1, 2);
+    return {q, k, l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2)};
+  }
   auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
   auto k = l.k.forward(x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
   auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
@@ -205,6 +217,7 @@ PackedRows packed_rows(const std::vector<int64_t>& row_lengths, at::Device devic
 }
 
 at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& x) const {
+  if (fused_) return l.down.forward_swiglu(l.gate.forward(x), l.up.forward(x));
   return l.down.forward(at::silu(l.gate.forward(x)) * l.up.forward(x));
 }
 

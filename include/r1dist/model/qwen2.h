@@ -115,6 +115,13 @@ class Qwen2Model {
   at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
                            const PackedRows* packed = nullptr) const;
 
+  // Whether RMSNorm, RoPE and SwiGLU run as the fused autograd functions of
+  // model/fused_ops.h instead of ATen composites. Default: on where the fused kernels run
+  // (CUDA) unless the environment sets R1DIST_FUSED=0; tests turn it on for the CPU to check
+  // the hand-written gradients, and off on the GPU to compare.
+  void set_fused(bool on) { fused_ = on; }
+  bool fused() const { return fused_; }
+
   // Every tensor under its HF name, in qwen2_weight_table order (lm_head absent when tied).
   std::vector<std::pair<std::string, at::Tensor*>> named_weights();
 
@@ -139,6 +146,7 @@ class Qwen2Model {
   at::Tensor final_norm_;
   at::Tensor lm_head_;  // undefined when tie_word_embeddings
   LoraAdapters lora_;
+  bool fused_ = false;
 };
 
 // (cos, sin), each (T, head_dim) in `dtype`, for positions offset..offset+T-1 (HF rotate_half

@@ -42,6 +42,10 @@ class LoraLinear {
   // Replaces the dense base by its NF4 form (frees the dense copy).
   void quantize(bool double_quant, const std::string& name);
   at::Tensor forward(const at::Tensor& x) const;
+  // forward(silu(gate) * up) (down_proj of a SwiGLU MLP) without keeping the (.., in)
+  // product for the backward: it is recomputed there from gate and up (model/fused_ops.h),
+  // which the SwiGLU backward keeps anyway. Same values and gradients, one activation less.
+  at::Tensor forward_swiglu(const at::Tensor& gate, const at::Tensor& up) const;
   // While one exists on this thread, forwards without a graph still apply LoRA dropout
   // (drawing the same masks as with a graph): the no-grad forward of a checkpointed layer
   // must match its recomputation. Without one, no-grad forwards (evaluation) never drop.

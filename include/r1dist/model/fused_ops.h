@@ -1,0 +1,42 @@
+// The elementwise pieces of a Qwen2 layer (RMSNorm, RoPE, SwiGLU) as autograd functions with
+// hand-written backward passes. Written as ATen composites they cost several kernels each,
+// over fp32 temporaries and broadcast or transposed operands that defeat vectorised kernels
+// (issue 15's profile of a 14B step: a quarter of the GPU time), and they keep more
+// activations than the backward needs. On CUDA each pass here is one kernel
+// (src/model/fused_ops_cuda.cu); on the CPU the same formulas run in ATen, so CTest checks
+// the hand-written gradients against autograd on the plain forms. Qwen2Model uses them on
+// CUDA (Qwen2Model::set_fused; R1DIST_FUSED=0 turns them off).
+//
+// Numerics: each kernel computes in fp32 and rounds once, where the plain forms round to the
+// compute dtype after every op; RMSNorm keeps HF's cast to the input dtype before the weight
+// multiply. Norm weights are frozen (no weight gradient): a weight that requires grad is refused.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <utility>
+
+namespace r1dist::fused {
+
+// Whether the fused kernels run on `device` (a CUDA build and a CUDA device); elsewhere the
+// functions below run their ATen formulas.
+bool kernels_available(const at::Device& device);
+
+// HF Qwen2RMSNorm over the last dim: w * (x * rsqrt(mean(x^2) + eps)).to(x.dtype).
+// x (..., H) contiguous, w (H) in x's dtype.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);
+
+// Rotary embedding, HF's rotate_half convention: x * cos + rotate_half(x) * sin, for x
+// (B, T, heads, D) contiguous (the projection's own layout, before the heads are transposed)
+// and cos, sin (1 or B, T, D) as rope_tables gives them.
+at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// silu(gate) * up, the SwiGLU product that feeds down_proj; gate and up of one shape.
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
+
+// The same product and its gradients without autograd, for functions that recompute the
+// product in their own backward (LoraLinear::forward_swiglu). Contiguous operands of one
+// dtype and device; swiglu_grads returns (d gate, d up) for the product's gradient dy.
+at::Tensor swiglu_values(const at::Tensor& gate, const at::Tensor& up);
+std::pair<at::Tensor, at::Tensor> swiglu_grads(const at::Tensor& dy, const at::Tensor& gate, const at::Tensor& up);
+
+}  // namespace r1dist::fused

@@ -1,0 +1,181 @@
+#include "r1dist/model/fused_ops.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "r1dist/base/error.h"
+#ifdef R1DIST_WITH_CUDA
+#include "model/fused_ops_cuda.h"
+#endif
+
+namespace r1dist::fused {
+
+bool kernels_available(const at::Device& device) {
+#ifdef R1DIST_WITH_CUDA
+  return device.is_cuda();
+#else
+  (void)device;
+  return false;
+#endif
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+#ifdef R1DIST_WITH_CUDA
+bool on_kernels(const at::Tensor& x) { return kernels_available(x.device()); }
+#endif
+
+bool needs_graph(const at::Tensor& x) { return at::GradMode::is_enabled() && x.requires_grad(); }
+
+// ---- RMSNorm: n = x * r, r = rsqrt(mean(x^2) + eps) in fp32; y = w * n.to(dtype).
+// dx = r * (g - n * mean(g * n)) with g = dy * w (the cast is straight-through).
+
+std::pair<at::Tensor, at::Tensor> rms_forward(const at::Tensor& x, const at::Tensor& w, double eps) {
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(x)) return cuda::rms_norm_forward(x, w, eps);
+#endif
+  const auto xf = x.to(at::kFloat);
+  const auto r = at::rsqrt(xf.pow(2).mean({-1}, /*keepdim=*/true) + eps);  // (..., 1)
+  auto y = (w.to(at::kFloat) * (xf * r).to(x.scalar_type()).to(at::kFloat)).to(x.scalar_type());
+  return {y, r.reshape({-1})};
+}
+
+at::Tensor rms_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd) {
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(x)) return cuda::rms_norm_backward(dy, x, w, rstd);
+#endif
+  const auto r = rstd.view({-1, 1});
+  const int64_t h = x.size(-1);
+  const auto g = dy.reshape({-1, h}).to(at::kFloat) * w.to(at::kFloat);
+  const auto n = x.reshape({-1, h}).to(at::kFloat) * r;
+  const auto mean_gn = (g * n).sum({-1}, /*keepdim=*/true) / double(h);
+  return (r * (g - n * mean_gn)).to(x.scalar_type()).view(x.sizes());
+}
+
+struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, double eps) {
+    auto [y, rstd] = rms_forward(x, w, eps);
+    ctx->save_for_backward({x, w, rstd});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    return {rms_backward(grads[0].contiguous(), s[0], s[1], s[2]), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---- RoPE: y = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1) for halves x1, x2.
+// Its gradient: dx = dy * cos + rotate_half^T(dy * sin), rotate_half^T(z) = cat(z2, -z1).
+
+at::Tensor rope_apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool backward) {
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(x)) return cuda::rope(x, cos, sin, backward);
+#endif
+  const int64_t half = x.size(-1) / 2;
+  const auto xf = x.to(at::kFloat);
+  const auto c = cos.to(at::kFloat).unsqueeze(2), s = sin.to(at::kFloat).unsqueeze(2);  // (Bc, T, 1, D)
+  at::Tensor y;
+  if (!backward) {
+    y = xf * c + at::cat({-xf.slice(-1, half), xf.slice(-1, 0, half)}, -1) * s;
+  } else {
+    const auto z = xf * s;
+    y = xf * c + at::cat({z.slice(-1, half), -z.slice(-1, 0, half)}, -1);
+  }
+  return y.to(x.scalar_type());
+}
+
+struct RopeFunction : public torch::autograd::Function<RopeFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rope_apply(x, cos, sin, false);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    return {rope_apply(grads[0].contiguous(), s[0], s[1], true), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---- SwiGLU: y = silu(g) * u, silu(g) = g * sigmoid(g).
+// dg = dy * u * s * (1 + g * (1 - s)), du = dy * g * s with s = sigmoid(g).
+
+at::Tensor swiglu_forward(const at::Tensor& g, const at::Tensor& u) {
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(g)) return cuda::swiglu_forward(g, u);
+#endif
+  const auto gf = g.to(at::kFloat);
+  return (gf * at::sigmoid(gf) * u.to(at::kFloat)).to(g.scalar_type());
+}
+
+std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& dy, const at::Tensor& g, const at::Tensor& u) {
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(g)) return cuda::swiglu_backward(dy, g, u);
+#endif
+  const auto gf = g.to(at::kFloat), uf = u.to(at::kFloat), dyf = dy.to(at::kFloat);
+  const auto s = at::sigmoid(gf);
+  auto dg = dyf * uf * s * (1.0 + gf * (1.0 - s));
+  auto du = dyf * gf * s;
+  return {dg.to(g.scalar_type()), du.to(u.scalar_type())};
+}
+
+struct SwigluFunction : public torch::autograd::Function<SwigluFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& g, const at::Tensor& u) {
+    ctx->save_for_backward({g, u});
+    return swiglu_forward(g, u);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    auto [dg, du] = swiglu_backward(grads[0].contiguous(), s[0], s[1]);
+    return {dg, du};
+  }
+};
+
+void check_same(const at::Tensor& a, const at::Tensor& b, const char* what) {
+  check(a.device() == b.device() && a.scalar_type() == b.scalar_type(),
+        std::string("fused::") + what + ": operands differ in device or dtype");
+}
+
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
+  check(x_in.dim() >= 1 && w_in.dim() == 1 && w_in.size(0) == x_in.size(-1),
+        "fused::rms_norm: the weight must be (hidden) for x (..., hidden)");
+  check(!w_in.requires_grad(), "fused::rms_norm: the norm weight must be frozen (no weight gradient here)");
+  const auto x = x_in.contiguous();
+  const auto w = w_in.to(x.scalar_type()).contiguous();
+  check_same(x, w, "rms_norm");
+  if (!needs_graph(x)) return rms_forward(x, w, eps).first;
+  return RmsNormFunction::apply(x, w, eps);
+}
+
+at::Tensor rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {
+  check(x_in.dim() == 4 && x_in.size(-1) % 2 == 0, "fused::rope: x must be (B, T, heads, D) with D even");
+  const int64_t b = x_in.size(0), t = x_in.size(1), d = x_in.size(3);
+  check(cos_in.numel() == sin_in.numel() && cos_in.numel() % (t * d) == 0,
+        "fused::rope: cos and sin must hold (1 or B, T, D) values");
+  const int64_t bc = cos_in.numel() / (t * d);
+  check(bc == 1 || bc == b, "fused::rope: cos and sin must be (1 or B, T, D)");
+  const auto x = x_in.contiguous();
+  const auto cos = cos_in.reshape({bc, t, d}).to(x.scalar_type()).contiguous();
+  const auto sin = sin_in.reshape({bc, t, d}).to(x.scalar_type()).contiguous();
+  check_same(x, cos, "rope");
+  if (!needs_graph(x)) return rope_apply(x, cos, sin, false);
+  return RopeFunction::apply(x, cos, sin);
+}
+
+at::Tensor swiglu_values(const at::Tensor& gate, const at::Tensor& up) { return swiglu_forward(gate, up); }
+
+std::pair<at::Tensor, at::Tensor> swiglu_grads(const at::Tensor& dy, const at::Tensor& gate, const at::Tensor& up) {
+  return swiglu_backward(dy, gate, up);
+}
+
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
+  check(gate.sizes() == up.sizes(), "fused::swiglu: gate and up differ in shape");
+  check_same(gate, up, "swiglu");
+  const auto g = gate.contiguous(), u = up.contiguous();
+  if (!needs_graph(g) && !needs_graph(u)) return swiglu_forward(g, u);
+  return SwigluFunction::apply(g, u);
+}
+
+}  // namespace r1dist::fused

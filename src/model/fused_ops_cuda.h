@@ -1,0 +1,21 @@
+// The CUDA kernels behind model/fused_ops.h (src/model/fused_ops_cuda.cu). Inputs are
+// contiguous tensors of one dtype (fp32, bf16 or fp16) on one CUDA device; the caller checks.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <utility>
+
+namespace r1dist::fused::cuda {
+
+// (y, rstd): y like x, rstd (rows) fp32 with rows = x.numel() / H.
+std::pair<at::Tensor, at::Tensor> rms_norm_forward(const at::Tensor& x, const at::Tensor& w, double eps);
+at::Tensor rms_norm_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd);
+
+// backward = false: x * cos + rotate_half(x) * sin; true: the gradient of that map at dy = x.
+at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool backward);
+
+at::Tensor swiglu_forward(const at::Tensor& gate, const at::Tensor& up);
+// (d gate, d up)
+std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& dy, const at::Tensor& gate, const at::Tensor& up);
+
+}  // namespace r1dist::fused::cuda
