@@ -358,14 +358,18 @@ int bench_train(const Args& a) {
   const int64_t keep = a.i64("keep-layers");
   if (keep < 0) throw UsageError("bench train: --keep-layers must be >= 0");
   if (quant != "nf4" && quant != "none") throw UsageError("bench train: --quant must be nf4 or none");
+  const std::string fused = a.str("fused");
+  if (fused != "auto" && fused != "on" && fused != "off") throw UsageError("bench train: --fused must be auto, on or off");
   auto t_load = std::chrono::steady_clock::now();
   auto model = random_model(cfg, dtype, dev, quant == "nf4", a.i64("rank"));
+  if (fused != "auto") model.set_fused(fused == "on");
   compat::synchronize(dev);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
             a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
             " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt,
-            ckpt == "layer" && keep > 0 ? " (last " + std::to_string(keep) + " layers kept)" : std::string());
+            ckpt == "layer" && keep > 0 ? " (last " + std::to_string(keep) + " layers kept)" : std::string(),
+            ", fused kernels ", model.fused() ? "on" : "off");
   AdamW opt(model.lora().flat(), AdamWConfig{});
   auto grad = model.lora().flat_grad();
   auto gen = at::globalContext().defaultGenerator(dev);
@@ -420,12 +424,13 @@ int bench_train(const Args& a) {
   const double mfu = tps * useful_flops_per_token(cfg, seq) / kMfuPeakFlops;
   std::printf("{\"bench\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"quant\": \"%s\", "
               "\"seq\": %lld, \"micro_batch\": %lld, \"grad_accum\": %lld, \"checkpointing\": \"%s\", \"keep_layers\": %lld, "
-              "\"steps\": %lld, "
+              "\"fused\": %s, \"steps\": %lld, "
               "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_mem_gb\": %.2f, \"loss\": %.6f, "
               "\"split_s\": {\"forward\": %.4f, \"lm_head_loss\": %.4f, \"backward\": %.4f, \"optimizer\": %.4f, "
               "\"other\": %.4f}}\n",
               a.str("preset").c_str(), dev.str().c_str(), a.str("dtype").c_str(), quant.c_str(), (long long)seq,
-              (long long)micro, (long long)accum, ckpt.c_str(), (long long)keep, (long long)steps, total / double(steps),
+              (long long)micro, (long long)accum, ckpt.c_str(), (long long)keep, model.fused() ? "true" : "false",
+              (long long)steps, total / double(steps),
               tps, mfu,
               peak_memory_gb(dev), last_loss, fwd / double(steps), loss_t / double(steps), bwd / double(steps),
               opt_t / double(steps), (total - fwd - loss_t - bwd - opt_t) / double(steps));
@@ -459,6 +464,7 @@ int cmd_bench(int argc, char** argv) {
       .option_int("warmup", "train: untimed steps first", 1)
       .option_str("checkpointing", "train: layer or none", "layer")
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
+      .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")

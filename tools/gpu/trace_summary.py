@@ -15,6 +15,7 @@ KINDS = [  # first match wins
     ("gemm", r"gemm|cutlass|sm90_xmma|nvjet|cublas|xmma"),
     ("cross-entropy / softmax", r"softmax|nll|cross_entropy|log_softmax"),
     ("reduce", r"reduce"),
+    ("fused (r1dist)", r"r1dist::fused"),
     ("copy / cast", r"copy|Memcpy|Memset|cast|fill"),
     ("elementwise", r"elementwise|vectorized|unrolled|index|cat|where|pow|mul|add"),
 ]
