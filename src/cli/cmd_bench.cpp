@@ -29,6 +29,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
+#include "r1dist/config/memory_estimate.h"
 #include "r1dist/data/dataset.h"
 #include "r1dist/data/loader.h"
 #include "r1dist/base/fs.h"
@@ -355,9 +356,28 @@ int bench_train(const Args& a) {
   if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
     throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
   if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
-  const int64_t keep = a.i64("keep-layers");
+  int64_t keep = a.i64("keep-layers");
   if (keep < 0) throw UsageError("bench train: --keep-layers must be >= 0");
   if (quant != "nf4" && quant != "none") throw UsageError("bench train: --quant must be nf4 or none");
+  const double budget = a.real("memory-budget");
+  if (budget < 0 || (budget > 0 && (keep > 0 || ckpt != "layer")))
+    throw UsageError("bench train: --memory-budget GB (>= 0) chooses the kept layers of --checkpointing layer; "
+                     "do not combine it with --keep-layers");
+  if (budget > 0) {
+    // The trainer's rule (train.memory_budget_gb): the most kept layers whose estimate fits.
+    Config run;
+    run.model.dtype = dtype == at::kFloat ? ComputeDtype::fp32 : ComputeDtype::bf16;
+    run.quant.mode = quant == "nf4" ? QuantMode::nf4 : QuantMode::none;
+    run.lora.r = a.i64("rank");
+    run.train.micro_batch = micro;
+    run.data.max_seq_len = seq;
+    run.train.memory_budget_gb = budget;
+    const auto est = estimate_training_memory(cfg, run);
+    check_memory_fits(est, 0, dev.str(), run);
+    keep = est.kept_layers;
+    log::info("bench train: --memory-budget ", budget, " GB keeps the last ", keep, " of ", cfg.num_hidden_layers,
+              " layers (estimate ", est.describe(), ")");
+  }
   const std::string fused = a.str("fused");
   if (fused != "auto" && fused != "on" && fused != "off") throw UsageError("bench train: --fused must be auto, on or off");
   auto t_load = std::chrono::steady_clock::now();
@@ -465,6 +485,7 @@ int cmd_bench(int argc, char** argv) {
       .option_str("checkpointing", "train: layer or none", "layer")
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")
+      .option_real("memory-budget", "train: with layer checkpointing, keep as many layers as the memory estimate fits in this many GB (train.memory_budget_gb)", 0)
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")

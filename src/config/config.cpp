@@ -203,6 +203,9 @@ const std::vector<Key>& keys() {
       {"train.keep_layers", R1_REF(train.keep_layers),
        "With checkpointing = layer: the last N layers keep their activations (no recompute; more memory).",
        at_least(0)},
+      {"train.memory_budget_gb", R1_REF(train.memory_budget_gb),
+       "With checkpointing = layer: keep as many layers' activations as the memory estimate fits in this many GB per rank; 0 = off.",
+       at_least(0)},
       {"eval.every_steps", R1_REF(eval.every_steps), "Evaluate every N steps; 0 = only at the end.",
        at_least(0), nullptr, 0, "eval_steps"},
       {"eval.max_kl", R1_REF(eval.max_kl), "Stop early when KL(base || tuned) exceeds this; 0 = off.",
@@ -564,6 +567,13 @@ struct Loader {
     if (cfg.data.eval_rows != 0 && cfg.data.eval_fraction != 0)
       problem(set_at["data.eval_fraction"],
               "data.eval_rows and data.eval_fraction are mutually exclusive; set one of them to 0");
+    if (cfg.train.memory_budget_gb > 0 && cfg.train.keep_layers > 0)
+      problem(set_at["train.memory_budget_gb"],
+              "train.memory_budget_gb and train.keep_layers both choose the kept layers; set one of them to 0");
+    if (cfg.train.memory_budget_gb > 0 && cfg.train.checkpointing != Checkpointing::layer)
+      problem(set_at["train.memory_budget_gb"],
+              "train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "
+              "\"layer\"; with checkpointing = \"none\" every layer keeps its activations already");
     if (cfg.model.name.size() > 255)
       problem(set_at["model.name"], "model.name is " + std::to_string(cfg.model.name.size()) +
                                         " bytes; a display name must fit in 255 (it is stored in metrics.h5)");

@@ -15,6 +15,12 @@ std::string gb(double bytes) {
   return b;
 }
 
+std::string number(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+
 }  // namespace
 
 std::string MemoryEstimate::describe() const {
@@ -22,7 +28,11 @@ std::string MemoryEstimate::describe() const {
          gb(activations) + ", logits " + gb(logits) + ")";
 }
 
-MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg) {
+namespace {
+
+// The estimate when the last `kept` layers keep their activations (all of them without
+// layer checkpointing).
+MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, int64_t kept_layers) {
   // Doubles throughout: the products of absurd settings (micro_batch 1e9) must not overflow.
   const double e = cfg.model.dtype == ComputeDtype::fp32 ? 4.0 : 2.0;
   const double h = double(m.hidden_size), inter = double(m.intermediate_size), layers = double(m.num_hidden_layers);
@@ -44,15 +54,45 @@ MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg)
   const double one_layer = tokens * (8.5 * h + 2.0 * inter) * e;
   // Layer checkpointing keeps each recomputed layer's input plus one layer being recomputed;
   // train.keep_layers of them keep everything instead.
-  const double kept = cfg.train.checkpointing == Checkpointing::layer
-                          ? std::min(layers, double(cfg.train.keep_layers)) : layers;
+  const double kept = double(kept_layers);
   est.activations = (layers - kept) * tokens * h * e + kept * one_layer + (kept < layers ? one_layer : 0.0);
   est.logits = std::min(tokens, double(kLossChunkTokens)) * vocab * (e + 4.0 + 4.0);
+  est.kept_layers = kept_layers;
   return est;
 }
 
+}  // namespace
+
+int64_t kept_layers(const Qwen2Config& m, const Config& cfg) {
+  const int64_t layers = m.num_hidden_layers;
+  if (cfg.train.checkpointing != Checkpointing::layer) return layers;
+  if (cfg.train.memory_budget_gb <= 0) return std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
+  // Keeping every layer also drops the buffer of the layer being recomputed, so it can cost
+  // less than keeping all but one; below that the estimate grows with every kept layer: the
+  // most that fit the budget (0 when none do; check_memory_fits refuses that case).
+  const double budget = cfg.train.memory_budget_gb * 1e9;
+  if (estimate_keeping(m, cfg, layers).total() <= budget) return layers;
+  int64_t lo = 0, hi = layers - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (estimate_keeping(m, cfg, mid).total() <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg) {
+  return estimate_keeping(m, cfg, kept_layers(m, cfg));
+}
+
+
+
 void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const std::string& device_name,
                        const Config& cfg) {
+  if (cfg.train.memory_budget_gb > 0 && est.total() > cfg.train.memory_budget_gb * 1e9)
+    throw UsageError("train.memory_budget_gb = " + number(cfg.train.memory_budget_gb) +
+                     " is below what this config needs with every layer recomputed: an estimated " + est.describe() +
+                     " per rank\nHINT: raise train.memory_budget_gb, or lower train.micro_batch or data.max_seq_len");
   if (capacity_bytes <= 0 || est.total() <= capacity_bytes) return;
   throw UsageError("this config needs an estimated " + est.describe() + " per rank; " + device_name + " has " +
                    gb(capacity_bytes) + " GB. Driven by train.micro_batch = " + std::to_string(cfg.train.micro_batch) +

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "r1dist/base/error.h"
+#include "r1dist/config/memory_estimate.h"
 #include "r1dist/data/packing.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
@@ -34,10 +35,10 @@ StepOutcome StepRunner::run(int64_t k) {
   auto loss_slot = buffer_.narrow(0, n_grad, 1);
   auto stop_slot = buffer_.narrow(0, n_grad + 1, 1);
   const bool ckpt_layers = cfg_.train.checkpointing == Checkpointing::layer;
+  const int64_t keep = kept_layers(model_.config(), cfg_);  // train.keep_layers or train.memory_budget_gb
   // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
   auto forward_backward = [&](const TokenBatch& b, const PackedRows* packed) {
-    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed,
-                                                                     cfg_.train.keep_layers),
+    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed, keep),
                                           model_.lm_head_weight(), b.labels) /
                       double(out.loss_tokens);
     loss.backward();

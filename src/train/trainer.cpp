@@ -89,10 +89,14 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
 }  // namespace
 
 MemoryEstimate check_memory(const Config& cfg, const at::Device& device) {
-  const auto est = estimate_training_memory(read_qwen2_config(cfg.model.path), cfg);
+  const auto mc = read_qwen2_config(cfg.model.path);
+  const auto est = estimate_training_memory(mc, cfg);
   check_memory_fits(est, device_memory_bytes(device), device.str(), cfg);
   log::info("memory estimate per rank: ", est.describe(), " of ", device_memory_bytes(device) / 1e9, " GB on ",
             device.str());
+  if (cfg.train.memory_budget_gb > 0)
+    log::info("train.memory_budget_gb = ", cfg.train.memory_budget_gb, ": the last ", est.kept_layers, " of ",
+              mc.num_hidden_layers, " layers keep their activations (the rest are recomputed in the backward)");
   return est;
 }
 

@@ -279,6 +279,7 @@ TEST(ConfigTest, OutOfRange) {
       {"train", "adam_beta2 = -0.5", "train.adam_beta2 = -0.5 is out of range [0, 1)"},
       {"train", "adam_eps = 0", "train.adam_eps = 0.0 is out of range (0, inf)"},
       {"train", "max_grad_norm = -1", "train.max_grad_norm = -1.0 is out of range [0, inf)"},
+      {"train", "memory_budget_gb = -1", "train.memory_budget_gb = -1.0 is out of range [0, inf)"},
       {"data", "max_seq_len = 15", "data.max_seq_len = 15 is out of range [16, 131072]"},
       {"data", "max_seq_len = 131073", "data.max_seq_len = 131073 is out of range [16, 131072]"},
       {"data", "n_samples = -1", "data.n_samples = -1 is out of range [0, inf)"},
@@ -339,6 +340,16 @@ TEST(ConfigTest, EvalRowsAndFractionAreExclusive) {
   EXPECT_EQ(load(kModel + "[data]\neval_rows = 10\neval_fraction = 0.0\n").data.eval_rows, 10);
   EXPECT_DOUBLE_EQ(load(kModel + "[data]\neval_rows = 0\neval_fraction = 0.1\n").data.eval_fraction,
                    0.1);
+}
+
+TEST(ConfigTest, AMemoryBudgetExcludesKeepLayersAndNeedsLayerCheckpointing) {
+  EXPECT_EQ(error_of(kModel + "[train]\nkeep_layers = 4\nmemory_budget_gb = 40\n"),
+            "cfg.toml:5: train.memory_budget_gb and train.keep_layers both choose the kept layers; set one of "
+            "them to 0");
+  const std::string msg = error_of(kModel + "[train]\ncheckpointing = \"none\"\nmemory_budget_gb = 40\n");
+  EXPECT_NE(msg.find("cfg.toml:5: train.memory_budget_gb chooses how many layers skip the recomputation"),
+            std::string::npos) << msg;
+  EXPECT_DOUBLE_EQ(load(kModel + "[train]\nmemory_budget_gb = 40\n").train.memory_budget_gb, 40.0);
 }
 
 TEST(ConfigTest, PackingIsABool) {

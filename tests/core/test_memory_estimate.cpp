@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "r1dist/base/error.h"
 #include "r1dist/config/memory_estimate.h"
 
 namespace r1dist::test {
@@ -74,6 +75,46 @@ TEST(MemoryEstimate, KeptLayersMoveTheEstimateFromCheckpointedToPlain) {
   c.train.checkpointing = Checkpointing::none;  // without checkpointing keep_layers changes nothing
   c.train.keep_layers = 3;
   EXPECT_DOUBLE_EQ(estimate_training_memory(m, c).activations, plain);
+}
+
+// train.memory_budget_gb: the most kept layers whose estimate fits (so one more does not),
+// all of them for a budget beyond the plain estimate, and a refusal below the checkpointed one.
+TEST(MemoryEstimate, ABudgetKeepsTheMostLayersThatFit) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();
+  auto with_keep = [&](int64_t k) {
+    auto k_cfg = v6_rank();
+    k_cfg.train.keep_layers = k;
+    return estimate_training_memory(m, k_cfg).total();
+  };
+  for (int64_t want : {0, 1, 17, 40, 46}) {
+    c.train.memory_budget_gb = (with_keep(want) + 1e6) / 1e9;  // 1 MB above K layers' estimate
+    EXPECT_EQ(kept_layers(m, c), want) << "budget " << c.train.memory_budget_gb;
+    const auto est = estimate_training_memory(m, c);
+    EXPECT_EQ(est.kept_layers, want);
+    EXPECT_LE(est.total(), c.train.memory_budget_gb * 1e9);
+    EXPECT_GT(with_keep(want + 1), c.train.memory_budget_gb * 1e9);
+    EXPECT_NO_THROW(check_memory_fits(est, 141e9, "cuda:0", c));
+  }
+  // Every layer kept costs less than 47 (no layer is being recomputed): a budget that fits it
+  // keeps all 48.
+  c.train.memory_budget_gb = (with_keep(48) + 1e6) / 1e9;
+  EXPECT_LT(with_keep(48), with_keep(47));
+  EXPECT_EQ(kept_layers(m, c), 48);
+  c.train.memory_budget_gb = (with_keep(0) - 1e6) / 1e9;  // below every layer recomputed
+  EXPECT_EQ(kept_layers(m, c), 0);
+  try {
+    check_memory_fits(estimate_training_memory(m, c), 141e9, "cuda:0", c);
+    ADD_FAILURE() << "a budget below the checkpointed estimate was accepted";
+  } catch (const UsageError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(" is below what this config needs with every layer recomputed"), std::string::npos) << msg;
+  }
+  c.train.memory_budget_gb = 0;  // off: keep_layers decides
+  c.train.keep_layers = 5;
+  EXPECT_EQ(kept_layers(m, c), 5);
+  c.train.checkpointing = Checkpointing::none;
+  EXPECT_EQ(kept_layers(m, c), 48);
 }
 
 }  // namespace

@@ -133,6 +133,13 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   }
   EXPECT_NEAR(parts, step, 0.05 * step) << r.out;
   EXPECT_EQ(run_r1dist("bench train --preset tiny --checkpointing some --device cpu").code, 2);
+  // --memory-budget: the trainer's rule picks the kept layers (the tiny preset's 2 fit in 5 GB).
+  const auto b = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
+                            "--memory-budget 5");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(nlohmann::json::parse(b.out)["keep_layers"], 2);
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 0.0001").code, 2);
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 5 --keep-layers 1").code, 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --seq 1 --device cpu").code, 2);
 }
 
@@ -157,7 +164,14 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
     r = run_r1dist("--cfg " + (tmp / "ok.toml") + mode + " --set train.grad_accum=1000000000");
     EXPECT_EQ(r.code, 2) << r.err;
     EXPECT_THAT(r.err, HasSubstr("= 2000000000 rows per step, but"));
+    r = run_r1dist("--cfg " + (tmp / "ok.toml") + mode + " --set train.memory_budget_gb=0.0001");
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 0.0001 is below what this config needs"));
   }
+  // A budget that fits every layer of qwen2_b (3): the dry run says what it keeps, before it
+  // goes on to refuse the data (the R1 tokenizer's ids exceed qwen2_b's 256-token vocabulary).
+  const auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.memory_budget_gb=100");
+  EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100: the last 3 of 3 layers keep their activations"));
 }
 
 // The values of a reference tensor, as doubles (I64 ids or an F32 scalar).

@@ -95,6 +95,9 @@ struct TrainConfig {
   // With checkpointing = layer: the last keep_layers layers keep their activations for the
   // backward instead of recomputing them (faster, more memory; 0 = every layer recomputed).
   int64_t keep_layers = 0;
+  // With checkpointing = layer, instead of keep_layers: keep as many of the last layers as the
+  // memory estimate (config/memory_estimate.h) fits in this many GB per rank (0 = off).
+  double memory_budget_gb = 0.0;
 };
 
 struct EvalConfig {

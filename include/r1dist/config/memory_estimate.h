@@ -20,6 +20,7 @@ struct MemoryEstimate {
   double adapters = 0;     // LoRA parameters, their gradients and both AdamW moments (fp32)
   double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
   double logits = 0;       // one loss chunk's logits, their fp32 copy and gradient
+  int64_t kept_layers = 0; // layers that keep their activations (all without layer checkpointing)
   double total() const { return weights + adapters + activations + logits; }
   // "47.5 GB (base weights 10.5, adapters + AdamW 1.1, activations 11.0, logits 24.9)"
   std::string describe() const;
@@ -27,8 +28,13 @@ struct MemoryEstimate {
 
 MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& cfg);
 
-// Refuses (UsageError) when the estimate exceeds `capacity_bytes` (the device's memory),
-// naming the settings that drive it and the estimate's parts.
+// How many of the last layers keep their activations: every layer without layer
+// checkpointing; train.keep_layers (capped at the layer count); or, with
+// train.memory_budget_gb, the most whose estimate fits that budget (0 when none fits).
+int64_t kept_layers(const Qwen2Config& model, const Config& cfg);
+
+// Refuses (UsageError) when the estimate exceeds `capacity_bytes` (the device's memory) or
+// train.memory_budget_gb, naming the settings that drive it and the estimate's parts.
 void check_memory_fits(const MemoryEstimate& e, double capacity_bytes, const std::string& device_name,
                        const Config& cfg);
 
