@@ -158,17 +158,12 @@ at::Tensor dropout_mask(const at::Tensor& like, double p) {
 at::Tensor LoraLinear::forward(const at::Tensor& x) const {
   const bool lora = has_adapter() && adapter_enabled;
   const bool need_graph = at::GradMode::is_enabled() && (x.requires_grad() || lora);
-  if (!need_graph) {
-    auto y = at::linear(x, base_weight(x.scalar_type()), bias_as(bias, x.scalar_type()));
-    if (lora) {
-      at::Tensor xd = x;
-      if (dropout > 0 && t_dropout_without_graph) xd = x * dropout_mask(x, dropout);
-      auto xa = at::linear(xd, lora_A.to(x.scalar_type()));
-      y = add_product(y, xa, lora_B.to(x.scalar_type()), scaling);
-    }
-    return y;
-  }
   const auto none = at::empty({0}, x.options());
+  if (!need_graph) {
+    // No graph is recorded; dropout only inside a checkpointed layer's first forward.
+    const at::Tensor mask = lora && dropout > 0 && t_dropout_without_graph ? dropout_mask(x, dropout) : none;
+    return lora_values(this, x, lora ? lora_A : none, lora ? lora_B : none, mask).y;
+  }
   const at::Tensor mask = lora && dropout > 0 ? dropout_mask(x, dropout) : none;
   return QLoraFunction::apply(x, lora ? lora_A : none, lora ? lora_B : none, mask, this);
 }
