@@ -45,7 +45,7 @@ MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, int64_t
   est.weights = projections * per_weight + embed * e;
   est.adapters = double(lora_param_count(m, cfg.lora.r, cfg.lora.targets)) * 4.0 * 4.0;
   const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
-  // One layer's saved tensors on the fused path (model/fused_ops.h; the CUDA default): the
+  // One layer's saved tensors on the fused path (tensor/fused_ops.h; the CUDA default): the
   // inputs and outputs of both norms, q/k/v after RoPE, the attention output and o_proj's
   // input, gate and up (the SwiGLU product is recomputed), and what the allocator holds
   // beside them: about 8.4 hidden-wide and 2 intermediate-wide per token, fitted to the

@@ -1,4 +1,4 @@
-// model/fused_ops.h against the plain ATen forms through autograd: the forward values and the
+// tensor/fused_ops.h against the plain ATen forms through autograd: the forward values and the
 // input gradients for a random upstream gradient. On the CPU the fused functions run their
 // ATen formulas in fp32, which checks the hand-written backward passes; where CUDA is present
 // the kernels run in fp32 (tight) and bf16 (against the fp32 plain form, bf16's rounding
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "r1dist/model/fused_ops.h"
+#include "r1dist/tensor/fused_ops.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "support/temp.h"
@@ -117,6 +117,27 @@ TEST(Fused, SwigluMatchesThePlainFormAndItsGradients) {
       const Fn fused_fn = [](const std::vector<at::Tensor>& in) { return fused::swiglu(in[0], in[1]); };
       const Fn plain_fn = [](const std::vector<at::Tensor>& in) { return plain_swiglu(in[0], in[1]); };
       compare(c, "swiglu n=" + std::to_string(g.numel()), fused_fn, plain_fn, {g, u}, 2);
+    }
+  }
+}
+
+// The recipe rebuilds the norm's output bitwise: the same fp32 products and roundings in ATen
+// as in the forward (the CUDA kernel's on a GPU), so a projection that recomputes its input
+// computes exactly the gradient it would with the kept one.
+TEST(Fused, TheNormRecipeRebuildsTheOutputBitwise) {
+  for (const auto& c : cases()) {
+    auto opts = at::TensorOptions().dtype(c.dt).device(c.dev);
+    for (int64_t h : {64, 43, 5120}) {
+      const auto x = (at::randn({4, 9, h}, opts) * 3.0).requires_grad_(true);
+      const auto w = at::rand({h}, opts) + 0.5;
+      fused::NormRecipe recipe;
+      const auto y = fused::rms_norm(x, w, 1e-6, &recipe);
+      ASSERT_TRUE(recipe.defined());
+      EXPECT_TRUE(at::equal(recipe.recompute(), y.detach())) << c.name << " h=" << h;
+      fused::NormRecipe none;
+      at::NoGradGuard no_grad;
+      fused::rms_norm(x, w, 1e-6, &none);
+      EXPECT_FALSE(none.defined()) << "no graph, no recipe";
     }
   }
 }

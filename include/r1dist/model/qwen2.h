@@ -11,6 +11,7 @@
 
 #include "r1dist/config/config.h"
 #include "r1dist/formats/qwen2_config.h"
+#include "r1dist/tensor/fused_ops.h"
 #include "r1dist/peft/lora_adapters.h"
 #include "r1dist/peft/lora_linear.h"
 
@@ -116,7 +117,7 @@ class Qwen2Model {
                            const PackedRows* packed = nullptr) const;
 
   // Whether RMSNorm, RoPE and SwiGLU run as the fused autograd functions of
-  // model/fused_ops.h instead of ATen composites. Default: on where the fused kernels run
+  // tensor/fused_ops.h instead of ATen composites. Default: on where the fused kernels run
   // (CUDA) unless the environment sets R1DIST_FUSED=0; tests turn it on for the CPU to check
   // the hand-written gradients, and off on the GPU to compare.
   void set_fused(bool on) { fused_ = on; }
@@ -128,15 +129,23 @@ class Qwen2Model {
  private:
   Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
+  // A norm's output for projections: on the fused path with a graph, also its recipe, so
+  // that the projections rebuild it in their backward instead of keeping it.
+  struct Normed {
+    at::Tensor x;
+    fused::NormRecipe recipe;
+  };
+  Normed normed(const at::Tensor& h, const at::Tensor& w) const;
+  at::Tensor project(const LoraLinear& p, const Normed& x) const { return p.forward_normed(x.x, x.recipe); }
   // (B, T, hidden) -> q (B, nh, T, D), k and v (B, nkv, T, D), RoPE applied to q and k.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& x,
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const Normed& x,
                                                              const at::Tensor& cos, const at::Tensor& sin) const;
   // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
   // packed: rows packed in a (1, T) x (no cache), attention within each row.
-  at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
+  at::Tensor attention(const Qwen2Layer& l, const Normed& x, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer,
                        const at::Tensor& allowed = {}, const PackedRows* packed = nullptr) const;
-  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& x) const;
+  at::Tensor mlp(const Qwen2Layer& l, const Normed& x) const;
 
   Qwen2Config cfg_;
   at::ScalarType dtype_;

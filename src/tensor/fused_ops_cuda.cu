@@ -1,4 +1,4 @@
-// CUDA kernels of model/fused_ops.h: each pass of RMSNorm, RoPE and SwiGLU is one
+// CUDA kernels of tensor/fused_ops.h: each pass of RMSNorm, RoPE and SwiGLU is one
 // memory-bound kernel that reads its operands once and writes its result once, computing in
 // fp32 and rounding once. Loads and stores are 16-byte vectors where the sizes and the
 // addresses allow (Vec), element by element otherwise.
@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <string>
 
-#include "model/fused_ops_cuda.h"
+#include "tensor/fused_ops_cuda.h"
 #include "r1dist/base/error.h"
 
 namespace r1dist::fused::cuda {

@@ -1,4 +1,4 @@
-// The CUDA kernels behind model/fused_ops.h (src/model/fused_ops_cuda.cu). Inputs are
+// The CUDA kernels behind tensor/fused_ops.h (src/tensor/fused_ops_cuda.cu). Inputs are
 // contiguous tensors of one dtype (fp32, bf16 or fp16) on one CUDA device; the caller checks.
 #pragma once
 #include <ATen/ATen.h>
