@@ -123,33 +123,27 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
 
 }  // namespace
 
-Qwen2Model::Normed Qwen2Model::normed(const at::Tensor& h, const at::Tensor& w) const {
-  Normed n;
-  n.x = fused_ ? fused::rms_norm(h, w, cfg_.rms_norm_eps, &n.recipe) : rms_norm(h, w);
-  return n;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwen2Layer& l, const Normed& x,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwen2Layer& l, const at::Tensor& x,
                                                                        const at::Tensor& cos,
                                                                        const at::Tensor& sin) const {
-  const int64_t b = x.x.size(0), t = x.x.size(1), d = cfg_.head_dim;
+  const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   if (fused_) {
     // RoPE on the projections' own (B, T, heads, D) layout; the transposes are views.
-    auto q = fused::rope(project(l.q, x).view({b, t, nh, d}), cos, sin).transpose(1, 2);
-    auto k = fused::rope(project(l.k, x).view({b, t, nkv, d}), cos, sin).transpose(1, 2);
-    return {q, k, project(l.v, x).view({b, t, nkv, d}).transpose(1, 2)};
+    auto q = fused::rope(l.q.forward(x).view({b, t, nh, d}), cos, sin).transpose(1, 2);
+    auto k = fused::rope(l.k.forward(x).view({b, t, nkv, d}), cos, sin).transpose(1, 2);
+    return {q, k, l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2)};
   }
-  auto q = l.q.forward(x.x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
-  auto k = l.k.forward(x.x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
-  auto v = l.v.forward(x.x).view({b, t, nkv, d}).transpose(1, 2);
+  auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
+  auto k = l.k.forward(x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
+  auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
   return {q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v};
 }
 
-at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const Normed& x, const at::Tensor& cos,
+at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
                                  const at::Tensor& sin, KVCache* cache, int layer,
                                  const at::Tensor& allowed_in, const PackedRows* packed) const {
-  const int64_t b = x.x.size(0), t = x.x.size(1), d = cfg_.head_dim;
+  const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   const double scale = 1.0 / std::sqrt(double(d));
   auto [q, k, v] = project_qkv(l, x, cos, sin);
@@ -222,9 +216,9 @@ PackedRows packed_rows(const std::vector<int64_t>& row_lengths, at::Device devic
   return p;
 }
 
-at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const Normed& x) const {
-  if (fused_) return l.down.forward_swiglu(project(l.gate, x), project(l.up, x));
-  return l.down.forward(at::silu(l.gate.forward(x.x)) * l.up.forward(x.x));
+at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& x) const {
+  if (fused_) return l.down.forward_swiglu(l.gate.forward(x), l.up.forward(x));
+  return l.down.forward(at::silu(l.gate.forward(x)) * l.up.forward(x));
 }
 
 at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, const at::Tensor& left_pad) const {
@@ -259,8 +253,8 @@ at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, cons
   auto h = at::embedding(embed_, ids.to(device_, at::kLong));
   for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
     const auto& l = layers_[i];
-    h = h + attention(l, normed(h, l.input_norm), cos, sin, cache, i, allowed);
-    h = h + mlp(l, normed(h, l.post_norm));
+    h = h + attention(l, rms_norm(h, l.input_norm), cos, sin, cache, i, allowed);
+    h = h + mlp(l, rms_norm(h, l.post_norm));
   }
   if (cache) cache->length += t;
   return rms_norm(h, final_norm_);
@@ -282,7 +276,7 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   auto h = at::embedding(embed_, ids);
   for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
     const auto& l = layers_[size_t(i)];
-    auto [q, k, v] = project_qkv(l, normed(h, l.input_norm), cos, sin);
+    auto [q, k, v] = project_qkv(l, rms_norm(h, l.input_norm), cos, sin);
     cache.k[size_t(i)].index_copy_(2, slots.column, k);
     cache.v[size_t(i)].index_copy_(2, slots.column, v);
     // The rep query heads of a group become rep query rows over the group's keys.
@@ -290,7 +284,7 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
     auto out = compat::masked_attention(qg, cache.k[size_t(i)].narrow(2, 0, span),
                                         cache.v[size_t(i)].narrow(2, 0, span), allowed, scale);  // (B, nkv, rep, D)
     h = h + l.o.forward(out.reshape({b, 1, nh * d}));
-    h = h + mlp(l, normed(h, l.post_norm));
+    h = h + mlp(l, rms_norm(h, l.post_norm));
   }
   slots.positions.add_(1);
   slots.column.add_(1);

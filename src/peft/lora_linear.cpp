@@ -110,33 +110,6 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
   }
 };
 
-// The projection of an RMSNorm output without keeping it: the backward rebuilds it from the
-// norm's recipe (its input and rstd, which the norm's backward keeps anyway).
-struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B,
-                            const at::Tensor& mask, const LoraLinear* layer, const fused::NormRecipe* recipe) {
-    auto v = lora_values(layer, x, A, B, mask);
-    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
-    ctx->saved_data["norm_x"] = recipe->x;
-    ctx->saved_data["norm_w"] = recipe->w;
-    ctx->saved_data["norm_rstd"] = recipe->rstd;
-    ctx->save_for_backward({v.xa, A, B, mask});
-    return v.y;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto* layer = reinterpret_cast<const LoraLinear*>(ctx->saved_data["layer"].toInt());
-    auto s = ctx->get_saved_variables();
-    const auto &xa = s[0], &A = s[1], &B = s[2], &mask = s[3];
-    const fused::NormRecipe recipe{ctx->saved_data["norm_x"].toTensor(), ctx->saved_data["norm_w"].toTensor(),
-                                   ctx->saved_data["norm_rstd"].toTensor()};
-    const auto x = recipe.recompute();
-    auto [gx, gA, gB] = lora_grads(layer, grads[0], mask.numel() > 0 ? x * mask : x, xa, A, B, mask,
-                                   ctx->needs_input_grad(0));
-    return {gx, gA, gB, at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
 // The projection of silu(gate) * up (down_proj) without keeping that (.., in) product: the
 // forward keeps gate and up (which the SwiGLU backward needs anyway) and the backward
 // recomputes the product from them, then runs the SwiGLU backward on its gradient.
@@ -193,14 +166,6 @@ at::Tensor LoraLinear::forward(const at::Tensor& x) const {
   }
   const at::Tensor mask = lora && dropout > 0 ? dropout_mask(x, dropout) : none;
   return QLoraFunction::apply(x, lora ? lora_A : none, lora ? lora_B : none, mask, this);
-}
-
-at::Tensor LoraLinear::forward_normed(const at::Tensor& x, const fused::NormRecipe& recipe) const {
-  const bool lora = has_adapter() && adapter_enabled;
-  if (!lora || !recipe.defined() || !at::GradMode::is_enabled()) return forward(x);
-  const auto none = at::empty({0}, x.options());
-  const at::Tensor mask = dropout > 0 ? dropout_mask(x, dropout) : none;
-  return NormedLoraFunction::apply(x, lora_A, lora_B, mask, this, &recipe);
 }
 
 at::Tensor LoraLinear::forward_swiglu(const at::Tensor& gate, const at::Tensor& up) const {

@@ -55,16 +55,14 @@ at::Tensor rms_backward(const at::Tensor& dy, const at::Tensor& x, const at::Ten
 }
 
 struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, double eps,
-                            NormRecipe* recipe) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, double eps) {
     auto [y, rstd] = rms_forward(x, w, eps);
     ctx->save_for_backward({x, w, rstd});
-    if (recipe) *recipe = NormRecipe{x, w, rstd};
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    return {rms_backward(grads[0].contiguous(), s[0], s[1], s[2]), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {rms_backward(grads[0].contiguous(), s[0], s[1], s[2]), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -140,26 +138,15 @@ void check_same(const at::Tensor& a, const at::Tensor& b, const char* what) {
 
 }  // namespace
 
-at::Tensor NormRecipe::recompute() const {
-  at::NoGradGuard no_grad;
-  auto shape = x.sizes().vec();
-  shape.back() = 1;
-  // rms_forward's products and roundings (the CUDA kernel's too): x * r in fp32, rounded to
-  // the dtype, times w in fp32, rounded.
-  const auto n = (x.to(at::kFloat) * rstd.view(shape)).to(x.scalar_type());
-  return (w.to(at::kFloat) * n.to(at::kFloat)).to(x.scalar_type());
-}
-
-at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& w_in, double eps, NormRecipe* recipe) {
+at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
   check(x_in.dim() >= 1 && w_in.dim() == 1 && w_in.size(0) == x_in.size(-1),
         "fused::rms_norm: the weight must be (hidden) for x (..., hidden)");
   check(!w_in.requires_grad(), "fused::rms_norm: the norm weight must be frozen (no weight gradient here)");
   const auto x = x_in.contiguous();
   const auto w = w_in.to(x.scalar_type()).contiguous();
   check_same(x, w, "rms_norm");
-  if (recipe) *recipe = NormRecipe{};
   if (!needs_graph(x)) return rms_forward(x, w, eps).first;
-  return RmsNormFunction::apply(x, w, eps, recipe);
+  return RmsNormFunction::apply(x, w, eps);
 }
 
 at::Tensor rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {

@@ -11,7 +11,6 @@
 
 #include "r1dist/config/config.h"
 #include "r1dist/formats/qwen2_config.h"
-#include "r1dist/tensor/fused_ops.h"
 #include "r1dist/peft/lora_adapters.h"
 #include "r1dist/peft/lora_linear.h"
 
@@ -129,23 +128,15 @@ class Qwen2Model {
  private:
   Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
-  // A norm's output for projections: on the fused path with a graph, also its recipe, so
-  // that the projections rebuild it in their backward instead of keeping it.
-  struct Normed {
-    at::Tensor x;
-    fused::NormRecipe recipe;
-  };
-  Normed normed(const at::Tensor& h, const at::Tensor& w) const;
-  at::Tensor project(const LoraLinear& p, const Normed& x) const { return p.forward_normed(x.x, x.recipe); }
   // (B, T, hidden) -> q (B, nh, T, D), k and v (B, nkv, T, D), RoPE applied to q and k.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const Normed& x,
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& x,
                                                              const at::Tensor& cos, const at::Tensor& sin) const;
   // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
   // packed: rows packed in a (1, T) x (no cache), attention within each row.
-  at::Tensor attention(const Qwen2Layer& l, const Normed& x, const at::Tensor& cos,
+  at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer,
                        const at::Tensor& allowed = {}, const PackedRows* packed = nullptr) const;
-  at::Tensor mlp(const Qwen2Layer& l, const Normed& x) const;
+  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& x) const;
 
   Qwen2Config cfg_;
   at::ScalarType dtype_;

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 
-#include "r1dist/tensor/fused_ops.h"
 #include "r1dist/quant/nf4.h"
 
 namespace r1dist {
@@ -47,10 +46,6 @@ class LoraLinear {
   // product for the backward: it is recomputed there from gate and up (tensor/fused_ops.h),
   // which the SwiGLU backward keeps anyway. Same values and gradients, one activation less.
   at::Tensor forward_swiglu(const at::Tensor& gate, const at::Tensor& up) const;
-  // forward(x) for x an RMSNorm output that `recipe` rebuilds (tensor/fused_ops.h): the
-  // backward recomputes x for the adapter gradient instead of keeping it. An empty recipe
-  // (no graph, or the plain path) is plain forward(x).
-  at::Tensor forward_normed(const at::Tensor& x, const fused::NormRecipe& recipe) const;
   // While one exists on this thread, forwards without a graph still apply LoRA dropout
   // (drawing the same masks as with a graph): the no-grad forward of a checkpointed layer
   // must match its recomputation. Without one, no-grad forwards (evaluation) never drop.

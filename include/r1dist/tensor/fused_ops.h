@@ -21,20 +21,9 @@ namespace r1dist::fused {
 // functions below run their ATen formulas.
 bool kernels_available(const at::Device& device);
 
-// How to rebuild an RMSNorm output from what the norm's backward keeps anyway (its input x,
-// the weight, the per-row rstd), so that the projections reading the output need not keep it
-// for their own backward (LoraLinear::forward_normed): one hidden-wide activation less per
-// norm. Empty (undefined rstd) where no graph was recorded.
-struct NormRecipe {
-  at::Tensor x, w, rstd;
-  bool defined() const { return rstd.defined(); }
-  // The norm's output again, bitwise equal to the forward's (same fp32 products, same roundings).
-  at::Tensor recompute() const;
-};
-
 // HF Qwen2RMSNorm over the last dim: w * (x * rsqrt(mean(x^2) + eps)).to(x.dtype).
-// x (..., H) contiguous, w (H) in x's dtype. With `recipe`, also how to rebuild the output.
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, NormRecipe* recipe = nullptr);
+// x (..., H) contiguous, w (H) in x's dtype.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);
 
 // Rotary embedding, HF's rotate_half convention: x * cos + rotate_half(x) * sin, for x
 // (B, T, heads, D) contiguous (the projection's own layout, before the heads are transposed)
