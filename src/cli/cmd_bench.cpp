@@ -37,6 +37,7 @@
 #include "r1dist/quant/nf4.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/tensor/device.h"
+#include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/tensor/compat.h"
 #include "r1dist/tensor/device_timer.h"
@@ -359,6 +360,10 @@ int bench_train(const Args& a) {
   int64_t keep = a.i64("keep-layers");
   if (keep < 0) throw UsageError("bench train: --keep-layers must be >= 0");
   if (quant != "nf4" && quant != "none") throw UsageError("bench train: --quant must be nf4 or none");
+  const std::string fused_opt = a.str("fused");
+  if (fused_opt != "auto" && fused_opt != "on" && fused_opt != "off")
+    throw UsageError("bench train: --fused must be auto, on or off");
+  const bool fused_path = fused_opt == "auto" ? fused::on_by_default(dev) : fused_opt == "on";
   const double budget = a.real("memory-budget");
   if (budget < 0 || (budget > 0 && (keep > 0 || ckpt != "layer")))
     throw UsageError("bench train: --memory-budget GB (>= 0) chooses the kept layers of --checkpointing layer; "
@@ -372,17 +377,15 @@ int bench_train(const Args& a) {
     run.train.micro_batch = micro;
     run.data.max_seq_len = seq;
     run.train.memory_budget_gb = budget;
-    const auto est = estimate_training_memory(cfg, run);
+    const auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain);
     check_memory_fits(est, 0, dev.str(), run);
     keep = est.kept_layers;
     log::info("bench train: --memory-budget ", budget, " GB keeps the last ", keep, " of ", cfg.num_hidden_layers,
               " layers (estimate ", est.describe(), ")");
   }
-  const std::string fused = a.str("fused");
-  if (fused != "auto" && fused != "on" && fused != "off") throw UsageError("bench train: --fused must be auto, on or off");
   auto t_load = std::chrono::steady_clock::now();
   auto model = random_model(cfg, dtype, dev, quant == "nf4", a.i64("rank"));
-  if (fused != "auto") model.set_fused(fused == "on");
+  model.set_fused(fused_path);
   compat::synchronize(dev);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",

@@ -32,7 +32,7 @@ namespace {
 
 // The estimate when the last `kept` layers keep their activations (all of them without
 // layer checkpointing).
-MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, int64_t kept_layers) {
+MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, LayerPath path, int64_t kept_layers) {
   // Doubles throughout: the products of absurd settings (micro_batch 1e9) must not overflow.
   const double e = cfg.model.dtype == ComputeDtype::fp32 ? 4.0 : 2.0;
   const double h = double(m.hidden_size), inter = double(m.intermediate_size), layers = double(m.num_hidden_layers);
@@ -50,8 +50,10 @@ MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, int64_t
   // input, gate and up (the SwiGLU product is recomputed), and what the allocator holds
   // beside them: about 8.4 hidden-wide and 2 intermediate-wide per token, fitted to the
   // peaks measured on an H200 for the 1.5B, 7B and 14B presets (test_memory_estimate.cpp),
-  // rounded up to 8.5.
-  const double one_layer = tokens * (8.5 * h + 2.0 * inter) * e;
+  // rounded up to 8.5. The plain ATen forms also keep fp32 and activation temporaries:
+  // about 10 hidden-wide and 3 intermediate-wide (above the 14B v6 peak measured with them).
+  const double one_layer = path == LayerPath::fused ? tokens * (8.5 * h + 2.0 * inter) * e
+                                                    : tokens * (10.0 * h + 3.0 * inter) * e;
   // Layer checkpointing keeps each recomputed layer's input plus one layer being recomputed;
   // train.keep_layers of them keep everything instead.
   const double kept = double(kept_layers);
@@ -63,7 +65,7 @@ MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, int64_t
 
 }  // namespace
 
-int64_t kept_layers(const Qwen2Config& m, const Config& cfg) {
+int64_t kept_layers(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   const int64_t layers = m.num_hidden_layers;
   if (cfg.train.checkpointing != Checkpointing::layer) return layers;
   if (cfg.train.memory_budget_gb <= 0) return std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
@@ -71,18 +73,18 @@ int64_t kept_layers(const Qwen2Config& m, const Config& cfg) {
   // less than keeping all but one; below that the estimate grows with every kept layer: the
   // most that fit the budget (0 when none do; check_memory_fits refuses that case).
   const double budget = cfg.train.memory_budget_gb * 1e9;
-  if (estimate_keeping(m, cfg, layers).total() <= budget) return layers;
+  if (estimate_keeping(m, cfg, path, layers).total() <= budget) return layers;
   int64_t lo = 0, hi = layers - 1;
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (estimate_keeping(m, cfg, mid).total() <= budget) lo = mid;
+    if (estimate_keeping(m, cfg, path, mid).total() <= budget) lo = mid;
     else hi = mid - 1;
   }
   return lo;
 }
 
-MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg) {
-  return estimate_keeping(m, cfg, kept_layers(m, cfg));
+MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg, LayerPath path) {
+  return estimate_keeping(m, cfg, path, kept_layers(m, cfg, path));
 }
 
 

@@ -1,8 +1,6 @@
 #include "r1dist/model/qwen2.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "r1dist/base/error.h"
 #include "r1dist/tensor/fused_ops.h"
@@ -24,8 +22,7 @@ LoraLinear& Qwen2Layer::proj(const std::string& m) {
 Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate)
     : cfg_(cfg), dtype_(dtype), device_(device) {
   cfg_.validate("Qwen2Model");
-  const char* env = std::getenv("R1DIST_FUSED");
-  fused_ = fused::kernels_available(device) && !(env && std::strcmp(env, "0") == 0);
+  fused_ = fused::on_by_default(device);
   layers_.resize(cfg.num_hidden_layers);
   if (!allocate) return;
   auto opts = at::TensorOptions().dtype(dtype).device(device);

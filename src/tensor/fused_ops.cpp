@@ -2,6 +2,9 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "r1dist/base/error.h"
 #ifdef R1DIST_WITH_CUDA
 #include "tensor/fused_ops_cuda.h"
@@ -16,6 +19,11 @@ bool kernels_available(const at::Device& device) {
   (void)device;
   return false;
 #endif
+}
+
+bool on_by_default(const at::Device& device) {
+  const char* env = std::getenv("R1DIST_FUSED");
+  return kernels_available(device) && !(env && std::strcmp(env, "0") == 0);
 }
 
 namespace {

@@ -35,7 +35,8 @@ StepOutcome StepRunner::run(int64_t k) {
   auto loss_slot = buffer_.narrow(0, n_grad, 1);
   auto stop_slot = buffer_.narrow(0, n_grad + 1, 1);
   const bool ckpt_layers = cfg_.train.checkpointing == Checkpointing::layer;
-  const int64_t keep = kept_layers(model_.config(), cfg_);  // train.keep_layers or train.memory_budget_gb
+  // train.keep_layers, or what train.memory_budget_gb fits (as check_memory estimated it)
+  const int64_t keep = kept_layers(model_.config(), cfg_, model_.fused() ? LayerPath::fused : LayerPath::plain);
   // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
   auto forward_backward = [&](const TokenBatch& b, const PackedRows* packed) {
     const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed, keep),

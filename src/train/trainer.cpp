@@ -28,12 +28,12 @@
 #include "r1dist/config/memory_estimate.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/qwen2_config.h"
+#include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/device.h"
 #include "r1dist/data/packing.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
-#include "r1dist/tensor/device.h"
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/train/fault.h"
 #include "r1dist/train/optim.h"
@@ -90,7 +90,7 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
 
 MemoryEstimate check_memory(const Config& cfg, const at::Device& device) {
   const auto mc = read_qwen2_config(cfg.model.path);
-  const auto est = estimate_training_memory(mc, cfg);
+  const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
   check_memory_fits(est, device_memory_bytes(device), device.str(), cfg);
   log::info("memory estimate per rank: ", est.describe(), " of ", device_memory_bytes(device) / 1e9, " GB on ",
             device.str());

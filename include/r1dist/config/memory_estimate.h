@@ -26,12 +26,17 @@ struct MemoryEstimate {
   std::string describe() const;
 };
 
-MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& cfg);
+// How a decoder layer computes, which sets what it keeps for the backward: the fused kernels
+// (tensor/fused_ops.h, the CUDA default) or the plain ATen forms (the CPU, R1DIST_FUSED=0).
+enum class LayerPath { fused, plain };
+
+MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& cfg,
+                                        LayerPath path = LayerPath::fused);
 
 // How many of the last layers keep their activations: every layer without layer
 // checkpointing; train.keep_layers (capped at the layer count); or, with
 // train.memory_budget_gb, the most whose estimate fits that budget (0 when none fits).
-int64_t kept_layers(const Qwen2Config& model, const Config& cfg);
+int64_t kept_layers(const Qwen2Config& model, const Config& cfg, LayerPath path = LayerPath::fused);
 
 // Refuses (UsageError) when the estimate exceeds `capacity_bytes` (the device's memory) or
 // train.memory_budget_gb, naming the settings that drive it and the estimate's parts.

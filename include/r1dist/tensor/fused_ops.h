@@ -20,6 +20,9 @@ namespace r1dist::fused {
 // Whether the fused kernels run on `device` (a CUDA build and a CUDA device); elsewhere the
 // functions below run their ATen formulas.
 bool kernels_available(const at::Device& device);
+// Whether a model on `device` uses them unless told otherwise: where the kernels run and the
+// environment does not set R1DIST_FUSED=0 (Qwen2Model's default, and the memory estimate's).
+bool on_by_default(const at::Device& device);
 
 // HF Qwen2RMSNorm over the last dim: w * (x * rsqrt(mean(x^2) + eps)).to(x.dtype).
 // x (..., H) contiguous, w (H) in x's dtype.
