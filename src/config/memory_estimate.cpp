@@ -87,8 +87,6 @@ MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg,
   return estimate_keeping(m, cfg, path, kept_layers(m, cfg, path));
 }
 
-
-
 void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const std::string& device_name,
                        const Config& cfg) {
   if (cfg.train.memory_budget_gb > 0 && est.total() > cfg.train.memory_budget_gb * 1e9)

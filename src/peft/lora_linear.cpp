@@ -137,23 +137,19 @@ struct SwigluLoraFunction : public torch::autograd::Function<SwigluLoraFunction>
   }
 };
 
-}  // namespace
-
-namespace {
 thread_local bool t_dropout_without_graph = false;
+
+// Inverted dropout: a mask already scaled by 1 / (1 - p), kept for the backward.
+at::Tensor dropout_mask(const at::Tensor& like, double p) {
+  return at::bernoulli(at::full(like.sizes(), 1.0 - p, like.options())) / (1.0 - p);
+}
+
 }  // namespace
 
 LoraLinear::DropoutWithoutGraph::DropoutWithoutGraph() : previous(t_dropout_without_graph) {
   t_dropout_without_graph = true;
 }
 LoraLinear::DropoutWithoutGraph::~DropoutWithoutGraph() { t_dropout_without_graph = previous; }
-
-namespace {
-// Inverted dropout: a mask already scaled by 1 / (1 - p), kept for the backward.
-at::Tensor dropout_mask(const at::Tensor& like, double p) {
-  return at::bernoulli(at::full(like.sizes(), 1.0 - p, like.options())) / (1.0 - p);
-}
-}  // namespace
 
 at::Tensor LoraLinear::forward(const at::Tensor& x) const {
   const bool lora = has_adapter() && adapter_enabled;

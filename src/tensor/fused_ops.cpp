@@ -108,7 +108,9 @@ struct RopeFunction : public torch::autograd::Function<RopeFunction> {
 // ---- SwiGLU: y = silu(g) * u, silu(g) = g * sigmoid(g).
 // dg = dy * u * s * (1 + g * (1 - s)), du = dy * g * s with s = sigmoid(g).
 
-at::Tensor swiglu_forward(const at::Tensor& g, const at::Tensor& u) {
+}  // namespace
+
+at::Tensor swiglu_values(const at::Tensor& g, const at::Tensor& u) {
 #ifdef R1DIST_WITH_CUDA
   if (on_kernels(g)) return cuda::swiglu_forward(g, u);
 #endif
@@ -116,7 +118,7 @@ at::Tensor swiglu_forward(const at::Tensor& g, const at::Tensor& u) {
   return (gf * at::sigmoid(gf) * u.to(at::kFloat)).to(g.scalar_type());
 }
 
-std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& dy, const at::Tensor& g, const at::Tensor& u) {
+std::pair<at::Tensor, at::Tensor> swiglu_grads(const at::Tensor& dy, const at::Tensor& g, const at::Tensor& u) {
 #ifdef R1DIST_WITH_CUDA
   if (on_kernels(g)) return cuda::swiglu_backward(dy, g, u);
 #endif
@@ -127,14 +129,16 @@ std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& dy, const at
   return {dg.to(g.scalar_type()), du.to(u.scalar_type())};
 }
 
+namespace {
+
 struct SwigluFunction : public torch::autograd::Function<SwigluFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& g, const at::Tensor& u) {
     ctx->save_for_backward({g, u});
-    return swiglu_forward(g, u);
+    return swiglu_values(g, u);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    auto [dg, du] = swiglu_backward(grads[0].contiguous(), s[0], s[1]);
+    auto [dg, du] = swiglu_grads(grads[0].contiguous(), s[0], s[1]);
     return {dg, du};
   }
 };
@@ -172,17 +176,11 @@ at::Tensor rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tens
   return RopeFunction::apply(x, cos, sin);
 }
 
-at::Tensor swiglu_values(const at::Tensor& gate, const at::Tensor& up) { return swiglu_forward(gate, up); }
-
-std::pair<at::Tensor, at::Tensor> swiglu_grads(const at::Tensor& dy, const at::Tensor& gate, const at::Tensor& up) {
-  return swiglu_backward(dy, gate, up);
-}
-
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
   check(gate.sizes() == up.sizes(), "fused::swiglu: gate and up differ in shape");
   check_same(gate, up, "swiglu");
   const auto g = gate.contiguous(), u = up.contiguous();
-  if (!needs_graph(g) && !needs_graph(u)) return swiglu_forward(g, u);
+  if (!needs_graph(g) && !needs_graph(u)) return swiglu_values(g, u);
   return SwigluFunction::apply(g, u);
 }
 
