@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/version.h>
+
+#include <limits>
 #ifdef R1DIST_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -22,35 +24,64 @@
 
 namespace r1dist::compat {
 
-// Causal attention over (B, H, Tq, D) queries and (B, H, Tk, D) keys/values with Tk >= Tq,
-// the queries being the last Tq positions. Fused kernel where libtorch has one, else the
-// eager form of HF's eager_attention_forward (softmax in fp32).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define R1DIST_HAS_SDPA_GQA 1  // at::scaled_dot_product_attention with enable_gqa
+#else
+#define R1DIST_HAS_SDPA_GQA 0
+#endif
+
+// Keys or values (B, Hkv, T, D) repeated to the query heads (B, Hkv * rep, T, D): query head
+// h reads kv head h / rep. A copy: only where a kernel takes no grouped heads.
+inline at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
+  if (rep == 1) return x;
+  const auto b = x.size(0), n = x.size(1), t = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, n, rep, t, d}).reshape({b, n * rep, t, d});
+}
+
+// The eager form of attention (HF's eager_attention_forward: softmax in fp32) over grouped
+// heads: the queries of one kv head form one broadcast batch, so keys are never repeated.
+// forbidden (broadcastable to (B, Hq, Tq, Tk), true = masked out).
+inline at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& forbidden, double scale) {
+  const int64_t b = q.size(0), hq = q.size(1), tq = q.size(2), d = q.size(3), hkv = k.size(1), tk = k.size(2);
+  const auto qg = q.reshape({b, hkv, hq / hkv, tq, d});
+  auto scores = at::matmul(qg, k.unsqueeze(2).transpose(3, 4)) * scale;  // (B, Hkv, rep, Tq, Tk)
+  scores = scores.view({b, hq, tq, tk}).masked_fill(forbidden, -std::numeric_limits<double>::infinity());
+  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type()).view({b, hkv, hq / hkv, tq, tk});
+  return at::matmul(probs, v.unsqueeze(2)).view({b, hq, tq, d});
+}
+
+// Causal attention over (B, Hq, Tq, D) queries and (B, Hkv, Tk, D) keys/values, Hq a multiple
+// of Hkv (grouped-query attention), Tk >= Tq, the queries being the last Tq positions. Fused
+// kernel where libtorch has one, with grouped heads where it takes them (cuDNN on an H200:
+// the keys are never repeated, a third of the memory the attention keeps for its backward
+// and faster; tools/gpu/probe_attention.py), else the eager form.
 inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                    double scale) {
   const int64_t tq = q.size(2), tk = k.size(2);
-#if R1DIST_HAS_SDPA
-  if (tq == tk) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale);
-  if (tq == 1) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
+#if R1DIST_HAS_SDPA_GQA
+  if (tq == tk || tq == 1) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, tq == tk, scale, true);
+#elif R1DIST_HAS_SDPA
+  const int64_t rep = q.size(1) / k.size(1);
+  if (tq == tk || tq == 1)
+    return at::scaled_dot_product_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), {}, 0.0, tq == tk, scale);
 #endif
-  auto scores = at::matmul(q, k.transpose(2, 3)) * scale;
   // query i (absolute position tk - tq + i) sees keys 0..tk-tq+i
-  auto mask = at::ones({tq, tk}, q.options().dtype(at::kBool)).triu(tk - tq + 1);
-  scores = scores.masked_fill(mask, -std::numeric_limits<double>::infinity());
-  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  return at::matmul(probs, v);
+  auto forbidden = at::ones({tq, tk}, q.options().dtype(at::kBool)).triu(tk - tq + 1);
+  return eager_attention(q, k, v, forbidden, scale);
 }
 
-// Attention with an explicit mask: allowed (B or 1, 1, Tq, Tk) bool, true = may attend.
-// Every query row must allow at least one key.
+// Attention with an explicit mask: allowed (B or 1, 1, Tq, Tk) bool, true = may attend;
+// q (B, Hq, Tq, D), k and v (B, Hkv, Tk, D) as for causal_attention. Every query row must
+// allow at least one key.
 inline at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                    const at::Tensor& allowed, double scale) {
 #if R1DIST_HAS_SDPA
-  return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, scale);
+  // Repeated keys: the kernels that take grouped heads take no mask (the math form would run).
+  const int64_t rep = q.size(1) / k.size(1);
+  return at::scaled_dot_product_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), allowed, 0.0, false, scale);
 #else
-  auto scores = at::matmul(q, k.transpose(2, 3)) * scale;
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
-  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  return at::matmul(probs, v);
+  return eager_attention(q, k, v, allowed.logical_not(), scale);
 #endif
 }
 
