@@ -111,39 +111,34 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.slice(-1, h), x.slice(-1, 0, h)}, -1);
 }
 
-// (B, n_kv, T, D) -> (B, n_kv * rep, T, D): query head h reads kv head h / rep.
-at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
-  if (rep == 1) return x;
-  const auto b = x.size(0), n = x.size(1), t = x.size(2), d = x.size(3);
-  return x.unsqueeze(2).expand({b, n, rep, t, d}).reshape({b, n * rep, t, d});
-}
-
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwen2Layer& l, const at::Tensor& x,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwen2Layer& l, const at::Tensor& h,
                                                                        const at::Tensor& cos,
                                                                        const at::Tensor& sin) const {
-  const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
+  const int64_t b = h.size(0), t = h.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   if (fused_) {
     // RoPE on the projections' own (B, T, heads, D) layout; the transposes are views.
-    auto q = fused::rope(l.q.forward(x).view({b, t, nh, d}), cos, sin).transpose(1, 2);
-    auto k = fused::rope(l.k.forward(x).view({b, t, nkv, d}), cos, sin).transpose(1, 2);
-    return {q, k, l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2)};
+    auto qkv = LoraLinear::forward_normed({&l.q, &l.k, &l.v}, h, l.input_norm, cfg_.rms_norm_eps);
+    auto q = fused::rope(qkv[0].view({b, t, nh, d}), cos, sin).transpose(1, 2);
+    auto k = fused::rope(qkv[1].view({b, t, nkv, d}), cos, sin).transpose(1, 2);
+    return {q, k, qkv[2].view({b, t, nkv, d}).transpose(1, 2)};
   }
+  const auto x = rms_norm(h, l.input_norm);
   auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
   auto k = l.k.forward(x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
   auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
   return {q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v};
 }
 
-at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
+at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& h, const at::Tensor& cos,
                                  const at::Tensor& sin, KVCache* cache, int layer,
                                  const at::Tensor& allowed_in, const PackedRows* packed) const {
-  const int64_t b = x.size(0), t = x.size(1), d = cfg_.head_dim;
+  const int64_t b = h.size(0), t = h.size(1), d = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   const double scale = 1.0 / std::sqrt(double(d));
-  auto [q, k, v] = project_qkv(l, x, cos, sin);
+  auto [q, k, v] = project_qkv(l, h, cos, sin);
   at::Tensor allowed = allowed_in;
   if (packed) {
     check(!cache && b == 1, "Qwen2Model: packed rows are one (1, T) sequence without a cache");
@@ -176,10 +171,8 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& x, const
     cache->k[layer] = k;
     cache->v[layer] = v;
   }
-  const int64_t rep = nh / nkv;
-  auto out = allowed.defined()
-                 ? compat::masked_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), allowed, scale)
-                 : compat::causal_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), scale);  // (B, nh, T, D)
+  auto out = allowed.defined() ? compat::masked_attention(q, k, v, allowed, scale)
+                               : compat::causal_attention(q, k, v, scale);  // (B, nh, T, D)
   return l.o.forward(out.transpose(1, 2).reshape({b, t, nh * d}));
 }
 
@@ -213,8 +206,12 @@ PackedRows packed_rows(const std::vector<int64_t>& row_lengths, at::Device devic
   return p;
 }
 
-at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& x) const {
-  if (fused_) return l.down.forward_swiglu(l.gate.forward(x), l.up.forward(x));
+at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& h) const {
+  if (fused_) {
+    auto gate_up = LoraLinear::forward_normed({&l.gate, &l.up}, h, l.post_norm, cfg_.rms_norm_eps);
+    return l.down.forward_swiglu(gate_up[0], gate_up[1]);
+  }
+  const auto x = rms_norm(h, l.post_norm);
   return l.down.forward(at::silu(l.gate.forward(x)) * l.up.forward(x));
 }
 
@@ -250,8 +247,8 @@ at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, cons
   auto h = at::embedding(embed_, ids.to(device_, at::kLong));
   for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
     const auto& l = layers_[i];
-    h = h + attention(l, rms_norm(h, l.input_norm), cos, sin, cache, i, allowed);
-    h = h + mlp(l, rms_norm(h, l.post_norm));
+    h = h + attention(l, h, cos, sin, cache, i, allowed);
+    h = h + mlp(l, h);
   }
   if (cache) cache->length += t;
   return rms_norm(h, final_norm_);
@@ -273,7 +270,7 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   auto h = at::embedding(embed_, ids);
   for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
     const auto& l = layers_[size_t(i)];
-    auto [q, k, v] = project_qkv(l, rms_norm(h, l.input_norm), cos, sin);
+    auto [q, k, v] = project_qkv(l, h, cos, sin);
     cache.k[size_t(i)].index_copy_(2, slots.column, k);
     cache.v[size_t(i)].index_copy_(2, slots.column, v);
     // The rep query heads of a group become rep query rows over the group's keys.
@@ -281,7 +278,7 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
     auto out = compat::masked_attention(qg, cache.k[size_t(i)].narrow(2, 0, span),
                                         cache.v[size_t(i)].narrow(2, 0, span), allowed, scale);  // (B, nkv, rep, D)
     h = h + l.o.forward(out.reshape({b, 1, nh * d}));
-    h = h + mlp(l, rms_norm(h, l.post_norm));
+    h = h + mlp(l, h);
   }
   slots.positions.add_(1);
   slots.column.add_(1);

@@ -12,8 +12,8 @@ namespace r1dist {
 at::Tensor Qwen2Model::layer_forward(int i, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
                                      const PackedRows* packed) const {
   const auto& l = layers_.at(static_cast<size_t>(i));
-  auto x = h + attention(l, rms_norm(h, l.input_norm), cos, sin, nullptr, i, {}, packed);
-  return x + mlp(l, rms_norm(x, l.post_norm));
+  auto x = h + attention(l, h, cos, sin, nullptr, i, {}, packed);
+  return x + mlp(l, x);
 }
 
 namespace {

@@ -67,18 +67,24 @@ LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::T
   return v;
 }
 
-// Gradients of lora_values for output gradient g: (gx, gA, gB); gx only when asked.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::Tensor& g,
-                                                          const at::Tensor& xd, const at::Tensor& xa,
-                                                          const at::Tensor& A, const at::Tensor& B,
-                                                          const at::Tensor& mask, bool need_gx) {
+// Gradients of lora_values for output gradient g: (gA, gB), and with gx the input gradient:
+// *gx undefined becomes it; a defined *gx (a contiguous buffer of the caller's own) gets it
+// added, so that projections of one input sum their input gradients in one buffer.
+std::pair<at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::Tensor& g, const at::Tensor& xd,
+                                             const at::Tensor& xa, const at::Tensor& A, const at::Tensor& B,
+                                             const at::Tensor& mask, at::Tensor* gx) {
   const bool lora = A.numel() > 0;
   const auto dt = g.scalar_type();
-  at::Tensor gx, gA, gB, gxa;
+  at::Tensor gA, gB, gxa;
   if (lora) gxa = at::matmul(g, B.to(dt)) * layer->scaling;      // (.., r)
-  if (need_gx) {
-    gx = at::matmul(g, layer->base_weight(dt));                  // re-dequantised, transient
-    if (lora) gx = mask.numel() > 0 ? gx + at::matmul(gxa, A.to(dt)) * mask : add_product(gx, gxa, A.to(dt).t(), 1.0);
+  if (gx) {
+    const auto w = layer->base_weight(dt);                       // re-dequantised, transient
+    if (!gx->defined()) *gx = at::matmul(g, w);
+    else gx->view({-1, gx->size(-1)}).addmm_(g.reshape({-1, g.size(-1)}), w);
+    if (lora) {
+      if (mask.numel() > 0) gx->add_(at::matmul(gxa, A.to(dt)) * mask);
+      else *gx = add_product(*gx, gxa, A.to(dt).t(), 1.0);
+    }
   }
   if (lora) {
     const int64_t r = A.size(0);
@@ -86,7 +92,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lora_grads(const LoraLinear* laye
     gB = at::matmul(g2.t(), xa.reshape({-1, r})).to(B.scalar_type()) * layer->scaling;  // (out, r)
     gA = at::matmul(gxa.reshape({-1, r}).t(), xd.reshape({-1, xd.size(-1)})).to(A.scalar_type());  // (r, in)
   }
-  return {gx, gA, gB};
+  return {gA, gB};
 }
 
 // Inputs: x (.., in), A (r, in) fp32, B (out, r) fp32, dropout mask (.., in). An absent
@@ -105,7 +111,8 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto* layer = reinterpret_cast<const LoraLinear*>(ctx->saved_data["layer"].toInt());
     auto s = ctx->get_saved_variables();
-    auto [gx, gA, gB] = lora_grads(layer, grads[0], s[0], s[1], s[2], s[3], s[4], ctx->needs_input_grad(0));
+    at::Tensor gx;
+    auto [gA, gB] = lora_grads(layer, grads[0], s[0], s[1], s[2], s[3], s[4], ctx->needs_input_grad(0) ? &gx : nullptr);
     return {gx, gA, gB, at::Tensor(), at::Tensor()};
   }
 };
@@ -131,9 +138,59 @@ struct SwigluLoraFunction : public torch::autograd::Function<SwigluLoraFunction>
       const auto p = fused::swiglu_values(gate, up);
       xd = mask.numel() > 0 ? p * mask : p;
     }
-    auto [gp, gA, gB] = lora_grads(layer, grads[0], xd, xa, A, B, mask, true);
+    at::Tensor gp;
+    auto [gA, gB] = lora_grads(layer, grads[0], xd, xa, A, B, mask, &gp);
     auto [dgate, dup] = fused::swiglu_grads(gp.contiguous(), gate, up);
     return {dgate, dup, gA, gB, at::Tensor(), at::Tensor()};
+  }
+};
+
+// The projections of n = rms_norm(x, w) (LoraLinear::forward_normed). Inputs: x, then per
+// projection {A, B, dropout mask} (empty tensors where absent), then the frozen norm weight.
+// The forward keeps x and the norm's rstd, not n: the backward rebuilds n with the norm's
+// forward (the same values bit for bit), runs each projection's backward on it, summing
+// their input gradients into one buffer, and then the norm's backward once.
+struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList adapters,
+                               const at::Tensor& w, double eps, const std::vector<const LoraLinear*>& layers) {
+    const auto n = fused::rms_norm_values(x, w, eps).first;
+    variable_list ys, saved{x, w};
+    std::vector<int64_t> pointers;
+    for (size_t j = 0; j < layers.size(); ++j) {
+      const auto &A = adapters[3 * j], &B = adapters[3 * j + 1], &mask = adapters[3 * j + 2];
+      auto v = lora_values(layers[j], n, A, B, mask);
+      ys.push_back(v.y);
+      saved.insert(saved.end(), {v.xa, A, B, mask});
+      pointers.push_back(reinterpret_cast<int64_t>(layers[j]));
+    }
+    ctx->saved_data["layers"] = pointers;
+    ctx->saved_data["eps"] = eps;
+    ctx->save_for_backward(saved);
+    return ys;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    const auto &x = s[0], &w = s[1];
+    const auto pointers = ctx->saved_data["layers"].toIntVector();
+    auto [n, rstd] = fused::rms_norm_values(x, w, ctx->saved_data["eps"].toDouble());
+    const bool need_gx = ctx->needs_input_grad(0);
+    variable_list out{at::Tensor()};
+    at::Tensor gn;
+    for (size_t j = 0; j < pointers.size(); ++j) {
+      const auto* layer = reinterpret_cast<const LoraLinear*>(pointers[j]);
+      const auto &xa = s[2 + 4 * j], &A = s[3 + 4 * j], &B = s[4 + 4 * j], &mask = s[5 + 4 * j];
+      at::Tensor gA, gB;
+      if (grads[j].defined()) {
+        const auto xd = A.numel() > 0 && mask.numel() > 0 ? n * mask : n;
+        std::tie(gA, gB) = lora_grads(layer, grads[j], xd, xa, A, B, mask, need_gx ? &gn : nullptr);
+      }
+      out.insert(out.end(), {gA, gB, at::Tensor()});
+    }
+    n = at::Tensor();  // freed before the norm's backward
+    if (need_gx && gn.defined()) out[0] = fused::rms_norm_grads(gn, x, w, rstd);
+    out.insert(out.end(), {at::Tensor(), at::Tensor(), at::Tensor()});  // w, eps, layers
+    return out;
   }
 };
 
@@ -162,6 +219,36 @@ at::Tensor LoraLinear::forward(const at::Tensor& x) const {
   }
   const at::Tensor mask = lora && dropout > 0 ? dropout_mask(x, dropout) : none;
   return QLoraFunction::apply(x, lora ? lora_A : none, lora ? lora_B : none, mask, this);
+}
+
+std::vector<at::Tensor> LoraLinear::forward_normed(const std::vector<const LoraLinear*>& projections,
+                                                  const at::Tensor& x_in, const at::Tensor& norm_weight, double eps) {
+  check(!projections.empty(), "LoraLinear::forward_normed: no projections");
+  check(x_in.dim() >= 1 && norm_weight.dim() == 1 && norm_weight.size(0) == x_in.size(-1),
+        "LoraLinear::forward_normed: the norm weight must be (hidden) for x (..., hidden)");
+  check(!norm_weight.requires_grad(), "LoraLinear::forward_normed: the norm weight must be frozen");
+  bool lora = false;
+  for (const auto* p : projections) lora = lora || (p->has_adapter() && p->adapter_enabled);
+  std::vector<at::Tensor> ys;
+  if (!(at::GradMode::is_enabled() && (x_in.requires_grad() || lora))) {
+    const auto n = fused::rms_norm(x_in, norm_weight, eps);
+    for (const auto* p : projections) ys.push_back(p->forward(n));
+    return ys;
+  }
+  const auto x = x_in.contiguous();
+  const auto w = norm_weight.to(x.scalar_type()).contiguous();
+  // The masks in the order, shape and dtype forward() draws them: a checkpointed layer's
+  // first forward (no graph, one forward() per projection) and its recomputation here
+  // must drop the same inputs.
+  const auto none = at::empty({0}, x.options());
+  std::vector<at::Tensor> adapters;
+  for (const auto* p : projections) {
+    const bool on = p->has_adapter() && p->adapter_enabled;
+    adapters.push_back(on ? p->lora_A : none);
+    adapters.push_back(on ? p->lora_B : none);
+    adapters.push_back(on && p->dropout > 0 ? dropout_mask(x, p->dropout) : none);
+  }
+  return NormedLoraFunction::apply(x, at::TensorList(adapters), w, eps, projections);
 }
 
 at::Tensor LoraLinear::forward_swiglu(const at::Tensor& gate, const at::Tensor& up) const {

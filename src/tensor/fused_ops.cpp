@@ -37,10 +37,12 @@ bool on_kernels(const at::Tensor& x) { return kernels_available(x.device()); }
 
 bool needs_graph(const at::Tensor& x) { return at::GradMode::is_enabled() && x.requires_grad(); }
 
+}  // namespace
+
 // ---- RMSNorm: n = x * r, r = rsqrt(mean(x^2) + eps) in fp32; y = w * n.to(dtype).
 // dx = r * (g - n * mean(g * n)) with g = dy * w (the cast is straight-through).
 
-std::pair<at::Tensor, at::Tensor> rms_forward(const at::Tensor& x, const at::Tensor& w, double eps) {
+std::pair<at::Tensor, at::Tensor> rms_norm_values(const at::Tensor& x, const at::Tensor& w, double eps) {
 #ifdef R1DIST_WITH_CUDA
   if (on_kernels(x)) return cuda::rms_norm_forward(x, w, eps);
 #endif
@@ -50,7 +52,7 @@ std::pair<at::Tensor, at::Tensor> rms_forward(const at::Tensor& x, const at::Ten
   return {y, r.reshape({-1})};
 }
 
-at::Tensor rms_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd) {
+at::Tensor rms_norm_grads(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd) {
 #ifdef R1DIST_WITH_CUDA
   if (on_kernels(x)) return cuda::rms_norm_backward(dy, x, w, rstd);
 #endif
@@ -62,15 +64,17 @@ at::Tensor rms_backward(const at::Tensor& dy, const at::Tensor& x, const at::Ten
   return (r * (g - n * mean_gn)).to(x.scalar_type()).view(x.sizes());
 }
 
+namespace {
+
 struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, double eps) {
-    auto [y, rstd] = rms_forward(x, w, eps);
+    auto [y, rstd] = rms_norm_values(x, w, eps);
     ctx->save_for_backward({x, w, rstd});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    return {rms_backward(grads[0].contiguous(), s[0], s[1], s[2]), at::Tensor(), at::Tensor()};
+    return {rms_norm_grads(grads[0].contiguous(), s[0], s[1], s[2]), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -157,7 +161,7 @@ at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& w_in, double eps) 
   const auto x = x_in.contiguous();
   const auto w = w_in.to(x.scalar_type()).contiguous();
   check_same(x, w, "rms_norm");
-  if (!needs_graph(x)) return rms_forward(x, w, eps).first;
+  if (!needs_graph(x)) return rms_norm_values(x, w, eps).first;
   return RmsNormFunction::apply(x, w, eps);
 }
 

@@ -12,6 +12,8 @@
 
 #include "r1dist/peft/lora_linear.h"
 #include "r1dist/model/qwen2.h"
+#include "r1dist/tensor/fused_ops.h"
+#include "r1dist/base/error.h"
 #include "support/temp.h"
 #include "support/tensors.h"
 
@@ -82,6 +84,48 @@ TEST(Lora, TheSwigluProjectionRecomputesItsInputAndMatchesThePlainOne) {
     for (size_t i = 0; i < got.size(); ++i)
       test::max_rel_err(got[i], want[i], 1e-5, std::string("dropout ") + std::to_string(p) + ": " + names[i]);
   }
+}
+
+// Projections of one RMSNorm's output without the kept output (q/k/v, gate/up): values and
+// every gradient equal each projection's forward on the norm, with and without dropout (the
+// same masks drawn), and with a projection that has no adapter.
+TEST(Lora, NormedProjectionsRebuildTheNormAndMatchThePlainOnes) {
+  for (double p : {0.0, 0.3}) {
+    auto a = make_layer(at::kFloat), b = make_layer(at::kFloat, 2), c = make_layer(at::kFloat);
+    c.lora_A = at::Tensor(), c.lora_B = at::Tensor();
+    a.dropout = b.dropout = p;
+    const auto x0 = at::randn({3, 7, 128}) * 3.0, w = at::rand({128}) + 0.5;
+    const auto dy = at::randn({3, 3, 7, 48});
+    auto run = [&](bool normed) {
+      auto x = x0.clone().requires_grad_(true);
+      for (auto* l : {&a, &b}) l->lora_A.mutable_grad() = l->lora_B.mutable_grad() = at::Tensor();
+      at::manual_seed(11);
+      std::vector<at::Tensor> ys;
+      if (normed) {
+        ys = LoraLinear::forward_normed({&a, &b, &c}, x, w, 1e-6);
+      } else {
+        const auto n = fused::rms_norm(x, w, 1e-6);
+        ys = {a.forward(n), b.forward(n), c.forward(n)};
+      }
+      auto y = at::stack(ys);
+      (y * dy).sum().backward();
+      return std::vector<at::Tensor>{y.detach(), x.grad(), a.lora_A.grad().clone(), a.lora_B.grad().clone(),
+                                     b.lora_A.grad().clone(), b.lora_B.grad().clone()};
+    };
+    const auto got = run(true), want = run(false);
+    const char* names[] = {"y", "grad x", "grad A (a)", "grad B (a)", "grad A (b)", "grad B (b)"};
+    for (size_t i = 0; i < got.size(); ++i)
+      test::max_rel_err(got[i], want[i], 1e-5, std::string("dropout ") + std::to_string(p) + ": " + names[i]);
+    // Without an input gradient (the first layer's input comes from the frozen embedding).
+    for (auto* l : {&a, &b}) l->lora_A.mutable_grad() = l->lora_B.mutable_grad() = at::Tensor();
+    at::manual_seed(11);
+    (at::stack(LoraLinear::forward_normed({&a, &b, &c}, x0, w, 1e-6)) * dy).sum().backward();
+    test::max_rel_err(a.lora_A.grad(), want[2], 1e-5, "grad A (a) without an input gradient");
+    test::max_rel_err(b.lora_B.grad(), want[5], 1e-5, "grad B (b) without an input gradient");
+  }
+  auto l = make_layer(at::kFloat);
+  EXPECT_THROW(LoraLinear::forward_normed({}, at::randn({2, 128}), at::ones({128}), 1e-6), Error);
+  EXPECT_THROW(LoraLinear::forward_normed({&l}, at::randn({2, 128}), at::ones({64}), 1e-6), Error);
 }
 
 TEST(Lora, GradientsMatchFiniteDifferences) {

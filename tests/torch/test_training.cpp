@@ -112,10 +112,15 @@ TEST(LayerCheckpointing, RecomputedLayersGiveTheSameGradients) {
 }
 
 TEST(LayerCheckpointing, DropoutMasksAreReplayedInTheRecomputation) {
-  auto m = small_model(0.3, "none");
-  auto ids = at::randint(0, 300, {2, 11});
-  const auto plain = grads(m, ids, false), ckpt = grads(m, ids, true);
-  max_rel_err(ckpt, plain, 1e-6, "gradients with LoRA dropout 0.3");
+  // Both layer forms: the fused one draws the q/k/v and gate/up masks inside
+  // LoraLinear::forward_normed in the recomputation and in forward() in the first pass.
+  for (bool fused : {false, true}) {
+    auto m = small_model(0.3, "none");
+    m.set_fused(fused);
+    auto ids = at::randint(0, 300, {2, 11});
+    const auto plain = grads(m, ids, false), ckpt = grads(m, ids, true);
+    max_rel_err(ckpt, plain, 1e-6, std::string("gradients with LoRA dropout 0.3, fused ") + (fused ? "on" : "off"));
+  }
 }
 
 TEST(Drift, KlIsZeroForTheBaseAndPositiveOnceAdaptersChange) {

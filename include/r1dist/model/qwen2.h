@@ -128,15 +128,19 @@ class Qwen2Model {
  private:
   Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
-  // (B, T, hidden) -> q (B, nh, T, D), k and v (B, nkv, T, D), RoPE applied to q and k.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& x,
+  // The layer's input h (B, T, hidden) -> q (B, nh, T, D), k and v (B, nkv, T, D) of
+  // input_norm(h), RoPE applied to q and k. Fused: the norm's output is not kept for the
+  // backward (LoraLinear::forward_normed), nor is the MLP's (mlp).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& h,
                                                              const at::Tensor& cos, const at::Tensor& sin) const;
   // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
   // packed: rows packed in a (1, T) x (no cache), attention within each row.
-  at::Tensor attention(const Qwen2Layer& l, const at::Tensor& x, const at::Tensor& cos,
+  // attention(input_norm(h)), without the residual.
+  at::Tensor attention(const Qwen2Layer& l, const at::Tensor& h, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer,
                        const at::Tensor& allowed = {}, const PackedRows* packed = nullptr) const;
-  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& x) const;
+  // mlp(post_attention_norm(h)), without the residual.
+  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& h) const;
 
   Qwen2Config cfg_;
   at::ScalarType dtype_;

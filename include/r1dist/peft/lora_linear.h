@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "r1dist/quant/nf4.h"
 
@@ -46,6 +47,13 @@ class LoraLinear {
   // product for the backward: it is recomputed there from gate and up (tensor/fused_ops.h),
   // which the SwiGLU backward keeps anyway. Same values and gradients, one activation less.
   at::Tensor forward_swiglu(const at::Tensor& gate, const at::Tensor& up) const;
+  // p->forward(fused::rms_norm(x, norm_weight, eps)) for each of `projections` (q/k/v of
+  // attention, gate/up of the MLP), without keeping the norm's output for the backward: the
+  // backward rebuilds it once from x (which the norm's backward keeps anyway) for all of
+  // them and sums their input gradients in one buffer. Same values and gradients (up to the
+  // order of that sum), one hidden-wide activation less per norm. norm_weight is frozen.
+  static std::vector<at::Tensor> forward_normed(const std::vector<const LoraLinear*>& projections,
+                                                const at::Tensor& x, const at::Tensor& norm_weight, double eps);
   // While one exists on this thread, forwards without a graph still apply LoRA dropout
   // (drawing the same masks as with a graph): the no-grad forward of a checkpointed layer
   // must match its recomputation. Without one, no-grad forwards (evaluation) never drop.

@@ -28,6 +28,14 @@ bool on_by_default(const at::Device& device);
 // x (..., H) contiguous, w (H) in x's dtype.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);
 
+// The same norm and its input gradient without autograd, for functions that rebuild the
+// norm's output in their own backward instead of keeping it (LoraLinear::forward_normed).
+// x contiguous, w (H) in x's dtype. rms_norm_values returns (y, rstd), rstd fp32 per row;
+// rms_norm_grads returns dx for the output's gradient dy. The values are a function of x
+// and w only: a second call gives the first call's y bit for bit.
+std::pair<at::Tensor, at::Tensor> rms_norm_values(const at::Tensor& x, const at::Tensor& w, double eps);
+at::Tensor rms_norm_grads(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd);
+
 // Rotary embedding, HF's rotate_half convention: x * cos + rotate_half(x) * sin, for x
 // (B, T, heads, D) contiguous (the projection's own layout, before the heads are transposed)
 // and cos, sin (1 or B, T, D) as rope_tables gives them.
