@@ -25,7 +25,7 @@ std::string number(double v) {
 
 std::string MemoryEstimate::describe() const {
   return gb(total()) + " GB (base weights " + gb(weights) + ", adapters + AdamW " + gb(adapters) + ", activations " +
-         gb(activations) + ", logits " + gb(logits) + ")";
+         gb(activations) + ", workspace " + gb(workspace) + ")";
 }
 
 namespace {
@@ -46,19 +46,29 @@ MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, LayerPa
   est.adapters = double(lora_param_count(m, cfg.lora.r, cfg.lora.targets)) * 4.0 * 4.0;
   const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
   // One layer's saved tensors on the fused path (tensor/fused_ops.h; the CUDA default): the
-  // inputs and outputs of both norms, q/k/v after RoPE, the attention output and o_proj's
-  // input, gate and up (the SwiGLU product is recomputed), and what the allocator holds
-  // beside them: about 8.4 hidden-wide and 2 intermediate-wide per token, fitted to the
-  // peaks measured on an H200 for the 1.5B, 7B and 14B presets (test_memory_estimate.cpp),
-  // rounded up to 8.5. The plain ATen forms also keep fp32 and activation temporaries:
-  // about 10 hidden-wide and 3 intermediate-wide (above the 14B v6 peak measured with them).
-  const double one_layer = path == LayerPath::fused ? tokens * (8.5 * h + 2.0 * inter) * e
+  // layer's input and the attention's residual sum (which the norms' backward needs; their
+  // outputs are rebuilt, LoraLinear::forward_normed), q, k and v after RoPE (grouped: k and
+  // v are kv-wide), the attention output (also o_proj's input), gate and up (the SwiGLU
+  // product is recomputed): 4 hidden-wide, 2 kv-wide and 2 intermediate-wide per token, and
+  // 4% for what the allocator holds beside them (fitted to the peaks measured on an H200 for
+  // the 1.5B, 7B and 14B presets: test_memory_estimate.cpp). The plain ATen forms also keep
+  // the norms' outputs, fp32 and activation temporaries: about 10 hidden-wide and 3
+  // intermediate-wide (above the 14B v6 peak measured with them).
+  const double kv = double(m.kv_dim());
+  const double one_layer = path == LayerPath::fused ? tokens * (4.0 * h + 2.0 * kv + 2.0 * inter) * e * 1.04
                                                     : tokens * (10.0 * h + 3.0 * inter) * e;
   // Layer checkpointing keeps each recomputed layer's input plus one layer being recomputed;
   // train.keep_layers of them keep everything instead.
   const double kept = double(kept_layers);
   est.activations = (layers - kept) * tokens * h * e + kept * one_layer + (kept < layers ? one_layer : 0.0);
-  est.logits = std::min(tokens, double(kLossChunkTokens)) * vocab * (e + 4.0 + 4.0);
+  // Beside the kept activations, at one time either the loss (one chunk's logits in fp32 and
+  // the log-sum-exp's fp32 buffer; model/lm_loss.h) or one layer's backward: the gradients of
+  // gate, up and their product plus one more intermediate-wide and two hidden-wide buffers,
+  // and one dequantised MLP weight (fitted to the 7B 8192 x 1 and the 14B 8192 x 2 peaks
+  // measured with layer checkpointing, where it is larger than the loss chunk).
+  const double loss = std::min(tokens, double(kLossChunkTokens)) * vocab * (4.0 + 4.0);
+  const double layer_backward = tokens * (2.0 * h + 4.0 * inter) * e + inter * h * e;
+  est.workspace = std::max(loss, layer_backward);
   est.kept_layers = kept_layers;
   return est;
 }

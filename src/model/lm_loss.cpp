@@ -59,8 +59,9 @@ struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
     auto grad_flat = at::empty({n, hidden.size(2)}, hidden.options());
     for (int64_t i = 0; i < n; i += chunk) {
       const int64_t c = std::min(chunk, n - i);
-      const auto logits = at::linear(s.h.narrow(0, i, c), weight).to(at::kFloat);
-      auto d = at::softmax(logits, 1);
+      // softmax in place of the fp32 logits: one (c, V) fp32 buffer, not two.
+      auto d = at::linear(s.h.narrow(0, i, c), weight).to(at::kFloat);
+      d.sub_(at::logsumexp(d, {1}, /*keepdim=*/true)).exp_();
       const auto tgt = s.target.narrow(0, i, c).unsqueeze(1);
       d.scatter_add_(1, tgt, at::full({c, 1}, -1.0, d.options()));
       d.mul_((s.valid.narrow(0, i, c) * g).unsqueeze(1));

@@ -21,12 +21,14 @@ Config v6_rank() {
 TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
   const auto est = estimate_training_memory(m, v6_rank());
-  EXPECT_NEAR(est.total() / 1e9, 27.6, 0.1) << est.describe();
-  // Measured on one H200 with the plain ATen layer (before the fused kernels): 26.5 GB peak
-  // (docs/PERFORMANCE.md); the plain path's estimate stays above it.
+  EXPECT_NEAR(est.total() / 1e9, 23.1, 0.1) << est.describe();
+  // Measured on one H200 (`r1dist bench train --preset r1-distill-qwen-14b --seq 8192
+  // --micro-batch 2 --checkpointing layer`, 2026-12-01): 23.0 GB peak with the fused layer,
+  // 23.4 GB with the plain ATen one (R1DIST_FUSED=0); each estimate stays above its peak.
+  EXPECT_GE(est.total() / 1e9, 23.0);
   const auto plain = estimate_training_memory(m, v6_rank(), LayerPath::plain);
-  EXPECT_NEAR(plain.total() / 1e9, 28.3, 0.1) << plain.describe();
-  EXPECT_GT(plain.total() / 1e9, 26.5);
+  EXPECT_NEAR(plain.total() / 1e9, 24.4, 0.1) << plain.describe();
+  EXPECT_GE(plain.total() / 1e9, 23.4);
   // Without recomputation the plain path keeps far more per layer.
   auto none = v6_rank();
   none.train.checkpointing = Checkpointing::none;
@@ -35,7 +37,8 @@ TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
 }
 
 // Peaks measured on one H200 by `r1dist bench train` (seq 8192, micro-batch 1, NF4, bf16,
-// fused kernels; tools/gpu/bench_train.sh, docs/PERFORMANCE.md, 2026-12-01): the estimate
+// fused kernels; tools/gpu/bench_train.sh, docs/PERFORMANCE.md, 2026-12-01, after grouped-query
+// attention, the rebuilt norm outputs and the 1,024-token loss chunk): the estimate
 // is at or above each, and not more than 12% above.
 TEST(MemoryEstimate, TracksThePeaksMeasuredOnAnH200) {
   struct Measured {
@@ -43,12 +46,12 @@ TEST(MemoryEstimate, TracksThePeaksMeasuredOnAnH200) {
     Checkpointing ckpt;
     double peak_gb;
   };
-  for (const auto& m : {Measured{"r1-distill-qwen-1.5b", Checkpointing::layer, 9.1},
-                        Measured{"r1-distill-qwen-1.5b", Checkpointing::none, 22.2},
-                        Measured{"r1-distill-qwen-7b", Checkpointing::layer, 14.5},
-                        Measured{"r1-distill-qwen-7b", Checkpointing::none, 43.4},
-                        Measured{"r1-distill-qwen-14b", Checkpointing::layer, 21.8},
-                        Measured{"r1-distill-qwen-14b", Checkpointing::none, 71.8}}) {
+  for (const auto& m : {Measured{"r1-distill-qwen-1.5b", Checkpointing::layer, 4.1},
+                        Measured{"r1-distill-qwen-1.5b", Checkpointing::none, 14.7},
+                        Measured{"r1-distill-qwen-7b", Checkpointing::layer, 10.2},
+                        Measured{"r1-distill-qwen-7b", Checkpointing::none, 32.3},
+                        Measured{"r1-distill-qwen-14b", Checkpointing::layer, 17.1},
+                        Measured{"r1-distill-qwen-14b", Checkpointing::none, 52.4}}) {
     Config c;
     c.train.micro_batch = 1;
     c.data.max_seq_len = 8192;
@@ -67,7 +70,7 @@ TEST(MemoryEstimate, KeptLayersMoveTheEstimateFromCheckpointedToPlain) {
   const double ckpt = estimate_training_memory(m, c).activations;
   c.train.checkpointing = Checkpointing::none;
   const double plain = estimate_training_memory(m, c).activations;
-  EXPECT_GT(plain, 10 * ckpt);
+  EXPECT_GT(plain, 5 * ckpt);
   c.train.checkpointing = Checkpointing::layer;
   double last = ckpt;
   for (int64_t keep : {1, 8, 24, 47}) {

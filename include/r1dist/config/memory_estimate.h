@@ -12,17 +12,20 @@
 namespace r1dist {
 
 // Tokens per chunk of the trainer's lm_head + cross-entropy (model/lm_loss.h): the logits
-// of at most this many tokens exist at once.
-constexpr int64_t kLossChunkTokens = 4096;
+// of at most this many tokens exist at once. The loss runs while every kept activation is
+// still held, so its chunk adds to the step's peak: 1024 x 151,936 fp32 logits are 0.6 GB
+// (4096 were 2.5 GB, and their softmax as much again). 1024 rows still make the lm_head
+// GEMM large (M 1024, N 151,936): issue 15 measured the loss at 2.6% of a 14B step with 4096.
+constexpr int64_t kLossChunkTokens = 1024;
 
 struct MemoryEstimate {
   double weights = 0;      // the frozen base (NF4 codes + scales, or dense), embeddings, lm_head
   double adapters = 0;     // LoRA parameters, their gradients and both AdamW moments (fp32)
   double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
-  double logits = 0;       // one loss chunk's logits, their fp32 copy and gradient
+  double workspace = 0;    // the larger of one loss chunk's fp32 logits + softmax and one layer's backward buffers
   int64_t kept_layers = 0; // layers that keep their activations (all without layer checkpointing)
-  double total() const { return weights + adapters + activations + logits; }
-  // "47.5 GB (base weights 10.5, adapters + AdamW 1.1, activations 11.0, logits 24.9)"
+  double total() const { return weights + adapters + activations + workspace; }
+  // "24.2 GB (base weights 9.9, adapters + AdamW 1.1, activations 11.4, workspace 1.8)"
   std::string describe() const;
 };
 
