@@ -147,9 +147,9 @@ struct SwigluLoraFunction : public torch::autograd::Function<SwigluLoraFunction>
 
 // The projections of n = rms_norm(x, w) (LoraLinear::forward_normed). Inputs: x, then per
 // projection {A, B, dropout mask} (empty tensors where absent), then the frozen norm weight.
-// The forward keeps x and the norm's rstd, not n: the backward rebuilds n with the norm's
-// forward (the same values bit for bit), runs each projection's backward on it, summing
-// their input gradients into one buffer, and then the norm's backward once.
+// The forward keeps x, not n: the backward runs the norm's forward again (n and rstd, the
+// same values bit for bit), each projection's backward on n, summing their input gradients
+// into one buffer, and then the norm's backward once.
 struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList adapters,
                                const at::Tensor& w, double eps, const std::vector<const LoraLinear*>& layers) {
