@@ -51,6 +51,9 @@ struct LoraValues {
   at::Tensor y, xd, xa;
 };
 
+// The adapter's input: x through the dropout mask (an empty mask: no dropout).
+at::Tensor dropped(const at::Tensor& x, const at::Tensor& mask) { return mask.numel() > 0 ? x * mask : x; }
+
 LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B,
                        const at::Tensor& mask) {
   const auto dt = x.scalar_type();
@@ -60,7 +63,7 @@ LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::T
     v.y = at::linear(x, w, bias_as(layer->bias, dt));
   }
   if (A.numel() > 0) {
-    v.xd = mask.numel() > 0 ? x * mask : x;
+    v.xd = dropped(x, mask);
     v.xa = at::linear(v.xd, A.to(dt));                               // (.., r)
     v.y = add_product(v.y, v.xa, B.to(dt), layer->scaling);
   }
@@ -133,11 +136,7 @@ struct SwigluLoraFunction : public torch::autograd::Function<SwigluLoraFunction>
     const auto* layer = reinterpret_cast<const LoraLinear*>(ctx->saved_data["layer"].toInt());
     auto s = ctx->get_saved_variables();
     const auto &gate = s[0], &up = s[1], &xa = s[2], &A = s[3], &B = s[4], &mask = s[5];
-    at::Tensor xd;
-    if (A.numel() > 0) {
-      const auto p = fused::swiglu_values(gate, up);
-      xd = mask.numel() > 0 ? p * mask : p;
-    }
+    const auto xd = A.numel() > 0 ? dropped(fused::swiglu_values(gate, up), mask) : at::Tensor();
     at::Tensor gp;
     auto [gA, gB] = lora_grads(layer, grads[0], xd, xa, A, B, mask, &gp);
     auto [dgate, dup] = fused::swiglu_grads(gp.contiguous(), gate, up);
@@ -182,7 +181,7 @@ struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction>
       const auto &xa = s[2 + 4 * j], &A = s[3 + 4 * j], &B = s[4 + 4 * j], &mask = s[5 + 4 * j];
       at::Tensor gA, gB;
       if (grads[j].defined()) {
-        const auto xd = A.numel() > 0 && mask.numel() > 0 ? n * mask : n;
+        const auto xd = dropped(n, mask);  // no mask without an adapter
         std::tie(gA, gB) = lora_grads(layer, grads[j], xd, xa, A, B, mask, need_gx ? &gn : nullptr);
       }
       out.insert(out.end(), {gA, gB, at::Tensor()});
