@@ -19,14 +19,16 @@ std::string mcq_data() { return source_dir() + "/data/sample_mcq_en.jsonl"; }
 TEST(EvalCli, MeasuresTheReferenceRunAgainstItsBase) {
   const auto ref = reference_run();
   TempDir d;
-  // (The fixture's config names the folder it was built in; --set points it at the run.)
-  const std::string sets = " --set output.dir=" + ref.out +
+  // The run's own evaluation writes into its directory (the data cache): a private copy.
+  // (The fixture's config names the folder it was built in; --set points it at the copy.)
+  const std::string run = reference_copy(d);
+  const std::string sets = " --set output.dir=" + run +
                            " --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data() +
                            " --set 'eval.prompts=[\"头晕目眩\",\"What causes anemia?\"]'";
   auto r = run_r1dist("eval --cfg " + ref.out + ".toml" + sets + " --out " + (d / "eval.h5") + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["adapter"], ref.out + "/adapter") << "--cfg picks the run's exported adapter";
+  EXPECT_EQ(j["adapter"], run + "/adapter") << "--cfg picks the run's exported adapter";
   EXPECT_EQ(j["rows"], 4);
   EXPECT_GT(j["loss"].get<double>(), 0);
   // The in-training evaluation at step 10 measured the same rows with the same adapter.
@@ -115,7 +117,7 @@ TEST(ReportCli, ComparesATunedRunWithItsBase) {
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_TRUE(read_eval_group(base + "/metrics.h5").has_value()) << "eval.suite wrote /eval";
   // A copy of the reference run (the shared fixture stays untouched), evaluated.
-  std::filesystem::copy(ref.out, d / "tuned", std::filesystem::copy_options::recursive);
+  copy_tree(ref.out, d / "tuned");
   r = run_r1dist("eval --cfg " + ref.out + ".toml --set output.dir=" + (d / "tuned") + " --adapter " +
                  (d / "tuned/adapter") + " --out " + (d / "tuned/metrics.h5") +
                  " --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data());

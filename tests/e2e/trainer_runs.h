@@ -70,6 +70,15 @@ inline Reference reference_run(bool rebuild = false) {
   return ref;
 }
 
+// A private copy of the reference run's output.dir under `d` (for a test that writes into a
+// run directory: a lock, the data cache, an /eval group); its config stays ref.out + ".toml"
+// with --set output.dir=COPY.
+inline std::string reference_copy(const TempDir& d) {
+  const std::string copy = d / "ref";
+  copy_tree(reference_run().out, copy);
+  return copy;
+}
+
 // Every adapter value of a checkpoint, concatenated in order.
 inline std::vector<float> adapters_of(const CheckpointState& s) {
   std::vector<float> out;
