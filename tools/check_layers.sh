@@ -10,7 +10,7 @@ build=${1:?usage: check_layers.sh BUILD_DIR}
 ninja -C "$build" -t deps | awk '
   /^[^ \t].*: #deps/ {   # every output: objects, and precompiled headers (.gch), which must reset `core`
     obj = $1; sub(/:$/, "", obj)
-    core = (obj ~ /CMakeFiles\/(r1dist_core|r1dist_tokenizer|r1dist_core_tests)\.dir\//)
+    core = (obj ~ /CMakeFiles\/(r1dist_base|r1dist_core|r1dist_tokenizer|r1dist_core_tests)\.dir\//)
     if (core) checked++
     next
   }

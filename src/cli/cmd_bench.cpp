@@ -33,6 +33,7 @@
 #include "r1dist/data/dataset.h"
 #include "r1dist/data/loader.h"
 #include "r1dist/base/fs.h"
+#include "r1dist/base/json.h"
 #include "r1dist/log/log.h"
 #include "r1dist/quant/nf4.h"
 #include "r1dist/model/lm_loss.h"
@@ -125,27 +126,27 @@ int bench_data(const Args& a) {
     for (std::string t; std::getline(ss, t, ',');) threads.push_back(std::stoi(t));
   }
   // The source rows (JSON array or JSONL), written back as one JSON array of K copies.
-  std::ifstream in(src, std::ios::binary);
-  if (!in) throw UsageError("bench data: cannot open " + src);
-  std::stringstream whole;
-  whole << in.rdbuf();
-  std::vector<nlohmann::json> rows;
+  std::stringstream whole(read_file(src));
+  std::vector<Json> rows;
   if (src.size() > 6 && src.compare(src.size() - 6, 6, ".jsonl") == 0) {
-    for (std::string line; std::getline(whole, line);)
-      if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+    int n = 0;
+    for (std::string line; std::getline(whole, line); ++n)
+      if (!line.empty()) rows.push_back(parse_json(line, src + ":" + std::to_string(n + 1)));
   } else {
-    for (auto& row : nlohmann::json::parse(whole.str())) rows.push_back(std::move(row));
+    const Json all = parse_json(whole.str(), src);
+    for (const auto& row : JsonView(all, src).elements()) rows.push_back(row.json());
   }
   char tmpl[] = "/tmp/r1dist_bench_data_XXXXXX";
   if (!mkdtemp(tmpl)) throw Error("bench data: mkdtemp failed");
   const std::string dir = tmpl, file = dir + "/replicated.json";
   {
-    std::ofstream out(file, std::ios::binary);
-    out << "[\n";
+    AtomicFile out(file);
+    out.write("[\n");
     for (int64_t k = 0; k < replicate; ++k)
       for (size_t i = 0; i < rows.size(); ++i)
-        out << rows[i].dump() << (k + 1 == replicate && i + 1 == rows.size() ? "\n" : ",\n");
-    out << "]\n";
+        out.write(rows[i].dump() + (k + 1 == replicate && i + 1 == rows.size() ? "\n" : ",\n"));
+    out.write("]\n");
+    out.commit();
   }
   std::ifstream sized(file, std::ios::binary | std::ios::ate);
   const double mb = double(sized.tellg()) / 1e6;

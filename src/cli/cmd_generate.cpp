@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "r1dist/base/json.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "cli/result_json.h"
@@ -27,13 +28,9 @@ std::vector<std::string> read_prompt_file(const std::string& path) {
   std::string line;
   for (int n = 1; std::getline(f, line); ++n) {
     if (line.empty()) continue;
-    try {
-      auto j = nlohmann::json::parse(line);
-      if (!j.is_string()) throw UsageError(path + ":" + std::to_string(n) + ": a line must be a JSON string");
-      out.push_back(j.get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
-      throw UsageError(path + ":" + std::to_string(n) + ": not a JSON string: " + e.what());
-    }
+    const std::string where = path + ":" + std::to_string(n);
+    const Json j = parse_json(line, where);
+    out.push_back(JsonView(j, where).string());
   }
   if (out.empty()) throw UsageError("generate: " + path + " holds no prompts");
   return out;

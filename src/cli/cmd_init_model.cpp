@@ -2,6 +2,7 @@
 #include <fstream>
 #include <sys/stat.h>
 
+#include "r1dist/base/fs.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
@@ -43,16 +44,12 @@ int cmd_init_model(int argc, char** argv) {
   if (a.has("tokenizer")) {
     const auto from = a.str("tokenizer");
     for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
-      std::ifstream in(from + "/" + name, std::ios::binary);
-      struct stat st {};
-      if (!in) {
-        if (std::string(name) == "tokenizer.json" || ::stat(from.c_str(), &st) != 0)
+      if (!is_file(from + "/" + name)) {
+        if (std::string(name) == "tokenizer.json" || !is_dir(from))
           throw UsageError("init-model --tokenizer: cannot read " + from + "/" + name);
         continue;
       }
-      std::ofstream o(out + "/" + name, std::ios::binary | std::ios::trunc);
-      o << in.rdbuf();
-      check(static_cast<bool>(o), "init-model: cannot write " + out + "/" + name);
+      copy_file(from + "/" + name, out + "/" + name);
     }
   }
   log::info("init-model: wrote ", out, " (", files.size(), " safetensors file",

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "r1dist/base/json.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
@@ -20,26 +21,18 @@ namespace {
 using nlohmann::json;
 
 std::vector<std::vector<int64_t>> read_id_file(const std::string& path, int64_t vocab) {
-  std::ifstream f(path);
-  if (!f) throw UsageError("score: cannot open --ids file " + path);
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    throw UsageError("score: " + path + " is not valid JSON: " + e.what());
-  }
-  if (!j.is_array() || j.empty())
-    throw UsageError("score: " + path + " must hold a non-empty JSON array of token-id arrays");
+  const Json doc = read_json_file(path);
+  const JsonView j(doc, "score --ids " + path);
+  const auto all = j.elements();
+  if (all.empty()) j.fail("holds no sequences: give a non-empty JSON array of token-id arrays");
   std::vector<std::vector<int64_t>> seqs;
-  for (size_t i = 0; i < j.size(); ++i) {
-    const auto& s = j[i];
+  for (size_t i = 0; i < all.size(); ++i) {
+    const auto s = all[i].elements();
     const std::string where = "score: " + path + ": sequence " + std::to_string(i);
-    if (!s.is_array()) throw UsageError(where + " is not an array");
     if (s.size() < 2) throw UsageError(where + " has " + std::to_string(s.size()) + " tokens; scoring needs at least 2");
     std::vector<int64_t> ids;
     for (size_t k = 0; k < s.size(); ++k) {
-      if (!s[k].is_number_integer()) throw UsageError(where + ", position " + std::to_string(k) + ": not an integer");
-      const int64_t id = s[k].get<int64_t>();
+      const int64_t id = s[k].integer();
       if (id < 0 || id >= vocab)
         throw UsageError(where + ", position " + std::to_string(k) + ": id " + std::to_string(id) +
                          " is outside the model's vocabulary [0, " + std::to_string(vocab) + ")");

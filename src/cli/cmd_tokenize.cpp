@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "r1dist/base/json.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
@@ -35,15 +36,11 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& where) {
   std::vector<int32_t> ids;
   const auto first = s.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && s[first] == '[') {
-    json j;
-    try {
-      j = json::parse(s);
-    } catch (const json::exception& e) {
-      throw UsageError("tokenize --decode: " + where + " is not valid JSON: " + e.what());
-    }
-    for (const auto& v : j) {
-      if (!v.is_number_integer()) throw UsageError("tokenize --decode: " + where + ": ids must be integers");
-      ids.push_back(v.get<int32_t>());
+    const Json j = parse_json(s, "tokenize --decode: " + where);
+    for (const auto& v : JsonView(j, "tokenize --decode: " + where).elements()) {
+      const int64_t id = v.integer();
+      if (id < 0 || id > INT32_MAX) v.fail("is not a token id");
+      ids.push_back(int32_t(id));
     }
     return ids;
   }
@@ -92,15 +89,9 @@ int run_jsonl(const Tokenizer& tok, const std::string& path, bool decode, bool a
   std::vector<std::string> texts;
   texts.reserve(lines.size());
   for (size_t i = 0; i < lines.size(); ++i) {
-    json j;
-    try {
-      j = json::parse(lines[i]);
-    } catch (const json::exception& e) {
-      throw UsageError("tokenize --jsonl: " + path + " line " + std::to_string(i + 1) + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_string())
-      throw UsageError("tokenize --jsonl: " + path + " line " + std::to_string(i + 1) + ": must be a JSON string");
-    texts.push_back(j.get<std::string>());
+    const std::string where = "tokenize --jsonl: " + path + ":" + std::to_string(i + 1);
+    const Json j = parse_json(lines[i], where);
+    texts.push_back(JsonView(j, where).string());
   }
   const auto out = tok.encode_batch(texts, threads, add_special);
   std::string buf;

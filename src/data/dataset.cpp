@@ -1,5 +1,6 @@
 // build_dataset: rows -> selection -> template -> ids and labels, tokenized on data.threads
 // threads, with an optional binary cache keyed by everything that decides the result.
+#include "r1dist/base/fs.h"
 #include "r1dist/data/dataset.h"
 
 #include <sys/stat.h>
@@ -35,8 +36,8 @@ std::string hex16(uint64_t h) {
 
 std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const std::string& template_text, uint64_t seed,
                         const std::string& bytes) {
-  uint64_t h = fnv1a(bytes);
-  auto mix = [&](const std::string& s) { h = fnv1a(std::string_view("\x1f", 1), fnv1a(s, h)); };
+  uint64_t h = stable_hash64(bytes);
+  auto mix = [&](const std::string& s) { h = stable_hash64(std::string_view("\x1f", 1), stable_hash64(s, h)); };
   char frac[32];
   std::snprintf(frac, sizeof frac, "%a", cfg.eval_fraction);
   for (const std::string& s :
@@ -139,24 +140,15 @@ void write_cache(const std::string& dir, const Dataset& d) {
   w.put<int64_t>(d.split_encoded);
   put_examples(w, d.train);
   put_examples(w, d.eval);
-  w.put<uint64_t>(fnv1a(w.out));
+  w.put<uint64_t>(stable_hash64(w.out));
 
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   const std::string path = cache_file(dir, d.fingerprint);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(w.out.data(), static_cast<std::streamsize>(w.out.size()));
-    if (!f.flush()) {
-      log::warn("data: cannot write the token cache ", tmp, " (", std::strerror(errno), "); continuing without it");
-      std::remove(tmp.c_str());
-      return;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    log::warn("data: cannot rename ", tmp, " to ", path, " (", std::strerror(errno), "); continuing without it");
-    std::remove(tmp.c_str());
+  try {
+    write_file_atomic(path, w.out);
+  } catch (const Error& e) {
+    log::warn("data: ", e.what(), "; continuing without the token cache");
   }
 }
 
@@ -173,7 +165,7 @@ std::optional<Dataset> read_cache(const std::string& dir, const std::string& fp)
     return invalid("not an r1dist data cache");
   uint64_t sum;
   std::memcpy(&sum, bytes.data() + bytes.size() - 8, 8);
-  if (sum != fnv1a(std::string_view(bytes).substr(0, bytes.size() - 8))) return invalid("checksum mismatch");
+  if (sum != stable_hash64(std::string_view(bytes).substr(0, bytes.size() - 8))) return invalid("checksum mismatch");
   Reader r{std::string_view(bytes).substr(0, bytes.size() - 8), sizeof kMagic};
   if (r.get<uint32_t>() != kCacheVersion) return invalid("another format version");
   Dataset d;

@@ -13,6 +13,8 @@
 #include <fstream>
 
 #include "data/data_internal.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/base/json.h"
 #include "r1dist/base/hash.h"
 #include "r1dist/log/log.h"
 #include "tokenizer/utf8.h"
@@ -21,21 +23,15 @@ namespace r1dist {
 namespace data {
 
 std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f)
-    throw DataError(path + ": cannot open the data file (" + std::strerror(errno) +
-                    ")\nHINT: check data.path (relative paths start at the working directory)");
-  const auto size = static_cast<size_t>(f.tellg());
-  std::string bytes(size, '\0');
-  f.seekg(0);
-  if (size && !f.read(bytes.data(), static_cast<std::streamsize>(size)))
-    throw DataError(path + ": read failed after " + std::to_string(f.gcount()) + " of " + std::to_string(size) +
-                    " bytes");
+  std::string bytes, why;
+  if (!try_read_file(path, &bytes, &why))
+    throw DataError(path + ": cannot read the data file (" + why +
+                    ")\nHINT: data.path names a JSON or JSONL file (relative paths start at the working directory)");
   return bytes;
 }
 
 uint64_t derive_seed(uint64_t seed, std::string_view purpose, uint64_t a, uint64_t b) {
-  SplitMix64 r(seed ^ fnv1a(purpose));
+  SplitMix64 r(seed ^ stable_hash64(purpose));
   SplitMix64 ra(r.next() + a * 0xD1B54A32D192ED03ull);
   SplitMix64 rb(ra.next() + b * 0xABC98388FB8FAC03ull);
   return rb.next();
@@ -184,13 +180,14 @@ class RowParser {
     rows.push_back(std::move(r));
   }
 
-  std::string extract(json& j, Row& r) const {
-    if (!j.is_object()) return std::string("not a JSON object (a ") + j.type_name() + ")";
+  // Why the row is bad ("" when it is not); every value read through JsonView (base/json.h).
+  std::string extract(const json& doc, Row& r) const {
+    if (!doc.is_object()) return "the row is " + json_found(doc) + ", not a JSON object";
+    std::vector<std::string> problems;
+    const JsonView j = JsonView(doc, "row").collecting(&problems);
     auto field = [&](const std::string& name, std::string& out) -> std::string {
-      auto it = j.find(name);
-      if (it == j.end()) return "missing field \"" + name + "\"";
-      if (!it->is_string()) return "field \"" + name + "\" is a " + it->type_name() + ", not a string";
-      out = std::move(it->get_ref<std::string&>());
+      out = j[name].string();
+      if (!problems.empty()) return problems.front();
       if (std::all_of(out.begin(), out.end(), is_ws)) return "field \"" + name + "\" is an empty string";
       return "";
     };
@@ -203,31 +200,31 @@ class RowParser {
     const size_t total = r.question.size() + r.cot.size() + r.response.size();
     if (total > kMaxRowBytes)
       return "row too long: " + std::to_string(total) + " bytes of text > 1 MiB limit";
-    return extract_mcq(j, r);
+    return extract_mcq(j, problems, r);
   }
 
   // "options" + "answer_idx" -> r.mcq; a row with neither has no MCQ item.
-  static std::string extract_mcq(const json& j, Row& r) {
-    const auto opts = j.find("options"), ans = j.find("answer_idx");
-    if (opts == j.end() && ans == j.end()) return "";
-    if (opts == j.end() || ans == j.end())
-      return std::string("field \"") + (opts == j.end() ? "options" : "answer_idx") +
+  static std::string extract_mcq(const JsonView& j, std::vector<std::string>& problems, Row& r) {
+    const auto opts = j["options"], ans = j["answer_idx"];
+    if (!opts.present() && !ans.present()) return "";
+    if (!opts.present() || !ans.present())
+      return std::string("field \"") + (opts.present() ? "answer_idx" : "options") +
              "\" is missing (a multiple-choice row needs both options and answer_idx)";
-    if (!opts->is_object() || opts->empty()) return "field \"options\" must be a non-empty object letter -> text";
-    if (!ans->is_string()) return "field \"answer_idx\" must be a string (one of the option letters)";
+    const std::string answer = ans.string();
+    const auto options = opts.items();  // nlohmann orders object keys
+    if (!problems.empty()) return problems.front();
+    if (options.empty()) return "field \"options\" must be a non-empty object letter -> text";
     MultipleChoice m;
-    for (const auto& [letter, text] : opts->items()) {  // nlohmann orders object keys
-      if (!text.is_string() || text.get_ref<const std::string&>().empty())
-        return "option \"" + letter + "\" must be a non-empty string";
-      if (letter == ans->get_ref<const std::string&>()) m.answer = m.options.size();
-      m.options.emplace_back(letter, text.get<std::string>());
+    for (const auto& [letter, text] : options) {
+      const std::string t = text.string();
+      if (!problems.empty()) return problems.front();
+      if (t.empty()) return "option \"" + letter + "\" must be a non-empty string";
+      if (letter == answer) m.answer = m.options.size();
+      m.options.emplace_back(letter, t);
     }
-    if (!opts->contains(ans->get_ref<const std::string&>()))
-      return "answer_idx \"" + ans->get<std::string>() + "\" is not one of the option letters";
-    const auto stem = j.find("question");
-    m.stem = stem != j.end() && stem->is_string() && !stem->get_ref<const std::string&>().empty()
-                 ? stem->get<std::string>()
-                 : r.question;
+    if (!opts[answer].present()) return "answer_idx \"" + answer + "\" is not one of the option letters";
+    const std::string stem = j["question"].is_string() ? j["question"].string() : "";
+    m.stem = !stem.empty() ? stem : r.question;
     r.mcq = std::move(m);
     return "";
   }

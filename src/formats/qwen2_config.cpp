@@ -1,16 +1,13 @@
 #include "r1dist/formats/qwen2_config.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/base/json.h"
 
 namespace r1dist {
 
-using nlohmann::json;
 
 namespace {
 
@@ -68,6 +65,7 @@ void Qwen2Config::validate(const std::string& origin) const {
     bad.push_back("head_dim = " + std::to_string(head_dim) + " must be even for RoPE");
   if (!(rope_theta > 0)) bad.push_back("rope_theta must be > 0");
   if (!(rms_norm_eps > 0)) bad.push_back("rms_norm_eps must be > 0");
+
   if (bad.empty()) return;
   std::string msg = origin + ": invalid Qwen2 config:";
   for (auto& b : bad) msg += "\n  " + b;
@@ -76,94 +74,84 @@ void Qwen2Config::validate(const std::string& origin) const {
 
 Qwen2Config read_qwen2_config(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
-  std::ifstream f(path);
-  if (!f)
+  if (!is_file(path))
     throw UsageError("cannot open " + path +
                      "\nHINT: model.path must be a Hugging Face model directory with config.json");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    throw UsageError(path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw UsageError(path + ": expected a JSON object");
-
+  const Json doc = read_json_file(path);
   std::vector<std::string> problems;
-  Qwen2Config c;
-  auto get_int = [&](const char* key, int64_t& out, bool required) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) {
-      if (required) problems.push_back(std::string("missing field '") + key + "'");
-      return;
-    }
-    if (!it->is_number_integer()) {
-      problems.push_back(std::string("field '") + key + "' must be an integer");
-      return;
-    }
-    out = it->get<int64_t>();
-  };
-  auto get_num = [&](const json& obj, const char* key, double& out) -> bool {
-    auto it = obj.find(key);
-    if (it == obj.end() || it->is_null()) return false;
-    if (!it->is_number()) {
-      problems.push_back(std::string("field '") + key + "' must be a number");
-      return true;
-    }
-    out = it->get<double>();
-    return true;
-  };
+  const JsonView j = JsonView(doc, path).collecting(&problems);
+  if (!j.is_object()) j.fail("is " + json_found(doc) + ", not an object");
 
-  if (j.contains("model_type") && j["model_type"] != "qwen2")
-    problems.push_back("model_type is " + j["model_type"].dump() + ", r1dist implements 'qwen2'");
-  get_int("vocab_size", c.vocab_size, true);
-  get_int("hidden_size", c.hidden_size, true);
-  get_int("intermediate_size", c.intermediate_size, true);
-  get_int("num_hidden_layers", c.num_hidden_layers, true);
-  get_int("num_attention_heads", c.num_attention_heads, true);
-  get_int("num_key_value_heads", c.num_key_value_heads, true);
-  get_int("max_position_embeddings", c.max_position_embeddings, false);
-  get_int("bos_token_id", c.bos_token_id, false);
-  get_int("eos_token_id", c.eos_token_id, false);
-  if (!get_num(j, "rms_norm_eps", c.rms_norm_eps)) problems.push_back("missing field 'rms_norm_eps'");
+  Qwen2Config c;
+  if (j["model_type"].present() && j["model_type"].string() != "qwen2")
+    problems.push_back("model_type is " + j["model_type"].json().dump() + ", r1dist implements 'qwen2'");
+  c.vocab_size = j["vocab_size"].integer();
+  c.hidden_size = j["hidden_size"].integer();
+  c.intermediate_size = j["intermediate_size"].integer();
+  c.num_hidden_layers = j["num_hidden_layers"].integer();
+  c.num_attention_heads = j["num_attention_heads"].integer();
+  c.num_key_value_heads = j["num_key_value_heads"].integer();
+  c.max_position_embeddings = j["max_position_embeddings"].integer_or(c.max_position_embeddings);
+  c.bos_token_id = j["bos_token_id"].integer_or(c.bos_token_id);
+  // eos_token_id: one id, or a list of ids (transformers allows both).
+  if (const auto eos = j["eos_token_id"]; eos.is_array()) {
+    c.eos_token_ids.clear();
+    for (const auto& e : eos.elements()) c.eos_token_ids.push_back(e.integer());
+    if (c.eos_token_ids.empty()) problems.push_back("\"eos_token_id\" is an empty list");
+  } else if (eos.present()) {
+    c.eos_token_ids = {eos.integer()};
+  }
+  c.rms_norm_eps = j["rms_norm_eps"].number();
 
   // rope_theta: top level (transformers 4.x) or inside rope_parameters (5.x).
-  bool have_theta = get_num(j, "rope_theta", c.rope_theta);
+  bool have_theta = j["rope_theta"].present();
+  if (have_theta) c.rope_theta = j["rope_theta"].number();
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) continue;
-    if (!it->is_object()) {
-      problems.push_back(std::string("field '") + key + "' must be an object");
+    const auto rope = j[key];
+    if (!rope.present()) continue;
+    if (!rope.is_object()) {
+      problems.push_back(std::string("\"") + key + "\" is " + json_found(rope.json()) + ", not an object");
       continue;
     }
-    std::string type = it->value("rope_type", it->value("type", std::string("default")));
+    const std::string type = rope["rope_type"].present() ? rope["rope_type"].string() : rope["type"].string_or("default");
     if (type != "default")
-      problems.push_back(std::string(key) + ".rope_type '" + type +
-                         "' is not supported (only 'default' RoPE)");
-    if (get_num(*it, "rope_theta", c.rope_theta)) have_theta = true;
+      problems.push_back(std::string(key) + ".rope_type '" + type + "' is not supported (only 'default' RoPE)");
+    if (rope["rope_theta"].present()) {
+      c.rope_theta = rope["rope_theta"].number();
+      have_theta = true;
+    }
   }
-  if (!have_theta) problems.push_back("missing field 'rope_theta' (or rope_parameters.rope_theta)");
+  if (!have_theta) problems.push_back("missing \"rope_theta\" (or rope_parameters.rope_theta)");
 
-  if (j.value("use_sliding_window", false))
-    problems.push_back("use_sliding_window = true is not supported");
-  if (auto it = j.find("layer_types"); it != j.end() && it->is_array()) {
-    for (auto& t : *it)
-      if (t != "full_attention") {
-        problems.push_back("layer_types contains " + t.dump() + " (only full_attention)");
+  if (j["use_sliding_window"].boolean_or(false)) problems.push_back("use_sliding_window = true is not supported");
+  if (const auto types = j["layer_types"]; types.present())
+    for (const auto& t : types.elements())
+      if (t.string() != "full_attention") {
+        problems.push_back("layer_types contains " + t.json().dump() + " (only full_attention)");
         break;
       }
-  }
-  if (auto it = j.find("hidden_act"); it != j.end() && *it != "silu")
-    problems.push_back("hidden_act " + it->dump() + " is not supported (only silu)");
-  if (auto it = j.find("tie_word_embeddings"); it != j.end() && it->is_boolean())
-    c.tie_word_embeddings = it->get<bool>();
-  for (const char* key : {"dtype", "torch_dtype"})
-    if (auto it = j.find(key); it != j.end() && it->is_string()) {
-      c.torch_dtype = it->get<std::string>();
-      break;
-    }
+  if (const auto act = j["hidden_act"]; act.present() && act.string() != "silu")
+    problems.push_back("hidden_act " + act.json().dump() + " is not supported (only silu)");
+  c.tie_word_embeddings = j["tie_word_embeddings"].boolean_or(c.tie_word_embeddings);
+  // transformers 5 writes "dtype", 4.x "torch_dtype"; a file may hold both.
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (const auto dt = j[key]; dt.present()) c.torch_dtype = dt.string();
   if (c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
-  get_int("head_dim", c.head_dim, false);
+  c.head_dim = j["head_dim"].integer_or(c.head_dim);
 
+  // What the file says of tokens and dtypes must name real ones (presets and test configs
+  // built in code may leave the R1 defaults beside a small vocabulary).
+  for (int64_t id : j["eos_token_id"].present() ? c.eos_token_ids : std::vector<int64_t>{})
+    if (id < 0 || (c.vocab_size > 0 && id >= c.vocab_size))
+      problems.push_back("eos_token_id " + std::to_string(id) + " is not a token id (0 .. vocab_size - 1 = " +
+                         std::to_string(c.vocab_size - 1) + ")");
+  if (j["bos_token_id"].present() && (c.bos_token_id < 0 || (c.vocab_size > 0 && c.bos_token_id >= c.vocab_size)))
+    problems.push_back("bos_token_id " + std::to_string(c.bos_token_id) + " is not a token id (0 .. vocab_size - 1 = " +
+                       std::to_string(c.vocab_size - 1) + ")");
+  static const char* kDtypes[] = {"float32", "float16", "bfloat16", "float64", "auto"};
+  if (std::find_if(std::begin(kDtypes), std::end(kDtypes), [&](const char* d) { return c.torch_dtype == d; }) ==
+      std::end(kDtypes))
+    problems.push_back("torch_dtype '" + c.torch_dtype + "' is not one of float32, float16, bfloat16, float64, auto");
   if (!problems.empty()) {
     std::string msg = path + ":";
     for (auto& p : problems) msg += "\n  " + p;
@@ -174,12 +162,12 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
 }
 
 std::string qwen2_config_json(const Qwen2Config& c) {
-  json j = {
+  Json j = {
       {"architectures", {"Qwen2ForCausalLM"}},
       {"model_type", "qwen2"},
       {"attention_dropout", 0.0},
       {"bos_token_id", c.bos_token_id},
-      {"eos_token_id", c.eos_token_id},
+      {"eos_token_id", c.eos_token_ids.size() == 1 ? Json(c.eos_token_ids[0]) : Json(c.eos_token_ids)},
       {"hidden_act", "silu"},
       {"hidden_size", c.hidden_size},
       {"initializer_range", 0.02},

@@ -23,6 +23,9 @@
 #include <utility>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/base/hash.h"
+#include "r1dist/base/json.h"
 
 namespace r1dist::st {
 namespace fs = std::filesystem;
@@ -118,101 +121,25 @@ uint64_t read_le64(const uint8_t* p) {
 }
 
 TensorInfo parse_entry(const std::string& path, const std::string& name, const json& e) {
-  const std::string ctx = tensor_ctx(name);
-  if (!e.is_object()) fail(path, ctx + "entry is a JSON " + e.type_name() + ", not an object");
+  const JsonView v(e, path + ": tensor '" + name + "'");
+  if (!v.is_object()) v.fail("entry is " + json_found(e) + ", not an object");
   TensorInfo t;
   t.name = name;
-
-  auto dt = e.find("dtype");
-  if (dt == e.end()) fail(path, ctx + "missing \"dtype\"");
-  if (!dt->is_string()) fail(path, ctx + "\"dtype\" is a JSON " + dt->type_name() + ", not a string");
-  const auto& dts = dt->get_ref<const std::string&>();
+  const std::string dts = v["dtype"].string();
   auto parsed = parse_dtype(dts);
   if (!parsed)
-    fail(path, ctx + "unknown dtype \"" + dts +
-                   "\" (known: BOOL U8 I8 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 F8_E4M3 F8_E5M2)");
+    v.fail("has an unknown dtype \"" + dts +
+           "\" (known: BOOL U8 I8 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 F8_E4M3 F8_E5M2)");
   t.dtype = *parsed;
-
-  auto sh = e.find("shape");
-  if (sh == e.end()) fail(path, ctx + "missing \"shape\"");
-  if (!sh->is_array()) fail(path, ctx + "\"shape\" is a JSON " + sh->type_name() + ", not an array");
-  for (const auto& d : *sh) {
-    if (!d.is_number_integer())
-      fail(path, ctx + "\"shape\" holds a JSON " + d.type_name() + ", not an integer: " + sh->dump());
-    if (d.is_number_unsigned()) {
-      if (d.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        fail(path, ctx + "dimension " + d.dump() + " in shape " + sh->dump() + " is too large");
-      t.shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
-    } else {
-      t.shape.push_back(d.get<int64_t>());  // negative: rejected by checked_nbytes
-    }
-  }
-
-  auto off = e.find("data_offsets");
-  if (off == e.end()) fail(path, ctx + "missing \"data_offsets\"");
-  if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-      !(*off)[1].is_number_unsigned())
-    fail(path, ctx + "\"data_offsets\" must be two non-negative integers [begin, end), got " + off->dump());
-  t.begin = (*off)[0].get<uint64_t>();
-  t.end = (*off)[1].get<uint64_t>();
+  for (const auto& d : v["shape"].elements()) t.shape.push_back(d.integer());  // negative: checked_nbytes
+  const auto off = v["data_offsets"];
+  const auto pair = off.is_array() || !off.present() ? off.elements() : std::vector<JsonView>{};
+  if (pair.size() != 2 || !pair[0].json().is_number_unsigned() || !pair[1].json().is_number_unsigned())
+    off.fail("must be two non-negative integers [begin, end), got " + off.json().dump());
+  t.begin = pair[0].json().get<uint64_t>();
+  t.end = pair[1].json().get<uint64_t>();
   return t;
 }
-
-// Writes all n bytes, retrying short writes; names path and the cause on failure.
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const size_t chunk = std::min<size_t>(n, size_t{1} << 30);
-    const ssize_t w = ::write(fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      fail(path, std::string("write failed: ") + std::strerror(err) +
-                     (err == ENOSPC ? "\nHINT: the disk is full; free space or write elsewhere" : ""));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-// path + ".tmp", removed unless commit() renamed it over path.
-class AtomicFile {
- public:
-  explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(tmp_, std::string("cannot create: ") + std::strerror(errno));
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  ~AtomicFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  void write(const uint8_t* p, size_t n) { write_all(fd_, p, n, tmp_); }
-
-  // fsync before rename: otherwise a power loss can leave the final name with a short file.
-  void commit() {
-    if (::fsync(fd_) != 0) fail(tmp_, std::string("fsync failed: ") + std::strerror(errno));
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail(tmp_, std::string("close failed: ") + std::strerror(errno));
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
-      fail(path_, "cannot rename " + tmp_ + " to it: " + std::strerror(errno));
-    committed_ = true;
-    // Best effort: persist the rename itself.
-    std::string dir = fs::path(path_).parent_path().string();
-    if (dir.empty()) dir = ".";
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 // Byte counts per spec; refuses duplicates, the reserved "__metadata__" name, bad shapes.
 std::vector<uint64_t> validate_specs(const std::string& where, const std::vector<WriteSpec>& specs) {
@@ -232,12 +159,6 @@ const char* kSingleFile = "model.safetensors";
 const char* kIndexFile = "model.safetensors.index.json";
 
 std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
-
-void write_small_file_atomic(const std::string& path, const std::string& text) {
-  AtomicFile f(path);
-  f.write(reinterpret_cast<const uint8_t*>(text.data()), text.size());
-  f.commit();
-}
 
 void remove_if_present(const std::string& path) {
   std::error_code ec;
@@ -365,21 +286,13 @@ File File::open(const std::string& path) {
                    std::to_string(size) + " bytes)\nHINT: the file is truncated; download or write it again");
   const auto* hbegin = reinterpret_cast<const char*>(bytes + 8);
   const json header = parse_json_or_fail(path, "header", hbegin, hbegin + n);
-  if (!header.is_object())
-    fail(path, std::string("header is a JSON ") + header.type_name() + ", not an object");
+  if (!header.is_object()) fail(path, "header is " + json_found(header) + ", not an object");
 
   f.data_start_ = 8 + n;
   const uint64_t data_bytes = size - f.data_start_;
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
-      if (!value.is_object())
-        fail(path,
-             std::string("\"__metadata__\" is a JSON ") + value.type_name() + ", not an object of strings");
-      for (const auto& [mk, mv] : value.items()) {
-        if (!mv.is_string())
-          fail(path, "\"__metadata__\" key '" + mk + "' holds a JSON " + mv.type_name() + ", not a string");
-        f.metadata_[mk] = mv.get<std::string>();
-      }
+      for (const auto& [mk, mv] : JsonView(header, path)["__metadata__"].items()) f.metadata_[mk] = mv.string();
       continue;
     }
     TensorInfo t = parse_entry(path, key, value);
@@ -496,26 +409,18 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
     return c;
   }
 
-  std::ifstream in(index, std::ios::binary);
-  if (!in) fail(index, std::string("cannot open: ") + std::strerror(errno));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail(index, "read failed");
+  const std::string text = read_file(index);
   const json j = parse_json_or_fail(index, "index", text.data(), text.data() + text.size());
-  if (!j.is_object()) fail(index, std::string("index is a JSON ") + j.type_name() + ", not an object");
-  auto wm = j.find("weight_map");
-  if (wm == j.end()) fail(index, "missing \"weight_map\"");
-  if (!wm->is_object())
-    fail(index, std::string("\"weight_map\" is a JSON ") + wm->type_name() + ", not an object");
-  if (wm->empty()) fail(index, "\"weight_map\" is empty");
+  if (!j.is_object()) fail(index, "index is " + json_found(j) + ", not an object");
+  const auto wm = JsonView(j, index)["weight_map"];
+  const auto entries = wm.items();
+  if (entries.empty()) wm.fail("is empty");
 
   // shard file -> tensors the index puts there; std::map so shards open in name order.
   std::map<std::string, std::vector<std::string>> by_shard;
   std::map<std::string, std::string> shard_of;
-  for (const auto& [name, v] : wm->items()) {
-    if (!v.is_string())
-      fail(index,
-           "\"weight_map\" entry for tensor '" + name + "' is a JSON " + v.type_name() + ", not a string");
-    const auto& shard = v.get_ref<const std::string&>();
+  for (const auto& [name, v] : entries) {
+    const std::string shard = v.string();
     if (shard.empty() || shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
       fail(index, "\"weight_map\" puts tensor '" + name + "' in shard '" + shard +
                       "': shard names must be plain file names inside " + dir);
@@ -552,6 +457,33 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
     }
   }
   return c;
+}
+
+std::string weights_fingerprint(const Checkpoint& c) {
+  constexpr uint64_t kWindow = 4096;
+  uint64_t h = fnv1a64("r1dist weights fingerprint 1");
+  auto mix = [&](std::string_view s) { h = fnv1a64(std::string_view("\x1f", 1), fnv1a64(s, h)); };
+  for (const File& f : c.files()) {
+    f.advise_random();  // 4 KiB windows, not the 128 KiB the kernel would read around each
+    const auto slash = f.path().find_last_of('/');
+    mix(slash == std::string::npos ? f.path() : f.path().substr(slash + 1));
+    for (const auto& [k, v] : f.metadata()) mix(k + "=" + v);
+    for (const TensorInfo& t : f.tensors()) {
+      mix(t.name);
+      mix(std::string(dtype_name(t.dtype)) + " " + shape_str(t.shape) + " " + range_str(t.begin, t.end));
+      const uint64_t n = t.end - t.begin;
+      const uint8_t* d = f.data(t);
+      for (uint64_t at : {uint64_t(0), n > kWindow ? (n - kWindow) / 2 : 0, n > kWindow ? n - kWindow : 0})
+        mix(std::string_view(reinterpret_cast<const char*>(d + at), size_t(std::min(kWindow, n))));
+    }
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+void File::advise_random() const& {
+  if (map_) ::madvise(map_, map_bytes_, MADV_RANDOM);
 }
 
 const Checkpoint::Loc& Checkpoint::loc(const std::string& name) const {
@@ -707,7 +639,7 @@ std::vector<std::string> write_model_dir(const std::string& dir, const std::vect
         written.back(), sub, [&](size_t i, uint8_t* dst, size_t n) { fill(global[i], dst, n); }, metadata);
   }
   const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-  write_small_file_atomic(index_path, index.dump(2) + "\n");
+  write_file_atomic(index_path, index.dump(2) + "\n");
   remove_if_present(join(dir, kSingleFile));
   written.push_back(index_path);
   return written;

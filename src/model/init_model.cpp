@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/base/hash.h"
 #include "r1dist/log/log.h"
 #include "r1dist/formats/safetensors.h"
@@ -30,12 +31,11 @@ std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::s
 
   Qwen2Config out_cfg = cfg;
   out_cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
-  {
-    const std::string path = dir + "/config.json";
-    std::ofstream f(path);
-    f << qwen2_config_json(out_cfg);
-    if (!f) throw Error("init-model: cannot write " + path);
-  }
+  // A vocabulary smaller than the R1 one: the special ids become its last two tokens.
+  if (out_cfg.bos_token_id >= out_cfg.vocab_size) out_cfg.bos_token_id = out_cfg.vocab_size - 2;
+  for (auto& id : out_cfg.eos_token_ids)
+    if (id >= out_cfg.vocab_size) id = out_cfg.vocab_size - 1;
+  write_file_atomic(dir + "/config.json", qwen2_config_json(out_cfg));
 
   at::Device device(at::kCPU);
   if (opt.device == "cuda") {
@@ -58,7 +58,7 @@ std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::s
     } else if (w.role == WeightRole::bias && opt.bias_std <= 0) {
       t = at::zeros(w.shape, at::kFloat);
     } else {
-      const uint64_t seed = opt.seed * 1000003ull + fnv1a(w.name);
+      const uint64_t seed = opt.seed * 1000003ull + stable_hash64(w.name);
       const double std = w.role == WeightRole::bias ? opt.bias_std : 0.02;
       if (device.is_cuda()) {
         // The device's default generator, reseeded per tensor (the values depend on the name only).

@@ -1,3 +1,4 @@
+#include "r1dist/base/json.h"
 #include "r1dist/quant/bnb_format.h"
 
 #include <nlohmann/json.hpp>
@@ -31,20 +32,16 @@ bool is_nf4(const st::Checkpoint& ckpt, const std::string& weight_name) {
 nf4::NF4Tensor read_nf4(const st::Checkpoint& ckpt, const std::string& name,
                         const std::vector<int64_t>& expected_shape) {
   const auto state_t = get(ckpt, name + kState);
-  nlohmann::json s;
-  try {
-    s = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(state_t.data_ptr<uint8_t>()),
-                                          size_t(state_t.numel())));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(name + kState + ": not valid JSON: " + e.what());
-  }
+  const Json doc = parse_json(std::string_view(reinterpret_cast<const char*>(state_t.data_ptr<uint8_t>()),
+                                               size_t(state_t.numel())),
+                              name + kState);
+  const JsonView s(doc, name + kState);
   const std::string where = name + kState + ": ";
-  if (s.value("quant_type", "") != "nf4")
-    throw Error(where + "quant_type " + s.value("quant_type", std::string("(none)")) + " is not nf4");
-  if (s.value("blocksize", 0) != nf4::kBlock)
-    throw Error(where + "blocksize " + std::to_string(s.value("blocksize", 0)) + " is not 64");
+  if (s["quant_type"].string() != "nf4") throw Error(where + "quant_type " + s["quant_type"].string() + " is not nf4");
+  if (s["blocksize"].integer() != nf4::kBlock)
+    throw Error(where + "blocksize " + std::to_string(s["blocksize"].integer()) + " is not 64");
   nf4::NF4Tensor q;
-  q.shape = s.value("shape", std::vector<int64_t>{});
+  for (const auto& d : s["shape"].elements()) q.shape.push_back(d.integer());
   if (q.shape != expected_shape) throw Error(where + "shape does not match the model's " + name);
   q.numel = 1;
   for (auto d : q.shape) q.numel *= d;
@@ -60,8 +57,8 @@ nf4::NF4Tensor read_nf4(const st::Checkpoint& ckpt, const std::string& name,
     q.absmax = absmax.to(at::kFloat);
     return q;
   }
-  if (s.value("nested_blocksize", 0) != nf4::kNestedBlock)
-    throw Error(where + "nested_blocksize " + std::to_string(s.value("nested_blocksize", 0)) + " is not 256");
+  if (s["nested_blocksize"].integer() != nf4::kNestedBlock)
+    throw Error(where + "nested_blocksize " + std::to_string(s["nested_blocksize"].integer()) + " is not 256");
   check(absmax.scalar_type() == at::kByte, name + ".absmax: expected U8 codes with nested quantisation");
   q.absmax_q = absmax;
   q.absmax_scale = get(ckpt, name + ".nested_absmax").to(at::kFloat);
@@ -69,7 +66,7 @@ nf4::NF4Tensor read_nf4(const st::Checkpoint& ckpt, const std::string& name,
   check(q.code8.numel() == 256, name + ".nested_quant_map: expected 256 values");
   check(q.absmax_scale.numel() == (q.n_blocks() + nf4::kNestedBlock - 1) / nf4::kNestedBlock,
         name + ".nested_absmax: wrong length");
-  q.absmax_offset = s.value("nested_offset", 0.0f);
+  q.absmax_offset = float(s["nested_offset"].number_or(0.0));
   return q;
 }
 

@@ -1,3 +1,4 @@
+#include "r1dist/base/fs.h"
 #include "report/plots.h"
 
 #include <sys/stat.h>
@@ -23,11 +24,7 @@ std::string quoted(const std::string& s) {
   return o + "'";
 }
 
-void write(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  f << text;
-  if (!f) throw Error("report: cannot write " + path);
-}
+void write(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
 // Runs `gnuplot script` in dir; false when gnuplot is missing.
 bool run_gnuplot(const std::string& dir, const std::string& script) {

@@ -1,3 +1,4 @@
+#include "r1dist/base/fs.h"
 #include "r1dist/report/report.h"
 
 #include <sys/stat.h>
@@ -60,12 +61,6 @@ std::string clip(const std::string& s, size_t n) {
 std::string standard_answer(const RunRecord& r) {
   if (!r.eval || r.eval->generations.empty()) return "";
   return r.eval->generations.front().text;
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  f << text;
-  if (!f) throw Error("report: cannot write " + path);
 }
 
 }  // namespace
@@ -166,7 +161,7 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
        << clip(g.text, 3000) << "\n```\n\n";
   }
   files.markdown = out_dir + "/report.md";
-  write_text(files.markdown, md.str());
+  write_file_atomic(files.markdown, md.str());
 
   // ---- HTML ----
   std::ostringstream h;
@@ -200,7 +195,7 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
     if (!standard_answer(r).empty()) h << "<td><pre>" << html_escape(clip(standard_answer(r), 3000)) << "</pre></td>";
   h << "</tr></table>\n</body></html>\n";
   files.html = out_dir + "/report.html";
-  write_text(files.html, h.str());
+  write_file_atomic(files.html, h.str());
   return files;
 }
 

@@ -1,3 +1,5 @@
+#include "r1dist/base/fs.h"
+#include "r1dist/base/json.h"
 #include "r1dist/report/run_record.h"
 
 #include <unistd.h>
@@ -29,19 +31,15 @@ RunRecord read_run(const std::string& dir) {
   RunRecord r;
   r.dir = dir;
   const std::string run_json = dir + "/run.json", metrics = dir + "/metrics.h5";
-  std::ifstream f(run_json);
-  if (!f) throw UsageError("report: " + dir + " has no run.json (not a run directory, or the run never started)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-    r.name = j.at("name").get<std::string>();
-    r.model_path = j.at("model_path").get<std::string>();
-    r.model_hash = j.value("model_hash", "");
-    r.lr = j.value("lr", 0.0);
-    r.steps = j.value("steps", int64_t(0));
-  } catch (const nlohmann::json::exception& e) {
-    throw UsageError("report: " + run_json + ": " + e.what());
-  }
+  if (!is_file(run_json))
+    throw UsageError("report: " + dir + " has no run.json (not a run directory, or the run never started)");
+  const Json doc = read_json_file(run_json);
+  const JsonView j(doc, run_json);
+  r.name = j["name"].string();
+  r.model_path = j["model_path"].string();
+  r.model_hash = j["model_hash"].string_or("");
+  r.lr = j["lr"].number_or(0.0);
+  r.steps = j["steps"].integer_or(0);
   r.base = r.steps == 0;
   if (::access(metrics.c_str(), R_OK) != 0) throw UsageError("report: " + dir + " has no metrics.h5");
   r.metrics = read_metrics(metrics);

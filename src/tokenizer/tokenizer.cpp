@@ -14,6 +14,9 @@
 #include <unordered_map>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/base/hash.h"
+#include "r1dist/base/json.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_level.h"
@@ -24,7 +27,6 @@
 
 namespace r1dist {
 
-using nlohmann::json;
 using namespace tok;
 
 namespace tok {
@@ -40,19 +42,6 @@ struct Scratch {
 }  // namespace tok
 
 namespace {
-
-uint64_t fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325ULL) {
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error("tokenizer: cannot open " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // The GPT-2 regex that ByteLevel applies when its use_regex is true.
 constexpr const char* kGpt2Pattern =
@@ -181,145 +170,115 @@ struct Loader {
   Tokenizer::Impl& t;
 
   [[noreturn]] void fail(const std::string& field, const std::string& msg) const {
-    throw Error("tokenizer " + file + ": " + field + ": " + msg);
+    throw UsageError("tokenizer " + file + ": " + field + ": " + msg);
   }
-  const json& need(const json& j, const char* key, const std::string& where) const {
-    if (!j.is_object()) fail(where, "is not a JSON object");
-    auto it = j.find(key);
-    if (it == j.end()) fail(where.empty() ? key : where + "." + key, "is missing");
-    return *it;
-  }
-  std::string str(const json& j, const std::string& where) const {
-    if (!j.is_string()) fail(where, "must be a string");
-    return j.get<std::string>();
-  }
-  bool flag(const json& j, const char* key, const std::string& where, bool dflt = false) const {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return dflt;
-    if (!it->is_boolean()) fail(where + "." + key, "must be true or false");
-    return it->get<bool>();
-  }
+  [[noreturn]] void fail(const JsonView& v, const std::string& msg) const { fail(v.path(), msg); }
 
-  void normalizer(const json& j, const std::string& where, std::vector<UnicodeForm>& forms) const {
-    if (j.is_null()) return;
-    const auto type = str(need(j, "type", where), where + ".type");
+  void normalizer(const JsonView& j, std::vector<UnicodeForm>& forms) const {
+    if (!j.present()) return;
+    const auto type = j["type"].string();
     if (type == "NFC") forms.push_back(UnicodeForm::NFC);
     else if (type == "NFD") forms.push_back(UnicodeForm::NFD);
     else if (type == "NFKC") forms.push_back(UnicodeForm::NFKC);
     else if (type == "NFKD") forms.push_back(UnicodeForm::NFKD);
     else if (type == "Sequence") {
-      const auto& list = need(j, "normalizers", where);
-      if (!list.is_array()) fail(where + ".normalizers", "must be an array");
-      for (size_t i = 0; i < list.size(); ++i)
-        normalizer(list[i], where + ".normalizers[" + std::to_string(i) + "]", forms);
+      for (const auto& n : j["normalizers"].elements()) normalizer(n, forms);
     } else {
-      fail(where + ".type", "'" + type + "' is not supported (supported: NFC, NFD, NFKC, NFKD, Sequence)");
+      fail(j["type"], "'" + type + "' is not supported (supported: NFC, NFD, NFKC, NFKD, Sequence)");
     }
   }
 
-  void pre_tokenizer(const json& j, const std::string& where, bool& byte_level) const {
-    if (j.is_null()) return;
-    const auto type = str(need(j, "type", where), where + ".type");
+  void pre_tokenizer(const JsonView& j, bool& byte_level) const {
+    if (!j.present()) return;
+    const auto type = j["type"].string();
     if (type == "Sequence") {
-      const auto& list = need(j, "pretokenizers", where);
-      if (!list.is_array()) fail(where + ".pretokenizers", "must be an array");
-      for (size_t i = 0; i < list.size(); ++i)
-        pre_tokenizer(list[i], where + ".pretokenizers[" + std::to_string(i) + "]", byte_level);
+      for (const auto& p : j["pretokenizers"].elements()) pre_tokenizer(p, byte_level);
     } else if (type == "Split") {
-      if (byte_level) fail(where, "a Split after the ByteLevel step is not supported");
-      const auto& pat = need(j, "pattern", where);
+      if (byte_level) fail(j, "a Split after the ByteLevel step is not supported");
+      const auto pat = j["pattern"];
       std::string onig;
-      if (pat.is_object() && pat.contains("Regex")) onig = str(pat["Regex"], where + ".pattern.Regex");
-      else if (pat.is_object() && pat.contains("String")) onig = regex_escape(str(pat["String"], where + ".pattern.String"));
-      else fail(where + ".pattern", "must be {\"Regex\": ...} or {\"String\": ...}");
-      const auto behavior = str(need(j, "behavior", where), where + ".behavior");
-      if (behavior != "Isolated")
-        fail(where + ".behavior", "'" + behavior + "' is not supported (supported: Isolated)");
-      if (flag(j, "invert", where)) fail(where + ".invert", "true is not supported");
-      t.pretokenizer.add_split(onig, "tokenizer " + file + ": " + where + ".pattern");
+      if (pat["Regex"].present()) onig = pat["Regex"].string();
+      else if (pat["String"].present()) onig = regex_escape(pat["String"].string());
+      else fail(pat, "must be {\"Regex\": ...} or {\"String\": ...}");
+      const auto behavior = j["behavior"].string();
+      if (behavior != "Isolated") fail(j["behavior"], "'" + behavior + "' is not supported (supported: Isolated)");
+      if (j["invert"].boolean_or(false)) fail(j["invert"], "true is not supported");
+      t.pretokenizer.add_split(onig, "tokenizer " + file + ": " + pat.path());
     } else if (type == "ByteLevel") {
-      if (flag(j, "add_prefix_space", where)) fail(where + ".add_prefix_space", "true is not supported");
-      if (flag(j, "use_regex", where, true)) t.pretokenizer.add_split(kGpt2Pattern, where + " (GPT-2 regex)");
+      if (j["add_prefix_space"].boolean_or(false)) fail(j["add_prefix_space"], "true is not supported");
+      if (j["use_regex"].boolean_or(true)) t.pretokenizer.add_split(kGpt2Pattern, j.path() + " (GPT-2 regex)");
       byte_level = true;
     } else {
-      fail(where + ".type", "'" + type + "' is not supported (supported: Sequence, Split, ByteLevel)");
+      fail(j["type"], "'" + type + "' is not supported (supported: Sequence, Split, ByteLevel)");
     }
   }
 
-  std::vector<int32_t> special_ids(const json& tpl, const std::string& name, const std::string& where) const {
-    const auto& st = need(tpl, "special_tokens", where);
-    auto it = st.find(name);
-    if (it == st.end()) fail(where + ".special_tokens", "has no entry for '" + name + "'");
-    const auto& ids = need(*it, "ids", where + ".special_tokens." + name);
+  std::vector<int32_t> special_ids(const JsonView& tpl, const std::string& name) const {
+    const auto entry = tpl["special_tokens"][name];
+    if (!entry.present()) {
+      tpl["special_tokens"].items();  // names a special_tokens that is not an object
+      fail(tpl["special_tokens"], "has no entry for '" + name + "'");
+    }
     std::vector<int32_t> out;
-    for (const auto& v : ids) {
-      if (!v.is_number_integer()) fail(where + ".special_tokens." + name + ".ids", "must be integers");
-      const int64_t id = v.get<int64_t>();
-      if (id < 0 || id >= t.vocab_size)
-        fail(where + ".special_tokens." + name + ".ids", "id " + std::to_string(id) + " is outside the vocabulary");
+    for (const auto& v : entry["ids"].elements()) {
+      const int64_t id = v.integer();
+      if (id < 0 || id >= t.vocab_size) fail(v, "id " + std::to_string(id) + " is outside the vocabulary");
       out.push_back(int32_t(id));
     }
     return out;
   }
 
-  void post_processor(const json& j, const std::string& where) const {
-    if (j.is_null()) return;
-    const auto type = str(need(j, "type", where), where + ".type");
+  void post_processor(const JsonView& j) const {
+    if (!j.present()) return;
+    const auto type = j["type"].string();
     if (type == "ByteLevel") return;  // only adjusts offsets
     if (type == "Sequence") {
-      const auto& list = need(j, "processors", where);
-      for (size_t i = 0; i < list.size(); ++i) post_processor(list[i], where + ".processors[" + std::to_string(i) + "]");
+      for (const auto& p : j["processors"].elements()) post_processor(p);
       return;
     }
     if (type != "TemplateProcessing")
-      fail(where + ".type", "'" + type + "' is not supported (supported: ByteLevel, TemplateProcessing, Sequence)");
-    const auto& single = need(j, "single", where);
-    if (!single.is_array()) fail(where + ".single", "must be an array");
+      fail(j["type"], "'" + type + "' is not supported (supported: ByteLevel, TemplateProcessing, Sequence)");
     std::vector<int32_t> pre, post;
     int seen = 0;
-    for (size_t i = 0; i < single.size(); ++i) {
-      const auto& item = single[i];
-      const std::string at = where + ".single[" + std::to_string(i) + "]";
-      if (item.contains("SpecialToken")) {
-        const auto ids = special_ids(j, str(need(item["SpecialToken"], "id", at + ".SpecialToken"), at + ".SpecialToken.id"), where);
+    for (const auto& item : j["single"].elements()) {
+      if (item["SpecialToken"].present()) {
+        const auto ids = special_ids(j, item["SpecialToken"]["id"].string());
         (seen ? post : pre).insert((seen ? post : pre).end(), ids.begin(), ids.end());
-      } else if (item.contains("Sequence")) {
-        if (str(need(item["Sequence"], "id", at + ".Sequence"), at + ".Sequence.id") != "A" || seen++)
-          fail(at, "a single-sequence template must contain Sequence A exactly once");
+      } else if (item["Sequence"].present()) {
+        if (item["Sequence"]["id"].string() != "A" || seen++)
+          fail(item, "a single-sequence template must contain Sequence A exactly once");
       } else {
-        fail(at, "must be a SpecialToken or a Sequence");
+        fail(item, "must be a SpecialToken or a Sequence");
       }
     }
-    if (!seen) fail(where + ".single", "has no Sequence A");
+    if (!seen) fail(j["single"], "has no Sequence A");
     t.prefix.insert(t.prefix.begin(), pre.begin(), pre.end());
     t.suffix.insert(t.suffix.end(), post.begin(), post.end());
   }
 
-  void model(const json& m) {
-    const std::string where = "model";
-    if (!m.is_object()) fail(where, "must be a JSON object");
-    const std::string type = m.contains("type") ? str(m["type"], "model.type") : "BPE";
-    if (type != "BPE") fail("model.type", "'" + type + "' is not supported (supported: BPE)");
-    if (m.contains("dropout") && !m["dropout"].is_null() &&
-        (!m["dropout"].is_number() || m["dropout"].get<double>() != 0.0))
-      fail("model.dropout", "BPE dropout is not supported (must be null or 0)");
+  void model(const JsonView& m) {
+    if (!m.is_object()) fail(m, "is " + (m.present() ? json_found(m.json()) : std::string("missing")) + ", not an object");
+    const std::string type = m["type"].string_or("BPE");
+    if (type != "BPE") fail(m["type"], "'" + type + "' is not supported (supported: BPE)");
+    if (m["dropout"].present() && m["dropout"].number() != 0.0)
+      fail(m["dropout"], "BPE dropout is not supported (must be null or 0)");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
-      if (m.contains(k) && !m[k].is_null() && !str(m[k], std::string("model.") + k).empty())
-        fail(std::string("model.") + k, "a non-empty value is not supported");
-    t.ignore_merges = flag(m, "ignore_merges", "model");
+      if (!m[k].string_or("").empty()) fail(m[k], "a non-empty value is not supported");
+    t.ignore_merges = m["ignore_merges"].boolean_or(false);
   }
 };
 
 }  // namespace
 
 Tokenizer Tokenizer::load(const std::string& dir_or_file) {
-  namespace fs = std::filesystem;
   std::string file = dir_or_file, config;
-  if (fs::is_directory(dir_or_file)) file = (fs::path(dir_or_file) / "tokenizer.json").string();
-  if (!fs::exists(file))
+  if (is_dir(dir_or_file)) file = dir_or_file + "/tokenizer.json";
+  if (!is_file(file))
     throw Error("tokenizer: " + file + " does not exist\nHINT: pass a model directory that holds tokenizer.json");
-  const auto cfg_path = fs::path(file).parent_path() / "tokenizer_config.json";
-  if (fs::exists(cfg_path)) config = cfg_path.string();
+  const auto slash = file.find_last_of('/');
+  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : file.substr(0, slash)) +
+                               "/tokenizer_config.json";
+  if (is_file(cfg_path)) config = cfg_path;
 
   auto impl = std::make_shared<Impl>();
   Impl& t = *impl;
@@ -328,52 +287,47 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
   const std::string cfg_text = config.empty() ? "" : read_file(config);
   char fp[17];
   std::snprintf(fp, sizeof fp, "%016llx",
-                static_cast<unsigned long long>(fnv1a(cfg_text, fnv1a(std::string_view("\0", 1), fnv1a(text)))));
+                static_cast<unsigned long long>(fnv1a64(cfg_text, fnv1a64(std::string_view("\0", 1), fnv1a64(text)))));
   t.fingerprint = fp;
 
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error("tokenizer " + file + ": not valid JSON: " + e.what());
-  }
+  const Json doc = parse_json(text, "tokenizer " + file);
+  const JsonView j(doc, "tokenizer " + file);
   Loader L{file, t};
   if (!j.is_object()) L.fail("(top level)", "must be a JSON object");
-  if (j.contains("truncation") && !j["truncation"].is_null())
+  if (j["truncation"].present())
     L.fail("truncation", "is not supported (r1dist truncates in the data pipeline); set it to null");
 
-  const json& m = L.need(j, "model", "");
+  const auto m = j["model"];
   L.model(m);
-  const json& vocab = L.need(m, "vocab", "model");
-  if (!vocab.is_object()) L.fail("model.vocab", "must be an object of token -> id");
-  const json empty_list = json::array();
-  const json& added = j.contains("added_tokens") && !j["added_tokens"].is_null() ? j["added_tokens"] : empty_list;
-  if (!added.is_array()) L.fail("added_tokens", "must be an array");
+  const auto vocab_v = m["vocab"];
+  if (!vocab_v.is_object()) vocab_v.items();  // missing, or not an object: named
+  const Json& vocab = vocab_v.json();
+  const auto added = j["added_tokens"];
+  if (added.present() && !added.is_array()) added.elements();
 
   // Sizes first, so that the string tables never reallocate once views point into them.
+  // (The vocabulary is read as raw JSON: 150k entries through JsonView would cost a path
+  // string each; the checks below name the entry the same way.)
   int64_t max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() > INT32_MAX - 1)
-      L.fail("model.vocab[\"" + it.key() + "\"]", "must be a non-negative integer id");
+      L.fail("model.vocab[\"" + it.key() + "\"]", "is " + json_found(it.value()) + ", not a non-negative integer id");
     max_id = std::max<int64_t>(max_id, it.value().get<int64_t>());
   }
   std::vector<AddedToken> added_tokens;
-  for (size_t i = 0; i < added.size(); ++i) {
-    const std::string at = "added_tokens[" + std::to_string(i) + "]";
-    const auto& a = added[i];
+  for (const auto& a : added.present() ? added.elements() : std::vector<JsonView>{}) {
     AddedToken tk;
-    const auto& idj = L.need(a, "id", at);
-    if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() > INT32_MAX - 1)
-      L.fail(at + ".id", "must be a non-negative integer");
-    tk.id = int32_t(idj.get<int64_t>());
-    tk.content = L.str(L.need(a, "content", at), at + ".content");
-    if (tk.content.empty()) L.fail(at + ".content", "must not be empty");
-    if (!utf8_is_valid(tk.content)) L.fail(at + ".content", "is not valid UTF-8");
-    if (L.flag(a, "single_word", at)) L.fail(at + ".single_word", "true is not supported");
-    tk.lstrip = L.flag(a, "lstrip", at);
-    tk.rstrip = L.flag(a, "rstrip", at);
-    tk.normalized = L.flag(a, "normalized", at, !L.flag(a, "special", at));
-    tk.special = L.flag(a, "special", at);
+    const int64_t id = a["id"].integer();
+    if (id < 0 || id > INT32_MAX - 1) L.fail(a["id"], "must be a non-negative integer");
+    tk.id = int32_t(id);
+    tk.content = a["content"].string();
+    if (tk.content.empty()) L.fail(a["content"], "must not be empty");
+    if (!utf8_is_valid(tk.content)) L.fail(a["content"], "is not valid UTF-8");
+    if (a["single_word"].boolean_or(false)) L.fail(a["single_word"], "true is not supported");
+    tk.lstrip = a["lstrip"].boolean_or(false);
+    tk.rstrip = a["rstrip"].boolean_or(false);
+    tk.special = a["special"].boolean_or(false);
+    tk.normalized = a["normalized"].boolean_or(!tk.special);
     max_id = std::max<int64_t>(max_id, tk.id);
     added_tokens.push_back(tk);
   }
@@ -420,8 +374,10 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
     t.byte_id[b] = it->second;
   }
 
-  const json& merges = L.need(m, "merges", "model");
-  if (!merges.is_array()) L.fail("model.merges", "must be an array");
+  // The merges, like the vocabulary, as raw JSON (hundreds of thousands of entries).
+  const auto merges_v = m["merges"];
+  if (!merges_v.is_array()) merges_v.elements();
+  const Json& merges = merges_v.json();
   std::string a, b, ab;
   t.merges.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -438,7 +394,7 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
       a = mj[0].get_ref<const std::string&>();
       b = mj[1].get_ref<const std::string&>();
     } else {
-      L.fail(at, "must be \"a b\" or [\"a\", \"b\"]");
+      L.fail(at, "is " + json_found(mj) + ", not \"a b\" or [\"a\", \"b\"]");
     }
     ab.assign(a).append(b);
     auto ia = t.token_to_id.find(a), ib = t.token_to_id.find(b), im = t.token_to_id.find(ab);
@@ -451,32 +407,23 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
   for (const auto& tk : added_tokens) (tk.normalized ? t.added_normalized : t.added_raw).add(tk);
 
   std::vector<UnicodeForm> forms;
-  L.normalizer(j.contains("normalizer") ? j["normalizer"] : json(), "normalizer", forms);
+  L.normalizer(j["normalizer"], forms);
   t.normalizer = Normalizer(forms);
   bool byte_level = false;
-  L.pre_tokenizer(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), "pre_tokenizer", byte_level);
+  L.pre_tokenizer(j["pre_tokenizer"], byte_level);
   if (!byte_level)
     L.fail("pre_tokenizer", "has no ByteLevel step; r1dist supports byte-level BPE tokenizers only");
-  const json& dec = L.need(j, "decoder", "");
-  if (dec.is_null() || !dec.is_object() || !dec.contains("type") || dec["type"] != "ByteLevel")
+  if (j["decoder"]["type"].string_or("") != "ByteLevel")
     L.fail("decoder", "must be {\"type\": \"ByteLevel\", ...} (byte-level BPE only)");
-  L.post_processor(j.contains("post_processor") ? j["post_processor"] : json(), "post_processor");
+  L.post_processor(j["post_processor"]);
 
   if (!config.empty()) {
-    json c;
-    try {
-      c = json::parse(cfg_text);
-    } catch (const json::exception& e) {
-      throw Error("tokenizer " + config + ": not valid JSON: " + e.what());
-    }
+    const Json cdoc = parse_json(cfg_text, "tokenizer " + config);
+    const JsonView c(cdoc, "tokenizer " + config);
     auto special_of = [&](const char* key) -> std::optional<int32_t> {
-      auto it = c.find(key);
-      if (it == c.end() || it->is_null()) return std::nullopt;
-      std::string content;
-      if (it->is_string()) content = it->get<std::string>();
-      else if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
-        content = (*it)["content"].get<std::string>();
-      else throw Error("tokenizer " + config + ": " + key + ": must be a string or {\"content\": ...}");
+      const auto v = c[key];
+      if (!v.present()) return std::nullopt;
+      const std::string content = v.is_object() ? v["content"].string() : v.string();
       auto found = t.token_to_id.find(content);
       if (found == t.token_to_id.end())
         throw Error("tokenizer " + config + ": " + key + ": '" + content + "' is not a token of " + file);

@@ -10,6 +10,8 @@
 #include <algorithm>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/formats/manifest.h"
 #include "r1dist/log/log.h"
 #include "r1dist/peft/peft_format.h"
 
@@ -23,6 +25,7 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   j["config_path"] = config_path;
   j["model_path"] = cfg.model.path;
   j["model_hash"] = id.model_hash;
+  j["weights_fingerprint"] = id.weights;
   j["world_size"] = world;
   j["global_batch"] = id.global_batch;
   j["lr"] = cfg.train.lr;
@@ -41,12 +44,7 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   for (const auto& e : data.eval) eval_rows.push_back(e.row);
   j["train_row_ids"] = train_rows;
   j["eval_row_ids"] = eval_rows;
-  const std::string path = cfg.output.dir + "/run.json";
-  std::ofstream f(path + ".tmp", std::ios::trunc);
-  f << j.dump(1) << "\n";
-  f.close();
-  check(static_cast<bool>(f), "cannot write " + path + ".tmp");
-  check(std::rename((path + ".tmp").c_str(), path.c_str()) == 0, "cannot rename " + path + ".tmp");
+  write_file_atomic(cfg.output.dir + "/run.json", j.dump(1) + "\n");
 }
 
 namespace {
@@ -86,7 +84,7 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
       struct stat st{};
       if (::stat(path.c_str(), &st) == 0) {
         const std::string aside = path + ".unreadable-at-step-" + std::to_string(resume_step);
-        check(std::rename(path.c_str(), aside.c_str()) == 0, "cannot move " + path + " aside to " + aside);
+        rename_path(path, aside);
         log::warn("resume: ", problem, "; kept as ", aside);
       }
       log::warn("resume: a new metrics.h5 starts at step ", resume_step, " (--resume-anyway metrics)");
@@ -110,14 +108,19 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
   return m;
 }
 
-std::string export_adapter(const Config& cfg, const Qwen2Model& model) {
+std::string export_adapter(const Config& cfg, const Qwen2Model& model, const std::string& base_fingerprint) {
   PeftAdapterConfig pc;
   pc.spec = LoraSpec{cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.rslora};
   pc.targets = cfg.lora.targets;
   pc.base_model = cfg.model.path;
   const std::string dir = cfg.output.dir + "/adapter";
-  save_peft_adapter(model.lora(), dir, pc);
+  save_peft_adapter(model.lora(), dir, pc, base_fingerprint);
   return dir;
+}
+
+bool adapter_is_complete(const std::string& dir) {
+  bool has_manifest = false;
+  return is_dir(dir) && check_manifest(dir, &has_manifest).empty() && has_manifest;
 }
 
 }  // namespace r1dist

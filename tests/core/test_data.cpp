@@ -154,10 +154,10 @@ TEST(DataLoad, MissingField) {
 
 TEST(DataLoad, NonStringField) {
   check_bad_row("number", R"({"Question": "q", "Complex_CoT": "c", "Response": 42})",
-                "field \"Response\" is a number, not a string");
+                "\"Response\" is a JSON number (42), not a string");
   check_bad_row("null", R"({"Question": null, "Complex_CoT": "c", "Response": "r"})",
-                "field \"Question\" is a null, not a string");
-  check_bad_row("array", R"(["q", "c", "r"])", "not a JSON object (a array)");
+                "\"Question\" is null, not a string");
+  check_bad_row("array", R"(["q", "c", "r"])", "the row is a JSON array (3 elements), not a JSON object");
 }
 
 TEST(DataLoad, EmptyString) {
@@ -192,7 +192,7 @@ TEST(DataLoad, EmptyFile) {
   write_text(c.path, "\n[ ]\n");
   EXPECT_HAS(load_error(c), c.path + ":2: no rows (an empty array)");
   c.path = tmp / "absent.json";
-  EXPECT_HAS(load_error(c), c.path + ": cannot open the data file");
+  EXPECT_HAS(load_error(c), c.path + ": cannot read the data file");
 }
 
 TEST(DataLoad, AllRowsBad) {
@@ -200,7 +200,7 @@ TEST(DataLoad, AllRowsBad) {
   auto c = config_for(tmp / "all.jsonl");
   c.on_bad_row = BadRowPolicy::skip;
   write_text(c.path, "{\"Question\": 1}\n{\"Question\": 2}\n");
-  EXPECT_HAS(load_error(c), c.path + ": no usable rows: all 2 rows are bad; the first: " + c.path + ":1: field \"Question\" is a number");
+  EXPECT_HAS(load_error(c), c.path + ": no usable rows: all 2 rows are bad; the first: " + c.path + ":1: \"Question\" is a JSON number (1), not a string");
 }
 
 TEST(DataLoad, SkippedCountInLog) {
@@ -215,7 +215,7 @@ TEST(DataLoad, SkippedCountInLog) {
   EXPECT_EQ(rep.skipped, 2);
   const auto text = read_text(tmp / "run.log");
   EXPECT_HAS(text, "skipped 2 bad rows of 4 in " + c.path);
-  EXPECT_HAS(text, c.path + ":2: field \"Question\" is a number");
+  EXPECT_HAS(text, c.path + ":2: \"Question\" is a JSON number (1), not a string");
   log::add_file(tmp / "after.log");  // release run.log before the directory goes
 }
 

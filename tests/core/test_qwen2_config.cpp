@@ -54,8 +54,8 @@ TEST(Qwen2Loading, ConfigMissingFieldsAreAllNamed) {
   });
   const auto err = config_error(dir);
   EXPECT_NE(err.find("config.json"), std::string::npos) << err;
-  EXPECT_NE(err.find("missing field 'hidden_size'"), std::string::npos) << err;
-  EXPECT_NE(err.find("missing field 'num_key_value_heads'"), std::string::npos) << err;
+  EXPECT_NE(err.find("missing field \"hidden_size\""), std::string::npos) << err;
+  EXPECT_NE(err.find("missing field \"num_key_value_heads\""), std::string::npos) << err;
 }
 
 TEST(Qwen2Loading, UnsupportedFeaturesAreRefusedByName) {
@@ -64,6 +64,42 @@ TEST(Qwen2Loading, UnsupportedFeaturesAreRefusedByName) {
   edit_json(dir + "/config.json", [](nlohmann::json& j) { j["use_sliding_window"] = true; });
   const auto err = config_error(dir);
   EXPECT_NE(err.find("use_sliding_window = true is not supported"), std::string::npos) << err;
+}
+
+// Every value is read through one checked accessor: a wrong type names the file, the key,
+// what it is and what it should be (a fuzzed config.json with "use_sliding_window": 20 used
+// to escape as a bare nlohmann type_error).
+TEST(Qwen2Loading, WrongTypesNameTheKeyAndBothTypes) {
+  TempDir tmp;
+  const auto dir = copy_fixture(tmp, "qwen2_a");
+  edit_json(dir + "/config.json", [](nlohmann::json& j) {
+    j["use_sliding_window"] = 20;
+    j["torch_dtype"] = 5;
+    j.erase("dtype");
+    j["hidden_act"] = nullptr;
+    j["rope_scaling"] = "linear";
+  });
+  const auto err = config_error(dir);
+  for (const char* part : {"\"use_sliding_window\" is a JSON number (20), not a boolean",
+                           "\"torch_dtype\" is a JSON number (5), not a string",
+                           "\"rope_scaling\" is a JSON string (\"linear\"), not an object"})
+    EXPECT_NE(err.find(part), std::string::npos) << part << "\n" << err;
+  EXPECT_EQ(err.find("json.exception"), std::string::npos) << err;
+}
+
+TEST(Qwen2Loading, EosTokenIdMayBeAListAndEveryIdMustBeAToken) {
+  TempDir tmp;
+  const auto dir = copy_fixture(tmp, "qwen2_a");
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["eos_token_id"] = {1, 2}; });
+  EXPECT_EQ(read_qwen2_config(dir).eos_token_ids, (std::vector<int64_t>{1, 2}));
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["eos_token_id"] = -7; });
+  EXPECT_NE(config_error(dir).find("eos_token_id -7 is not a token id"), std::string::npos) << config_error(dir);
+  edit_json(dir + "/config.json", [](nlohmann::json& j) {
+    j["eos_token_id"] = 1;
+    j["torch_dtype"] = "int8";
+    j.erase("dtype");
+  });
+  EXPECT_NE(config_error(dir).find("torch_dtype 'int8' is not one of"), std::string::npos) << config_error(dir);
 }
 
 }  // namespace

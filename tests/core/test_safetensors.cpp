@@ -322,7 +322,7 @@ TEST_F(SafetensorsReaderErrors, InvalidJsonUtf8AndNonObject) {
       ThrowsWith([&] { st::File::open(utf); }, {"bad_utf8.safetensors", "not valid UTF-8 JSON", "UTF-8"}));
   const std::string arr = put("array.safetensors", raw_file("[1,2]", ""));
   EXPECT_TRUE(ThrowsWith([&] { st::File::open(arr); },
-                         {"array.safetensors", "header is a JSON array, not an object"}));
+                         {"array.safetensors", "header is a JSON array"}));
   const std::string trailing = put("trailing.safetensors", raw_file("{} {}", ""));
   EXPECT_TRUE(
       ThrowsWith([&] { st::File::open(trailing); }, {"trailing.safetensors", "not valid UTF-8 JSON"}));
@@ -346,20 +346,20 @@ TEST_F(SafetensorsReaderErrors, EntryFieldsMissingOrWrongType) {
     const char* cause;
   };
   const Case cases[] = {
-      {"{\"shape\":[1],\"data_offsets\":[0,4]}", "missing \"dtype\""},
-      {"{\"dtype\":\"F32\",\"data_offsets\":[0,4]}", "missing \"shape\""},
-      {"{\"dtype\":\"F32\",\"shape\":[1]}", "missing \"data_offsets\""},
-      {"{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}", "\"dtype\" is a JSON number, not a string"},
+      {"{\"shape\":[1],\"data_offsets\":[0,4]}", "missing field \"dtype\""},
+      {"{\"dtype\":\"F32\",\"data_offsets\":[0,4]}", "missing field \"shape\""},
+      {"{\"dtype\":\"F32\",\"shape\":[1]}", "missing field \"data_offsets\""},
+      {"{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}", "\"dtype\" is a JSON number (32), not a string"},
       {"{\"dtype\":\"F32\",\"shape\":\"1\",\"data_offsets\":[0,4]}",
-       "\"shape\" is a JSON string, not an array"},
+       "\"shape\" is a JSON string (\"1\"), not an array"},
       {"{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}",
-       "\"shape\" holds a JSON number, not an integer"},
+       "\"shape[0]\" is a JSON number (1.0), not an integer"},
       {"{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}",
        "\"data_offsets\" must be two non-negative"},
       {"{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}",
        "\"data_offsets\" must be two non-negative"},
       {"{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{\"begin\":0}}", "\"data_offsets\" must be two"},
-      {"[0,4]", "entry is a JSON array, not an object"},
+      {"[0,4]", "entry is a JSON array (2 elements), not an object"},
   };
   for (const auto& c : cases) {
     const std::string path =
@@ -398,7 +398,7 @@ TEST_F(SafetensorsReaderErrors, NegativeDimsAndOverflow) {
   const std::string huge_dim = put(
       "dim.safetensors",
       raw_file("{\"x\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,4]}}", "abcd"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(huge_dim); }, {"dim.safetensors", "is too large"}));
+  EXPECT_TRUE(ThrowsWith([&] { st::File::open(huge_dim); }, {"dim.safetensors", "too large for a 64-bit integer"}));
 }
 
 TEST_F(SafetensorsReaderErrors, BeginAfterEnd) {
@@ -494,10 +494,10 @@ TEST_F(SafetensorsReaderErrors, MetadataMustBeObjectOfStrings) {
       put("meta_num.safetensors", raw_file("{\"__metadata__\":{\"format\":\"pt\",\"step\":3}}", ""));
   EXPECT_TRUE(
       ThrowsWith([&] { st::File::open(num); },
-                 {"meta_num.safetensors", "\"__metadata__\" key 'step' holds a JSON number, not a string"}));
+                 {"meta_num.safetensors", "\"__metadata__.step\" is a JSON number (3), not a string"}));
   const std::string arr = put("meta_arr.safetensors", raw_file("{\"__metadata__\":[\"pt\"]}", ""));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(arr); }, {"meta_arr.safetensors", "\"__metadata__\" is a JSON array"}));
+      ThrowsWith([&] { st::File::open(arr); }, {"meta_arr.safetensors", "\"__metadata__\" is a JSON array (1 element), not an object"}));
 }
 
 TEST_F(SafetensorsReaderErrors, UnknownTensorNamesFileAndTensor) {
@@ -883,10 +883,10 @@ TEST_F(SafetensorsCheckpointErrors, InvalidIndexJson) {
   const std::string index = dir + "/model.safetensors.index.json";
   const std::pair<const char*, const char*> cases[] = {
       {"{\"weight_map\": {", "index is not valid UTF-8 JSON"},
-      {"[]", "index is a JSON array, not an object"},
-      {"{\"metadata\":{}}", "missing \"weight_map\""},
-      {"{\"weight_map\":[\"a\"]}", "\"weight_map\" is a JSON array, not an object"},
-      {"{\"weight_map\":{\"a\":1}}", "entry for tensor 'a' is a JSON number, not a string"},
+      {"[]", "index is a JSON array (0 elements), not an object"},
+      {"{\"metadata\":{}}", "missing field \"weight_map\""},
+      {"{\"weight_map\":[\"a\"]}", "\"weight_map\" is a JSON array (1 element), not an object"},
+      {"{\"weight_map\":{\"a\":1}}", "\"weight_map.a\" is a JSON number (1), not a string"},
       {"{\"weight_map\":{}}", "\"weight_map\" is empty"},
       {"{\"weight_map\":{\"a\":\"s.safetensors\",\"a\":\"t.safetensors\"}}", "duplicate key 'a'"},
   };

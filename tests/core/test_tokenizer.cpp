@@ -199,7 +199,7 @@ TEST(TokenizerLoad, MalformedFilesNameTheField) {
   };
   const std::vector<Case> cases = {
       {"missing model", [](json& j) { j.erase("model"); }, {"model: is missing"}},
-      {"missing vocab", [](json& j) { j["model"].erase("vocab"); }, {"model.vocab: is missing"}},
+      {"missing vocab", [](json& j) { j["model"].erase("vocab"); }, {"missing field \"model.vocab\""}},
       {"unknown pre-tokenizer", [](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["type"] = "Whitespace"; },
        {"pre_tokenizer.pretokenizers[0].type", "'Whitespace' is not supported"}},
       {"unknown merge token", [](json& j) { j["model"]["merges"].push_back("zz q"); },
@@ -215,8 +215,13 @@ TEST(TokenizerLoad, MalformedFilesNameTheField) {
        {"pre_tokenizer", "no ByteLevel step"}},
       {"missing byte", [](json& j) { j["model"]["vocab"].erase("A"); }, {"model.vocab", "byte 0x41"}},
       {"bad decoder", [](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, {"decoder"}},
+      {"wrong type", [](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 7; },
+       {"\"pre_tokenizer.pretokenizers[0].behavior\" is a JSON number (7), not a string"}},
+      {"processors not a list", [](json& j) {
+         j["post_processor"] = {{"type", "Sequence"}, {"processors", {{"a", 1}}}};
+       }, {"\"post_processor.processors\" is a JSON object (1 member), not an array"}},
       {"added token without content", [](json& j) { j["added_tokens"][0].erase("content"); },
-       {"added_tokens[0].content: is missing"}},
+       {"missing field \"added_tokens[0].content\""}},
       {"unsupported post-processor", [](json& j) { j["post_processor"] = {{"type", "BertProcessing"}}; },
        {"post_processor.type", "'BertProcessing'"}},
       {"template with unknown special", [](json& j) {

@@ -1,20 +1,24 @@
 // A directory's manifest of its files' sizes and CRC-32s (r1dist_manifest.json), written
 // beside an exported PEFT adapter so that a damaged or partly copied adapter is refused when
 // it is read back (r1dist eval/generate/merge --adapter) or checked (r1dist checkpoint verify).
-// Files not named in the manifest (a README added later) are not judged.
+// Files not named in the manifest (a README added later) are not judged. Extra string fields
+// (the base weights' fingerprint) travel with it.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
 namespace r1dist {
 
 constexpr const char* kManifestFile = "r1dist_manifest.json";
+using ManifestExtra = std::map<std::string, std::string>;
 
 // Writes DIR/r1dist_manifest.json (atomically) for the named files of DIR.
-void write_manifest(const std::string& dir, const std::vector<std::string>& files);
+void write_manifest(const std::string& dir, const std::vector<std::string>& files, const ManifestExtra& extra = {});
 // The problems found: empty when every listed file has its recorded size and CRC-32, or
 // when DIR has no manifest (*has_manifest tells which). A manifest that cannot be parsed
-// is itself a problem.
-std::vector<std::string> check_manifest(const std::string& dir, bool* has_manifest = nullptr);
+// is itself a problem. `extra` receives the extra fields.
+std::vector<std::string> check_manifest(const std::string& dir, bool* has_manifest = nullptr,
+                                        ManifestExtra* extra = nullptr);
 
 }  // namespace r1dist

@@ -22,7 +22,7 @@ struct Qwen2Config {
   bool tie_word_embeddings = false;
   std::string torch_dtype = "bfloat16";
   int64_t bos_token_id = 151646;
-  int64_t eos_token_id = 151643;
+  std::vector<int64_t> eos_token_ids = {151643};  // config.json eos_token_id: one id or a list
 
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
