@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 
 #include "formats/h5_util.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/base/checksum.h"
 #include "r1dist/log/log.h"
 
@@ -66,6 +68,15 @@ void check_state(const CheckpointState& s, const std::string& where) {
     throw Error(where + ": optimizer state has " + std::to_string(s.adam_m.size()) + " / " +
                 std::to_string(s.adam_v.size()) + " values (exp_avg / exp_avg_sq) for " + std::to_string(total) +
                 " adapter values");
+  auto finite = [&](const std::vector<float>& v, const std::string& what) {
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        throw Error(where + ": " + what + " holds a non-finite value (" + std::to_string(v[i]) + " at index " +
+                    std::to_string(i) + "); a checkpoint of it would be unusable");
+  };
+  for (const auto& a : s.adapters) finite(a.data, "adapter " + a.name);
+  finite(s.adam_m, "exp_avg");
+  finite(s.adam_v, "exp_avg_sq");
   if (s.world_size < 1 || static_cast<int64_t>(s.rng_states.size()) != s.world_size)
     throw Error(where + ": " + std::to_string(s.rng_states.size()) + " rng states for world_size " +
                 std::to_string(s.world_size));
@@ -123,9 +134,13 @@ void write_array(hid_t loc, const std::string& name, hid_t ftype, hid_t mtype, c
 
 CheckpointWriteHook g_write_hook = nullptr;
 
-void write_tmp(const std::string& tmp, const CheckpointState& s) {
-  const std::string where = "writing checkpoint " + tmp;
-  Handle f(R1DIST_H5(where, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
+// The checkpoint, built in memory (h5_util.h create_in_memory) and written atomically.
+void write_file(const CheckpointState& s, const std::string& path) {
+  const std::string where = "writing checkpoint " + path;
+  size_t estimate = size_t(1) << 20;
+  for (const auto& a : s.adapters) estimate += a.data.size() * 12;  // adapters + both moments
+  for (const auto& r : s.rng_states) estimate += r.size();
+  Handle f = h5::create_in_memory(path, estimate, where);
   h5::write_attr(f, "format", std::string(kFormat), where);
   h5::write_attr(f, "format_version", kFormatVersion, where);
   h5::write_attr(f, "r1dist_version", s.version, where);
@@ -152,9 +167,6 @@ void write_tmp(const std::string& tmp, const CheckpointState& s) {
     total += numel(a.shape);
   }
   adapters.reset();
-  // The adapters are in the temporary file; crash-safety tests stop the process here.
-  H5Fflush(f.get(), H5F_SCOPE_LOCAL);
-  if (g_write_hook) g_write_hook("data");
 
   Handle opt(R1DIST_H5(where, H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   write_array(opt, "exp_avg", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_m.data(), 4, where + " /optimizer");
@@ -171,16 +183,7 @@ void write_tmp(const std::string& tmp, const CheckpointState& s) {
   Handle extra(R1DIST_H5(where, H5Gcreate2(f, "extra", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   for (const auto& [k, v] : s.extra) h5::write_attr(extra, k, v, where + " group /extra");
   extra.reset();
-  f.close(where);
-}
-
-void fsync_path(const std::string& path, bool dir, const std::string& where) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
-  if (fd < 0) throw Error(where + ": cannot open " + path + " to fsync: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw Error(where + ": fsync of " + path + " failed: " + std::strerror(err));
+  h5::write_image(f, path, where, g_write_hook);
 }
 
 // Opens a dataset that must exist under `loc`, naming `field` when it does not.
@@ -257,10 +260,12 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
   Handle f(fid);
 
   CheckpointState s;
+  if (!h5::has_attr(f, "format"))
+    throw NotACheckpoint(where + ": an HDF5 file without the attribute 'format': not an r1dist checkpoint");
   const std::string format = h5::read_string_attr(f, "format", where);
   if (format != kFormat)
-    throw Error(where + ": attribute 'format' is '" + format + "', expected '" + kFormat +
-                "': not an r1dist checkpoint");
+    throw NotACheckpoint(where + ": attribute 'format' is '" + format + "', expected '" + kFormat +
+                         "': not an r1dist checkpoint");
   const int64_t version = h5::read_int_attr(f, "format_version", where);
   if (version < 1 || version > kFormatVersion)
     throw Error(where + ": attribute 'format_version' is " + std::to_string(version) + "; this build reads 1 to " +
@@ -356,6 +361,19 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
       throw Error(c.field + " is damaged: the CRC-32 of its " + std::to_string(c.values) + " values is " +
                   crc32_hex(c.got) + ", the file records " + crc32_hex(c.want));
   }
+  // Intact but unusable: a non-finite adapter or moment would make every later step, and
+  // every model built from it, NaN.
+  auto finite = [&](const std::vector<float>& v, const std::string& field) {
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        throw Error(field + " holds a non-finite value (" + std::to_string(v[i]) + " at index " + std::to_string(i) +
+                    "): the checkpoint is unusable");
+  };
+  if (with_data) {
+    for (const auto& a : s.adapters) finite(a.data, where + ": dataset /adapters/" + a.name);
+    finite(s.adam_m, where + ": dataset /optimizer/exp_avg");
+    finite(s.adam_v, where + ": dataset /optimizer/exp_avg_sq");
+  }
   if (checksums) {
     const auto want = static_cast<uint32_t>(h5::read_int_attr(f, "state_crc32", where));
     const uint32_t got = crc32(state_text(s));
@@ -411,18 +429,7 @@ void set_checkpoint_write_hook(CheckpointWriteHook hook) { g_write_hook = hook; 
 void write_checkpoint(const std::string& path, const CheckpointState& s) {
   h5::quiet();
   check_state(s, "writing checkpoint " + path);
-  const std::string tmp = path + ".tmp";
-  try {
-    write_tmp(tmp, s);
-    fsync_path(tmp, false, "writing checkpoint " + path);
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Error("writing checkpoint " + path + ": cannot rename " + tmp + " to it: " + std::strerror(errno));
-  std::string dir = fs::path(path).parent_path().string();
-  fsync_path(dir.empty() ? "." : dir, true, "writing checkpoint " + path);
+  write_file(s, path);
 }
 
 CheckpointState read_checkpoint(const std::string& path) { return read_impl(path, true); }

@@ -10,31 +10,13 @@
 #include <sstream>
 
 #include "formats/h5_util.h"
+#include "r1dist/base/fs.h"
 
 namespace r1dist {
 
 namespace {
 
 using h5::Handle;
-
-bool exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
-
-void copy_file(const std::string& from, const std::string& to) {
-  std::ifstream in(from, std::ios::binary);
-  if (!in) throw Error(from + ": cannot read (" + std::strerror(errno) + ")");
-  std::ofstream out(to, std::ios::binary | std::ios::trunc);
-  out << in.rdbuf();
-  out.flush();
-  if (!out) throw Error(to + ": cannot write (" + std::strerror(errno) + ")");
-}
-
-void fsync_path(const std::string& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    (void)::fsync(fd);
-    ::close(fd);
-  }
-}
 
 void write_repetition(hid_t g, const Repetition& r, const std::string& w) {
   h5::write_attr(g, "repeated_4gram_share", r.repeated_4gram_share, w);
@@ -86,25 +68,13 @@ void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
 void write_eval_group(const std::string& path, const EvalSummary& s) {
   h5::quiet();
   const std::string where = "eval results " + path;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    Handle f;
-    if (exists(path)) {
-      copy_file(path, tmp);
-      Handle fapl(R1DIST_H5(where, H5Pcreate(H5P_FILE_ACCESS)));
-      f = Handle(R1DIST_H5(where, H5Fopen(tmp.c_str(), H5F_ACC_RDWR, fapl)));
-    } else {
-      f = Handle(R1DIST_H5(where, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
-    }
-    write_group(f, s, where);
-    f.close(where);
-    fsync_path(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error(where + ": rename " + tmp + " -> " + path + " failed (" + std::strerror(errno) + ")");
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
+  // Edited in memory and written atomically (h5_util.h): the file on disk is the old one
+  // or the new one; a metrics.h5 whose SWMR writer was killed opens all the same.
+  std::string old;
+  Handle f = try_read_file(path, &old) ? h5::open_in_memory(old, path, where)
+                                       : h5::create_in_memory(path, 1 << 20, where);
+  write_group(f, s, where);
+  h5::write_image(f, path, where);
 }
 
 std::optional<EvalSummary> read_eval_group(const std::string& path) {

@@ -55,6 +55,20 @@ class Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
+// Files built or edited in memory (HDF5's core driver, no backing store) and written by
+// AtomicFile (base/fs.h): libhdf5 then never writes to the disk itself, so a full disk or an
+// I/O error meets our error path, not libhdf5's (which, when it met ENOSPC while closing a
+// dataset, freed the dataset's ID but not its file's reference to it, and the process crashed
+// in HDF5's exit-time cleanup). `name` only names the file in HDF5's messages.
+// A new empty file; `size_hint` bytes are allocated at once.
+Handle create_in_memory(const std::string& name, size_t size_hint, const std::string& where);
+// An existing file's bytes, opened read-write in memory. Status flags that a killed SWMR
+// writer left in the superblock are cleared (what h5clear does), so such a file opens.
+Handle open_in_memory(const std::string& bytes, const std::string& name, const std::string& where);
+// Flushes `f`, closes it and writes its bytes to `path` atomically.
+void write_image(Handle& f, const std::string& path, const std::string& where,
+                 void (*halfway)(const char*) = nullptr);
+
 // Fixed-length UTF-8 string type of n bytes (at least 1; HDF5 has no zero-size strings).
 // NUL-padded by default (exact-size strings); NUL-terminated for fields with spare room,
 // which h5dump then prints without the padding.

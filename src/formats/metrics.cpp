@@ -11,6 +11,7 @@
 #include <map>
 
 #include "formats/h5_util.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/log/log.h"
 
 namespace r1dist {
@@ -212,8 +213,7 @@ MetricsWriter::MetricsWriter(const std::string& path, bool resume, int64_t resum
     m.n_evals = kept.evals.size();
     for (const auto& [k, v] : kept.attrs) set_attr(k, v);
     R1DIST_H5(m.where, H5Fflush(m.file, H5F_SCOPE_LOCAL));
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error(m.where + ": cannot rename " + tmp + " to it: " + std::strerror(errno));
+    rename_path(tmp, path);
   } catch (...) {
     delete impl_;
     throw;

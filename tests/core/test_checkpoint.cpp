@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "r1dist/base/checksum.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/base/error.h"
@@ -66,8 +67,8 @@ CheckpointState make_state(uint32_t seed, int64_t scale = 1, int world = 3) {
     s.adapters.push_back(std::move(a));
   }
   auto& d = s.adapters[0].data;
-  d[0] = std::numeric_limits<float>::quiet_NaN();
-  d[1] = std::numeric_limits<float>::infinity();
+  d[0] = std::numeric_limits<float>::max();
+  d[1] = -std::numeric_limits<float>::min();
   d[2] = -0.0f;
   d[3] = std::numeric_limits<float>::denorm_min();
   s.adam_m.resize(size_t(total));
@@ -216,7 +217,34 @@ TEST(Checkpoint, WriteRejectsInconsistentState) {
 TEST(Checkpoint, WriteErrorNamesTheFile) {
   TempDir dir;
   const std::string path = dir / "no_such_dir/c.h5";
-  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, make_state(4)); }, {path + ".tmp", "H5Fcreate"}));
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, make_state(4)); }, {path + ".tmp", "No such file or directory"}));
+}
+
+// A NaN adapter (an AdamW epsilon that underflowed fp32 once wrote one) is neither written
+// nor read back, even with a matching checksum: an intact but unusable checkpoint.
+TEST(Checkpoint, NonFiniteValuesAreRefusedOnWriteAndRead) {
+  TempDir dir;
+  const std::string path = dir / "c.h5";
+  auto s = make_state(5);
+  s.adapters[1].data[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(ThrowsWith([&] { write_checkpoint(path, s); }, {path, s.adapters[1].name, "non-finite"}));
+  EXPECT_FALSE(exists(path));
+  s = make_state(5);
+  write_checkpoint(path, s);
+  // NaN into the stored data of exp_avg, with its CRC-32 updated to match.
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t d = H5Dopen2(f, "/optimizer/exp_avg", H5P_DEFAULT);
+  auto m = s.adam_m;
+  m[7] = std::numeric_limits<float>::infinity();
+  ASSERT_GE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m.data()), 0);
+  const int64_t crc = crc32(m.data(), m.size() * 4);
+  const hid_t a = H5Aopen(d, "crc32", H5P_DEFAULT);
+  ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT64, &crc), 0);
+  H5Aclose(a);
+  H5Dclose(d);
+  H5Fclose(f);
+  EXPECT_TRUE(ThrowsWith([&] { read_checkpoint(path); }, {path, "/optimizer/exp_avg", "non-finite value (inf at index 7)"}));
 }
 
 TEST(Checkpoint, ValidationNamesFileAndField) {
@@ -373,35 +401,31 @@ TEST(Checkpoint, WriterKilledMidWriteLeavesThePreviousCheckpoint) {
   ASSERT_EQ(::mkdir((run / "checkpoints").c_str(), 0755), 0);
   const auto old = make_state(7);
   write_checkpoint(checkpoint_path(run.path, 1), old);
-  // ~2.4 M values (29 MB with the optimizer): long enough to be caught mid-write.
+  // ~2.4 M values (29 MB with the optimizer); the child is killed once half of the file is
+  // in the temporary (the write hook), and again after the write but before the rename.
   auto big = make_state(8, 6000, 1);
   big.step = 2;
   const std::string target = checkpoint_path(run.path, 2), tmp = target + ".tmp";
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    try {
-      for (;;) write_checkpoint(target, big);  // rewritten until killed
-    } catch (...) {
+  for (const bool mid_write : {true, false}) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (mid_write) set_checkpoint_write_hook([](const char*) { ::raise(SIGKILL); });
+      else ::setenv("R1DIST_FAULT_ATOMIC", "step_00000002.h5", 1);
+      try {
+        write_checkpoint(target, big);
+      } catch (...) {
+      }
+      ::_exit(3);
     }
-    ::_exit(3);
-  }
-  // Kill it once the temporary file has grown past 1 MB (HDF5 is writing the data).
-  const auto t0 = std::chrono::steady_clock::now();
-  while (file_size(tmp) < (1 << 20) && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status));
-  EXPECT_TRUE(exists(tmp)) << "the kill did not land mid-write";
-  // Whatever the kill interrupted, every final name holds a complete checkpoint.
-  const std::string latest = find_latest_checkpoint(run.path);
-  if (exists(target)) {
-    EXPECT_EQ(latest, target);
-    expect_equal(big, read_checkpoint(target));
-  } else {
-    EXPECT_EQ(latest, checkpoint_path(run.path, 1));
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    EXPECT_TRUE(exists(tmp)) << "the kill landed before the rename";
+    EXPECT_GE(file_size(tmp), off_t(mid_write ? 1 : 20) << 20);
+    // Every final name holds a complete checkpoint: the new one never got its name.
+    EXPECT_FALSE(exists(target));
+    EXPECT_EQ(find_latest_checkpoint(run.path), checkpoint_path(run.path, 1));
   }
   expect_equal(old, read_checkpoint(checkpoint_path(run.path, 1)));
   rotate_checkpoints(run.path, 5);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "r1dist/base/error.h"
+
 namespace r1dist {
 
 // A named fp32 array (row-major) with its shape.
@@ -38,15 +40,21 @@ struct CheckpointState {
   std::map<std::string, std::string> extra;  // free-form string attributes
 };
 
-// Writes atomically: PATH.tmp, fsync, rename to PATH, fsync the directory. A crash at any
-// point leaves either the old PATH or the complete new one.
+// Builds the HDF5 file in memory, then writes it atomically (base/fs.h AtomicFile: PATH.tmp,
+// fsync, rename to PATH, fsync the directory). A crash or a full disk at any point leaves
+// either the old PATH or the complete new one, and an error naming the file.
 void write_checkpoint(const std::string& path, const CheckpointState& s);
 // Test hook for crash-safety tests: called by write_checkpoint with stage "data" once the
 // temporary file holds data but before it is complete and renamed. nullptr = none.
 using CheckpointWriteHook = void (*)(const char* stage);
 void set_checkpoint_write_hook(CheckpointWriteHook hook);
-// Reads and validates (every field present, shapes consistent); throws Error naming the
-// file and the field otherwise.
+// An HDF5 file that is not a checkpoint at all (metrics.h5, another program's file).
+struct NotACheckpoint : Error {
+  using Error::Error;
+};
+// Reads and validates (every field present, shapes consistent, every checksum, every value
+// finite); throws Error naming the file and the field otherwise (NotACheckpoint for an HDF5
+// file of another kind).
 CheckpointState read_checkpoint(const std::string& path);
 // True when read_checkpoint would succeed (no exception escapes).
 bool checkpoint_is_valid(const std::string& path, std::string* why = nullptr);
