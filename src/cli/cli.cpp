@@ -55,9 +55,10 @@ void print_usage() {
                "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
   for (const auto& c : kCommands) std::printf("  %-16s %s\n", c.name, c.summary);
-  std::cout << "\nexit codes: 0 ok, 2 usage or config error, 1 runtime failure, 75 stopped early by a signal\n"
-               "(SIGTERM, SIGINT, SIGUSR1: the run finished its step and wrote a checkpoint; --resume auto\n"
-               "continues it; a second signal ends it at once)\n";
+  std::cout << "\nexit codes: 0 ok, 2 usage, config or input-file error, 1 runtime failure (I/O, a non-finite\n"
+               "step, a collective that missed dist.timeout_s), 75 stopped early by a signal (SIGTERM, SIGINT,\n"
+               "SIGUSR1: the run finished its step and wrote a checkpoint; --resume auto continues it; a second\n"
+               "signal ends it at once). Under mpirun send SIGUSR1 to mpirun (it returns 1 after SIGTERM/SIGINT).\n";
 }
 
 const Command* find_command(const char* word) {

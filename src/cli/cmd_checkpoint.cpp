@@ -10,30 +10,42 @@
 #include "r1dist/base/fs.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/manifest.h"
+#include "r1dist/config/config.h"
 
 namespace r1dist {
 
 namespace {
 
 // One checkpoint file: prints a line, returns whether it is intact.
-bool verify_checkpoint_file(const std::string& path) {
+bool verify_checkpoint_file(const std::string& path, CheckpointState* out = nullptr) {
   try {
-    const auto s = read_checkpoint(path);
+    auto s = read_checkpoint(path);
     int64_t values = 0;
     for (const auto& a : s.adapters) values += static_cast<int64_t>(a.data.size());
     std::printf("ok       %s: step %lld, %zu adapter tensors (%lld values), optimizer moments, %d RNG states\n",
                 path.c_str(), static_cast<long long>(s.step), s.adapters.size(), static_cast<long long>(values),
                 s.world_size);
+    if (out) *out = std::move(s);
     return true;
+  } catch (const NotACheckpoint& e) {
+    std::printf("NOT A CHECKPOINT  %s\n         %s\n", path.c_str(), e.what());
+    return false;
   } catch (const std::exception& e) {
     std::printf("DAMAGED  %s\n         %s\n", path.c_str(), e.what());
     return false;
   }
 }
 
-bool verify_adapter_dir(const std::string& dir) {
+// in_run: the adapter/ of a run directory, which r1dist always exports with a manifest.
+bool verify_adapter_dir(const std::string& dir, bool in_run) {
   bool has = false;
   const auto problems = check_manifest(dir, &has);
+  if (!has && in_run) {
+    std::printf("INCOMPLETE %s: no %s: the export was cut short\n         HINT: r1dist --cfg CONFIG --resume auto "
+                "exports it again from the final checkpoint\n",
+                dir.c_str(), kManifestFile);
+    return false;
+  }
   if (!has) {
     std::printf("unknown  %s: no %s (an adapter not written by r1dist, or written before manifests)\n", dir.c_str(),
                 kManifestFile);
@@ -48,13 +60,52 @@ bool verify_adapter_dir(const std::string& dir) {
   return false;
 }
 
+// A run directory: every checkpoint, and the adapter its final checkpoint must have exported.
+bool verify_run_dir(const std::string& dir, int* checked) {
+  std::vector<std::string> files;
+  if (is_dir(dir + "/checkpoints"))
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/checkpoints"))
+      if (e.path().extension() == ".h5") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  bool ok = true;
+  CheckpointState newest;
+  for (const auto& f : files) {
+    CheckpointState s;
+    const bool good = verify_checkpoint_file(f, &s);
+    if (good && s.step >= newest.step) newest = std::move(s);
+    ok = good && ok;
+    ++*checked;
+  }
+  const std::string adapter = dir + "/adapter";
+  if (is_dir(adapter)) {
+    ok = verify_adapter_dir(adapter, true) && ok;
+    ++*checked;
+  } else if (!newest.config_toml.empty()) {
+    const auto cfg = parse_config_string(newest.config_toml, dir + " (its newest checkpoint's config)");
+    if (newest.step >= cfg.train.steps) {
+      std::printf("MISSING  %s: the run reached its final step %lld but its adapter was never exported\n"
+                  "         HINT: r1dist --cfg CONFIG --resume auto exports it from the final checkpoint\n",
+                  adapter.c_str(), static_cast<long long>(newest.step));
+      ok = false;
+      ++*checked;
+    }
+  }
+  if (files.empty() && !is_dir(adapter)) {
+    std::printf("NONE     %s: no checkpoints (checkpoints/step_N.h5) and no adapter/\n", dir.c_str());
+    return false;
+  }
+  return ok;
+}
+
 }  // namespace
 
 int cmd_checkpoint(int argc, char** argv) {
   Args a("r1dist checkpoint verify",
          "Check the CRC-32s of checkpoints and exported adapters. PATH: a checkpoint file (step_N.h5), a run "
-         "directory (every checkpoint under checkpoints/ and the adapter/ it exported), or an adapter directory "
-         "(its r1dist_manifest.json). Prints one line per file; exit 0 when all are intact, 1 otherwise.");
+         "directory (every checkpoint under checkpoints/ and the adapter/ it exported: a run whose final "
+         "checkpoint has no complete adapter/ is reported), or an adapter directory (its r1dist_manifest.json). "
+         "Prints one line per file; exit 0 when all are intact, 1 otherwise (damaged, missing, incomplete, no "
+         "checkpoints, or not a checkpoint).");
   a.option_str("action", "verify").option_list("paths", "files or directories").positional({"action", "paths"});
   if (!a.parse(argc, argv)) return 0;
   if (a.required("action") != "verify") throw UsageError("checkpoint: unknown action '" + a.str("action") + "' (known: verify)");
@@ -69,29 +120,18 @@ int cmd_checkpoint(int argc, char** argv) {
       ++checked;
       continue;
     }
-    if (is_dir(p + "/checkpoints")) {
-      std::vector<std::string> files;
-      for (const auto& e : std::filesystem::directory_iterator(p + "/checkpoints"))
-        if (e.path().extension() == ".h5") files.push_back(e.path().string());
-      std::sort(files.begin(), files.end());
-      for (const auto& f : files) {
-        ok = verify_checkpoint_file(f) && ok;
-        ++checked;
-      }
-      if (is_dir(p + "/adapter")) {
-        ok = verify_adapter_dir(p + "/adapter") && ok;
-        ++checked;
-      }
+    if (is_dir(p + "/checkpoints") || is_file(p + "/run.json")) {
+      ok = verify_run_dir(p, &checked) && ok;
       continue;
     }
     if (std::filesystem::exists(p + "/adapter_config.json") || std::filesystem::exists(p + "/" + kManifestFile)) {
-      ok = verify_adapter_dir(p) && ok;
+      ok = verify_adapter_dir(p, false) && ok;
       ++checked;
       continue;
     }
     throw UsageError("checkpoint verify: " + p + " is neither a checkpoint, a run directory nor an adapter directory");
   }
-  std::printf("%s: %d checked\n", ok ? "all intact" : "DAMAGE FOUND", checked);
+  std::printf("%s: %d checked\n", ok ? "all intact" : "PROBLEMS FOUND", checked);
   return ok ? 0 : 1;
 }
 

@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <iostream>
 
+#include "r1dist/base/fs.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
 #include "r1dist/base/run_lock.h"
 #include "r1dist/config/config.h"
+#include "r1dist/config/config_diff.h"
 #include "r1dist/data/dataset.h"
 #include "r1dist/data/packing.h"
 #include "r1dist/tokenizer/tokenizer.h"
@@ -25,6 +27,7 @@
 #include "r1dist/tensor/device.h"
 #include "r1dist/train/progress.h"
 #include "r1dist/train/trainer.h"
+#include "r1dist/train/train_state.h"
 
 namespace r1dist {
 
@@ -66,17 +69,9 @@ void log_first_step_layout(const Config& cfg, const std::vector<Example>& train,
 // The training rows as JSON Lines {"ids": [...], "labels": [...]} (labels -100 where no loss
 // is taken; HF convention, unshifted): the same rows for another trainer (tools/bench).
 void export_rows(const std::vector<Example>& train, const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) throw Error("--export-rows: cannot write " + path + ": " + std::strerror(errno));
-  for (const auto& e : train) {
-    nlohmann::json row = {{"ids", e.ids}, {"labels", e.labels}};
-    const auto line = row.dump() + "\n";
-    if (std::fwrite(line.data(), 1, line.size(), f) != line.size()) {
-      std::fclose(f);
-      throw Error("--export-rows: write to " + path + " failed");
-    }
-  }
-  if (std::fclose(f) != 0) throw Error("--export-rows: closing " + path + " failed");
+  AtomicFile f(path);
+  for (const auto& e : train) f.write(nlohmann::json{{"ids", e.ids}, {"labels", e.labels}}.dump() + "\n");
+  f.commit();
   log::info("exported ", train.size(), " training rows to ", path);
 }
 
@@ -89,6 +84,7 @@ void dry_run(const Config& cfg, const std::string& rows_out) {
             mc.num_attention_heads, "/", mc.num_key_value_heads, ", vocab ", mc.vocab_size, ", ",
             base_param_count(mc), " parameters; LoRA r=", cfg.lora.r, " on ", cfg.lora.targets.size(),
             " projections: ", lora_param_count(mc, cfg.lora.r, cfg.lora.targets), " trainable");
+  model_weights_fingerprint(cfg.model.path);  // what a resume will compare
   check_memory(cfg, device);
   const auto tok = Tokenizer::load(cfg.model.path);
   log::info("tokenizer ", tok.path(), ": ", tok.vocab_size(), " tokens");
@@ -129,6 +125,8 @@ int cmd_run(int argc, char** argv) {
   const auto& pg = dist_group();
   const auto path = a.required("cfg");
   const Config cfg = load_config(path, a.list("set"));
+  dist_set_timeout(cfg.dist.timeout_s);
+  dist_set_phase("start-up");
 
   log::set_rank(pg.rank, pg.world, a.has("log-all-ranks"));
   std::error_code ec;
@@ -138,7 +136,7 @@ int cmd_run(int argc, char** argv) {
   // holds the lock until the process ends. The other ranks wait for it before writing.
   RunLock lock;
   if (pg.rank == 0) lock = RunLock::acquire(cfg.output.dir, "r1dist --cfg " + path);
-  dist_barrier();
+  dist_barrier("MPI_Barrier after the run lock");
   log::add_file(cfg.output.dir + "/run.log");
   log::info("r1dist ", R1DIST_VERSION, ": ", path, " (", cfg.model.display_name(), "), world size ", pg.world);
   log::info("config (defaults filled in):\n", cfg.to_toml());
@@ -154,6 +152,7 @@ int cmd_run(int argc, char** argv) {
   opt.resume_anyway = a.has("resume-anyway") ? a.str("resume-anyway") : "";
   if (!opt.resume_anyway.empty() && opt.resume.empty())
     throw UsageError("--resume-anyway goes with --resume auto or --resume PATH");
+  if (!opt.resume_anyway.empty()) check_resume_anyway(opt.resume_anyway);
   if (a.has("stop-after")) {
     opt.stop_after = a.i64("stop-after");
     if (opt.stop_after <= 0) throw UsageError("--stop-after must be a step number > 0");

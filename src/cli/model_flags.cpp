@@ -75,7 +75,7 @@ LoadedModel load_model_from_flags(const Args& a, const Config& cfg) {
     if (::stat((dir + "/adapter_config.json").c_str(), &st) == 0) adapter = dir;
   }
   LoadedModel m{build_model(cfg, device, WithAdapters::no), device, adapter, ""};
-  if (!adapter.empty()) m.adapter_desc = attach_saved_adapter(m.model, adapter);
+  if (!adapter.empty()) m.adapter_desc = attach_saved_adapter(m.model, adapter, cfg.model.path);
   log::info("model ", cfg.model.path, " on ", device.str(), " (", to_string(cfg.model.dtype), ", base ",
             to_string(cfg.quant.mode), ")", adapter.empty() ? ", no adapter" : ", " + m.adapter_desc);
   return m;

@@ -9,7 +9,6 @@
 #include "comm/nccl_communicator.h"
 #include "r1dist/base/error.h"
 #include "r1dist/dist/process_group.h"
-#include "r1dist/dist/watchdog.h"
 
 namespace r1dist {
 
@@ -23,17 +22,15 @@ namespace {
 
 class MpiCommunicator : public Communicator {
  public:
-  explicit MpiCommunicator(int64_t timeout_s) : dog_(timeout_s) {}
   void allreduce_sum(at::Tensor& t) override {
     check(t.is_contiguous(), "allreduce_sum: tensor must be contiguous");
     const auto t0 = std::chrono::steady_clock::now();
     if (dist_group().world > 1) {
       at::Tensor host = t.is_cpu() ? t : t.to(at::kCPU);
-      Watchdog::Watch w(&dog_, "MPI_Allreduce");
       if (host.scalar_type() == at::kFloat)
-        dist_allreduce_sum(host.data_ptr<float>(), host.numel());
+        dist_allreduce_sum(host.data_ptr<float>(), host.numel(), "MPI_Allreduce of the gradients");
       else if (host.scalar_type() == at::kDouble)
-        dist_allreduce_sum(host.data_ptr<double>(), host.numel());
+        dist_allreduce_sum(host.data_ptr<double>(), host.numel(), "MPI_Allreduce of the evaluation sums");
       else
         throw Error("allreduce_sum: only float32/float64 tensors, got " +
                     std::string(c10::toString(host.scalar_type())));
@@ -42,14 +39,11 @@ class MpiCommunicator : public Communicator {
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   std::string name() const override { return "mpi"; }
-
- private:
-  Watchdog dog_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_communicator(Backend backend, const at::Device& device, int64_t timeout_s) {
+std::unique_ptr<Communicator> make_communicator(Backend backend, const at::Device& device) {
   check(dist_group().initialized, "make_communicator: the process group is not initialised");
   if (backend == Backend::automatic) backend = (device.is_cuda() && nccl_available()) ? Backend::nccl : Backend::mpi;
   if (backend == Backend::nccl) {
@@ -58,9 +52,9 @@ std::unique_ptr<Communicator> make_communicator(Backend backend, const at::Devic
                        "HINT: use dist.backend = \"mpi\" or \"auto\"");
     if (!device.is_cuda())
       throw UsageError("dist.backend = \"nccl\" needs a CUDA device, but model.device resolved to " + device.str());
-    return detail::make_nccl_communicator(device, timeout_s);
+    return detail::make_nccl_communicator(device);
   }
-  return std::make_unique<MpiCommunicator>(timeout_s);
+  return std::make_unique<MpiCommunicator>();
 }
 
 }  // namespace r1dist

@@ -29,23 +29,32 @@ namespace r1dist {
                             ":" + std::to_string(__LINE__) + ": " + ncclGetErrorString(rc_)); \
   } while (0)
 
+#define R1DIST_CUDA_OK(call)                                                                  \
+  do {                                                                                        \
+    const cudaError_t rc_ = (call);                                                           \
+    if (rc_ != cudaSuccess) throw ::r1dist::Error(std::string(#call) + ": " + cudaGetErrorString(rc_)); \
+  } while (0)
+
 bool nccl_available() { return true; }
 
 namespace {
 
 class NcclCommunicator : public Communicator {
  public:
-  NcclCommunicator(const at::Device& device, int64_t timeout_s)
-      : device_(device), dog_(timeout_s) {
+  explicit NcclCommunicator(const at::Device& device) : device_(device), dog_(dist_timeout()) {
     const auto& pg = dist_group();
     ncclUniqueId id;
     if (pg.rank == 0) R1DIST_NCCL_CHECK(ncclGetUniqueId(&id));
-    dist_broadcast(&id, sizeof(id), 0);
+    dist_broadcast(&id, sizeof(id), 0, "MPI_Bcast of the NCCL unique id");
     c10::cuda::CUDAGuard guard(device_);
+    // Blocking: every rank is known to be alive (the broadcast above just finished), and
+    // the watchdog thread holds this one call to the same deadline.
     Watchdog::Watch w(&dog_, "ncclCommInitRank");
     R1DIST_NCCL_CHECK(ncclCommInitRank(&comm_, pg.world, id, pg.rank));
+    R1DIST_CUDA_OK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
   ~NcclCommunicator() override {
+    if (done_) cudaEventDestroy(done_);
     if (comm_) ncclCommDestroy(comm_);
   }
   void allreduce_sum(at::Tensor& t) override {
@@ -60,13 +69,19 @@ class NcclCommunicator : public Communicator {
     const auto t0 = std::chrono::steady_clock::now();
     c10::cuda::CUDAGuard guard(device_);
     auto stream = c10::cuda::getCurrentCUDAStream(device_.index());
-    Watchdog::Watch w(&dog_, "ncclAllReduce");
     R1DIST_NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), type,
                                     ncclSum, comm_, stream.stream()));
-    // Waiting here keeps the timing honest and lets the watchdog see a stuck peer.
-    const auto rc = cudaStreamSynchronize(stream.stream());
-    if (rc != cudaSuccess)
-      throw Error(std::string("cudaStreamSynchronize after ncclAllReduce: ") + cudaGetErrorString(rc));
+    R1DIST_CUDA_OK(cudaEventRecord(done_, stream.stream()));
+    // Waiting here keeps the timing honest and holds the collective to the deadline.
+    cudaError_t rc = cudaSuccess;
+    dist_wait_collective(
+        "ncclAllReduce of the gradients",
+        [&] {
+          rc = cudaEventQuery(done_);
+          return rc != cudaErrorNotReady;
+        },
+        [&] { ncclCommAbort(comm_), comm_ = nullptr; });
+    if (rc != cudaSuccess) throw Error(std::string("ncclAllReduce: ") + cudaGetErrorString(rc));
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   std::string name() const override { return "nccl"; }
@@ -75,19 +90,20 @@ class NcclCommunicator : public Communicator {
   at::Device device_;
   Watchdog dog_;
   ncclComm_t comm_ = nullptr;
+  cudaEvent_t done_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> detail::make_nccl_communicator(const at::Device& device, int64_t timeout_s) {
-  return std::make_unique<NcclCommunicator>(device, timeout_s);
+std::unique_ptr<Communicator> detail::make_nccl_communicator(const at::Device& device) {
+  return std::make_unique<NcclCommunicator>(device);
 }
 
 #else
 
 bool nccl_available() { return false; }
 
-std::unique_ptr<Communicator> detail::make_nccl_communicator(const at::Device&, int64_t) {
+std::unique_ptr<Communicator> detail::make_nccl_communicator(const at::Device&) {
   throw Error("this build has no NCCL");
 }
 

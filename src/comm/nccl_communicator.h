@@ -7,6 +7,6 @@
 
 namespace r1dist::detail {
 
-std::unique_ptr<Communicator> make_nccl_communicator(const at::Device& device, int64_t timeout_s);
+std::unique_ptr<Communicator> make_nccl_communicator(const at::Device& device);
 
 }  // namespace r1dist::detail

@@ -5,6 +5,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <charconv>
 #include <climits>
 #include <cmath>
@@ -496,6 +497,11 @@ struct Loader {
               return void(wrong_type = true);
             if (!std::isfinite(x))
               bad = name + " = " + fmt_float(x) + " is not a finite number";
+            else if (x != 0 && (std::fabs(x) < double(FLT_MIN) || std::fabs(x) > double(FLT_MAX)))
+              // The optimizer, LoRA and the losses compute in fp32: 1e-300 would become 0
+              // there (an AdamW epsilon of 0 makes 0/0 = NaN adapters), 1e39 infinity.
+              bad = name + " = " + fmt_float(x) + (std::fabs(x) < 1 ? " underflows" : " overflows") +
+                    " fp32, which r1dist computes in: use 0 or a magnitude from 1.2e-38 to 3.4e+38";
             else if (!in_bounds(k.range, x))
               bad = name + " = " + fmt_float(x) + " is out of range " + bounds_text(k.range);
             else
@@ -574,6 +580,14 @@ struct Loader {
       problem(set_at["train.memory_budget_gb"],
               "train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "
               "\"layer\"; with checkpointing = \"none\" every layer keeps its activations already");
+    // Rows per step on one rank; x ranks later (trainer). 2^40 rows is far beyond any data
+    // set, and keeps every product with ranks and tokens far from int64 overflow.
+    if (int64_t rows = 0; __builtin_mul_overflow(cfg.train.micro_batch, cfg.train.grad_accum, &rows) ||
+                          rows > (int64_t(1) << 40))
+      problem(set_at.count("train.grad_accum") ? set_at["train.grad_accum"] : set_at["train.micro_batch"],
+              "train.micro_batch x train.grad_accum = " + std::to_string(cfg.train.micro_batch) + " x " +
+                  std::to_string(cfg.train.grad_accum) + " rows per rank and step is beyond 2^40 (" +
+                  std::to_string(int64_t(1) << 40) + ")");
     if (cfg.model.name.size() > 255)
       problem(set_at["model.name"], "model.name is " + std::to_string(cfg.model.name.size()) +
                                         " bytes; a display name must fit in 255 (it is stored in metrics.h5)");
@@ -720,5 +734,7 @@ std::vector<std::string> EvalConfig::default_eval_prompts() {
       "What are the first steps in managing an adult with suspected sepsis in the emergency department?",
   };
 }
+
+std::string suggest_config_key(const std::string& name) { return suggest_key(name); }
 
 }  // namespace r1dist

@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include "r1dist/base/error.h"
+#include "r1dist/config/config.h"
 
 namespace r1dist {
 
@@ -54,6 +55,21 @@ bool key_changes_math(const std::string& key) {
   for (const char* section : {"lora.", "quant.", "data.", "train."})
     if (key.rfind(section, 0) == 0) return true;
   return false;
+}
+
+void check_resume_anyway(const std::string& keys) {
+  if (keys == "all") return;
+  std::set<std::string> known = {"model", "data", "metrics"};
+  for (const auto& d : config_key_docs()) known.insert(d.key);
+  std::stringstream ss(keys);
+  for (std::string k; std::getline(ss, k, ',');) {
+    if (k.empty() || known.count(k)) continue;
+    if (k == "global batch" || k == "global_batch")
+      throw UsageError("--resume-anyway: the global batch cannot be overridden (the batch plan depends on it)");
+    const std::string hint = suggest_config_key(k);
+    throw UsageError("--resume-anyway: unknown key '" + k + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                     "\nHINT: give all, or config keys (train.lr) and model, data, metrics, separated by commas");
+  }
 }
 
 std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml) {

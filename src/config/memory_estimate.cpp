@@ -104,8 +104,17 @@ void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const s
                      " is below what this config needs with every layer recomputed: an estimated " + est.describe() +
                      " per rank\nHINT: raise train.memory_budget_gb, or lower train.micro_batch or data.max_seq_len");
   if (capacity_bytes <= 0 || est.total() <= capacity_bytes) return;
-  throw UsageError("this config needs an estimated " + est.describe() + " per rank; " + device_name + " has " +
-                   gb(capacity_bytes) + " GB. Driven by train.micro_batch = " + std::to_string(cfg.train.micro_batch) +
+  const std::string head = "this config needs an estimated " + est.describe() + " per rank; " + device_name + " has " +
+                           gb(capacity_bytes) + " GB. ";
+  // Name what drives it: the model itself (its weights and the vocabulary-wide loss chunk do
+  // not shrink with the batch) or the batch's activations.
+  const double batch_part = est.activations;
+  if (est.weights + est.adapters >= batch_part || est.workspace >= batch_part)
+    throw UsageError(head + "Driven by the model itself (" + cfg.model.path +
+                     "/config.json: its weights" + (est.workspace >= batch_part ? " and its vocabulary, whose logits the loss holds" : "") +
+                     "), not by the batch\nHINT: this model does not fit this device; use a smaller model, quant.mode = "
+                     "\"nf4\", or a device with more memory");
+  throw UsageError(head + "Driven by train.micro_batch = " + std::to_string(cfg.train.micro_batch) +
                    " x data.max_seq_len = " + std::to_string(cfg.data.max_seq_len) +
                    " tokens per forward pass, train.checkpointing = \"" + to_string(cfg.train.checkpointing) +
                    "\"\nHINT: lower train.micro_batch (raise train.grad_accum to keep the global batch) or "

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "r1dist/dist/process_group.h"
@@ -27,12 +28,11 @@ struct Watchdog::State {
       if (!active) continue;
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
       if (waited > double(timeout_s)) {
-        std::fprintf(stderr,
-                     "[r1dist] rank %d: %s did not finish within dist.timeout_s = %lld s (a peer "
-                     "rank probably died); ending this rank so the job does not hang\n",
-                     dist_group().rank, what, static_cast<long long>(timeout_s));
+        const std::string msg =
+            dist_deadline_message(what, "a blocking call that cannot say which rank did not join") + "\n";
+        std::fprintf(stderr, "[r1dist] %s", msg.c_str());
         std::fflush(stderr);
-        std::_Exit(3);
+        std::_Exit(1);
       }
     }
   }

@@ -49,8 +49,12 @@ std::vector<AdapterRef> Qwen2Model::projections(const std::vector<std::string>& 
 }
 
 void Qwen2Model::attach_lora(const LoraSpec& spec, const std::vector<std::string>& targets, uint64_t seed) {
+  attach_lora([spec](const std::string&) { return spec; }, targets, seed);
+}
+
+void Qwen2Model::attach_lora(const LoraSpecFor& spec_for, const std::vector<std::string>& targets, uint64_t seed) {
   check(!lora_.attached(), "attach_lora: the model already has adapters");
-  lora_ = LoraAdapters::attach(projections(targets), spec, seed, device_);
+  lora_ = LoraAdapters::attach(projections(targets), spec_for, seed, device_);
 }
 
 std::vector<std::pair<std::string, at::Tensor*>> Qwen2Model::named_weights() {

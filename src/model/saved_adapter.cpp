@@ -8,6 +8,7 @@
 #include "r1dist/base/fs.h"
 #include "r1dist/config/config.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/manifest.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/log/log.h"
@@ -18,8 +19,19 @@ namespace r1dist {
 
 namespace {
 
-std::string attach_checkpoint(Qwen2Model& model, const std::string& path) {
+// The adapter was trained on weights with fingerprint `recorded` ("" = not recorded).
+void check_base(const std::string& recorded, const std::string& adapter, const std::string& base_dir) {
+  if (recorded.empty()) return;
+  const auto now = st::weights_fingerprint(st::Checkpoint::open_dir(base_dir));
+  if (now != recorded)
+    log::warn("adapter ", adapter, " was trained on base weights with fingerprint ", recorded, ", but ", base_dir,
+              " has ", now, ": another model with the same config.json (other weights, another fine-tune); the "
+              "results describe this combination, not the trained one");
+}
+
+std::string attach_checkpoint(Qwen2Model& model, const std::string& path, const std::string& base_dir) {
   const auto s = read_checkpoint(path);
+  if (auto it = s.extra.find("weights_fingerprint"); it != s.extra.end()) check_base(it->second, path, base_dir);
   const auto cfg = parse_config_string(s.config_toml, path + " (its config)");
   model.attach_lora(LoraSpec{cfg.lora.r, cfg.lora.alpha, 0.0, cfg.lora.rslora}, cfg.lora.targets, 0);
   const auto params = model.lora().named_parameters();
@@ -37,33 +49,30 @@ std::string attach_checkpoint(Qwen2Model& model, const std::string& path) {
          std::to_string(cfg.lora.alpha) + ", " + std::to_string(cfg.lora.targets.size()) + " targets)";
 }
 
-std::string attach_peft(Qwen2Model& model, const std::string& dir) {
-  const auto pc = read_peft_config(dir);
-  auto spec = pc.spec;
-  spec.dropout = 0.0;  // inference
-  model.attach_lora(spec, pc.targets, 0);
+std::string attach_peft(Qwen2Model& model, const std::string& dir, const std::string& base_dir) {
+  auto pc = read_peft_config(dir);
+  pc.spec.dropout = 0.0;  // inference
+  model.attach_lora(pc.spec_for(), pc.targets, 0);
   load_peft_adapter(model.lora(), dir);
-  return "PEFT adapter " + dir + " (r " + std::to_string(spec.r) + ", alpha " + std::to_string(spec.alpha) + ", " +
-         std::to_string(pc.targets.size()) + " targets)";
-}
-
-void copy_file(const std::string& from, const std::string& to) {
-  std::ifstream in(from, std::ios::binary);
-  std::ofstream out(to, std::ios::binary | std::ios::trunc);
-  out << in.rdbuf();
-  if (!in || !out) throw Error("merge: cannot copy " + from + " to " + to);
+  ManifestExtra extra;
+  check_manifest(dir, nullptr, &extra);
+  check_base(extra["base_fingerprint"], dir, base_dir);
+  const bool patterns = !pc.rank_pattern.empty() || !pc.alpha_pattern.empty();
+  return "PEFT adapter " + dir + " (r " + std::to_string(pc.spec.r) + ", alpha " + std::to_string(pc.spec.alpha) +
+         (patterns ? " with per-module rank_pattern/alpha_pattern" : "") + ", " + std::to_string(pc.targets.size()) +
+         " targets)";
 }
 
 }  // namespace
 
-std::string attach_saved_adapter(Qwen2Model& model, const std::string& path) {
+std::string attach_saved_adapter(Qwen2Model& model, const std::string& path, const std::string& base_dir) {
   check(!model.lora().attached(), "attach_saved_adapter: the model already has adapters");
   if (is_dir(path)) {
     if (!is_file(path + "/adapter_config.json"))
       throw UsageError("adapter " + path + " is a directory without adapter_config.json (not a PEFT adapter)");
-    return attach_peft(model, path);
+    return attach_peft(model, path, base_dir);
   }
-  if (is_file(path)) return attach_checkpoint(model, path);
+  if (is_file(path)) return attach_checkpoint(model, path, base_dir);
   throw UsageError("adapter " + path + " does not exist (give a PEFT adapter directory or an r1dist checkpoint .h5)");
 }
 
@@ -103,13 +112,8 @@ std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string&
   auto files = st::write_model_dir(out_dir, specs, fill, max_shard_bytes);
   Qwen2Config cfg = model.config();
   cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
-  {
-    const std::string path = out_dir + "/config.json";
-    std::ofstream f(path);
-    f << qwen2_config_json(cfg);
-    if (!f) throw Error("merge: cannot write " + path);
-    files.push_back(path);
-  }
+  write_file_atomic(out_dir + "/config.json", qwen2_config_json(cfg));
+  files.push_back(out_dir + "/config.json");
   for (const char* name :
        {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
     const std::string from = base_dir + "/" + name;

@@ -9,15 +9,17 @@
 
 namespace r1dist {
 
-LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpec& spec, uint64_t seed,
+LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpecFor& spec_for, uint64_t seed,
                                   const at::Device& device) {
-  check(spec.r > 0, "attach LoRA: r must be > 0");
   LoraAdapters a;
   a.refs_ = std::move(targets);
+  std::vector<LoraSpec> specs;
   int64_t total = 0;
   for (const auto& t : a.refs_) {
     check(!t.layer->has_adapter(), "attach LoRA: " + t.module_path + " already has an adapter");
-    total += spec.r * (t.layer->in_features() + t.layer->out_features());
+    specs.push_back(spec_for(t.module_path));
+    check(specs.back().r > 0, "attach LoRA: r of " + t.module_path + " must be > 0");
+    total += specs.back().r * (t.layer->in_features() + t.layer->out_features());
   }
   auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
   a.flat_ = at::zeros({total}, f32);
@@ -30,8 +32,9 @@ LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpe
     param.mutable_grad() = a.flat_grad_.narrow(0, off, n).view({rows, cols});
     off += n;
   };
-  for (const auto& t : a.refs_) {
-    LoraLinear& p = *t.layer;
+  for (size_t i = 0; i < a.refs_.size(); ++i) {
+    LoraLinear& p = *a.refs_[i].layer;
+    const LoraSpec& spec = specs[i];
     view(spec.r, p.in_features(), p.lora_A);
     view(p.out_features(), spec.r, p.lora_B);
     p.scaling = spec.scaling();
@@ -41,7 +44,7 @@ LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpe
   // PEFT init: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0.
   at::NoGradGuard ng;
   for (const auto& t : a.refs_) {
-    auto gen = at::detail::createCPUGenerator(seed * 1000003ull + fnv1a(t.module_path));
+    auto gen = at::detail::createCPUGenerator(seed * 1000003ull + stable_hash64(t.module_path));
     const double bound = 1.0 / std::sqrt(double(t.layer->in_features()));
     t.layer->lora_A.copy_(at::empty(t.layer->lora_A.sizes(), at::kFloat).uniform_(-bound, bound, gen));
   }

@@ -14,6 +14,16 @@
 
 namespace r1dist {
 
+namespace {
+
+void stop_here(const std::string& where) {
+  log::warn("R1DIST_FAULT: this rank stops itself (SIGSTOP) ", where);
+  log::flush();
+  std::raise(SIGSTOP);
+}
+
+}  // namespace
+
 FaultPlan FaultPlan::from_env() {
   FaultPlan f;
   const char* env = std::getenv("R1DIST_FAULT");
@@ -31,6 +41,14 @@ FaultPlan FaultPlan::from_env() {
         f.kind = nan_loss;
       else if (part == "signal")
         f.kind = signal;
+      else if (part == "nan_update")
+        f.kind = nan_update;
+      else if (part == "stop_at_startup")
+        f.kind = stop_at_startup;
+      else if (part == "stop_in_step")
+        f.kind = stop_in_step;
+      else if (part == "stop_in_checkpoint")
+        f.kind = stop_in_checkpoint;
       else
         throw UsageError("R1DIST_FAULT: unknown fault '" + part + "'");
       first = false;
@@ -48,6 +66,15 @@ FaultPlan FaultPlan::from_env() {
 void FaultPlan::before_allreduce(at::Tensor& buffer, int my_rank, int64_t s) const {
   if (kind == nan_loss && rank == my_rank && step == s) buffer.fill_(std::numeric_limits<double>::quiet_NaN());
   if (kind == signal && rank == my_rank && step == s) std::raise(SIGTERM);
+  if (kind == stop_in_step && rank == my_rank && step == s) stop_here("in step " + std::to_string(s));
+}
+
+void FaultPlan::after_update(at::Tensor& flat, int my_rank, int64_t s) const {
+  if (kind == nan_update && rank == my_rank && step == s) flat.narrow(0, 0, 1).fill_(std::numeric_limits<float>::quiet_NaN());
+}
+
+void FaultPlan::at_startup(int my_rank) const {
+  if (kind == stop_at_startup && rank == my_rank) stop_here("at start-up");
 }
 
 void FaultPlan::after_step(int my_rank, int64_t s) const {
@@ -57,8 +84,10 @@ void FaultPlan::after_step(int my_rank, int64_t s) const {
   }
 }
 
-void FaultPlan::before_checkpoint(int64_t s) const {
-  if (kind == kill_in_checkpoint && step == s) set_checkpoint_write_hook([](const char*) { std::raise(SIGKILL); });
+void FaultPlan::before_checkpoint(int my_rank, int64_t s) const {
+  if (kind == kill_in_checkpoint && step == s && my_rank == 0)
+    set_checkpoint_write_hook([](const char*) { std::raise(SIGKILL); });
+  if (kind == stop_in_checkpoint && rank == my_rank && step == s) stop_here("before the checkpoint of step " + std::to_string(s));
 }
 
 }  // namespace r1dist

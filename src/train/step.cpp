@@ -86,6 +86,14 @@ StepOutcome StepRunner::run(int64_t k) {
     at::NoGradGuard ng;
     auto flat = model_.lora().flat();
     opt_.step(flat, grad, out.lr);
+    faults_.after_update(flat, pg.rank, k + 1);
+    // One reduction over the flat adapters (every rank's copy is the same): an update that
+    // made a value NaN or inf (an AdamW epsilon that underflows, an overflow) stops the run
+    // here, before any checkpoint or export holds it.
+    if (!at::isfinite(flat).all().item<bool>())
+      throw NonFiniteStep("the AdamW update of step " + std::to_string(k + 1) +
+                          " made adapter values non-finite (NaN or inf) although its loss (" + std::to_string(out.loss) +
+                          ") and gradient norm (" + std::to_string(out.grad_norm) + ") were finite");
   }
   buffer_.zero_();
   return out;

@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/formats/safetensors.h"
 #include "r1dist/base/hash.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/formats/checkpoint.h"
@@ -17,14 +19,6 @@
 namespace r1dist {
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(static_cast<bool>(in), "cannot read " + path);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
 
 // Generator states (CPU, and the rank's CUDA device when used) as one byte string:
 // per state an 8-byte little-endian length and the bytes.
@@ -76,14 +70,25 @@ void copy_into(const at::Tensor& dst, const std::vector<float>& src) {
 
 std::string model_hash(const std::string& model_dir) {
   std::ostringstream os;
-  os << std::hex << std::setw(16) << std::setfill('0') << fnv1a(read_file(model_dir + "/config.json"));
+  os << std::hex << std::setw(16) << std::setfill('0') << stable_hash64(read_file(model_dir + "/config.json"));
   return os.str();
+}
+
+std::string model_weights_fingerprint(const std::string& model_dir) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto c = st::Checkpoint::open_dir(model_dir);
+  const auto fp = st::weights_fingerprint(c);
+  log::info("model weights fingerprint ", fp, " (", c.names().size(), " tensors sampled in ", std::fixed,
+            std::setprecision(3), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+            " s)");
+  return fp;
 }
 
 std::string save_checkpoint(const Config& cfg, const TrainState& state, const RunIdentity& id,
                             const Qwen2Model& model, AdamW& opt, const at::Device& device) {
   const auto& pg = dist_group();
-  const auto rngs = dist_gather_strings(save_rng(device), 0);  // rank 0 is the only writer
+  // Rank 0 is the only writer.
+  const auto rngs = dist_gather_strings(save_rng(device), 0, "MPI_Gather of the RNG states for the checkpoint");
   if (pg.rank != 0) return "";
   CheckpointState s;
   s.step = state.step;
@@ -110,6 +115,7 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   s.has_best = state.has_best;
   s.best_eval_loss = state.has_best ? state.best_eval : 0.0;
   s.extra["dataset_fingerprint"] = id.data_fingerprint;
+  s.extra["weights_fingerprint"] = id.weights;
   s.extra["comm_backend"] = id.comm_backend;
   s.extra["best_checkpoint"] = state.best_path;
   const auto path = checkpoint_path(cfg.output.dir, state.step);
@@ -123,9 +129,14 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
 
 std::vector<ConfigChange> resume_differences(const CheckpointState& s, const Config& cfg, const RunIdentity& id) {
   auto out = math_config_changes(s.config_toml, cfg.to_toml());
+  const auto wf = s.extra.find("weights_fingerprint");
+  const std::string was_weights = wf == s.extra.end() ? "(none recorded)" : wf->second;
   if (s.model_hash != id.model_hash)
     out.push_back({"model", s.model_path + " (config.json hash " + s.model_hash + ")",
                    cfg.model.path + " (config.json hash " + id.model_hash + ")"});
+  else if (was_weights != id.weights)
+    out.push_back({"model", s.model_path + " (weights fingerprint " + was_weights + ")",
+                   cfg.model.path + " (weights fingerprint " + id.weights + ")"});
   const auto fp = s.extra.find("dataset_fingerprint");
   const std::string was_fp = fp == s.extra.end() ? "" : fp->second;
   if (was_fp != id.data_fingerprint)
@@ -238,9 +249,9 @@ ResumeChoice choose_here(const Config& cfg, const RunIdentity& id, const std::st
 // Rank 0's text to every rank: its length, then its bytes.
 std::string broadcast_text(std::string text) {
   int64_t n = int64_t(text.size());
-  dist_broadcast(&n, sizeof n);
+  dist_broadcast(&n, sizeof n, 0, "MPI_Bcast of rank 0's resume decision");
   text.resize(size_t(n));
-  if (n > 0) dist_broadcast(&text[0], n);
+  if (n > 0) dist_broadcast(&text[0], n, 0, "MPI_Bcast of rank 0's resume decision");
   return text;
 }
 

@@ -141,7 +141,7 @@ Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& p
   const auto cache_dir = cfg.output.dir + "/cache";
   Dataset data;
   if (pg.rank == 0) data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), cache_dir);
-  dist_barrier();
+  dist_barrier("MPI_Barrier after rank 0 tokenized the data");
   if (pg.rank != 0) data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), cache_dir);
   check(!data.train.empty(), "no training rows left after selection (" + cfg.data.path + ")");
   int64_t tokens = 0;
@@ -207,6 +207,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const at::Device device = prepare_device(cfg, pg);
   check_memory(cfg, device);
   const Tokenizer tok = Tokenizer::load(cfg.model.path);
+  faults.at_startup(pg.rank);
   const Dataset data = load_data(cfg, tok, pg);
   check_global_batch(cfg, data, pg.world);
   check_token_ids(cfg, data, read_qwen2_config(cfg.model.path).vocab_size);
@@ -221,8 +222,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   Qwen2Model model = build_model(cfg, device);
   at::manual_seed(uint64_t(cfg.train.seed) + 1000003ull * uint64_t(pg.rank));  // per-rank dropout streams
   AdamW optimizer(model.lora().flat(), adamw_config(cfg.train));
-  const auto comm = make_communicator(cfg.dist.backend, device, cfg.dist.timeout_s);
-  const RunIdentity id{model_hash(cfg.model.path), data.fingerprint, global_batch, comm->name()};
+  const auto comm = make_communicator(cfg.dist.backend, device);
+  const RunIdentity id{model_hash(cfg.model.path), model_weights_fingerprint(cfg.model.path), data.fingerprint,
+                       global_batch, comm->name()};
   log::info("model ", cfg.model.path, " on ", device.str(), " (", to_string(cfg.model.dtype), ", base ",
             to_string(cfg.quant.mode), "), ", model.lora().flat().numel(), " LoRA parameters; ", pg.world,
             " rank(s), gradients over ", comm->name(), "; global batch ", id.global_batch, " rows = ",
@@ -241,7 +243,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       open_run_metrics(cfg, data, 0, pg.world)->append(ev);
       write_run_json(cfg, opt.config_path, id, data, pg.world);
     }
-    dist_barrier();
+    dist_barrier("MPI_Barrier before the final evaluation");
     final_evaluation(cfg, model, tok, data);
     res.seconds = seconds_since(t_start);
     return res;
@@ -254,7 +256,22 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   if (!resumed.path.empty()) state = load_checkpoint(resumed, cfg, model, optimizer, device);
   res.steps_done = state.step;
   if (state.step >= cfg.train.steps) {
-    log::info("nothing to do: the checkpoint is at step ", state.step, " of ", cfg.train.steps);
+    // The run ended at its last checkpoint; what may be missing is its output: an export cut
+    // short (a kill, a full disk) is done again from that checkpoint.
+    if (adapter_is_complete(cfg.output.dir + "/adapter")) {
+      log::info("nothing to do: the checkpoint is at step ", state.step, " of ", cfg.train.steps,
+                " and the adapter is exported");
+      return res;
+    }
+    log::warn("the checkpoint is at the final step ", state.step, " but ", cfg.output.dir,
+              "/adapter is missing or incomplete: exporting it from that checkpoint");
+    dist_set_phase("export");
+    if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id.weights);
+    dist_barrier("MPI_Barrier after the adapter export");
+    final_evaluation(cfg, model, tok, data);
+    res.last_checkpoint = state.last_path;
+    res.best_checkpoint = state.best_path;
+    res.seconds = seconds_since(t_start);
     return res;
   }
   std::unique_ptr<MetricsWriter> metrics;
@@ -276,6 +293,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   Progress progress(cfg.train.steps, state.step);
   auto profiler = StepProfiler::from_env(pg.rank);
   while (state.step < cfg.train.steps) {
+    dist_set_phase("step " + std::to_string(state.step + 1));
     const auto t0 = Clock::now();
     StepOutcome s;
     try {
@@ -286,7 +304,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       const std::string last = pg.rank == 0 ? find_latest_checkpoint(cfg.output.dir) : "";
       throw Error(std::string(e.what()) + "; stopping without a checkpoint of this step" +
                   (last.empty() ? std::string() : "; the last good checkpoint is " + last) +
-                  "\nHINT: lower train.lr, or check the data rows of this step");
+                  "\nHINT: lower train.lr, check train.adam_eps, or check the data rows of this step");
     }
     state.step += 1;
     state.last_lr = s.lr;
@@ -302,6 +320,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
 
     auto next = after_step(cfg, opt, data, state.step);
     if (next.eval) {
+      dist_set_phase("evaluation after step " + std::to_string(state.step));
       const auto ev = evaluate_held_out(model, data.eval, held_out, *comm, state.step);
       log::progress_done();
       log::info("eval at step ", state.step, ": loss ", ev.eval_loss, " over ", ev.eval_tokens,
@@ -309,13 +328,15 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       record(ev);
       track_best_and_drift(cfg, ev, state, next, res);
     }
+    if (next.save || s.stop) dist_set_phase("checkpoint of step " + std::to_string(state.step));
     if (next.save) {
       log::progress_done();
-      faults.before_checkpoint(state.step);
+      faults.before_checkpoint(pg.rank, state.step);
       state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
     }
     if (s.stop && !next.save) {
       log::progress_done();
+      faults.before_checkpoint(pg.rank, state.step);
       state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
     }
     if (s.stop) {
@@ -335,8 +356,9 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   log::progress_done();
 
   // Export.
-  if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model);
-  dist_barrier();
+  dist_set_phase("export");
+  if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id.weights);
+  dist_barrier("MPI_Barrier after the adapter export");
   metrics.reset();
   if (state.step >= cfg.train.steps) final_evaluation(cfg, model, tok, data);
   res.steps_done = state.step;

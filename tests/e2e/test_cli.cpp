@@ -94,12 +94,12 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (tmp / "small"));
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr((tmp / "small") + "/config.json: vocab_size is 256, but the tokenized data holds id "));
-  // A truncated tokenizer.json fails the dry run (exit 1), naming the file.
+  // A truncated tokenizer.json fails the dry run (exit 2: a bad input file), naming the file.
   TempDir cut;
   copy_tree(tmp / "m", cut / "m");
   write_text(cut / "m/tokenizer.json", read_text(tmp / "m/tokenizer.json").substr(0, 100000));
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (cut / "m"));
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr(cut / "m/tokenizer.json"));
   // A runtime failure (a shard gone) exits 1 and names the shard.
   TempDir broken;

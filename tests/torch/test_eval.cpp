@@ -28,7 +28,7 @@ namespace {
 TEST(SavedAdapter, APeftSavedAdapterGivesPeftsLogits) {
   auto f = st::File::open(test::fixture("peft_a") + "/reference.safetensors");
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
-  const auto desc = attach_saved_adapter(model, test::fixture("peft_a"));
+  const auto desc = attach_saved_adapter(model, test::fixture("peft_a"), test::fixture("qwen2_a"));
   EXPECT_NE(desc.find("r 8"), std::string::npos) << desc;
   at::NoGradGuard ng;
   const auto logits = model.forward(test::reference_tensor(f, "input_ids"));
@@ -40,7 +40,7 @@ TEST(SavedAdapter, APeftSavedAdapterGivesPeftsLogits) {
 TEST(SavedAdapter, MergedModelGivesPeftsMergeLogits) {
   const auto merge_ref = st::File::open(test::fixture("generate/peft_merge.safetensors"));
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
-  attach_saved_adapter(model, test::fixture("peft_a"));
+  attach_saved_adapter(model, test::fixture("peft_a"), test::fixture("qwen2_a"));
   test::TempDir tmp;
   for (auto dtype : {at::kFloat, at::kBFloat16}) {
     const auto out = tmp / (dtype == at::kFloat ? "fp32" : "bf16");
@@ -67,8 +67,8 @@ TEST(SavedAdapter, MergedModelGivesPeftsMergeLogits) {
 
 TEST(SavedAdapter, MissingOrWrongAdaptersAreRefusedByPath) {
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
-  EXPECT_THROW(attach_saved_adapter(model, "/nonexistent/adapter"), UsageError);
-  EXPECT_THROW(attach_saved_adapter(model, test::fixture("qwen2_a")), UsageError) << "a model dir, not an adapter";
+  EXPECT_THROW(attach_saved_adapter(model, "/nonexistent/adapter", test::fixture("qwen2_a")), UsageError);
+  EXPECT_THROW(attach_saved_adapter(model, test::fixture("qwen2_a"), test::fixture("qwen2_a")), UsageError) << "a model dir, not an adapter";
 }
 
 // The R1 tokenizer on a tiny random model (vocab 151,665): for the MCQ test.

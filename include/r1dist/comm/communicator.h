@@ -1,8 +1,8 @@
 // Gradient communication: the one collective the trainer needs (an in-place sum across
 // ranks), over NCCL for CUDA tensors or MPI for host memory, behind one interface. Every
-// call is checked (rank, file and line on failure) and watched (dist/watchdog.h): a
-// collective that has not finished after dist.timeout_s ends the process, so mpirun
-// tears the job down instead of leaving the other ranks waiting forever.
+// call is checked (rank, file and line on failure) and runs under the deadline of every
+// collective (dist/process_group.h, dist.timeout_s): one that has not finished by then ends
+// the job, naming the ranks that did not arrive.
 #pragma once
 #include <ATen/Tensor.h>
 
@@ -28,8 +28,8 @@ class Communicator {
 };
 
 // backend: automatic (nccl for a CUDA device in a CUDA build, else mpi) | nccl | mpi.
-// The process group (dist_init) must exist. timeout_s <= 0 disables the watchdog.
-std::unique_ptr<Communicator> make_communicator(Backend backend, const at::Device& device, int64_t timeout_s);
+// The process group (dist_init) must exist.
+std::unique_ptr<Communicator> make_communicator(Backend backend, const at::Device& device);
 
 // True when this build can use NCCL.
 bool nccl_available();

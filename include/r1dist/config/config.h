@@ -162,5 +162,8 @@ struct ConfigKeyDoc {
   std::string key, type, doc, default_value;
 };
 std::vector<ConfigKeyDoc> config_key_docs();
+// The known key closest to `name` (an alias of another trainer, the same key in another
+// section, a typo), or "" when none is close.
+std::string suggest_config_key(const std::string& name);
 
 }  // namespace r1dist

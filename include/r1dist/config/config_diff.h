@@ -19,5 +19,9 @@ struct ConfigChange {
 // Both arguments are complete configs as TOML text (Config::to_toml, as checkpoints store).
 std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml);
 bool key_changes_math(const std::string& key);
+// Refuses (UsageError) a --resume-anyway list naming anything but "all" or comma-separated
+// config keys, "model", "data" and "metrics" (the names resume_differences uses), with the
+// closest known name for a typo.
+void check_resume_anyway(const std::string& keys);
 
 }  // namespace r1dist

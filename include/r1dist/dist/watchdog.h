@@ -1,6 +1,7 @@
-// The collective watchdog: one thread per process that ends it when a watched collective
-// (MPI or NCCL) has not finished after a timeout. A dead peer (SIGKILL, OOM) otherwise
-// leaves the other ranks waiting forever; ending the rank lets mpirun tear the job down.
+// The deadline of dist.timeout_s (dist/process_group.h) for a blocking call that cannot be
+// polled (ncclCommInitRank): one thread that ends the process (exit code 1, the deadline's
+// message) when the watched call has not returned in time; mpirun then tears the job down.
+// Every other collective is polled against the deadline in process_group.cpp.
 #pragma once
 #include <cstdint>
 #include <memory>

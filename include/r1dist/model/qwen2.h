@@ -76,8 +76,10 @@ class Qwen2Model {
   // The projections named in `modules` ("q_proj" ... "down_proj"), layer by layer in
   // projection order, under their PEFT module paths. Throws UsageError on an unknown name.
   std::vector<AdapterRef> projections(const std::vector<std::string>& modules);
-  // Adds LoRA adapters to the named projections (peft/lora_adapters.h: one flat buffer).
+  // Adds LoRA adapters to the named projections (peft/lora_adapters.h: one flat buffer), of
+  // one spec, or of a spec per module path.
   void attach_lora(const LoraSpec& spec, const std::vector<std::string>& targets, uint64_t seed);
+  void attach_lora(const LoraSpecFor& spec_for, const std::vector<std::string>& targets, uint64_t seed);
   const LoraAdapters& lora() const { return lora_; }
 
   const Qwen2Config& config() const { return cfg_; }

@@ -14,10 +14,12 @@
 
 namespace r1dist {
 
-// Attaches the adapter at `path` to a model without adapters. Returns a one-line
-// description ("PEFT adapter DIR (r 16, alpha 16, 7 targets)"). Throws UsageError naming the
-// path on a missing or unreadable adapter, and Error on one that does not fit the model.
-std::string attach_saved_adapter(Qwen2Model& model, const std::string& path);
+// Attaches the adapter at `path` to a model without adapters, loaded from `base_dir`. Returns
+// a one-line description ("PEFT adapter DIR (r 16, alpha 16, 7 targets)"). Throws UsageError
+// naming the path on a missing or unreadable adapter, and Error on one that does not fit the
+// model or holds non-finite values. Warns when the adapter records the fingerprint of other
+// base weights than base_dir's (trained on another model with the same config.json).
+std::string attach_saved_adapter(Qwen2Model& model, const std::string& path, const std::string& base_dir);
 
 // Writes `model` with every adapter folded into its base weight (W + scaling * B A, in fp32,
 // then cast to `dtype`) as an HF model directory: config.json (dtype updated), safetensors

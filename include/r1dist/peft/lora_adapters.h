@@ -23,8 +23,9 @@ struct AdapterRef {
 class LoraAdapters {
  public:
   LoraAdapters() = default;  // none attached
-  // Gives each projection in `targets` an adapter; `seed` with the module path seeds A.
-  static LoraAdapters attach(std::vector<AdapterRef> targets, const LoraSpec& spec, uint64_t seed,
+  // Gives each projection in `targets` an adapter of spec_for(its module path); `seed` with
+  // the module path seeds A.
+  static LoraAdapters attach(std::vector<AdapterRef> targets, const LoraSpecFor& spec_for, uint64_t seed,
                              const at::Device& device);
 
   bool attached() const { return flat_.defined(); }

@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "r1dist/quant/nf4.h"
@@ -20,6 +22,10 @@ struct LoraSpec {
   bool rslora = false;
   double scaling() const;  // alpha / r, or alpha / sqrt(r) with rslora
 };
+
+// The spec of one projection, by its PEFT module path (model.layers.3.self_attn.q_proj):
+// PEFT's rank_pattern / alpha_pattern give some modules their own r and alpha.
+using LoraSpecFor = std::function<LoraSpec(const std::string& module_path)>;
 
 class LoraLinear {
  public:

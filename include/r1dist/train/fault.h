@@ -6,6 +6,12 @@
 //                               the all-reduce)
 //   "signal:rank=R:step=S"      rank R sends itself SIGTERM during step S (before the
 //                               all-reduce), as a scheduler would
+//   "nan_update:rank=R:step=S"  rank R's AdamW update of step S writes a NaN into its adapters
+//   "stop_at_startup:rank=R"    rank R stops itself (SIGSTOP) before the data barrier
+//   "stop_in_step:rank=R:step=S" rank R stops itself in step S, before the all-reduce
+//   "stop_in_checkpoint:rank=R:step=S" rank R stops itself before step S's checkpoint
+//                               (a stopped rank hangs its peers' next collective: the
+//                               dist.timeout_s deadline must end the job)
 // Unset (the normal case): every hook returns at once.
 #pragma once
 #include <ATen/Tensor.h>
@@ -15,7 +21,9 @@
 namespace r1dist {
 
 struct FaultPlan {
-  enum Kind { none, kill, kill_in_checkpoint, nan_loss, signal } kind = none;
+  enum Kind {
+    none, kill, kill_in_checkpoint, nan_loss, signal, nan_update, stop_at_startup, stop_in_step, stop_in_checkpoint
+  } kind = none;
   int rank = 0;
   int64_t step = -1;
   static FaultPlan from_env();  // throws UsageError on a malformed R1DIST_FAULT
@@ -24,8 +32,12 @@ struct FaultPlan {
   void before_allreduce(at::Tensor& buffer, int my_rank, int64_t step) const;
   // Called after step `step` completed (metrics row written).
   void after_step(int my_rank, int64_t step) const;
-  // Called before the checkpoint of step `step` is written.
-  void before_checkpoint(int64_t step) const;
+  // Called before the checkpoint of step `step` is written (every rank).
+  void before_checkpoint(int my_rank, int64_t step) const;
+  // Called with this rank's updated adapters of step `step`, before they are checked.
+  void after_update(at::Tensor& flat, int my_rank, int64_t step) const;
+  // Called once the run is set up, before its first collective over the data.
+  void at_startup(int my_rank) const;
 };
 
 }  // namespace r1dist

@@ -27,13 +27,16 @@ struct TrainState {
 // What a checkpoint must match to be resumed by this run.
 struct RunIdentity {
   std::string model_hash;        // of the model's config.json
+  std::string weights;           // st::weights_fingerprint of its safetensors
   std::string data_fingerprint;  // tokenized data (build_dataset)
   int64_t global_batch = 0;      // rows per step: micro_batch x grad_accum x world
   std::string comm_backend;
 };
 
-// The identity of the model directory: a hash of its config.json.
+// The identity of the model directory: a hash of its config.json, and the fingerprint of
+// its weights (formats/safetensors.h weights_fingerprint).
 std::string model_hash(const std::string& model_dir);
+std::string model_weights_fingerprint(const std::string& model_dir);
 
 // Writes checkpoints/step_N.h5 of `state` (rank 0 writes; every rank contributes its
 // generator states, so every rank must call this). Rotates old checkpoints, keeping the
@@ -43,8 +46,9 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
 
 // What makes a checkpoint another run's, as changes "key: was -> now": every config key
 // that changes the math (config/config_diff.h), "model" (the hash of the model's
-// config.json), "data" (the fingerprint of the tokenized rows) and "global batch" (rows per
-// step; the batch plan depends on it, so it cannot be overridden).
+// config.json, or the fingerprint of its weights), "data" (the fingerprint of the tokenized
+// rows) and "global batch" (rows per step; the batch plan depends on it, so it cannot be
+// overridden).
 std::vector<ConfigChange> resume_differences(const CheckpointState& s, const Config& cfg, const RunIdentity& id);
 
 struct ResumeChoice {
