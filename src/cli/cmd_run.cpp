@@ -26,8 +26,8 @@
 #include "r1dist/model/build_model.h"
 #include "r1dist/tensor/device.h"
 #include "r1dist/train/progress.h"
+#include "r1dist/train/build_run.h"
 #include "r1dist/train/trainer.h"
-#include "r1dist/train/train_state.h"
 
 namespace r1dist {
 
@@ -53,17 +53,14 @@ std::string length_histogram(const std::vector<Example>& examples, int64_t max_l
 
 // The first step's layout: padded per micro-batch (its padding share) and, either way, what
 // packing makes of its rows, so that a user sees what data.packing would save.
-void log_first_step_layout(const Config& cfg, const std::vector<Example>& train, int world) {
-  const auto lengths = example_lengths(train);
-  const int64_t global = cfg.train.micro_batch * cfg.train.grad_accum * world;
-  const BatchPlan plan(lengths, uint64_t(cfg.train.seed), global, cfg.data.group_by_length);
-  const auto padded = unpacked_slots(plan, 0, lengths, world, cfg.train.micro_batch, cfg.train.grad_accum);
-  const auto packed = summarize_packing(plan, 0, lengths, cfg.data.max_seq_len, world);
-  log::info("step 1: ", global, " rows, ", padded.real, " tokens; padded per micro-batch ", padded.slots,
+void log_first_step_layout(const Config& cfg, const Run& run, int world) {
+  const auto lengths = example_lengths(run.data.train);
+  const auto padded = unpacked_slots(run.plan, 0, lengths, world, cfg.train.micro_batch, cfg.train.grad_accum);
+  const auto packed = summarize_packing(run.plan, 0, lengths, cfg.data.max_seq_len, world);
+  log::info("step 1: ", run.global_batch, " rows, ", padded.real, " tokens; padded per micro-batch ", padded.slots,
             " slots (", int(100 * padded.padding_share() + 0.5), "% padding); packed ", packed.sequences,
             " sequences of <= ", cfg.data.max_seq_len, " tokens (no padding); data.packing = ",
             cfg.data.packing ? "true" : "false");
-  if (cfg.data.packing) warn_idle_ranks(packed, world);
 }
 
 // The training rows as JSON Lines {"ids": [...], "labels": [...]} (labels -100 where no loss
@@ -75,32 +72,24 @@ void export_rows(const std::vector<Example>& train, const std::string& path) {
   log::info("exported ", train.size(), " training rows to ", path);
 }
 
-// Loads everything a run loads (tokenizer, data, model; quantises it and attaches LoRA as the
-// config says) and checks the memory estimate, then stops.
+// Builds the run exactly as training does (train/build_run.h: device, memory check,
+// tokenizer, data through the token cache, the checks, batch plan, model with LoRA,
+// optimizer, communicator, the identity a resume compares), shows what the run would do,
+// then stops.
 void dry_run(const Config& cfg, const std::string& rows_out) {
-  const auto device = resolve_device(cfg.model.device, dist_group().local_rank);
-  const auto mc = read_qwen2_config(cfg.model.path);
+  const auto& pg = dist_group();
+  const Run run(cfg, pg);
+  const auto& mc = run.model.config();
   log::info("model ", cfg.model.path, ": ", mc.num_hidden_layers, " layers, hidden ", mc.hidden_size, ", heads ",
             mc.num_attention_heads, "/", mc.num_key_value_heads, ", vocab ", mc.vocab_size, ", ",
             base_param_count(mc), " parameters; LoRA r=", cfg.lora.r, " on ", cfg.lora.targets.size(),
-            " projections: ", lora_param_count(mc, cfg.lora.r, cfg.lora.targets), " trainable");
-  model_weights_fingerprint(cfg.model.path);  // what a resume will compare
-  check_memory(cfg, device);
-  const auto tok = Tokenizer::load(cfg.model.path);
-  log::info("tokenizer ", tok.path(), ": ", tok.vocab_size(), " tokens");
-  if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + cfg.source_path + ")");
-  const auto data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed));
-  log::info("data ", cfg.data.path, ": ", data.load.rows_in_file, " rows in the file, ", data.load.skipped,
-            " skipped, ", data.train.size(), " train / ", data.eval.size(), " eval rows, ", data.truncated,
-            " truncated, ", data.dropped, " dropped; train lengths (tokens) ",
-            length_histogram(data.train, cfg.data.max_seq_len));
-  check_global_batch(cfg, data, dist_group().world);
-  check_token_ids(cfg, data, mc.vocab_size);
-  log_first_step_layout(cfg, data.train, dist_group().world);
-  if (!rows_out.empty() && dist_group().rank == 0) export_rows(data.train, rows_out);
-  const auto model = build_model(cfg, device);
-  log::info("loaded on ", device.str(), " in ", to_string(cfg.model.dtype), ", base ", to_string(cfg.quant.mode),
-            ", ", model.lora().flat().numel(), " adapter parameters in one flat buffer");
+            " projections: ", run.model.lora().flat().numel(), " trainable");
+  log::info("tokenizer ", run.tok.path(), ": ", run.tok.vocab_size(), " tokens; train lengths (tokens) ",
+            length_histogram(run.data.train, cfg.data.max_seq_len));
+  log_first_step_layout(cfg, run, pg.world);
+  if (!rows_out.empty() && pg.rank == 0) export_rows(run.data.train, rows_out);
+  log::info("run identity: config.json hash ", run.id.model_hash, ", weights ", run.id.weights, ", data ",
+            run.id.data_fingerprint, ", global batch ", run.global_batch, ", gradients over ", run.id.comm_backend);
   log::info("dry run: config, tokenizer, data and model are valid; stopping before training");
 }
 

@@ -5,39 +5,25 @@
 #include "r1dist/train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <malloc.h>
 
-#include <algorithm>
 #include <chrono>
-#include <climits>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <thread>
 
 #include "r1dist/base/error.h"
-#include "r1dist/comm/communicator.h"
-#include "r1dist/data/batch_plan.h"
-#include "r1dist/data/dataset.h"
+#include "r1dist/data/packing.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
 #include "r1dist/eval/held_out.h"
 #include "r1dist/eval/suite.h"
-#include "r1dist/formats/eval_file.h"
-#include "r1dist/config/memory_estimate.h"
 #include "r1dist/formats/checkpoint.h"
-#include "r1dist/formats/qwen2_config.h"
-#include "r1dist/tensor/fused_ops.h"
-#include "r1dist/tensor/device.h"
-#include "r1dist/data/packing.h"
+#include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/log/log.h"
-#include "r1dist/model/build_model.h"
-#include "r1dist/tokenizer/tokenizer.h"
-#include "r1dist/train/fault.h"
-#include "r1dist/train/optim.h"
+#include "r1dist/tensor/device.h"
 #include "r1dist/tensor/step_profiler.h"
+#include "r1dist/train/build_run.h"
+#include "r1dist/train/fault.h"
 #include "r1dist/train/progress.h"
 #include "r1dist/train/run_files.h"
 #include "r1dist/train/step.h"
@@ -49,26 +35,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// This rank's device, and the process settings that keep a CPU rank fast.
-at::Device prepare_device(const Config& cfg, const ProcessGroup& pg) {
-  const at::Device device = resolve_device(cfg.model.device, pg.local_rank);
-  select_device(device);
-  if (device.is_cpu()) {
-    // Keep freed memory in the process: the vocabulary-sized logits (hundreds of MB per
-    // micro-batch) otherwise go back to the kernel and are page-faulted in again every time,
-    // which made CPU steps about 8x slower on the development VM.
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, INT_MAX);
-  }
-  // CPU threads: the node's cores shared among its ranks (oversubscribed OpenMP threads spin
-  // and slow every rank down many times over). OMP_NUM_THREADS, when set, wins.
-  if (!std::getenv("OMP_NUM_THREADS")) {
-    const int hw = std::max(1u, std::thread::hardware_concurrency());
-    at::set_num_threads(std::max(1, hw / std::max(1, pg.local_world)));
-  }
-  return device;
-}
 
 // eval.suite: the full evaluation of the finished run on rank 0, into metrics.h5 /eval (the
 // metrics writer is closed by then). Base versions (train.steps = 0) measure no drift.
@@ -84,77 +50,6 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
   s.data = cfg.data.path;
   write_eval_group(cfg.output.dir + "/metrics.h5", s);
   log::info("final evaluation in ", cfg.output.dir, "/metrics.h5 (/eval) after ", seconds_since(t0), " s");
-}
-
-}  // namespace
-
-MemoryEstimate check_memory(const Config& cfg, const at::Device& device) {
-  const auto mc = read_qwen2_config(cfg.model.path);
-  const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
-  check_memory_fits(est, device_memory_bytes(device), device.str(), cfg);
-  log::info("memory estimate per rank: ", est.describe(), " of ", device_memory_bytes(device) / 1e9, " GB on ",
-            device.str());
-  if (cfg.train.memory_budget_gb > 0)
-    log::info("train.memory_budget_gb = ", cfg.train.memory_budget_gb, ": the last ", est.kept_layers, " of ",
-              mc.num_hidden_layers, " layers keep their activations (the rest are recomputed in the backward)");
-  return est;
-}
-
-void check_global_batch(const Config& cfg, const Dataset& data, int world) {
-  const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
-  if (cfg.train.steps > 0 && g > int64_t(data.train.size()))
-    throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
-                     " x " + std::to_string(cfg.train.grad_accum) + " x " + std::to_string(world) + " = " +
-                     std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +
-                     std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
-                     "lower train.grad_accum or train.micro_batch");
-}
-
-void warn_idle_ranks(const PackingSummary& step1, int world) {
-  if (step1.idle_ranks == 0) return;
-  log::warn("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) make ", step1.sequences,
-            " sequence(s) for ", world, " ranks: ", step1.idle_ranks,
-            " rank(s) idle through such steps\nHINT: raise train.grad_accum (a larger global batch) or run fewer "
-            "ranks; packing pays when a global batch holds at least world x data.max_seq_len tokens");
-}
-
-void check_token_ids(const Config& cfg, const Dataset& data, int64_t vocab_size) {
-  int32_t top = -1;
-  const Example* where = nullptr;
-  const char* split = "";
-  for (const auto* rows : {&data.train, &data.eval})
-    for (const auto& e : *rows)
-      for (int32_t id : e.ids)
-        if (id > top) top = id, where = &e, split = rows == &data.train ? "training" : "held-out";
-  if (top < vocab_size) return;
-  throw UsageError(cfg.model.path + "/config.json: vocab_size is " + std::to_string(vocab_size) +
-                   ", but the tokenized data holds id " + std::to_string(top) + " (" + split + " row " +
-                   std::to_string(where->row) + " of " + cfg.data.path + "): every id must be below vocab_size" +
-                   "\nHINT: the tokenizer in " + cfg.model.path + " does not belong to this model");
-}
-
-namespace {
-
-// Rank 0 tokenizes and fills the cache; the others then read it.
-Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& pg) {
-  if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + cfg.source_path + ")");
-  const auto cache_dir = cfg.output.dir + "/cache";
-  Dataset data;
-  if (pg.rank == 0) data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), cache_dir);
-  dist_barrier("MPI_Barrier after rank 0 tokenized the data");
-  if (pg.rank != 0) data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), cache_dir);
-  check(!data.train.empty(), "no training rows left after selection (" + cfg.data.path + ")");
-  int64_t tokens = 0;
-  for (const auto& e : data.train) tokens += int64_t(e.ids.size());
-  log::info("data ", cfg.data.path, ": ", data.load.rows_in_file, " rows in the file, ", data.load.skipped,
-            " skipped, ", data.train.size(), " train / ", data.eval.size(), " eval rows, ", tokens,
-            " train tokens, ", data.truncated, " truncated, ", data.dropped, " dropped (max_seq_len ",
-            cfg.data.max_seq_len, ")", data.from_cache ? ", from cache" : "");
-  return data;
-}
-
-BatchPlan make_plan(const Config& cfg, const Dataset& data, int64_t global_batch) {
-  return BatchPlan(example_lengths(data.train), uint64_t(cfg.train.seed), global_batch, cfg.data.group_by_length);
 }
 
 // A fresh run never mixes its checkpoints with an earlier run's.
@@ -203,32 +98,15 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const FaultPlan faults = FaultPlan::from_env();
   std::filesystem::create_directories(cfg.output.dir + "/checkpoints");
 
-  // Build: device -> data -> model + LoRA -> optimizer -> communicator.
-  const at::Device device = prepare_device(cfg, pg);
-  check_memory(cfg, device);
-  const Tokenizer tok = Tokenizer::load(cfg.model.path);
-  faults.at_startup(pg.rank);
-  const Dataset data = load_data(cfg, tok, pg);
-  check_global_batch(cfg, data, pg.world);
-  check_token_ids(cfg, data, read_qwen2_config(cfg.model.path).vocab_size);
-  const int64_t global_batch = cfg.train.micro_batch * cfg.train.grad_accum * pg.world;
-  const BatchPlan plan = make_plan(cfg, data, global_batch);
-  if (cfg.data.packing) {
-    const auto step1 = summarize_packing(plan, 0, example_lengths(data.train), cfg.data.max_seq_len, pg.world);
-    log::info("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) in ", step1.sequences,
-              " sequences of <= ", cfg.data.max_seq_len, " tokens");
-    warn_idle_ranks(step1, pg.world);
-  }
-  Qwen2Model model = build_model(cfg, device);
-  at::manual_seed(uint64_t(cfg.train.seed) + 1000003ull * uint64_t(pg.rank));  // per-rank dropout streams
-  AdamW optimizer(model.lora().flat(), adamw_config(cfg.train));
-  const auto comm = make_communicator(cfg.dist.backend, device);
-  const RunIdentity id{model_hash(cfg.model.path), model_weights_fingerprint(cfg.model.path), data.fingerprint,
-                       global_batch, comm->name()};
-  log::info("model ", cfg.model.path, " on ", device.str(), " (", to_string(cfg.model.dtype), ", base ",
-            to_string(cfg.quant.mode), "), ", model.lora().flat().numel(), " LoRA parameters; ", pg.world,
-            " rank(s), gradients over ", comm->name(), "; global batch ", id.global_batch, " rows = ",
-            cfg.train.micro_batch, " x ", cfg.train.grad_accum, " x ", pg.world);
+  // Build (train/build_run.h).
+  Run run(cfg, pg, faults);
+  const at::Device& device = run.device;
+  const Tokenizer& tok = run.tok;
+  const Dataset& data = run.data;
+  Qwen2Model& model = run.model;
+  AdamW& optimizer = run.optimizer;
+  Communicator& comm = *run.comm;
+  const RunIdentity& id = run.id;
   const HeldOutSettings held_out{cfg.train.micro_batch, cfg.eval.kl_rows, tok.eos_id().value_or(0)};
   TrainResult res;
 
@@ -237,7 +115,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     // model the base model, so the same code measures it.
     check(!data.eval.empty(), "train.steps = 0 evaluates the held-out split, but it is empty\n"
                               "HINT: set data.eval_rows or data.eval_fraction");
-    const auto ev = evaluate_held_out(model, data.eval, held_out, *comm, 0);
+    const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
     log::info("evaluation only (train.steps = 0): held-out loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
     if (pg.rank == 0) {
       open_run_metrics(cfg, data, 0, pg.world)->append(ev);
@@ -283,13 +161,13 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     if (metrics) metrics->append(ev);
   };
   if (state.step == 0 && cfg.eval.every_steps > 0 && !data.eval.empty()) {
-    const auto ev = evaluate_held_out(model, data.eval, held_out, *comm, 0);
+    const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
     log::info("eval at step 0 (the base model): loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
     record(ev);
   }
 
   // Loop.
-  StepRunner stepper(cfg, data.train, plan, model, optimizer, *comm, faults, held_out.pad_id);
+  StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, held_out.pad_id);
   Progress progress(cfg.train.steps, state.step);
   auto profiler = StepProfiler::from_env(pg.rank);
   while (state.step < cfg.train.steps) {
@@ -321,20 +199,15 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
     auto next = after_step(cfg, opt, data, state.step);
     if (next.eval) {
       dist_set_phase("evaluation after step " + std::to_string(state.step));
-      const auto ev = evaluate_held_out(model, data.eval, held_out, *comm, state.step);
+      const auto ev = evaluate_held_out(model, data.eval, held_out, comm, state.step);
       log::progress_done();
       log::info("eval at step ", state.step, ": loss ", ev.eval_loss, " over ", ev.eval_tokens,
                 " tokens, KL(base || tuned) ", ev.kl, " per token");
       record(ev);
       track_best_and_drift(cfg, ev, state, next, res);
     }
-    if (next.save || s.stop) dist_set_phase("checkpoint of step " + std::to_string(state.step));
-    if (next.save) {
-      log::progress_done();
-      faults.before_checkpoint(pg.rank, state.step);
-      state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
-    }
-    if (s.stop && !next.save) {
+    if (next.save || s.stop) {  // a stop signal is answered with a checkpoint of its step
+      dist_set_phase("checkpoint of step " + std::to_string(state.step));
       log::progress_done();
       faults.before_checkpoint(pg.rank, state.step);
       state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);

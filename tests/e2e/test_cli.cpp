@@ -77,7 +77,7 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   EXPECT_THAT(log, HasSubstr("train lengths (tokens) <="));
   EXPECT_THAT(log, HasSubstr("dry run"));
   // tiny: 2 layers, hidden 64, kv 32, intermediate 128; r=16 on all seven projections.
-  EXPECT_THAT(log, HasSubstr("base nf4, 37376 adapter parameters in one flat buffer"));
+  EXPECT_THAT(log, HasSubstr("(fp32, base nf4), 37376 LoRA parameters"));
   // The first step's layout, padded and packed (defaults: 8 rows, max_seq_len 256 here).
   EXPECT_THAT(log, HasSubstr("step 1: 8 rows, "));
   EXPECT_THAT(log, HasSubstr("% padding); packed "));

@@ -7,12 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include <ATen/ATen.h>
-
 #include "r1dist/config/config.h"
-#include "r1dist/config/memory_estimate.h"
-#include "r1dist/data/dataset.h"
-#include "r1dist/data/packing.h"
 
 namespace r1dist {
 
@@ -35,18 +30,8 @@ struct TrainResult {
   double seconds = 0;
 };
 
-// The process group (dist_init) must exist.
-// The memory a rank of this config needs (config/memory_estimate.h) against the device's:
-// refuses (UsageError, with the estimate) when it cannot fit; logs and returns it otherwise.
-MemoryEstimate check_memory(const Config& cfg, const at::Device& device);
-// Refuses a global batch (micro_batch x grad_accum x world rows) larger than the training rows.
-void check_global_batch(const Config& cfg, const Dataset& data, int world);
-// With data.packing: warns when a step packs into fewer sequences than there are ranks.
-void warn_idle_ranks(const PackingSummary& step1, int world);
-// Refuses data whose token ids do not fit the model's embedding (vocab_size from
-// model.path/config.json): a tokenizer that does not belong to the model.
-void check_token_ids(const Config& cfg, const Dataset& data, int64_t vocab_size);
-
+// Builds the run (train/build_run.h), resumes (train/resume.h), trains, exports. The process
+// group (dist_init) must exist.
 TrainResult train(const Config& cfg, const TrainOptions& opt);
 
 }  // namespace r1dist

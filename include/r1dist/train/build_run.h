@@ -1,0 +1,44 @@
+// The build phase of a run, the one that training and `--dry-run` share: device -> memory
+// check -> tokenizer -> data (rank 0 tokenizes and fills the cache, the others read it) ->
+// the checks of data against batch and model -> batch plan -> model + LoRA -> optimizer ->
+// communicator -> the run's identity. Built in this order by Run's constructor (members in
+// declaration order); each stage logs what it made.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "r1dist/comm/communicator.h"
+#include "r1dist/config/config.h"
+#include "r1dist/config/memory_estimate.h"
+#include "r1dist/data/batch_plan.h"
+#include "r1dist/data/dataset.h"
+#include "r1dist/dist/process_group.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/tokenizer/tokenizer.h"
+#include "r1dist/train/fault.h"
+#include "r1dist/train/optim.h"
+#include "r1dist/train/run_identity.h"
+
+namespace r1dist {
+
+struct Run {
+  // The process group (dist_init) must exist; output.dir is created. Refuses (UsageError)
+  // a config that cannot fit in memory, a global batch larger than the training rows, and
+  // token ids beyond the model's vocabulary.
+  Run(const Config& cfg, const ProcessGroup& pg, const FaultPlan& faults = {});
+
+  at::Device device;      // this rank's, with the process settings that keep a CPU rank fast
+  MemoryEstimate memory;  // per rank (config/memory_estimate.h)
+  Tokenizer tok;
+  Dataset data;
+  int64_t global_batch;   // micro_batch x grad_accum x ranks
+  BatchPlan plan;
+  Qwen2Model model;       // the frozen base with LoRA attached; per-rank dropout streams seeded
+  AdamW optimizer;
+  std::unique_ptr<Communicator> comm;
+  RunIdentity id;
+};
+
+}  // namespace r1dist

@@ -1,0 +1,155 @@
+// The build phase (train/build_run.h). Each stage is one function; Run's constructor calls
+// them in order.
+#include "r1dist/train/build_run.h"
+
+#include <ATen/Parallel.h>
+#include <malloc.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <thread>
+
+#include "r1dist/base/error.h"
+#include "r1dist/data/packing.h"
+#include "r1dist/formats/qwen2_config.h"
+#include "r1dist/log/log.h"
+#include "r1dist/model/build_model.h"
+#include "r1dist/tensor/device.h"
+#include "r1dist/tensor/fused_ops.h"
+#include "r1dist/train/rng_state.h"
+
+namespace r1dist {
+
+namespace {
+
+// This rank's device, and the process settings that keep a CPU rank fast.
+at::Device prepare_device(const Config& cfg, const ProcessGroup& pg) {
+  const at::Device device = resolve_device(cfg.model.device, pg.local_rank);
+  select_device(device);
+  if (device.is_cpu()) {
+    // Keep freed memory in the process: the vocabulary-sized logits (hundreds of MB per
+    // micro-batch) otherwise go back to the kernel and are page-faulted in again every time,
+    // which made CPU steps about 8x slower on a 2-core machine.
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  }
+  // CPU threads: the node's cores shared among its ranks (oversubscribed OpenMP threads spin
+  // and slow every rank down many times over). OMP_NUM_THREADS, when set, wins.
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    const int hw = std::max(1u, std::thread::hardware_concurrency());
+    at::set_num_threads(std::max(1, hw / std::max(1, pg.local_world)));
+  }
+  return device;
+}
+
+// The memory a rank of this config needs (config/memory_estimate.h) against the device's:
+// refuses (UsageError, with the estimate) when it cannot fit.
+MemoryEstimate check_memory(const Config& cfg, const at::Device& device) {
+  const auto mc = read_qwen2_config(cfg.model.path);
+  const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
+  check_memory_fits(est, device_memory_bytes(device), device.str(), cfg);
+  log::info("memory estimate per rank: ", est.describe(), " of ", device_memory_bytes(device) / 1e9, " GB on ",
+            device.str());
+  if (cfg.train.memory_budget_gb > 0)
+    log::info("train.memory_budget_gb = ", cfg.train.memory_budget_gb, ": the last ", est.kept_layers, " of ",
+              mc.num_hidden_layers, " layers keep their activations (the rest are recomputed in the backward)");
+  return est;
+}
+
+// Refuses data whose token ids do not fit the model's embedding: a tokenizer that does not
+// belong to the model.
+void check_token_ids(const Config& cfg, const Dataset& data) {
+  const int64_t vocab_size = read_qwen2_config(cfg.model.path).vocab_size;
+  int32_t top = -1;
+  const Example* where = nullptr;
+  const char* split = "";
+  for (const auto* rows : {&data.train, &data.eval})
+    for (const auto& e : *rows)
+      for (int32_t id : e.ids)
+        if (id > top) top = id, where = &e, split = rows == &data.train ? "training" : "held-out";
+  if (top < vocab_size) return;
+  throw UsageError(cfg.model.path + "/config.json: vocab_size is " + std::to_string(vocab_size) +
+                   ", but the tokenized data holds id " + std::to_string(top) + " (" + split + " row " +
+                   std::to_string(where->row) + " of " + cfg.data.path + "): every id must be below vocab_size" +
+                   "\nHINT: the tokenizer in " + cfg.model.path + " does not belong to this model");
+}
+
+// Rank 0 tokenizes and fills the cache; the others then read it.
+Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& pg, const FaultPlan& faults) {
+  if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + cfg.source_path + ")");
+  faults.at_startup(pg.rank);
+  const auto cache_dir = cfg.output.dir + "/cache";
+  Dataset data;
+  if (pg.rank == 0) data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), cache_dir);
+  dist_barrier("MPI_Barrier after rank 0 tokenized the data");
+  if (pg.rank != 0) data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), cache_dir);
+  check(!data.train.empty(), "no training rows left after selection (" + cfg.data.path + ")");
+  int64_t tokens = 0;
+  for (const auto& e : data.train) tokens += int64_t(e.ids.size());
+  log::info("data ", cfg.data.path, ": ", data.load.rows_in_file, " rows in the file, ", data.load.skipped,
+            " skipped, ", data.train.size(), " train / ", data.eval.size(), " eval rows, ", tokens,
+            " train tokens, ", data.truncated, " truncated, ", data.dropped, " dropped (max_seq_len ",
+            cfg.data.max_seq_len, ")", data.from_cache ? ", from cache" : "");
+  return data;
+}
+
+// Rows per step. The checks of the data against the batch and the model: refuses a global
+// batch larger than the training rows (every step would repeat rows), then ids beyond the
+// model's vocabulary.
+int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) {
+  const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
+  if (cfg.train.steps > 0 && g > int64_t(data.train.size()))
+    throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
+                     " x " + std::to_string(cfg.train.grad_accum) + " x " + std::to_string(world) + " = " +
+                     std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +
+                     std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
+                     "lower train.grad_accum or train.micro_batch");
+  check_token_ids(cfg, data);
+  return g;
+}
+
+// The batch plan; with data.packing, what step 1 packs into, and a warning when ranks would
+// idle through such steps.
+BatchPlan make_plan(const Config& cfg, const Dataset& data, int64_t global_batch, int world) {
+  BatchPlan plan(example_lengths(data.train), uint64_t(cfg.train.seed), global_batch, cfg.data.group_by_length);
+  if (!cfg.data.packing) return plan;
+  const auto step1 = summarize_packing(plan, 0, example_lengths(data.train), cfg.data.max_seq_len, world);
+  log::info("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) in ", step1.sequences,
+            " sequences of <= ", cfg.data.max_seq_len, " tokens");
+  if (step1.idle_ranks > 0)
+    log::warn("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) make ", step1.sequences,
+              " sequence(s) for ", world, " ranks: ", step1.idle_ranks,
+              " rank(s) idle through such steps\nHINT: raise train.grad_accum (a larger global batch) or run fewer "
+              "ranks; packing pays when a global batch holds at least world x data.max_seq_len tokens");
+  return plan;
+}
+
+// The model with LoRA attached, and this rank's dropout stream.
+Qwen2Model rank_model(const Config& cfg, const at::Device& device, const ProcessGroup& pg) {
+  Qwen2Model model = build_model(cfg, device);
+  at::manual_seed(rank_seed(cfg.train.seed, pg.rank));
+  return model;
+}
+
+}  // namespace
+
+Run::Run(const Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
+    : device(prepare_device(cfg, pg)),
+      memory(check_memory(cfg, device)),
+      tok(Tokenizer::load(cfg.model.path)),
+      data(load_data(cfg, tok, pg, faults)),
+      global_batch(checked_global_batch(cfg, data, pg.world)),
+      plan(make_plan(cfg, data, global_batch, pg.world)),
+      model(rank_model(cfg, device, pg)),
+      optimizer(model.lora().flat(), adamw_config(cfg.train)),
+      comm(make_communicator(cfg.dist.backend, device)),
+      id{model_config_hash(cfg.model.path), model_weights_fingerprint(cfg.model.path), data.fingerprint, global_batch,
+         comm->name()} {
+  log::info("model ", cfg.model.path, " on ", device.str(), " (", to_string(cfg.model.dtype), ", base ",
+            to_string(cfg.quant.mode), "), ", model.lora().flat().numel(), " LoRA parameters; ", pg.world,
+            " rank(s), gradients over ", comm->name(), "; global batch ", global_batch, " rows = ",
+            cfg.train.micro_batch, " x ", cfg.train.grad_accum, " x ", pg.world);
+}
+
+}  // namespace r1dist
