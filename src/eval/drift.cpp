@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "r1dist/data/batch_plan.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/peft/lora_adapters.h"
 #include "r1dist/tensor/token_batch.h"
 

@@ -32,7 +32,8 @@ Qwen2Config make(int64_t vocab, int64_t hidden, int64_t inter, int64_t layers, i
   return c;
 }
 
-// SPEC §1. The tiny preset keeps the real vocabulary so that it runs on real token ids.
+// The shapes of the three DeepSeek-R1-Distill-Qwen models (their config.json), and a tiny
+// model for tests that keeps the real vocabulary so that it runs on real token ids.
 const std::vector<Preset>& presets() {
   static const std::vector<Preset> p = {
       {"tiny", make(151936, 64, 176, 2, 4, 2, 10000.0, 1e-6, 131072)},
@@ -222,12 +223,12 @@ std::vector<WeightSpec> qwen2_weight_table(const Qwen2Config& c) {
       t.push_back({p + group + m + ".weight", {out, in}, WeightRole::projection, i, m});
       if (bias) t.push_back({p + group + m + ".bias", {out}, WeightRole::bias, i, m});
     };
-    t.push_back({p + "input_layernorm.weight", {h}, WeightRole::norm, i, ""});
+    t.push_back({p + "input_layernorm.weight", {h}, WeightRole::norm, i, "input_layernorm"});
     proj("self_attn.", "q_proj", q, h, true);
     proj("self_attn.", "k_proj", kv, h, true);
     proj("self_attn.", "v_proj", kv, h, true);
     proj("self_attn.", "o_proj", h, q, false);
-    t.push_back({p + "post_attention_layernorm.weight", {h}, WeightRole::norm, i, ""});
+    t.push_back({p + "post_attention_layernorm.weight", {h}, WeightRole::norm, i, "post_attention_layernorm"});
     proj("mlp.", "gate_proj", f, h, false);
     proj("mlp.", "up_proj", f, h, false);
     proj("mlp.", "down_proj", h, f, false);

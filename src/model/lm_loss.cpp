@@ -86,4 +86,16 @@ at::Tensor chunked_lm_loss_sum(const at::Tensor& hidden, const at::Tensor& weigh
   return ChunkedLmLoss::apply(hidden, weight, labels, chunk_tokens);
 }
 
+at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t v = logits.size(-1);
+  auto shifted_logits = logits.slice(1, 0, logits.size(1) - 1).to(at::kFloat).reshape({-1, v});
+  auto shifted_labels = labels.slice(1, 1).to(logits.device(), at::kLong).reshape({-1});
+  return at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, -100);
+}
+
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t count = labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  return causal_lm_loss_sum(logits, labels) / double(std::max<int64_t>(count, 1));
+}
+
 }  // namespace r1dist

@@ -26,11 +26,7 @@ Qwen2Model::Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device 
   layers_.resize(cfg.num_hidden_layers);
   if (!allocate) return;
   auto opts = at::TensorOptions().dtype(dtype).device(device);
-  // Allocate from the weight table so that shapes live in one place.
-  auto slots = named_weights();
-  const auto table = qwen2_weight_table(cfg_);
-  check(slots.size() == table.size(), "Qwen2Model: weight table and module slots disagree");
-  for (size_t i = 0; i < table.size(); ++i) *slots[i].second = at::empty(table[i].shape, opts);
+  for (const auto& w : qwen2_weight_table(cfg_)) weight(w) = at::empty(w.shape, opts);
 }
 
 std::vector<AdapterRef> Qwen2Model::projections(const std::vector<std::string>& modules) {
@@ -57,27 +53,24 @@ void Qwen2Model::attach_lora(const LoraSpecFor& spec_for, const std::vector<std:
   lora_ = LoraAdapters::attach(projections(targets), spec_for, seed, device_);
 }
 
+at::Tensor& Qwen2Model::weight(const WeightSpec& w) {
+  switch (w.role) {
+    case WeightRole::embedding: return embed_;
+    case WeightRole::lm_head: return lm_head_;
+    case WeightRole::projection: return layers_[size_t(w.layer)].proj(w.module).weight;
+    case WeightRole::bias: return layers_[size_t(w.layer)].proj(w.module).bias;
+    case WeightRole::norm:
+      if (w.layer < 0) return final_norm_;
+      if (w.module == "input_layernorm") return layers_[size_t(w.layer)].input_norm;
+      if (w.module == "post_attention_layernorm") return layers_[size_t(w.layer)].post_norm;
+      break;
+  }
+  throw Error("Qwen2Model: no tensor for " + w.name);
+}
+
 std::vector<std::pair<std::string, at::Tensor*>> Qwen2Model::named_weights() {
   std::vector<std::pair<std::string, at::Tensor*>> out;
-  out.emplace_back("model.embed_tokens.weight", &embed_);
-  for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
-    auto& l = layers_[i];
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    out.emplace_back(p + "input_layernorm.weight", &l.input_norm);
-    out.emplace_back(p + "self_attn.q_proj.weight", &l.q.weight);
-    out.emplace_back(p + "self_attn.q_proj.bias", &l.q.bias);
-    out.emplace_back(p + "self_attn.k_proj.weight", &l.k.weight);
-    out.emplace_back(p + "self_attn.k_proj.bias", &l.k.bias);
-    out.emplace_back(p + "self_attn.v_proj.weight", &l.v.weight);
-    out.emplace_back(p + "self_attn.v_proj.bias", &l.v.bias);
-    out.emplace_back(p + "self_attn.o_proj.weight", &l.o.weight);
-    out.emplace_back(p + "post_attention_layernorm.weight", &l.post_norm);
-    out.emplace_back(p + "mlp.gate_proj.weight", &l.gate.weight);
-    out.emplace_back(p + "mlp.up_proj.weight", &l.up.weight);
-    out.emplace_back(p + "mlp.down_proj.weight", &l.down.weight);
-  }
-  out.emplace_back("model.norm.weight", &final_norm_);
-  if (!cfg_.tie_word_embeddings) out.emplace_back("lm_head.weight", &lm_head_);
+  for (const auto& w : qwen2_weight_table(cfg_)) out.emplace_back(w.name, &weight(w));
   return out;
 }
 
@@ -248,14 +241,11 @@ at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, cons
   } else {
     std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, offset, t, dtype_, device_);
   }
-  auto h = at::embedding(embed_, ids.to(device_, at::kLong));
-  for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
-    const auto& l = layers_[i];
-    h = h + attention(l, h, cos, sin, cache, i, allowed);
-    h = h + mlp(l, h);
-  }
+  auto out = through_layers(at::embedding(embed_, ids.to(device_, at::kLong)), [&](int i, const at::Tensor& h) {
+    return layer_forward(i, h, cos, sin, nullptr, cache, allowed);
+  });
   if (cache) cache->length += t;
-  return rms_norm(h, final_norm_);
+  return out;
 }
 
 at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, DecodeSlots& slots, int64_t span) const {
@@ -267,12 +257,12 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   check(span > 0 && span <= cache.capacity, "decode_step: span outside the cache's capacity");
   slots.allowed.index_fill_(3, slots.column, true);
   const auto allowed = slots.allowed.narrow(3, 0, span);                       // (B, 1, 1, span)
-  auto [cos, sin] = rope_tables(cfg_.head_dim, cfg_.rope_theta, slots.positions, dtype_);
+  at::Tensor cos, sin;
+  std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, slots.positions, dtype_);
   cos = cos.unsqueeze(1);                                                      // (B, 1, 1, D)
   sin = sin.unsqueeze(1);
   const double scale = 1.0 / std::sqrt(double(d));
-  auto h = at::embedding(embed_, ids);
-  for (int i = 0; i < cfg_.num_hidden_layers; ++i) {
+  auto hidden = through_layers(at::embedding(embed_, ids), [&](int i, at::Tensor h) {
     const auto& l = layers_[size_t(i)];
     auto [q, k, v] = project_qkv(l, h, cos, sin);
     cache.k[size_t(i)].index_copy_(2, slots.column, k);
@@ -282,27 +272,16 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
     auto out = compat::masked_attention(qg, cache.k[size_t(i)].narrow(2, 0, span),
                                         cache.v[size_t(i)].narrow(2, 0, span), allowed, scale);  // (B, nkv, rep, D)
     h = h + l.o.forward(out.reshape({b, 1, nh * d}));
-    h = h + mlp(l, h);
-  }
+    return h + mlp(l, h);
+  });
   slots.positions.add_(1);
   slots.column.add_(1);
-  return lm_head(rms_norm(h, final_norm_)).select(1, 0);
+  return lm_head(hidden).select(1, 0);
 }
 
 at::Tensor Qwen2Model::lm_head(const at::Tensor& hidden) const {
   return at::linear(hidden, cfg_.tie_word_embeddings ? embed_ : lm_head_);
 }
 
-at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
-  const int64_t v = logits.size(-1);
-  auto shifted_logits = logits.slice(1, 0, logits.size(1) - 1).to(at::kFloat).reshape({-1, v});
-  auto shifted_labels = labels.slice(1, 1).to(logits.device(), at::kLong).reshape({-1});
-  return at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, -100);
-}
-
-at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
-  const int64_t count = labels.slice(1, 1).ne(-100).sum().item<int64_t>();
-  return causal_lm_loss_sum(logits, labels) / double(std::max<int64_t>(count, 1));
-}
 
 }  // namespace r1dist

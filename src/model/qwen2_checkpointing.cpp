@@ -10,9 +10,9 @@
 namespace r1dist {
 
 at::Tensor Qwen2Model::layer_forward(int i, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
-                                     const PackedRows* packed) const {
+                                     const PackedRows* packed, KVCache* cache, const at::Tensor& allowed) const {
   const auto& l = layers_.at(static_cast<size_t>(i));
-  auto x = h + attention(l, h, cos, sin, nullptr, i, {}, packed);
+  auto x = h + attention(l, h, cos, sin, cache, i, allowed, packed);
   return x + mlp(l, x);
 }
 
@@ -96,10 +96,7 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoin
     std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, 0, ids.size(1), dtype_, device_);
   }
   auto h = at::embedding(embed_, ids.to(device_, at::kLong));
-  if (!recompute) {
-    for (int i = 0; i < cfg_.num_hidden_layers; ++i) h = layer_forward(i, h, cos, sin, packed);
-    return rms_norm(h, final_norm_);
-  }
+  if (!recompute) return through_layers(h, [&](int i, const at::Tensor& x) { return layer_forward(i, x, cos, sin, packed); });
   bool dropout = false;
   for (const auto& l : layers_)
     for (const auto* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
@@ -107,10 +104,10 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoin
   const auto anchor = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device_)).requires_grad_(true);
   const int64_t recomputed = cfg_.num_hidden_layers - std::min<int64_t>(std::max<int64_t>(keep_layers, 0),
                                                                           cfg_.num_hidden_layers);
-  for (int i = 0; i < cfg_.num_hidden_layers; ++i)
-    h = i < recomputed ? CheckpointedLayer::apply(h, anchor, cos, sin, this, int64_t(i), dropout, packed)
-                       : layer_forward(i, h, cos, sin, packed);
-  return rms_norm(h, final_norm_);
+  return through_layers(h, [&](int i, const at::Tensor& x) {
+    return i < recomputed ? CheckpointedLayer::apply(x, anchor, cos, sin, this, int64_t(i), dropout, packed)
+                          : layer_forward(i, x, cos, sin, packed);
+  });
 }
 
 }  // namespace r1dist

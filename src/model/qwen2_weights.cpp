@@ -96,18 +96,7 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
         p.quantized = true;
         continue;
       }
-      auto t = raw.to(to_compute, false, /*copy=*/true);
-      switch (w.role) {
-        case WeightRole::embedding: model.embed_ = t; break;
-        case WeightRole::lm_head: model.lm_head_ = t; break;
-        case WeightRole::projection: model.layers_[w.layer].proj(w.module).weight = t; break;
-        case WeightRole::bias: model.layers_[w.layer].proj(w.module).bias = t; break;
-        case WeightRole::norm:
-          if (w.layer < 0) model.final_norm_ = t;
-          else if (w.name.find("input_layernorm") != std::string::npos) model.layers_[w.layer].input_norm = t;
-          else model.layers_[w.layer].post_norm = t;
-          break;
-      }
+      model.weight(w) = raw.to(to_compute, false, /*copy=*/true);
     } catch (const Error& e) {
       throw Error("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
     }

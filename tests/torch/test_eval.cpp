@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "r1dist/data/prompt_template.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/eval/generate.h"
 #include "r1dist/eval/multiple_choice.h"
 #include "r1dist/eval/suite.h"

@@ -11,6 +11,7 @@
 #endif
 
 #include "r1dist/peft/lora_linear.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/base/error.h"

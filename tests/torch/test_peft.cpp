@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "r1dist/peft/peft_format.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/tensor/bytes.h"

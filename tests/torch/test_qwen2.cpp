@@ -10,6 +10,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
 #include "r1dist/model/init_model.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/tensor/bytes.h"

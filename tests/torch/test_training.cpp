@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "r1dist/eval/drift.h"
+#include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/train/optim.h"
 #include "support/tensors.h"

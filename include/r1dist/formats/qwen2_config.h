@@ -1,5 +1,5 @@
 // Qwen2Config: the shape of a Qwen2ForCausalLM, read from a Hugging Face config.json or
-// taken from a preset (presets are tables of numbers from shared/SPEC.md §1), and the
+// taken from a preset (the three R1-distill sizes and a tiny test model), and the
 // weight table that maps every HF tensor name to its shape and role.
 #pragma once
 #include <cstdint>
@@ -50,7 +50,8 @@ struct WeightSpec {
   std::vector<int64_t> shape;  // (out, in) for projections
   WeightRole role;
   int layer = -1;              // -1 for embeddings, final norm, lm_head
-  std::string module;          // "q_proj" ... for projections and biases, else ""
+  std::string module;          // "q_proj" ... for projections and biases; "input_layernorm" or
+                               // "post_attention_layernorm" for a layer's norms; else ""
 };
 
 // Every tensor of the checkpoint, in HF order. The one table that loading, init-model and

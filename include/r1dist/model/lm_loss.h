@@ -19,6 +19,12 @@
 
 namespace r1dist {
 
+// Sum of token NLLs (scalar fp32, differentiable) over shifted positions whose label is not
+// -100, from full logits. No host sync: the caller knows the count (Collated::loss_tokens).
+at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels);
+// HF's mean loss: sum / count (reads the count back from the device).
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+
 // hidden (B, T, H), weight (V, H), labels (B, T) int64 with -100 = no loss: the sum over
 // positions t < T-1 of -log softmax(hidden[t] . weight^T)[labels[t+1]] as an fp32 scalar,
 // differentiable with respect to `hidden`. chunk_tokens > 0.

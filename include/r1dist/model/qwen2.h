@@ -1,4 +1,4 @@
-// Qwen2ForCausalLM in libtorch (shared/SPEC.md §2): embeddings, RMSNorm, RoPE, GQA attention
+// Qwen2ForCausalLM in libtorch (as transformers computes it): embeddings, RMSNorm, RoPE, GQA attention
 // with q/k/v bias, SwiGLU MLP, final norm, lm_head. Weights are plain tensors held in a
 // name table that matches the HF checkpoint; forward works in fp32 or bf16 on CPU or CUDA.
 #pragma once
@@ -113,9 +113,11 @@ class Qwen2Model {
   // are not recomputed (train.keep_layers); gradients are the same either way.
   at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr,
                                  int64_t keep_layers = 0) const;
-  // One decoder layer without a cache: h + attn(norm(h)), then + mlp(norm(.)).
+  // One decoder layer: h + attn(norm(h)), then + mlp(norm(.)); with a cache, the layer's
+  // keys and values are appended to it (allowed: as attention() takes it).
   at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
-                           const PackedRows* packed = nullptr) const;
+                           const PackedRows* packed = nullptr, KVCache* cache = nullptr,
+                           const at::Tensor& allowed = {}) const;
 
   // Whether RMSNorm, RoPE and SwiGLU run as the fused autograd functions of
   // tensor/fused_ops.h instead of ATen composites. Default: on where the fused kernels run
@@ -126,10 +128,20 @@ class Qwen2Model {
 
   // Every tensor under its HF name, in qwen2_weight_table order (lm_head absent when tied).
   std::vector<std::pair<std::string, at::Tensor*>> named_weights();
+  // The tensor of one entry of qwen2_weight_table: the one map from the HF names (and the
+  // roles the table gives them) to the model's members, used by loading, allocation and
+  // named_weights.
+  at::Tensor& weight(const WeightSpec& w);
 
  private:
   Qwen2Model(const Qwen2Config& cfg, at::ScalarType dtype, at::Device device, bool allocate);
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const;
+  // The one layer loop: h through layer(i, h) for every decoder layer, then the final norm.
+  template <class Layer>
+  at::Tensor through_layers(at::Tensor h, const Layer& layer) const {
+    for (int i = 0; i < cfg_.num_hidden_layers; ++i) h = layer(i, h);
+    return rms_norm(h, final_norm_);
+  }
   // The layer's input h (B, T, hidden) -> q (B, nh, T, D), k and v (B, nkv, T, D) of
   // input_norm(h), RoPE applied to q and k. Fused: the norm's output is not kept for the
   // backward (LoraLinear::forward_normed), nor is the MLP's (mlp).
@@ -164,10 +176,6 @@ std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, in
 std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, double theta, const at::Tensor& positions,
                                               at::ScalarType dtype);
 
-// Sum of token NLLs (scalar fp32, differentiable) over shifted positions whose label is not
-// -100. No host sync: the caller knows the count (Collated::loss_tokens).
-at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels);
-// HF's mean loss: sum / count (reads the count back from the device).
-at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+
 
 }  // namespace r1dist
