@@ -41,7 +41,8 @@ const Command kCommands[] = {
     {"report", "one Markdown + HTML report with plots comparing runs (e.g. the eight versions)", cmd_report,
      false},
     {"merge", "fold an adapter into its base and write an HF model directory", cmd_merge, false},
-    {"bench", "benchmarks that print measured figures (nf4, data, checkpoint)", cmd_bench, false},
+    {"bench", "benchmarks that print measured figures (nf4, data, checkpoint, generate, loss, train)", cmd_bench,
+     false},
 };
 const Command kRun = {"--cfg", "train as the config describes", cmd_run, true};
 

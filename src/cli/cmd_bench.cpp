@@ -8,7 +8,8 @@
 // prompt and a forced number of new tokens (no EOS), the setting of
 // tools/bench/hf_generate.py, which measures HF transformers the same way. `bench loss`: the
 // chunked lm_head + cross-entropy against the full logits. `bench train`: training steps at a
-// preset's shape on random weights and random tokens (no files): tokens/s, MFU (SPEC §9),
+// preset's shape on random weights and random tokens (no files): tokens/s, MFU (model FLOPs
+// utilisation, docs/PERFORMANCE.md),
 // peak memory and the time split of a step (forward, lm_head + loss, backward, optimizer).
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -148,8 +149,7 @@ int bench_data(const Args& a) {
     out.write("]\n");
     out.commit();
   }
-  std::ifstream sized(file, std::ios::binary | std::ios::ate);
-  const double mb = double(sized.tellg()) / 1e6;
+  const double mb = double(read_file(file).size()) / 1e6;
   std::printf("data: %s x %lld = %lld rows, %.1f MB (%s)\n", src.c_str(), (long long)replicate,
               (long long)(rows.size() * replicate), mb, file.c_str());
 
@@ -227,14 +227,26 @@ int bench_checkpoint(const Args& a) {
 
 }  // namespace
 
+// The bench flags that are config keys, read by those keys' own parsers (config.h
+// set_config_value): --dtype (model.dtype), --quant (quant.mode, default `quant_default`)
+// and --checkpointing (train.checkpointing) where the command has it.
+Config flag_keys(const Args& a, const char* quant_default, bool checkpointing = false) {
+  Config c;
+  set_config_value(c, "model.dtype", a.str("dtype"), "--dtype");
+  set_config_value(c, "quant.mode", a.has("quant") ? a.str("quant") : quant_default, "--quant");
+  if (checkpointing) set_config_value(c, "train.checkpointing", a.str("checkpointing"), "--checkpointing");
+  return c;
+}
+
 int bench_generate(const Args& a) {
   const auto dev = parse_device(a.str("device"));
   select_device(dev);
-  const auto dtype = parse_compute_dtype(a.str("dtype"));
+  const Config keys = flag_keys(a, "none");
+  const auto dtype = to_scalar_type(keys.model.dtype);
   const auto model_dir = a.required("model");
   LoadOptions lo;
-  const std::string quant = a.has("quant") ? a.str("quant") : "none";
-  lo.quant = quant == "nf4" ? QuantMode::nf4 : QuantMode::none;
+  lo.quant = keys.quant.mode;
+  const std::string quant = to_string(keys.quant.mode);
   const auto t_load = std::chrono::steady_clock::now();
   auto model = Qwen2Model::load(model_dir, dtype, dev, lo);
   compat::synchronize(dev);
@@ -279,7 +291,7 @@ int bench_loss(const Args& a) {
   const auto dev = parse_device(a.str("device"));
   select_device(dev);
   const auto cfg = qwen2_preset(a.str("preset"));
-  const auto dtype = parse_compute_dtype(a.str("dtype"));
+  const auto dtype = to_scalar_type(flag_keys(a, "none").model.dtype);
   const int64_t tokens = a.i64("tokens");
   const auto opts = at::TensorOptions().dtype(dtype).device(dev);
   const auto weight = at::randn({cfg.vocab_size, cfg.hidden_size}, opts) * 0.02;
@@ -310,10 +322,11 @@ int bench_loss(const Args& a) {
   return 0;
 }
 
-// The MFU denominator: a bf16 matrix product on one H200 from libtorch (SPEC §9).
+// The MFU denominator: what a large bf16 matrix product reaches on one H200 from libtorch
+// (measured; docs/PERFORMANCE.md).
 constexpr double kMfuPeakFlops = 790e12;
 
-// Useful FLOPs per token of LoRA training (SPEC §9): 4 x the linear parameters (every
+// Useful FLOPs per token of LoRA training: 4 x the linear parameters (every
 // projection and lm_head; forward + input gradient, no base weight gradient) plus causal
 // attention, 6 x layers x hidden x seq. Recomputation is not counted.
 double useful_flops_per_token(const Qwen2Config& c, int64_t seq) {
@@ -351,16 +364,15 @@ int bench_train(const Args& a) {
   const auto dev = parse_device(a.str("device"));
   select_device(dev);
   const auto cfg = qwen2_preset(a.str("preset"));
-  const auto dtype = parse_compute_dtype(a.str("dtype"));
+  const Config keys = flag_keys(a, "nf4", /*checkpointing=*/true);
+  const auto dtype = to_scalar_type(keys.model.dtype);
   const int64_t seq = a.i64("seq"), micro = a.i64("micro-batch"), accum = a.i64("grad-accum");
   const int64_t steps = a.i64("steps"), warm = a.i64("warmup");
-  const std::string ckpt = a.str("checkpointing"), quant = a.has("quant") ? a.str("quant") : "nf4";
+  const std::string ckpt = to_string(keys.train.checkpointing), quant = to_string(keys.quant.mode);
   if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
     throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
-  if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
   int64_t keep = a.i64("keep-layers");
   if (keep < 0) throw UsageError("bench train: --keep-layers must be >= 0");
-  if (quant != "nf4" && quant != "none") throw UsageError("bench train: --quant must be nf4 or none");
   const std::string fused_opt = a.str("fused");
   if (fused_opt != "auto" && fused_opt != "on" && fused_opt != "off")
     throw UsageError("bench train: --fused must be auto, on or off");
@@ -371,9 +383,7 @@ int bench_train(const Args& a) {
                      "do not combine it with --keep-layers");
   if (budget > 0) {
     // The trainer's rule (train.memory_budget_gb): the most kept layers whose estimate fits.
-    Config run;
-    run.model.dtype = dtype == at::kFloat ? ComputeDtype::fp32 : ComputeDtype::bf16;
-    run.quant.mode = quant == "nf4" ? QuantMode::nf4 : QuantMode::none;
+    Config run = keys;
     run.lora.r = a.i64("rank");
     run.train.micro_batch = micro;
     run.data.max_seq_len = seq;

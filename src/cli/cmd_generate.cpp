@@ -3,9 +3,12 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <sstream>
+
 #include <fstream>
 #include <iostream>
 
+#include "r1dist/base/fs.h"
 #include "r1dist/base/json.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
@@ -22,8 +25,9 @@ namespace r1dist {
 namespace {
 
 std::vector<std::string> read_prompt_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw UsageError("generate: cannot open --prompts file " + path);
+  std::string text, why;
+  if (!try_read_file(path, &text, &why)) throw UsageError("generate: cannot open --prompts file " + path + ": " + why);
+  std::istringstream f(text);
   std::vector<std::string> out;
   std::string line;
   for (int n = 1; std::getline(f, line); ++n) {
@@ -98,7 +102,9 @@ int cmd_generate(int argc, char** argv) {
     opt.pad_id = *eos;
   }
   std::vector<std::vector<int64_t>> ids;
-  for (const auto& p : prompts) ids.push_back(encode_prompt(tok, tmpl, a.str("format"), p));
+  Config as_set;  // --format is eval.prompt_format, read by that key's parser
+  set_config_value(as_set, "eval.prompt_format", a.str("format"), "--format");
+  for (const auto& p : prompts) ids.push_back(encode_prompt(tok, tmpl, as_set.eval.prompt_format, p));
   const bool json = a.has("json");
   const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);
   Streamer streamer{tok, {}, 0};

@@ -30,8 +30,9 @@ int cmd_merge(int argc, char** argv) {
   cfg.model.dtype = ComputeDtype::fp32;
   if (!a.has("adapter") && !a.has("cfg"))
     throw UsageError("merge: give --adapter PATH (or a --cfg whose run exported one)");
-  const auto dtype = parse_compute_dtype(a.str("out-dtype"));
-  if (dtype != at::kBFloat16 && dtype != at::kFloat) throw UsageError("merge: --out-dtype must be bf16 or fp32");
+  Config out_cfg;  // --out-dtype takes model.dtype's values, read by that key's parser
+  set_config_value(out_cfg, "model.dtype", a.str("out-dtype"), "--out-dtype");
+  const auto dtype = to_scalar_type(out_cfg.model.dtype);
   const double gb = a.real("max-shard-gb");
   if (!(gb > 0)) throw UsageError("merge: --max-shard-gb must be > 0");
   auto lm = load_model_from_flags(a, cfg);

@@ -8,6 +8,7 @@
 #include "r1dist/base/json.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/model_flags.h"
 #include "r1dist/base/error.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/log/log.h"
@@ -50,22 +51,18 @@ int cmd_score(int argc, char** argv) {
          "Score token-id sequences: prints JSON on stdout with each sequence's mean negative log-likelihood "
          "(natural log, over positions 1..n-1) and its per-token log-probs. Under mpirun the sequences are "
          "spread over the ranks.");
-  a.option_str("model", "Hugging Face model directory")
-      .option_str("ids", "JSON file: an array of token-id arrays")
-      .option_str("dtype", "compute dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16", "auto")
-      .option_str("device", "auto, cpu, cuda or cuda:N", "auto")
+  declare_model_flags(a, /*adapter_flag=*/false);
+  a.option_str("ids", "JSON file: an array of token-id arrays")
       .flag("no-logprobs", "print only the mean NLL of each sequence");
   if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
-  Config run;  // the model part of a run config: the base model, unquantised, no adapters
-  run.model.path = a.required("model");
-  run.quant.mode = QuantMode::none;
+  // The model part of a run config (the flags as generate and eval read them): the base
+  // model, unquantised unless --quant or --cfg says otherwise, no adapters.
+  const Config run = config_from_flags(a, QuantMode::none);
   const auto ids_path = a.required("ids");
-  const auto device = parse_device(a.str("device"), pg.local_rank);
-  const auto dts = a.str("dtype");
-  const auto dtype = dts == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_compute_dtype(dts);
-  check(dtype == at::kBFloat16 || dtype == at::kFloat, "score: --dtype must be auto, bf16 or fp32");
-  run.model.dtype = dtype == at::kBFloat16 ? ComputeDtype::bf16 : ComputeDtype::fp32;
+  const auto device =
+      a.has("device") ? parse_device(a.str("device"), pg.local_rank) : resolve_device(run.model.device, pg.local_rank);
+  const auto dtype = run.model.dtype == ComputeDtype::bf16 ? at::kBFloat16 : at::kFloat;
   const bool with_logprobs = !a.has("no-logprobs");
   const auto& dir = run.model.path;
 

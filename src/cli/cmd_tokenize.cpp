@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "r1dist/base/fs.h"
 #include "r1dist/base/json.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -24,11 +25,9 @@ std::string read_all(const std::string& path) {
     ss << std::cin.rdbuf();
     return ss.str();
   }
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw UsageError("tokenize: cannot open " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  std::string text, why;
+  if (!try_read_file(path, &text, &why)) throw UsageError("tokenize: cannot open " + path + ": " + why);
+  return text;
 }
 
 // "[1, 2, 3]" (JSON) or "1 2 3" / "1,2,3".

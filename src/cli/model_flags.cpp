@@ -34,31 +34,11 @@ Config config_from_flags(const Args& a, QuantMode quant_default) {
   }
   if (a.has("model")) cfg.model.path = a.str("model");
   if (cfg.model.path.empty()) throw UsageError(a.program() + ": give --model DIR or --cfg FILE");
-  if (a.has("device")) {
-    const auto d = a.str("device");
-    if (d == "auto")
-      cfg.model.device = DeviceChoice::automatic;
-    else if (d == "cpu")
-      cfg.model.device = DeviceChoice::cpu;
-    else if (d == "cuda")
-      cfg.model.device = DeviceChoice::cuda;
-    else
-      parse_device(d);  // cuda:N and bad values: checked (and refused) below by parse_device
-  }
-  if (a.has("dtype")) {
-    const auto d = parse_compute_dtype(a.str("dtype"));
-    if (d != at::kBFloat16 && d != at::kFloat) throw UsageError(a.program() + ": --dtype must be bf16 or fp32");
-    cfg.model.dtype = d == at::kBFloat16 ? ComputeDtype::bf16 : ComputeDtype::fp32;
-  }
-  if (a.has("quant")) {
-    const auto q = a.str("quant");
-    if (q == "nf4")
-      cfg.quant.mode = QuantMode::nf4;
-    else if (q == "none")
-      cfg.quant.mode = QuantMode::none;
-    else
-      throw UsageError(a.program() + ": --quant must be nf4 or none, got '" + q + "'");
-  }
+  // The flags are config keys: each goes through that key's own parser (config.h).
+  if (a.has("device") && a.str("device").rfind("cuda:", 0) != 0)  // cuda:N picks a device the key cannot name
+    set_config_value(cfg, "model.device", a.str("device"), "--device");
+  if (a.has("dtype")) set_config_value(cfg, "model.dtype", a.str("dtype"), "--dtype");
+  if (a.has("quant")) set_config_value(cfg, "quant.mode", a.str("quant"), "--quant");
   return cfg;
 }
 

@@ -1,5 +1,6 @@
 // TOML -> Config. One key table (keys()) drives parsing, validation, to_toml() and the key
 // docs; defaults come from the member initializers in config.h, never from this file.
+#include "r1dist/base/fs.h"
 #include "r1dist/config/config.h"
 
 #include <toml++/toml.h>
@@ -45,6 +46,7 @@ R1_ENUM_NAMES(BadRowPolicy, "error", "skip")
 R1_ENUM_NAMES(Schedule, "linear", "cosine", "constant")
 R1_ENUM_NAMES(Checkpointing, "none", "layer")
 R1_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
+R1_ENUM_NAMES(PromptFormat, "template", "chat")
 #undef R1_ENUM_NAMES
 
 std::string ModelConfig::display_name() const {
@@ -219,7 +221,7 @@ const std::vector<Key>& keys() {
       {"eval.max_new_tokens", R1_REF(eval.max_new_tokens), "Token limit of each generation.",
        closed(1, 131072), nullptr, 0, "max_new_tokens"},
       {"eval.prompt_format", R1_REF(eval.prompt_format), "template = data.template's prompt; chat = R1 chat template.",
-       {}, "template|chat"},
+       {}, nullptr},
       {"eval.temperature", R1_REF(eval.temperature), "Sampling temperature; 0 = greedy (deterministic).",
        at_least(0)},
       {"eval.top_p", R1_REF(eval.top_p), "Nucleus sampling mass when temperature > 0.",
@@ -664,14 +666,11 @@ Config parse_config_string(const std::string& toml_text, const std::string& sour
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UsageError(path +
-                     ": cannot open config file (HINT: check the path; a relative one is "
-                     "read from the current directory)");
-  std::ostringstream text;
-  text << in.rdbuf();
-  Config cfg = parse_config_string(text.str(), path, overrides);
+  std::string text, why;
+  if (!try_read_file(path, &text, &why))
+    throw UsageError(path + ": cannot open config file (" + why +
+                     ")\nHINT: check the path; a relative one is read from the current directory");
+  Config cfg = parse_config_string(text, path, overrides);
   cfg.source_path = path;
   return cfg;
 }
@@ -736,5 +735,17 @@ std::vector<std::string> EvalConfig::default_eval_prompts() {
 }
 
 std::string suggest_config_key(const std::string& name) { return suggest_key(name); }
+
+void set_config_value(Config& cfg, const std::string& key, const std::string& text, const std::string& origin) {
+  Loader loader;
+  loader.cfg = cfg;
+  Override o;
+  if (parse_override(key + "=" + text, o, loader.problems)) {
+    o.origin = {origin, false};
+    loader.apply(o.path, *o.holder.get("v"), o.origin, {});
+  }
+  if (!loader.problems.empty()) throw UsageError(join_lines(loader.problems));
+  cfg = loader.cfg;
+}
 
 }  // namespace r1dist

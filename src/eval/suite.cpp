@@ -35,15 +35,9 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   return in;
 }
 
-std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& format,
+std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, PromptFormat format,
                                    const std::string& text) {
-  std::string s;
-  if (format == "chat")
-    s = chat_prompt(text);
-  else if (format == "template")
-    s = tmpl.render_prompt(text);
-  else
-    throw UsageError("prompt format '" + format + "' is not one of template, chat");
+  const std::string s = format == PromptFormat::chat ? chat_prompt(text) : tmpl.render_prompt(text);
   const auto ids = tok.encode(s, /*add_special=*/true);
   return {ids.begin(), ids.end()};
 }

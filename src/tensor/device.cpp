@@ -17,13 +17,6 @@ at::ScalarType to_scalar_type(ComputeDtype d) {
   return d == ComputeDtype::bf16 ? at::kBFloat16 : at::kFloat;
 }
 
-at::ScalarType parse_compute_dtype(const std::string& s) {
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  if (s == "fp16" || s == "float16") return at::kHalf;
-  throw UsageError("unknown dtype '" + s + "' (use bf16 or fp32)");
-}
-
 at::Device parse_device(const std::string& s, int local_rank) {
   // Ranks beyond the GPU count share GPUs round-robin (usable with dist.backend = "mpi";
   // NCCL refuses two ranks on one GPU).

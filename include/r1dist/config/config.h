@@ -22,6 +22,7 @@ enum class BadRowPolicy { error, skip };
 enum class Schedule { linear, cosine, constant };
 enum class Checkpointing { none, layer };
 enum class Backend { automatic, nccl, mpi };
+enum class PromptFormat { template_prompt, chat };
 
 const char* to_string(ComputeDtype v);
 const char* to_string(DeviceChoice v);
@@ -33,6 +34,7 @@ const char* to_string(BadRowPolicy v);
 const char* to_string(Schedule v);
 const char* to_string(Checkpointing v);
 const char* to_string(Backend v);
+const char* to_string(PromptFormat v);
 
 struct ModelConfig {
   std::string path;  // HF model directory (config.json + safetensors); required
@@ -108,7 +110,7 @@ struct EvalConfig {
   bool suite = false;
   std::vector<std::string> prompts = default_eval_prompts();
   int64_t max_new_tokens = 256;
-  std::string prompt_format = "template";  // template (data.template's prompt) | chat (SPEC §3)
+  PromptFormat prompt_format = PromptFormat::template_prompt;  // template: data.template's prompt; chat: the R1 chat template
   double temperature = 0.0;                // 0 = greedy
   double top_p = 0.95;
   std::string mcq_path;                    // rows with options/answer_idx; "" = data.path
@@ -155,6 +157,11 @@ bool operator!=(const Config& a, const Config& b);
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 Config parse_config_string(const std::string& toml_text, const std::string& source_name,
                            const std::vector<std::string>& overrides = {});
+
+// Sets one key of `cfg` from text exactly as --set does (the same parser, choices and ranges),
+// the message naming `origin` (a flag: "--dtype"): command-line flags that stand for config
+// keys go through here, so each key has one parser. Cross-key rules are not checked.
+void set_config_value(Config& cfg, const std::string& key, const std::string& text, const std::string& origin);
 
 // One entry per known key, in table order, for --help and docs.
 // type: bool|int|float|string|string list; default_value is TOML syntax.

@@ -26,7 +26,7 @@ struct SuiteInputs {
   int64_t micro_batch = 1;
   std::vector<MultipleChoice> mcq;
   std::vector<std::string> prompts;
-  std::string prompt_format = "template";  // template | chat
+  PromptFormat prompt_format = PromptFormat::template_prompt;
   GenerateOptions generation;              // stop_ids and pad_id are filled from the tokenizer
 };
 
@@ -36,7 +36,7 @@ struct SuiteInputs {
 SuiteInputs suite_inputs(const Config& cfg, const Dataset& data);
 
 // Token ids of a prompt in the given format (BOS first).
-std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& format,
+std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, PromptFormat format,
                                    const std::string& text);
 
 // Runs everything; `progress` (may be empty) gets one line per stage.

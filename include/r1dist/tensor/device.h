@@ -10,8 +10,7 @@
 namespace r1dist {
 
 at::ScalarType to_scalar_type(ComputeDtype d);
-// "bf16"/"bfloat16" -> kBFloat16, "fp32"/"float32" -> kFloat, "fp16"/"float16" -> kHalf.
-at::ScalarType parse_compute_dtype(const std::string& s);
+
 // "auto" -> CUDA when available, "cpu", "cuda", "cuda:N". Ranks beyond the GPU count share
 // GPUs round-robin by local rank.
 at::Device parse_device(const std::string& s, int local_rank = 0);
