@@ -154,9 +154,8 @@ void write_cache(const std::string& dir, const Dataset& d) {
 
 std::optional<Dataset> read_cache(const std::string& dir, const std::string& fp) {
   const std::string path = cache_file(dir, fp);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return std::nullopt;
-  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string bytes;
+  if (!try_read_file(path, &bytes)) return std::nullopt;
   auto invalid = [&](const char* why) -> std::optional<Dataset> {
     log::warn("data: ignoring the token cache ", path, ": ", why, "; rebuilding it");
     return std::nullopt;

@@ -96,8 +96,8 @@ void append(std::string& out, const Piece& pc, const Row& row) {
 }  // namespace
 
 const std::string& PromptTemplate::default_text() {
-  // SPEC §4's structure (preamble, ### Question, ### Response, <think> ... </think>) in our
-  // own words. The preamble must not contain "<think>": it is an added token.
+  // The structure of the medical-o1 fine-tuning prompt (preamble, ### Question, ### Response,
+  // <think> ... </think>) in our own words. The preamble must not contain "<think>": it is an added token.
   static const std::string text =
       "You are an experienced physician. Read the medical question below and work through it "
       "step by step: the key findings, the possible causes, and what would confirm or rule "

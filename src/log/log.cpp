@@ -1,4 +1,4 @@
-// spdlog behind the facade in include/r1dist/log.h. This file must not include torch.
+// spdlog behind the facade in include/r1dist/log/log.h. This file must not include torch.
 #include "r1dist/log/log.h"
 
 #include <spdlog/sinks/basic_file_sink.h>

@@ -97,7 +97,8 @@ at::Tensor code_tensor(at::Device d) {
 }
 
 // Index of the nearest value of the sorted `book` for each x (ties to the lower index):
-// the count of midpoints strictly below x, i.e. SPEC §6's strict '>' thresholds.
+// the count of midpoints strictly below x, i.e. bitsandbytes' strict '>'
+// thresholds between code values.
 at::Tensor nearest(const at::Tensor& x, const at::Tensor& book) {
   auto mids = (book.slice(0, 0, -1) + book.slice(0, 1)) / 2.0;
   return at::bucketize(x, mids, /*out_int32=*/false, /*right=*/false);

@@ -1,4 +1,4 @@
-// GPT-2 byte-level mapping (SPEC §3): every byte is shown as one printable code point so
+// GPT-2 byte-level mapping (what HF ByteLevel uses): every byte is shown as one printable code point so
 // that BPE tokens are strings. Bytes 33..126, 161..172, 174..255 map to themselves; the
 // other 68 bytes, in increasing order, map to U+0100, U+0101, ...
 #pragma once

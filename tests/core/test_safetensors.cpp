@@ -26,17 +26,6 @@ using Bytes = std::vector<uint8_t>;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot read " << path;
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << "cannot write " << path;
-}
 
 std::string le64(uint64_t v) {
   std::string s(8, '\0');
@@ -73,7 +62,7 @@ class TmpDirTest : public ::testing::Test {
   std::string p(const std::string& name) const { return (fs::path(dir_) / name).string(); }
   // Writes a raw file and returns its path.
   std::string put(const std::string& name, const std::string& bytes) {
-    spit(p(name), bytes);
+    r1dist::test::write_text(p(name), bytes);
     return p(name);
   }
   std::string dir_;
@@ -159,7 +148,7 @@ TEST_F(SafetensorsWriter, HeaderPaddedToEightWithSpacesInGivenOrder) {
     const std::string name(len, 'w');
     const std::string path = p("pad" + std::to_string(len) + ".safetensors");
     st::write_file(path, {{name, DType::U8, {1}}, {"a", DType::U16, {2}}}, {{0x2a}, {1, 2, 3, 4}});
-    const std::string raw = slurp(path);
+    const std::string raw = r1dist::test::read_text(path);
     ASSERT_GE(raw.size(), 8u);
     uint64_t n = 0;
     for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(raw[i])) << (8 * i);
@@ -216,7 +205,7 @@ TEST_F(SafetensorsReader, HandcraftedFileByteForByte) {
   const std::string out = p("hand_rewritten.safetensors");
   st::write_file(out, {{"w", DType::BF16, {2, 3}}, {"bias", DType::I64, {2}}},
                  {Bytes(data.begin(), data.begin() + 12), Bytes(data.begin() + 12, data.end())});
-  EXPECT_EQ(slurp(out), bytes);
+  EXPECT_EQ(r1dist::test::read_text(out), bytes);
 }
 
 TEST_F(SafetensorsReader, AcceptsUnpaddedHeaderAndEmptyFile) {
@@ -554,14 +543,14 @@ TEST_F(SafetensorsWriter, RejectsBadSpecsWithoutLeavingFiles) {
 TEST_F(SafetensorsWriter, FailedFillKeepsPreviousFile) {
   const std::string path = p("keep.safetensors");
   st::write_file(path, {{"v", DType::U8, {3}}}, {{1, 2, 3}});
-  const std::string before = slurp(path);
+  const std::string before = r1dist::test::read_text(path);
   EXPECT_THROW(st::write_file(path, {{"v", DType::U8, {3}}, {"w", DType::U8, {2}}},
                               [](size_t i, uint8_t* dst, size_t n) {
                                 if (i == 1) throw std::runtime_error("fill failed");
                                 std::memset(dst, 9, n);
                               }),
                std::runtime_error);
-  EXPECT_EQ(slurp(path), before);
+  EXPECT_EQ(r1dist::test::read_text(path), before);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
 
@@ -629,16 +618,16 @@ TEST_F(SafetensorsReference, ReferenceImplementationTestVectors) {
 
   const std::string out = p("attn0_rewritten.safetensors");
   st::write_file(out, {{"attn0", DType::F32, {1, 1, 2, 3}}}, {Bytes(f.data(t), f.data(t) + 24)}, {});
-  EXPECT_EQ(slurp(out), slurp(path));
+  EXPECT_EQ(r1dist::test::read_text(out), r1dist::test::read_text(path));
 
   const uint8_t empty[] = {8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32};
   st::write_file(p("empty.safetensors"), {}, std::vector<Bytes>{}, {});
-  EXPECT_EQ(slurp(p("empty.safetensors")), std::string(reinterpret_cast<const char*>(empty), sizeof empty));
+  EXPECT_EQ(r1dist::test::read_text(p("empty.safetensors")), std::string(reinterpret_cast<const char*>(empty), sizeof empty));
   const uint8_t empty_meta[] = {40,  0,   0,   0,  0,  0,  0,   0,   123, 34,  95,  95,  109, 101, 116, 97,
                                 100, 97,  116, 97, 95, 95, 34,  58,  123, 34,  102, 114, 97,  109, 101, 119,
                                 111, 114, 107, 34, 58, 34, 112, 116, 34,  125, 125, 32,  32,  32,  32,  32};
   st::write_file(p("empty_meta.safetensors"), {}, std::vector<Bytes>{}, {{"framework", "pt"}});
-  EXPECT_EQ(slurp(p("empty_meta.safetensors")),
+  EXPECT_EQ(r1dist::test::read_text(p("empty_meta.safetensors")),
             std::string(reinterpret_cast<const char*>(empty_meta), sizeof empty_meta));
   const st::File empty_meta_file = st::File::open(p("empty_meta.safetensors"));
   EXPECT_EQ(empty_meta_file.metadata().at("framework"), "pt");
@@ -657,7 +646,7 @@ static void expect_rewrite_identical(const st::File& f, const std::string& out) 
         std::memcpy(dst, f.data(f.tensors()[i]), n);
       },
       f.metadata());
-  EXPECT_EQ(slurp(out), slurp(f.path())) << "rewrite of " << f.path() << " differs";
+  EXPECT_EQ(r1dist::test::read_text(out), r1dist::test::read_text(f.path())) << "rewrite of " << f.path() << " differs";
 }
 
 TEST_F(SafetensorsReference, HfTransformersSingleFile) {
@@ -678,7 +667,7 @@ TEST_F(SafetensorsReference, HfTransformersShardedDir) {
   const st::Checkpoint c = st::Checkpoint::open_dir(dir);
   ASSERT_EQ(c.files().size(), 6u);
   EXPECT_EQ(c.names().size(), 3u + 3u * 12u);
-  const auto index = nlohmann::json::parse(slurp(dir + "/model.safetensors.index.json"));
+  const auto index = nlohmann::json::parse(r1dist::test::read_text(dir + "/model.safetensors.index.json"));
   uint64_t total = 0;
   for (const auto& name : c.names()) {
     total += c.info(name).nbytes();
@@ -723,7 +712,7 @@ TEST_F(SafetensorsModelDir, ShardedWriteReadsBackExactly) {
   EXPECT_EQ(files, expect_files);
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors"));
 
-  const auto index = nlohmann::json::parse(slurp(dir + "/model.safetensors.index.json"));
+  const auto index = nlohmann::json::parse(r1dist::test::read_text(dir + "/model.safetensors.index.json"));
   EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), 528u);
   const std::map<std::string, int> shard_of = {{"a", 1}, {"b", 1},    {"c", 2}, {"huge", 3},
                                                {"d", 4}, {"zero", 4}, {"e", 4}, {"f", 5}};
@@ -815,7 +804,7 @@ nlohmann::json write_three_shards(const std::string& dir) {
   for (const char* n : {"a", "b", "c", "d", "e"}) specs.push_back({n, DType::F32, {4}});
   st::write_model_dir(
       dir, specs, [](size_t i, uint8_t* dst, size_t n) { std::memset(dst, int(i), n); }, 32);
-  return nlohmann::json::parse(slurp(dir + "/model.safetensors.index.json"));
+  return nlohmann::json::parse(r1dist::test::read_text(dir + "/model.safetensors.index.json"));
 }
 }  // namespace
 
@@ -834,7 +823,7 @@ TEST_F(SafetensorsCheckpointErrors, TensorInIndexButNotInShard) {
   const std::string dir = p("ckpt");
   auto index = write_three_shards(dir);
   index["weight_map"]["ghost"] = "model-00003-of-00003.safetensors";
-  spit(dir + "/model.safetensors.index.json", index.dump());
+  r1dist::test::write_text(dir + "/model.safetensors.index.json", index.dump());
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
                          {"model.safetensors.index.json",
                           "tensor 'ghost' in shard 'model-00003-of-00003.safetensors'", "does not hold it"}));
@@ -844,7 +833,7 @@ TEST_F(SafetensorsCheckpointErrors, TensorInShardButNotInIndex) {
   const std::string dir = p("ckpt");
   auto index = write_three_shards(dir);
   index["weight_map"].erase("d");
-  spit(dir + "/model.safetensors.index.json", index.dump());
+  r1dist::test::write_text(dir + "/model.safetensors.index.json", index.dump());
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
                          {"model-00002-of-00003.safetensors: tensor 'd' is not listed in the \"weight_map\"",
                           "model.safetensors.index.json"}));
@@ -855,7 +844,7 @@ TEST_F(SafetensorsCheckpointErrors, SameTensorInTwoShards) {
   fs::create_directories(dir);
   st::write_file(dir + "/one.safetensors", {{"x", DType::U8, {1}}, {"y", DType::U8, {1}}}, {{1}, {2}});
   st::write_file(dir + "/two.safetensors", {{"x", DType::U8, {1}}, {"z", DType::U8, {1}}}, {{3}, {4}});
-  spit(
+  r1dist::test::write_text(
       dir + "/model.safetensors.index.json",
       R"({"metadata":{"total_size":4},"weight_map":{"x":"one.safetensors","y":"one.safetensors","z":"two.safetensors"}})");
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
@@ -869,7 +858,7 @@ TEST_F(SafetensorsCheckpointErrors, ShardNamesMustStayInsideDir) {
   fs::create_directories(dir);
   st::write_file(p("outside.safetensors"), {{"x", DType::U8, {1}}}, {{1}});
   for (const char* shard : {"../outside.safetensors", "sub/x.safetensors", "/etc/passwd", ""}) {
-    spit(dir + "/model.safetensors.index.json", std::string(R"({"weight_map":{"x":")") + shard + "\"}}");
+    r1dist::test::write_text(dir + "/model.safetensors.index.json", std::string(R"({"weight_map":{"x":")") + shard + "\"}}");
     EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
                            {"model.safetensors.index.json", "tensor 'x'",
                             std::string("shard '") + shard + "'", "plain file names"}))
@@ -891,7 +880,7 @@ TEST_F(SafetensorsCheckpointErrors, InvalidIndexJson) {
       {"{\"weight_map\":{\"a\":\"s.safetensors\",\"a\":\"t.safetensors\"}}", "duplicate key 'a'"},
   };
   for (const auto& [text, cause] : cases) {
-    spit(index, text);
+    r1dist::test::write_text(index, text);
     EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); }, {"model.safetensors.index.json", cause}))
         << text;
   }
@@ -903,12 +892,12 @@ TEST_F(SafetensorsCheckpointErrors, NoModelFilesInDir) {
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
                          {dir, "no model.safetensors or model.safetensors.index.json",
                           "HINT: point model.path at a Hugging Face model directory"}));
-  spit(dir + "/pytorch_model.bin", "not really");
+  r1dist::test::write_text(dir + "/pytorch_model.bin", "not really");
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
                          {dir, "found pytorch_model.bin: only safetensors weights are read", "HINT"}));
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(p("missing_dir")); },
                          {"missing_dir", "no such directory", "HINT: point model.path"}));
-  spit(p("plain_file"), "x");
+  r1dist::test::write_text(p("plain_file"), "x");
   EXPECT_TRUE(
       ThrowsWith([&] { st::Checkpoint::open_dir(p("plain_file")); }, {"plain_file", "not a directory"}));
 }
@@ -935,8 +924,8 @@ TEST_F(SafetensorsCheckpointErrors, CorruptShardNamesShardFile) {
   const std::string dir = p("ckpt");
   write_three_shards(dir);
   const std::string shard = dir + "/model-00003-of-00003.safetensors";
-  const std::string raw = slurp(shard);
-  spit(shard, raw.substr(0, raw.size() - 1));
+  const std::string raw = r1dist::test::read_text(shard);
+  r1dist::test::write_text(shard, raw.substr(0, raw.size() - 1));
   EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
                          {"model-00003-of-00003.safetensors", "tensor 'e'", "run past the end of the file"}));
 }

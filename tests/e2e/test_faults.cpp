@@ -167,7 +167,7 @@ TEST(Faults, ARankThatStopsEndsTheJobWithinTheDeadlineAndTheResumeIsBitwise) {
       {"stop_in_step:rank=1:step=7", "MPI_Allreduce of the gradients (step 7)"},
       {"stop_in_checkpoint:rank=1:step=5", "MPI_Gather of the RNG states for the checkpoint (checkpoint of step 5)"},
   };
-  const int timeout_s = 5;
+  const int timeout_s = 4;
   for (const auto& c : cases) {
     TempDir d;
     const auto out = d / "run";
@@ -178,12 +178,13 @@ TEST(Faults, ARankThatStopsEndsTheJobWithinTheDeadlineAndTheResumeIsBitwise) {
     const double secs = seconds_since(t0);
     std::printf("[ deadline ] %s: the job ended after %.1f s (dist.timeout_s = %d)\n", c.fault, secs, timeout_s);
     EXPECT_EQ(r.code, 1) << c.fault << "\n" << r.err;
-    EXPECT_THAT(r.err, HasSubstr(std::string("rank 0: ") + c.collective + " did not finish within dist.timeout_s = 5 s: "
+    EXPECT_THAT(r.err, HasSubstr(std::string("rank 0: ") + c.collective + " did not finish within dist.timeout_s = 4 s: "
                                  "rank(s) 1 did not arrive"))
         << c.fault;
     // Not a timing assertion: a hang would never end (ctest's TIMEOUT is the backstop); the
     // measured time is printed above.
     EXPECT_LT(secs, timeout_s + 60) << c.fault;
+    if (std::string(c.fault).rfind("stop_at_startup", 0) == 0) continue;  // nothing ran: no resume to check
     r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
     ASSERT_EQ(r.code, 0) << c.fault << "\n" << r.err;
     expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, c.fault);

@@ -69,7 +69,8 @@ for size in 1.5B 7B 14B; do
   seed=$((seed + 1))
 done
 export R1DIST_MODELS=$work/models R1DIST_RUNS=$work/runs
-C_STEPS=${C_STEPS:-150}   # ~100 s of steps: more than one attempt of a one-minute limit can do
+C_STEPS=${C_STEPS:-90}    # ~60 s of steps on 2 cores (about 30 per attempt): more than one attempt of a
+                          # one-minute limit (SIGUSR1 30 s before it) can do
 
 # ---- 1. refusals before anything runs -------------------------------------------------
 for s in sweep base report; do

@@ -15,7 +15,8 @@ namespace r1dist {
 // of at most this many tokens exist at once. The loss runs while every kept activation is
 // still held, so its chunk adds to the step's peak: 1024 x 151,936 fp32 logits are 0.6 GB
 // (4096 were 2.5 GB, and their softmax as much again). 1024 rows still make the lm_head
-// GEMM large (M 1024, N 151,936): issue 15 measured the loss at 2.6% of a 14B step with 4096.
+// GEMM large (M 1024, N 151,936): the loss was 2.6% of a 14B step with 4096
+// (docs/PERFORMANCE.md).
 constexpr int64_t kLossChunkTokens = 1024;
 
 struct MemoryEstimate {

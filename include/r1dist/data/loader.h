@@ -1,4 +1,5 @@
-// Rows of a medical-o1 data file (shared/SPEC.md §4), read from a JSON array or JSONL.
+// Rows of a medical-o1 data file (Question, Complex_CoT, Response; the column names are
+// data.fields.*), read from a JSON array or JSONL.
 // The data pipeline is: load_rows (here) -> select_rows (select.h) -> PromptTemplate
 // (prompt_template.h) -> build_dataset (dataset.h) -> BatchPlan + collate (batch_plan.h).
 #pragma once
@@ -17,7 +18,7 @@ struct DataError : Error {
   using Error::Error;
 };
 
-// A multiple-choice item carried by a row (the real rows in shared/data do): fields
+// A multiple-choice item carried by a row (the real medical-o1 rows do): fields
 // "options" (an object letter -> text) and "answer_idx" (one of its letters); the stem is the
 // row's "question" field when present (the MCQ form), else the configured question field.
 struct MultipleChoice {

@@ -1,5 +1,6 @@
 // The prompt template: named placeholders {question}, {cot}, {response}; "{{" and "}}"
-// are literal braces. The built-in default follows SPEC §4's structure in our own words.
+// are literal braces. The built-in default follows the medical-o1 prompt's structure in our
+// own words.
 // The text up to and including the first "<think>" after {question} is the prompt (what
 // inference feeds the model); the rest is the response. EOS is appended by build_dataset.
 #pragma once
@@ -26,7 +27,7 @@ struct PromptTemplate {
   Parts render_parts(const Row& row) const;
 };
 
-// The DeepSeek-R1-Distill chat template (shared/SPEC.md §3) for one user turn, without the
+// The DeepSeek-R1-Distill chat template (its tokenizer_config.json) for one user turn, without the
 // BOS that the tokenizer's post-processor adds: "<｜User｜>" + text + "<｜Assistant｜>", then
 // "<think>\n" as the newer template revisions do.
 std::string chat_prompt(const std::string& user_text);

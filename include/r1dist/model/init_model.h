@@ -16,7 +16,7 @@ struct InitModelOptions {
   double bias_std = 0.0;                    // > 0: random biases (tests want them visible)
   // Where the random values are drawn: "cpu" (the default) or "cuda" (the GPU's Philox
   // generator: other values for the same seed, and a 14B directory in a fraction of the
-  // time, bound by the disk; for benchmarks on the GPU machine).
+  // time, bound by the disk; for benchmarks on a GPU).
   std::string device = "cpu";
 };
 

@@ -1,8 +1,9 @@
 // LoraLinear: one projection y = x W^T (+ b) + B(A(dropout(x))) * scaling, with a frozen
-// base W (NF4 or dense) and trainable fp32 adapters A (r, in) and B (out, r) (PEFT layout,
-// shared/SPEC.md §7). Forward and backward are one custom autograd function: the backward
-// re-dequantises W for the input gradient and keeps only the input and the rank-r
-// intermediate, never a dequantised weight.
+// base W (NF4 or dense) and trainable fp32 adapters A (r, in) and B (out, r) (PEFT's layout).
+// Three custom autograd functions, for the plain projection, the down projection of a
+// SwiGLU (it recomputes its input from gate and up) and the projections of one norm's output
+// (forward_normed); each backward re-dequantises W for the input gradient and keeps only the
+// input and the rank-r intermediate, never a dequantised weight.
 #pragma once
 #include <ATen/ATen.h>
 

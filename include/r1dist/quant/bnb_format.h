@@ -23,7 +23,8 @@ namespace r1dist::bnb {
 const std::vector<std::string>& companion_suffixes();
 // True when the checkpoint holds `weight_name` in the bitsandbytes NF4 layout.
 bool is_nf4(const st::Checkpoint& ckpt, const std::string& weight_name);
-// Reads it (CPU tensors), checking the quant state against SPEC §6 and `expected_shape`.
+// Reads it (CPU tensors), checking the quant state (nf4, blocks of 64, nested blocks of 256)
+// and `expected_shape`.
 nf4::NF4Tensor read_nf4(const st::Checkpoint& ckpt, const std::string& weight_name,
                         const std::vector<int64_t>& expected_shape);
 // The tensors (CPU) that store `q` under `weight_name` in that layout.

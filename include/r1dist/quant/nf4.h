@@ -1,4 +1,4 @@
-// NF4 storage of frozen base weights, bitsandbytes-compatible (shared/SPEC.md §6): blocks of
+// NF4 storage of frozen base weights, bitsandbytes-compatible: blocks of
 // 64 with a per-block absmax, two 4-bit codes per byte (first element in the HIGH nibble),
 // and double quantisation of the absmax (mean offset, blocks of 256, signed 8-bit dynamic map).
 #pragma once

@@ -1,4 +1,4 @@
-// The few places where libtorch 1.13 (Debian, CPU) and 2.x (GPU machine) differ.
+// The few places where libtorch 1.13 (Debian, CPU) and 2.x (the CUDA builds) differ.
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/version.h>

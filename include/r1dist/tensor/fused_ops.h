@@ -1,7 +1,7 @@
 // The elementwise pieces of a Qwen2 layer (RMSNorm, RoPE, SwiGLU) as autograd functions with
 // hand-written backward passes. Written as ATen composites they cost several kernels each,
 // over fp32 temporaries and broadcast or transposed operands that defeat vectorised kernels
-// (issue 15's profile of a 14B step: a quarter of the GPU time), and they keep more
+// (a quarter of the GPU time of a 14B step, docs/PERFORMANCE.md), and they keep more
 // activations than the backward needs. On CUDA each pass here is one kernel
 // (src/tensor/fused_ops_cuda.cu); on the CPU the same formulas run in ATen, so CTest checks
 // the hand-written gradients against autograd on the plain forms. Qwen2Model uses them on

@@ -1,5 +1,5 @@
 // Tokenizer: the byte-level BPE tokenizer of an HF `tokenizer.json` (Qwen2 / DeepSeek-R1-
-// Distill-Qwen), producing the ids HF `tokenizers` produces. Pipeline (SPEC §3): invalid
+// Distill-Qwen), producing the ids HF `tokenizers` produces. Pipeline: invalid
 // UTF-8 -> U+FFFD, added tokens split off the raw text, NFC, Split regex (PCRE2, Oniguruma
 // semantics), byte-level BPE by merge rank, post-processor (BOS). docs/TOKENIZER.md has the
 // details and the documented differences from the JavaScript reference.
