@@ -16,34 +16,39 @@
 namespace r1dist {
 namespace {
 
-// fp32 on the CPU, dense base (quant.mode = none) as in the PEFT run. Tolerances: logits and
-// loss 1e-5 relative; gradients 1e-4 relative (max|diff| / max|ref| per tensor: sums over
-// 46 tokens in a different order).
-TEST(PeftParity, LogitsLossAndEveryAdapterGradientMatch) {
-  const auto dir = test::fixture("peft_a");
+// The PEFT adapter of fixture `name` on qwen2_a against PEFT's own logits, loss and the
+// gradient of every lora_A / lora_B (its reference.safetensors). fp32 on the CPU, dense base
+// (quant.mode = none) as in the PEFT run. Tolerances: logits and loss 1e-5 relative;
+// gradients 1e-4 relative (max|diff| / max|ref| per tensor: sums over 46 tokens in a
+// different order). Returns how many gradients were compared.
+int expect_peft_parity(const std::string& name) {
+  const auto dir = test::fixture(name);
   auto f = st::File::open(dir + "/reference.safetensors");
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
   const auto pc = read_peft_config(dir);
-  EXPECT_EQ(pc.spec.r, 8);
-  EXPECT_DOUBLE_EQ(pc.spec.alpha, 16);
-  EXPECT_EQ(pc.targets.size(), 7u);
-  model.attach_lora(pc.spec, pc.targets, 0);
+  model.attach_lora(pc.spec_for(), pc.targets, 0);
   load_peft_adapter(model.lora(), dir);
-
-  auto ids = test::reference_tensor(f, "input_ids");
-  auto logits = model.forward(ids);
-  test::max_rel_err(logits, test::reference_tensor(f, "logits"), 1e-5, "logits");
+  auto logits = model.forward(test::reference_tensor(f, "input_ids"));
+  test::max_rel_err(logits, test::reference_tensor(f, "logits"), 1e-5, name + " logits");
   auto loss = causal_lm_loss(logits, test::reference_tensor(f, "labels"));
-  EXPECT_NEAR(loss.item<double>(), test::reference_tensor(f, "loss").item<double>(), 1e-5);
+  EXPECT_NEAR(loss.item<double>(), test::reference_tensor(f, "loss").item<double>(), 1e-5) << name;
   loss.backward();
   int checked = 0;
   double worst = 0;
-  for (auto& [name, p] : model.lora().named_parameters()) {
-    worst = std::max(worst, test::max_rel_err(p.grad(), test::reference_tensor(f, "grad." + name), 1e-4, name));
+  for (auto& [grad_name, p] : model.lora().named_parameters()) {
+    worst = std::max(worst, test::max_rel_err(p.grad(), test::reference_tensor(f, "grad." + grad_name), 1e-4, grad_name));
     ++checked;
   }
-  EXPECT_EQ(checked, 2 * 7 * 2);
-  std::printf("PEFT parity: %d adapter gradients, worst max rel err %.3g\n", checked, worst);
+  std::printf("PEFT parity (%s): %d adapter gradients, worst max rel err %.3g\n", name.c_str(), checked, worst);
+  return checked;
+}
+
+TEST(PeftParity, LogitsLossAndEveryAdapterGradientMatch) {
+  const auto pc = read_peft_config(test::fixture("peft_a"));
+  EXPECT_EQ(pc.spec.r, 8);
+  EXPECT_DOUBLE_EQ(pc.spec.alpha, 16);
+  EXPECT_EQ(pc.targets.size(), 7u);
+  EXPECT_EQ(expect_peft_parity("peft_a"), 2 * 7 * 2);
 }
 
 // PEFT's own rank_pattern / alpha_pattern (tools/reference/make_peft_fixture.py --patterns):
@@ -51,22 +56,10 @@ TEST(PeftParity, LogitsLossAndEveryAdapterGradientMatch) {
 // which PEFT saves sorted, so layer 0's q_proj takes 64 and the others 32 (the first key of the
 // file that matches wins). Same logits, loss and gradients as PEFT computes from these files.
 TEST(PeftParity, RankAndAlphaPatternsMatchPeft) {
-  const auto dir = test::fixture("peft_b");
-  auto f = st::File::open(dir + "/reference.safetensors");
-  auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
-  const auto pc = read_peft_config(dir);
+  const auto pc = read_peft_config(test::fixture("peft_b"));
   ASSERT_EQ(pc.rank_pattern.size(), 1u);
   ASSERT_EQ(pc.alpha_pattern.size(), 2u);
-  model.attach_lora(pc.spec_for(), pc.targets, 0);
-  load_peft_adapter(model.lora(), dir);
-  auto ids = test::reference_tensor(f, "input_ids");
-  auto logits = model.forward(ids);
-  test::max_rel_err(logits, test::reference_tensor(f, "logits"), 1e-5, "logits");
-  auto loss = causal_lm_loss(logits, test::reference_tensor(f, "labels"));
-  EXPECT_NEAR(loss.item<double>(), test::reference_tensor(f, "loss").item<double>(), 1e-5);
-  loss.backward();
-  for (auto& [name, p] : model.lora().named_parameters())
-    test::max_rel_err(p.grad(), test::reference_tensor(f, "grad." + name), 1e-4, name);
+  EXPECT_EQ(expect_peft_parity("peft_b"), 2 * 7 * 2);
 }
 
 TEST(PeftParity, SavedAdapterReadsBackIdentically) {

@@ -18,7 +18,7 @@ import os
 import peft
 import torch
 import transformers
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import Qwen2ForCausalLM
 
@@ -43,39 +43,27 @@ def main():
                      target_modules=TARGETS, task_type="CAUSAL_LM", **patterns)
     model = get_peft_model(model, cfg)
     g = torch.Generator().manual_seed(5)
+    n = 0
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+                n += p.numel()
+    model.save_pretrained(args.out)
+    # The reference is what PEFT computes from the saved files. (PEFT writes
+    # adapter_config.json with sorted keys, so a reader meets the patterns in another order than
+    # the LoraConfig above, which decides when two keys match one module: the first wins.)
+    base = Qwen2ForCausalLM.from_pretrained(args.base, dtype=torch.float32, attn_implementation="eager")
+    model = PeftModel.from_pretrained(base, args.out, is_trainable=True)
     model.train()
     out = model(input_ids=ref_in["input_ids"], labels=ref_in["labels"])
     out.loss.backward()
     tensors = {"input_ids": ref_in["input_ids"], "labels": ref_in["labels"],
                "logits": out.logits.detach().float().contiguous(),
                "loss": out.loss.detach().float().reshape(1)}
-    n = 0
     for name, p in model.named_parameters():
         if "lora_" in name:
-            key = name.replace(".default", "")  # the name PEFT saves under
-            tensors["grad." + key] = p.grad.detach().float().contiguous()
-            n += p.numel()
-    model.save_pretrained(args.out)
-    if args.patterns:
-        # PEFT writes adapter_config.json with sorted keys, so a reader meets the patterns in
-        # another order than the LoraConfig above (which decides when two keys match one
-        # module: the first wins). The reference is what PEFT computes from the saved files.
-        from peft import PeftModel
-        base = Qwen2ForCausalLM.from_pretrained(args.base, dtype=torch.float32, attn_implementation="eager")
-        model = PeftModel.from_pretrained(base, args.out, is_trainable=True)
-        model.train()
-        out = model(input_ids=ref_in["input_ids"], labels=ref_in["labels"])
-        out.loss.backward()
-        tensors = {"input_ids": ref_in["input_ids"], "labels": ref_in["labels"],
-                   "logits": out.logits.detach().float().contiguous(),
-                   "loss": out.loss.detach().float().reshape(1)}
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                tensors["grad." + name.replace(".default", "")] = p.grad.detach().float().contiguous()
+            tensors["grad." + name.replace(".default", "")] = p.grad.detach().float().contiguous()  # PEFT's saved name
     save_file(tensors, os.path.join(args.out, "reference.safetensors"),
               metadata={"generator": "tools/reference/make_peft_fixture.py",
                         "peft": peft.__version__, "transformers": transformers.__version__,
