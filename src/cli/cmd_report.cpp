@@ -11,11 +11,14 @@ namespace r1dist {
 
 int cmd_report(int argc, char** argv) {
   Args a("r1dist report",
-         "Compare runs (e.g. the eight versions of the sweep) in one Markdown and one HTML report: a row per run "
-         "with model, base or tuned, lr, steps, held-out loss and its change against the base run of the same "
-         "model, KL, MCQ accuracy, repetition, collapse flag and a verdict (the rule is printed in the report); "
-         "PNG plots (loss and KL over steps, accuracy against drift; gnuplot); the standard prompt's answers side "
-         "by side. Reads each RUN_DIR's run.json and metrics.h5 (with its /eval group when r1dist eval ran).");
+         "Compare the runs of a sweep in report.md and report.html (the same Markdown rendered, plots embedded): a "
+         "table per base model with a row per run (name, run directory, the settings that vary, held-out loss and "
+         "its change in % against the base run of the same model, KL, MCQ accuracy with its 95% interval, "
+         "repetition, collapse flag, verdict), the recommended run per base model (the rules are printed in the "
+         "report), the generation behind each collapse flag, PNG plots (gnuplot) and the standard prompt's "
+         "answers. Reads each RUN_DIR's run.json and metrics.h5 (with its /eval group when r1dist eval ran). "
+         "Prints a line per run (name, directory, verdict, why) and one per base model (recommended, model, "
+         "run or none, directory).");
   a.option_list("run", "run directory (repeatable; bare arguments count too)")
       .positional({"run"})
       .option_str("out", "directory for report.md, report.html and the plots (default: the runs' parent)")
@@ -32,8 +35,18 @@ int cmd_report(int argc, char** argv) {
     out = slash == std::string::npos ? "." : d.substr(0, slash);
   }
   const auto files = write_report(runs, out, a.str("title"));
-  for (const auto& row : compare_runs(runs))
-    std::cout << row.run->name << "\t" << row.verdict << "\t" << row.why << "\n";
+  for (const auto& w : files.warnings) log::warn("report: ", w, " (the report's run directory column tells them apart)");
+  const auto rows = compare_runs(runs);
+  for (const auto& row : rows)
+    std::cout << row.run->name << "\t" << row.run->dir << "\t" << row.verdict << "\t" << row.why << "\n";
+  for (const auto& g : group_by_base(rows)) {
+    if (!g.base) continue;
+    if (g.recommended)
+      std::cout << "recommended\t" << g.model << "\t" << g.recommended->run->name << "\t" << g.recommended->run->dir
+                << "\n";
+    else
+      std::cout << "recommended\t" << g.model << "\tnone\tkeep the base\n";
+  }
   log::info("report: ", files.markdown, ", ", files.html, " and ", files.plots.size(), " plots");
   return 0;
 }

@@ -20,6 +20,27 @@ double RunRecord::loss() const {
   return std::numeric_limits<double>::quiet_NaN();
 }
 
+double RunRecord::setting(const std::string& key) const {
+  const auto it = settings.find(key);
+  return it == settings.end() ? std::numeric_limits<double>::quiet_NaN() : it->second;
+}
+
+const std::vector<SettingKey>& setting_keys() {
+  static const std::vector<SettingKey> keys = {
+      {"lr", "lr", true},
+      {"steps", "steps", false},
+      {"lora_r", "LoRA r", false},
+      {"lora_alpha", "LoRA alpha", false},
+      {"lora_dropout", "LoRA dropout", false},
+      {"global_batch", "global batch", false},
+      {"warmup_steps", "warmup steps", false},
+      {"weight_decay", "weight decay", false},
+      {"max_seq_len", "max seq len", false},
+      {"n_samples", "n_samples (0 = all)", false},
+  };
+  return keys;
+}
+
 double RunRecord::kl() const {
   if (base) return 0.0;
   if (eval && eval->has_drift) return eval->kl;
@@ -41,6 +62,8 @@ RunRecord read_run(const std::string& dir) {
   r.lr = j["lr"].number_or(0.0);
   r.steps = j["steps"].integer_or(0);
   r.base = r.steps == 0;
+  for (const auto& k : setting_keys())
+    if (j[k.key].present()) r.settings[k.key] = j[k.key].number();
   if (::access(metrics.c_str(), R_OK) != 0) throw UsageError("report: " + dir + " has no metrics.h5");
   r.metrics = read_metrics(metrics);
   r.eval = read_eval_group(metrics);

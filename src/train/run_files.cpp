@@ -32,6 +32,13 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   j["steps"] = cfg.train.steps;
   j["lora_r"] = cfg.lora.r;
   j["lora_alpha"] = cfg.lora.alpha;
+  // Further settings a sweep may vary; `r1dist report` shows and plots those that differ
+  // (report/run_record.h setting_keys(); files without them stay readable).
+  j["lora_dropout"] = cfg.lora.dropout;
+  j["warmup_steps"] = cfg.train.warmup_steps;
+  j["weight_decay"] = cfg.train.weight_decay;
+  j["max_seq_len"] = cfg.data.max_seq_len;
+  j["n_samples"] = cfg.data.n_samples;
   j["quant"] = to_string(cfg.quant.mode);
   j["data_path"] = cfg.data.path;
   j["dataset_fingerprint"] = data.fingerprint;

@@ -43,14 +43,17 @@ EvalSummary summary(double loss, double kl, double mcq, bool loop) {
   return s;
 }
 
-// A run directory as the trainer leaves it: run.json, metrics.h5 (+ /eval).
+// A run directory as the trainer leaves it: run.json, metrics.h5 (+ /eval). `settings`: more
+// run.json members (e.g. "\"lr\": 1e-4, \"lora_r\": 8"; lr defaults to 2e-4); `subdir`: the
+// directory under root when it is not the name.
 std::string make_run(const std::string& root, const std::string& name, const std::string& model, int64_t steps,
-                     const EvalSummary* eval) {
-  const std::string dir = root + "/" + name;
+                     const EvalSummary* eval, const std::string& settings = "", const std::string& subdir = "") {
+  const std::string dir = root + "/" + (subdir.empty() ? name : subdir);
   std::filesystem::create_directories(dir);
+  const bool lr = settings.find("\"lr\"") != std::string::npos;
   std::ofstream(dir + "/run.json") << "{\"name\": \"" << name << "\", \"model_path\": \"" << model
-                                   << "\", \"model_hash\": \"h-" << model << "\", \"lr\": 0.0002, \"steps\": " << steps
-                                   << "}";
+                                   << "\", \"model_hash\": \"h-" << model << "\", " << (lr ? "" : "\"lr\": 0.0002, ")
+                                   << "\"steps\": " << steps << (settings.empty() ? "" : ", " + settings) << "}";
   {
     MetricsWriter w(dir + "/metrics.h5", false, 0);
     for (int64_t s = 1; s <= steps; ++s) w.append(StepRecord{s, 2.0 - 0.01 * double(s), 2e-4, 1.0, 100, 1, 100, 0});
@@ -130,20 +133,211 @@ TEST(Report, EachVerdictRuleFiresOnARunMadeToMeetIt) {
   EXPECT_EQ(verdict["orphan"], "no base to compare");
   EXPECT_EQ(verdict["noeval"], "close to base") << "last in-training eval: loss 2.0 = the base's";
   EXPECT_NEAR(rows[6].loss_delta, -0.2, 1e-12);
+  EXPECT_NEAR(rows[6].loss_delta_pct, -10.0, 1e-9) << "Δ in % of the base's loss";
 
   const auto files = write_report(runs, tmp / "report", "test report");
   const auto md = test::read_text(files.markdown);
   for (const auto& r : rows) EXPECT_NE(md.find("| " + r.run->name + " |"), std::string::npos) << r.run->name;
   EXPECT_NE(md.find("**forgot**: MCQ accuracy -40.0 points vs the base"), std::string::npos) << md;
   EXPECT_NE(md.find("### collapsed"), std::string::npos) << "the standard prompt's answer";
-  EXPECT_NE(test::read_text(files.html).find("<td class=\"collapsed\">yes"), std::string::npos);
+  EXPECT_NE(md.find("| -10.00% |"), std::string::npos) << "the better run's Δ loss in %: " << md;
+  EXPECT_NE(test::read_text(files.html).find("<td><strong>yes</strong></td>"), std::string::npos);
   if (test::on_path("gnuplot")) {
+    // Nothing varies among the tuned runs: loss against KL, KL curves, loss curves.
     ASSERT_EQ(files.plots.size(), 3u);
     for (const auto& p : files.plots) {
       ASSERT_TRUE(std::filesystem::exists(p)) << p;
       EXPECT_GT(std::filesystem::file_size(p), 2000u) << p;
       EXPECT_EQ(test::read_text(p).substr(1, 3), "PNG") << p;
     }
+  }
+}
+
+// `summary` with a second generation that loops on a prompt of its own (the first, the
+// standard prompt's answer, stays ordinary): the report must name the second.
+EvalSummary collapsing_on_second_prompt(double loss, double kl, double mcq) {
+  auto s = summary(loss, kl, mcq, false);
+  GenerationResult g;
+  g.prompt = "List the causes of dizziness";
+  g.text = "dizzy dizzy dizzy dizzy dizzy dizzy";
+  std::vector<int64_t> toks;
+  for (int i = 0; i < 64; ++i) toks.push_back(i % 3);
+  g.tokens = 64;
+  g.repetition = measure_repetition(toks);
+  s.generations.push_back(g);
+  return s;
+}
+
+std::string name_of(const VersionRow* v) { return v ? v->run->name : "none"; }
+
+// Two base models, each with a tuned run for every way to fail and two acceptable ones; the
+// rule picks the acceptable run with the lowest held-out loss, never the collapsed one with
+// the lowest loss of all.
+TEST(Report, RecommendsTheAcceptableRunWithTheLowestLossPerBaseModel) {
+  test::TempDir tmp;
+  std::vector<RunRecord> runs;
+  std::vector<EvalSummary> s;
+  for (const std::string m : {"a", "b"}) {
+    const auto base = summary(2.0, 0.0, 0.60, false);
+    const auto collapsed = collapsing_on_second_prompt(1.2, 0.01, 0.60);  // the lowest loss, collapsed
+    const auto drifted = summary(1.3, 0.9, 0.60, false);
+    const auto forgot = summary(1.4, 0.01, 0.20, false);
+    const auto worse = summary(2.1, 0.01, 0.60, false);
+    // a: two "better" runs; b: two "close to base" runs (within 1% of the base's loss).
+    const auto good_high = summary(m == "a" ? 1.9 : 2.005, 0.05, 0.60, false);
+    const auto good_low = summary(m == "a" ? 1.8 : 1.995, 0.05, 0.60, false);
+    runs.push_back(read_run(make_run(tmp.path, m + "-base", "models/" + m, 0, &base)));
+    runs.push_back(read_run(make_run(tmp.path, m + "-collapsed", "models/" + m, 5, &collapsed, "\"lr\": 1e-3")));
+    runs.push_back(read_run(make_run(tmp.path, m + "-drifted", "models/" + m, 5, &drifted, "\"lr\": 5e-4")));
+    runs.push_back(read_run(make_run(tmp.path, m + "-forgot", "models/" + m, 5, &forgot, "\"lr\": 2e-4")));
+    runs.push_back(read_run(make_run(tmp.path, m + "-worse", "models/" + m, 5, &worse, "\"lr\": 1e-4")));
+    runs.push_back(read_run(make_run(tmp.path, m + "-good-high", "models/" + m, 5, &good_high, "\"lr\": 5e-5")));
+    runs.push_back(read_run(make_run(tmp.path, m + "-good-low", "models/" + m, 5, &good_low, "\"lr\": 2e-5")));
+  }
+  const auto rows = compare_runs(runs);
+  std::map<std::string, std::string> verdict;
+  for (const auto& r : rows) verdict[r.run->name] = r.verdict;
+  ASSERT_EQ(verdict["a-collapsed"], "collapsed");
+  ASSERT_EQ(verdict["b-drifted"], "drifted");
+  ASSERT_EQ(verdict["a-forgot"], "forgot");
+  ASSERT_EQ(verdict["b-worse"], "worse");
+  ASSERT_EQ(verdict["a-good-low"], "better");
+  ASSERT_EQ(verdict["b-good-low"], "close to base");
+  ASSERT_EQ(verdict["b-good-high"], "close to base");
+
+  const auto groups = group_by_base(rows);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0].model, "models/a");
+  EXPECT_EQ(groups[1].model, "models/b");
+  for (const auto& g : groups) {
+    ASSERT_NE(g.base, nullptr);
+    EXPECT_EQ(g.rows.size(), 7u);
+    EXPECT_TRUE(g.rows.front()->run->base) << "the base row first";
+    EXPECT_EQ(name_of(recommend(g.rows)), name_of(g.recommended));
+  }
+  EXPECT_EQ(name_of(groups[0].recommended), "a-good-low");
+  EXPECT_EQ(name_of(groups[1].recommended), "b-good-low");
+
+  const auto files = write_report(runs, tmp / "report", "two models");
+  const auto md = test::read_text(files.markdown);
+  EXPECT_NE(md.find("**Recommended: a-good-low**"), std::string::npos) << md;
+  EXPECT_NE(md.find("**Recommended: b-good-low**"), std::string::npos) << md;
+  EXPECT_NE(md.find("lowest held-out loss among those whose verdict"), std::string::npos) << "the rule is printed";
+  EXPECT_NE(md.find("## Base model `models/a`"), std::string::npos) << md;
+  EXPECT_NE(md.find("## Base model `models/b`"), std::string::npos) << md;
+  EXPECT_LT(md.find("| a-good-low |"), md.find("## Base model `models/b`")) << "a's runs in a's section";
+  EXPECT_GT(md.find("| b-good-low |"), md.find("## Base model `models/b`")) << "b's runs in b's section";
+  EXPECT_NE(md.find("| -10.00% |"), std::string::npos) << "a-good-low's Δ loss in % of the base's";
+  // The collapse: the second prompt triggered it, not the standard prompt shown for every run.
+  const auto collapse = md.find("## Collapsed generations");
+  ASSERT_NE(collapse, std::string::npos);
+  EXPECT_NE(md.find("Generation 2 of 2 is the first flagged as collapsed", collapse), std::string::npos) << md;
+  EXPECT_NE(md.find("List the causes of dizziness", collapse), std::string::npos) << md;
+  EXPECT_NE(md.find("dizzy dizzy dizzy", collapse), std::string::npos) << md;
+  if (test::on_path("gnuplot")) {
+    // lr varies among the tuned runs: a plot against it, on a log axis.
+    EXPECT_TRUE(std::filesystem::exists(tmp / "report/setting_lr.png"));
+    EXPECT_FALSE(std::filesystem::exists(tmp / "report/setting_steps.png")) << "steps do not vary";
+    const auto gp = test::read_text(tmp / "report/plot_data/report.gp");
+    EXPECT_NE(gp.find("set logscale x"), std::string::npos);
+    EXPECT_NE(gp.find("set arrow from 0.5, graph 0 to 0.5, graph 1"), std::string::npos) << "the drift threshold";
+    EXPECT_NE(gp.find("first 2.02 to graph 1, first 2.02"), std::string::npos) << "the bases' worse threshold";
+    EXPECT_NE(gp.find("set xrange [0:"), std::string::npos) << "KL axis from 0";
+  }
+}
+
+TEST(Report, RecommendsNoneWhenEveryFineTuneDamagedTheModel) {
+  test::TempDir tmp;
+  const auto base = summary(2.0, 0.0, 0.60, false);
+  const auto collapsed = summary(1.5, 0.01, 0.60, true);
+  const auto worse = summary(2.1, 0.01, 0.60, false);
+  const auto drifted = summary(1.9, 0.9, 0.60, false);
+  const auto other_base = summary(3.0, 0.0, 0.50, false);
+  std::vector<RunRecord> runs;
+  runs.push_back(read_run(make_run(tmp.path, "base", "m", 0, &base)));
+  runs.push_back(read_run(make_run(tmp.path, "collapsed", "m", 5, &collapsed)));
+  runs.push_back(read_run(make_run(tmp.path, "worse", "m", 5, &worse)));
+  runs.push_back(read_run(make_run(tmp.path, "drifted", "m", 5, &drifted)));
+  runs.push_back(read_run(make_run(tmp.path, "lonely-base", "n", 0, &other_base)));
+  runs.push_back(read_run(make_run(tmp.path, "orphan", "o", 5, &worse)));
+  const auto rows = compare_runs(runs);
+  const auto groups = group_by_base(rows);
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_EQ(groups[0].recommended, nullptr);
+  EXPECT_EQ(recommend(groups[0].rows), nullptr);
+  EXPECT_EQ(groups[1].recommended, nullptr) << "a base alone";
+  EXPECT_EQ(groups[2].base, nullptr) << "the runs without a base last";
+  ASSERT_EQ(groups[2].rows.size(), 1u);
+  EXPECT_EQ(groups[2].rows[0]->verdict, "no base to compare");
+  EXPECT_EQ(recommend(groups[2].rows), nullptr) << "an unjudged run is never recommended";
+  const auto md = test::read_text(write_report(runs, tmp / "report", "t").markdown);
+  EXPECT_NE(md.find("`m`: **Recommended: none**: every fine-tune of this model collapsed, forgot, got worse or "
+                    "drifted: keep the base"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("`n`: **Recommended: none**: no fine-tune of this model"), std::string::npos) << md;
+  EXPECT_NE(md.find("## Runs without a base in this report"), std::string::npos) << md;
+}
+
+TEST(Report, RunsOfTheSameNameAreWarnedAboutWithBothDirectories) {
+  test::TempDir tmp;
+  const auto base = summary(2.0, 0.0, 0.60, false);
+  const auto one = summary(1.9, 0.01, 0.60, false), two = summary(1.8, 0.01, 0.60, false);
+  std::vector<RunRecord> runs;
+  runs.push_back(read_run(make_run(tmp.path, "base", "m", 0, &base)));
+  const auto a = make_run(tmp.path, "v3", "m", 5, &one, "", "sweep-a/v3");
+  const auto b = make_run(tmp.path, "v3", "m", 5, &two, "", "sweep-b/v3");
+  runs.push_back(read_run(a));
+  runs.push_back(read_run(b));
+  const auto files = write_report(runs, tmp / "report", "t");
+  ASSERT_EQ(files.warnings.size(), 1u);
+  EXPECT_NE(files.warnings[0].find("2 runs are named \"v3\": " + a + ", " + b), std::string::npos) << files.warnings[0];
+  EXPECT_TRUE(duplicate_names({runs[0], runs[1]}).empty());
+  const auto md = test::read_text(files.markdown);
+  const auto warning = md.find("> **Warning:** 2 runs are named `v3`: `" + a + "`, `" + b + "`");
+  EXPECT_NE(warning, std::string::npos) << md;
+  EXPECT_LT(warning, md.find("## ")) << "at the top";
+  EXPECT_NE(md.find("| v3 | `" + a + "` |"), std::string::npos) << "the directory column tells them apart";
+  EXPECT_NE(md.find("| v3 | `" + b + "` |"), std::string::npos);
+  EXPECT_EQ(name_of(group_by_base(compare_runs(runs))[0].recommended), "v3");
+  EXPECT_NE(md.find("**Recommended: v3** (`" + b + "`)"), std::string::npos) << "named by its directory";
+}
+
+TEST(Report, TheHtmlIsTheMarkdownRenderedWithThePlotsEmbedded) {
+  test::TempDir tmp;
+  const auto base = summary(2.0, 0.0, 0.60, false);
+  const auto tuned = summary(1.8, 0.05, 0.60, false);
+  const auto looping = collapsing_on_second_prompt(1.7, 0.05, 0.60);
+  std::vector<RunRecord> runs;
+  runs.push_back(read_run(make_run(tmp.path, "base", "m", 0, &base)));
+  runs.push_back(read_run(make_run(tmp.path, "v1_lr", "m", 5, &tuned, "\"lora_r\": 8")));
+  runs.push_back(read_run(make_run(tmp.path, "v2", "m", 6, &looping, "\"lora_r\": 16")));
+  const auto files = write_report(runs, tmp / "report", "Sweep <1> & *all*");
+  const auto md = test::read_text(files.markdown), html = test::read_text(files.html);
+  EXPECT_NE(html.find("<table>"), std::string::npos) << "the GFM table extension is on";
+  EXPECT_NE(html.find("<td>v1_lr</td>"), std::string::npos) << html;
+  EXPECT_NE(html.find("<h1>Sweep &lt;1&gt; &amp; *all*</h1>"), std::string::npos) << "the title as text";
+  EXPECT_EQ(html.find("**"), std::string::npos) << "no Markdown left unrendered";
+  EXPECT_NE(md.find("0.600 [0.39, 0.78] (12/20)"), std::string::npos) << "accuracy, 95% interval, counts";
+  EXPECT_NE(html.find("0.600 [0.39, 0.78] (12/20)"), std::string::npos);
+  EXPECT_NE(html.find("-10.00%"), std::string::npos) << "Δ loss in %";
+  EXPECT_NE(html.find("List the causes of dizziness"), std::string::npos) << "the prompt behind the collapse flag";
+  EXPECT_NE(md.find("| LoRA r |"), std::string::npos) << "lora r varies: a column";
+  EXPECT_NE(md.find("| 16 |"), std::string::npos);
+  EXPECT_NE(html.find("display:block;overflow-x:auto"), std::string::npos) << "wide tables scroll inside themselves";
+  if (test::on_path("gnuplot")) {
+    EXPECT_NE(md.find("](loss_vs_kl.png)"), std::string::npos) << "report.md references the PNG beside it";
+    EXPECT_NE(md.find("](setting_lora_r.png)"), std::string::npos);
+    EXPECT_NE(md.find("](setting_steps.png)"), std::string::npos);
+    EXPECT_EQ(html.find("src=\"loss_vs_kl.png\""), std::string::npos) << "report.html stands alone";
+    size_t images = 0;
+    for (auto p = html.find("<img src=\"data:image/png;base64,iVBORw0KGgo"); p != std::string::npos;
+         p = html.find("<img src=\"data:image/png;base64,iVBORw0KGgo", p + 1))
+      ++images;
+    EXPECT_EQ(images, files.plots.size());
+    EXPECT_EQ(files.plots.size(), 5u) << "loss vs KL, lora r, steps, KL curves, loss curves";
+  } else {
+    EXPECT_NE(md.find("No plots: gnuplot is not installed"), std::string::npos);
   }
 }
 
