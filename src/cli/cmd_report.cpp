@@ -22,7 +22,9 @@ int cmd_report(int argc, char** argv) {
   a.option_list("run", "run directory (repeatable; bare arguments count too)")
       .positional({"run"})
       .option_str("out", "directory for report.md, report.html and the plots (default: the runs' parent)")
-      .option_str("title", "report title", "r1dist report");
+      .option_str("title", "report title", "r1dist report")
+      .option_list("not-run", "a line for the section \"Runs without results\" (repeatable: a sweep's points "
+                              "that did not run, and why)");
   if (!a.parse(argc, argv)) return 0;
   const auto dirs = a.list("run");
   if (dirs.empty()) throw UsageError("report: give one or more run directories");
@@ -34,7 +36,7 @@ int cmd_report(int argc, char** argv) {
     const auto slash = d.find_last_of('/', d.size() > 1 && d.back() == '/' ? d.size() - 2 : std::string::npos);
     out = slash == std::string::npos ? "." : d.substr(0, slash);
   }
-  const auto files = write_report(runs, out, a.str("title"));
+  const auto files = write_report(runs, out, a.str("title"), a.list("not-run"));
   for (const auto& w : files.warnings) log::warn("report: ", w, " (the report's run directory column tells them apart)");
   const auto rows = compare_runs(runs);
   for (const auto& row : rows)

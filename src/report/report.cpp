@@ -35,10 +35,16 @@ std::string signed_fmt(double v, const char* f) {
   return (v >= 0 ? "+" : "") + fmt(v, f);
 }
 
+// The same base model: the same directory, or (a model moved or copied) the same config.json
+// hash and weights fingerprint. The hash alone is not enough: models of one shape share it.
+bool same_model(const RunRecord& a, const RunRecord& b) {
+  return a.model_path == b.model_path ||
+         (!a.model_hash.empty() && a.model_hash == b.model_hash && a.weights_fingerprint == b.weights_fingerprint);
+}
+
 const RunRecord* base_of(const RunRecord& r, const std::vector<RunRecord>& runs) {
   for (const auto& b : runs)
-    if (b.base && &b != &r && (b.model_path == r.model_path || (!b.model_hash.empty() && b.model_hash == r.model_hash)))
-      return &b;
+    if (b.base && &b != &r && same_model(b, r)) return &b;
   return nullptr;
 }
 
@@ -235,10 +241,10 @@ std::vector<SettingKey> varying_settings(const std::vector<RunRecord>& runs) {
 }
 
 std::string verdict_rules() {
-  char b[1400];
+  char b[2048];
   std::snprintf(b, sizeof b,
-                "Each fine-tuned run is compared with the base run of the same model (same model path or model "
-                "hash, `train.steps = 0`). Its verdict is the first of these rules that applies:\n\n"
+                "Each fine-tuned run is compared with the base run of the same model (the same model path, or the "
+                "same config.json hash and weights fingerprint; `train.steps = 0`). Its verdict is the first of these rules that applies:\n\n"
                 "1. **collapsed**: a generation repeats itself (at least %lld tokens, and a share of at least "
                 "%.2g of its 4-grams repeated, or one repeated run covering at least %.2g of it; the generation is "
                 "shown below)\n"
@@ -357,9 +363,7 @@ std::vector<BaseGroup> group_by_base(const std::vector<VersionRow>& rows) {
   auto group_for = [&](const RunRecord* base) {
     if (auto it = index.find(base); it != index.end()) return it->second;
     for (size_t g = 0; g < groups.size(); ++g)
-      if (groups[g].base->model_path == base->model_path ||
-          (!base->model_hash.empty() && groups[g].base->model_hash == base->model_hash))
-        return index[base] = g;
+      if (same_model(*groups[g].base, *base)) return index[base] = g;
     groups.push_back(BaseGroup{base, base->model_path, {}, nullptr});
     return index[base] = groups.size() - 1;
   };
@@ -389,7 +393,8 @@ std::vector<std::string> duplicate_names(const std::vector<RunRecord>& runs) {
   return out;
 }
 
-ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& out_dir, const std::string& title) {
+ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& out_dir, const std::string& title,
+                         const std::vector<std::string>& not_run) {
   if (runs.empty()) throw UsageError("report: no runs given");
   make_dirs(out_dir);
   const auto rows = compare_runs(runs);
@@ -491,6 +496,11 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
          << fenced(clip(gen.text, 3000)) << "\n";
     }
 
+  if (!not_run.empty()) {
+    md << "## Runs without results\n\n";
+    for (const auto& n : not_run) md << "- " << md_text(n) << "\n";
+    md << "\n";
+  }
   files.markdown = out_dir + "/report.md";
   write_file_atomic(files.markdown, md.str());
   files.html = out_dir + "/report.html";

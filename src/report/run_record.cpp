@@ -59,6 +59,7 @@ RunRecord read_run(const std::string& dir) {
   r.name = j["name"].string();
   r.model_path = j["model_path"].string();
   r.model_hash = j["model_hash"].string_or("");
+  r.weights_fingerprint = j["weights_fingerprint"].string_or("");
   r.lr = j["lr"].number_or(0.0);
   r.steps = j["steps"].integer_or(0);
   r.base = r.steps == 0;

@@ -303,6 +303,31 @@ TEST(Report, RunsOfTheSameNameAreWarnedAboutWithBothDirectories) {
   EXPECT_NE(md.find("**Recommended: v3** (`" + b + "`)"), std::string::npos) << "named by its directory";
 }
 
+// Models of one shape share their config.json hash: the weights fingerprint tells them apart,
+// while the same model under another path (moved, copied) is still its base.
+TEST(Report, ModelsOfOneShapeAreTwoBaseModelsAndAMovedModelIsOne) {
+  test::TempDir tmp;
+  const auto base = summary(2.0, 0.0, 0.60, false), tuned = summary(1.9, 0.01, 0.60, false);
+  std::vector<RunRecord> runs;
+  runs.push_back(read_run(make_run(tmp.path, "base-1.5b", "m/1.5B", 0, &base)));
+  runs.push_back(read_run(make_run(tmp.path, "base-7b", "m/7B", 0, &base)));
+  runs.push_back(read_run(make_run(tmp.path, "tuned-7b", "copy/7B", 5, &tuned)));
+  for (auto& r : runs) r.model_hash = "same-shape";
+  runs[0].weights_fingerprint = "w1";
+  runs[1].weights_fingerprint = runs[2].weights_fingerprint = "w7";
+  const auto rows = compare_runs(runs);
+  ASSERT_NE(rows[2].base, nullptr);
+  EXPECT_EQ(rows[2].base->name, "base-7b");
+  const auto groups = group_by_base(rows);
+  ASSERT_EQ(groups.size(), 2u) << "two base models, not one";
+  EXPECT_EQ(groups[1].rows.size(), 2u);
+  // A sweep's points without results end the report, in both formats.
+  const auto files = write_report(runs, tmp / "report", "t", {"lr1e-04 (runs/x/lr1e-04): failed, exit 2: no data"});
+  EXPECT_NE(test::read_text(files.markdown).find("## Runs without results\n\n- lr1e-04 (runs/x/lr1e-04): failed"),
+            std::string::npos);
+  EXPECT_NE(test::read_text(files.html).find("lr1e-04 (runs/x/lr1e-04): failed, exit 2: no data"), std::string::npos);
+}
+
 TEST(Report, TheHtmlIsTheMarkdownRenderedWithThePlotsEmbedded) {
   test::TempDir tmp;
   const auto base = summary(2.0, 0.0, 0.60, false);

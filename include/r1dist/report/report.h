@@ -2,8 +2,8 @@
 // the same Markdown), grouped by base model, with plots, the recommended run per base model,
 // the generations that triggered a collapse flag and the answers to the standard prompt.
 //
-// Each fine-tuned run is compared with the base run of the same model (same model_path or
-// model hash, train.steps = 0). Its verdict, by the first rule that applies:
+// Each fine-tuned run is compared with the base run of the same model (the same model_path, or
+// the same config.json hash and weights fingerprint; train.steps = 0). Its verdict, by the first rule that applies:
 //   collapsed      a generation is flagged as collapsed (quality/repetition.h)
 //   forgot         MCQ accuracy more than 5 points below the base's, and the base's accuracy
 //                  above the upper end of the tuned run's 95% interval (not noise)
@@ -75,7 +75,8 @@ struct ReportFiles {
 // Writes OUT_DIR/report.md (plots referenced as the PNG files beside it), report.html (the
 // same Markdown rendered by cmark-gfm, plots embedded, so it can be copied away alone) and
 // the PNG plots (with the gnuplot scripts and data files that made them, so a plot can be
-// redrawn).
-ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& out_dir, const std::string& title);
+// redrawn). `not_run` lines (a sweep's points without results, and why) end the report.
+ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& out_dir, const std::string& title,
+                         const std::vector<std::string>& not_run = {});
 
 }  // namespace r1dist

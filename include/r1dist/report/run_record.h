@@ -25,6 +25,7 @@ const std::vector<SettingKey>& setting_keys();
 
 struct RunRecord {
   std::string dir, name, model_path, model_hash;
+  std::string weights_fingerprint;  // "" in run.json files written before it was recorded
   bool base = false;  // train.steps = 0: the untouched model
   double lr = 0;
   int64_t steps = 0;
