@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# The sweep's report: `r1dist report` over every version that ran (v1..v8) into
-# <runs root>/report.md, report.html and the plots; versions without a run are listed at the
-# end of report.md. Environment as run_version.sh (R1DIST_CONFIGS, R1DIST_RUNS,
-# R1DIST_EXTRA_SETS, R1DIST_BIN).
+# The report of a planned sweep: `r1dist report` over every point that ran, into
+# DIR/report.md, report.html and the plots; points without results are listed at the end with
+# their state from `r1dist sweep status DIR`.   Usage: report.sh DIR
 set -euo pipefail
+DIR=${1:?usage: report.sh DIR (a planned sweep)}
 cd "${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 source cluster/slurm/site.sh
 source cluster/slurm/lib.sh
-out_dir_of() {
-  if [ -n "${R1DIST_RUNS:-}" ]; then echo "$R1DIST_RUNS/$1"; else r1dist_config_value "$1" output.dir; fi
-}
-root=$(dirname "$(out_dir_of v1)")
+[ -f "$DIR/points.tsv" ] || r1dist_fail "$DIR/points.tsv is missing: not a planned sweep"
 dirs=() missing=()
-for v in v1 v2 v3 v4 v5 v6 v7 v8; do
-  out=$(out_dir_of "$v")
-  if [ -f "$out/run.json" ] && [ -f "$out/metrics.h5" ]; then dirs+=("$out"); else missing+=("$v ($out)"); fi
-done
-[ ${#dirs[@]} -gt 0 ] || r1dist_fail "no version has a run to report on under $root"
-"$R1DIST_BIN" report "${dirs[@]}" --out "$root" --title "r1dist sweep: $R1DIST_CONFIGS"
-if [ ${#missing[@]} -gt 0 ]; then
-  { echo; echo "## Versions without a run"; echo; printf -- '- %s\n' "${missing[@]}"; } >> "$root/report.md"
-fi
-echo "report: $root/report.md, $root/report.html" >&2
+while IFS=$'\t' read -r index kind name config out; do
+  case $index in '#'*) continue ;; esac
+  if [ -f "$out/run.json" ] && [ -f "$out/metrics.h5" ]; then
+    dirs+=("$out")
+  else
+    state=$("$R1DIST_BIN" sweep status "$DIR" | awk -v n="$name" '$1 == n { $1 = ""; $2 = ""; sub(/^ +/, ""); print }')
+    missing+=(--not-run "$name ($out): ${state:-no run}")
+  fi
+done < "$DIR/points.tsv"
+[ ${#dirs[@]} -gt 0 ] || r1dist_fail "no point of $DIR has a run to report on"
+title=$(sed -n 's/^ "sweep_file": "\(.*\)",$/\1/p' "$DIR/sweep.json")
+"$R1DIST_BIN" report "${dirs[@]}" --out "$DIR" --title "r1dist sweep: ${title:-$DIR}" "${missing[@]+"${missing[@]}"}"
+echo "report: $DIR/report.md, $DIR/report.html" >&2

@@ -1,57 +1,78 @@
 #!/usr/bin/env bash
-# Submits the sweep: the fine-tuned versions (sweep.sbatch, an array job), the base models
-# (base.sbatch) and, after both have ended, the report (report.sbatch). Checks every
-# selected version first (config, model directory, data, build) and submits nothing when one
-# cannot run. Run from anywhere; jobs run from the repository root.
+# Runs a sweep file (docs/SWEEPS.md): plans it (`r1dist sweep plan`: one config per point,
+# every point checked; nothing is queued when one cannot run), then submits the fine-tunes
+# as one array job (point.sbatch tuned), the base evaluations as another (point.sbatch
+# base) and, after both have ended, the report (report.sbatch). Run from anywhere; jobs run
+# from the repository root.
 #
-#   bash cluster/slurm/submit.sh [--configs configs|configs/demo] [--versions v1,v5,...]
-#        [--set section.key=value ...] [--sbatch-arg ARG ...] [--no-report] [--dry-run]
+#   bash cluster/slurm/submit.sh --sweep FILE [--out DIR] [--throttle K] [--set section.key=value ...]
+#        [--sbatch-arg ARG ...] [--no-report] [--dry-run] [--local]
 #
+# --out DIR      the sweep's output root (default: the file's [sweep] out)
+# --throttle K   at most K fine-tunes run at once (sbatch --array=...%K)
+# --set          a config key for every point (r1dist sweep plan --set)
+# --local        no Slurm: run the points here one after another (mpirun -np $R1DIST_NP,
+#                default 2), then the report; launch/demo.sh runs the demo this way
+# --dry-run      plan, then print the sbatch commands instead of running them
 # Site settings (GPUs, ranks, partition, account, time, modules) come from
-# cluster/slurm/site.sh or the environment. R1DIST_MODELS (folder of the HF model
-# directories), R1DIST_DATA (the data file) and R1DIST_RUNS (output root) are passed on.
-# --dry-run prints the sbatch commands instead of running them. Prints the job ids on stdout
-# as `sweep=ID base=ID report=ID` (absent parts left out); everything else goes to stderr.
+# cluster/slurm/site.sh or the environment; R1DIST_MODELS (folder of the HF model
+# directories) and R1DIST_DATA (the data file) go to the plan. Prints the job ids on stdout
+# as `tuned=ID base=ID report=ID` (absent parts left out); everything else goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source cluster/slurm/site.sh
 source cluster/slurm/lib.sh
 
-versions=(v1 v2 v3 v4 v5 v6 v7 v8)
-sets=()
-extra=()
-dry=0
-report=1
+sweep= out= throttle= dry=0 report=1 local=0
+sets=() extra=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --configs) R1DIST_CONFIGS=${2%/}; shift 2 ;;
-    --versions) IFS=, read -r -a versions <<< "$2"; shift 2 ;;
-    --set) sets+=("$2"); shift 2 ;;
+    --sweep) sweep=$2; shift 2 ;;
+    --out) out=${2%/}; shift 2 ;;
+    --throttle) throttle=$2; shift 2 ;;
+    --set) sets+=(--set "$2"); shift 2 ;;
     --sbatch-arg) extra+=("$2"); shift 2 ;;
     --dry-run) dry=1; shift ;;
     --no-report) report=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --local) local=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) r1dist_fail "submit.sh: unknown argument '$1' (see --help)" ;;
   esac
 done
-R1DIST_EXTRA_SETS=$(printf '%s\n' "${sets[@]+"${sets[@]}"}")
-export R1DIST_CONFIGS R1DIST_EXTRA_SETS R1DIST_MODELS="${R1DIST_MODELS:-}" R1DIST_DATA="${R1DIST_DATA:-}" \
-  R1DIST_RUNS R1DIST_PARTITION R1DIST_ACCOUNT R1DIST_QOS R1DIST_GPUS_PER_NODE R1DIST_RANKS_PER_NODE \
-  R1DIST_CPUS_PER_RANK R1DIST_TIME R1DIST_SIGNAL_LEAD R1DIST_MAX_ATTEMPTS R1DIST_MPI R1DIST_MODULES
+[ -n "$sweep" ] || r1dist_fail "submit.sh: --sweep FILE is required (see --help; configs/seed.sweep.toml is the seed experiment)"
+[ -z "$throttle" ] || [[ "$throttle" =~ ^[1-9][0-9]*$ ]] || r1dist_fail "submit.sh: --throttle takes a number >= 1, not '$throttle'"
+[ -x "$R1DIST_BIN" ] || r1dist_fail "$R1DIST_BIN is missing; build first (bash tools/build.sh)"
+source launch/env.sh
 
-# Every selected version must be able to run: fail here, before anything is queued.
-sweep_idx=() base_idx=()
-for v in "${versions[@]}"; do
-  r1dist_resolve "$v"
-  for i in "${!R1DIST_FINETUNED[@]}"; do [ "${R1DIST_FINETUNED[$i]}" = "$v" ] && sweep_idx+=("$i"); done
-  for i in "${!R1DIST_BASE[@]}"; do [ "${R1DIST_BASE[$i]}" = "$v" ] && base_idx+=("$i"); done
-  echo "submit: $v ok (model $R1DIST_V_MODEL, output $R1DIST_V_OUT, $R1DIST_V_STEPS steps)" >&2
-done
+# The plan: every point must be able to run, before anything is queued.
+plan=("$R1DIST_BIN" sweep plan "$sweep" "${sets[@]+"${sets[@]}"}")
+[ -n "$out" ] && plan+=(--out "$out")
+[ -n "${R1DIST_MODELS:-}" ] && plan+=(--models "$R1DIST_MODELS")
+[ -n "${R1DIST_DATA:-}" ] && plan+=(--data "$R1DIST_DATA")
+if [ "$local" = 1 ]; then plan+=(--ranks "${R1DIST_NP:-2}"); else plan+=(--ranks "$R1DIST_RANKS_PER_NODE"); fi
+table=$("${plan[@]}") || r1dist_fail "the sweep $sweep cannot run as planned (above); nothing was submitted"
+echo "$table" >&2
+out=$(sed -n 's/^plan: //p' <<< "$table")   # the output root the plan was written to
+n_tuned=$(r1dist_point_count "$out" tuned)
+n_base=$(r1dist_point_count "$out" base)
+
+if [ "$local" = 1 ]; then
+  status=0
+  for kind in tuned base; do
+    n=$([ $kind = tuned ] && echo "$n_tuned" || echo "$n_base")
+    for ((i = 0; i < n; i++)); do
+      bash cluster/slurm/run_point.sh "$out" "$kind" "$i" || status=$?
+    done
+  done
+  [ "$report" = 1 ] && bash cluster/slurm/report.sh "$out"
+  "$R1DIST_BIN" sweep status "$out" >&2
+  exit $status
+fi
 
 # The log folder must exist before Slurm opens the --output file.
-logs=${R1DIST_RUNS:-runs}/slurm
+logs=$out/slurm
 mkdir -p "$logs"
-site=(--parsable --export=ALL --chdir="$PWD")
+site=(--parsable --export=ALL,R1DIST_SWEEP_DIR="$out" --chdir="$PWD")
 [ -n "$R1DIST_PARTITION" ] && site+=(--partition="$R1DIST_PARTITION")
 [ -n "$R1DIST_ACCOUNT" ] && site+=(--account="$R1DIST_ACCOUNT")
 [ -n "$R1DIST_QOS" ] && site+=(--qos="$R1DIST_QOS")
@@ -69,21 +90,21 @@ submit() {  # prints the job id (dry run: a placeholder)
     sbatch "$@"
   fi
 }
-deps=()
-ids=()
-if [ ${#sweep_idx[@]} -gt 0 ]; then
-  id=$(submit "${common[@]}" --array="$(join , "${sweep_idx[@]}")" \
-         --output="$logs/%x-%A_%a.out" cluster/slurm/sweep.sbatch)
-  deps+=("$id"); ids+=("sweep=$id"); echo "submit: fine-tuned versions: job $id" >&2
+deps=() ids=()
+if [ "$n_tuned" -gt 0 ]; then
+  id=$(submit "${common[@]}" --job-name=r1dist-tuned --array="0-$((n_tuned - 1))${throttle:+%$throttle}" \
+         --output="$logs/%x-%A_%a.out" cluster/slurm/point.sbatch tuned)
+  deps+=("$id"); ids+=("tuned=$id"); echo "submit: $n_tuned fine-tunes: job $id" >&2
 fi
-if [ ${#base_idx[@]} -gt 0 ]; then
-  id=$(submit "${common[@]}" --array="$(join , "${base_idx[@]}")" --output="$logs/%x-%A_%a.out" \
-         cluster/slurm/base.sbatch)
-  deps+=("$id"); ids+=("base=$id"); echo "submit: base models: job $id" >&2
+if [ "$n_base" -gt 0 ]; then
+  id=$(submit "${common[@]}" --job-name=r1dist-base --array="0-$((n_base - 1))" --output="$logs/%x-%A_%a.out" \
+         cluster/slurm/point.sbatch base)
+  deps+=("$id"); ids+=("base=$id"); echo "submit: $n_base base evaluations: job $id" >&2
 fi
 if [ "$report" = 1 ]; then
   id=$(submit "${site[@]}" --dependency="afterany:$(join : "${deps[@]}")" --output="$logs/%x-%j.out" \
          cluster/slurm/report.sbatch)
   ids+=("report=$id"); echo "submit: report (after ${deps[*]}): job $id" >&2
 fi
+echo "submit: follow it with: $R1DIST_BIN sweep status $out" >&2
 echo "${ids[*]}"

@@ -40,6 +40,8 @@ const Command kCommands[] = {
      cmd_eval, false},
     {"report", "one Markdown + HTML report with plots comparing runs (e.g. the eight versions)", cmd_report,
      false},
+    {"sweep", "plan a sweep file (a grid of settings, one config per point) or show what became of its points",
+     cmd_sweep, false},
     {"merge", "fold an adapter into its base and write an HF model directory", cmd_merge, false},
     {"bench", "benchmarks that print measured figures (nf4, data, checkpoint, generate, loss, train)", cmd_bench,
      false},

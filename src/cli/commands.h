@@ -17,5 +17,6 @@ int cmd_generate(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
 int cmd_report(int argc, char** argv);
+int cmd_sweep(int argc, char** argv);
 
 }  // namespace r1dist

@@ -94,21 +94,6 @@ Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& p
   return data;
 }
 
-// Rows per step. The checks of the data against the batch and the model: refuses a global
-// batch larger than the training rows (every step would repeat rows), then ids beyond the
-// model's vocabulary.
-int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) {
-  const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
-  if (cfg.train.steps > 0 && g > int64_t(data.train.size()))
-    throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
-                     " x " + std::to_string(cfg.train.grad_accum) + " x " + std::to_string(world) + " = " +
-                     std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +
-                     std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
-                     "lower train.grad_accum or train.micro_batch");
-  check_token_ids(cfg, data);
-  return g;
-}
-
 // The batch plan; with data.packing, what step 1 packs into, and a warning when ranks would
 // idle through such steps.
 BatchPlan make_plan(const Config& cfg, const Dataset& data, int64_t global_batch, int world) {
@@ -133,6 +118,21 @@ Qwen2Model rank_model(const Config& cfg, const at::Device& device, const Process
 }
 
 }  // namespace
+
+// Rows per step. The checks of the data against the batch and the model: refuses a global
+// batch larger than the training rows (every step would repeat rows), then ids beyond the
+// model's vocabulary.
+int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) {
+  const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
+  if (cfg.train.steps > 0 && g > int64_t(data.train.size()))
+    throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
+                     " x " + std::to_string(cfg.train.grad_accum) + " x " + std::to_string(world) + " = " +
+                     std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +
+                     std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
+                     "lower train.grad_accum or train.micro_batch");
+  check_token_ids(cfg, data);
+  return g;
+}
 
 Run::Run(const Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
     : device(prepare_device(cfg, pg)),

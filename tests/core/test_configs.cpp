@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "r1dist/config/config.h"
+#include "r1dist/sweep/sweep.h"
 #include "support/temp.h"
 
 using namespace r1dist;
@@ -58,6 +59,10 @@ TEST(Configs, EveryFileInConfigsLoadsAndValidates) {
   int n = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(configs_dir())) {
     if (e.path().extension() != ".toml") continue;
+    if (e.path().string().find(".sweep.toml") != std::string::npos) {  // sweep files: test_sweep.cpp, below
+      EXPECT_NO_THROW(read_sweep(e.path().string())) << e.path();
+      continue;
+    }
     ++n;
     EXPECT_NO_THROW({
       const auto c = load_config(e.path().string());
@@ -125,25 +130,41 @@ TEST(Configs, DemoVersionsMirrorTheExperiment) {
   }
 }
 
-// The array index -> version maps of the sbatch files agree with the scripts' lists, and
-// every script parses.
-TEST(Configs, SlurmSweepCoversTheFineTunedVersions) {
+// The seed experiment as a sweep file (configs/seed.sweep.toml, and configs/demo/seed.sweep.toml
+// at demo size): the five fine-tunes from their own configs, the three base evaluations
+// derived, one per model; every Slurm script parses.
+TEST(Configs, SeedSweepFilesRunTheEightVersions) {
+  const auto table = parse_table(kTable);
+  for (const std::string file : {"/seed.sweep.toml", "/demo/seed.sweep.toml"}) {
+    SCOPED_TRACE(file);
+    const auto sw = read_sweep(configs_dir() + file);
+    ASSERT_EQ(sw.points.size(), 8u);
+    std::map<std::string, int> bases_per_size;
+    for (const auto& pt : sw.points) {
+      if (pt.derived) {
+        EXPECT_TRUE(pt.base);
+        EXPECT_EQ(pt.cfg.train.steps, 0);
+        for (const auto& [name, v] : table)
+          if (v.kind == "base" && pt.cfg.model.path.find("Qwen-" + v.size) != std::string::npos) ++bases_per_size[v.size];
+        continue;
+      }
+      ASSERT_TRUE(table.count(pt.name)) << pt.name;
+      const auto alone = load_config(configs_dir() + (file[1] == 'd' ? "/demo/" : "/") + pt.name + ".toml");
+      EXPECT_EQ(pt.cfg.train.lr, alone.train.lr) << pt.name;
+      EXPECT_EQ(pt.cfg.train.steps, alone.train.steps) << pt.name;
+      EXPECT_EQ(pt.cfg.model.path, alone.model.path) << pt.name;
+      EXPECT_EQ(pt.cfg.output.dir, sw.out + "/" + pt.name);
+    }
+    EXPECT_EQ(bases_per_size, (std::map<std::string, int>{{"1.5B", 1}, {"7B", 1}, {"14B", 1}}));
+  }
   const std::string dir = std::string(R1DIST_SOURCE_DIR) + "/cluster/slurm/";
-  const auto sweep = read_text(dir + "sweep.sbatch");
-  EXPECT_NE(sweep.find("#SBATCH --array=0-4"), std::string::npos);
-  EXPECT_NE(sweep.find("VERSIONS=(v1 v5 v6 v7 v8)"), std::string::npos);
-  const auto base = read_text(dir + "base.sbatch");
-  EXPECT_NE(base.find("#SBATCH --array=0-2"), std::string::npos);
-  EXPECT_NE(base.find("VERSIONS=(v2 v3 v4)"), std::string::npos);
-  const auto lib = read_text(dir + "lib.sh");
-  EXPECT_NE(lib.find("R1DIST_FINETUNED=(v1 v5 v6 v7 v8)"), std::string::npos);
-  EXPECT_NE(lib.find("R1DIST_BASE=(v2 v3 v4)"), std::string::npos);
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     const auto ext = e.path().extension();
     if (ext != ".sh" && ext != ".sbatch") continue;
     ++n;
     EXPECT_EQ(std::system(("bash -n " + e.path().string()).c_str()), 0) << e.path();
+    EXPECT_EQ(read_text(e.path().string()).find("v1 v5"), std::string::npos) << "no version table in " << e.path();
   }
-  EXPECT_GE(n, 8) << "site, lib, run_version, submit, report and three sbatch files";
+  EXPECT_GE(n, 7) << "site, lib, run_point, submit, report and two sbatch files";
 }

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The Slurm scripts on a real one-node Slurm (tools/slurm/local-cluster.sh), as a user runs
-# them (cluster/slurm/submit.sh, same scripts, no edits), with the demo configs:
-#   1. every script passes `sbatch --test-only` with its defaults; a wrong version name or a
-#      missing model directory fails before anything is queued, or before any rank starts;
-#   2. the sweep: every version leaves a metrics.h5 that h5dump reads, the fine-tuned ones
-#      checkpoints and a PEFT adapter, and the report job runs after all of them;
-#   3. preemption: `scontrol requeue` of a running task and `scancel --signal=TERM` of another
-#      each resume from a checkpoint written at the signal and end bitwise equal to the
-#      uninterrupted sweep's run; a task whose --time is shorter than its run finishes
-#      through requeues, progressing on every attempt, and every attempt's log survives.
+# them (cluster/slurm/submit.sh --sweep, same scripts, no edits), with the demo grid
+# (configs/demo/grid.sweep.toml: 2 models x 3 learning rates + 2 derived base evaluations):
+#   1. every script passes `sbatch --test-only` with its defaults; a bad sweep file or a
+#      missing model directory fails before anything is queued; a point whose model vanished
+#      after planning fails before any rank starts, and `sweep status` gives the reason;
+#   2. the grid as one array job (throttled): `scontrol requeue` of one running point and
+#      `scancel --signal=TERM` of another each resume from a checkpoint written at the
+#      signal and end bitwise equal to an uninterrupted run of the same point; `sweep status`
+#      before (not started) and after (done, the attempts); every point leaves a metrics.h5
+#      that h5dump reads, the fine-tunes a PEFT adapter; the report job runs after all of
+#      them and recommends a run per base model;
+#   3. a point whose --time is shorter than its run finishes through requeues, progressing
+#      on every attempt, and every attempt's log survives.
 # Exit 77 (CTest: skipped) without root or without Slurm. Usage: test_sweep.sh BUILD_DIR
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,7 +30,7 @@ source cluster/slurm/lib.sh
 work=$(mktemp -d /tmp/r1dist_slurm_XXXXXX)
 fail() {
   echo "FAIL: $*" >&2
-  for f in "$work"/runs/slurm/*.out "$work"/preempt/slurm/*.out; do
+  for f in "$work"/*/slurm/*.out; do
     [ -f "$f" ] && { echo "---- $f" >&2; tail -n 40 "$f" >&2; }
   done
   exit 1
@@ -68,104 +72,135 @@ for size in 1.5B 7B 14B; do
     --tokenizer .deps/tokenizer-r1 >/dev/null 2>&1
   seed=$((seed + 1))
 done
-export R1DIST_MODELS=$work/models R1DIST_RUNS=$work/runs
+export R1DIST_MODELS=$work/models
+GRID=configs/demo/grid.sweep.toml
 C_STEPS=${C_STEPS:-90}    # ~60 s of steps on 2 cores (about 30 per attempt): more than one attempt of a
                           # one-minute limit (SIGUSR1 30 s before it) can do
 
 # ---- 1. refusals before anything runs -------------------------------------------------
-for s in sweep base report; do
-  sbatch --test-only "cluster/slurm/$s.sbatch" >/dev/null 2>"$work/testonly.txt" ||
-    fail "sbatch --test-only cluster/slurm/$s.sbatch: $(cat "$work/testonly.txt")"
+for s in "point.sbatch tuned" "point.sbatch base" "report.sbatch"; do
+  # shellcheck disable=SC2086
+  R1DIST_SWEEP_DIR=$work/none sbatch --test-only cluster/slurm/$s >/dev/null 2>"$work/testonly.txt" ||
+    fail "sbatch --test-only cluster/slurm/$s: $(cat "$work/testonly.txt")"
 done
-say "sbatch --test-only accepts sweep, base and report"
-if bash cluster/slurm/submit.sh --configs configs/demo --versions v1,v9 >"$work/bad.txt" 2>&1; then fail "v9 was accepted"; fi
-grep -q "unknown version 'v9'" "$work/bad.txt" || fail "no reason for v9: $(cat "$work/bad.txt")"
-if R1DIST_MODELS=$work/nowhere bash cluster/slurm/submit.sh --configs configs/demo >"$work/bad.txt" 2>&1; then
+say "sbatch --test-only accepts point.sbatch (tuned, base) and report.sbatch"
+printf '[sweep]\nconfig = "%s/configs/demo/v1.toml"\n[grid]\ntrain.lrr = [1e-3, 2e-3]\n' "$root" > "$work/bad.sweep.toml"
+if bash cluster/slurm/submit.sh --sweep "$work/bad.sweep.toml" --out "$work/bad" >"$work/bad.txt" 2>&1; then
+  fail "a sweep with an unknown key was accepted"
+fi
+grep -q "bad.sweep.toml:4: unknown config key train.lrr (did you mean train.lr?)" "$work/bad.txt" ||
+  fail "no reason for the unknown key: $(cat "$work/bad.txt")"
+if R1DIST_MODELS=$work/nowhere bash cluster/slurm/submit.sh --sweep $GRID --out "$work/bad" >"$work/bad.txt" 2>&1; then
   fail "a missing model directory was accepted"
 fi
-grep -q "has no config.json" "$work/bad.txt" || fail "no reason for the missing model: $(cat "$work/bad.txt")"
+grep -q "point 1.5b-lr2e-03.*model.path = \"$work/nowhere/DeepSeek-R1-Distill-Qwen-1.5B\"" "$work/bad.txt" ||
+  fail "no point and key for the missing model: $(cat "$work/bad.txt")"
 [ -z "$(squeue -h -o %i)" ] || fail "a refused submission queued jobs"
-# Submitted around the checks (plain sbatch): the task fails before srun, with the reason.
+[ ! -e "$work/bad/points.tsv" ] || fail "a refused plan was written"
+# A point whose model vanished after planning: the task fails before srun, with the reason,
+# and `sweep status` says so.
+cp -r "$work/models/DeepSeek-R1-Distill-Qwen-1.5B" "$work/vanishing"
+printf '[sweep]\nconfig = "%s/configs/demo/v1.toml"\n[[point]]\nname = "gone"\nmodel.path = "%s"\n' \
+  "$root" "$work/vanishing" > "$work/gone.sweep.toml"
+"$R" sweep plan "$work/gone.sweep.toml" --out "$work/gone" >/dev/null 2>&1 || fail "the one-point sweep does not plan"
+rm -rf "$work/vanishing"
 [ -d runs/slurm ] || fail "runs/slurm, the sbatch files' default log folder, is not in the checkout"
-id=$(R1DIST_CONFIGS=configs/demo R1DIST_MODELS=$work/nowhere sbatch --parsable --array=0 \
-       --output="$work/direct-%A_%a.out" cluster/slurm/sweep.sbatch)
+id=$(R1DIST_SWEEP_DIR=$work/gone sbatch --parsable --array=0 --output="$work/gone/%A_%a.out" cluster/slurm/point.sbatch tuned)
 drain 120
-grep -q "has no config.json" "$work/direct-${id}_0.out" || fail "the direct submission's log gives no reason"
-grep -q "r1dist $("$R" --version | cut -d' ' -f2)" "$work/direct-${id}_0.out" &&
-  fail "a rank started despite the missing model"
-say "a wrong version or a missing model fails before anything runs, with the reason"
+grep -q "config.json" "$work/gone/${id}_0.out" || fail "the direct submission's log gives no reason"
+"$R" sweep status "$work/gone" > "$work/status.txt" || fail "sweep status failed"
+grep -q "^gone .* tuned .* failed .*exit 2: .*config.json" "$work/status.txt" ||
+  fail "sweep status does not show the failure with its reason: $(cat "$work/status.txt")"
+say "a bad key or a missing model fails before anything is queued; a vanished model fails with the reason in sweep status"
 
-# ---- 2. the sweep -----------------------------------------------------------------------
-bash cluster/slurm/submit.sh --configs configs/demo > "$work/submit.txt" 2>&1 || fail "submit: $(cat "$work/submit.txt")"
+# ---- 2. the grid, with a requeue and a SIGTERM --------------------------------------------
+runs=$work/grid
+"$R" sweep plan $GRID --out "$runs" --models "$work/models" >/dev/null 2>&1 || fail "the grid does not plan"
+"$R" sweep status "$runs" > "$work/status0.txt"
+[ "$(grep -cE '^\S+ +(tuned|base) +not started' "$work/status0.txt")" -eq 8 ] || fail "before: $(cat "$work/status0.txt")"
+bash cluster/slurm/submit.sh --sweep $GRID --out "$runs" --throttle 2 > "$work/submit.txt" 2>"$work/submit.err" ||
+  fail "submit: $(cat "$work/submit.err")"
+tuned=$(sed -n 's/.*tuned=\([0-9]*\).*/\1/p' "$work/submit.txt")
+[ -n "$tuned" ] || fail "no array job: $(cat "$work/submit.txt" "$work/submit.err")"
+scontrol show job "$tuned" | grep -q "ArrayTaskThrottle=2" || fail "the throttle did not reach Slurm"
+# A (index 0): `scontrol requeue` while it runs. B (index 1): `scancel --signal=TERM`. Each by
+# the task's own job id. On a throttled array Slurm 22.05 delivers scancel's signal and then
+# reports "Job can not be altered now, try again later"; that the signal arrived is checked
+# below (a stop at the signal in run.log, a resume from its checkpoint).
+A=1.5b-lr2e-03 B=1.5b-lr3e-04
+task_job() { squeue -h -r -j "$1" -o %A 2>/dev/null | head -n 1; }
+wait_steps "$runs/$A" 3
+ja=$(task_job "${tuned}_0")
+scontrol requeue "$ja" || fail "scontrol requeue $ja (${tuned}_0)"
+say "requeued $A (job $ja) at step $(steps_done "$runs/$A")"
+wait_steps "$runs/$B" 3
+jb=$(task_job "${tuned}_1")
+scancel --signal=TERM "$jb" 2>"$work/scancel.txt" || grep -q "can not be altered now" "$work/scancel.txt" ||
+  fail "scancel --signal=TERM $jb (${tuned}_1): $(cat "$work/scancel.txt")"
+say "sent SIGTERM to $B at step $(steps_done "$runs/$B")"
 drain 900
-for v in v1 v2 v3 v4 v5 v6 v7 v8; do
-  out=$R1DIST_RUNS/$v
-  [ -f "$out/metrics.h5" ] || fail "$v: no metrics.h5"
-  h5dump -H "$out/metrics.h5" >/dev/null || fail "$v: h5dump cannot read metrics.h5"
-  case $v in
-    v2|v3|v4) [ "$("$R" metrics "$out/metrics.h5" --table evals | tail -n +2 | wc -l)" -ge 1 ] ||
-                fail "$v: no evaluation" ;;
-    *) ls "$out"/checkpoints/step_*.h5 >/dev/null 2>&1 || fail "$v: no checkpoint"
-       [ -f "$out/adapter/adapter_model.safetensors" ] && [ -f "$out/adapter/adapter_config.json" ] ||
-         fail "$v: no PEFT adapter" ;;
-  esac
+say "the grid finished"
+"$R" sweep status "$runs" > "$work/status1.txt"
+cat "$work/status1.txt"
+[ "$(grep -cE '^\S+ +(tuned|base) +done ' "$work/status1.txt")" -eq 8 ] || fail "after: not every point is done"
+for p in $A $B; do
+  grep -q "^$p .* done  *2 " "$work/status1.txt" || fail "$p: sweep status does not show 2 attempts"
 done
-report=$R1DIST_RUNS/report.md
-[ -f "$report" ] || fail "no report"
-for v in v1 v2 v3 v4 v5 v6 v7 v8; do
-  grep -q "^| $v " "$report" || fail "the report lacks a row for $v"
-  [ "$report" -nt "$R1DIST_RUNS/$v/metrics.h5" ] || fail "the report is older than $v's metrics"
-done
-say "sweep: eight versions, metrics readable by h5dump, checkpoints + adapters, report after all"
-
-# ---- 3. preemption ------------------------------------------------------------------------
-export R1DIST_RUNS=$work/preempt
-# A (v1): `scontrol requeue` while it runs. B (v5): `scancel --signal=TERM` while it runs.
-# C (v6, more and shorter steps): a one-minute time limit with SIGUSR1 30 s before it.
-job_of() { sed -n 's/.*sweep=\([0-9]*\).*/\1/p'; }
-a=$(bash cluster/slurm/submit.sh --configs configs/demo --versions v1 --no-report 2>/dev/null | job_of)
-b=$(bash cluster/slurm/submit.sh --configs configs/demo --versions v5 --no-report 2>/dev/null | job_of)
-c=$(R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=30 bash cluster/slurm/submit.sh --configs configs/demo --versions v6 --no-report \
-      --set train.steps=$C_STEPS --set data.max_seq_len=64 2>/dev/null | job_of)
-[ -n "$a" ] && [ -n "$b" ] && [ -n "$c" ] || fail "preemption jobs were not submitted"
-wait_steps "$R1DIST_RUNS/v1" 3
-scontrol requeue "${a}_0" || fail "scontrol requeue ${a}_0"
-say "requeued $a (v1) at step $(steps_done "$R1DIST_RUNS/v1")"
-wait_steps "$R1DIST_RUNS/v5" 3
-scancel --signal=TERM "${b}_1" || fail "scancel --signal=TERM ${b}_1"
-say "sent SIGTERM to $b (v5) at step $(steps_done "$R1DIST_RUNS/v5")"
-drain 900
-say "preempted runs finished"
-# Array task ids: the index of the version in sweep.sbatch (v1 v5 v6 v7 v8).
-for pair in "v1:${a}_0" "v5:${b}_1"; do
-  v=${pair%%:*}; j=${pair#*:}
-  out=$R1DIST_RUNS/$v
-  log=$R1DIST_RUNS/slurm/r1dist-sweep-$j.out
+# Uninterrupted runs of A and B (mpirun, no Slurm) to compare with.
+"$R" sweep plan $GRID --out "$work/ref" --models "$work/models" >/dev/null 2>&1 || fail "the reference plan"
+for i in 0 1; do R1DIST_NP=2 bash cluster/slurm/run_point.sh "$work/ref" tuned $i >/dev/null 2>&1 || fail "reference run $i"; done
+final=$(printf %08d "$(sed -n 's/^steps = //p' "$runs/configs/$A.toml")")
+for p in $A $B; do
+  out=$runs/$p
   stopped=$(sed -n 's/.*stop signal: stopped after step \([0-9]*\) .*/\1/p' "$out/run.log" | head -n 1)
-  [ -n "$stopped" ] || fail "$v: no stop at the signal in run.log"
+  [ -n "$stopped" ] || fail "$p: no stop at the signal in run.log"
   grep -q "resumed from .*step_$(printf %08d "$stopped").h5" "$out/run.log" ||
-    fail "$v: did not resume from the checkpoint written at the signal (step $stopped)"
-  [ "$(grep -c '^=== r1dist .*: attempt [0-9]* on' "$log")" -ge 2 ] || fail "$v: the first attempt's log is gone"
-  final=$(printf %08d "$(R1DIST_CONFIGS=configs/demo R1DIST_EXTRA_SETS= r1dist_config_value "$v" train.steps)")
-  "$R" checkpoint-diff "$out/checkpoints/step_$final.h5" "$work/runs/$v/checkpoints/step_$final.h5" \
-    > "$work/diff.txt" || fail "$v: checkpoint-diff failed"
-  grep -q "bitwise identical" "$work/diff.txt" || fail "$v: not bitwise equal to the uninterrupted run: $(cat "$work/diff.txt")"
-  say "$v: stopped at step $stopped by the signal, resumed there, bitwise equal to the uninterrupted run"
+    fail "$p: did not resume from the checkpoint written at the signal (step $stopped)"
+  log=$(grep -l "=== r1dist $p: attempt" "$runs"/slurm/r1dist-tuned-*.out | head -n 1)
+  [ "$(grep -c "^=== r1dist $p: attempt [0-9]* on" "$log")" -ge 2 ] || fail "$p: the first attempt's log is gone"
+  "$R" checkpoint-diff "$out/checkpoints/step_$final.h5" "$work/ref/$p/checkpoints/step_$final.h5" \
+    > "$work/diff.txt" || fail "$p: checkpoint-diff failed"
+  grep -q "bitwise identical" "$work/diff.txt" || fail "$p: not bitwise equal to the uninterrupted run: $(cat "$work/diff.txt")"
+  say "$p: stopped at step $stopped by the signal, resumed there, bitwise equal to the uninterrupted run"
 done
-out=$R1DIST_RUNS/v6
-log=$R1DIST_RUNS/slurm/r1dist-sweep-${c}_2.out
-attempts=$(grep -c '^=== r1dist v6: attempt [0-9]* on' "$log")
-[ "$attempts" -ge 2 ] || fail "v6: finished in one attempt; the time limit did not cut it (raise C_STEPS)"
-[ -f "$out/checkpoints/step_$(printf %08d "$C_STEPS").h5" ] || fail "v6: did not reach step $C_STEPS"
+while IFS=$'\t' read -r index kind name config out; do
+  case $index in '#'*) continue ;; esac
+  h5dump -H "$out/metrics.h5" >/dev/null || fail "$name: h5dump cannot read metrics.h5"
+  if [ "$kind" = tuned ]; then
+    [ -f "$out/adapter/adapter_model.safetensors" ] && [ -f "$out/adapter/adapter_config.json" ] || fail "$name: no PEFT adapter"
+  else
+    [ "$("$R" metrics "$out/metrics.h5" --table evals | tail -n +2 | wc -l)" -ge 1 ] || fail "$name: no evaluation"
+  fi
+  grep -q "$name" "$runs/report.md" || fail "the report lacks $name"
+  [ "$runs/report.md" -nt "$out/metrics.h5" ] || fail "the report is older than $name's metrics"
+done < "$runs/points.tsv"
+[ "$(grep -ci "recommended" "$runs/report.md")" -ge 2 ] || fail "the report recommends no run per base model"
+[ -f "$runs/report.html" ] || fail "no report.html"
+say "grid: 8 points done, metrics readable by h5dump, adapters, report after all with a recommendation per model"
+
+# ---- 3. a time limit shorter than the run ------------------------------------------------------
+# More and shorter steps under a one-minute limit with SIGUSR1 30 s before it.
+printf '[sweep]\nconfig = "%s/configs/demo/v6.toml"\n[[point]]\nname = "limit"\ntrain.steps = %d\ndata.max_seq_len = 64\n' \
+  "$root" "$C_STEPS" > "$work/limit.sweep.toml"
+c=$(R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=30 bash cluster/slurm/submit.sh --sweep "$work/limit.sweep.toml" --out "$work/limit" \
+      --no-report 2>/dev/null | sed -n 's/.*tuned=\([0-9]*\).*/\1/p')
+[ -n "$c" ] || fail "the time-limit sweep was not submitted"
+drain 900
+out=$work/limit/limit
+log=$work/limit/slurm/r1dist-tuned-${c}_0.out
+attempts=$(grep -c '^=== r1dist limit: attempt [0-9]* on' "$log")
+[ "$attempts" -ge 2 ] || fail "limit: finished in one attempt; the time limit did not cut it (raise C_STEPS)"
+[ -f "$out/checkpoints/step_$(printf %08d "$C_STEPS").h5" ] || fail "limit: did not reach step $C_STEPS"
 while read -r from to; do
-  [ "$to" -gt "$from" ] || fail "v6: an attempt made no progress ($from -> $to)"
+  [ "$to" -gt "$from" ] || fail "limit: an attempt made no progress ($from -> $to)"
 done < <(sed -n 's/.*newest checkpoint step \([0-9]*\) -> \([0-9]*\)$/\1 \2/p' "$log")
 # Every attempt but the last stopped at the signal before the limit, with a checkpoint.
 [ "$(grep -c 'attempt [0-9]* ended with exit code 75' "$log")" -eq $((attempts - 1)) ] ||
-  fail "v6: not every cut attempt ended with a checkpoint at the signal (exit 75): $(grep 'ended with' "$log")"
+  fail "limit: not every cut attempt ended with a checkpoint at the signal (exit 75): $(grep 'ended with' "$log")"
 [ "$(grep -c 'stop signal: stopped after step' "$out/run.log")" -eq $((attempts - 1)) ] ||
-  fail "v6: run.log lacks a stop at the signal for some attempt"
-[ "$(grep -c 'r1dist [0-9.]*: configs/demo/v6.toml' "$out/run.log")" -eq "$attempts" ] ||
-  fail "v6: run.log does not hold every attempt"
-say "v6: one-minute limit, $attempts attempts, progress on each, every attempt's log kept"
+  fail "limit: run.log lacks a stop at the signal for some attempt"
+[ "$(grep -c "r1dist [0-9.]*: $work/limit/configs/limit.toml" "$out/run.log")" -eq "$attempts" ] ||
+  fail "limit: run.log does not hold every attempt"
+"$R" sweep status "$work/limit" | grep -q "^limit .* done  *$attempts " || fail "limit: sweep status does not count $attempts attempts"
+say "limit: one-minute limit, $attempts attempts, progress on each, every attempt's log kept"
 say "passed"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent NF4 reference (shared/SPEC.md §6), written from the spec, not from r1dist.
+"""Independent NF4 reference (the NF4 code book and block layout of bitsandbytes), written from the format, not from r1dist.
 
 Writes tests/fixtures/nf4/reference.safetensors: for each case, the input and the expected
 packed codes, first-level absmax, double-quantised absmax (codes, per-256 scales, offset)
