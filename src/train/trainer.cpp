@@ -43,7 +43,7 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
   const auto t0 = Clock::now();
   auto in = suite_inputs(cfg, data);
   in.drift = cfg.train.steps > 0;
-  auto s = run_eval_suite(model, tok, PromptTemplate::configured(cfg.data.template_text), in,
+  auto s = run_eval_suite(model, tok, PromptTemplate::for_format(cfg.data.template_text, data.load.format), in,
                           [](const std::string& line) { log::info("final evaluation: ", line); });
   s.model = cfg.model.path;
   s.adapter = cfg.train.steps > 0 ? cfg.output.dir + "/adapter" : "";
