@@ -82,7 +82,8 @@ bool verify_run_dir(const std::string& dir, int* checked) {
     ++*checked;
   } else if (!newest.config_toml.empty()) {
     const auto cfg = parse_config_string(newest.config_toml, dir + " (its newest checkpoint's config)");
-    if (newest.step >= cfg.train.steps) {
+    // With train.epochs the final step depends on the data; only train.steps names it here.
+    if (cfg.train.epochs == 0 && newest.step >= cfg.train.steps) {
       std::printf("MISSING  %s: the run reached its final step %lld but its adapter was never exported\n"
                   "         HINT: r1dist --cfg CONFIG --resume auto exports it from the final checkpoint\n",
                   adapter.c_str(), static_cast<long long>(newest.step));

@@ -81,7 +81,6 @@ int cmd_eval(int argc, char** argv) {
   if (out == cfg.output.dir + "/metrics.h5" && std::filesystem::is_directory(cfg.output.dir))
     lock = RunLock::acquire(cfg.output.dir, "r1dist eval --cfg");
   const auto tok = Tokenizer::load(cfg.model.path);
-  const auto tmpl = PromptTemplate::configured(cfg.data.template_text);
   Dataset data;
   try {
     data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), a.has("cfg") ? cfg.output.dir + "/cache" : "");
@@ -89,6 +88,7 @@ int cmd_eval(int argc, char** argv) {
     if (a.has("cfg")) throw;
     throw UsageError(std::string(e.what()) + "\nHINT: with --data, --rows sets how many rows are scored");
   }
+  const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, data.load.format);
   auto lm = load_model_from_flags(a, cfg);
   auto in = suite_inputs(cfg, data);
   in.drift = !lm.adapter.empty();

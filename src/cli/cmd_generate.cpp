@@ -86,7 +86,7 @@ int cmd_generate(int argc, char** argv) {
   if (prompts.empty()) throw UsageError("generate: give --prompt TEXT or --prompts FILE");
   const Config cfg = config_from_flags(a, QuantMode::none);
   const auto tok = Tokenizer::load(cfg.model.path);
-  const auto tmpl = PromptTemplate::configured(cfg.data.template_text);
+  const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, cfg.data.format);
   auto lm = load_model_from_flags(a, cfg);
 
   GenerateOptions opt;

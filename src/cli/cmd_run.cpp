@@ -148,12 +148,13 @@ int cmd_run(int argc, char** argv) {
   }
   install_stop_signals();
   const TrainResult res = train(cfg, opt);
-  if (cfg.train.steps == 0) return 0;
-  if (res.adapter_dir.empty() && res.steps_done >= cfg.train.steps) return 0;  // nothing was left to do
+  if (res.steps_total == 0) return 0;
+  if (res.adapter_dir.empty() && res.steps_done >= res.steps_total) return 0;  // nothing was left to do
   const bool resumable = res.stopped_by_signal != 0;
-  log::info(resumable ? "stopped: " : "done: ", res.steps_done, " of ", cfg.train.steps, " steps in ",
+  log::info(resumable ? "stopped: " : "done: ", res.steps_done, " of ", res.steps_total, " steps in ",
             format_duration(res.seconds), ", final loss ", res.final_loss,
             res.stopped_on_drift ? " (stopped: drift above eval.max_kl)" : "",
+            res.stopped_on_patience ? " (stopped early: " + res.stop_reason + ")" : std::string(),
             res.stopped_early ? " (stopped by --stop-after; continue with --resume auto)" : "",
             resumable ? " (stopped by a signal; exit code 75; continue with --resume auto)" : "",
             "; PEFT adapter in ", res.adapter_dir, "; metrics in ", cfg.output.dir, "/metrics.h5",

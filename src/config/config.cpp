@@ -39,7 +39,7 @@ const std::vector<std::string>& enum_names();
 R1_ENUM_NAMES(ComputeDtype, "bf16", "fp32")
 R1_ENUM_NAMES(DeviceChoice, "auto", "cpu", "cuda")
 R1_ENUM_NAMES(QuantMode, "nf4", "none")
-R1_ENUM_NAMES(DataFormat, "auto", "json", "jsonl")
+R1_ENUM_NAMES(DataFormat, "auto", "medical_o1", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
 R1_ENUM_NAMES(SampleMode, "first", "random")
 R1_ENUM_NAMES(OverlongPolicy, "truncate", "drop")
 R1_ENUM_NAMES(BadRowPolicy, "error", "skip")
@@ -146,13 +146,33 @@ const std::vector<Key>& keys() {
        {}, nullptr, 0, "use_double_quant"},
       {"data.path", R1_REF(data.path), "JSON or JSONL file of rows; required by train, not here.",
        {}, nullptr, 0, "dataset dataset_path train_file data_path"},
-      {"data.format", R1_REF(data.format), "auto = from the file extension.",
+      {"data.format", R1_REF(data.format),
+       "Row format (docs/DATA.md); auto = detected from the first row's keys. JSON array or JSONL is read from the file.",
        {}, nullptr},
-      {"data.fields.question", R1_REF(data.fields.question), "Column holding the question.",
+      {"data.fields.question", R1_REF(data.fields.question), "medical_o1: column holding the question.",
        {}, nullptr, kNonEmpty},
-      {"data.fields.cot", R1_REF(data.fields.cot), "Column holding the chain of thought.",
+      {"data.fields.cot", R1_REF(data.fields.cot), "medical_o1: column holding the chain of thought.",
        {}, nullptr, kNonEmpty},
-      {"data.fields.response", R1_REF(data.fields.response), "Column holding the answer.",
+      {"data.fields.response", R1_REF(data.fields.response), "medical_o1: column holding the answer.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.messages", R1_REF(data.fields.messages), "messages: column holding the list of {role, content}.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.conversations", R1_REF(data.fields.conversations), "sharegpt: column holding the list of {from, value}.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.instruction", R1_REF(data.fields.instruction), "alpaca: column holding the instruction.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.input", R1_REF(data.fields.input), "alpaca: optional column appended to the instruction.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.output", R1_REF(data.fields.output), "alpaca: column holding the answer.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.prompt", R1_REF(data.fields.prompt), "prompt_completion: column holding the prompt.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.completion", R1_REF(data.fields.completion), "prompt_completion: column holding the answer.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.text", R1_REF(data.fields.text), "text: column holding the plain text.",
+       {}, nullptr, kNonEmpty},
+      {"data.fields.reasoning", R1_REF(data.fields.reasoning),
+       "Optional reasoning of an assistant turn (messages, sharegpt) or of a row (alpaca, prompt_completion).",
        {}, nullptr, kNonEmpty},
       {"data.n_samples", R1_REF(data.n_samples), "Rows to use; 0 = all.",
        at_least(0), nullptr, 0, "max_samples num_samples"},
@@ -162,7 +182,8 @@ const std::vector<Key>& keys() {
        at_least(0)},
       {"data.eval_fraction", R1_REF(data.eval_fraction), "Held-out fraction; not with eval_rows.",
        below_one(0), nullptr, 0, "val_set_size test_size"},
-      {"data.template", R1_REF(data.template_text), "Prompt template; empty = built-in.",
+      {"data.template", R1_REF(data.template_text),
+       "Prompt template of single-turn rows; \"chat\" = the R1 chat template; empty = built-in for medical_o1, chat otherwise.",
        {}, nullptr, 0, "prompt_template chat_template"},
       {"data.train_on_prompt", R1_REF(data.train_on_prompt), "Also put loss on the prompt tokens.",
        {}, nullptr, 0, "train_on_inputs"},
@@ -183,6 +204,9 @@ const std::vector<Key>& keys() {
        above_to_one(0), nullptr, 0, "learning_rate"},
       {"train.steps", R1_REF(train.steps), "Optimizer steps; 0 = evaluation only.",
        at_least(0), nullptr, 0, "max_steps"},
+      {"train.epochs", R1_REF(train.epochs),
+       "Passes over the training rows instead of train.steps (set one of them); steps = ceil(epochs x rows / global batch). 0 = off.",
+       at_least(0), nullptr, 0, "num_train_epochs num_epochs"},
       {"train.micro_batch", R1_REF(train.micro_batch), "Rows per forward pass on each rank.",
        at_least(1), nullptr, 0, "per_device_train_batch_size micro_batch_size batch_size"},
       {"train.grad_accum", R1_REF(train.grad_accum), "Micro-batches per optimizer step.",
@@ -213,6 +237,11 @@ const std::vector<Key>& keys() {
        at_least(0), nullptr, 0, "eval_steps"},
       {"eval.max_kl", R1_REF(eval.max_kl), "Stop early when KL(base || tuned) exceeds this; 0 = off.",
        at_least(0)},
+      {"eval.patience", R1_REF(eval.patience),
+       "Stop after this many evaluations without the held-out loss improving by eval.min_delta; the best checkpoint becomes the adapter. 0 = off.",
+       at_least(0), nullptr, 0, "early_stopping_patience"},
+      {"eval.min_delta", R1_REF(eval.min_delta), "Smallest held-out loss decrease that counts as an improvement (eval.patience).",
+       at_least(0), nullptr, 0, "early_stopping_threshold"},
       {"eval.kl_rows", R1_REF(eval.kl_rows), "Eval rows used for the KL check.",
        at_least(1)},
       {"eval.suite", R1_REF(eval.suite), "At the end, the full evaluation (r1dist eval) into metrics.h5 /eval."},
@@ -470,6 +499,12 @@ struct Loader {
             auto v = n.as_string();
             if (!v) return void(wrong_type = true);
             bad = check_choice(k, v->get(), name + " =");
+            if (name == "data.format" && (v->get() == "json" || v->get() == "jsonl"))
+              bad = "data.format = '" + v->get() +
+                    "': data.format is now the row format (auto, medical_o1, messages, sharegpt, alpaca, "
+                    "prompt_completion, text); a JSON array or JSON Lines is read from the file itself (a file "
+                    "whose first non-blank byte is '[' is a JSON array, else JSON Lines)\nHINT: delete this line "
+                    "(or write data.format = \"medical_o1\" for Question/Complex_CoT/Response rows)";
             if (bad.empty()) {
               const auto& names = *p.names;
               p.set(p.p, int(std::find(names.begin(), names.end(), v->get()) - names.begin()));
@@ -575,6 +610,13 @@ struct Loader {
     if (cfg.data.eval_rows != 0 && cfg.data.eval_fraction != 0)
       problem(set_at["data.eval_fraction"],
               "data.eval_rows and data.eval_fraction are mutually exclusive; set one of them to 0");
+    if (cfg.train.epochs > 0 && set_at.count("train.steps"))
+      problem(set_at["train.epochs"], "train.epochs and train.steps both set the length of the run (" +
+                                          set_at["train.steps"] + " sets train.steps); set one of them");
+    if (cfg.eval.patience > 0 && cfg.eval.every_steps == 0)
+      problem(set_at["eval.patience"],
+              "eval.patience counts evaluations without improvement, but with eval.every_steps = 0 the held-out "
+              "loss is evaluated only at the end\nHINT: set eval.every_steps");
     if (cfg.train.memory_budget_gb > 0 && cfg.train.keep_layers > 0)
       problem(set_at["train.memory_budget_gb"],
               "train.memory_budget_gb and train.keep_layers both choose the kept layers; set one of them to 0");
@@ -683,6 +725,11 @@ std::string Config::to_toml() const {
     if (name.substr(0, dot) != section) {
       section = name.substr(0, dot);
       out += (out.empty() ? "[" : "\n[") + section + "]\n";
+    }
+    // With train.epochs the step count is derived: writing train.steps would set both.
+    if (name == "train.steps" && train.epochs > 0) {
+      out += "# train.steps: derived from train.epochs\n";
+      continue;
     }
     // data.fields.* becomes the dotted key fields.question inside [data].
     out += name.substr(dot + 1) + " = " + render(ref_of(k, *this)) + "\n";

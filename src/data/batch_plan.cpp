@@ -2,6 +2,7 @@
 #include "r1dist/data/batch_plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "data/data_internal.h"
@@ -94,6 +95,11 @@ Collated collate(const std::vector<const Example*>& rows, int32_t pad_id) {
     c.loss_tokens += loss_tokens(x);
   }
   return c;
+}
+
+int64_t steps_for_epochs(double epochs, int64_t rows, int64_t global_batch) {
+  const double steps = std::ceil(epochs * double(rows) / double(global_batch) - 1e-9);
+  return std::max<int64_t>(1, static_cast<int64_t>(steps));
 }
 
 }  // namespace r1dist

@@ -10,11 +10,12 @@
 
 namespace r1dist::data {
 
-// Rows whose question + cot + response exceed this are bad rows (data.on_bad_row).
+// Rows whose text (every turn's content and reasoning) exceeds this are bad rows (data.on_bad_row).
 constexpr size_t kMaxRowBytes = size_t(1) << 20;
 
-// data.format, with "auto" resolved from the extension (.jsonl, .ndjson).
-bool is_jsonl(const DataConfig& cfg);
+// Whether the bytes are a JSON array of rows (the first non-blank byte, after a UTF-8 BOM, is
+// '['); otherwise they are JSON Lines.
+bool is_json_array(std::string_view bytes);
 
 // Whole file as bytes; throws DataError naming the file.
 std::string read_file(const std::string& path);

@@ -26,7 +26,7 @@ namespace r1dist {
 namespace {
 
 constexpr char kMagic[8] = {'R', '1', 'D', 'D', 'A', 'T', 'A', '\0'};
-constexpr uint32_t kCacheVersion = 1;
+constexpr uint32_t kCacheVersion = 2;
 
 std::string hex16(uint64_t h) {
   char buf[17];
@@ -34,15 +34,17 @@ std::string hex16(uint64_t h) {
   return buf;
 }
 
-std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const std::string& template_text, uint64_t seed,
+std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const PromptTemplate& tpl, uint64_t seed,
                         const std::string& bytes) {
   uint64_t h = stable_hash64(bytes);
   auto mix = [&](const std::string& s) { h = stable_hash64(std::string_view("\x1f", 1), stable_hash64(s, h)); };
   char frac[32];
   std::snprintf(frac, sizeof frac, "%a", cfg.eval_fraction);
+  const DataFields& f = cfg.fields;
   for (const std::string& s :
-       {std::string("r1dist-data-v1"), tok.fingerprint(), template_text, cfg.fields.question, cfg.fields.cot,
-        cfg.fields.response, std::string(data::is_jsonl(cfg) ? "jsonl" : "json"), std::to_string(cfg.n_samples),
+       {std::string("r1dist-data-v2"), tok.fingerprint(), tpl.chat ? std::string("<chat>") : tpl.text, f.question,
+        f.cot, f.response, f.messages, f.conversations, f.instruction, f.input, f.output, f.prompt, f.completion,
+        f.text, f.reasoning, std::string(to_string(cfg.format)), std::to_string(cfg.n_samples),
         std::string(to_string(cfg.sample)), std::to_string(cfg.eval_rows), std::string(frac), std::to_string(seed),
         std::to_string(cfg.train_on_prompt), std::to_string(cfg.max_seq_len), std::string(to_string(cfg.overlong)),
         std::string(to_string(cfg.on_bad_row))})
@@ -131,6 +133,7 @@ void write_cache(const std::string& dir, const Dataset& d) {
   w.out.append(kMagic, sizeof kMagic);
   w.put<uint32_t>(kCacheVersion);
   w.put_str(d.fingerprint);
+  w.put<uint32_t>(uint32_t(d.load.format));
   w.put<int64_t>(d.load.rows_in_file);
   w.put<int64_t>(d.load.skipped);
   w.put<uint64_t>(d.load.skip_reasons.size());
@@ -170,6 +173,8 @@ std::optional<Dataset> read_cache(const std::string& dir, const std::string& fp)
   Dataset d;
   d.fingerprint = r.get_str();
   if (d.fingerprint != fp) return invalid("fingerprint mismatch");
+  d.load.format = DataFormat(r.get<uint32_t>());
+  if (uint32_t(d.load.format) > uint32_t(DataFormat::text)) return invalid("an unknown row format");
   d.load.rows_in_file = r.get<int64_t>();
   d.load.skipped = r.get<int64_t>();
   const auto n_reasons = r.get<uint64_t>();
@@ -183,7 +188,20 @@ std::optional<Dataset> read_cache(const std::string& dir, const std::string& fp)
   return d;
 }
 
+// A row that cannot be trained on: an error, or skipped and counted (data.on_bad_row).
+void bad_row(const DataConfig& cfg, const Row& row, const std::string& why, Dataset& d) {
+  if (cfg.on_bad_row == BadRowPolicy::error)
+    throw DataError(row.where + ": " + why +
+                    "\nHINT: fix the row, or set data.on_bad_row = \"skip\" to skip and count bad rows");
+  ++d.load.skipped;
+  d.load.skip_reasons.push_back(row.where + ": " + why);
+}
+
 // Tokenizes rows[sel[i]] into examples; over-long rows are truncated or dropped.
+// Three kinds of rows: plain text (BOS + text + EOS, labels on all of it); a prompt template
+// (prompt + response encoded whole, BOS and the EOS id added); the chat template (each segment
+// encoded on its own: segments meet at added tokens, which the tokenizer splits on anyway, so
+// the ids equal the whole text's).
 void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, const PromptTemplate& tpl,
               const DataConfig& cfg, const Tokenizer& tok, std::vector<Example>& out, Dataset& d) {
   const auto bos = tok.bos_id(), eos = tok.eos_id();
@@ -191,34 +209,78 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
     throw Error(tok.path() + ": the tokenizer defines no EOS token, which ends every training row\nHINT: use a "
                              "tokenizer directory whose tokenizer_config.json names eos_token");
   const size_t k = sel.size();
-  std::vector<PromptTemplate::Parts> parts(k);
-  std::vector<std::string> texts(2 * k);  // full texts, then prompts
+  std::vector<std::vector<Segment>> segs(k);
+  std::vector<std::string> why(k), texts;
+  std::vector<size_t> first(k + 1, 0);  // texts[first[i], first[i + 1]) belong to row i
+  auto is_text = [](const Row& r) { return r.turns.size() == 1 && r.turns[0].role == Turn::Role::text; };
   for (size_t i = 0; i < k; ++i) {
-    parts[i] = tpl.render_parts(rows[static_cast<size_t>(sel[i])]);
-    texts[i] = parts[i].prompt + parts[i].response;
-    texts[k + i] = parts[i].prompt;
+    const Row& row = rows[static_cast<size_t>(sel[i])];
+    first[i] = texts.size();
+    if (is_text(row)) {
+      texts.push_back(row.turns[0].content);
+    } else if (!(why[i] = tpl.render_segments(row, segs[i])).empty()) {
+    } else if (!tpl.chat) {
+      texts.push_back(segs[i][0].text + segs[i][1].text);  // full text, then the prompt
+      texts.push_back(segs[i][0].text);
+    } else {
+      for (Segment& sg : segs[i]) texts.push_back(std::move(sg.text));
+    }
   }
+  first[k] = texts.size();
   auto enc = tok.encode_batch(texts, cfg.threads);
+  std::vector<std::string>().swap(texts);
   out.reserve(k);
   for (size_t i = 0; i < k; ++i) {
-    std::vector<int32_t>& full = enc[i];
-    const std::vector<int32_t>& prompt = enc[k + i];
-    if (prompt.size() > full.size() || !std::equal(prompt.begin(), prompt.end(), full.begin())) {
-      full = prompt;
-      const auto resp = tok.encode(parts[i].response);
-      full.insert(full.end(), resp.begin(), resp.end());
-      ++d.split_encoded;
+    const Row& row = rows[static_cast<size_t>(sel[i])];
+    if (!why[i].empty()) {
+      bad_row(cfg, row, why[i], d);
+      continue;
     }
     Example x;
-    x.row = rows[static_cast<size_t>(sel[i])].index;
-    x.ids.reserve(full.size() + 2);
+    x.row = row.index;
     if (bos) x.ids.push_back(*bos);
-    x.ids.insert(x.ids.end(), full.begin(), full.end());
-    x.ids.push_back(*eos);
-    std::vector<int32_t>().swap(full);
-    x.prompt_tokens = (bos ? 1 : 0) + static_cast<int64_t>(prompt.size());
-    x.labels = x.ids;
-    if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.begin() + x.prompt_tokens, -100);
+    if (is_text(row)) {
+      std::vector<int32_t>& t = enc[first[i]];
+      x.ids.insert(x.ids.end(), t.begin(), t.end());
+      if (t.empty() || t.back() != *eos) x.ids.push_back(*eos);
+      x.prompt_tokens = bos ? 1 : 0;
+      x.labels = x.ids;  // plain text: loss on all of it
+    } else if (!tpl.chat) {
+      std::vector<int32_t>& full = enc[first[i]];
+      const std::vector<int32_t>& prompt = enc[first[i] + 1];
+      if (prompt.size() > full.size() || !std::equal(prompt.begin(), prompt.end(), full.begin())) {
+        full = prompt;
+        const auto resp = tok.encode(segs[i][1].text);
+        full.insert(full.end(), resp.begin(), resp.end());
+        ++d.split_encoded;
+      }
+      x.ids.insert(x.ids.end(), full.begin(), full.end());
+      x.ids.push_back(*eos);
+      x.prompt_tokens = (bos ? 1 : 0) + static_cast<int64_t>(prompt.size());
+      x.labels = x.ids;
+      if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.begin() + x.prompt_tokens, -100);
+    } else {
+      x.labels = x.ids;  // BOS
+      if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.end(), -100);
+      x.prompt_tokens = -1;
+      std::string over;
+      for (size_t j = 0; j < segs[i].size() && over.empty(); ++j) {
+        const std::vector<int32_t>& t = enc[first[i] + j];
+        if (static_cast<int64_t>(t.size()) > cfg.max_seq_len)
+          over = std::string(segs[i][j].label ? "an assistant turn" : "the turns before an assistant turn") +
+                 " alone " + (segs[i][j].label ? "is " : "are ") + std::to_string(t.size()) +
+                 " tokens, over data.max_seq_len = " + std::to_string(cfg.max_seq_len);
+        if (segs[i][j].label && x.prompt_tokens < 0) x.prompt_tokens = static_cast<int64_t>(x.ids.size());
+        x.ids.insert(x.ids.end(), t.begin(), t.end());
+        if (segs[i][j].label || cfg.train_on_prompt) x.labels.insert(x.labels.end(), t.begin(), t.end());
+        else x.labels.resize(x.ids.size(), -100);
+      }
+      if (!over.empty()) {
+        bad_row(cfg, row, over, d);
+        continue;
+      }
+      if (x.prompt_tokens < 0) x.prompt_tokens = static_cast<int64_t>(x.ids.size());
+    }
     if (static_cast<int64_t>(x.ids.size()) > cfg.max_seq_len) {
       if (cfg.overlong == OverlongPolicy::drop) {
         ++d.dropped;
@@ -238,10 +300,8 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
 Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed, const std::string& cache_dir) {
   if (cfg.path.empty()) throw UsageError("data.path is empty\nHINT: set data.path to a JSON or JSONL file of rows");
   const auto t0 = std::chrono::steady_clock::now();
-  const PromptTemplate tpl =
-      PromptTemplate::configured(cfg.template_text);
   const std::string bytes = data::read_file(cfg.path);
-  const std::string fp = fingerprint(cfg, tok, tpl.text, seed, bytes);
+  const std::string fp = fingerprint(cfg, tok, PromptTemplate::configured(cfg.template_text), seed, bytes);
   if (!cache_dir.empty()) {
     if (auto cached = read_cache(cache_dir, fp)) {
       data::log_skipped(cached->load, cfg.path);
@@ -253,13 +313,15 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   Dataset d;
   d.fingerprint = fp;
   const auto rows = data::parse_rows(cfg, cfg.path, bytes, &d.load);
-  data::log_skipped(d.load, cfg.path);
+  const PromptTemplate tpl = PromptTemplate::for_format(cfg.template_text, d.load.format);
   const Split split = select_rows(static_cast<int64_t>(rows.size()), cfg, seed);
   tokenize(rows, split.train, tpl, cfg, tok, d.train, d);
   tokenize(rows, split.eval, tpl, cfg, tok, d.eval, d);
+  data::log_skipped(d.load, cfg.path);
   if (d.train.empty())
-    throw DataError(cfg.path + ": no training rows left: all " + std::to_string(split.train.size()) +
-                    " exceed data.max_seq_len = " + std::to_string(cfg.max_seq_len) +
+    throw DataError(cfg.path + ": no training rows left of " + std::to_string(split.train.size()) + ": " +
+                    std::to_string(d.dropped) + " exceed data.max_seq_len = " + std::to_string(cfg.max_seq_len) +
+                    ", " + std::to_string(d.load.skipped) + " bad rows skipped" +
                     "\nHINT: raise data.max_seq_len or set data.overlong = \"truncate\"");
   if (d.truncated || d.dropped)
     log::warn("data: ", d.truncated ? d.truncated : d.dropped, " rows longer than data.max_seq_len = ", cfg.max_seq_len,

@@ -1,4 +1,5 @@
-// Reading medical-o1 rows: one JSON array (the HF files) or JSON Lines. The array is split
+// Reading rows of every data.format: one JSON array (the HF files) or JSON Lines, each row
+// turned into a conversation (Row::turns) by its format's reader. The array is split
 // into rows by a string-aware bracket scan and each row is parsed on its own, so every
 // message can name the row and its line, and a bad row can be skipped without losing the
 // rest of the file.
@@ -61,7 +62,7 @@ std::string parse_error_text(const json::parse_error& e) {
 class RowParser {
  public:
   RowParser(const DataConfig& cfg, const std::string& path, LoadReport& report)
-      : cfg_(cfg), path_(path), report_(report), skip_(cfg.on_bad_row == BadRowPolicy::skip) {}
+      : cfg_(cfg), path_(path), report_(report), skip_(cfg.on_bad_row == BadRowPolicy::skip), format_(cfg.format) {}
 
   std::vector<Row> rows;
 
@@ -78,7 +79,7 @@ class RowParser {
     if (s[i] != '[')
       throw DataError(path_ + ":" + std::to_string(line) + ": expected a JSON array of rows ('['), got '" +
                       std::string(1, s[i]) +
-                      "'\nHINT: for one JSON object per line, name the file .jsonl or set data.format = \"jsonl\"");
+                      "'\nHINT: a data file is a JSON array of rows or one JSON object per line (JSON Lines)");
     ++i;
     skip_ws();
     if (i < s.size() && s[i] == ']') throw DataError(path_ + ":" + std::to_string(line) + ": no rows (an empty array)");
@@ -175,32 +176,162 @@ class RowParser {
     }
     Row r;
     r.index = row;
+    r.where = where_at(line);
+    if (format_ == DataFormat::automatic && j.is_object()) {
+      const std::string undetected = detect(j, r.where);
+      if (!undetected.empty()) return bad(r.where, undetected);
+    }
     const std::string why = extract(j, r);
-    if (!why.empty()) return bad(where_at(line), why);
+    if (!why.empty()) return bad(r.where, why);
     rows.push_back(std::move(r));
   }
+
+  // data.format = "auto": the format of the first row whose keys tell it; "" or why not.
+  std::string detect(const json& j, const std::string& where) {
+    std::vector<std::string> keys;
+    for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+    std::string listed;
+    for (size_t i = 0; i < keys.size() && i < 8; ++i) listed += (i ? ", " : "") + keys[i];
+    const DataFormat f = detect_format(keys, cfg_.fields);
+    if (f == DataFormat::automatic)
+      return "data.format = \"auto\" cannot tell the row format from this row's keys (" +
+             (listed.empty() ? std::string("none") : listed) +
+             ")\nHINT: set data.format (medical_o1, messages, sharegpt, alpaca, prompt_completion, text) and the "
+             "column names data.fields.* (docs/DATA.md)";
+    format_ = f;
+    log::info("data: data.format = \"auto\": ", to_string(format_), " rows (from the keys of ", where, ": ", listed,
+              ")");
+    return "";
+  }
+
+ public:
+  DataFormat format() const { return format_; }
+
+ private:
 
   // Why the row is bad ("" when it is not); every value read through JsonView (base/json.h).
   std::string extract(const json& doc, Row& r) const {
     if (!doc.is_object()) return "the row is " + json_found(doc) + ", not a JSON object";
     std::vector<std::string> problems;
     const JsonView j = JsonView(doc, "row").collecting(&problems);
-    auto field = [&](const std::string& name, std::string& out) -> std::string {
-      out = j[name].string();
-      if (!problems.empty()) return problems.front();
-      if (std::all_of(out.begin(), out.end(), is_ws)) return "field \"" + name + "\" is an empty string";
-      return "";
-    };
-    const auto& f = cfg_.fields;
-    using Field = std::pair<const std::string*, std::string*>;
-    for (const Field& fo : {Field{&f.question, &r.question}, Field{&f.cot, &r.cot}, Field{&f.response, &r.response}}) {
-      std::string why = field(*fo.first, *fo.second);
-      if (!why.empty()) return why;
+    std::string why;
+    switch (format_) {
+      case DataFormat::automatic:  // detect() ran on the first object row
+      case DataFormat::medical_o1: why = medical_o1(j, problems, r); break;
+      case DataFormat::messages: why = conversation(j, problems, r, false); break;
+      case DataFormat::sharegpt: why = conversation(j, problems, r, true); break;
+      case DataFormat::alpaca: why = alpaca(j, problems, r); break;
+      case DataFormat::prompt_completion: why = prompt_completion(j, problems, r); break;
+      case DataFormat::text: why = text(j, problems, r); break;
     }
-    const size_t total = r.question.size() + r.cot.size() + r.response.size();
-    if (total > kMaxRowBytes)
-      return "row too long: " + std::to_string(total) + " bytes of text > 1 MiB limit";
+    if (!why.empty()) return why;
+    size_t total = 0;
+    for (const Turn& t : r.turns) total += t.content.size() + t.reasoning.size();
+    if (total > kMaxRowBytes) return "row too long: " + std::to_string(total) + " bytes of text > 1 MiB limit";
     return extract_mcq(j, problems, r);
+  }
+
+  static bool blank(const std::string& s) { return std::all_of(s.begin(), s.end(), is_ws); }
+
+  // A required non-empty string column.
+  static std::string column(const JsonView& j, std::vector<std::string>& problems, const std::string& name,
+                            std::string& out) {
+    out = j[name].string();
+    if (!problems.empty()) return problems.front();
+    if (blank(out)) return "field \"" + name + "\" is an empty string";
+    return "";
+  }
+
+  // An optional string column: absent or null = "".
+  static std::string optional_column(const JsonView& j, std::vector<std::string>& problems, const std::string& name,
+                                     std::string& out) {
+    out = j[name].string_or("");
+    return problems.empty() ? "" : problems.front();
+  }
+
+  // The user turn, then the assistant turn (answer + reasoning), of a single-turn format.
+  static void single_turn(Row& r, std::string user, std::string answer, std::string reasoning) {
+    r.turns.push_back({Turn::Role::user, std::move(user), ""});
+    r.turns.push_back({Turn::Role::assistant, std::move(answer), std::move(reasoning)});
+  }
+
+  std::string medical_o1(const JsonView& j, std::vector<std::string>& problems, Row& r) const {
+    const auto& f = cfg_.fields;
+    std::string q, c, a, why;
+    if (!(why = column(j, problems, f.question, q)).empty()) return why;
+    if (!(why = column(j, problems, f.cot, c)).empty()) return why;
+    if (!(why = column(j, problems, f.response, a)).empty()) return why;
+    single_turn(r, std::move(q), std::move(a), std::move(c));
+    return "";
+  }
+
+  std::string alpaca(const JsonView& j, std::vector<std::string>& problems, Row& r) const {
+    const auto& f = cfg_.fields;
+    std::string instruction, input, output, reasoning, why;
+    if (!(why = column(j, problems, f.instruction, instruction)).empty()) return why;
+    if (!(why = optional_column(j, problems, f.input, input)).empty()) return why;
+    if (!(why = column(j, problems, f.output, output)).empty()) return why;
+    if (!(why = optional_column(j, problems, f.reasoning, reasoning)).empty()) return why;
+    if (!blank(input)) instruction += "\n\n" + input;
+    single_turn(r, std::move(instruction), std::move(output), std::move(reasoning));
+    return "";
+  }
+
+  std::string prompt_completion(const JsonView& j, std::vector<std::string>& problems, Row& r) const {
+    const auto& f = cfg_.fields;
+    std::string prompt, completion, reasoning, why;
+    if (!(why = column(j, problems, f.prompt, prompt)).empty()) return why;
+    if (!(why = column(j, problems, f.completion, completion)).empty()) return why;
+    if (!(why = optional_column(j, problems, f.reasoning, reasoning)).empty()) return why;
+    single_turn(r, std::move(prompt), std::move(completion), std::move(reasoning));
+    return "";
+  }
+
+  std::string text(const JsonView& j, std::vector<std::string>& problems, Row& r) const {
+    std::string t, why;
+    if (!(why = column(j, problems, cfg_.fields.text, t)).empty()) return why;
+    r.turns.push_back({Turn::Role::text, std::move(t), ""});
+    return "";
+  }
+
+  // messages: [{"role": "system"|"user"|"assistant", "content": ...}];
+  // sharegpt: [{"from": "system"|"human"|"gpt", "value": ...}] ("user", "assistant" also read).
+  std::string conversation(const JsonView& j, std::vector<std::string>& problems, Row& r, bool sharegpt) const {
+    const std::string& list = sharegpt ? cfg_.fields.conversations : cfg_.fields.messages;
+    const JsonView turns = j[list];
+    if (!turns.present()) return "field \"" + list + "\" is missing";
+    if (!turns.is_array()) return "field \"" + list + "\" is " + json_found(turns.json()) + ", not a list of turns";
+    if (turns.size() == 0) return "field \"" + list + "\" is an empty conversation";
+    const char* role_key = sharegpt ? "from" : "role";
+    const char* content_key = sharegpt ? "value" : "content";
+    bool has_assistant = false;
+    size_t k = 0;
+    for (const JsonView& t : turns.elements()) {
+      const std::string at = list + "[" + std::to_string(k++) + "]";
+      if (!t.is_object()) return at + " is " + json_found(t.json()) + ", not an object";
+      const std::string role = t[role_key].string();
+      if (!problems.empty()) return problems.front();
+      Turn turn;
+      if (role == "system") turn.role = Turn::Role::system;
+      else if (role == (sharegpt ? "human" : "user") || role == "user") turn.role = Turn::Role::user;
+      else if (role == (sharegpt ? "gpt" : "assistant") || role == "assistant") turn.role = Turn::Role::assistant;
+      else
+        return at + ": unknown " + role_key + " \"" + role + "\" (known: system, " +
+               (sharegpt ? "human, gpt" : "user, assistant") + ")";
+      turn.content = t[content_key].string();
+      if (!problems.empty()) return problems.front();
+      if (turn.role == Turn::Role::assistant) {
+        turn.reasoning = t[cfg_.fields.reasoning].string_or("");
+        if (!problems.empty()) return problems.front();
+        if (blank(turn.content) && blank(turn.reasoning)) return at + ": an empty assistant turn";
+        has_assistant = true;
+      } else if (turn.role == Turn::Role::user && blank(turn.content)) {
+        return at + ": an empty user turn";
+      }
+      r.turns.push_back(std::move(turn));
+    }
+    if (!has_assistant) return "field \"" + list + "\" has no assistant turn: nothing to train on";
+    return "";
   }
 
   // "options" + "answer_idx" -> r.mcq; a row with neither has no MCQ item.
@@ -224,7 +355,7 @@ class RowParser {
     }
     if (!opts[answer].present()) return "answer_idx \"" + answer + "\" is not one of the option letters";
     const std::string stem = j["question"].is_string() ? j["question"].string() : "";
-    m.stem = !stem.empty() ? stem : r.question;
+    m.stem = !stem.empty() ? stem : r.question();
     r.mcq = std::move(m);
     return "";
   }
@@ -240,18 +371,15 @@ class RowParser {
   const std::string& path_;
   LoadReport& report_;
   bool skip_;
+  DataFormat format_;
 };
 
 }  // namespace
 
-bool is_jsonl(const DataConfig& cfg) {
-  if (cfg.format == DataFormat::jsonl) return true;
-  if (cfg.format == DataFormat::json) return false;
-  const std::string& p = cfg.path;
-  auto ends = [&](const std::string& ext) {
-    return p.size() >= ext.size() && p.compare(p.size() - ext.size(), ext.size(), ext) == 0;
-  };
-  return ends(".jsonl") || ends(".ndjson");
+bool is_json_array(std::string_view bytes) {
+  size_t i = bytes.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
+  while (i < bytes.size() && is_ws(bytes[i])) ++i;
+  return i < bytes.size() && bytes[i] == '[';
 }
 
 std::vector<Row> parse_rows(const DataConfig& cfg, const std::string& path, std::string_view bytes,
@@ -260,8 +388,9 @@ std::vector<Row> parse_rows(const DataConfig& cfg, const std::string& path, std:
   LoadReport& rep = report ? *report : local;
   rep = LoadReport{};
   RowParser p(cfg, path, rep);
-  if (is_jsonl(cfg)) p.parse_lines(bytes);
-  else p.parse_array(bytes);
+  if (is_json_array(bytes)) p.parse_array(bytes);
+  else p.parse_lines(bytes);
+  rep.format = p.format();
   if (p.rows.empty())
     throw DataError(path + ": no usable rows: all " + std::to_string(rep.rows_in_file) + " rows are bad; the first: " +
                     rep.skip_reasons.front());
@@ -277,6 +406,50 @@ void log_skipped(const LoadReport& rep, const std::string& path) {
 }
 
 }  // namespace data
+
+const char* to_string(Turn::Role r) {
+  switch (r) {
+    case Turn::Role::system: return "system";
+    case Turn::Role::user: return "user";
+    case Turn::Role::assistant: return "assistant";
+    case Turn::Role::text: return "text";
+  }
+  return "?";
+}
+
+namespace {
+const std::string kEmpty;
+// The user and assistant turns of a single-turn row, or nulls.
+std::pair<const Turn*, const Turn*> single_turn(const Row& r) {
+  if (r.turns.size() == 2 && r.turns[0].role == Turn::Role::user && r.turns[1].role == Turn::Role::assistant)
+    return {&r.turns[0], &r.turns[1]};
+  return {nullptr, nullptr};
+}
+}  // namespace
+
+const std::string& Row::question() const {
+  const auto t = single_turn(*this);
+  return t.first ? t.first->content : kEmpty;
+}
+const std::string& Row::cot() const {
+  const auto t = single_turn(*this);
+  return t.second ? t.second->reasoning : kEmpty;
+}
+const std::string& Row::response() const {
+  const auto t = single_turn(*this);
+  return t.second ? t.second->content : kEmpty;
+}
+
+DataFormat detect_format(const std::vector<std::string>& keys, const DataFields& f) {
+  auto has = [&](const std::string& k) { return std::find(keys.begin(), keys.end(), k) != keys.end(); };
+  if (has(f.question) || has(f.cot) || has(f.response)) return DataFormat::medical_o1;
+  if (has(f.messages)) return DataFormat::messages;
+  if (has(f.conversations)) return DataFormat::sharegpt;
+  if (has(f.instruction) || has(f.output)) return DataFormat::alpaca;
+  if (has(f.prompt) || has(f.completion)) return DataFormat::prompt_completion;
+  if (has(f.text)) return DataFormat::text;
+  return DataFormat::automatic;
+}
 
 std::vector<Row> load_rows(const DataConfig& cfg, LoadReport* report) {
   if (cfg.path.empty()) throw UsageError("data.path is empty\nHINT: set data.path to a JSON or JSONL file of rows");

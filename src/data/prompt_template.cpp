@@ -3,6 +3,7 @@
 // rows are kilobytes), which keeps PromptTemplate a plain value.
 #include "r1dist/data/prompt_template.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace r1dist {
@@ -87,9 +88,9 @@ Parsed parse_pieces(const std::string& t) {
 void append(std::string& out, const Piece& pc, const Row& row) {
   switch (pc.slot) {
     case Slot::literal: out += pc.text; break;
-    case Slot::question: out += row.question; break;
-    case Slot::cot: out += row.cot; break;
-    case Slot::response: out += row.response; break;
+    case Slot::question: out += row.question(); break;
+    case Slot::cot: out += row.cot(); break;
+    case Slot::response: out += row.response(); break;
   }
 }
 
@@ -115,11 +116,25 @@ const std::string& PromptTemplate::default_text() {
 }
 
 PromptTemplate PromptTemplate::parse(const std::string& text) {
+  if (text == kChat) return PromptTemplate{"", true};
   parse_pieces(text);  // validates
-  return PromptTemplate{text};
+  return PromptTemplate{text, false};
+}
+
+PromptTemplate PromptTemplate::for_format(const std::string& text, DataFormat format) {
+  if (text.empty() && format != DataFormat::medical_o1 && format != DataFormat::automatic) return parse(kChat);
+  return configured(text);
 }
 
 PromptTemplate::Parts PromptTemplate::render_parts(const Row& row) const {
+  if (chat) {
+    Parts out;
+    for (const Segment& s : render_chat(row.turns)) {
+      if (!s.label && out.response.empty()) out.prompt += s.text;
+      else out.response += s.text;
+    }
+    return out;
+  }
   const Parsed p = parse_pieces(text);
   Parts out;
   for (size_t k = 0; k < p.pieces.size(); ++k) {
@@ -143,9 +158,101 @@ std::string PromptTemplate::render(const Row& row) const {
 }
 
 std::string PromptTemplate::render_prompt(const std::string& question) const {
+  if (chat) return chat_prompt(question);
   Row row;
-  row.question = question;
+  row.turns = {{Turn::Role::user, question, ""}, {Turn::Role::assistant, "", ""}};
   return render_parts(row).prompt;
+}
+
+std::string PromptTemplate::render_segments(const Row& row, std::vector<Segment>& out) const {
+  out.clear();
+  if (chat) {
+    out = render_chat(row.turns);
+    return "";
+  }
+  if (row.turns.size() != 2 || row.turns[0].role != Turn::Role::user || row.turns[1].role != Turn::Role::assistant)
+    return "data.template is a prompt template, which renders one user turn and one assistant turn; this row has " +
+           std::to_string(row.turns.size()) + " turns" +
+           (row.turns.empty() ? std::string() : std::string(" (the first: ") + to_string(row.turns[0].role) + ")") +
+           "\nHINT: set data.template = \"chat\" for conversations";
+  Parts parts;
+  if (row.turns[1].content.find("</think>") != std::string::npos) {  // the reasoning inside the answer
+    Row single = row;
+    const ThinkSplit t = split_think(row.turns[1]);
+    single.turns[1].reasoning = t.reasoning;
+    single.turns[1].content = t.answer;
+    parts = render_parts(single);
+  } else {
+    parts = render_parts(row);
+  }
+  out.push_back({std::move(parts.prompt), false});
+  out.push_back({std::move(parts.response), true});
+  return "";
+}
+
+namespace {
+const std::string kUser = "<\uFF5CUser\uFF5C>", kAssistant = "<\uFF5CAssistant\uFF5C>",
+                  kEos = "<\uFF5Cend\u2581of\u2581sentence\uFF5C>";
+
+bool ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+std::string trim(std::string_view s) {
+  while (!s.empty() && ws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && ws(s.back())) s.remove_suffix(1);
+  return std::string(s);
+}
+}  // namespace
+
+ThinkSplit split_think(const Turn& t) {
+  ThinkSplit out;
+  const size_t close = t.content.rfind("</think>");
+  if (close != std::string::npos) {
+    std::string_view before = std::string_view(t.content).substr(0, close);
+    while (!before.empty() && ws(before.front())) before.remove_prefix(1);
+    if (before.substr(0, 7) == "<think>") before.remove_prefix(7);
+    out.has_think = true;
+    out.reasoning = trim(before);
+    out.answer = trim(std::string_view(t.content).substr(close + 8));
+    return out;
+  }
+  out.answer = t.content;
+  if (std::all_of(t.reasoning.begin(), t.reasoning.end(), ws)) return out;
+  out.has_think = true;
+  out.reasoning = trim(t.reasoning);
+  out.answer = trim(t.content);
+  return out;
+}
+
+std::vector<Segment> render_chat(const std::vector<Turn>& turns) {
+  std::vector<Segment> out;
+  std::string prompt;
+  size_t last_assistant = turns.size();
+  for (size_t i = 0; i < turns.size(); ++i) {
+    if (turns[i].role == Turn::Role::system) prompt = turns[i].content;
+    if (turns[i].role == Turn::Role::assistant) last_assistant = i;
+  }
+  for (size_t i = 0; i < turns.size(); ++i) {
+    const Turn& t = turns[i];
+    if (t.role == Turn::Role::user) {
+      prompt += kUser + t.content;
+    } else if (t.role == Turn::Role::text) {
+      prompt += t.content;
+    } else if (t.role == Turn::Role::assistant) {
+      prompt += kAssistant;
+      out.push_back({std::move(prompt), false});
+      prompt.clear();
+      std::string body;
+      if (i == last_assistant) {
+        const ThinkSplit s = split_think(t);
+        body = s.has_think ? "<think>\n" + s.reasoning + "\n</think>\n\n" + s.answer : t.content;
+      } else {
+        const size_t close = t.content.rfind("</think>");
+        body = close == std::string::npos ? t.content : t.content.substr(close + 8);
+      }
+      out.push_back({body + kEos, true});
+    }
+  }
+  if (!prompt.empty()) out.push_back({std::move(prompt), false});
+  return out;
 }
 
 std::string chat_prompt(const std::string& user_text) {

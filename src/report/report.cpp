@@ -458,6 +458,18 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
   }
   md << "Runs without an `/eval` group (no `r1dist eval`, eval.suite off) show their last in-training "
         "evaluation and no MCQ or repetition figures.\n\n";
+  // Runs that ended early (eval.patience): metrics.h5 /attrs says at which step and why.
+  bool any_stopped = false;
+  for (const auto& r : runs) {
+    const auto at = r.metrics.attrs.find("stopped_at_step"), why = r.metrics.attrs.find("stop_reason");
+    if (at == r.metrics.attrs.end()) continue;
+    if (!any_stopped) md << "## Runs stopped early\n\n";
+    any_stopped = true;
+    md << "- " << md_text(r.name) << " (" << md_code(r.dir) << "): stopped after step " << at->second << " of "
+       << r.steps << ": " << md_text(why == r.metrics.attrs.end() ? std::string("(no reason recorded)") : why->second)
+       << "\n";
+  }
+  if (any_stopped) md << "\n";
 
   // What triggered each collapse flag.
   md << "## Collapsed generations\n\n";

@@ -1,6 +1,7 @@
 // A run's state between steps and its round trip through an HDF5 checkpoint.
 #include "r1dist/train/train_state.h"
 
+#include <cstdlib>
 #include <chrono>
 #include <iomanip>
 
@@ -59,6 +60,7 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   s.extra["weights_fingerprint"] = id.weights;
   s.extra["comm_backend"] = id.comm_backend;
   s.extra["best_checkpoint"] = state.best_path;
+  s.extra["evals_without_improvement"] = std::to_string(state.evals_without_improvement);
   const auto path = checkpoint_path(cfg.output.dir, state.step);
   const auto t0 = std::chrono::steady_clock::now();
   write_checkpoint(path, s);
@@ -105,6 +107,8 @@ TrainState load_checkpoint(const ResumeChoice& choice, const Config& cfg, const 
   state.best_eval = s.best_eval_loss;
   state.last_path = path;
   if (auto it = s.extra.find("best_checkpoint"); it != s.extra.end()) state.best_path = it->second;
+  if (auto it = s.extra.find("evals_without_improvement"); it != s.extra.end())
+    state.evals_without_improvement = std::strtoll(it->second.c_str(), nullptr, 10);
   if (s.world_size == pg.world && int(s.rng_states.size()) == pg.world) {
     load_rng(s.rng_states[size_t(pg.rank)], device);
   } else {

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 
@@ -43,7 +44,7 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
   const auto t0 = Clock::now();
   auto in = suite_inputs(cfg, data);
   in.drift = cfg.train.steps > 0;
-  auto s = run_eval_suite(model, tok, PromptTemplate::configured(cfg.data.template_text), in,
+  auto s = run_eval_suite(model, tok, PromptTemplate::for_format(cfg.data.template_text, data.load.format), in,
                           [](const std::string& line) { log::info("final evaluation: ", line); });
   s.model = cfg.model.path;
   s.adapter = cfg.train.steps > 0 ? cfg.output.dir + "/adapter" : "";
@@ -74,14 +75,27 @@ AfterStep after_step(const Config& cfg, const TrainOptions& opt, const Dataset& 
 }
 
 // A new best eval loss is checkpointed (and never rotated away); drift beyond eval.max_kl
-// stops the run with a checkpoint.
+// stops the run with a checkpoint; eval.patience evaluations in a row that do not improve on
+// the best by eval.min_delta stop it too (early stopping; the best checkpoint is exported).
 void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& state, AfterStep& next,
                           TrainResult& res) {
+  const bool improved = !state.has_best || ev.eval_loss < state.best_eval - cfg.eval.min_delta;
   if (!state.has_best || ev.eval_loss < state.best_eval) {
     state.has_best = true;
     state.best_eval = ev.eval_loss;
     state.best_path = checkpoint_path(cfg.output.dir, state.step);
     next.save = true;
+  }
+  state.evals_without_improvement = improved ? 0 : state.evals_without_improvement + 1;
+  if (cfg.eval.patience > 0 && state.evals_without_improvement >= cfg.eval.patience && !next.last) {
+    char best[32];
+    std::snprintf(best, sizeof best, "%.6g", state.best_eval);
+    res.stop_reason = "eval.patience: " + std::to_string(state.evals_without_improvement) +
+                      " evaluations without the held-out loss improving on " + best + " by eval.min_delta = " +
+                      std::to_string(cfg.eval.min_delta) + "; the best checkpoint " + state.best_path +
+                      " is the adapter";
+    log::warn("early stop after step ", state.step, " of ", cfg.train.steps, ": ", res.stop_reason);
+    res.stopped_on_patience = next.save = true;
   }
   if (cfg.eval.max_kl > 0 && ev.kl > cfg.eval.max_kl) {
     log::warn("drift KL ", ev.kl, " exceeds eval.max_kl = ", cfg.eval.max_kl, " at step ", state.step,
@@ -92,14 +106,20 @@ void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& s
 
 }  // namespace
 
-TrainResult train(const Config& cfg, const TrainOptions& opt) {
+TrainResult train(const Config& configured, const TrainOptions& opt) {
   const auto t_start = Clock::now();
   const auto& pg = dist_group();
   const FaultPlan faults = FaultPlan::from_env();
+  Config cfg = configured;  // train.steps resolved from train.epochs below
   std::filesystem::create_directories(cfg.output.dir + "/checkpoints");
 
   // Build (train/build_run.h).
   Run run(cfg, pg, faults);
+  if (cfg.train.epochs > 0) {
+    cfg.train.steps = steps_for_epochs(cfg.train.epochs, int64_t(run.data.train.size()), run.global_batch);
+    log::info("train.epochs = ", cfg.train.epochs, ": ", run.data.train.size(), " training rows at ",
+              run.global_batch, " rows per step -> ", cfg.train.steps, " steps");
+  }
   const at::Device& device = run.device;
   const Tokenizer& tok = run.tok;
   const Dataset& data = run.data;
@@ -109,6 +129,7 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
   const RunIdentity& id = run.id;
   const HeldOutSettings held_out{cfg.train.micro_batch, cfg.eval.kl_rows, tok.eos_id().value_or(0)};
   TrainResult res;
+  res.steps_total = cfg.train.steps;
 
   if (cfg.train.steps == 0) {
     // Evaluation only (the base-model versions v2-v4): zero-initialised B makes the adapted
@@ -219,6 +240,22 @@ TrainResult train(const Config& cfg, const TrainOptions& opt) {
       break;
     }
     if (res.stopped_on_drift) break;
+    if (res.stopped_on_patience) {
+      if (metrics) {
+        metrics->set_attr("stopped_at_step", state.step);
+        metrics->set_attr("stop_reason", res.stop_reason);
+      }
+      // The adapter is the best checkpoint's: load its weights back before the export.
+      ResumeChoice best;
+      best.path = state.best_path;
+      best.state = read_checkpoint(best.path);
+      const std::string last_path = state.last_path;
+      const int64_t stopped_at = state.step;
+      state = load_checkpoint(best, cfg, model, optimizer, device);
+      state.last_path = last_path;
+      state.step = stopped_at;
+      break;
+    }
     if (next.stop_early) {
       log::info("--stop-after ", opt.stop_after, ": stopping at step ", state.step, " of ", cfg.train.steps,
                 "; continue with --resume auto");

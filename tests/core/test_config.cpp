@@ -78,7 +78,7 @@ mode = "none"
 double_quant = false
 [data]
 path = "d.jsonl"
-format = "jsonl"
+format = "alpaca"
 n_samples = 500
 sample = "random"
 eval_rows = 10
@@ -131,7 +131,7 @@ save_every = 20
   EXPECT_EQ(c.quant.mode, QuantMode::none);
   EXPECT_FALSE(c.quant.double_quant);
   EXPECT_EQ(c.data.path, "d.jsonl");
-  EXPECT_EQ(c.data.format, DataFormat::jsonl);
+  EXPECT_EQ(c.data.format, DataFormat::alpaca);
   EXPECT_EQ(c.data.n_samples, 500);
   EXPECT_EQ(c.data.sample, SampleMode::random);
   EXPECT_EQ(c.data.eval_rows, 10);
@@ -327,7 +327,8 @@ TEST(ConfigTest, EnumStrings) {
                              "[quant]\nmode = \"nf5\"\n[data]\nformat = \"csv\"\n"
                              "[dist]\nbackend = \"gloo\"\n");
   EXPECT_HAS(msg, "cfg.toml:4: quant.mode = 'nf5' is not one of nf4, none (did you mean 'nf4'?)");
-  EXPECT_HAS(msg, "cfg.toml:6: data.format = 'csv' is not one of auto, json, jsonl");
+  EXPECT_HAS(msg, "cfg.toml:6: data.format = 'csv' is not one of auto, medical_o1, messages, sharegpt, alpaca, "
+                  "prompt_completion, text");
   EXPECT_HAS(msg, "cfg.toml:8: dist.backend = 'gloo' is not one of auto, nccl, mpi");
 }
 

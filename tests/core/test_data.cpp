@@ -59,16 +59,16 @@ TEST(DataLoad, RealJsonArrayAndBundledJsonl) {
   EXPECT_EQ(rep.rows_in_file, 158);
   EXPECT_EQ(rep.skipped, 0);
   EXPECT_EQ(rows[5].index, 5);
-  EXPECT_EQ(rows[0].question.rfind("A 45-year-old homeless man", 0), 0u);
+  EXPECT_EQ(rows[0].question().rfind("A 45-year-old homeless man", 0), 0u);
 }
 
 TEST(DataLoad, BundledChineseSampleIsSyntheticMedicalO1Format) {
   const auto rows = load_rows(config_for(sample_zh()));
   ASSERT_GE(rows.size(), 60u);
   for (const auto& r : rows) {
-    EXPECT_GE(r.cot.size(), 100u * 3) << "row " << r.index << ": CoT under ~100 characters";
-    EXPECT_LE(r.cot.size(), 600u * 3) << "row " << r.index;
-    EXPECT_NE(r.question.find("岁"), std::string::npos) << "row " << r.index;
+    EXPECT_GE(r.cot().size(), 100u * 3) << "row " << r.index << ": CoT under ~100 characters";
+    EXPECT_LE(r.cot().size(), 600u * 3) << "row " << r.index;
+    EXPECT_NE(r.question().find("岁"), std::string::npos) << "row " << r.index;
   }
   EXPECT_NE(read_text(std::string(R1DIST_SOURCE_DIR) + "/data/README.md").find("SYNTHETIC"), std::string::npos);
 }
@@ -86,11 +86,12 @@ TEST(DataLoad, InvalidJsonNamesRowAndLine) {
   write_text(c.path, std::string(kRow) + "\n\n" + R"({"Question": "q2",, })" + "\n");
   EXPECT_HAS(load_error(c), tmp / "bad.jsonl:3: invalid JSON");
 
-  c.path = tmp / "obj.json";  // JSONL content under a .json name
+  c.path = tmp / "obj.json";  // JSONL content under a .json name: the content decides
   write_text(c.path, std::string(kRow) + "\n" + kRow + "\n");
-  const auto obj = load_error(c);
-  EXPECT_HAS(obj, tmp / "obj.json:1: expected a JSON array of rows");
-  EXPECT_HAS(obj, "data.format = \"jsonl\"");
+  EXPECT_EQ(load_rows(c).size(), 2u);
+  c.path = tmp / "array.jsonl";  // and a JSON array under a .jsonl name
+  write_text(c.path, std::string("\xEF\xBB\xBF \n[") + kRow + ",\n" + kRow + "]\n");
+  EXPECT_EQ(load_rows(c).size(), 2u);
 
   c.path = tmp / "extra.json";
   write_text(c.path, std::string("[") + kRow + "]\n\n]");
@@ -275,9 +276,7 @@ TEST(DataSelect, EvalDisjointFromTrainAndSeeded) {
 TEST(DataTemplate, DefaultTemplateStructure) {
   const auto tpl = PromptTemplate::parse(PromptTemplate::default_text());
   Row r;
-  r.question = "Q?";
-  r.cot = "C.";
-  r.response = "R.";
+  r.turns = {{Turn::Role::user, "Q?", ""}, {Turn::Role::assistant, "R.", "C."}};
   const std::string text = tpl.render(r);
   EXPECT_HAS(text, "\n\n### Question:\nQ?\n\n### Response:\n<think>\nC.\n</think>\nR.");
   EXPECT_EQ(text.find("<think>"), text.find("### Response:\n") + 14) << "no <think> in the preamble";
@@ -290,9 +289,7 @@ TEST(DataTemplate, DefaultTemplateStructure) {
 
 TEST(DataTemplate, PlaceholdersBracesAndErrors) {
   Row r;
-  r.question = "q";
-  r.cot = "c";
-  r.response = "r";
+  r.turns = {{Turn::Role::user, "q", ""}, {Turn::Role::assistant, "r", "c"}};
   const auto t = PromptTemplate::parse("{{x}} {question} => {cot}|{response}");
   EXPECT_EQ(t.render(r), "{x} q => c|r");
   EXPECT_EQ(t.render_prompt("q"), "{x} q => ") << "without <think>, the prompt ends at {cot}";
@@ -317,9 +314,9 @@ TEST(DataTemplate, PlaceholdersBracesAndErrors) {
 
 Row short_row() {
   Row r;
-  r.question = "头晕两天，怎么办？";
-  r.cot = "Dizziness for two days: check blood pressure first.";
-  r.response = "Measure BP; see a doctor if it persists.";
+  r.turns = {{Turn::Role::user, "头晕两天，怎么办？", ""},
+             {Turn::Role::assistant, "Measure BP; see a doctor if it persists.",
+              "Dizziness for two days: check blood pressure first."}};
   return r;
 }
 
@@ -335,9 +332,9 @@ TEST(DataTokens, PinnedIdsOfAShortRow) {
       35,     96645, 369,    1378,   2849,   25,    1779,  6543,  7262,   1156,  624,   151649, 198,  32236,
       29067,  26,    1490,   264,    10668,  421,   432,   66045, 13,     151643};
   TempDir tmp;
-  write_jsonl(tmp / "one.jsonl", {json{{"Question", short_row().question},
-                                       {"Complex_CoT", short_row().cot},
-                                       {"Response", short_row().response}}});
+  write_jsonl(tmp / "one.jsonl", {json{{"Question", short_row().question()},
+                                       {"Complex_CoT", short_row().cot()},
+                                       {"Response", short_row().response()}}});
   auto c = config_for(tmp / "one.jsonl");
   c.train_on_prompt = false;
   const Dataset d = build_dataset(c, r1_tokenizer(), 3407);

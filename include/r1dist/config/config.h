@@ -15,7 +15,9 @@ namespace r1dist {
 enum class ComputeDtype { bf16, fp32 };
 enum class DeviceChoice { automatic, cpu, cuda };
 enum class QuantMode { nf4, none };
-enum class DataFormat { automatic, json, jsonl };
+// The row format of a data file (docs/DATA.md); the file type (a JSON array or JSON Lines) is
+// read from the file's first non-blank byte.
+enum class DataFormat { automatic, medical_o1, messages, sharegpt, alpaca, prompt_completion, text };
 enum class SampleMode { first, random };
 enum class OverlongPolicy { truncate, drop };
 enum class BadRowPolicy { error, skip };
@@ -59,9 +61,17 @@ struct QuantConfig {
   bool double_quant = true;
 };
 
-// Column names of a row in the data set.
+// Column names of a row in the data set, per row format (data.format).
 struct DataFields {
-  std::string question = "Question", cot = "Complex_CoT", response = "Response";
+  std::string question = "Question", cot = "Complex_CoT", response = "Response";  // medical_o1
+  std::string messages = "messages";                                             // messages
+  std::string conversations = "conversations";                                   // sharegpt
+  std::string instruction = "instruction", input = "input", output = "output";   // alpaca
+  std::string prompt = "prompt", completion = "completion";                      // prompt_completion
+  std::string text = "text";                                                     // text
+  // An assistant turn's (messages, sharegpt) or a row's (alpaca, prompt_completion) optional
+  // reasoning, placed in <think> ... </think>.
+  std::string reasoning = "reasoning_content";
 };
 
 struct DataConfig {
@@ -86,6 +96,9 @@ struct TrainConfig {
   int64_t seed = 3407;
   double lr = 2e-4;
   int64_t steps = 60;  // 0 = evaluation only
+  // > 0: passes over the training rows instead of train.steps (not both); the steps are
+  // ceil(epochs x training rows / rows per step), computed once the data is loaded.
+  double epochs = 0;
   int64_t micro_batch = 2;
   int64_t grad_accum = 4;
   int64_t warmup_steps = 5;
@@ -105,6 +118,10 @@ struct TrainConfig {
 struct EvalConfig {
   int64_t every_steps = 0;  // 0 = only at the end
   double max_kl = 0.0;      // 0 = off
+  // Early stopping: stop after this many evaluations in a row without the held-out loss
+  // improving on the best by at least min_delta (0 = off); the best checkpoint is exported.
+  int64_t patience = 0;
+  double min_delta = 0.0;
   int64_t kl_rows = 8;
   // The full evaluation (r1dist eval) at the end of a run, into output.dir/metrics.h5 /eval.
   bool suite = false;

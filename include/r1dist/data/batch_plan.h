@@ -35,6 +35,11 @@ class BatchPlan {
   bool group_;
 };
 
+// The optimizer steps of train.epochs passes over `rows` training rows at `global_batch` rows
+// per step: ceil(epochs x rows / global_batch), at least 1 (the stream above runs the epochs
+// back to back; a fractional epoch stops part-way through a pass).
+int64_t steps_for_epochs(double epochs, int64_t rows, int64_t global_batch);
+
 // A padded micro-batch as plain vectors (row-major B x T); the torch layer makes tensors
 // (model/token_batch.h). Right padding with pad_id and label -100, so causal attention
 // needs no mask.

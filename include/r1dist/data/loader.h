@@ -1,5 +1,6 @@
-// Rows of a medical-o1 data file (Question, Complex_CoT, Response; the column names are
-// data.fields.*), read from a JSON array or JSONL.
+// Rows of a data file in one of the row formats of data.format (docs/DATA.md): medical_o1
+// (Question, Complex_CoT, Response), messages, sharegpt, alpaca, prompt_completion, text; the
+// column names are data.fields.*. The file is a JSON array of rows or JSON Lines.
 // The data pipeline is: load_rows (here) -> select_rows (select.h) -> PromptTemplate
 // (prompt_template.h) -> build_dataset (dataset.h) -> BatchPlan + collate (batch_plan.h).
 #pragma once
@@ -27,10 +28,28 @@ struct MultipleChoice {
   size_t answer = 0;                                         // index into options
 };
 
+// One turn of a conversation. `reasoning` is an assistant turn's chain of thought (placed in
+// <think> ... </think> by the chat template); it is empty for other roles.
+struct Turn {
+  enum class Role { system, user, assistant, text };  // text: a plain-text row, loss on all of it
+  Role role = Role::user;
+  std::string content, reasoning;
+};
+const char* to_string(Turn::Role r);
+
+// Every row format (data.format) becomes this one shape: a conversation of turns. A
+// medical_o1 row is [user: question, assistant: reasoning = cot, content = response]; a text
+// row is one turn of role text.
 struct Row {
   int64_t index = 0;  // position in the file (0-based), the id recorded in run metadata
-  std::string question, cot, response;
+  std::string where;  // "FILE:LINE" (JSONL) or "FILE: row N (line L)" (JSON array), for messages
+  std::vector<Turn> turns;
   std::optional<MultipleChoice> mcq;  // rows with "options" and "answer_idx"
+  // The question, reasoning and answer of a single-turn row (one user turn, then one
+  // assistant turn); "" where the row has no such turn.
+  const std::string& question() const;
+  const std::string& cot() const;
+  const std::string& response() const;
 };
 
 struct LoadReport {
@@ -39,12 +58,24 @@ struct LoadReport {
   // One line per skipped row: "FILE:LINE: why" (JSONL) or "FILE: row N (line L): why"
   // (JSON array; N = Row::index).
   std::vector<std::string> skip_reasons;
+  // data.format as used: the configured one, or the one data.format = "auto" detected.
+  DataFormat format = DataFormat::automatic;
 };
 
-// Reads every row of data.path (data.format: auto picks by extension, .jsonl = JSONL).
-// Bad rows (missing field, not a string, empty string, invalid UTF-8, over 1 MiB of text)
-// throw DataError or are skipped and counted, per data.on_bad_row; a malformed, truncated
-// or empty file always throws DataError with the line.
+// Reads every row of data.path. The file is a JSON array when its first non-blank byte is
+// '[', else JSON Lines. data.format = "auto" detects the row format from the keys of the
+// first row that is a JSON object (detect_format) and logs it.
+// Bad rows (a missing field, a wrong type, an empty string or conversation, no assistant turn,
+// an unknown role, invalid UTF-8, over 1 MiB of text) throw DataError or are skipped and
+// counted, per data.on_bad_row; a malformed, truncated or empty file always throws DataError
+// with the line.
 std::vector<Row> load_rows(const DataConfig& cfg, LoadReport* report = nullptr);
+
+// The row format a row with these keys is in (data.fields.* name the keys), first match: any of
+// the three medical_o1 columns, messages, conversations (sharegpt), instruction or output
+// (alpaca), prompt or completion (prompt_completion), text; automatic when none matches.
+// data.format = "auto" takes the format of the first row whose keys match one; rows before it
+// are bad rows.
+DataFormat detect_format(const std::vector<std::string>& keys, const DataFields& f);
 
 }  // namespace r1dist

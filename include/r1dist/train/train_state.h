@@ -21,6 +21,7 @@ struct TrainState {
   double last_lr = 0;
   bool has_best = false;
   double best_eval = 0;
+  int64_t evals_without_improvement = 0;  // eval.patience: since best_eval improved by eval.min_delta
   std::string best_path, last_path;  // checkpoints (rank 0 knows them)
 };
 

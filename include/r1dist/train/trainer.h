@@ -22,6 +22,9 @@ struct TrainOptions {
 
 struct TrainResult {
   int64_t steps_done = 0;
+  int64_t steps_total = 0;        // train.steps, or the steps train.epochs gives
+  bool stopped_on_patience = false;  // eval.patience evaluations without improvement
+  std::string stop_reason;        // why the run ended before steps_total ("" when it did not)
   bool stopped_on_drift = false;  // eval.max_kl exceeded
   bool stopped_early = false;     // --stop-after (resumable)
   int stopped_by_signal = 0;      // the stop signal that ended the run early (resumable)
@@ -31,7 +34,8 @@ struct TrainResult {
 };
 
 // Builds the run (train/build_run.h), resumes (train/resume.h), trains, exports. The process
-// group (dist_init) must exist.
+// group (dist_init) must exist. With train.epochs the step count is computed once the data is
+// loaded (steps_for_epochs, data/batch_plan.h) and the schedule, progress and checkpoints count it.
 TrainResult train(const Config& cfg, const TrainOptions& opt);
 
 }  // namespace r1dist

@@ -1,0 +1,98 @@
+// train.epochs (the steps it implies drive the schedule, the progress and the checkpoints) and
+// early stopping on held-out loss (eval.patience: the best checkpoint becomes the adapter).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "e2e/trainer_runs.h"
+#include "r1dist/formats/safetensors.h"
+#include "support/process.h"
+#include "support/temp.h"
+
+namespace r1dist::test {
+namespace {
+
+#define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << "output: " << (msg)
+
+// run_config without its train.steps line.
+std::string config_without_steps(const std::string& out, int micro, int accum) {
+  const std::string path = run_config(out, micro, accum);
+  std::string text = read_text(path);
+  const auto at = text.find("steps = 10\n");
+  EXPECT_NE(at, std::string::npos);
+  text.erase(at, std::string("steps = 10\n").size());
+  write_text(path, text);
+  return path;
+}
+
+TEST(TrainerEpochs, TwoEpochsRunTheirStepsAndTheScheduleEndsThere) {
+  TempDir d;
+  const auto out = d / "epochs";
+  // 64 rows, 4 held out: 60 training rows at 2 x 4 rows per step: ceil(2 x 60 / 8) = 15 steps.
+  const auto cfg = config_without_steps(out, 2, 4);
+  const auto r = run_r1dist("--cfg " + cfg + " --set train.epochs=2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_HAS(r.err + r.out, "train.epochs = 2: 60 training rows at 8 rows per step -> 15 steps");
+  EXPECT_HAS(r.err + r.out, "done: 15 of 15 steps");
+  const auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.steps.size(), 15u);
+  EXPECT_EQ(m.steps.back().step, 15);
+  // Linear decay over 15 steps after 2 of warmup: step s trains at lr_at(s - 1), the last at
+  // 2e-3 x (15 - 14) / (15 - 2).
+  EXPECT_DOUBLE_EQ(m.steps[1].lr, 1e-3);
+  EXPECT_DOUBLE_EQ(m.steps.back().lr, 2e-3 * 1.0 / 13.0);
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 15));
+  EXPECT_EQ(m.evals.back().step, 15);
+
+  // Both lengths at once are refused, naming both.
+  const auto both = run_r1dist("--cfg " + run_config(d / "both", 2, 4) + " --set train.epochs=2");
+  EXPECT_EQ(both.code, 2);
+  EXPECT_HAS(both.err, "train.epochs and train.steps both set the length of the run");
+}
+
+// The exported adapter's tensors, in the checkpoint's order.
+std::vector<float> adapter_values(const std::string& dir, const CheckpointState& like) {
+  auto f = st::File::open(dir + "/adapter_model.safetensors");
+  std::vector<float> out;
+  for (const auto& a : like.adapters) {
+    const auto& t = f.at(a.name);
+    const auto* p = reinterpret_cast<const float*>(f.data(t));
+    out.insert(out.end(), p, p + a.data.size());
+  }
+  return out;
+}
+
+TEST(TrainerEarlyStop, PatienceStopsAnOverfittingRunAndExportsTheBestCheckpoint) {
+  TempDir d;
+  const auto out = d / "overfit";
+  // A learning rate far too high for the tiny model: the held-out loss soon stops improving.
+  const auto cfg = run_config(out, 2, 2, 40);
+  const auto r = run_r1dist("--cfg " + cfg +
+                            " --set train.lr=0.05 --set eval.every_steps=1 --set eval.patience=2 --set train.warmup_steps=0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_TRUE(m.attrs.count("stopped_at_step")) << "the run did not stop early:\n" << r.err;
+  const int64_t stopped = std::stoll(m.attrs.at("stopped_at_step"));
+  EXPECT_LT(stopped, 40);
+  EXPECT_HAS(m.attrs.at("stop_reason"), "eval.patience: 2 evaluations without the held-out loss improving");
+  EXPECT_HAS(r.err + r.out, "early stop after step " + std::to_string(stopped));
+  EXPECT_EQ(int64_t(m.steps.size()), stopped);
+
+  // The best evaluation (after step 0, which is the base model) and the two after it.
+  int64_t best_step = -1;
+  double best = INFINITY;
+  for (const auto& e : m.evals)
+    if (e.step > 0 && e.eval_loss < best) best = e.eval_loss, best_step = e.step;
+  ASSERT_GT(best_step, 0);
+  EXPECT_EQ(best_step, stopped - 2) << "patience 2: the run ends two evaluations after its best";
+
+  const auto best_ckpt = read_checkpoint(checkpoint_path(out, best_step));
+  const auto last_ckpt = read_checkpoint(checkpoint_path(out, stopped));
+  const auto exported = adapter_values(out + "/adapter", best_ckpt);
+  EXPECT_EQ(exported, adapters_of(best_ckpt)) << "the adapter is not the best checkpoint's";
+  EXPECT_NE(exported, adapters_of(last_ckpt)) << "the adapter is the last step's, not the best's";
+}
+
+}  // namespace
+}  // namespace r1dist::test
