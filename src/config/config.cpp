@@ -185,7 +185,7 @@ const std::vector<Key>& keys() {
       {"data.template", R1_REF(data.template_text),
        "Prompt template of single-turn rows; \"chat\" = the R1 chat template; empty = built-in for medical_o1, chat otherwise.",
        {}, nullptr, 0, "prompt_template chat_template"},
-      {"data.train_on_prompt", R1_REF(data.train_on_prompt), "Also put loss on the prompt tokens.",
+      {"data.train_on_prompt", R1_REF(data.train_on_prompt), "Also put loss on the prompt tokens (the user turns, system prompt and template text); false = loss on the response / assistant turns only.",
        {}, nullptr, 0, "train_on_inputs"},
       {"data.max_seq_len", R1_REF(data.max_seq_len), "Tokens per row after the template.",
        closed(16, 131072), nullptr, 0, "max_seq_length max_length sequence_len cutoff_len"},

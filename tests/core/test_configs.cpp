@@ -95,6 +95,7 @@ TEST(Configs, VersionsReproduceTheSeedExperimentTable) {
     EXPECT_EQ(c.data.n_samples - c.data.eval_rows, 500) << "about 500 training rows";
     EXPECT_GT(c.data.eval_rows, 0);
     EXPECT_EQ(c.output.dir, "runs/" + name);
+    EXPECT_TRUE(c.data.train_on_prompt) << "the seed recipe: loss on the whole text (the default is the response only)";
     if (v.kind == "base") {
       EXPECT_EQ(c.train.steps, 0) << "base versions are evaluation-only";
       continue;
@@ -122,6 +123,7 @@ TEST(Configs, DemoVersionsMirrorTheExperiment) {
     EXPECT_EQ(c.lora.r, 16);
     EXPECT_EQ(c.lora.alpha, 16);
     EXPECT_EQ(c.output.dir, "runs/demo/" + name);
+    EXPECT_TRUE(c.data.train_on_prompt) << "as the seed recipe";
     EXPECT_NE(c.model.name.find(name), std::string::npos) << "the report names each version";
     if (v.kind == "base")
       EXPECT_EQ(c.train.steps, 0);

@@ -30,7 +30,7 @@ DataConfig config_for(const std::string& path, DataFormat format) {
   c.format = format;
   c.threads = 2;
   c.max_seq_len = 4096;
-  c.train_on_prompt = false;
+  // data.train_on_prompt at its default: loss on the assistant turns only.
   return c;
 }
 

@@ -83,7 +83,7 @@ struct DataConfig {
   int64_t eval_rows = 0;         // held-out rows; exclusive with eval_fraction
   double eval_fraction = 0.0;
   std::string template_text;  // TOML key: template; empty = built-in
-  bool train_on_prompt = true;
+  bool train_on_prompt = false;  // loss on the response / assistant turns only
   int64_t max_seq_len = 2048;
   OverlongPolicy overlong = OverlongPolicy::truncate;
   BadRowPolicy on_bad_row = BadRowPolicy::error;
