@@ -74,6 +74,8 @@ for size in 1.5B 7B 14B; do
 done
 export R1DIST_MODELS=$work/models
 GRID=configs/demo/grid.sweep.toml
+# Shorter points than the demo's: the final evaluation only, short generations.
+QUICK=(--set eval.every_steps=0 --set eval.max_new_tokens=16)
 C_STEPS=${C_STEPS:-90}    # ~60 s of steps on 2 cores (about 30 per attempt): more than one attempt of a
                           # one-minute limit (SIGUSR1 30 s before it) can do
 
@@ -115,10 +117,10 @@ say "a bad key or a missing model fails before anything is queued; a vanished mo
 
 # ---- 2. the grid, with a requeue and a SIGTERM --------------------------------------------
 runs=$work/grid
-"$R" sweep plan $GRID --out "$runs" --models "$work/models" >/dev/null 2>&1 || fail "the grid does not plan"
+"$R" sweep plan $GRID --out "$runs" --models "$work/models" "${QUICK[@]}" >/dev/null 2>&1 || fail "the grid does not plan"
 "$R" sweep status "$runs" > "$work/status0.txt"
 [ "$(grep -cE '^\S+ +(tuned|base) +not started' "$work/status0.txt")" -eq 8 ] || fail "before: $(cat "$work/status0.txt")"
-bash cluster/slurm/submit.sh --sweep $GRID --out "$runs" --throttle 2 > "$work/submit.txt" 2>"$work/submit.err" ||
+bash cluster/slurm/submit.sh --sweep $GRID --out "$runs" --throttle 2 "${QUICK[@]}" > "$work/submit.txt" 2>"$work/submit.err" ||
   fail "submit: $(cat "$work/submit.err")"
 tuned=$(sed -n 's/.*tuned=\([0-9]*\).*/\1/p' "$work/submit.txt")
 [ -n "$tuned" ] || fail "no array job: $(cat "$work/submit.txt" "$work/submit.err")"
@@ -147,7 +149,7 @@ for p in $A $B; do
   grep -q "^$p .* done  *2 " "$work/status1.txt" || fail "$p: sweep status does not show 2 attempts"
 done
 # Uninterrupted runs of A and B (mpirun, no Slurm) to compare with.
-"$R" sweep plan $GRID --out "$work/ref" --models "$work/models" >/dev/null 2>&1 || fail "the reference plan"
+"$R" sweep plan $GRID --out "$work/ref" --models "$work/models" "${QUICK[@]}" >/dev/null 2>&1 || fail "the reference plan"
 for i in 0 1; do R1DIST_NP=2 bash cluster/slurm/run_point.sh "$work/ref" tuned $i >/dev/null 2>&1 || fail "reference run $i"; done
 final=$(printf %08d "$(sed -n 's/^steps = //p' "$runs/configs/$A.toml")")
 for p in $A $B; do
