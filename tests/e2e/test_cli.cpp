@@ -14,6 +14,7 @@
 #include "support/process.h"
 #include "support/temp.h"
 #include "support/tokenizer.h"
+#include "trainer_runs.h"
 
 namespace r1dist::test {
 namespace {
@@ -172,6 +173,21 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
   // goes on to refuse the data (the R1 tokenizer's ids exceed qwen2_b's 256-token vocabulary).
   const auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.memory_budget_gb=100");
   EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100: the last 3 of 3 layers keep their activations"));
+}
+
+// Rows cut before their response (loss on the responses only, a short max_seq_len) teach
+// nothing: refused before training when no row keeps a loss token, warned about otherwise.
+TEST(Cli, RowsWithoutALossTokenAreRefusedOrCounted) {
+  TempDir tmp;
+  const auto cfg = run_config(tmp / "run", 1, 1, 2);
+  auto r = run_r1dist("--cfg " + cfg + " --dry-run --set data.train_on_prompt=false --set data.max_seq_len=64");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("60 of 60 training rows of " + sample_data() +
+                               " have no loss token after truncation to data.max_seq_len = 64"));
+  EXPECT_THAT(r.err, HasSubstr("HINT: raise data.max_seq_len, or set data.train_on_prompt = true"));
+  r = run_r1dist("--cfg " + cfg + " --dry-run --set data.train_on_prompt=false --set data.max_seq_len=4096");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("no loss token")));
 }
 
 // The values of a reference tensor, as doubles (I64 ids or an F32 scalar).

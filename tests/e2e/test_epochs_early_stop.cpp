@@ -29,21 +29,37 @@ std::string config_without_steps(const std::string& out, int micro, int accum) {
 TEST(TrainerEpochs, TwoEpochsRunTheirStepsAndTheScheduleEndsThere) {
   TempDir d;
   const auto out = d / "epochs";
-  // 64 rows, 4 held out: 60 training rows at 2 x 4 rows per step: ceil(2 x 60 / 8) = 15 steps.
+  // 24 rows, 4 held out: 20 training rows at 2 x 4 rows per step: ceil(2 x 20 / 8) = 5 steps.
+  const std::string epochs = " --set train.epochs=2 --set data.n_samples=24 --set output.save_every=2";
   const auto cfg = config_without_steps(out, 2, 4);
-  const auto r = run_r1dist("--cfg " + cfg + " --set train.epochs=2");
+  const auto r = run_r1dist("--cfg " + cfg + epochs);
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_HAS(r.err + r.out, "train.epochs = 2: 60 training rows at 8 rows per step -> 15 steps");
-  EXPECT_HAS(r.err + r.out, "done: 15 of 15 steps");
+  EXPECT_HAS(r.err + r.out, "train.epochs = 2: 20 training rows at 8 rows per step -> 5 steps");
+  EXPECT_HAS(r.err + r.out, "done: 5 of 5 steps");
   const auto m = read_metrics(out + "/metrics.h5");
-  ASSERT_EQ(m.steps.size(), 15u);
-  EXPECT_EQ(m.steps.back().step, 15);
-  // Linear decay over 15 steps after 2 of warmup: step s trains at lr_at(s - 1), the last at
-  // 2e-3 x (15 - 14) / (15 - 2).
+  ASSERT_EQ(m.steps.size(), 5u);
+  EXPECT_EQ(m.steps.back().step, 5);
+  // Linear decay over 5 steps after 2 of warmup: step s trains at lr_at(s - 1), the last at
+  // 2e-3 x (5 - 4) / (5 - 2).
   EXPECT_DOUBLE_EQ(m.steps[1].lr, 1e-3);
-  EXPECT_DOUBLE_EQ(m.steps.back().lr, 2e-3 * 1.0 / 13.0);
-  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 15));
-  EXPECT_EQ(m.evals.back().step, 15);
+  EXPECT_DOUBLE_EQ(m.steps.back().lr, 2e-3 * 1.0 / 3.0);
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 5));
+  EXPECT_EQ(m.evals.back().step, 5);
+
+  // Killed at step 4 (the last checkpoint is step 2), resumed: the same 5 steps, bitwise.
+  const auto killed = d / "killed";
+  const auto kcfg = config_without_steps(killed, 2, 4);
+  auto k = run_r1dist("--cfg " + kcfg + epochs, Launch{0, "R1DIST_FAULT=kill:rank=0:step=4"});
+  EXPECT_NE(k.code, 0);
+  EXPECT_EQ(find_latest_checkpoint(killed), checkpoint_path(killed, 2));
+  k = run_r1dist("--cfg " + kcfg + epochs + " --resume auto");
+  ASSERT_EQ(k.code, 0) << k.err;
+  EXPECT_HAS(k.err + k.out, "done: 5 of 5 steps");
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(killed, 5)), read_checkpoint(checkpoint_path(out, 5)),
+                       "epochs: killed at 4, resumed");
+  const auto km = read_metrics(killed + "/metrics.h5");
+  ASSERT_EQ(km.steps.size(), 5u);
+  EXPECT_DOUBLE_EQ(km.steps.back().lr, m.steps.back().lr);
 
   // Both lengths at once are refused, naming both.
   const auto both = run_r1dist("--cfg " + run_config(d / "both", 2, 4) + " --set train.epochs=2");

@@ -38,6 +38,8 @@ inline std::string run_config(const std::string& out_dir, int micro, int accum, 
   os << "[model]\npath = \"" << tiny_model_dir() << "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n"
      << "[lora]\nr = 8\nalpha = 16\n"
      << "[data]\npath = \"" << sample_data() << "\"\nmax_seq_len = 96\neval_rows = 4\nthreads = 1\n"
+     // 96 tokens hold little more than the prompt: the loss is on the whole text (the seed recipe)
+     << "train_on_prompt = true\n"
      << "[train]\nlr = 2e-3\nsteps = " << steps << "\nmicro_batch = " << micro << "\ngrad_accum = " << accum
      << "\nwarmup_steps = 2\n"
      << "[eval]\nevery_steps = 5\nkl_rows = 2\n"

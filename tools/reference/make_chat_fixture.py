@@ -74,6 +74,15 @@ def main():
     def encode(text):
         return tok(text, add_special_tokens=False)["input_ids"]
 
+    def template_ids(msgs, **kw):
+        # transformers 5 returns a BatchEncoding from tokenize=True (return_dict), 4.x a list.
+        out = tok.apply_chat_template(hf_messages(msgs), tokenize=True, **kw)
+        if hasattr(out, "keys"):
+            out = out["input_ids"]
+        if out and isinstance(out[0], list):
+            out = out[0]
+        return list(out)
+
     rows = []
     with open(conv_path, encoding="utf-8") as f:
         convs = [json.loads(line)["messages"] for line in f if line.strip()]
@@ -92,10 +101,10 @@ def main():
             text = render(msgs)
         ids = encode(text)
         if not has_think:
-            direct = tok.apply_chat_template(hf_messages(msgs), tokenize=True)
+            direct = template_ids(msgs)
             assert direct == ids, f"conversation {n}: apply_chat_template(tokenize=True) differs from the text's ids"
         else:
-            prompt = tok.apply_chat_template(hf_messages(msgs[:last]), tokenize=True, add_generation_prompt=True)
+            prompt = template_ids(msgs[:last], add_generation_prompt=True)
             assert ids[: len(prompt)] == prompt, f"conversation {n}: the generation prompt is not a prefix"
 
         # Assistant spans in characters, from rendered prefixes.
