@@ -57,13 +57,17 @@ def hf_messages(messages):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
     conv_path = sys.argv[2] if len(sys.argv) > 2 else os.path.join(root, "tests/fixtures/chat/conversations.jsonl")
     out_path = sys.argv[3] if len(sys.argv) > 3 else os.path.join(root, "tests/fixtures/chat/expected.jsonl")
-    tok = AutoTokenizer.from_pretrained(sys.argv[1])
+    # The R1-Distill tokenizer_config.json names LlamaTokenizerFast; transformers 5 then builds
+    # a Llama tokenizer (a Metaspace pre-tokenizer) instead of running tokenizer.json as it is
+    # ("What is 2 + 2?" loses its spaces). PreTrainedTokenizerFast runs tokenizer.json itself,
+    # with the chat template and special tokens of tokenizer_config.json.
+    tok = PreTrainedTokenizerFast.from_pretrained(sys.argv[1])
     if "split('</think>')" not in (tok.chat_template or ""):
         sys.exit(f"{sys.argv[1]}: its chat_template is not the official R1-Distill one (no </think> split)\n"
                  "HINT: regenerate it with node tools/js/make_r1_tokenizer.mjs .deps/tokenizer-r1")
@@ -104,8 +108,10 @@ def main():
             direct = template_ids(msgs)
             assert direct == ids, f"conversation {n}: apply_chat_template(tokenize=True) differs from the text's ids"
         else:
-            prompt = template_ids(msgs[:last], add_generation_prompt=True)
-            assert ids[: len(prompt)] == prompt, f"conversation {n}: the generation prompt is not a prefix"
+            # Texts, not ids: "<think>\n" ends the generation prompt, and a training text's
+            # "<think>\n\n</think>" (empty reasoning) merges its newlines into one token.
+            prompt = render(msgs[:last], add_generation_prompt=True)
+            assert text.startswith(prompt), f"conversation {n}: the generation prompt is not a prefix"
 
         # Assistant spans in characters, from rendered prefixes.
         spans = []
