@@ -51,10 +51,10 @@ std::string check_point(const SweepPoint& pt, int ranks, double gpu_gb) {
   } catch (const std::exception& e) {
     throw UsageError("data.path = \"" + cfg.data.path + "\": " + e.what());
   }
-  if (data.train.empty() && cfg.train.steps > 0)
+  if (data.train.empty() && !pt.base)
     throw UsageError("data.path = \"" + cfg.data.path + "\": no training rows left after selection");
   checked_global_batch(cfg, data, ranks);
-  if (cfg.train.steps == 0) return "evaluation only";
+  if (pt.base) return "evaluation only";
   const auto est = estimate_training_memory(mc, cfg);
   // Against the given GPU size; train.memory_budget_gb is checked either way.
   char gpu[64];
@@ -113,8 +113,11 @@ int plan_action(int argc, char** argv) {
     const int index = pt.base ? base++ : tuned++;
     char lr[32];
     std::snprintf(lr, sizeof lr, "%g", pt.cfg.train.lr);
-    std::printf("%-5d %-6s %-36s %-8lld %-9s %s\n", index, pt.base ? "base" : "tuned", pt.name.c_str(),
-                static_cast<long long>(pt.cfg.train.steps), pt.base ? "-" : lr, memory[i].c_str());
+    char length[32];
+    if (pt.cfg.train.epochs > 0) std::snprintf(length, sizeof length, "%g ep", pt.cfg.train.epochs);
+    else std::snprintf(length, sizeof length, "%lld", static_cast<long long>(pt.cfg.train.steps));
+    std::printf("%-5d %-6s %-36s %-8s %-9s %s\n", index, pt.base ? "base" : "tuned", pt.name.c_str(), length,
+                pt.base ? "-" : lr, memory[i].c_str());
   }
   std::printf("plan: %s\n", sw.out.c_str());
   log::info("sweep plan: ", tuned, " fine-tunes and ", base, " base evaluations in ", sw.out,

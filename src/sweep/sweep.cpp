@@ -398,7 +398,7 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
         pt.overrides.push_back("model.path=" + toml_string(opt.models + "/" + last_component(probe.model.path)));
       if (!opt.data.empty()) pt.overrides.push_back("data.path=" + toml_string(opt.data));
       pt.cfg = load_config(pt.config_file, pt.overrides);
-      pt.base = pt.cfg.train.steps == 0;
+      pt.base = pt.cfg.train.steps == 0 && pt.cfg.train.epochs == 0;
       return true;
     } catch (const UsageError& e) {
       std::string msg = e.what();
@@ -454,6 +454,7 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
                                   [](const auto& v) { return v.first.rfind("train.", 0) == 0; }),
                    b.values.end());
     b.values.emplace_back("train.steps", "0");
+    if (first->cfg.train.epochs > 0) b.values.emplace_back("train.epochs", "0");
     if (std::any_of(first->values.begin(), first->values.end(), [](const auto& v) { return v.first == "model.name"; }))
       b.values.erase(std::remove_if(b.values.begin(), b.values.end(), [](const auto& v) { return v.first == "model.name"; }),
                      b.values.end());
@@ -486,7 +487,8 @@ void write_sweep_plan(const Sweep& sw) {
                       {"config", cfg_path},
                       {"output_dir", pt.cfg.output.dir},
                       {"model_path", pt.cfg.model.path},
-                      {"steps", pt.cfg.train.steps},
+                      {"steps", pt.cfg.train.steps},  // 0 with train.epochs: derived when the run starts
+                      {"epochs", pt.cfg.train.epochs},
                       {"lr", pt.cfg.train.lr},
                       {"values", values}});
     tsv += std::to_string(index) + "\t" + (pt.base ? "base" : "tuned") + "\t" + pt.name + "\t" + cfg_path + "\t" +
@@ -559,7 +561,8 @@ std::vector<PointStatus> sweep_status(const std::string& out_dir) {
       } catch (const std::exception&) {
       }
     }
-    const std::string progress = step >= 0 ? "step " + std::to_string(step) + " of " + std::to_string(steps) : "";
+    const std::string progress =
+        step < 0 ? "" : "step " + std::to_string(step) + (steps > 0 ? " of " + std::to_string(steps) : "");
     const bool adapter = is_file(s.output_dir + "/adapter/adapter_model.safetensors");
     const bool has_run = is_file(s.output_dir + "/run.json") && is_file(s.output_dir + "/metrics.h5");
     if (lock_held(s.output_dir)) {

@@ -147,7 +147,7 @@ void check_loss_tokens(const Config& cfg, const Dataset& data) {
 // model's vocabulary.
 int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) {
   const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
-  if (cfg.train.steps > 0 && g > int64_t(data.train.size()))
+  if ((cfg.train.steps > 0 || cfg.train.epochs > 0) && g > int64_t(data.train.size()))
     throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
                      " x " + std::to_string(cfg.train.grad_accum) + " x " + std::to_string(world) + " = " +
                      std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +

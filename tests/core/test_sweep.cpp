@@ -102,6 +102,13 @@ TEST(Sweep, PointsSetsTemplatesAndOverrides) {
   EXPECT_EQ(m.cfg.model.path, "/cluster/models/X-7B");
   EXPECT_DOUBLE_EQ(m.cfg.train.lr, 3e-4);
   EXPECT_EQ(m.cfg.eval.every_steps, 5);
+  // A run length in epochs is a fine-tune, and its base evaluation trains for neither.
+  write_text(d.tmp / "epochs.toml", "[model]\npath = \"models/E-3B\"\n[train]\nepochs = 2\n");
+  const auto ep = read_sweep(d.sweep("[sweep]\nconfig = \"epochs.toml\"\n[grid]\ntrain.lr = [1e-5, 2e-5]\n"));
+  ASSERT_EQ(ep.points.size(), 3u);
+  EXPECT_FALSE(ep.points[0].base);
+  EXPECT_TRUE(point(ep, "base-3b").base);
+  EXPECT_EQ(point(ep, "base-3b").cfg.train.epochs, 0);
   EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep("[sweep]\nconfig = \"base.toml\"\nname = \"x{train.seed}\"\n"
                                                    "[grid]\ntrain.lr = [1e-5]\n")); },
                          {"s.sweep.toml:4", "{train.seed} is not a swept key"}));
