@@ -67,18 +67,6 @@ TEST(TrainerEpochs, TwoEpochsRunTheirStepsAndTheScheduleEndsThere) {
   EXPECT_HAS(both.err, "train.epochs and train.steps both set the length of the run");
 }
 
-// The exported adapter's tensors, in the checkpoint's order.
-std::vector<float> adapter_values(const std::string& dir, const CheckpointState& like) {
-  auto f = st::File::open(dir + "/adapter_model.safetensors");
-  std::vector<float> out;
-  for (const auto& a : like.adapters) {
-    const auto& t = f.at(a.name);
-    const auto* p = reinterpret_cast<const float*>(f.data(t));
-    out.insert(out.end(), p, p + a.data.size());
-  }
-  return out;
-}
-
 TEST(TrainerEarlyStop, PatienceStopsAnOverfittingRunAndExportsTheBestCheckpoint) {
   TempDir d;
   const auto out = d / "overfit";

@@ -25,18 +25,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The exported adapter's tensors, in the checkpoint's order.
-std::vector<float> adapter_values(const std::string& dir, const CheckpointState& like) {
-  auto f = st::File::open(dir + "/adapter_model.safetensors");
-  std::vector<float> out;
-  for (const auto& a : like.adapters) {
-    const auto& t = f.at(a.name);
-    const auto* p = reinterpret_cast<const float*>(f.data(t));
-    out.insert(out.end(), p, p + a.data.size());
-  }
-  return out;
-}
-
 // A small tmpfs (root only): the real full disk. Unmounted when the object dies.
 struct SmallDisk {
   std::string path;

@@ -11,6 +11,7 @@
 
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/metrics.h"
+#include "r1dist/formats/safetensors.h"
 #include "support/process.h"
 #include "support/shared_fixture.h"
 #include "support/temp.h"
@@ -103,6 +104,18 @@ inline double max_rel_err(const std::vector<float>& a, const std::vector<float>&
   EXPECT_LT(err, tol) << what << ": max rel err " << err << "; worst at [" << at << "]: "
                       << (at < a.size() ? a[at] : 0.f) << " vs " << (at < b.size() ? b[at] : 0.f);
   return err;
+}
+
+// The exported adapter's tensors, in the checkpoint's order.
+inline std::vector<float> adapter_values(const std::string& dir, const CheckpointState& like) {
+  auto f = st::File::open(dir + "/adapter_model.safetensors");
+  std::vector<float> out;
+  for (const auto& a : like.adapters) {
+    const auto& t = f.at(a.name);
+    const auto* p = reinterpret_cast<const float*>(f.data(t));
+    out.insert(out.end(), p, p + a.data.size());
+  }
+  return out;
 }
 
 inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
