@@ -322,27 +322,27 @@ TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   TempDir d;
   const auto padded = d / "padded", whole = d / "packed", stopped = d / "stopped", switched = d / "switched";
   const std::string rows = " --set data.max_seq_len=800 --set eval.every_steps=0", packing = rows + " --set data.packing=true";
-  auto r = run_r1dist("--cfg " + run_config(padded, 2, 1, 6) + rows, Launch{2});
+  auto r = run_r1dist("--cfg " + run_config(padded, 2, 1, 4) + rows, Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
-  r = run_r1dist("--cfg " + run_config(whole, 2, 1, 6) + packing, Launch{2});
+  r = run_r1dist("--cfg " + run_config(whole, 2, 1, 4) + packing, Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto u = read_metrics(padded + "/metrics.h5"), p = read_metrics(whole + "/metrics.h5");
-  ASSERT_EQ(u.steps.size(), 6u);
-  ASSERT_EQ(p.steps.size(), 6u);
+  ASSERT_EQ(u.steps.size(), 4u);
+  ASSERT_EQ(p.steps.size(), 4u);
   double padding = 0;
-  for (size_t i = 0; i < 6; ++i) {
+  for (size_t i = 0; i < 4; ++i) {
     EXPECT_NEAR(p.steps[i].loss, u.steps[i].loss, 1e-5 * std::abs(u.steps[i].loss)) << "step " << i + 1;
     EXPECT_EQ(p.steps[i].tokens, u.steps[i].tokens) << "loss tokens, step " << i + 1;
     EXPECT_EQ(p.steps[i].real_tokens, u.steps[i].real_tokens) << "step " << i + 1;
     EXPECT_EQ(p.steps[i].slot_tokens, p.steps[i].real_tokens) << "a packed step has no padding";
     EXPECT_EQ(p.steps[i].padding_share, 0.0);
     EXPECT_GT(u.steps[i].slot_tokens, u.steps[i].real_tokens) << "rows of different lengths pad";
-    padding += u.steps[i].padding_share / 6;
+    padding += u.steps[i].padding_share / 4;
   }
-  const auto packed_final = read_checkpoint(checkpoint_path(whole, 6));
-  const double err = max_rel_err(adapters_of(packed_final), adapters_of(read_checkpoint(checkpoint_path(padded, 6))),
-                                 1e-5, "adapters after 6 steps, packed vs padded");
-  std::printf("packed vs padded, 6 steps at lr 2e-3: adapter max rel err %.3g; padded runs had %.1f%% padding\n",
+  const auto packed_final = read_checkpoint(checkpoint_path(whole, 4));
+  const double err = max_rel_err(adapters_of(packed_final), adapters_of(read_checkpoint(checkpoint_path(padded, 4))),
+                                 1e-5, "adapters after 4 steps, packed vs padded");
+  std::printf("packed vs padded, 4 steps at lr 2e-3: adapter max rel err %.3g; padded runs had %.1f%% padding\n",
               err, 100 * padding);
   const auto log = read_text(whole + "/run.log");
   EXPECT_NE(log.find(" slots/s, 0.0% pad)"), std::string::npos) << "progress reports slots/s and the padding share";
@@ -351,16 +351,16 @@ TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   const auto padded_log = read_text(padded + "/run.log");
   EXPECT_EQ(padded_log.find(" slots/s, 0.0% pad)"), std::string::npos) << "the padded run pads";
 
-  r = run_r1dist("--cfg " + run_config(stopped, 2, 1, 6) + packing + " --stop-after 3", Launch{2});
+  r = run_r1dist("--cfg " + run_config(stopped, 2, 1, 4) + packing + " --stop-after 2", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
   copy_tree(stopped, switched);
-  r = run_r1dist("--cfg " + run_config(stopped, 2, 1, 6) + packing + " --resume auto", Launch{2});
+  r = run_r1dist("--cfg " + run_config(stopped, 2, 1, 4) + packing + " --resume auto", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
-  expect_bitwise_equal(read_checkpoint(checkpoint_path(stopped, 6)), packed_final, "packed, stop at 3, resume");
-  r = run_r1dist("--cfg " + run_config(switched, 2, 1, 6) + rows + " --resume auto", Launch{2});
+  expect_bitwise_equal(read_checkpoint(checkpoint_path(stopped, 4)), packed_final, "packed, stop at 2, resume");
+  r = run_r1dist("--cfg " + run_config(switched, 2, 1, 4) + rows + " --resume auto", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
-  max_rel_err(adapters_of(read_checkpoint(checkpoint_path(switched, 6))), adapters_of(packed_final), 1e-5,
-              "packed for 3 steps, then padded");
+  max_rel_err(adapters_of(read_checkpoint(checkpoint_path(switched, 4))), adapters_of(packed_final), 1e-5,
+              "packed for 2 steps, then padded");
 }
 
 }  // namespace
