@@ -2,13 +2,18 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
+#include <filesystem>
+#include <thread>
 #include <cstdlib>
 #include <limits>
 #include <sstream>
 #include <string>
 
 #include "r1dist/base/error.h"
+#include "r1dist/dist/stop_signals.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/log/log.h"
 
@@ -24,7 +29,7 @@ void stop_here(const std::string& where) {
 
 }  // namespace
 
-FaultPlan FaultPlan::from_env() {
+FaultPlan FaultPlan::from_env(const std::string& output_dir) {
   FaultPlan f;
   const char* env = std::getenv("R1DIST_FAULT");
   if (!env || !*env) return f;
@@ -49,6 +54,8 @@ FaultPlan FaultPlan::from_env() {
         f.kind = stop_in_step;
       else if (part == "stop_in_checkpoint")
         f.kind = stop_in_checkpoint;
+      else if (part == "hold")
+        f.kind = hold;
       else
         throw UsageError("R1DIST_FAULT: unknown fault '" + part + "'");
       first = false;
@@ -56,9 +63,17 @@ FaultPlan FaultPlan::from_env() {
       f.rank = std::stoi(part.substr(5));
     } else if (part.rfind("step=", 0) == 0) {
       f.step = std::stoll(part.substr(5));
+    } else if (part.rfind("run=", 0) == 0) {
+      std::stringstream names(part.substr(4));
+      for (std::string n; std::getline(names, n, ',');) f.runs.push_back(n);
     } else {
       throw UsageError("R1DIST_FAULT: cannot parse '" + part + "'");
     }
+  }
+  if (!f.runs.empty()) {
+    const std::string name = std::filesystem::path(output_dir).lexically_normal().filename().string();
+    const std::string dir_name = name.empty() ? std::filesystem::path(output_dir).parent_path().filename().string() : name;
+    if (std::find(f.runs.begin(), f.runs.end(), dir_name) == f.runs.end()) f.kind = none;
   }
   return f;
 }
@@ -78,6 +93,11 @@ void FaultPlan::at_startup(int my_rank) const {
 }
 
 void FaultPlan::after_step(int my_rank, int64_t s) const {
+  if (kind == hold && step == s) {
+    log::warn("R1DIST_FAULT: holding after step ", s, " until a stop signal arrives (at most 300 s)");
+    log::flush();
+    for (int i = 0; i < 3000 && stop_signal() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   if (kind == kill && rank == my_rank && step == s) {
     log::flush();
     std::raise(SIGKILL);

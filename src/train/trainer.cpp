@@ -109,7 +109,7 @@ void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& s
 TrainResult train(const Config& configured, const TrainOptions& opt) {
   const auto t_start = Clock::now();
   const auto& pg = dist_group();
-  const FaultPlan faults = FaultPlan::from_env();
+  const FaultPlan faults = FaultPlan::from_env(configured.output.dir);
   Config cfg = configured;  // train.steps resolved from train.epochs below
   std::filesystem::create_directories(cfg.output.dir + "/checkpoints");
 

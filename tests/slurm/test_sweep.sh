@@ -74,10 +74,9 @@ for size in 1.5B 7B 14B; do
 done
 export R1DIST_MODELS=$work/models
 GRID=configs/demo/grid.sweep.toml
-# Shorter points than the demo's: the final evaluation only, short generations.
-QUICK=(--set eval.every_steps=0 --set eval.max_new_tokens=16)
-C_STEPS=${C_STEPS:-90}    # ~60 s of steps on 2 cores (about 30 per attempt): more than one attempt of a
-                          # one-minute limit (SIGUSR1 30 s before it) can do
+# Shorter points than the demo's: the final evaluation only, short generations, rows of 64
+# tokens.
+QUICK=(--set eval.every_steps=0 --set eval.max_new_tokens=16 --set data.max_seq_len=64)
 
 # ---- 1. refusals before anything runs -------------------------------------------------
 for s in "point.sbatch tuned" "point.sbatch base" "report.sbatch"; do
@@ -120,8 +119,12 @@ runs=$work/grid
 "$R" sweep plan $GRID --out "$runs" --models "$work/models" "${QUICK[@]}" >/dev/null 2>&1 || fail "the grid does not plan"
 "$R" sweep status "$runs" > "$work/status0.txt"
 [ "$(grep -cE '^\S+ +(tuned|base) +not started' "$work/status0.txt")" -eq 8 ] || fail "before: $(cat "$work/status0.txt")"
-bash cluster/slurm/submit.sh --sweep $GRID --out "$runs" --throttle 2 "${QUICK[@]}" > "$work/submit.txt" 2>"$work/submit.err" ||
-  fail "submit: $(cat "$work/submit.err")"
+# A and B (below) hold after step 3 until their signal arrives (R1DIST_FAULT=hold, a test hook
+# of the trainer: include/r1dist/train/fault.h), so the signal lands at that step however fast
+# or slow the machine is; the other points do not hold.
+A=1.5b-lr2e-03 B=1.5b-lr3e-04
+R1DIST_FAULT="hold:step=3:run=$A,$B" bash cluster/slurm/submit.sh --sweep $GRID --out "$runs" --throttle 2 "${QUICK[@]}" \
+  > "$work/submit.txt" 2>"$work/submit.err" || fail "submit: $(cat "$work/submit.err")"
 tuned=$(sed -n 's/.*tuned=\([0-9]*\).*/\1/p' "$work/submit.txt")
 [ -n "$tuned" ] || fail "no array job: $(cat "$work/submit.txt" "$work/submit.err")"
 scontrol show job "$tuned" | grep -q "ArrayTaskThrottle=2" || fail "the throttle did not reach Slurm"
@@ -129,7 +132,6 @@ scontrol show job "$tuned" | grep -q "ArrayTaskThrottle=2" || fail "the throttle
 # the task's own job id. On a throttled array Slurm 22.05 delivers scancel's signal and then
 # reports "Job can not be altered now, try again later"; that the signal arrived is checked
 # below (a stop at the signal in run.log, a resume from its checkpoint).
-A=1.5b-lr2e-03 B=1.5b-lr3e-04
 task_job() { squeue -h -r -j "$1" -o %A 2>/dev/null | head -n 1; }
 wait_steps "$runs/$A" 3
 ja=$(task_job "${tuned}_0")
@@ -181,17 +183,20 @@ done < "$runs/points.tsv"
 say "grid: 8 points done, metrics readable by h5dump, adapters, report after all with a recommendation per model"
 
 # ---- 3. a time limit shorter than the run ------------------------------------------------------
-# More and shorter steps under a one-minute limit with SIGUSR1 30 s before it.
+# A one-minute limit with SIGUSR1 30 s before it; the point holds after step 4 until that
+# signal (R1DIST_FAULT=hold), so its first attempt is cut on any machine.
+C_STEPS=12
 printf '[sweep]\nconfig = "%s/configs/demo/v6.toml"\n[[point]]\nname = "limit"\ntrain.steps = %d\ndata.max_seq_len = 64\n' \
   "$root" "$C_STEPS" > "$work/limit.sweep.toml"
-c=$(R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=30 bash cluster/slurm/submit.sh --sweep "$work/limit.sweep.toml" --out "$work/limit" \
+c=$(R1DIST_FAULT=hold:step=4:run=limit R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=30 \
+      bash cluster/slurm/submit.sh --sweep "$work/limit.sweep.toml" --out "$work/limit" \
       --no-report 2>/dev/null | sed -n 's/.*tuned=\([0-9]*\).*/\1/p')
 [ -n "$c" ] || fail "the time-limit sweep was not submitted"
 drain 900
 out=$work/limit/limit
 log=$work/limit/slurm/r1dist-tuned-${c}_0.out
 attempts=$(grep -c '^=== r1dist limit: attempt [0-9]* on' "$log")
-[ "$attempts" -ge 2 ] || fail "limit: finished in one attempt; the time limit did not cut it (raise C_STEPS)"
+[ "$attempts" -ge 2 ] || fail "limit: finished in one attempt; the time limit did not cut it"
 [ -f "$out/checkpoints/step_$(printf %08d "$C_STEPS").h5" ] || fail "limit: did not reach step $C_STEPS"
 while read -r from to; do
   [ "$to" -gt "$from" ] || fail "limit: an attempt made no progress ($from -> $to)"

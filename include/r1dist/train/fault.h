@@ -12,21 +12,30 @@
 //   "stop_in_checkpoint:rank=R:step=S" rank R stops itself before step S's checkpoint
 //                               (a stopped rank hangs its peers' next collective: the
 //                               dist.timeout_s deadline must end the job)
+//   "hold:step=S[:run=NAME,NAME...]" every rank waits after step S until a stop signal
+//                               arrives (at most 300 s), only in runs whose output.dir is
+//                               named NAME when run= is given: a test's signal then lands at
+//                               a known step, however slow or fast the machine
 // Unset (the normal case): every hook returns at once.
 #pragma once
 #include <ATen/Tensor.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace r1dist {
 
 struct FaultPlan {
   enum Kind {
-    none, kill, kill_in_checkpoint, nan_loss, signal, nan_update, stop_at_startup, stop_in_step, stop_in_checkpoint
+    none, kill, kill_in_checkpoint, nan_loss, signal, nan_update, stop_at_startup, stop_in_step, stop_in_checkpoint, hold
   } kind = none;
   int rank = 0;
   int64_t step = -1;
-  static FaultPlan from_env();  // throws UsageError on a malformed R1DIST_FAULT
+  std::vector<std::string> runs;  // hold: the output directories' names it applies to (empty: all)
+  // Throws UsageError on a malformed R1DIST_FAULT. `output_dir` (the run's output.dir) scopes
+  // run=; a plan that does not apply to this run is `none`.
+  static FaultPlan from_env(const std::string& output_dir = "");
 
   // Called with this rank's all-reduce buffer of step `step` (1-based) before the collective.
   void before_allreduce(at::Tensor& buffer, int my_rank, int64_t step) const;
