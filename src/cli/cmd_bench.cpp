@@ -11,6 +11,7 @@
 // preset's shape on random weights and random tokens (no files): tokens/s, MFU (model FLOPs
 // utilisation, docs/PERFORMANCE.md),
 // peak memory and the time split of a step (forward, lm_head + loss, backward, optimizer).
+// `bench balance` (bench_balance.cpp): how evenly a config's steps spread over 1..N ranks.
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -473,8 +474,8 @@ int bench_train(const Args& a) {
 
 int cmd_bench(int argc, char** argv) {
   Args a("r1dist bench",
-         "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss, train.");
-  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss, train")
+         "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss, train, balance.");
+  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss, train, balance")
       .option_str("model", "generate: model directory")
       .option_str("batch", "generate: batch sizes, comma-separated", "1,16")
       .option_int("prompt-len", "generate: prompt tokens", 128)
@@ -503,6 +504,10 @@ int cmd_bench(int argc, char** argv) {
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")
+      .option_str("cfg", "balance: the run's config file")
+      .option_list("set", "balance: section.key=value, as for training (repeatable)")
+      .option_str("ranks", "balance: rank counts, comma-separated", "1,2,4,8,16,64")
+      .option_int("global-batch", "balance: rows per step at every rank count (0: micro_batch x grad_accum x ranks)", 0)
       .positional({"kind"});
   if (!a.parse(argc, argv)) return 0;
   const auto kind = a.required("kind");
@@ -512,7 +517,8 @@ int cmd_bench(int argc, char** argv) {
   if (kind == "generate") return bench_generate(a);
   if (kind == "loss") return bench_loss(a);
   if (kind == "train") return bench_train(a);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss, train)");
+  if (kind == "balance") return bench_balance(a);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss, train, balance)");
 }
 
 }  // namespace r1dist

@@ -4,6 +4,8 @@
 
 namespace r1dist {
 
+class Args;
+
 int cmd_run(int argc, char** argv);  // --cfg FILE (the main job)
 int cmd_init_model(int argc, char** argv);
 int cmd_score(int argc, char** argv);
@@ -18,5 +20,8 @@ int cmd_eval(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
 int cmd_report(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
+
+// Kinds of r1dist bench kept apart from the torch ones.
+int bench_balance(const Args& a);  // bench_balance.cpp
 
 }  // namespace r1dist

@@ -1,7 +1,9 @@
-// First-fit-decreasing packing of a global batch, the ranks' shares, and the packed collate.
+// Packing a global batch: rows balanced over the ranks, each rank's rows first-fit decreasing
+// into sequences; the ranks' shares, the packed collate and the per-rank loads.
 #include "r1dist/data/packing.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -37,21 +39,36 @@ std::vector<PackedSequence> pack_rows(const std::vector<int64_t>& rows, const st
   return seqs;
 }
 
-std::vector<std::vector<PackedSequence>> pack_rank_share(const std::vector<PackedSequence>& seqs, int rank,
-                                                         int world, int64_t micro_batch) {
+std::vector<std::vector<PackedSequence>> pack_step(const std::vector<int64_t>& rows, const std::vector<int64_t>& lengths,
+                                                   int64_t capacity, int world) {
+  if (world <= 0) throw UsageError("pack_step: world " + std::to_string(world) + " must be > 0");
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  auto len = [&](size_t i) {
+    const int64_t row = rows[i];
+    return row >= 0 && size_t(row) < lengths.size() ? lengths[size_t(row)] : 0;  // pack_rows names a bad row
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return len(a) > len(b); });
+  std::vector<int64_t> load(size_t(world), 0);
+  std::vector<std::vector<int64_t>> mine{size_t(world)};
+  for (size_t i : order) {
+    const auto r = size_t(std::min_element(load.begin(), load.end()) - load.begin());  // first minimum
+    load[r] += len(i);
+    mine[r].push_back(rows[i]);
+  }
+  std::vector<std::vector<PackedSequence>> out;
+  out.reserve(size_t(world));
+  for (const auto& r : mine) out.push_back(pack_rows(r, lengths, capacity));
+  return out;
+}
+
+std::vector<std::vector<PackedSequence>> pack_rank_share(const std::vector<int64_t>& rows,
+                                                         const std::vector<int64_t>& lengths, int64_t capacity,
+                                                         int rank, int world, int64_t micro_batch) {
   if (world <= 0 || rank < 0 || rank >= world || micro_batch <= 0)
     throw UsageError("pack_rank_share: rank " + std::to_string(rank) + " of world " + std::to_string(world) +
                      ", micro_batch " + std::to_string(micro_batch));
-  std::vector<size_t> order(seqs.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return seqs[a].tokens > seqs[b].tokens; });
-  std::vector<int64_t> load(size_t(world), 0);
-  std::vector<PackedSequence> mine;
-  for (size_t i : order) {
-    const auto r = size_t(std::min_element(load.begin(), load.end()) - load.begin());  // first minimum
-    load[r] += seqs[i].tokens;
-    if (int(r) == rank) mine.push_back(seqs[i]);
-  }
+  const auto mine = std::move(pack_step(rows, lengths, capacity, world)[size_t(rank)]);
   std::vector<std::vector<PackedSequence>> out;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (i % size_t(micro_batch) == 0) out.emplace_back();
@@ -81,28 +98,59 @@ PackedCollated collate_packed(const std::vector<const Example*>& rows) {
 PackingSummary summarize_packing(const BatchPlan& plan, int64_t step, const std::vector<int64_t>& lengths,
                                  int64_t capacity, int world) {
   const auto rows = plan.step_rows(step);
-  const auto seqs = pack_rows(rows, lengths, capacity);
   PackingSummary s;
   s.rows = int64_t(rows.size());
-  s.sequences = int64_t(seqs.size());
-  for (const auto& q : seqs) s.tokens += q.tokens;
-  s.idle_ranks = s.sequences < world ? world - int(s.sequences) : 0;
+  s.min_rank_tokens = std::numeric_limits<int64_t>::max();
+  for (const auto& rank : pack_step(rows, lengths, capacity, world)) {
+    int64_t tokens = 0;
+    for (const auto& q : rank) tokens += q.tokens;
+    s.sequences += int64_t(rank.size());
+    s.tokens += tokens;
+    s.min_rank_tokens = std::min(s.min_rank_tokens, tokens);
+    s.max_rank_tokens = std::max(s.max_rank_tokens, tokens);
+    s.idle_ranks += rank.empty();
+  }
   return s;
 }
 
 SlotCount unpacked_slots(const BatchPlan& plan, int64_t step, const std::vector<int64_t>& lengths, int world,
                          int64_t micro_batch, int64_t grad_accum) {
+  const auto loads = rank_loads(plan, step, lengths, world, micro_batch, grad_accum, false, 0);
   SlotCount n;
+  for (size_t r = 0; r < loads.real.size(); ++r) n.real += loads.real[r], n.slots += loads.slots[r];
+  return n;
+}
+
+int64_t RankLoads::max_slots() const { return slots.empty() ? 0 : *std::max_element(slots.begin(), slots.end()); }
+
+double RankLoads::balance() const {
+  const int64_t most = max_slots();
+  if (most == 0) return 1.0;
+  return double(std::accumulate(slots.begin(), slots.end(), int64_t{0})) / (double(slots.size()) * double(most));
+}
+
+RankLoads rank_loads(const BatchPlan& plan, int64_t step, const std::vector<int64_t>& lengths, int world,
+                     int64_t micro_batch, int64_t grad_accum, bool packing, int64_t capacity) {
+  RankLoads l;
+  l.real.assign(size_t(world), 0);
+  l.slots.assign(size_t(world), 0);
+  if (packing) {
+    const auto ranks = pack_step(plan.step_rows(step), lengths, capacity, world);
+    for (size_t r = 0; r < ranks.size(); ++r)
+      for (const auto& s : ranks[r]) l.real[r] += s.tokens;
+    l.slots = l.real;
+    return l;
+  }
   for (int r = 0; r < world; ++r)
     for (const auto& mb : plan.rank_micro_batches(step, r, world, micro_batch, grad_accum)) {
       int64_t longest = 0;
       for (int64_t i : mb) {
-        n.real += lengths[size_t(i)];
+        l.real[size_t(r)] += lengths[size_t(i)];
         longest = std::max(longest, lengths[size_t(i)]);
       }
-      n.slots += longest * int64_t(mb.size());
+      l.slots[size_t(r)] += longest * int64_t(mb.size());
     }
-  return n;
+  return l;
 }
 
 }  // namespace r1dist

@@ -101,12 +101,14 @@ BatchPlan make_plan(const Config& cfg, const Dataset& data, int64_t global_batch
   if (!cfg.data.packing) return plan;
   const auto step1 = summarize_packing(plan, 0, example_lengths(data.train), cfg.data.max_seq_len, world);
   log::info("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) in ", step1.sequences,
-            " sequences of <= ", cfg.data.max_seq_len, " tokens");
+            " sequences of <= ", cfg.data.max_seq_len, " tokens",
+            world > 1 ? ", " + std::to_string(step1.min_rank_tokens) + " to " + std::to_string(step1.max_rank_tokens) +
+                            " tokens per rank"
+                      : std::string());
   if (step1.idle_ranks > 0)
-    log::warn("packing: step 1's ", step1.rows, " rows (", step1.tokens, " tokens) make ", step1.sequences,
-              " sequence(s) for ", world, " ranks: ", step1.idle_ranks,
+    log::warn("packing: step 1 has ", step1.rows, " rows for ", world, " ranks: ", step1.idle_ranks,
               " rank(s) idle through such steps\nHINT: raise train.grad_accum (a larger global batch) or run fewer "
-              "ranks; packing pays when a global batch holds at least world x data.max_seq_len tokens");
+              "ranks");
   return plan;
 }
 

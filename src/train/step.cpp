@@ -46,10 +46,11 @@ StepOutcome StepRunner::run(int64_t k) {
     loss_slot.add_(loss.detach());
   };
   if (cfg_.data.packing) {
-    const auto seqs = pack_rows(plan_.step_rows(k), lengths_, cfg_.data.max_seq_len);
-    for (const auto& s : seqs) out.real_tokens += s.tokens;
+    const auto rows = plan_.step_rows(k);
+    for (int64_t i : rows) out.real_tokens += lengths_[size_t(i)];
     out.slot_tokens = out.real_tokens;
-    for (const auto& mb : pack_rank_share(seqs, pg.rank, pg.world, cfg_.train.micro_batch)) {
+    for (const auto& mb :
+         pack_rank_share(rows, lengths_, cfg_.data.max_seq_len, pg.rank, pg.world, cfg_.train.micro_batch)) {
       std::vector<const Example*> rows;
       for (const auto& s : mb)
         for (int64_t i : s.rows) rows.push_back(&train_[size_t(i)]);

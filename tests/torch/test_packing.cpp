@@ -82,8 +82,7 @@ LossAndGrad step(Qwen2Model& model, const std::vector<Example>& rows, int64_t ca
     total += loss.detach();
   };
   if (packed) {
-    const auto seqs = pack_rows(all, lengths, capacity);
-    for (const auto& mb : pack_rank_share(seqs, 0, 1, 2)) {  // two sequences per micro-batch
+    for (const auto& mb : pack_rank_share(all, lengths, capacity, 0, 1, 2)) {  // two sequences per micro-batch
       std::vector<const Example*> ptrs;
       for (const auto& s : mb)
         for (int64_t i : s.rows) ptrs.push_back(&rows[size_t(i)]);
