@@ -25,7 +25,7 @@ constexpr int64_t kQ8Block = 32;     // Q8_0: blocks of 32 values, an fp16 scale
 enum class TensorType : uint32_t { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 };
 const char* type_name(TensorType t);  // "F32", "F16", "Q8_0", "BF16"
 
-// Bytes of a tensor of `numel` values whose rows hold `row` values (Q8_0: row % 32 == 0).
+// Bytes of a tensor of `numel` values (Q8_0: numel % 32 == 0; rows are whole blocks, can_store).
 uint64_t tensor_bytes(TensorType t, int64_t numel);
 // Whether rows of `row` values can be stored in `t` (Q8_0 needs whole blocks per row).
 bool can_store(TensorType t, int64_t row);
