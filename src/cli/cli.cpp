@@ -43,6 +43,7 @@ const Command kCommands[] = {
     {"sweep", "plan a sweep file (a grid of settings, one config per point) or show what became of its points",
      cmd_sweep, false},
     {"merge", "fold an adapter into its base and write an HF model directory", cmd_merge, false},
+    {"export", "write a model (adapter folded in) as one GGUF file for llama.cpp and Ollama", cmd_export, false},
     {"bench", "benchmarks that print measured figures (nf4, data, checkpoint, generate, loss, train)", cmd_bench,
      false},
 };

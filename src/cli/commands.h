@@ -18,6 +18,7 @@ int cmd_checkpoint(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
+int cmd_export(int argc, char** argv);
 int cmd_report(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
 

@@ -76,37 +76,42 @@ std::string attach_saved_adapter(Qwen2Model& model, const std::string& path, con
   throw UsageError("adapter " + path + " does not exist (give a PEFT adapter directory or an r1dist checkpoint .h5)");
 }
 
+MergedWeights::MergedWeights(Qwen2Model& model) : weights_(model.named_weights()) {
+  // Every projection under its weight name, adapter or not.
+  for (const auto& ref : model.projections(projection_names())) proj_[ref.module_path + ".weight"] = ref.layer;
+}
+
+std::vector<int64_t> MergedWeights::shape(size_t i) const {
+  auto it = proj_.find(name(i));
+  return it != proj_.end() ? std::vector<int64_t>{it->second->out_features(), it->second->in_features()}
+                           : weights_[i].second->sizes().vec();
+}
+
+at::Tensor MergedWeights::fp32(size_t i) {
+  at::NoGradGuard ng;
+  at::Tensor w;
+  if (auto it = proj_.find(name(i)); it != proj_.end()) {
+    const LoraLinear& l = *it->second;
+    w = l.base_weight(at::kFloat);
+    if (l.has_adapter()) {
+      w = w + l.scaling * at::matmul(l.lora_B.to(at::kFloat), l.lora_A.to(at::kFloat));
+      ++merged_;
+    }
+  } else {
+    w = *weights_[i].second;
+  }
+  return w.to(at::kCPU, at::kFloat).contiguous();
+}
+
 std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string& base_dir, const std::string& out_dir,
                                            at::ScalarType dtype, uint64_t max_shard_bytes) {
   check(dtype == at::kBFloat16 || dtype == at::kFloat, "merge: the output dtype must be bf16 or fp32");
-  // Every projection under its weight name, adapter or not.
-  std::map<std::string, const LoraLinear*> proj;
-  for (const auto& ref : model.projections(projection_names())) proj[ref.module_path + ".weight"] = ref.layer;
-  const auto weights = model.named_weights();
+  MergedWeights weights(model);
   std::vector<st::WriteSpec> specs;
-  for (const auto& [name, t] : weights) {
-    auto it = proj.find(name);
-    const auto shape = it != proj.end() ? std::vector<int64_t>{it->second->out_features(), it->second->in_features()}
-                                        : t->sizes().vec();
-    specs.push_back({name, to_st_dtype(dtype), shape});
-  }
-  int64_t merged = 0;
+  for (size_t i = 0; i < weights.size(); ++i) specs.push_back({weights.name(i), to_st_dtype(dtype), weights.shape(i)});
   auto fill = [&](size_t i, uint8_t* dst, size_t nbytes) {
-    at::NoGradGuard ng;
-    const auto& [name, t] = weights[i];
-    at::Tensor w;
-    if (auto it = proj.find(name); it != proj.end()) {
-      const LoraLinear& l = *it->second;
-      w = l.base_weight(at::kFloat);
-      if (l.has_adapter()) {
-        w = w + l.scaling * at::matmul(l.lora_B.to(at::kFloat), l.lora_A.to(at::kFloat));
-        ++merged;
-      }
-    } else {
-      w = *t;
-    }
-    w = w.to(at::kCPU, dtype).contiguous();
-    check(size_t(w.nbytes()) == nbytes, "merge: size mismatch for " + name);
+    const at::Tensor w = weights.fp32(i).to(dtype).contiguous();
+    check(size_t(w.nbytes()) == nbytes, "merge: size mismatch for " + weights.name(i));
     std::memcpy(dst, w.data_ptr(), nbytes);
   };
   auto files = st::write_model_dir(out_dir, specs, fill, max_shard_bytes);
@@ -121,7 +126,7 @@ std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string&
     copy_file(from, out_dir + "/" + name);
     files.push_back(out_dir + "/" + name);
   }
-  log::info("merge: ", merged, " adapters folded into their base weights; ", files.size(), " files in ", out_dir);
+  log::info("merge: ", weights.merged(), " adapters folded into their base weights; ", files.size(), " files in ", out_dir);
   return files;
 }
 

@@ -39,14 +39,17 @@ class BpeMerges {
   void merge_heap(std::vector<int32_t>& ids) const;
   static constexpr size_t kSmallWord = 48;
 
+  struct Merge {
+    int32_t left, right, merged;
+  };
+  // The merges in rank order.
+  const std::vector<Merge>& ranked() const { return by_rank_; }
+
  private:
   struct Entry {
     uint64_t key;
     int32_t rank;
     int32_t merged;
-  };
-  struct Merge {
-    int32_t left, right, merged;
   };
   static constexpr uint64_t kEmpty = ~uint64_t(0);
   static uint64_t pack(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }

@@ -64,6 +64,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> id_to_token;  // byte-level form for vocab tokens, content for added
   std::vector<std::string> token_bytes;  // what decode writes for each id
   std::vector<uint8_t> special;
+  std::vector<Tokenizer::TokenKind> kind;
   std::unordered_map<std::string_view, int32_t> token_to_id;  // views into id_to_token
   std::unordered_map<std::string_view, int32_t> bytes_to_id;  // ignore_merges only
   int32_t byte_id[256] = {};
@@ -350,6 +351,10 @@ Tokenizer Tokenizer::load(const std::string& dir_or_file) {
     present[tk.id] = 1;
     t.special[tk.id] = tk.special;
   }
+  t.kind.assign(t.vocab_size, TokenKind::none);
+  for (int32_t id = 0; id < t.vocab_size; ++id)
+    if (present[id]) t.kind[id] = TokenKind::normal;
+  for (const auto& tk : added_tokens) t.kind[tk.id] = tk.special ? TokenKind::added_special : TokenKind::added;
   for (int32_t id = 0; id < t.vocab_size; ++id) {
     if (!present[id]) continue;
     t.token_bytes[id] = token_to_bytes(t.id_to_token[id]);
@@ -504,6 +509,17 @@ std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
 std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
 int32_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
 bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < impl_->vocab_size && impl_->special[id]; }
+
+Tokenizer::TokenKind Tokenizer::token_kind(int32_t id) const {
+  return id >= 0 && id < impl_->vocab_size ? impl_->kind[id] : TokenKind::none;
+}
+
+std::vector<std::pair<std::string, std::string>> Tokenizer::merges() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(impl_->merges.size());
+  for (const auto& m : impl_->merges.ranked()) out.emplace_back(impl_->id_to_token[m.left], impl_->id_to_token[m.right]);
+  return out;
+}
 std::string Tokenizer::fingerprint() const { return impl_->fingerprint; }
 const std::string& Tokenizer::path() const { return impl_->path; }
 

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,25 @@ namespace r1dist {
 // model or holds non-finite values. Warns when the adapter records the fingerprint of other
 // base weights than base_dir's (trained on another model with the same config.json).
 std::string attach_saved_adapter(Qwen2Model& model, const std::string& path, const std::string& base_dir);
+
+// The weights of `model` with every adapter folded into its base weight (W + scaling * B A,
+// in fp32), one at a time, in the order of named_weights (the weight table): merge writes
+// them as safetensors, export as GGUF.
+class MergedWeights {
+ public:
+  explicit MergedWeights(Qwen2Model& model);
+  size_t size() const { return weights_.size(); }
+  const std::string& name(size_t i) const { return weights_[i].first; }
+  std::vector<int64_t> shape(size_t i) const;
+  // Weight i in fp32 on the CPU, contiguous.
+  at::Tensor fp32(size_t i);
+  int64_t merged() const { return merged_; }  // adapters folded in so far
+
+ private:
+  std::vector<std::pair<std::string, at::Tensor*>> weights_;
+  std::map<std::string, const LoraLinear*> proj_;
+  int64_t merged_ = 0;
+};
 
 // Writes `model` with every adapter folded into its base weight (W + scaling * B A, in fp32,
 // then cast to `dtype`) as an HF model directory: config.json (dtype updated), safetensors

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace r1dist {
@@ -38,6 +39,11 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const;
   int32_t vocab_size() const;  // largest id + 1 (R1: 151665)
   bool is_special(int32_t id) const;
+  // For writers of other formats (GGUF): what kind of token an id is, and the merges in rank
+  // order as token pairs (spelled as id_to_token spells them).
+  enum class TokenKind : uint8_t { none, normal, added, added_special };  // none: no token has the id
+  TokenKind token_kind(int32_t id) const;
+  std::vector<std::pair<std::string, std::string>> merges() const;
   // 16 hex digits: FNV-1a 64 over tokenizer.json and tokenizer_config.json, for caches.
   std::string fingerprint() const;
   const std::string& path() const;
