@@ -458,11 +458,12 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
   }
   md << "Runs without an `/eval` group (no `r1dist eval`, eval.suite off) show their last in-training "
         "evaluation and no MCQ or repetition figures.\n\n";
-  // Runs that ended early (eval.patience): metrics.h5 /attrs says at which step and why.
+  // Runs that ended early (eval.patience): metrics.h5 /counters says at which step, /attrs why.
   bool any_stopped = false;
   for (const auto& r : runs) {
-    const auto at = r.metrics.attrs.find("stopped_at_step"), why = r.metrics.attrs.find("stop_reason");
-    if (at == r.metrics.attrs.end()) continue;
+    const auto at = r.metrics.counters.find("stopped_at_step");
+    const auto why = r.metrics.attrs.find("stop_reason");
+    if (at == r.metrics.counters.end()) continue;
     if (!any_stopped) md << "## Runs stopped early\n\n";
     any_stopped = true;
     md << "- " << md_text(r.name) << " (" << md_code(r.dir) << "): stopped after step " << at->second << " of "

@@ -98,20 +98,20 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
       continued = false;
     }
   }
-  auto m = std::make_unique<MetricsWriter>(path, continued, resume_step);
-  if (resume_step > 0 && !continued) m->set_attr("history_starts_at_step", resume_step);
+  auto m = std::make_unique<MetricsWriter>(path, continued, resume_step, cfg.to_toml());
+  if (resume_step > 0 && !continued) m->set_counter("history_starts_at_step", resume_step);
   for (const auto& c : overridden) {
     const std::string name = ("resume_anyway." + std::to_string(resume_step) + "." + c.key).substr(0, 63);
     m->set_attr(name, (c.was + " -> " + c.now).substr(0, 255));
   }
   m->set_attr("name", cfg.model.display_name());
-  m->set_attr("rows_in_file", data.load.rows_in_file);
-  m->set_attr("rows_skipped", data.load.skipped);
-  m->set_attr("rows_truncated", data.truncated);
-  m->set_attr("rows_dropped", data.dropped);
-  m->set_attr("train_rows", int64_t(data.train.size()));
-  m->set_attr("eval_rows", int64_t(data.eval.size()));
-  m->set_attr("world_size", int64_t(world));
+  m->set_counter("rows_in_file", data.load.rows_in_file);
+  m->set_counter("rows_skipped", data.load.skipped);
+  m->set_counter("rows_truncated", data.truncated);
+  m->set_counter("rows_dropped", data.dropped);
+  m->set_counter("train_rows", int64_t(data.train.size()));
+  m->set_counter("eval_rows", int64_t(data.eval.size()));
+  m->set_counter("world_size", int64_t(world));
   return m;
 }
 

@@ -242,7 +242,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     if (res.stopped_on_drift) break;
     if (res.stopped_on_patience) {
       if (metrics) {
-        metrics->set_attr("stopped_at_step", state.step);
+        metrics->set_counter("stopped_at_step", state.step);
         metrics->set_attr("stop_reason", res.stop_reason);
       }
       // The adapter is the best checkpoint's: load its weights back before the export.

@@ -253,6 +253,11 @@ TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical
   const auto m = read_metrics(out + "/metrics.h5");
   ASSERT_EQ(m.steps.size(), 10u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  // The metrics file describes itself: the run's config, typed counters.
+  EXPECT_EQ(m.format_version, kMetricsFormatVersion);
+  EXPECT_THAT(m.config_toml, HasSubstr("[lora]"));
+  EXPECT_EQ(m.counters.at("world_size"), 2);
+  EXPECT_GT(m.counters.at("train_rows"), 0);
   // Rank 0 alone reads the candidates; its refusal reaches rank 1 at once (no rank waits on
   // the other until the watchdog).
   const auto t0 = std::chrono::steady_clock::now();
