@@ -502,7 +502,7 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
       if (!r.eval || r.eval->generations.empty()) continue;
       const auto& gen = r.eval->generations.front();
       md << "### " << md_text(r.name) << " (" << md_code(r.dir) << ")\n\nPrompt: " << md_text(gen.prompt) << "  \n"
-         << gen.tokens << " tokens" << (gen.stopped ? " (ended at EOS)" : " (token limit)")
+         << gen.tokens << " tokens" << (gen.stopped_at_eos ? " (ended at EOS)" : " (token limit)")
          << ", reasoning closed: " << (gen.think_closed ? "yes" : "no") << ", repeated 4-grams "
          << fmt(gen.repetition.repeated_4gram_share, "%.3f") << (gen.repetition.collapsed ? ", collapsed" : "")
          << "\n\n"
