@@ -122,7 +122,8 @@ void read_columns(hid_t f, const std::string& table, std::vector<MetricsColumn>&
   const int n = R1DIST_H5(w, H5Tget_nmembers(t));
   if (units.size() != size_t(n) || descriptions.size() != size_t(n))
     throw Error(w + ": " + std::to_string(n) + " columns but " + std::to_string(units.size()) + " units and " +
-                std::to_string(descriptions.size()) + " descriptions");
+                std::to_string(descriptions.size()) + " descriptions\nHINT: the file was changed by another "
+                "program: give the table's attributes `units` and `descriptions` one entry per column");
   for (int i = 0; i < n; ++i) {
     char* name = H5Tget_member_name(t, unsigned(i));
     out.push_back({table, name ? name : "", units[size_t(i)], descriptions[size_t(i)]});
