@@ -259,6 +259,10 @@ TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical
   EXPECT_THAT(m.config_toml, HasSubstr("[lora]"));
   EXPECT_EQ(m.counters.at("world_size"), 2);
   EXPECT_GT(m.counters.at("train_rows"), 0);
+  // checkpoint-diff names the tensor whose moments differ most (through /optimizer/layout).
+  r = run_r1dist("checkpoint-diff " + checkpoint_path(out, 10) + " " + checkpoint_path(out, 5));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(max rel diff); worst tensor base_model.model.model.layers."));
   // Rank 0 alone reads the candidates; its refusal reaches rank 1 at once (no rank waits on
   // the other until the watchdog).
   const auto t0 = std::chrono::steady_clock::now();
