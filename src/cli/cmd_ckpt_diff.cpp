@@ -1,9 +1,12 @@
 // r1dist checkpoint-diff A B: how far two checkpoints' adapters and optimizer moments are
-// apart (max |a-b| / max |b|, per tensor and overall), e.g. a multi-GPU run against its
+// apart (max |a-b| / max |b|, per tensor and overall; the moments by tensor through
+// moment_layout), e.g. a multi-GPU run against its
 // one-GPU equivalent.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "r1dist/formats/checkpoint.h"
 #include "cli/args.h"
@@ -59,16 +62,32 @@ int cmd_checkpoint_diff(int argc, char** argv) {
       worst_name = x.name;
     }
   }
+  // The moments, overall and by tensor (the slices of /optimizer/layout).
   Diff m, v;
+  double worst_m = -1;
+  std::string worst_m_name;
   if (a.adam_m.size() == b.adam_m.size()) {
     m.add(a.adam_m, b.adam_m);
     v.add(a.adam_v, b.adam_v);
+    for (const auto& t : moment_layout(a.adapters)) {
+      auto slice = [&](const std::vector<float>& x) {
+        return std::vector<float>(x.begin() + t.offset, x.begin() + t.offset + t.length);
+      };
+      Diff dm, dv;
+      dm.add(slice(a.adam_m), slice(b.adam_m));
+      dv.add(slice(a.adam_v), slice(b.adam_v));
+      if (std::max(dm.rel(), dv.rel()) > worst_m) {
+        worst_m = std::max(dm.rel(), dv.rel());
+        worst_m_name = t.name;
+      }
+    }
   }
   std::printf("steps %lld vs %lld, world sizes %d vs %d\n", (long long)a.step, (long long)b.step, a.world_size,
               b.world_size);
   std::printf("adapters: max rel diff %.3g (max abs %.3g)%s; worst tensor %s: %.3g\n", all.rel(), all.max_abs,
               all.identical ? ", bitwise identical" : "", worst_name.c_str(), worst);
-  std::printf("exp_avg: %.3g, exp_avg_sq: %.3g (max rel diff)\n", m.rel(), v.rel());
+  std::printf("exp_avg: %.3g, exp_avg_sq: %.3g (max rel diff); worst tensor %s: %.3g\n", m.rel(), v.rel(),
+              worst_m_name.c_str(), worst_m);
   if (args.has("tol") && !(all.rel() <= args.real("tol"))) {
     std::printf("FAIL: %.3g > tol %.3g\n", all.rel(), args.real("tol"));
     return 1;

@@ -43,7 +43,7 @@ void print_table(const EvalSummary& s) {
     std::printf(
         "generation %zu: %lld tokens%s, </think> %s, answer %lld tokens, repeated 4-grams %.3f, longest "
         "repeat %lld, distinct-2 %.3f%s\n",
-        i, (long long)g.tokens, g.stopped ? " (EOS)" : " (limit)", g.think_closed ? "yes" : "no",
+        i, (long long)g.tokens, g.stopped_at_eos ? " (EOS)" : " (limit)", g.think_closed ? "yes" : "no",
         (long long)g.answer_tokens, g.repetition.repeated_4gram_share, (long long)g.repetition.longest_repeat,
         g.repetition.distinct_2, g.repetition.collapsed ? "  COLLAPSED" : "");
   }

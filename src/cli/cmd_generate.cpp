@@ -120,7 +120,7 @@ int cmd_generate(int argc, char** argv) {
     } else {
       std::cout << (prompts.size() > 1 ? "### " + r.prompt + "\n" : "") << r.text << "\n";
     }
-    log::info("generated ", r.tokens, " tokens", r.stopped ? " (EOS)" : " (token limit)",
+    log::info("generated ", r.tokens, " tokens", r.stopped_at_eos ? " (EOS)" : " (token limit)",
               r.repetition.collapsed ? "; COLLAPSED: repetitive output" : "");
   }
   return 0;

@@ -1,5 +1,6 @@
 // r1dist metrics: prints a run's metrics.h5 as TSV (also while the run writes it: the
-// reader opens it SWMR). Each table starts with a "# name" line and a header row.
+// reader opens it SWMR). Each table starts with a "# name" line and a header row; "columns"
+// is the unit and description of every column of steps and evals, as the file records them.
 #include <cstdio>
 
 #include "cli/args.h"
@@ -10,15 +11,16 @@
 namespace r1dist {
 
 int cmd_metrics(int argc, char** argv) {
-  Args a("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, attrs).");
+  Args a("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, counters, attrs, columns).");
   a.option_str("path", "the metrics file (RUN_DIR/metrics.h5)")
-      .option_str("table", "steps, evals, attrs or all", "all")
+      .option_str("table", "steps, evals, counters, attrs, columns or all", "all")
       .positional({"path"});
   if (!a.parse(argc, argv)) return 0;
   const auto path = a.required("path");
   const auto table = a.str("table");
-  if (table != "all" && table != "steps" && table != "evals" && table != "attrs")
-    throw UsageError("metrics: --table must be steps, evals, attrs or all (got '" + table + "')");
+  if (table != "all" && table != "steps" && table != "evals" && table != "counters" && table != "attrs" &&
+      table != "columns")
+    throw UsageError("metrics: --table must be steps, evals, counters, attrs, columns or all (got '" + table + "')");
   const auto m = read_metrics(path);
   const bool all = table == "all";
   if (all || table == "steps") {
@@ -38,10 +40,21 @@ int cmd_metrics(int argc, char** argv) {
       std::printf("%lld\t%.9g\t%.9g\t%lld\n", static_cast<long long>(e.step), e.eval_loss, e.kl,
                   static_cast<long long>(e.eval_tokens));
   }
+  if (all || table == "counters") {
+    if (all) std::printf("# counters\n");
+    std::printf("name\tvalue\n");
+    for (const auto& [k, v] : m.counters) std::printf("%s\t%lld\n", k.c_str(), static_cast<long long>(v));
+  }
   if (all || table == "attrs") {
     if (all) std::printf("# attrs\n");
     std::printf("name\tvalue\n");
     for (const auto& [k, v] : m.attrs) std::printf("%s\t%s\n", k.c_str(), v.c_str());
+  }
+  if (all || table == "columns") {
+    if (all) std::printf("# columns\n");
+    std::printf("table\tname\tunit\tdescription\n");
+    for (const auto& c : m.columns)
+      std::printf("%s\t%s\t%s\t%s\n", c.table.c_str(), c.name.c_str(), c.unit.c_str(), c.description.c_str());
   }
   return 0;
 }

@@ -6,7 +6,7 @@ nlohmann::json generation_json(const GenerationResult& g) {
   return {{"prompt", g.prompt},
           {"text", g.text},
           {"tokens", g.tokens},
-          {"stopped_at_eos", g.stopped},
+          {"stopped_at_eos", g.stopped_at_eos},
           {"think_closed", g.think_closed},
           {"answer_tokens", g.answer_tokens},
           {"repeated_4gram_share", g.repetition.repeated_4gram_share},
@@ -27,12 +27,13 @@ nlohmann::json eval_summary_json(const EvalSummary& s) {
                       {"loss_tokens", s.loss_tokens},
                       {"collapsed", s.collapsed()},
                       {"generations", gens}};
-  if (s.has_drift) j["drift"] = {{"kl", s.kl}, {"top1_agreement", s.top1_agreement}, {"positions", s.drift_tokens}};
+  if (s.has_drift) j["drift"] = {{"kl", s.kl}, {"top1_agreement", s.top1_agreement}, {"drift_tokens", s.drift_tokens}};
   if (s.has_mcq)
     j["mcq"] = {{"correct", s.mcq.correct},
                 {"total", s.mcq.total},
                 {"accuracy", s.mcq.value},
-                {"ci95", {s.mcq.low, s.mcq.high}}};
+                {"ci95_low", s.mcq.low},
+                {"ci95_high", s.mcq.high}};
   return j;
 }
 

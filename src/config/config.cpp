@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/json.h"
 
 namespace r1dist {
 namespace detail {
@@ -48,6 +49,35 @@ R1_ENUM_NAMES(Checkpointing, "none", "layer")
 R1_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
 R1_ENUM_NAMES(PromptFormat, "template", "chat")
 #undef R1_ENUM_NAMES
+
+bool looks_like_hub_id(const std::string& s) {
+  const auto slash = s.find('/');
+  if (slash == std::string::npos || s.find('/', slash + 1) != std::string::npos) return false;
+  auto part_ok = [](const std::string& p) {
+    if (p.empty() || p.size() > 96 || p[0] == '.' || p[0] == '-' || p.find("..") != std::string::npos) return false;
+    return std::all_of(p.begin(), p.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+             c == '.';
+    });
+  };
+  return part_ok(s.substr(0, slash)) && part_ok(s.substr(slash + 1)) && !exists(s);
+}
+
+std::string ModelConfig::base_model_id() const {
+  if (!hub_id.empty()) return hub_id;
+  std::string text;
+  if (try_read_file(path + "/config.json", &text)) {
+    const auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_object() && j.contains("_name_or_path") && j["_name_or_path"].is_string()) {
+      const std::string id = j["_name_or_path"].get<std::string>();
+      if (looks_like_hub_id(id)) return id;
+    }
+  }
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const auto slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
 
 std::string ModelConfig::display_name() const {
   if (!name.empty()) return name;
@@ -130,6 +160,9 @@ const std::vector<Key>& keys() {
       {"model.device", R1_REF(model.device), "auto = cuda when available, else cpu.",
        {}, nullptr},
       {"model.name", R1_REF(model.name), "Display name in logs, run.json and metrics; empty = the directory name."},
+      {"model.hub_id", R1_REF(model.hub_id), "Hub id (\"owner/name\") an exported adapter names as its base "
+       "(adapter_config.json base_model_name_or_path, README.md); empty = config.json's _name_or_path when it is "
+       "a hub id, else the directory name."},
       {"lora.r", R1_REF(lora.r), "LoRA rank.",
        closed(1, 1024), nullptr, 0, "rank lora_r"},
       {"lora.alpha", R1_REF(lora.alpha), "The update is scaled by alpha / r.",
@@ -632,6 +665,11 @@ struct Loader {
               "train.micro_batch x train.grad_accum = " + std::to_string(cfg.train.micro_batch) + " x " +
                   std::to_string(cfg.train.grad_accum) + " rows per rank and step is beyond 2^40 (" +
                   std::to_string(int64_t(1) << 40) + ")");
+    if (!cfg.model.hub_id.empty() && !looks_like_hub_id(cfg.model.hub_id))
+      problem(set_at["model.hub_id"], "model.hub_id '" + cfg.model.hub_id +
+                                          "' is not a hub id \"owner/name\" (or it is a local path)\nHINT: write "
+                                          "the id the base model has on the Hugging Face Hub, e.g. "
+                                          "\"deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B\", or leave it empty");
     if (cfg.model.name.size() > 255)
       problem(set_at["model.name"], "model.name is " + std::to_string(cfg.model.name.size()) +
                                         " bytes; a display name must fit in 255 (it is stored in metrics.h5)");

@@ -167,7 +167,7 @@ std::vector<Generation> generate(const Qwen2Model& model, const std::vector<std:
       const int64_t id = p[r * n + k];
       g.tokens.push_back(id);
       if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) {
-        g.stopped = true;
+        g.stopped_at_eos = true;
         break;
       }
     }

@@ -60,7 +60,7 @@ GenerationResult describe_generation(const Tokenizer& tok, const std::string& pr
   GenerationResult r;
   r.prompt = prompt;
   r.tokens = int64_t(g.tokens.size());
-  r.stopped = g.stopped;
+  r.stopped_at_eos = g.stopped_at_eos;
   std::vector<int32_t> ids(g.tokens.begin(), g.tokens.end());
   r.text = decode_generated(tok, g.tokens);
   const int32_t close = tok.token_to_id("</think>");
@@ -72,10 +72,10 @@ GenerationResult describe_generation(const Tokenizer& tok, const std::string& pr
     }
   if (close_at < 0 && r.text.find("</think>") != std::string::npos) close_at = 0;  // spelled out in pieces
   r.think_closed = close_at >= 0;
-  if (close_at >= 0) r.answer_tokens = r.tokens - close_at - 1 - (g.stopped ? 1 : 0);
+  if (close_at >= 0) r.answer_tokens = r.tokens - close_at - 1 - (g.stopped_at_eos ? 1 : 0);
   if (r.answer_tokens < 0) r.answer_tokens = 0;
   // Repetition over the generated tokens without the final stop token.
-  std::vector<int64_t> body(g.tokens.begin(), g.tokens.end() - (g.stopped && !g.tokens.empty() ? 1 : 0));
+  std::vector<int64_t> body(g.tokens.begin(), g.tokens.end() - (g.stopped_at_eos && !g.tokens.empty() ? 1 : 0));
   r.repetition = measure_repetition(body);
   r.repetition.tokens = r.tokens;
   return r;

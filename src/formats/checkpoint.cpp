@@ -26,16 +26,33 @@ namespace fs = std::filesystem;
 using h5::Handle;
 
 constexpr const char* kFormat = "r1dist-checkpoint";
-// 2: every dataset carries a CRC-32 of its data ("crc32") and the file one of its state
-// ("state_crc32": the attributes, the config text and /extra). 1: no checksums (still read).
-constexpr int64_t kFormatVersion = 2;
+// 3: /optimizer/layout maps the flat moment vectors to the adapter tensors (name, offset,
+// length). 2: every dataset carries a CRC-32 of its data ("crc32") and the file one of its
+// state ("state_crc32": the attributes, the config text and /extra). 1: no checksums.
+// 1 and 2 are still read (their layout is the order of /adapters).
+constexpr int64_t kFormatVersion = 3;
 
-std::string iso8601_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+// The row type of /optimizer/layout, packed: `name` a NUL-terminated UTF-8 string of
+// name_bytes, then `offset` and `length` (little-endian in the file, native in memory).
+Handle layout_type(size_t name_bytes, bool file) {
+  const std::string w = "checkpoint /optimizer/layout type";
+  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, name_bytes + 16)));
+  auto n = h5::string_type(name_bytes, H5T_STR_NULLTERM);
+  R1DIST_H5(w, H5Tinsert(t, "name", 0, n));
+  R1DIST_H5(w, H5Tinsert(t, "offset", name_bytes, file ? H5T_STD_I64LE : H5T_NATIVE_INT64));
+  R1DIST_H5(w, H5Tinsert(t, "length", name_bytes + 8, file ? H5T_STD_I64LE : H5T_NATIVE_INT64));
+  return t;
+}
+
+// Rows <-> the packed buffer of layout_type(name_bytes, false).
+std::vector<char> pack_layout(const std::vector<MomentSlice>& rows, size_t name_bytes) {
+  const size_t row = name_bytes + 16;
+  std::vector<char> buf(row * rows.size(), '\0');
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(&buf[i * row], rows[i].name.data(), std::min(rows[i].name.size(), name_bytes - 1));
+    std::memcpy(&buf[i * row + name_bytes], &rows[i].offset, 8);
+    std::memcpy(&buf[i * row + name_bytes + 8], &rows[i].length, 8);
+  }
   return buf;
 }
 
@@ -144,7 +161,7 @@ void write_file(const CheckpointState& s, const std::string& path) {
   h5::write_attr(f, "format", std::string(kFormat), where);
   h5::write_attr(f, "format_version", kFormatVersion, where);
   h5::write_attr(f, "r1dist_version", s.version, where);
-  h5::write_attr(f, "created", iso8601_now(), where);
+  h5::write_attr(f, "created", h5::iso8601_now(), where);
   h5::write_attr(f, "step", s.step, where);
   h5::write_attr(f, "rows_consumed", s.rows_consumed, where);
   h5::write_attr(f, "global_batch", s.global_batch, where);
@@ -169,6 +186,20 @@ void write_file(const CheckpointState& s, const std::string& path) {
   adapters.reset();
 
   Handle opt(R1DIST_H5(where, H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+  {
+    // Which values of the flat moments belong to which adapter tensor.
+    const std::string w = where + " dataset /optimizer/layout";
+    const auto layout = moment_layout(s.adapters);
+    size_t name_bytes = 1;
+    for (const auto& x : layout) name_bytes = std::max(name_bytes, x.name.size() + 1);
+    const auto rows = pack_layout(layout, name_bytes);
+    auto ft = layout_type(name_bytes, true), mt = layout_type(name_bytes, false);
+    const hsize_t dims[1] = {layout.size()};
+    Handle space(R1DIST_H5(w, H5Screate_simple(1, dims, nullptr)));
+    Handle d(R1DIST_H5(w, H5Dcreate2(opt, "layout", ft, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    if (!layout.empty()) R1DIST_H5(w, H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()));
+    d.close(w);
+  }
   write_array(opt, "exp_avg", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_m.data(), 4, where + " /optimizer");
   write_array(opt, "exp_avg_sq", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {total}, s.adam_v.data(), 4,
               where + " /optimizer");
@@ -329,6 +360,43 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
         throw Error(field + " has shape " + shape_str(shape) + "; the adapters hold " + std::to_string(total) +
                     " values");
     }
+    if (version >= 3) {
+      // The layout must be the adapters' own: same names, in order, contiguous.
+      const std::string field = where + ": dataset /optimizer/layout";
+      auto d = open_dataset(g, "layout", field);
+      Handle sp(R1DIST_H5(field, H5Dget_space(d)));
+      const hssize_t n = R1DIST_H5(field, H5Sget_simple_extent_npoints(sp));
+      // The name's size as stored; HDF5 matches the fields by name.
+      Handle ft(R1DIST_H5(field, H5Dget_type(d)));
+      const int ni = H5Tget_class(ft) == H5T_COMPOUND ? H5Tget_member_index(ft, "name") : -1;
+      if (ni < 0) throw Error(field + " is not a table of (name, offset, length)");
+      Handle nt(R1DIST_H5(field, H5Tget_member_type(ft, unsigned(ni))));
+      if (H5Tget_class(nt) != H5T_STRING || H5Tis_variable_str(nt) > 0)
+        throw Error(field + ": field 'name' is not a fixed-length string");
+      const size_t name_bytes = H5Tget_size(nt) + 1;
+      auto mt = layout_type(name_bytes, false);
+      std::vector<char> buf((name_bytes + 16) * size_t(std::max<hssize_t>(n, 0)));
+      if (n > 0) R1DIST_H5(field, H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()));
+      std::vector<MomentSlice> got;
+      for (hssize_t i = 0; i < n; ++i) {
+        const char* row = &buf[size_t(i) * (name_bytes + 16)];
+        MomentSlice x;
+        x.name.assign(row, strnlen(row, name_bytes));
+        std::memcpy(&x.offset, row + name_bytes, 8);
+        std::memcpy(&x.length, row + name_bytes + 8, 8);
+        got.push_back(std::move(x));
+      }
+      const auto want = moment_layout(s.adapters);
+      if (got.size() != want.size())
+        throw Error(field + " has " + std::to_string(got.size()) + " rows for " + std::to_string(want.size()) +
+                    " adapter tensors\nHINT: the file is damaged; use another checkpoint");
+      for (size_t i = 0; i < got.size(); ++i)
+        if (got[i].name != want[i].name || got[i].offset != want[i].offset || got[i].length != want[i].length)
+          throw Error(field + " row " + std::to_string(i) + " is ('" + got[i].name + "', " +
+                      std::to_string(got[i].offset) + ", " + std::to_string(got[i].length) + "); the adapters give ('" +
+                      want[i].name + "', " + std::to_string(want[i].offset) + ", " + std::to_string(want[i].length) +
+                      ")\nHINT: the file is damaged; use another checkpoint");
+    }
   }
   {
     const std::string gfield = where + ": group /rng";
@@ -442,6 +510,17 @@ bool checkpoint_is_valid(const std::string& path, std::string* why) {
     if (why) *why = e.what();
     return false;
   }
+}
+
+std::vector<MomentSlice> moment_layout(const std::vector<NamedArray>& adapters) {
+  std::vector<MomentSlice> out;
+  int64_t at = 0;
+  for (const auto& a : adapters) {
+    const int64_t n = numel(a.shape);
+    out.push_back({a.name, at, n});
+    at += n;
+  }
+  return out;
 }
 
 std::string checkpoint_path(const std::string& run_dir, int64_t step) {

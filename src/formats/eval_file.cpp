@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "formats/h5_util.h"
 #include "r1dist/base/fs.h"
@@ -17,6 +20,45 @@ namespace r1dist {
 namespace {
 
 using h5::Handle;
+
+// 2: generations named by their prompt (`<index>-<slug>`, the prompt an attribute), the
+// flag `stopped_at_eos`, the interval `mcq_ci95_low/high`. 1 (still read): groups `0`..`n-1`,
+// the prompt a dataset, `stopped`, `mcq_low/high`.
+constexpr const char* kEvalFormat = "r1dist-eval-2";
+constexpr const char* kEvalFormatOne = "r1dist-eval-1";
+
+// The name of generation i: its index (zero-padded, so name order is prompt order) and a
+// slug of the prompt: ASCII letters and digits lowercased, other UTF-8 text kept, anything
+// else one '-', at most 40 bytes.
+std::string generation_name(size_t i, size_t count, const std::string& prompt) {
+  std::string index = std::to_string(i);
+  const size_t width = std::max<size_t>(2, std::to_string(count > 0 ? count - 1 : 0).size());
+  if (index.size() < width) index.insert(0, width - index.size(), '0');
+  std::string slug;
+  for (size_t k = 0; k < prompt.size();) {
+    const unsigned char c = static_cast<unsigned char>(prompt[k]);
+    size_t len = 1;
+    if (c >= 0x80) len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (k + len > prompt.size()) break;
+    std::string piece;
+    if (c >= 0x80 && len > 1)
+      piece = prompt.substr(k, len);
+    else if (std::isalnum(c))
+      piece = std::string(1, char(std::tolower(c)));
+    else if (!slug.empty() && slug.back() != '-')
+      piece = "-";
+    if (slug.size() + piece.size() > 40) break;
+    slug += piece;
+    k += len;
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  return index + "-" + (slug.empty() ? std::string("prompt") : slug);
+}
+
+herr_t collect_link(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(name);
+  return 0;
+}
 
 void write_repetition(hid_t g, const Repetition& r, const std::string& w) {
   h5::write_attr(g, "repeated_4gram_share", r.repeated_4gram_share, w);
@@ -28,7 +70,7 @@ void write_repetition(hid_t g, const Repetition& r, const std::string& w) {
 void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
   if (H5Lexists(f, "eval", H5P_DEFAULT) > 0) R1DIST_H5(where, H5Ldelete(f, "eval", H5P_DEFAULT));
   Handle g(R1DIST_H5(where, H5Gcreate2(f, "eval", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
-  h5::write_attr(g, "format", std::string("r1dist-eval-1"), where);
+  h5::write_attr(g, "format", std::string(kEvalFormat), where);
   h5::write_attr(g, "model", s.model, where);
   h5::write_attr(g, "adapter", s.adapter, where);
   h5::write_attr(g, "data", s.data, where);
@@ -44,19 +86,22 @@ void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
   h5::write_attr(g, "mcq_correct", s.mcq.correct, where);
   h5::write_attr(g, "mcq_total", s.mcq.total, where);
   h5::write_attr(g, "mcq_accuracy", s.mcq.value, where);
-  h5::write_attr(g, "mcq_low", s.mcq.low, where);
-  h5::write_attr(g, "mcq_high", s.mcq.high, where);
+  h5::write_attr(g, "mcq_ci95_low", s.mcq.low, where);
+  h5::write_attr(g, "mcq_ci95_high", s.mcq.high, where);
   h5::write_attr(g, "collapsed", int64_t(s.collapsed()), where);
   Handle gens(R1DIST_H5(where, H5Gcreate2(g, "generations", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   h5::write_attr(gens, "count", int64_t(s.generations.size()), where);
+  Handle lcpl(R1DIST_H5(where, H5Pcreate(H5P_LINK_CREATE)));
+  R1DIST_H5(where, H5Pset_char_encoding(lcpl, H5T_CSET_UTF8));
   for (size_t i = 0; i < s.generations.size(); ++i) {
     const auto& x = s.generations[i];
-    const std::string w = where + " generation " + std::to_string(i);
-    Handle one(R1DIST_H5(w, H5Gcreate2(gens, std::to_string(i).c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
-    h5::write_string_dataset(one, "prompt", x.prompt, w);
+    const std::string name = generation_name(i, s.generations.size(), x.prompt);
+    const std::string w = where + " generation " + name;
+    Handle one(R1DIST_H5(w, H5Gcreate2(gens, name.c_str(), lcpl, H5P_DEFAULT, H5P_DEFAULT)));
+    h5::write_attr(one, "prompt", x.prompt, w);
     h5::write_string_dataset(one, "text", x.text, w);
     h5::write_attr(one, "tokens", x.tokens, w);
-    h5::write_attr(one, "stopped", int64_t(x.stopped), w);
+    h5::write_attr(one, "stopped_at_eos", int64_t(x.stopped_at_eos), w);
     h5::write_attr(one, "think_closed", int64_t(x.think_closed), w);
     h5::write_attr(one, "answer_tokens", x.answer_tokens, w);
     write_repetition(one, x.repetition, w);
@@ -86,6 +131,11 @@ std::optional<EvalSummary> read_eval_group(const std::string& path) {
   Handle f(fid);
   if (H5Lexists(f, "eval", H5P_DEFAULT) <= 0) return std::nullopt;
   Handle g(R1DIST_H5(where, H5Gopen2(f, "eval", H5P_DEFAULT)));
+  const std::string format = h5::read_string_attr(g, "format", where);
+  if (format != kEvalFormat && format != kEvalFormatOne)
+    throw Error(where + ": /eval attribute 'format' is '" + format + "'; this build reads " + kEvalFormatOne + " and " +
+                kEvalFormat + "\nHINT: read it with the r1dist version that wrote it, or a newer one");
+  const bool one_format = format == kEvalFormatOne;
   EvalSummary s;
   s.model = h5::read_string_attr(g, "model", where);
   s.adapter = h5::read_string_attr(g, "adapter", where);
@@ -102,18 +152,28 @@ std::optional<EvalSummary> read_eval_group(const std::string& path) {
   s.mcq.correct = h5::read_int_attr(g, "mcq_correct", where);
   s.mcq.total = h5::read_int_attr(g, "mcq_total", where);
   s.mcq.value = h5::read_double_attr(g, "mcq_accuracy", where);
-  s.mcq.low = h5::read_double_attr(g, "mcq_low", where);
-  s.mcq.high = h5::read_double_attr(g, "mcq_high", where);
+  s.mcq.low = h5::read_double_attr(g, one_format ? "mcq_low" : "mcq_ci95_low", where);
+  s.mcq.high = h5::read_double_attr(g, one_format ? "mcq_high" : "mcq_ci95_high", where);
   Handle gens(R1DIST_H5(where, H5Gopen2(g, "generations", H5P_DEFAULT)));
   const int64_t n = h5::read_int_attr(gens, "count", where);
-  for (int64_t i = 0; i < n; ++i) {
-    const std::string w = where + " generation " + std::to_string(i);
-    Handle one(R1DIST_H5(w, H5Gopen2(gens, std::to_string(i).c_str(), H5P_DEFAULT)));
+  std::vector<std::string> names;
+  if (one_format) {
+    for (int64_t i = 0; i < n; ++i) names.push_back(std::to_string(i));
+  } else {
+    hsize_t idx = 0;
+    R1DIST_H5(where, H5Literate(gens, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_link, &names));
+    if (int64_t(names.size()) != n)
+      throw Error(where + ": /eval/generations holds " + std::to_string(names.size()) + " groups, its 'count' says " +
+                  std::to_string(n) + "\nHINT: run r1dist eval again to rewrite /eval");
+  }
+  for (const auto& name : names) {
+    const std::string w = where + " generation " + name;
+    Handle one(R1DIST_H5(w, H5Gopen2(gens, name.c_str(), H5P_DEFAULT)));
     GenerationResult x;
-    x.prompt = h5::read_string_dataset(one, "prompt", w);
+    x.prompt = one_format ? h5::read_string_dataset(one, "prompt", w) : h5::read_string_attr(one, "prompt", w);
     x.text = h5::read_string_dataset(one, "text", w);
     x.tokens = h5::read_int_attr(one, "tokens", w);
-    x.stopped = h5::read_int_attr(one, "stopped", w) != 0;
+    x.stopped_at_eos = h5::read_int_attr(one, one_format ? "stopped" : "stopped_at_eos", w) != 0;
     x.think_closed = h5::read_int_attr(one, "think_closed", w) != 0;
     x.answer_tokens = h5::read_int_attr(one, "answer_tokens", w);
     x.repetition.tokens = x.tokens;

@@ -1,6 +1,7 @@
 #include "formats/h5_util.h"
 
 #include <algorithm>
+#include <ctime>
 #include <cstring>
 #include <vector>
 
@@ -156,6 +157,47 @@ Handle string_type(size_t n, H5T_str_t pad) {
 }
 
 bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
+
+void write_string_array_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values,
+                             const std::string& where) {
+  const std::string w = where + " attribute '" + name + "'";
+  size_t n = 1;
+  for (const auto& v : values) n = std::max(n, v.size() + 1);
+  auto t = string_type(n, H5T_STR_NULLTERM);
+  std::vector<char> buf(n * values.size(), '\0');
+  for (size_t i = 0; i < values.size(); ++i) std::memcpy(&buf[i * n], values[i].data(), values[i].size());
+  const hsize_t dims[1] = {values.size()};
+  Handle space(R1DIST_H5(w, H5Screate_simple(1, dims, nullptr)));
+  Handle a(R1DIST_H5(w, H5Acreate2(obj, name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT)));
+  if (!values.empty()) R1DIST_H5(w, H5Awrite(a, t, buf.data()));
+}
+
+std::vector<std::string> read_string_array_attr(hid_t obj, const std::string& name, const std::string& where) {
+  const std::string w = where + ": attribute '" + name + "'";
+  if (!has_attr(obj, name)) throw Error(w + " is missing");
+  Handle a(R1DIST_H5(w, H5Aopen(obj, name.c_str(), H5P_DEFAULT)));
+  Handle ft(R1DIST_H5(w, H5Aget_type(a)));
+  if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0)
+    throw Error(w + " is not an array of fixed-length strings");
+  const size_t n = H5Tget_size(ft);
+  Handle space(R1DIST_H5(w, H5Aget_space(a)));
+  const hssize_t count = R1DIST_H5(w, H5Sget_simple_extent_npoints(space));
+  auto mt = string_type(n, H5T_STR_NULLTERM);
+  std::vector<char> buf(n * size_t(count) + 1, '\0');
+  if (count > 0) R1DIST_H5(w, H5Aread(a, mt, buf.data()));
+  std::vector<std::string> out;
+  for (hssize_t i = 0; i < count; ++i) out.emplace_back(&buf[size_t(i) * n], strnlen(&buf[size_t(i) * n], n));
+  return out;
+}
+
+std::string iso8601_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 namespace {
 

@@ -83,6 +83,12 @@ std::string read_string_attr(hid_t obj, const std::string& name, const std::stri
 int64_t read_int_attr(hid_t obj, const std::string& name, const std::string& where);
 double read_double_attr(hid_t obj, const std::string& name, const std::string& where);
 
+// 1-D array of fixed-length UTF-8 strings as an attribute (column units and descriptions).
+void write_string_array_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values,
+                             const std::string& where);
+std::vector<std::string> read_string_array_attr(hid_t obj, const std::string& name, const std::string& where);
+// The time now, UTC ISO-8601 ("2025-01-31T12:00:00Z"): the `created` attribute of files.
+std::string iso8601_now();
 // Scalar string dataset (the config text).
 void write_string_dataset(hid_t loc, const std::string& name, const std::string& value, const std::string& where);
 std::string read_string_dataset(hid_t loc, const std::string& name, const std::string& where);

@@ -1,6 +1,7 @@
-// The per-run metrics file (docs/CHECKPOINT_FORMAT.md, "metrics.h5"): extendible compound
-// tables appended row by row under SWMR, so readers see rows while the run writes and a
-// killed run keeps every completed row.
+// The per-run metrics file (docs/METRICS_FORMAT.md): extendible compound tables appended
+// row by row under SWMR, so readers see rows while the run writes and a killed run keeps
+// every completed row. What describes the file (root attributes, /config, the units of the
+// columns) is written before SWMR starts: a SWMR writer cannot create attributes.
 #include "r1dist/formats/metrics.h"
 
 #include <unistd.h>
@@ -20,13 +21,18 @@ namespace {
 
 using h5::Handle;
 
+constexpr const char* kFormat = "r1dist-metrics";
 constexpr size_t kAttrName = 64, kAttrValue = 256;
 
-// One row of /attrs: counters live in a table, not in HDF5 attributes, because SWMR
-// writers cannot create or modify attributes.
+// One row of /attrs (a text) or /counters (an integer): tables, not HDF5 attributes,
+// because SWMR writers cannot create or modify attributes.
 struct AttrRow {
   char name[kAttrName];
   char value[kAttrValue];
+};
+struct CounterRow {
+  char name[kAttrName];
+  int64_t value;
 };
 
 void add(hid_t t, const char* name, size_t off, hid_t type, const std::string& where) {
@@ -73,6 +79,65 @@ Handle attr_type() {
   add(t, "name", offsetof(AttrRow, name), n, w);
   add(t, "value", offsetof(AttrRow, value), v, w);
   return t;
+}
+
+Handle counter_type(bool file) {
+  const std::string w = "metrics counters type";
+  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(CounterRow))));
+  auto n = h5::string_type(kAttrName, H5T_STR_NULLTERM);
+  add(t, "name", offsetof(CounterRow, name), n, w);
+  add(t, "value", offsetof(CounterRow, value), file ? H5T_STD_I64LE : H5T_NATIVE_INT64, w);
+  return t;
+}
+
+// The unit and description of every field of a table's compound type, from
+// metrics_columns(), as attributes `units` and `descriptions` of the table (field order).
+void describe_columns(hid_t d, const std::string& table, const std::string& where) {
+  const std::string w = where + " dataset /" + table;
+  Handle t(R1DIST_H5(w, H5Dget_type(d)));
+  const int n = R1DIST_H5(w, H5Tget_nmembers(t));
+  std::vector<std::string> units, descriptions;
+  for (int i = 0; i < n; ++i) {
+    char* name = H5Tget_member_name(t, unsigned(i));
+    const std::string field = name ? name : "";
+    H5free_memory(name);
+    const MetricsColumn* c = nullptr;
+    for (const auto& x : metrics_columns())
+      if (x.table == table && x.name == field) c = &x;
+    if (!c) throw Error(w + ": column '" + field + "' has no entry in metrics_columns()");
+    units.push_back(c->unit);
+    descriptions.push_back(c->description);
+  }
+  h5::write_string_array_attr(d, "units", units, w);
+  h5::write_string_array_attr(d, "descriptions", descriptions, w);
+}
+
+// The columns as the file describes them (format 2).
+void read_columns(hid_t f, const std::string& table, std::vector<MetricsColumn>& out, const std::string& where) {
+  const std::string w = where + ": dataset /" + table;
+  Handle d(R1DIST_H5(w, H5Dopen2(f, table.c_str(), H5P_DEFAULT)));
+  Handle t(R1DIST_H5(w, H5Dget_type(d)));
+  const auto units = h5::read_string_array_attr(d, "units", w);
+  const auto descriptions = h5::read_string_array_attr(d, "descriptions", w);
+  const int n = R1DIST_H5(w, H5Tget_nmembers(t));
+  if (units.size() != size_t(n) || descriptions.size() != size_t(n))
+    throw Error(w + ": " + std::to_string(n) + " columns but " + std::to_string(units.size()) + " units and " +
+                std::to_string(descriptions.size()) + " descriptions\nHINT: the file was changed by another "
+                "program: give the table's attributes `units` and `descriptions` one entry per column");
+  for (int i = 0; i < n; ++i) {
+    char* name = H5Tget_member_name(t, unsigned(i));
+    out.push_back({table, name ? name : "", units[size_t(i)], descriptions[size_t(i)]});
+    H5free_memory(name);
+  }
+}
+
+// Format 1 stored integers as decimal text in /attrs.
+bool is_integer_text(const std::string& v) {
+  size_t i = !v.empty() && v[0] == '-' ? 1 : 0;
+  if (i >= v.size() || v.size() - i > 18) return false;
+  for (; i < v.size(); ++i)
+    if (v[i] < '0' || v[i] > '9') return false;
+  return true;
 }
 
 void create_table(hid_t f, const char* name, hid_t ftype, hsize_t chunk, const std::string& where) {
@@ -129,6 +194,29 @@ Handle reader_fapl() {
 
 }  // namespace
 
+const std::vector<MetricsColumn>& metrics_columns() {
+  static const std::vector<MetricsColumn> table = {
+      {"steps", "step", "step", "optimizer steps completed"},
+      {"steps", "loss", "nats/token", "training loss of the step: mean token NLL over the global batch"},
+      {"steps", "lr", "1", "learning rate of the step"},
+      {"steps", "grad_norm", "1", "L2 norm of the summed gradients, before clipping"},
+      {"steps", "tokens", "tokens", "loss tokens in the global batch"},
+      {"steps", "step_time_s", "s", "wall time of the step"},
+      {"steps", "tokens_per_s", "tokens/s", "loss tokens per second"},
+      {"steps", "mem_gb", "GB", "peak device memory, 10^9 bytes (0 on CPU)"},
+      {"steps", "real_tokens", "tokens", "tokens of the global batch's rows"},
+      {"steps", "slot_tokens", "tokens", "micro-batch B x T summed over ranks, padding included"},
+      {"steps", "real_tokens_per_s", "tokens/s", "real_tokens per second"},
+      {"steps", "slot_tokens_per_s", "tokens/s", "slot_tokens per second"},
+      {"steps", "padding_share", "1", "1 - real_tokens / slot_tokens (0 when packed)"},
+      {"evals", "step", "step", "optimizer steps completed when evaluated (0: the base model)"},
+      {"evals", "eval_loss", "nats/token", "held-out loss: mean token NLL"},
+      {"evals", "kl", "nats/token", "mean KL(base || tuned) per held-out token"},
+      {"evals", "eval_tokens", "tokens", "held-out loss tokens"},
+  };
+  return table;
+}
+
 MetricsData read_metrics(const std::string& path) {
   h5::quiet();
   const std::string where = "metrics " + path;
@@ -146,20 +234,46 @@ MetricsData read_metrics(const std::string& path) {
   }
   Handle f(fid);
   MetricsData m;
-  auto st = step_type(false), et = eval_type(false), at = attr_type();
+  if (h5::has_attr(f, "format")) {
+    const std::string format = h5::read_string_attr(f, "format", where);
+    if (format != kFormat)
+      throw Error(where + ": attribute 'format' is '" + format + "', expected '" + kFormat +
+                  "'\nHINT: this is not a metrics file of an r1dist run (RUN_DIR/metrics.h5)");
+    m.format_version = h5::read_int_attr(f, "format_version", where);
+    if (m.format_version < 2 || m.format_version > kMetricsFormatVersion)
+      throw Error(where + ": attribute 'format_version' is " + std::to_string(m.format_version) +
+                  "; this build reads metrics format 1 to " + std::to_string(kMetricsFormatVersion) +
+                  "\nHINT: read it with the r1dist version that wrote it, or a newer one");
+    m.r1dist_version = h5::read_string_attr(f, "r1dist_version", where);
+    m.created = h5::read_string_attr(f, "created", where);
+    m.config_toml = h5::read_string_dataset(f, "config", where);
+    read_columns(f, "steps", m.columns, where);
+    read_columns(f, "evals", m.columns, where);
+  }
+  auto st = step_type(false), et = eval_type(false), at = attr_type(), ct = counter_type(false);
   m.steps = read_table<StepRecord>(f, "steps", st, swmr, where);
   m.evals = read_table<EvalRecord>(f, "evals", et, swmr, where);
-  for (const auto& r : read_table<AttrRow>(f, "attrs", at, swmr, where))
-    m.attrs[field(r.name, kAttrName)] = field(r.value, kAttrValue);
+  for (const auto& r : read_table<AttrRow>(f, "attrs", at, swmr, where)) {
+    const std::string k = field(r.name, kAttrName), v = field(r.value, kAttrValue);
+    if (m.format_version == 1 && is_integer_text(v))
+      m.counters[k] = std::stoll(v);
+    else
+      m.attrs[k] = v;
+  }
+  if (m.format_version >= 2)
+    for (const auto& r : read_table<CounterRow>(f, "counters", ct, swmr, where))
+      m.counters[field(r.name, kAttrName)] = r.value;
   return m;
 }
 
 struct MetricsWriter::Impl {
   std::string path, where;
-  Handle file, steps, evals, attrs;
-  Handle step_mt = step_type(false), eval_mt = eval_type(false), attr_t = attr_type();
-  hsize_t n_steps = 0, n_evals = 0, n_attrs = 0;
-  std::map<std::string, hsize_t> attr_row;
+  Handle file, steps, evals, attrs, counters;
+  Handle step_mt = step_type(false), eval_mt = eval_type(false), attr_t = attr_type(),
+         counter_mt = counter_type(false);
+  hsize_t n_steps = 0, n_evals = 0, n_attrs = 0, n_counters = 0;
+  std::vector<EvalRecord> eval_rows;
+  std::map<std::string, hsize_t> attr_row, counter_row;
 
   void flush(hid_t d) {
     R1DIST_H5(where, H5Dflush(d));
@@ -171,7 +285,8 @@ struct MetricsWriter::Impl {
 // holding the rows kept: a writer killed in SWMR mode leaves its "open for writing" flags
 // in the superblock, which only SWMR readers (or h5clear) get past, so the old file is read
 // the way a reader would and never reopened for writing.
-MetricsWriter::MetricsWriter(const std::string& path, bool resume, int64_t resume_step) : impl_(new Impl) {
+MetricsWriter::MetricsWriter(const std::string& path, bool resume, int64_t resume_step, const std::string& config_toml)
+    : impl_(new Impl) {
   try {
     h5::quiet();
     auto& m = *impl_;
@@ -190,6 +305,7 @@ MetricsWriter::MetricsWriter(const std::string& path, bool resume, int64_t resum
       for (const auto& r : old.evals)
         if (r.step <= resume_step) kept.evals.push_back(r);
       kept.attrs = std::move(old.attrs);
+      kept.counters = std::move(old.counters);
       log::info("metrics: resuming ", path, " at step ", resume_step, ": kept ", kept.steps.size(), " of ",
                 old.steps.size(), " step rows and ", kept.evals.size(), " of ", old.evals.size(), " eval rows");
     }
@@ -198,20 +314,34 @@ MetricsWriter::MetricsWriter(const std::string& path, bool resume, int64_t resum
     // SWMR needs the 1.10 file format.
     R1DIST_H5(m.where, H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST));
     m.file = Handle(R1DIST_H5(m.where, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl)));
+    h5::write_attr(m.file, "format", std::string(kFormat), m.where);
+    h5::write_attr(m.file, "format_version", kMetricsFormatVersion, m.where);
+    h5::write_attr(m.file, "r1dist_version", std::string(R1DIST_VERSION), m.where);
+    h5::write_attr(m.file, "created", h5::iso8601_now(), m.where);
+    h5::write_string_dataset(m.file, "config", config_toml, m.where);
     create_table(m.file, "steps", step_type(true), 256, m.where);
     create_table(m.file, "evals", eval_type(true), 64, m.where);
+    create_table(m.file, "counters", counter_type(true), 16, m.where);
     create_table(m.file, "attrs", m.attr_t, 16, m.where);
+    for (const char* table : {"steps", "evals"}) {
+      Handle d(R1DIST_H5(m.where, H5Dopen2(m.file, table, H5P_DEFAULT)));
+      describe_columns(d, table, m.where);
+      d.close(m.where);
+    }
     // Every object is closed before SWMR starts (1.10 refuses some open objects) and
     // reopened after.
     R1DIST_H5(m.where, H5Fstart_swmr_write(m.file));
     m.steps = Handle(R1DIST_H5(m.where, H5Dopen2(m.file, "steps", H5P_DEFAULT)));
     m.evals = Handle(R1DIST_H5(m.where, H5Dopen2(m.file, "evals", H5P_DEFAULT)));
     m.attrs = Handle(R1DIST_H5(m.where, H5Dopen2(m.file, "attrs", H5P_DEFAULT)));
+    m.counters = Handle(R1DIST_H5(m.where, H5Dopen2(m.file, "counters", H5P_DEFAULT)));
     write_rows(m.steps, m.step_mt, 0, kept.steps.size(), kept.steps.data(), m.where);
     write_rows(m.evals, m.eval_mt, 0, kept.evals.size(), kept.evals.data(), m.where);
     m.n_steps = kept.steps.size();
     m.n_evals = kept.evals.size();
+    m.eval_rows = kept.evals;
     for (const auto& [k, v] : kept.attrs) set_attr(k, v);
+    for (const auto& [k, v] : kept.counters) set_counter(k, v);
     R1DIST_H5(m.where, H5Fflush(m.file, H5F_SCOPE_LOCAL));
     rename_path(tmp, path);
   } catch (...) {
@@ -225,6 +355,7 @@ MetricsWriter::~MetricsWriter() {
     impl_->steps.close(impl_->where);
     impl_->evals.close(impl_->where);
     impl_->attrs.close(impl_->where);
+    impl_->counters.close(impl_->where);
     impl_->file.close(impl_->where);
   } catch (const std::exception& e) {
     log::warn(e.what());
@@ -243,16 +374,33 @@ void MetricsWriter::append(const EvalRecord& r) {
   auto& m = *impl_;
   write_rows(m.evals, m.eval_mt, m.n_evals, 1, &r, m.where + " /evals");
   ++m.n_evals;
+  m.eval_rows.push_back(r);
   m.flush(m.evals);
 }
 
-void MetricsWriter::set_attr(const std::string& name, int64_t value) { set_attr(name, std::to_string(value)); }
+const std::vector<EvalRecord>& MetricsWriter::evals() const { return impl_->eval_rows; }
+
+void MetricsWriter::set_counter(const std::string& name, int64_t value) {
+  auto& m = *impl_;
+  if (name.empty() || name.size() >= kAttrName)
+    throw Error(m.where + ": counter '" + name + "' does not fit /counters (name 1.." + std::to_string(kAttrName - 1) +
+                " bytes)\nHINT: use a shorter name");
+  CounterRow row{};
+  std::memcpy(row.name, name.data(), name.size());
+  row.value = value;
+  auto it = m.counter_row.find(name);
+  const hsize_t at = it != m.counter_row.end() ? it->second : m.n_counters;
+  write_rows(m.counters, m.counter_mt, at, 1, &row, m.where + " /counters");
+  if (it == m.counter_row.end()) m.counter_row[name] = m.n_counters++;
+  m.flush(m.counters);
+}
 
 void MetricsWriter::set_attr(const std::string& name, const std::string& value) {
   auto& m = *impl_;
   if (name.empty() || name.size() >= kAttrName || value.size() >= kAttrValue)
     throw Error(m.where + ": attribute '" + name + "' = '" + value + "' does not fit /attrs (name 1.." +
-                std::to_string(kAttrName - 1) + " bytes, value up to " + std::to_string(kAttrValue - 1) + ")");
+                std::to_string(kAttrName - 1) + " bytes, value up to " + std::to_string(kAttrValue - 1) +
+                ")\nHINT: shorten the name or the text");
   AttrRow row{};
   std::memcpy(row.name, name.data(), name.size());
   std::memcpy(row.value, value.data(), value.size());

@@ -150,7 +150,7 @@ PeftAdapterConfig read_peft_config(const std::string& dir) {
 }
 
 void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, const PeftAdapterConfig& cfg,
-                       const std::string& base_fingerprint) {
+                       const std::string& base_fingerprint, const std::string& model_card) {
   // ordered_json: the patterns keep their order (PEFT takes the first key that matches).
   nlohmann::ordered_json j = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
             {"r", cfg.spec.r},            {"lora_alpha", cfg.spec.alpha},
@@ -182,7 +182,12 @@ void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, con
   });
   ManifestExtra extra;
   if (!base_fingerprint.empty()) extra["base_fingerprint"] = base_fingerprint;
-  write_manifest(staged, {"adapter_config.json", "adapter_model.safetensors"}, extra);
+  std::vector<std::string> files = {"adapter_config.json", "adapter_model.safetensors"};
+  if (!model_card.empty()) {
+    write_file_atomic(staged + "/README.md", model_card);
+    files.push_back("README.md");
+  }
+  write_manifest(staged, files, extra);
   replace_dir(staged, dir);
 }
 

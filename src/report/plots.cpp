@@ -247,7 +247,7 @@ std::vector<PlotFile> draw_plots(const std::vector<RunRecord>& runs, const std::
       any_mcq = any_mcq || any_m;
       merge_labels(points[g], x, yl, axis.log_scale);
       std::ostringstream d;
-      d << "# " << axis.key << " loss mcq mcq_low mcq_high label (" << group_title(g) << ")\n";
+      d << "# " << axis.key << " loss mcq mcq_ci95_low mcq_ci95_high label (" << group_title(g) << ")\n";
       for (const auto& p : points[g])
         d << num(p.x) << " " << num(p.y) << " " << num(p.mcq) << " " << num(p.low) << " " << num(p.high) << " "
           << data_string(p.label) << "\n";

@@ -458,11 +458,12 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
   }
   md << "Runs without an `/eval` group (no `r1dist eval`, eval.suite off) show their last in-training "
         "evaluation and no MCQ or repetition figures.\n\n";
-  // Runs that ended early (eval.patience): metrics.h5 /attrs says at which step and why.
+  // Runs that ended early (eval.patience): metrics.h5 /counters says at which step, /attrs why.
   bool any_stopped = false;
   for (const auto& r : runs) {
-    const auto at = r.metrics.attrs.find("stopped_at_step"), why = r.metrics.attrs.find("stop_reason");
-    if (at == r.metrics.attrs.end()) continue;
+    const auto at = r.metrics.counters.find("stopped_at_step");
+    const auto why = r.metrics.attrs.find("stop_reason");
+    if (at == r.metrics.counters.end()) continue;
     if (!any_stopped) md << "## Runs stopped early\n\n";
     any_stopped = true;
     md << "- " << md_text(r.name) << " (" << md_code(r.dir) << "): stopped after step " << at->second << " of "
@@ -501,7 +502,7 @@ ReportFiles write_report(const std::vector<RunRecord>& runs, const std::string& 
       if (!r.eval || r.eval->generations.empty()) continue;
       const auto& gen = r.eval->generations.front();
       md << "### " << md_text(r.name) << " (" << md_code(r.dir) << ")\n\nPrompt: " << md_text(gen.prompt) << "  \n"
-         << gen.tokens << " tokens" << (gen.stopped ? " (ended at EOS)" : " (token limit)")
+         << gen.tokens << " tokens" << (gen.stopped_at_eos ? " (ended at EOS)" : " (token limit)")
          << ", reasoning closed: " << (gen.think_closed ? "yes" : "no") << ", repeated 4-grams "
          << fmt(gen.repetition.repeated_4gram_share, "%.3f") << (gen.repetition.collapsed ? ", collapsed" : "")
          << "\n\n"

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include <sys/stat.h>
 
@@ -98,30 +99,73 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
       continued = false;
     }
   }
-  auto m = std::make_unique<MetricsWriter>(path, continued, resume_step);
-  if (resume_step > 0 && !continued) m->set_attr("history_starts_at_step", resume_step);
+  auto m = std::make_unique<MetricsWriter>(path, continued, resume_step, cfg.to_toml());
+  if (resume_step > 0 && !continued) m->set_counter("history_starts_at_step", resume_step);
   for (const auto& c : overridden) {
     const std::string name = ("resume_anyway." + std::to_string(resume_step) + "." + c.key).substr(0, 63);
     m->set_attr(name, (c.was + " -> " + c.now).substr(0, 255));
   }
   m->set_attr("name", cfg.model.display_name());
-  m->set_attr("rows_in_file", data.load.rows_in_file);
-  m->set_attr("rows_skipped", data.load.skipped);
-  m->set_attr("rows_truncated", data.truncated);
-  m->set_attr("rows_dropped", data.dropped);
-  m->set_attr("train_rows", int64_t(data.train.size()));
-  m->set_attr("eval_rows", int64_t(data.eval.size()));
-  m->set_attr("world_size", int64_t(world));
+  m->set_counter("rows_in_file", data.load.rows_in_file);
+  m->set_counter("rows_skipped", data.load.skipped);
+  m->set_counter("rows_truncated", data.truncated);
+  m->set_counter("rows_dropped", data.dropped);
+  m->set_counter("train_rows", int64_t(data.train.size()));
+  m->set_counter("eval_rows", int64_t(data.eval.size()));
+  m->set_counter("world_size", int64_t(world));
   return m;
 }
 
-std::string export_adapter(const Config& cfg, const Qwen2Model& model, const std::string& base_fingerprint) {
+std::string adapter_model_card(const Config& cfg, const RunIdentity& id, const std::vector<EvalRecord>& evals) {
+  const std::string base = cfg.model.base_model_id();
+  auto q = [](const std::string& s) { return nlohmann::json(s).dump(); };  // a YAML double-quoted scalar
+  std::ostringstream md;
+  md << "---\nbase_model: " << q(base) << "\nlibrary_name: peft\ntags:\n- " << q("base_model:adapter:" + base)
+     << "\n- lora\n- transformers\n- r1dist\npipeline_tag: text-generation\n---\n\n";
+  md << "# " << cfg.model.display_name() << ": LoRA adapter\n\n";
+  md << "A LoRA adapter (PEFT format) for `" << base << "`, trained with r1dist " << R1DIST_VERSION << ".\n\n";
+  md << "## Base model\n\n- id: `" << base << "` (adapter_config.json `base_model_name_or_path`)\n"
+     << "- trained on the directory `" << cfg.model.path << "` (config.json hash `" << id.model_hash
+     << "`, weights fingerprint `" << id.weights << "`)\n"
+     << "- quantisation while training: " << to_string(cfg.quant.mode) << "\n\n";
+  md << "## Data\n\n- file: `" << cfg.data.path << "`\n- fingerprint of the tokenized rows: `" << id.data_fingerprint
+     << "`\n\n";
+  md << "## Evaluation (held-out rows)\n\n";
+  const EvalRecord* final_eval = nullptr;
+  const EvalRecord* best = nullptr;
+  for (const auto& e : evals) {
+    if (e.step <= 0) continue;  // the base model
+    final_eval = &e;
+    if (!best || e.eval_loss < best->eval_loss) best = &e;
+  }
+  if (!final_eval) {
+    md << "No held-out evaluation of the adapter ran (eval.every_steps = 0 or no eval rows).\n\n";
+  } else {
+    char row[256];
+    md << "| | step | eval loss (nats/token) | KL(base \\|\\| tuned) (nats/token) | eval tokens |\n|---|---|---|---|---|\n";
+    for (auto [label, e] : {std::pair{"final", final_eval}, std::pair{"best", best}}) {
+      std::snprintf(row, sizeof row, "| %s | %lld | %.6f | %.6g | %lld |\n", label, static_cast<long long>(e->step),
+                    e->eval_loss, e->kl, static_cast<long long>(e->eval_tokens));
+      md << row;
+    }
+    md << "\n";
+  }
+  md << "## Use\n\n```python\nfrom peft import AutoPeftModelForCausalLM\n"
+     << "model = AutoPeftModelForCausalLM.from_pretrained(\"PATH/TO/THIS/FOLDER\")\n```\n\n";
+  md << "## Training config\n\n```toml\n" << cfg.to_toml() << (cfg.to_toml().empty() || cfg.to_toml().back() == '\n' ? "" : "\n")
+     << "```\n\n";
+  md << "## Framework versions\n\n- r1dist " << R1DIST_VERSION << "\n";
+  return md.str();
+}
+
+std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id,
+                           const std::vector<EvalRecord>& evals) {
   PeftAdapterConfig pc;
   pc.spec = LoraSpec{cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.rslora};
   pc.targets = cfg.lora.targets;
-  pc.base_model = cfg.model.path;
+  pc.base_model = cfg.model.base_model_id();
   const std::string dir = cfg.output.dir + "/adapter";
-  save_peft_adapter(model.lora(), dir, pc, base_fingerprint);
+  save_peft_adapter(model.lora(), dir, pc, id.weights, adapter_model_card(cfg, id, evals));
   return dir;
 }
 

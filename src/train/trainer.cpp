@@ -165,7 +165,15 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     log::warn("the checkpoint is at the final step ", state.step, " but ", cfg.output.dir,
               "/adapter is missing or incomplete: exporting it from that checkpoint");
     dist_set_phase("export");
-    if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id.weights);
+    if (pg.rank == 0) {
+      std::vector<EvalRecord> evals;  // for the model card; the metrics file is not open here
+      try {
+        evals = read_metrics(cfg.output.dir + "/metrics.h5").evals;
+      } catch (const Error& e) {
+        log::warn("the adapter's model card lists no evaluation: ", e.what());
+      }
+      res.adapter_dir = export_adapter(cfg, model, id, evals);
+    }
     dist_barrier("MPI_Barrier after the adapter export");
     final_evaluation(cfg, model, tok, data);
     res.last_checkpoint = state.last_path;
@@ -242,7 +250,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     if (res.stopped_on_drift) break;
     if (res.stopped_on_patience) {
       if (metrics) {
-        metrics->set_attr("stopped_at_step", state.step);
+        metrics->set_counter("stopped_at_step", state.step);
         metrics->set_attr("stop_reason", res.stop_reason);
       }
       // The adapter is the best checkpoint's: load its weights back before the export.
@@ -267,7 +275,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
 
   // Export.
   dist_set_phase("export");
-  if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id.weights);
+  if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id, metrics->evals());
   dist_barrier("MPI_Barrier after the adapter export");
   metrics.reset();
   if (state.step >= cfg.train.steps) final_evaluation(cfg, model, tok, data);

@@ -183,6 +183,75 @@ TEST(Checkpoint, RoundTripIsBitwiseExactInWriteOrder) {
   expect_equal(s2, read_checkpoint(path));
 }
 
+// The rows of /optimizer/layout as stored (name, offset, length), read with the file's own
+// packed type; `edit` may change them before they are written back.
+std::vector<MomentSlice> stored_layout(const std::string& path, void (*edit)(std::vector<MomentSlice>&) = nullptr) {
+  const hid_t f = H5Fopen(path.c_str(), edit ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t d = H5Dopen2(f, "/optimizer/layout", H5P_DEFAULT);
+  const hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
+  const size_t row = H5Tget_size(t), name_bytes = row - 16;
+  const auto n = size_t(H5Sget_simple_extent_npoints(sp));
+  std::vector<char> buf(row * n);
+  EXPECT_GE(H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), 0);
+  std::vector<MomentSlice> out;
+  for (size_t i = 0; i < n; ++i) {
+    MomentSlice x;
+    x.name.assign(&buf[i * row], strnlen(&buf[i * row], name_bytes));
+    std::memcpy(&x.offset, &buf[i * row + name_bytes], 8);
+    std::memcpy(&x.length, &buf[i * row + name_bytes + 8], 8);
+    out.push_back(x);
+  }
+  if (edit) {
+    edit(out);
+    for (size_t i = 0; i < n; ++i) {
+      std::memcpy(&buf[i * row + name_bytes], &out[i].offset, 8);
+      std::memcpy(&buf[i * row + name_bytes + 8], &out[i].length, 8);
+    }
+    EXPECT_GE(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), 0);
+  }
+  H5Sclose(sp);
+  H5Tclose(t);
+  H5Dclose(d);
+  H5Fclose(f);
+  return out;
+}
+
+// Format 3: /optimizer/layout says which values of the flat moments belong to which adapter
+// tensor; a layout that disagrees with /adapters is refused naming the row; a format-2
+// file (no layout) still reads.
+TEST(Checkpoint, MomentLayoutMapsTheFlatMomentsToAdapterNames) {
+  TempDir dir;
+  const auto s = make_state(1);
+  const std::string path = dir / "c.h5";
+  write_checkpoint(path, s);
+  const auto layout = stored_layout(path);
+  ASSERT_EQ(layout.size(), s.adapters.size());
+  int64_t at = 0;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    EXPECT_EQ(layout[i].name, s.adapters[i].name);
+    EXPECT_EQ(layout[i].offset, at);
+    EXPECT_EQ(layout[i].length, int64_t(s.adapters[i].data.size()));
+    at += layout[i].length;
+  }
+  EXPECT_EQ(at, int64_t(s.adam_m.size()));
+  // A moment value found through the layout is that tensor's.
+  const auto back = read_checkpoint(path);
+  EXPECT_EQ(back.adam_v[size_t(layout[2].offset)], s.adam_v[size_t(moment_layout(s.adapters)[2].offset)]);
+
+  stored_layout(path, [](std::vector<MomentSlice>& rows) { rows[1].offset += 1; });
+  EXPECT_TRUE(ThrowsWith([&] { read_checkpoint(path); }, {path, "/optimizer/layout row 1", s.adapters[1].name, "HINT"}));
+
+  write_checkpoint(path, s);
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(H5Ldelete(f, "/optimizer/layout", H5P_DEFAULT), 0);
+  const hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+  const int64_t two = 2;
+  H5Awrite(a, H5T_NATIVE_INT64, &two);
+  H5Aclose(a);
+  H5Fclose(f);
+  expect_equal(s, read_checkpoint(path));
+}
+
 TEST(Checkpoint, PathHasEightDigitSteps) {
   EXPECT_EQ(checkpoint_path("/runs/a", 42), "/runs/a/checkpoints/step_00000042.h5");
   EXPECT_EQ(checkpoint_path("r", 123456789), "r/checkpoints/step_123456789.h5");
@@ -282,11 +351,12 @@ TEST(Checkpoint, ValidationNamesFileAndField) {
   check_case(
       [](hid_t f) {
         const hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
-        const int64_t v = 3;
+        const int64_t v = 4;
         H5Awrite(a, H5T_NATIVE_INT64, &v);
         H5Aclose(a);
       },
-      {"format_version", "3"});
+      {"format_version", "4"});
+  check_case([](hid_t f) { H5Ldelete(f, "/optimizer/layout", H5P_DEFAULT); }, {"/optimizer/layout", "missing"});
   // The good file is untouched by all this.
   expect_equal(s, read_checkpoint(good));
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -521,4 +522,31 @@ TEST(ConfigTest, LoadConfigFromFile) {
   } catch (const r1dist::UsageError& e) {
     EXPECT_EQ(std::string(e.what()).rfind(path + ": cannot open config file", 0), 0u) << e.what();
   }
+}
+
+// model.hub_id: what an exported adapter names as its base. Set, it must be "owner/name";
+// empty, config.json's _name_or_path when that is a hub id, else the directory's name.
+TEST(ConfigTest, HubIdIsCheckedAndDerivedFromTheModelDirectory) {
+  EXPECT_EQ(load(kModel + "hub_id = \"Qwen/Qwen2.5-0.5B\"\n").model.hub_id, "Qwen/Qwen2.5-0.5B");
+  for (const char* bad : {"qwen", "/abs/path", "a/b/c", "./x", "owner/.hidden", "own er/name"}) {
+    const std::string msg = error_of(kModel + "hub_id = \"" + bad + "\"\n");
+    EXPECT_HAS(msg, "model.hub_id '" + std::string(bad) + "' is not a hub id");
+    EXPECT_HAS(msg, "HINT");
+  }
+  const std::string root = ::testing::TempDir() + "/hub_id_test";
+  std::remove((root + "/R1-1.5B/config.json").c_str());
+  std::string cmd = "mkdir -p '" + root + "/R1-1.5B'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ModelConfig m;
+  m.path = root + "/R1-1.5B/";
+  EXPECT_EQ(m.base_model_id(), "R1-1.5B") << "no config.json: the directory's name";
+  auto with_name = [&](const std::string& v) {
+    std::ofstream(root + "/R1-1.5B/config.json") << "{\"_name_or_path\": \"" << v << "\", \"model_type\": \"qwen2\"}";
+    return m.base_model_id();
+  };
+  EXPECT_EQ(with_name("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"), "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B");
+  EXPECT_EQ(with_name("/home/me/models/r1"), "R1-1.5B") << "a local path is not a hub id";
+  EXPECT_EQ(with_name("models/../r1"), "R1-1.5B");
+  m.hub_id = "owner/name";
+  EXPECT_EQ(m.base_model_id(), "owner/name") << "the key wins";
 }

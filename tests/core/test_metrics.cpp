@@ -1,5 +1,6 @@
-// The per-run metrics file (formats/metrics.h): rows and attributes round trip, an older
-// layout reads, a resume drops the rows after its checkpoint, a writer killed mid-run keeps
+// The per-run metrics file (formats/metrics.h): rows, counters and texts round trip, the
+// file describes itself (root attributes, config, units), older layouts read, a newer
+// format is refused, a resume drops the rows after its checkpoint, a writer killed mid-run keeps
 // every completed row, and h5dump reads it (the r1dist binary's `metrics` command is tested
 // in tests/e2e/test_cli.cpp).
 #include <gtest/gtest.h>
@@ -93,7 +94,29 @@ TEST(Metrics, AFileWithoutTheTokenColumnsReadsThemAsZero) {
     hid_t d = H5Dcreate2(f, "steps", t, s1, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     ASSERT_GE(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &row), 0);
     H5Dclose(d);
-    for (const char* empty : {"evals", "attrs"}) H5Dclose(H5Dcreate2(f, empty, H5T_NATIVE_INT, s0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5Dclose(H5Dcreate2(f, "evals", H5T_NATIVE_INT, s0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    // Format 1: every attribute a text row of /attrs, integers as decimal text.
+    struct AttrRow {
+      char name[64];
+      char value[256];
+    } attrs[2] = {{"rows_skipped", "7"}, {"name", "v6-2024"}};
+    hid_t str64 = H5Tcopy(H5T_C_S1), str256 = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str64, 64);
+    H5Tset_size(str256, 256);
+    H5Tset_cset(str64, H5T_CSET_UTF8);
+    H5Tset_cset(str256, H5T_CSET_UTF8);
+    hid_t at = H5Tcreate(H5T_COMPOUND, sizeof(AttrRow));
+    H5Tinsert(at, "name", offsetof(AttrRow, name), str64);
+    H5Tinsert(at, "value", offsetof(AttrRow, value), str256);
+    hsize_t two = 2;
+    hid_t s2 = H5Screate_simple(1, &two, nullptr);
+    hid_t ad = H5Dcreate2(f, "attrs", at, s2, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(H5Dwrite(ad, at, H5S_ALL, H5S_ALL, H5P_DEFAULT, attrs), 0);
+    H5Dclose(ad);
+    H5Sclose(s2);
+    H5Tclose(at);
+    H5Tclose(str64);
+    H5Tclose(str256);
     H5Sclose(s1);
     H5Sclose(s0);
     H5Tclose(t);
@@ -106,6 +129,10 @@ TEST(Metrics, AFileWithoutTheTokenColumnsReadsThemAsZero) {
   EXPECT_EQ(m.steps[0].mem_gb, 11.0);
   EXPECT_EQ(m.steps[0].real_tokens, 0);
   EXPECT_EQ(m.steps[0].padding_share, 0.0);
+  EXPECT_EQ(m.format_version, 1);
+  EXPECT_TRUE(m.columns.empty());
+  EXPECT_EQ(m.counters, (std::map<std::string, int64_t>{{"rows_skipped", 7}}));
+  EXPECT_EQ(m.attrs, (std::map<std::string, std::string>{{"name", "v6-2024"}}));
 }
 
 TEST(Metrics, AppendsRowsAndAttrs) {
@@ -113,12 +140,13 @@ TEST(Metrics, AppendsRowsAndAttrs) {
   const std::string path = dir / "metrics.h5";
   {
     MetricsWriter w(path, false, 0);
-    w.set_attr("rows_skipped", 3);
+    w.set_counter("rows_skipped", 3);
     w.set_attr("run", "v6 ✓");
     for (int64_t k = 1; k <= 300; ++k) w.append(step_row(k));  // more than one chunk
     w.append(eval_row(100));
     w.append(eval_row(200));
-    w.set_attr("rows_skipped", 7);  // overwritten, not duplicated
+    w.set_counter("rows_skipped", 7);  // overwritten, not duplicated
+    w.set_counter("big", int64_t(1) << 53 | 1);  // exact beyond a double
   }
   const auto m = read_metrics(path);
   std::vector<int64_t> want;
@@ -129,14 +157,69 @@ TEST(Metrics, AppendsRowsAndAttrs) {
   EXPECT_EQ(m.evals[1].eval_loss, 1.0 / 200);
   EXPECT_EQ(m.evals[1].kl, 2.0);
   EXPECT_EQ(m.evals[1].eval_tokens, 5200);
-  EXPECT_EQ(m.attrs, (std::map<std::string, std::string>{{"rows_skipped", "7"}, {"run", "v6 ✓"}}));
+  EXPECT_EQ(m.counters, (std::map<std::string, int64_t>{{"big", (int64_t(1) << 53) | 1}, {"rows_skipped", 7}}));
+  EXPECT_EQ(m.attrs, (std::map<std::string, std::string>{{"run", "v6 ✓"}}));
   EXPECT_FALSE(exists(path + ".tmp"));
+}
+
+// Root attributes, the config as checkpoints store it (a scalar string dataset /config),
+// counters stored as integers, and a unit and description for every column.
+TEST(Metrics, TheFileDescribesItself) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5", toml = "[model]\npath = \"models/tiny\"\n";
+  {
+    MetricsWriter w(path, false, 0, toml);
+    w.set_counter("world_size", 2);
+    w.append(step_row(1));
+  }
+  const auto m = read_metrics(path);
+  EXPECT_EQ(m.format_version, kMetricsFormatVersion);
+  EXPECT_EQ(m.r1dist_version, R1DIST_VERSION);
+  EXPECT_EQ(m.created.size(), 20u) << m.created;  // 2025-01-31T12:00:00Z
+  EXPECT_EQ(m.created.back(), 'Z');
+  EXPECT_EQ(m.config_toml, toml);
+  ASSERT_EQ(m.columns.size(), metrics_columns().size());
+  for (size_t i = 0; i < m.columns.size(); ++i) {
+    EXPECT_EQ(m.columns[i].table + "." + m.columns[i].name,
+              metrics_columns()[i].table + "." + metrics_columns()[i].name);
+    EXPECT_EQ(m.columns[i].unit, metrics_columns()[i].unit);
+    EXPECT_FALSE(m.columns[i].description.empty());
+  }
+  // Every field of both tables is in the column table, in the file's field order.
+  EXPECT_EQ(m.columns[0].name, "step");
+  EXPECT_EQ(m.columns[12].name, "padding_share");
+  EXPECT_EQ(m.columns[6].unit, "tokens/s");
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  hid_t d = H5Dopen2(f, "counters", H5P_DEFAULT);
+  hid_t t = H5Dget_type(d);
+  const int i = H5Tget_member_index(t, "value");
+  ASSERT_GE(i, 0);
+  EXPECT_EQ(H5Tget_member_class(t, unsigned(i)), H5T_INTEGER);
+  H5Tclose(t);
+  H5Dclose(d);
+  H5Fclose(f);
+}
+
+TEST(Metrics, ANewerFormatIsRefusedNamingItsVersion) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5";
+  { MetricsWriter w(path, false, 0); }
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+  const int64_t v = kMetricsFormatVersion + 1;
+  ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT64, &v), 0);
+  H5Aclose(a);
+  H5Fclose(f);
+  EXPECT_TRUE(ThrowsWith([&] { read_metrics(path); },
+                         {"metrics.h5", "format_version' is " + std::to_string(v), "HINT"}));
 }
 
 TEST(Metrics, AttrThatDoesNotFitIsRejected) {
   TempDir dir;
   MetricsWriter w(dir / "metrics.h5", false, 0);
-  EXPECT_TRUE(ThrowsWith([&] { w.set_attr(std::string(64, 'n'), 1); }, {"metrics.h5", "does not fit"}));
+  EXPECT_TRUE(ThrowsWith([&] { w.set_counter(std::string(64, 'n'), 1); }, {"metrics.h5", "does not fit"}));
   EXPECT_TRUE(ThrowsWith([&] { w.set_attr("x", std::string(256, 'v')); }, {"does not fit"}));
 }
 
@@ -145,7 +228,7 @@ TEST(Metrics, ResumeDropsRowsAfterTheCheckpoint) {
   const std::string path = dir / "metrics.h5";
   {
     MetricsWriter w(path, false, 0);
-    w.set_attr("rows_skipped", 5);
+    w.set_counter("rows_skipped", 5);
     for (int64_t k = 1; k <= 30; ++k) w.append(step_row(k));
     w.append(eval_row(10));
     w.append(eval_row(20));
@@ -154,7 +237,7 @@ TEST(Metrics, ResumeDropsRowsAfterTheCheckpoint) {
   {
     MetricsWriter w(path, true, 20);  // resumed from the step-20 checkpoint
     for (int64_t k = 21; k <= 25; ++k) w.append(step_row(k));
-    w.set_attr("resumed_from", 20);
+    w.set_counter("resumed_from", 20);
   }
   const auto m = read_metrics(path);
   std::vector<int64_t> want;
@@ -162,8 +245,8 @@ TEST(Metrics, ResumeDropsRowsAfterTheCheckpoint) {
   expect_steps(m.steps, want);
   ASSERT_EQ(m.evals.size(), 2u);
   EXPECT_EQ(m.evals.back().step, 20);
-  EXPECT_EQ(m.attrs.at("rows_skipped"), "5");
-  EXPECT_EQ(m.attrs.at("resumed_from"), "20");
+  EXPECT_EQ(m.counters.at("rows_skipped"), 5);
+  EXPECT_EQ(m.counters.at("resumed_from"), 20);
   // resume = false starts over.
   { MetricsWriter w(path, false, 0); }
   EXPECT_TRUE(read_metrics(path).steps.empty());
@@ -181,7 +264,7 @@ TEST(Metrics, KilledWriterKeepsEveryCompletedRowAndResumes) {
     // The child does all the HDF5 work on this file and dies without closing it.
     try {
       MetricsWriter w(path, false, 0);
-      w.set_attr("rows_skipped", 2);
+      w.set_counter("rows_skipped", 2);
       for (int64_t k = 1; k <= 50; ++k) w.append(step_row(k));
       w.append(eval_row(50));
       ::raise(SIGKILL);
@@ -197,7 +280,7 @@ TEST(Metrics, KilledWriterKeepsEveryCompletedRowAndResumes) {
   const auto m = read_metrics(path);
   expect_steps(m.steps, want);
   ASSERT_EQ(m.evals.size(), 1u);
-  EXPECT_EQ(m.attrs.at("rows_skipped"), "2");
+  EXPECT_EQ(m.counters.at("rows_skipped"), 2);
   // A killed SWMR writer leaves "open for writing" marks in the file; resuming still works.
   {
     MetricsWriter w(path, true, 40);
@@ -214,7 +297,7 @@ TEST(Metrics, H5dumpReadsAClosedFile) {
   {
     MetricsWriter w(dir / "metrics.h5", false, 0);
     w.append(step_row(1));
-    w.set_attr("rows_skipped", 1);
+    w.set_counter("rows_skipped", 1);
   }
   const auto r = test::run_command("h5dump " + (dir / "metrics.h5"));
   const std::string& out = r.out;
@@ -222,6 +305,8 @@ TEST(Metrics, H5dumpReadsAClosedFile) {
   EXPECT_NE(out.find("DATASET \"steps\""), std::string::npos) << out;
   EXPECT_NE(out.find("\"tokens_per_s\""), std::string::npos) << out;
   EXPECT_NE(out.find("\"rows_skipped\""), std::string::npos) << out;
+  EXPECT_NE(out.find("ATTRIBUTE \"units\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"r1dist-metrics\""), std::string::npos) << out;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // through HDF5 without disturbing the metrics tables; each verdict rule fires on a run made
 // to meet it; the report files and plots are written.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <cmath>
 #include <filesystem>
@@ -61,6 +62,59 @@ std::string make_run(const std::string& root, const std::string& name, const std
   }
   if (eval) write_eval_group(dir + "/metrics.h5", *eval);
   return dir;
+}
+
+// An /eval group of format r1dist-eval-1 (groups 0..n-1, the prompt a dataset, `stopped`,
+// `mcq_low/high`), made from a format-2 one by renaming, still reads.
+TEST(EvalFile, AFormatOneGroupStillReads) {
+  test::TempDir tmp;
+  auto s = summary(1.5, 0.02, 0.55, false);
+  s.generations[0].stopped_at_eos = true;
+  const std::string path = tmp / "eval.h5";
+  write_eval_group(path, s);
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t g = H5Gopen2(f, "eval", H5P_DEFAULT);
+  ASSERT_GE(H5Arename(g, "mcq_ci95_low", "mcq_low"), 0);
+  ASSERT_GE(H5Arename(g, "mcq_ci95_high", "mcq_high"), 0);
+  const std::string one = "r1dist-eval-1";
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, one.size());
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  ASSERT_GE(H5Adelete(g, "format"), 0);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(g, "format", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(H5Awrite(a, t, one.data()), 0);
+  H5Aclose(a);
+  H5Tclose(t);
+  const hid_t gens = H5Gopen2(g, "generations", H5P_DEFAULT);
+  char name[256] = {};
+  ASSERT_GT(H5Lget_name_by_idx(gens, ".", H5_INDEX_NAME, H5_ITER_INC, 0, name, sizeof name, H5P_DEFAULT), 0);
+  EXPECT_EQ(std::string(name).rfind("00-28岁程序员", 0), 0u) << name;
+  ASSERT_GE(H5Lmove(gens, name, gens, "0", H5P_DEFAULT, H5P_DEFAULT), 0);
+  const hid_t g0 = H5Gopen2(gens, "0", H5P_DEFAULT);
+  ASSERT_GE(H5Arename(g0, "stopped_at_eos", "stopped"), 0);
+  const std::string& prompt = s.generations[0].prompt;
+  ASSERT_GE(H5Adelete(g0, "prompt"), 0);
+  t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, prompt.size());
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  const hid_t d = H5Dcreate2(g0, "prompt", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, prompt.data()), 0);
+  H5Dclose(d);
+  H5Tclose(t);
+  H5Sclose(sp);
+  H5Gclose(g0);
+  H5Gclose(gens);
+  H5Gclose(g);
+  H5Fclose(f);
+  const auto back = read_eval_group(path);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->mcq.low, s.mcq.low);
+  EXPECT_EQ(back->mcq.high, s.mcq.high);
+  ASSERT_EQ(back->generations.size(), 1u);
+  EXPECT_EQ(back->generations[0].prompt, prompt);
+  EXPECT_TRUE(back->generations[0].stopped_at_eos);
 }
 
 TEST(EvalFile, RoundTripsAndKeepsTheMetricsTables) {

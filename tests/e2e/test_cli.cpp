@@ -19,6 +19,7 @@
 namespace r1dist::test {
 namespace {
 
+using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -312,8 +313,9 @@ TEST(TokenizerCli, EncodeDecodeJsonl) {
 TEST(Metrics, AnotherProcessReadsWhileTheRunWrites) {
   TempDir dir;
   const std::string path = dir / "metrics.h5";
-  MetricsWriter w(path, false, 0);
-  w.set_attr("rows_skipped", 4);
+  MetricsWriter w(path, false, 0, "[model]\npath = \"m\"\n");
+  w.set_counter("rows_skipped", 4);
+  w.set_attr("name", "tiny");
   auto step_row = [](int64_t k) {
     StepRecord r;
     r.step = k;
@@ -342,9 +344,17 @@ TEST(Metrics, AnotherProcessReadsWhileTheRunWrites) {
   ASSERT_EQ(lines.size(), 13u);
   EXPECT_EQ(lines[12].substr(0, 3), "12\t");
   EXPECT_EQ(count_rows("evals").size(), 2u);
-  lines = count_rows("attrs");
+  lines = count_rows("counters");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[1], "rows_skipped\t4");
+  lines = count_rows("attrs");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], "name\ttiny");
+  // The units the file records (written before SWMR started), read while the writer is open.
+  lines = count_rows("columns");
+  ASSERT_EQ(lines.size(), 1 + metrics_columns().size());
+  EXPECT_EQ(lines[0], "table\tname\tunit\tdescription");
+  EXPECT_THAT(lines, Contains(HasSubstr("steps\ttokens_per_s\ttokens/s\t")));
   const auto all = run_r1dist("metrics " + path);
   EXPECT_EQ(all.code, 0);
   EXPECT_THAT(all.out, HasSubstr("# evals\n"));

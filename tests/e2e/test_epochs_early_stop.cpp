@@ -76,8 +76,8 @@ TEST(TrainerEarlyStop, PatienceStopsAnOverfittingRunAndExportsTheBestCheckpoint)
                             " --set train.lr=0.05 --set eval.every_steps=1 --set eval.patience=2 --set train.warmup_steps=0");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto m = read_metrics(out + "/metrics.h5");
-  ASSERT_TRUE(m.attrs.count("stopped_at_step")) << "the run did not stop early:\n" << r.err;
-  const int64_t stopped = std::stoll(m.attrs.at("stopped_at_step"));
+  ASSERT_TRUE(m.counters.count("stopped_at_step")) << "the run did not stop early:\n" << r.err;
+  const int64_t stopped = m.counters.at("stopped_at_step");
   EXPECT_LT(stopped, 40);
   EXPECT_HAS(m.attrs.at("stop_reason"), "eval.patience: 2 evaluations without the held-out loss improving");
   EXPECT_HAS(r.err + r.out, "early stop after step " + std::to_string(stopped));

@@ -1,6 +1,7 @@
 // The evaluation commands end to end on the tiny model and the 2-rank reference run:
 // `r1dist eval` (table, JSON, /eval in HDF5), `generate`, `merge`, and `report` over a
 // fine-tuned run and its base.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -13,6 +14,8 @@
 
 namespace r1dist::test {
 namespace {
+
+using ::testing::HasSubstr;
 
 std::string mcq_data() { return source_dir() + "/data/sample_mcq_en.jsonl"; }
 
@@ -35,14 +38,31 @@ TEST(EvalCli, MeasuresTheReferenceRunAgainstItsBase) {
   EXPECT_NEAR(j["loss"].get<double>(), ref.metrics.evals.back().eval_loss, 1e-4);
   EXPECT_GT(j["drift"]["kl"].get<double>(), 0);
   EXPECT_LE(j["drift"]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_GT(j["drift"]["drift_tokens"].get<int>(), 0);
   EXPECT_EQ(j["mcq"]["total"], 12);
+  // The interval under the names the HDF5 file uses (mcq_ci95_low there: nested, no prefix).
+  EXPECT_LE(j["mcq"]["ci95_low"].get<double>(), j["mcq"]["accuracy"].get<double>());
+  EXPECT_GE(j["mcq"]["ci95_high"].get<double>(), j["mcq"]["accuracy"].get<double>());
   ASSERT_EQ(j["generations"].size(), 2u);
   EXPECT_EQ(j["generations"][0]["prompt"], "头晕目眩");
   EXPECT_LE(j["generations"][0]["tokens"].get<int>(), 8);
+  EXPECT_TRUE(j["generations"][0].contains("stopped_at_eos"));
   const auto back = read_eval_group(d / "eval.h5");
   ASSERT_TRUE(back.has_value());
   EXPECT_NEAR(back->loss, j["loss"].get<double>(), 1e-12);
-  if (on_path("h5dump")) EXPECT_EQ(run_command("h5dump -g /eval " + (d / "eval.h5")).code, 0);
+  EXPECT_EQ(back->mcq.low, j["mcq"]["ci95_low"].get<double>());
+  EXPECT_EQ(back->drift_tokens, j["drift"]["drift_tokens"].get<int64_t>());
+  ASSERT_EQ(back->generations.size(), 2u);
+  EXPECT_EQ(back->generations[1].prompt, "What causes anemia?");
+  if (on_path("h5dump")) {
+    // Generations are groups named by their prompt, in prompt order.
+    const auto dump = run_command("h5dump -g /eval " + (d / "eval.h5"));
+    EXPECT_EQ(dump.code, 0);
+    EXPECT_THAT(dump.out, HasSubstr("GROUP \"00-头晕目眩\""));
+    EXPECT_THAT(dump.out, HasSubstr("GROUP \"01-what-causes-anemia\""));
+    EXPECT_THAT(dump.out, HasSubstr("ATTRIBUTE \"stopped_at_eos\""));
+    EXPECT_THAT(dump.out, HasSubstr("ATTRIBUTE \"mcq_ci95_low\""));
+  }
 
   // The base alone: no drift, its own loss.
   r = run_r1dist("eval --cfg " + ref.out + ".toml" + sets + " --adapter none --no-generate --out none");

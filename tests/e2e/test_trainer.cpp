@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "e2e/trainer_runs.h"
 #include "support/damage.h"
@@ -280,6 +281,15 @@ TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical
   const auto m = read_metrics(out + "/metrics.h5");
   ASSERT_EQ(m.steps.size(), 10u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  // The metrics file describes itself: the run's config, typed counters.
+  EXPECT_EQ(m.format_version, kMetricsFormatVersion);
+  EXPECT_THAT(m.config_toml, HasSubstr("[lora]"));
+  EXPECT_EQ(m.counters.at("world_size"), 2);
+  EXPECT_GT(m.counters.at("train_rows"), 0);
+  // checkpoint-diff names the tensor whose moments differ most (through /optimizer/layout).
+  r = run_r1dist("checkpoint-diff " + checkpoint_path(out, 10) + " " + checkpoint_path(out, 5));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(max rel diff); worst tensor base_model.model.model.layers."));
   // Rank 0 alone reads the candidates; its refusal reaches rank 1 at once (no rank waits on
   // the other until the watchdog).
   const auto t0 = std::chrono::steady_clock::now();
@@ -287,12 +297,26 @@ TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.err, HasSubstr("no checkpoint matches this run's settings"));
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 50.0);
+  // The exported adapter names its base by hub id (here the directory's name: the tiny
+  // model's config.json has no hub _name_or_path), not by the path it was trained from, and
+  // carries a model card; its manifest covers both.
+  const auto adapter_config = nlohmann::json::parse(read_text(out + "/adapter/adapter_config.json"));
+  EXPECT_EQ(adapter_config["base_model_name_or_path"], "tiny");
+  const auto card = read_text(out + "/adapter/README.md");
+  EXPECT_EQ(card.rfind("---\nbase_model: \"tiny\"\nlibrary_name: peft\n", 0), 0u) << card;
+  const auto run_json = nlohmann::json::parse(read_text(out + "/run.json"));
+  EXPECT_THAT(card, HasSubstr(run_json["dataset_fingerprint"].get<std::string>()));
+  EXPECT_THAT(card, HasSubstr("| final | 10 |"));
+  EXPECT_THAT(card, HasSubstr("```toml\n[model]"));
+  EXPECT_THAT(read_text(out + "/adapter/r1dist_manifest.json"), HasSubstr("README.md"));
   // The exported adapter carries a manifest; a changed byte in it is refused by name.
   r = run_r1dist("checkpoint verify " + out + "/adapter");
   EXPECT_EQ(r.code, 0) << r.out;
+  flip_byte_in_file(out + "/adapter/README.md", 0.5);
   flip_byte_in_file(out + "/adapter/adapter_model.safetensors", 0.8);
   r = run_r1dist("checkpoint verify " + out + "/adapter");
   EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("README.md is damaged"));
   EXPECT_THAT(r.out, HasSubstr("adapter_model.safetensors is damaged"));
 }
 

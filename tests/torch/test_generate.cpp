@@ -131,7 +131,7 @@ TEST(Generate, StopsARowAtAStopIdAndLetsTheOthersRun) {
     const auto first = std::find(want[r].begin(), want[r].end(), stop);
     const std::vector<int64_t> expect(want[r].begin(), first == want[r].end() ? first : first + 1);
     EXPECT_EQ(gens[r].tokens, expect);
-    EXPECT_EQ(gens[r].stopped, first != want[r].end());
+    EXPECT_EQ(gens[r].stopped_at_eos, first != want[r].end());
   }
 }
 

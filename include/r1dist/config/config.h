@@ -43,9 +43,18 @@ struct ModelConfig {
   ComputeDtype dtype = ComputeDtype::bf16;
   DeviceChoice device = DeviceChoice::automatic;
   std::string name;  // display name in logs, run.json and metrics; empty = directory name
+  std::string hub_id;  // "owner/name" of the base model on the Hub; empty = derived (below)
   // The display name: `name`, or the last component of `path`.
   std::string display_name() const;
+  // What an exported adapter names as its base (adapter_config.json base_model_name_or_path,
+  // the model card): `hub_id`; else PATH/config.json's `_name_or_path` when it is a hub id
+  // ("owner/name", not a local path); else the last component of `path`.
+  std::string base_model_id() const;
 };
+
+// "owner/name" as the Hugging Face Hub spells a model id (letters, digits, '-', '_', '.';
+// neither part starting with '.' or '-'), and not an existing local path.
+bool looks_like_hub_id(const std::string& s);
 
 struct LoraConfig {
   int r = 16;

@@ -42,7 +42,7 @@ struct GenerateOptions {
 
 struct Generation {
   std::vector<int64_t> tokens;  // the new tokens, including the stop token when one ended it
-  bool stopped = false;         // ended by a stop id (else by max_new_tokens)
+  bool stopped_at_eos = false;  // ended by a stop id (else by max_new_tokens)
 };
 
 // Generates for every prompt (each non-empty). No gradients are recorded.

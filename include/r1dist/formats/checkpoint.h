@@ -40,6 +40,15 @@ struct CheckpointState {
   std::map<std::string, std::string> extra;  // free-form string attributes
 };
 
+// Where an adapter tensor's AdamW moments sit in the flat vectors (adam_m, adam_v):
+// values [offset, offset + length). Stored as /optimizer/layout (format 3).
+struct MomentSlice {
+  std::string name;
+  int64_t offset = 0, length = 0;
+};
+// The layout of the flat moments: the adapters in order, each numel(shape) values.
+std::vector<MomentSlice> moment_layout(const std::vector<NamedArray>& adapters);
+
 // Builds the HDF5 file in memory, then writes it atomically (base/fs.h AtomicFile: PATH.tmp,
 // fsync, rename to PATH, fsync the directory). A crash or a full disk at any point leaves
 // either the old PATH or the complete new one, and an error naming the file.

@@ -1,5 +1,6 @@
-// The /eval group of an HDF5 file (docs/CHECKPOINT_FORMAT.md): one EvalSummary, numbers
-// as attributes of /eval and /eval/generations/<i>, texts as string datasets, so h5dump
+// The /eval group of an HDF5 file (docs/EVAL.md): one EvalSummary, numbers
+// as attributes of /eval and /eval/generations/<index>-<prompt slug>, texts as string
+// datasets (a generation's prompt an attribute of its group), so h5dump
 // shows everything. Written into a run's metrics.h5 (or any file) by replacing the whole
 // file atomically: the file is copied, /eval replaced in the copy, the copy renamed over
 // the original, so a crash leaves the old file or the new one, never a mix.

@@ -1,7 +1,9 @@
-// HDF5 metrics of a run (docs/CHECKPOINT_FORMAT.md): one file per run with two extendible
+// HDF5 metrics of a run (docs/METRICS_FORMAT.md): one file per run with two extendible
 // compound tables, /steps and /evals, appended and flushed row by row, so that a crash keeps
-// every completed row; and an /attrs table of counters. The writer uses SWMR so another
-// process (r1dist metrics, h5py) can read while a run writes.
+// every completed row; a /counters table (integers) and an /attrs table (texts). The file
+// describes itself: root attributes (format, version, writer, time), the run's config, and
+// the unit and meaning of every column. The writer uses SWMR so another process
+// (r1dist metrics, h5py) can read while a run writes.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -28,20 +30,37 @@ struct EvalRecord {
   int64_t eval_tokens = 0;
 };
 
+// The one table of the columns of /steps and /evals: the writer stores each column's unit
+// and description with its table (attributes `units` and `descriptions`, in field order),
+// and docs/METRICS_FORMAT.md is generated from the file (tools/metrics_format_doc.sh).
+// Units: "1" for dimensionless numbers, "step" for step numbers.
+struct MetricsColumn {
+  std::string table, name, unit, description;
+};
+const std::vector<MetricsColumn>& metrics_columns();
+
+// 2: root attributes, /config, per-column units, integer /counters. 1 (no `format`
+// attribute): every attribute a text row of /attrs (still read: integers become counters).
+constexpr int64_t kMetricsFormatVersion = 2;
+
 class MetricsWriter {
  public:
   // Creates PATH, or opens it to continue a resumed run: rows with step > resume_step
-  // (written after the checkpoint being resumed) are dropped first.
-  MetricsWriter(const std::string& path, bool resume, int64_t resume_step);
+  // (written after the checkpoint being resumed) are dropped first. `config_toml` (the
+  // run's full config, as checkpoints store it) is written as /config.
+  MetricsWriter(const std::string& path, bool resume, int64_t resume_step, const std::string& config_toml = "");
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
   void append(const StepRecord& r);
   void append(const EvalRecord& r);
-  // Counters (e.g. "rows_skipped"); overwritten each call. Stored as rows of the /attrs
-  // table, not HDF5 attributes (a SWMR writer cannot create attributes).
-  void set_attr(const std::string& name, int64_t value);
+  // Counters (e.g. "rows_skipped", integers in /counters) and texts (e.g. "name", in
+  // /attrs); a later value overwrites the row. Rows of tables, not HDF5 attributes (a SWMR
+  // writer cannot create attributes).
+  void set_counter(const std::string& name, int64_t value);
   void set_attr(const std::string& name, const std::string& value);
+  // Every eval row of the file: those kept from before a resume, then those appended.
+  const std::vector<EvalRecord>& evals() const;
 
  private:
   struct Impl;
@@ -50,9 +69,14 @@ class MetricsWriter {
 
 // Reads a metrics file (also while a writer has it open).
 struct MetricsData {
+  int64_t format_version = 1;           // 1: a file without the `format` attribute
+  std::string r1dist_version, created;  // "" in format 1
+  std::string config_toml;              // "" in format 1
+  std::vector<MetricsColumn> columns;   // as stored in the file (none in format 1)
   std::vector<StepRecord> steps;
   std::vector<EvalRecord> evals;
-  std::map<std::string, std::string> attrs;  // integer attributes as decimal text
+  std::map<std::string, int64_t> counters;
+  std::map<std::string, std::string> attrs;
 };
 MetricsData read_metrics(const std::string& path);
 

@@ -15,7 +15,7 @@ namespace r1dist {
 struct GenerationResult {
   std::string prompt, text;   // the user's prompt, the generated text (special tokens kept)
   int64_t tokens = 0;         // generated tokens
-  bool stopped = false;       // ended at EOS (else at the token limit)
+  bool stopped_at_eos = false;  // ended at EOS (else at the token limit)
   bool think_closed = false;  // "</think>" appeared: the reasoning ended
   int64_t answer_tokens = 0;  // tokens after "</think>" (0 when it never closed)
   Repetition repetition;

@@ -29,9 +29,18 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
                                                 int world, const std::vector<ConfigChange>& overridden = {},
                                                 const std::string& anyway = "");
 
+// The adapter's README.md, a model card as PEFT writes one: YAML front matter (base_model,
+// library_name: peft, tags), then the base model, the data file and its fingerprint, the
+// final and best held-out evaluation of `evals` (step 0, the base model's, is not the
+// adapter's), the full config (TOML) and the r1dist version.
+std::string adapter_model_card(const Config& cfg, const RunIdentity& id, const std::vector<EvalRecord>& evals);
+
 // output.dir/adapter in the PEFT format, written atomically (a staged directory renamed into
-// place), its manifest recording the base weights' fingerprint; returns the directory.
-std::string export_adapter(const Config& cfg, const Qwen2Model& model, const std::string& base_fingerprint);
+// place): base_model_name_or_path is cfg.model.base_model_id() (a hub id, so PEFT finds the
+// base anywhere), the manifest records the base weights' fingerprint, README.md is the model
+// card; returns the directory.
+std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id,
+                           const std::vector<EvalRecord>& evals);
 // Whether DIR holds an adapter r1dist exported completely (its manifest present and every
 // file as the manifest records it).
 bool adapter_is_complete(const std::string& dir);
