@@ -123,9 +123,29 @@ Args& Args::option_list(const std::string& name, const std::string& help) {
   impl_->options.add_options()(name, help, cxxopts::value<std::vector<std::string>>());
   return *this;
 }
-Args& Args::positional(const std::vector<std::string>& names) {
+Args& Args::positional(const std::vector<Bare>& bare) {
+  std::vector<std::string> names;
+  std::string shown;
+  for (const auto& b : bare) {
+    names.push_back(b.option);
+    shown += (shown.empty() ? "" : " ") + b.shown;
+  }
   impl_->options.parse_positional(names);
+  impl_->options.positional_help(shown);
+  bare_ = bare;
   return *this;
+}
+
+std::string Args::usage() const {
+  std::string out = program_ + " [OPTION...]";
+  for (const auto& b : bare_) out += " " + b.shown;
+  return out;
+}
+
+void Args::missing(const std::string& name) const {
+  for (const auto& b : bare_)
+    if (b.option == name) throw UsageError(program_ + ": missing " + b.shown + " (usage: " + usage() + "; see --help)");
+  throw UsageError(program_ + ": --" + name + " is required (see --help)");
 }
 
 bool Args::parse(int argc, char** argv) {
@@ -153,8 +173,13 @@ std::vector<std::string> Args::list(const std::string& name) const {
   return has(name) ? impl_->result[name].as<std::vector<std::string>>() : std::vector<std::string>{};
 }
 std::string Args::required(const std::string& name) const {
-  if (!has(name)) throw UsageError(program_ + ": --" + name + " is required (see --help)");
+  if (!has(name)) missing(name);
   return str(name);
+}
+std::vector<std::string> Args::required_list(const std::string& name) const {
+  auto v = list(name);
+  if (v.empty()) missing(name);
+  return v;
 }
 
 }  // namespace r1dist

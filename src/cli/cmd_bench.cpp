@@ -471,10 +471,45 @@ int bench_train(const Args& a) {
   return 0;
 }
 
+namespace {
+
+// The one list of kinds: dispatch, --help, the top-level help and the errors read it.
+struct BenchKind {
+  const char* name;
+  const char* measures;
+  int (*fn)(const Args&);
+};
+const BenchKind kBenchKinds[] = {
+    {"nf4", "bytes per weight of a preset's NF4 projections; dequantisation bandwidth against a copy", bench_nf4},
+    {"data", "the data pipeline (load, select, template, tokenize): rows/s and tokens/s per thread count",
+     bench_data},
+    {"checkpoint", "write and read speed of an HDF5 checkpoint of a preset's adapters and AdamW moments",
+     bench_checkpoint},
+    {"generate", "greedy decoding tokens/s of a model directory per batch size (forced length, no EOS)",
+     bench_generate},
+    {"loss", "the chunked lm_head + cross-entropy against the full logits: time and memory", bench_loss},
+    {"train", "training steps at a preset's shape on random weights: tokens/s, MFU, peak memory, the split",
+     bench_train},
+};
+
+}  // namespace
+
+std::string bench_kind_names() {
+  std::string out;
+  for (const auto& k : kBenchKinds) out += (out.empty() ? "" : ", ") + std::string(k.name);
+  return out;
+}
+
 int cmd_bench(int argc, char** argv) {
-  Args a("r1dist bench",
-         "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss, train.");
-  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss, train")
+  std::string about = "Benchmarks (numbers printed, nothing asserted). KIND:";
+  for (const auto& k : kBenchKinds) {
+    char line[256];
+    std::snprintf(line, sizeof line, "\n  %-11s %s", k.name, k.measures);
+    about += line;
+  }
+  Args a("r1dist bench", about + "\n");
+  a.option_str("kind", "what to measure")
+      .positional({{"kind", "KIND"}})
       .option_str("model", "generate: model directory")
       .option_str("batch", "generate: batch sizes, comma-separated", "1,16")
       .option_int("prompt-len", "generate: prompt tokens", 128)
@@ -502,17 +537,12 @@ int cmd_bench(int argc, char** argv) {
       .option_real("memory-budget", "train: with layer checkpointing, keep as many layers as the memory estimate fits in this many GB (train.memory_budget_gb)", 0)
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
-      .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")
-      .positional({"kind"});
+      .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp");
   if (!a.parse(argc, argv)) return 0;
   const auto kind = a.required("kind");
-  if (kind == "nf4") return bench_nf4(a);
-  if (kind == "data") return bench_data(a);
-  if (kind == "checkpoint") return bench_checkpoint(a);
-  if (kind == "generate") return bench_generate(a);
-  if (kind == "loss") return bench_loss(a);
-  if (kind == "train") return bench_train(a);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss, train)");
+  for (const auto& k : kBenchKinds)
+    if (kind == k.name) return k.fn(a);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: " + bench_kind_names() + ")");
 }
 
 }  // namespace r1dist
