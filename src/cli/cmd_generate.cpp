@@ -18,6 +18,7 @@
 #include "r1dist/eval/generate.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/log/log.h"
+#include "r1dist/log/meter.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
@@ -108,8 +109,14 @@ int cmd_generate(int argc, char** argv) {
   const bool json = a.has("json");
   const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);
   Streamer streamer{tok, {}, 0};
-  if (stream) opt.on_token = [&](int64_t, int64_t id) { streamer.add(id); };
+  // Streamed text shows its own progress; otherwise the progress line counts the tokens.
+  log::Meter meter("generate", opt.max_new_tokens * int64_t(ids.size()), "tokens (at most)");
+  if (stream)
+    opt.on_token = [&](int64_t, int64_t id) { streamer.add(id); };
+  else
+    opt.on_token = [&](int64_t, int64_t) { meter.advance(); };
   const auto gens = generate(lm.model, ids, opt);
+  if (!stream) meter.done();
   for (size_t i = 0; i < gens.size(); ++i) {
     const auto r = describe_generation(tok, prompts[i], gens[i]);
     if (json) {

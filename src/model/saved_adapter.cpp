@@ -12,6 +12,7 @@
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/log/log.h"
+#include "r1dist/log/meter.h"
 #include "r1dist/peft/peft_format.h"
 #include "r1dist/tensor/bytes.h"
 
@@ -91,7 +92,9 @@ std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string&
     specs.push_back({name, to_st_dtype(dtype), shape});
   }
   int64_t merged = 0;
+  log::Meter meter("merge: writing " + out_dir, int64_t(weights.size()), "tensors");
   auto fill = [&](size_t i, uint8_t* dst, size_t nbytes) {
+    meter.advance();
     at::NoGradGuard ng;
     const auto& [name, t] = weights[i];
     at::Tensor w;
@@ -110,6 +113,7 @@ std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string&
     std::memcpy(dst, w.data_ptr(), nbytes);
   };
   auto files = st::write_model_dir(out_dir, specs, fill, max_shard_bytes);
+  meter.done();
   Qwen2Config cfg = model.config();
   cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   write_file_atomic(out_dir + "/config.json", qwen2_config_json(cfg));
