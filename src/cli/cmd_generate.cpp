@@ -71,8 +71,8 @@ int cmd_generate(int argc, char** argv) {
       .option_str("format", "prompt format: chat (the R1 chat template) or template (the config's data template)",
                   "chat")
       .option_int("max-new-tokens", "token limit per prompt", 512)
-      .flag("greedy", "argmax decoding (deterministic)")
-      .option_real("temperature", "sampling temperature", 0.6)
+      .flag("greedy", "argmax decoding (deterministic; the same as --temperature 0)")
+      .option_real("temperature", "sampling temperature; 0 = greedy", 0.6)
       .option_real("top-p", "nucleus sampling mass (1 = off)", 0.95)
       .option_int("top-k", "keep the k most likely tokens (0 = off)", 0)
       .option_real("repetition-penalty", "> 1 discourages repeated tokens (1 = off)", 1.0)
@@ -85,7 +85,7 @@ int cmd_generate(int argc, char** argv) {
     prompts.insert(prompts.end(), more.begin(), more.end());
   }
   if (prompts.empty()) throw UsageError("generate: give --prompt TEXT or --prompts FILE");
-  const Config cfg = config_from_flags(a, QuantMode::none);
+  Config cfg = config_from_flags(a, QuantMode::none);
   const auto tok = Tokenizer::load(cfg.model.path);
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, cfg.data.format);
   auto lm = load_model_from_flags(a, cfg);

@@ -32,8 +32,7 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   in.prompts = cfg.eval.prompts;
   in.prompt_format = cfg.eval.prompt_format;
   in.generation.max_new_tokens = cfg.eval.max_new_tokens;
-  in.generation.sampling.greedy = cfg.eval.temperature == 0.0;
-  in.generation.sampling.temperature = cfg.eval.temperature > 0 ? cfg.eval.temperature : 1.0;
+  in.generation.sampling.temperature = cfg.eval.temperature;  // 0 = greedy (SamplingParams::argmax)
   in.generation.sampling.top_p = cfg.eval.top_p;
   in.generation.sampling.seed = uint64_t(cfg.train.seed);
   return in;

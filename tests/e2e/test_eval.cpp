@@ -76,6 +76,11 @@ TEST(GenerateCli, GreedyIsDeterministicAndStopsAtTheLimit) {
   const auto first = nlohmann::json::parse(a.out.substr(0, a.out.find('\n')));
   EXPECT_EQ(first["prompt"], "头晕");
   EXPECT_LE(first["tokens"].get<int>(), 6);
+  // Temperature 0 is greedy, as eval.temperature = 0 is.
+  const auto zero = run_r1dist("generate --model " + tiny_model_dir() +
+                               " --prompt 头晕 --prompt 'Why do I feel dizzy?' --max-new-tokens 6 --temperature 0 --json");
+  EXPECT_EQ(zero.code, 0) << zero.err;
+  EXPECT_EQ(zero.out, a.out);
   const auto sampled =
       run_r1dist("generate --model " + tiny_model_dir() + " --prompt 头晕 --max-new-tokens 6 --seed 3");
   EXPECT_EQ(sampled.code, 0) << sampled.err;
