@@ -22,9 +22,14 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   DataConfig mcq_cfg = cfg.data;
   mcq_cfg.path = cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path;
   mcq_cfg.on_bad_row = BadRowPolicy::skip;  // rows without the training fields may still be MCQ items
+  // From the data file itself: the held-out rows' items, so that every figure covers the
+  // same rows (and none that trained).
+  const bool own_rows = cfg.eval.mcq_path.empty();
+  std::set<int64_t> held_out;
+  for (const auto& e : data.eval) held_out.insert(e.row);
   if (!mcq_cfg.path.empty()) {
     for (auto& row : load_rows(mcq_cfg)) {
-      if (!row.mcq) continue;
+      if (!row.mcq || (own_rows && !held_out.count(row.index))) continue;
       in.mcq.push_back(std::move(*row.mcq));
       if (cfg.eval.mcq_rows > 0 && int64_t(in.mcq.size()) >= cfg.eval.mcq_rows) break;
     }

@@ -77,6 +77,16 @@ std::string attach_saved_adapter(Qwen2Model& model, const std::string& path, con
   throw UsageError("adapter " + path + " does not exist (give a PEFT adapter directory or an r1dist checkpoint .h5)");
 }
 
+AdapterBase recorded_adapter_base(const std::string& path) {
+  AdapterBase b;
+  if (!is_dir(path) || !is_file(path + "/" + kManifestFile)) return b;
+  ManifestExtra extra;
+  check_manifest(path, nullptr, &extra);
+  b.quant = extra["base_quant"];
+  b.dtype = extra["base_dtype"];
+  return b;
+}
+
 std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string& base_dir, const std::string& out_dir,
                                            at::ScalarType dtype, uint64_t max_shard_bytes) {
   check(dtype == at::kBFloat16 || dtype == at::kFloat, "merge: the output dtype must be bf16 or fp32");

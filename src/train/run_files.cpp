@@ -121,7 +121,10 @@ std::string export_adapter(const Config& cfg, const Qwen2Model& model, const std
   pc.targets = cfg.lora.targets;
   pc.base_model = cfg.model.path;
   const std::string dir = cfg.output.dir + "/adapter";
-  save_peft_adapter(model.lora(), dir, pc, base_fingerprint);
+  // What the base was: its weights, and how they were loaded (model/saved_adapter.h reads it back).
+  ManifestExtra extra{{"base_quant", to_string(cfg.quant.mode)}, {"base_dtype", to_string(cfg.model.dtype)}};
+  if (!base_fingerprint.empty()) extra["base_fingerprint"] = base_fingerprint;
+  save_peft_adapter(model.lora(), dir, pc, extra);
   return dir;
 }
 
