@@ -136,15 +136,26 @@ Args& Args::positional(const std::vector<Bare>& bare) {
   return *this;
 }
 
+Args& Args::usage_options(const std::string& text) {
+  impl_->options.custom_help(text);
+  usage_options_ = text;
+  return *this;
+}
+
 std::string Args::usage() const {
-  std::string out = program_ + " [OPTION...]";
+  std::string out = program_ + " " + usage_options_;
   for (const auto& b : bare_) out += " " + b.shown;
   return out;
 }
 
+// A missing bare argument: it and every one after it ("missing A B", "missing verify PATH...").
 void Args::missing(const std::string& name) const {
-  for (const auto& b : bare_)
-    if (b.option == name) throw UsageError(program_ + ": missing " + b.shown + " (usage: " + usage() + "; see --help)");
+  for (size_t i = 0; i < bare_.size(); ++i) {
+    if (bare_[i].option != name) continue;
+    std::string shown;
+    for (size_t j = i; j < bare_.size(); ++j) shown += (j > i ? " " : "") + bare_[j].shown;
+    throw UsageError(program_ + ": missing " + shown + " (usage: " + usage() + "; see --help)");
+  }
   throw UsageError(program_ + ": --" + name + " is required (see --help)");
 }
 

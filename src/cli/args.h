@@ -31,6 +31,9 @@ class Args {
     std::string option, shown;
   };
   Args& positional(const std::vector<Bare>& bare);
+  // What the usage line shows between the program and the bare arguments, for an option
+  // every call needs: "--cfg FILE [OPTION...]" (default "[OPTION...]").
+  Args& usage_options(const std::string& text);
 
   // Parses argv (argv[0] is the command name). Returns false when --help was given; the
   // help is then printed on rank 0.
@@ -58,6 +61,7 @@ class Args {
   std::unique_ptr<Impl> impl_;
   std::string program_;
   std::vector<Bare> bare_;
+  std::string usage_options_ = "[OPTION...]";
 };
 
 }  // namespace r1dist

@@ -99,7 +99,8 @@ int cmd_run(int argc, char** argv) {
   Args a("r1dist train",
          "Train as a TOML config describes (under mpirun: one rank per GPU or CPU slot). `r1dist --cfg FILE` is the "
          "same command.");
-  a.option_str("cfg", "TOML config file")
+  a.usage_options("--cfg FILE [OPTION...]")
+      .option_str("cfg", "TOML config file")
       .option_list("set", "override a config key: section.key=value (repeatable; validated like the file)")
       .option_str("resume", "continue from a checkpoint: auto (the newest valid one in output.dir; a fresh "
                             "start when there is none) or a checkpoint path")

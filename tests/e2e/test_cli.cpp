@@ -50,7 +50,7 @@ TEST(Cli, TrainIsTheDocumentedSpellingOfARun) {
   EXPECT_THAT(r.out, Not(HasSubstr("r1dist --cfg")));
   r = run_r1dist("train --help");
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("r1dist train"));
+  EXPECT_THAT(r.out, HasSubstr("r1dist train --cfg FILE [OPTION...]"));
   EXPECT_THAT(r.out, HasSubstr("--resume"));
   for (const char* spelling : {"train --cfg", "--cfg"}) {
     r = run_r1dist(std::string(spelling) + " /nonexistent/none.toml");
@@ -72,9 +72,9 @@ TEST(Cli, UsageAndErrorsNameThePositionalArguments) {
     const char* hidden;   // the option behind it, never named
   } cases[] = {
       {"metrics", "r1dist metrics [OPTION...] RUN_DIR|METRICS_H5", "missing RUN_DIR|METRICS_H5", "--path"},
-      {"checkpoint", "r1dist checkpoint [OPTION...] verify PATH...", "missing verify", "--action"},
+      {"checkpoint", "r1dist checkpoint [OPTION...] verify PATH...", "missing verify PATH...", "--action"},
       {"checkpoint verify", "r1dist checkpoint [OPTION...] verify PATH...", "missing PATH...", "--paths"},
-      {"checkpoint-diff", "r1dist checkpoint-diff [OPTION...] A B", "missing A", "--a "},
+      {"checkpoint-diff", "r1dist checkpoint-diff [OPTION...] A B", "missing A B", "--a "},
       {"bench", "r1dist bench [OPTION...] KIND", "missing KIND", "--kind"},
       {"sweep status", "r1dist sweep status [OPTION...] DIR", "missing DIR", "--dir"},
   };
