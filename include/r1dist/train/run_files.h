@@ -30,7 +30,8 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
                                                 const std::string& anyway = "");
 
 // output.dir/adapter in the PEFT format, written atomically (a staged directory renamed into
-// place), its manifest recording the base weights' fingerprint; returns the directory.
+// place), its manifest recording the base: weights' fingerprint, quant.mode and model.dtype
+// (read back by model/saved_adapter.h); returns the directory.
 std::string export_adapter(const Config& cfg, const Qwen2Model& model, const std::string& base_fingerprint);
 // Whether DIR holds an adapter r1dist exported completely (its manifest present and every
 // file as the manifest records it).
