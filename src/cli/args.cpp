@@ -123,9 +123,40 @@ Args& Args::option_list(const std::string& name, const std::string& help) {
   impl_->options.add_options()(name, help, cxxopts::value<std::vector<std::string>>());
   return *this;
 }
-Args& Args::positional(const std::vector<std::string>& names) {
+Args& Args::positional(const std::vector<Bare>& bare) {
+  std::vector<std::string> names;
+  std::string shown;
+  for (const auto& b : bare) {
+    names.push_back(b.option);
+    shown += (shown.empty() ? "" : " ") + b.shown;
+  }
   impl_->options.parse_positional(names);
+  impl_->options.positional_help(shown);
+  bare_ = bare;
   return *this;
+}
+
+Args& Args::usage_options(const std::string& text) {
+  impl_->options.custom_help(text);
+  usage_options_ = text;
+  return *this;
+}
+
+std::string Args::usage() const {
+  std::string out = program_ + " " + usage_options_;
+  for (const auto& b : bare_) out += " " + b.shown;
+  return out;
+}
+
+// A missing bare argument: it and every one after it ("missing A B", "missing verify PATH...").
+void Args::missing(const std::string& name) const {
+  for (size_t i = 0; i < bare_.size(); ++i) {
+    if (bare_[i].option != name) continue;
+    std::string shown;
+    for (size_t j = i; j < bare_.size(); ++j) shown += (j > i ? " " : "") + bare_[j].shown;
+    throw UsageError(program_ + ": missing " + shown + " (usage: " + usage() + "; see --help)");
+  }
+  throw UsageError(program_ + ": --" + name + " is required (see --help)");
 }
 
 bool Args::parse(int argc, char** argv) {
@@ -153,8 +184,13 @@ std::vector<std::string> Args::list(const std::string& name) const {
   return has(name) ? impl_->result[name].as<std::vector<std::string>>() : std::vector<std::string>{};
 }
 std::string Args::required(const std::string& name) const {
-  if (!has(name)) throw UsageError(program_ + ": --" + name + " is required (see --help)");
+  if (!has(name)) missing(name);
   return str(name);
+}
+std::vector<std::string> Args::required_list(const std::string& name) const {
+  auto v = list(name);
+  if (v.empty()) missing(name);
+  return v;
 }
 
 }  // namespace r1dist

@@ -24,8 +24,16 @@ class Args {
   Args& option_uint(const std::string& name, const std::string& help, std::optional<uint64_t> def = {});
   Args& option_real(const std::string& name, const std::string& help, std::optional<double> def = {});
   Args& option_list(const std::string& name, const std::string& help);  // repeatable
-  // Names that bare arguments fill, in order.
-  Args& positional(const std::vector<std::string>& names);
+  // The options that bare arguments fill, in order, each with how the usage line and errors
+  // show it: {{"path", "RUN_DIR|METRICS_H5"}} makes "r1dist metrics [OPTION...] RUN_DIR|METRICS_H5".
+  // Declare them first; --help leaves them out of the option list (the usage line names them).
+  struct Bare {
+    std::string option, shown;
+  };
+  Args& positional(const std::vector<Bare>& bare);
+  // What the usage line shows between the program and the bare arguments, for an option
+  // every call needs: "--cfg FILE [OPTION...]" (default "[OPTION...]").
+  Args& usage_options(const std::string& text);
 
   // Parses argv (argv[0] is the command name). Returns false when --help was given; the
   // help is then printed on rank 0.
@@ -38,14 +46,22 @@ class Args {
   uint64_t u64(const std::string& name) const;
   double real(const std::string& name) const;
   std::vector<std::string> list(const std::string& name) const;  // empty when absent
-  // str(name), or UsageError "--name is required" when absent.
+  // str(name), or UsageError when absent: "--name is required", or for a bare argument
+  // "missing SHOWN" with the usage line.
   std::string required(const std::string& name) const;
+  // list(name), the same error when it is empty.
+  std::vector<std::string> required_list(const std::string& name) const;
+  // "PROGRAM [OPTION...] BARE...": the usage line of --help.
+  std::string usage() const;
   const std::string& program() const { return program_; }
 
  private:
   struct Impl;
+  [[noreturn]] void missing(const std::string& name) const;
   std::unique_ptr<Impl> impl_;
   std::string program_;
+  std::vector<Bare> bare_;
+  std::string usage_options_ = "[OPTION...]";
 };
 
 }  // namespace r1dist

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
@@ -19,12 +20,16 @@ namespace {
 
 struct Command {
   const char* name;
-  const char* summary;
+  std::string summary;
   int (*fn)(int, char**);
   bool mpi;  // talks to other ranks: MPI is initialised before it runs
 };
 
-const Command kCommands[] = {
+// `train` is described by the usage block above the list; `r1dist --cfg FILE` is its older spelling.
+const Command kRun = {"train", "train as the config describes", cmd_run, true};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
     {"init-model", "write an HF-format Qwen2 model directory with seeded random weights", cmd_init_model, false},
     {"score", "mean NLL and per-token log-probs of token-id sequences under a model", cmd_score, true},
     {"config", "print a validated config with every default filled in, or list every key", cmd_config, false},
@@ -44,21 +49,21 @@ const Command kCommands[] = {
      cmd_sweep, false},
     {"merge", "fold an adapter into its base and write an HF model directory", cmd_merge, false},
     {"export", "write a model (adapter folded in) as one GGUF file for llama.cpp and Ollama", cmd_export, false},
-    {"bench", "benchmarks that print measured figures (nf4, data, checkpoint, generate, loss, train)", cmd_bench,
-     false},
-};
-const Command kRun = {"--cfg", "train as the config describes", cmd_run, true};
+    {"bench", "benchmarks that print measured figures (" + bench_kind_names() + ")", cmd_bench, false},
+  };
+  return list;
+}
 
 void print_usage() {
   std::cout << "r1dist " << R1DIST_VERSION
             << ": QLoRA fine-tuning of DeepSeek-R1-Distill-Qwen models, measured.\n\n"
                "usage:\n"
-               "  r1dist --cfg FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]\n"
-               "         [--stop-after N] [--log-all-ranks]\n"
+               "  r1dist train --cfg FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]\n"
+               "               [--stop-after N] [--log-all-ranks]\n"
                "      train as the config describes (under mpirun: one rank per GPU or CPU slot):\n"
                "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
-  for (const auto& c : kCommands) std::printf("  %-16s %s\n", c.name, c.summary);
+  for (const auto& c : commands()) std::printf("  %-16s %s\n", c.name, c.summary.c_str());
   std::cout << "\nexit codes: 0 ok, 2 usage, config or input-file error, 1 runtime failure (I/O, a non-finite\n"
                "step, a collective that missed dist.timeout_s), 75 stopped early by a signal (SIGTERM, SIGINT,\n"
                "SIGUSR1: the run finished its step and wrote a checkpoint; --resume auto continues it; a second\n"
@@ -66,8 +71,8 @@ void print_usage() {
 }
 
 const Command* find_command(const char* word) {
-  if (word[0] == '-') return &kRun;
-  for (const auto& c : kCommands)
+  if (word[0] == '-' || !std::strcmp(word, kRun.name)) return &kRun;
+  for (const auto& c : commands())
     if (!std::strcmp(word, c.name)) return &c;
   throw UsageError(std::string("unknown command '") + word + "' (see r1dist --help)");
 }
@@ -90,14 +95,16 @@ int cli_main(int argc, char** argv) {
         log::set_rank(pg.rank, pg.world, false);
       }
       // A command without collectives runs once: on the launcher's rank 0 (mpirun, srun).
-      if (c->mpi || dist_group().rank == 0) code = c == &kRun ? c->fn(argc, argv) : c->fn(argc - 1, argv + 1);
+      // `r1dist --cfg FILE` hands the flags over as they are, `r1dist COMMAND ...` what follows the name.
+      const int skip = argv[1][0] == '-' ? 0 : 1;
+      if (c->mpi || dist_group().rank == 0) code = c->fn(argc - skip, argv + skip);
     }
   } catch (const UsageError& e) {
     if (dist_group().rank == 0) log::error(e.what());
     code = 2;
   } catch (const std::bad_alloc&) {
     log::error("out of host memory: an allocation failed (std::bad_alloc)\nHINT: lower train.micro_batch or "
-               "data.max_seq_len (r1dist --cfg FILE --dry-run prints the memory estimate), or run fewer ranks per "
+               "data.max_seq_len (r1dist train --cfg FILE --dry-run prints the memory estimate), or run fewer ranks per "
                "node");
     code = 1;
   } catch (const std::exception& e) {
@@ -105,7 +112,7 @@ int cli_main(int argc, char** argv) {
     // libtorch's CUDA allocator says how much it tried to allocate and what was free.
     const bool oom = what.find("out of memory") != std::string::npos;
     log::error(what, oom ? "\nHINT: lower train.micro_batch or data.max_seq_len, set train.checkpointing = "
-                           "\"layer\" (r1dist --cfg FILE --dry-run prints the memory estimate)"
+                           "\"layer\" (r1dist train --cfg FILE --dry-run prints the memory estimate)"
                          : "");
     code = 1;
   }

@@ -472,10 +472,47 @@ int bench_train(const Args& a) {
   return 0;
 }
 
+namespace {
+
+// The one list of kinds: dispatch, --help, the top-level help and the errors read it.
+struct BenchKind {
+  const char* name;
+  const char* measures;
+  int (*fn)(const Args&);
+};
+const BenchKind kBenchKinds[] = {
+    {"nf4", "bytes per weight of a preset's NF4 projections; dequantisation bandwidth against a copy", bench_nf4},
+    {"data", "the data pipeline (load, select, template, tokenize): rows/s and tokens/s per thread count",
+     bench_data},
+    {"checkpoint", "write and read speed of an HDF5 checkpoint of a preset's adapters and AdamW moments",
+     bench_checkpoint},
+    {"generate", "greedy decoding tokens/s of a model directory per batch size (forced length, no EOS)",
+     bench_generate},
+    {"loss", "the chunked lm_head + cross-entropy against the full logits: time and memory", bench_loss},
+    {"train", "training steps at a preset's shape on random weights: tokens/s, MFU, peak memory, the split",
+     bench_train},
+    {"balance", "from a config's batch plan alone: how evenly its steps spread over 1..N ranks, packed and padded",
+     bench_balance},
+};
+
+}  // namespace
+
+std::string bench_kind_names() {
+  std::string out;
+  for (const auto& k : kBenchKinds) out += (out.empty() ? "" : ", ") + std::string(k.name);
+  return out;
+}
+
 int cmd_bench(int argc, char** argv) {
-  Args a("r1dist bench",
-         "Benchmarks (numbers printed, nothing asserted). Kinds: nf4, data, checkpoint, generate, loss, train, balance.");
-  a.option_str("kind", "what to measure: nf4, data, checkpoint, generate, loss, train, balance")
+  std::string about = "Benchmarks (numbers printed, nothing asserted). KIND:";
+  for (const auto& k : kBenchKinds) {
+    char line[256];
+    std::snprintf(line, sizeof line, "\n  %-11s %s", k.name, k.measures);
+    about += line;
+  }
+  Args a("r1dist bench", about + "\n");
+  a.option_str("kind", "what to measure")
+      .positional({{"kind", "KIND"}})
       .option_str("model", "generate: model directory")
       .option_str("batch", "generate: batch sizes, comma-separated", "1,16")
       .option_int("prompt-len", "generate: prompt tokens", 128)
@@ -507,18 +544,12 @@ int cmd_bench(int argc, char** argv) {
       .option_str("cfg", "balance: the run's config file")
       .option_list("set", "balance: section.key=value, as for training (repeatable)")
       .option_str("ranks", "balance: rank counts, comma-separated", "1,2,4,8,16,64")
-      .option_int("global-batch", "balance: rows per step at every rank count (0: micro_batch x grad_accum x ranks)", 0)
-      .positional({"kind"});
+      .option_int("global-batch", "balance: rows per step at every rank count (0: micro_batch x grad_accum x ranks)", 0);
   if (!a.parse(argc, argv)) return 0;
   const auto kind = a.required("kind");
-  if (kind == "nf4") return bench_nf4(a);
-  if (kind == "data") return bench_data(a);
-  if (kind == "checkpoint") return bench_checkpoint(a);
-  if (kind == "generate") return bench_generate(a);
-  if (kind == "loss") return bench_loss(a);
-  if (kind == "train") return bench_train(a);
-  if (kind == "balance") return bench_balance(a);
-  throw UsageError("bench: unknown kind '" + kind + "' (known: nf4, data, checkpoint, generate, loss, train, balance)");
+  for (const auto& k : kBenchKinds)
+    if (kind == k.name) return k.fn(a);
+  throw UsageError("bench: unknown kind '" + kind + "' (known: " + bench_kind_names() + ")");
 }
 
 }  // namespace r1dist

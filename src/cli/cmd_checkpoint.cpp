@@ -41,7 +41,7 @@ bool verify_adapter_dir(const std::string& dir, bool in_run) {
   bool has = false;
   const auto problems = check_manifest(dir, &has);
   if (!has && in_run) {
-    std::printf("INCOMPLETE %s: no %s: the export was cut short\n         HINT: r1dist --cfg CONFIG --resume auto "
+    std::printf("INCOMPLETE %s: no %s: the export was cut short\n         HINT: r1dist train --cfg CONFIG --resume auto "
                 "exports it again from the final checkpoint\n",
                 dir.c_str(), kManifestFile);
     return false;
@@ -85,14 +85,14 @@ bool verify_run_dir(const std::string& dir, int* checked) {
     // With train.epochs the final step depends on the data; only train.steps names it here.
     if (cfg.train.epochs == 0 && newest.step >= cfg.train.steps) {
       std::printf("MISSING  %s: the run reached its final step %lld but its adapter was never exported\n"
-                  "         HINT: r1dist --cfg CONFIG --resume auto exports it from the final checkpoint\n",
+                  "         HINT: r1dist train --cfg CONFIG --resume auto exports it from the final checkpoint\n",
                   adapter.c_str(), static_cast<long long>(newest.step));
       ok = false;
       ++*checked;
     }
   }
   if (files.empty() && !is_dir(adapter)) {
-    std::printf("NONE     %s: no checkpoints (checkpoints/step_N.h5) and no adapter/\n", dir.c_str());
+    std::printf("NONE     no checkpoints in %s (no checkpoints/step_N.h5, no adapter/)\n", dir.c_str());
     return false;
   }
   return ok;
@@ -101,17 +101,19 @@ bool verify_run_dir(const std::string& dir, int* checked) {
 }  // namespace
 
 int cmd_checkpoint(int argc, char** argv) {
-  Args a("r1dist checkpoint verify",
+  Args a("r1dist checkpoint",
          "Check the CRC-32s of checkpoints and exported adapters. PATH: a checkpoint file (step_N.h5), a run "
          "directory (every checkpoint under checkpoints/ and the adapter/ it exported: a run whose final "
          "checkpoint has no complete adapter/ is reported), or an adapter directory (its r1dist_manifest.json). "
          "Prints one line per file; exit 0 when all are intact, 1 otherwise (damaged, missing, incomplete, no "
          "checkpoints, or not a checkpoint).");
-  a.option_str("action", "verify").option_list("paths", "files or directories").positional({"action", "paths"});
+  a.option_str("action", "verify")
+      .option_list("paths", "files or directories")
+      .positional({{"action", "verify"}, {"paths", "PATH..."}});
   if (!a.parse(argc, argv)) return 0;
-  if (a.required("action") != "verify") throw UsageError("checkpoint: unknown action '" + a.str("action") + "' (known: verify)");
-  const auto paths = a.list("paths");
-  if (paths.empty()) throw UsageError("checkpoint verify: give at least one PATH");
+  if (a.required("action") != "verify")
+    throw UsageError("checkpoint: unknown action '" + a.str("action") + "' (usage: " + a.usage() + ")");
+  const auto paths = a.required_list("paths");
   bool ok = true;
   int checked = 0;
   for (const auto& p : paths) {
@@ -132,6 +134,7 @@ int cmd_checkpoint(int argc, char** argv) {
     }
     throw UsageError("checkpoint verify: " + p + " is neither a checkpoint, a run directory nor an adapter directory");
   }
+  if (checked == 0) ok = false;  // nothing to verify is not "all intact"
   std::printf("%s: %d checked\n", ok ? "all intact" : "PROBLEMS FOUND", checked);
   return ok ? 0 : 1;
 }

@@ -11,6 +11,7 @@
 #include "r1dist/formats/checkpoint.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_paths.h"
 #include "r1dist/base/error.h"
 
 namespace r1dist {
@@ -35,14 +36,16 @@ struct Diff {
 int cmd_checkpoint_diff(int argc, char** argv) {
   Args args("r1dist checkpoint-diff",
             "Compare two checkpoints: max|a-b|/max|b| of the adapters (overall and worst tensor) and of the AdamW "
-            "moments. Exit 0 when --tol is met (or not given), 1 otherwise.");
+            "moments. A and B: checkpoint files (step_N.h5) or run directories (their newest valid checkpoint). "
+            "Exit 0 when --tol is met (or not given), 1 otherwise.");
   args.option_str("a", "checkpoint A")
       .option_str("b", "checkpoint B (the reference)")
-      .option_real("tol", "fail when the adapters' relative difference exceeds this")
-      .positional({"a", "b"});
+      .positional({{"a", "A"}, {"b", "B"}})
+      .option_real("tol", "fail when the adapters' relative difference exceeds this");
   if (!args.parse(argc, argv)) return 0;
-  const auto a = read_checkpoint(args.required("a"));
-  const auto b = read_checkpoint(args.required("b"));
+  const auto path_a = checkpoint_arg(args.required("a")), path_b = checkpoint_arg(args.required("b"));
+  const auto a = read_checkpoint(path_a);
+  const auto b = read_checkpoint(path_b);
   if (a.adapters.size() != b.adapters.size())
     throw UsageError("checkpoint-diff: " + std::to_string(a.adapters.size()) + " adapter tensors against " +
                      std::to_string(b.adapters.size()));
@@ -82,6 +85,8 @@ int cmd_checkpoint_diff(int argc, char** argv) {
       }
     }
   }
+  if (path_a != args.str("a") || path_b != args.str("b"))
+    std::printf("A %s, B %s\n", path_a.c_str(), path_b.c_str());
   std::printf("steps %lld vs %lld, world sizes %d vs %d\n", (long long)a.step, (long long)b.step, a.world_size,
               b.world_size);
   std::printf("adapters: max rel diff %.3g (max abs %.3g)%s; worst tensor %s: %.3g\n", all.rel(), all.max_abs,

@@ -57,11 +57,14 @@ int cmd_eval(int argc, char** argv) {
          "Evaluate a model, and its adapter when given, on a data file of the training format: held-out loss and "
          "perplexity; drift from the base (KL, top-1 agreement); multiple-choice accuracy on rows with options and "
          "answer_idx (each option scored by its mean token log-probability after the question; Wilson 95% "
-         "interval); generations for the [eval] prompts with repetition measures and a collapse flag. With --cfg "
-         "the run's own held-out rows are used and the results go into output.dir/metrics.h5 (/eval).");
+         "interval); generations for the [eval] prompts with repetition measures and a collapse flag. Every figure "
+         "covers the same rows: with --cfg the run's held-out rows (results also into output.dir/metrics.h5, "
+         "/eval), without it every row of --data (or the first --rows). Multiple-choice items come from those "
+         "rows unless eval.mcq_path names another file. Long phases print their progress with an ETA.");
   declare_model_flags(a);
   a.option_str("data", "data file (JSON/JSONL rows of the training format; overrides data.path)")
-      .option_int("rows", "without --cfg: held-out rows scored, drawn from --data", 50)
+      .option_int("rows", "without --cfg: evaluate the first N rows of --data (default: every row; nothing is "
+                          "trained, so the whole file is the evaluation set)")
       .option_str("out", "HDF5 file that receives the /eval group (with --cfg: output.dir/metrics.h5; none: skip)")
       .flag("no-generate", "skip the generations")
       .flag("json", "print the results as JSON instead of a table");
@@ -70,9 +73,15 @@ int cmd_eval(int argc, char** argv) {
   if (a.has("data")) cfg.data.path = a.str("data");
   if (cfg.data.path.empty()) throw UsageError("eval: give --data FILE (or a --cfg with data.path)");
   if (!a.has("cfg")) {
+    // Selected as training rows (no split), then all of them evaluated.
     cfg.data.eval_fraction = 0;
-    cfg.data.eval_rows = a.i64("rows");
+    cfg.data.eval_rows = 0;
+    cfg.data.sample = SampleMode::first;
+    cfg.data.n_samples = a.has("rows") ? a.i64("rows") : 0;
+    if (a.has("rows") && cfg.data.n_samples <= 0) throw UsageError("eval: --rows must be > 0");
     cfg.data.overlong = OverlongPolicy::truncate;
+  } else if (a.has("rows")) {
+    throw UsageError("eval: --rows goes without --cfg (a run's held-out rows are data.eval_rows)");
   }
   if (a.has("no-generate")) cfg.eval.prompts.clear();
   const std::string out = a.has("out") ? a.str("out") : a.has("cfg") ? cfg.output.dir + "/metrics.h5" : "none";
@@ -86,7 +95,11 @@ int cmd_eval(int argc, char** argv) {
     data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), a.has("cfg") ? cfg.output.dir + "/cache" : "");
   } catch (const UsageError& e) {
     if (a.has("cfg")) throw;
-    throw UsageError(std::string(e.what()) + "\nHINT: with --data, --rows sets how many rows are scored");
+    throw UsageError(std::string(e.what()) + "\nHINT: without --cfg, --rows N sets data.n_samples: how many rows of --data are scored");
+  }
+  if (!a.has("cfg")) {
+    data.eval = std::move(data.train);
+    data.train.clear();
   }
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, data.load.format);
   auto lm = load_model_from_flags(a, cfg);

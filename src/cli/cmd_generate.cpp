@@ -18,6 +18,7 @@
 #include "r1dist/eval/generate.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/log/log.h"
+#include "r1dist/log/meter.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
@@ -70,8 +71,8 @@ int cmd_generate(int argc, char** argv) {
       .option_str("format", "prompt format: chat (the R1 chat template) or template (the config's data template)",
                   "chat")
       .option_int("max-new-tokens", "token limit per prompt", 512)
-      .flag("greedy", "argmax decoding (deterministic)")
-      .option_real("temperature", "sampling temperature", 0.6)
+      .flag("greedy", "argmax decoding (deterministic; the same as --temperature 0)")
+      .option_real("temperature", "sampling temperature; 0 = greedy", 0.6)
       .option_real("top-p", "nucleus sampling mass (1 = off)", 0.95)
       .option_int("top-k", "keep the k most likely tokens (0 = off)", 0)
       .option_real("repetition-penalty", "> 1 discourages repeated tokens (1 = off)", 1.0)
@@ -84,7 +85,7 @@ int cmd_generate(int argc, char** argv) {
     prompts.insert(prompts.end(), more.begin(), more.end());
   }
   if (prompts.empty()) throw UsageError("generate: give --prompt TEXT or --prompts FILE");
-  const Config cfg = config_from_flags(a, QuantMode::none);
+  Config cfg = config_from_flags(a, QuantMode::none);
   const auto tok = Tokenizer::load(cfg.model.path);
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, cfg.data.format);
   auto lm = load_model_from_flags(a, cfg);
@@ -108,8 +109,14 @@ int cmd_generate(int argc, char** argv) {
   const bool json = a.has("json");
   const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);
   Streamer streamer{tok, {}, 0};
-  if (stream) opt.on_token = [&](int64_t, int64_t id) { streamer.add(id); };
+  // Streamed text shows its own progress; otherwise the progress line counts the tokens.
+  log::Meter meter("generate", opt.max_new_tokens * int64_t(ids.size()), "tokens (at most)");
+  if (stream)
+    opt.on_token = [&](int64_t, int64_t id) { streamer.add(id); };
+  else
+    opt.on_token = [&](int64_t, int64_t) { meter.advance(); };
   const auto gens = generate(lm.model, ids, opt);
+  if (!stream) meter.done();
   for (size_t i = 0; i < gens.size(); ++i) {
     const auto r = describe_generation(tok, prompts[i], gens[i]);
     if (json) {

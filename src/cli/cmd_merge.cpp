@@ -35,7 +35,7 @@ int cmd_merge(int argc, char** argv) {
   const auto dtype = to_scalar_type(out_cfg.model.dtype);
   const double gb = a.real("max-shard-gb");
   if (!(gb > 0)) throw UsageError("merge: --max-shard-gb must be > 0");
-  auto lm = load_model_from_flags(a, cfg);
+  auto lm = load_model_from_flags(a, cfg, /*follow_adapter=*/false);
   if (lm.adapter.empty()) throw UsageError("merge: no adapter to merge (--adapter none, or the run exported none)");
   save_merged_model(lm.model, cfg.model.path, out, dtype, uint64_t(gb * 1e9));
   return 0;

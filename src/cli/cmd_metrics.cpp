@@ -5,18 +5,21 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_paths.h"
 #include "r1dist/base/error.h"
 #include "r1dist/formats/metrics.h"
 
 namespace r1dist {
 
 int cmd_metrics(int argc, char** argv) {
-  Args a("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, counters, attrs, columns).");
-  a.option_str("path", "the metrics file (RUN_DIR/metrics.h5)")
-      .option_str("table", "steps, evals, counters, attrs, columns or all", "all")
-      .positional({"path"});
+  Args a("r1dist metrics",
+         "Print a run's metrics as TSV (tables: steps, evals, counters, attrs, columns): RUN_DIR (a run's "
+         "output.dir: its metrics.h5) or a metrics.h5 file.");
+  a.option_str("path", "the run directory or metrics file")
+      .positional({{"path", "RUN_DIR|METRICS_H5"}})
+      .option_str("table", "steps, evals, counters, attrs, columns or all", "all");
   if (!a.parse(argc, argv)) return 0;
-  const auto path = a.required("path");
+  const auto path = metrics_arg(a.required("path"));
   const auto table = a.str("table");
   if (table != "all" && table != "steps" && table != "evals" && table != "counters" && table != "attrs" &&
       table != "columns")

@@ -20,14 +20,13 @@ int cmd_report(int argc, char** argv) {
          "Prints a line per run (name, directory, verdict, why) and one per base model (recommended, model, "
          "run or none, directory).");
   a.option_list("run", "run directory (repeatable; bare arguments count too)")
-      .positional({"run"})
+      .positional({{"run", "RUN_DIR..."}})
       .option_str("out", "directory for report.md, report.html and the plots (default: the runs' parent)")
       .option_str("title", "report title", "r1dist report")
       .option_list("not-run", "a line for the section \"Runs without results\" (repeatable: a sweep's points "
                               "that did not run, and why)");
   if (!a.parse(argc, argv)) return 0;
-  const auto dirs = a.list("run");
-  if (dirs.empty()) throw UsageError("report: give one or more run directories");
+  const auto dirs = a.required_list("run");
   std::vector<RunRecord> runs;
   for (const auto& d : dirs) runs.push_back(read_run(d));
   std::string out = a.has("out") ? a.str("out") : "";

@@ -1,4 +1,4 @@
-// r1dist --cfg FILE: the main job (training, or --dry-run), and `r1dist config`.
+// r1dist train --cfg FILE (or r1dist --cfg FILE): the main job (training, or --dry-run), and `r1dist config`.
 #include <ATen/ATen.h>
 
 #include <nlohmann/json.hpp>
@@ -96,8 +96,11 @@ void dry_run(const Config& cfg, const std::string& rows_out) {
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
-  Args a("r1dist", "Run the job a TOML config describes.");
-  a.option_str("cfg", "TOML config file")
+  Args a("r1dist train",
+         "Train as a TOML config describes (under mpirun: one rank per GPU or CPU slot). `r1dist --cfg FILE` is the "
+         "same command.");
+  a.usage_options("--cfg FILE [OPTION...]")
+      .option_str("cfg", "TOML config file")
       .option_list("set", "override a config key: section.key=value (repeatable; validated like the file)")
       .option_str("resume", "continue from a checkpoint: auto (the newest valid one in output.dir; a fresh "
                             "start when there is none) or a checkpoint path")
@@ -112,7 +115,8 @@ int cmd_run(int argc, char** argv) {
       .flag("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
   if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
-  const auto path = a.required("cfg");
+  if (!a.has("cfg")) throw UsageError("r1dist train: --cfg FILE is required (the run's TOML config; see --help)");
+  const auto path = a.str("cfg");
   const Config cfg = load_config(path, a.list("set"));
   dist_set_timeout(cfg.dist.timeout_s);
   dist_set_phase("start-up");
@@ -124,7 +128,7 @@ int cmd_run(int argc, char** argv) {
   // One run per output directory (a second one refuses at once, naming the holder); rank 0
   // holds the lock until the process ends. The other ranks wait for it before writing.
   RunLock lock;
-  if (pg.rank == 0) lock = RunLock::acquire(cfg.output.dir, "r1dist --cfg " + path);
+  if (pg.rank == 0) lock = RunLock::acquire(cfg.output.dir, "r1dist train --cfg " + path);
   dist_barrier("MPI_Barrier after the run lock");
   log::add_file(cfg.output.dir + "/run.log");
   log::info("r1dist ", R1DIST_VERSION, ": ", path, " (", cfg.model.display_name(), "), world size ", pg.world);

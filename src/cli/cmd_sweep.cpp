@@ -72,7 +72,7 @@ int plan_action(int argc, char** argv) {
          "model. Writes OUT/configs/NAME.toml, OUT/sweep.json and OUT/points.tsv only when every point can run; "
          "otherwise lists every problem with its file, line, point and key and exits 2.");
   a.option_str("file", "the sweep file (TOML)")
-      .positional({"file"})
+      .positional({{"file", "FILE"}})
       .option_str("out", "output root (default: the file's [sweep] out, else runs/<file stem>)")
       .option_list("set", "section.key=value for every point (repeatable; applied last)")
       .option_str("models", "folder holding the model directories: every model.path becomes MODELS/<its last "
@@ -130,7 +130,7 @@ int status_action(int argc, char** argv) {
          "What became of each point of a planned sweep: done, running (with its step), stopped (by a signal, "
          "resumable), failed (with the reason from its log), interrupted (an attempt that never ended), not started; "
          "and how many attempts each took (cluster/slurm/run_point.sh records them).");
-  a.option_str("dir", "the sweep's output root (where sweep.json is)").positional({"dir"});
+  a.option_str("dir", "the sweep's output root (where sweep.json is)").positional({{"dir", "DIR"}});
   if (!a.parse(argc, argv)) return 0;
   const auto points = sweep_status(a.required("dir"));
   std::map<std::string, int> count;

@@ -1,16 +1,18 @@
 // The subcommands of src/cli. Each takes the arguments after its name (argv[0] is the
 // command name) and returns an exit code, or throws (UsageError: 2, other errors: 1).
 #pragma once
+#include <string>
 
 namespace r1dist {
 
 class Args;
 
-int cmd_run(int argc, char** argv);  // --cfg FILE (the main job)
+int cmd_run(int argc, char** argv);  // train --cfg FILE (the main job)
 int cmd_init_model(int argc, char** argv);
 int cmd_score(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+std::string bench_kind_names();  // "nf4, data, ...": the kinds of cmd_bench's table
 int cmd_tokenize(int argc, char** argv);
 int cmd_metrics(int argc, char** argv);
 int cmd_checkpoint_diff(int argc, char** argv);

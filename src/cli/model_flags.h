@@ -1,9 +1,11 @@
 // The flags that pick a model for generate, eval and merge, read in one place:
 //   --cfg FILE [--set k=v]   a run config (model, quantisation, dtype, data, template, [eval])
 //   --model DIR              the base model (overrides model.path)
-//   --adapter PATH|none      a PEFT directory or an r1dist checkpoint; with --cfg the default
-//                            is the run's exported adapter (output.dir/adapter) when it exists
-//   --device, --dtype, --quant
+//   --adapter PATH|none      a PEFT directory, a run directory (its adapter/) or an r1dist
+//                            checkpoint; with --cfg the default is the run's exported adapter
+//                            (output.dir/adapter) when it exists
+//   --device, --dtype, --quant  without --cfg, unset ones follow what the adapter records of
+//                            the base it was trained on (nf4 or none, bf16 or fp32)
 #pragma once
 #include <ATen/ATen.h>
 
@@ -28,7 +30,11 @@ struct LoadedModel {
   std::string adapter_desc;
 };
 
-// Loads the base model of `cfg` and attaches the adapter the flags name.
-LoadedModel load_model_from_flags(const Args& a, const Config& cfg);
+// Loads the base model of `cfg` and attaches the adapter the flags name. An adapter that
+// records its base's quantisation and dtype (an r1dist export): without --cfg, an unset
+// --quant or --dtype takes the recorded value (logged, and written into `cfg`); a base loaded
+// otherwise is warned about, naming both. follow_adapter = false (merge, which always folds
+// into the unquantised fp32 base) skips both.
+LoadedModel load_model_from_flags(const Args& a, Config& cfg, bool follow_adapter = true);
 
 }  // namespace r1dist

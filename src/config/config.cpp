@@ -288,7 +288,7 @@ const std::vector<Key>& keys() {
        at_least(0)},
       {"eval.top_p", R1_REF(eval.top_p), "Nucleus sampling mass when temperature > 0.",
        above_to_one(0)},
-      {"eval.mcq_path", R1_REF(eval.mcq_path), "Rows with options + answer_idx; empty = data.path."},
+      {"eval.mcq_path", R1_REF(eval.mcq_path), "Rows with options + answer_idx; empty = the held-out rows of data.path."},
       {"eval.mcq_rows", R1_REF(eval.mcq_rows), "Multiple-choice rows scored; 0 = all.",
        at_least(0)},
       {"dist.backend", R1_REF(dist.backend), "auto = nccl on CUDA, else mpi.",

@@ -17,9 +17,9 @@ void SamplingParams::validate() const {
   auto bad = [](const std::string& what) { throw UsageError("sampling: " + what); };
   if (repetition_penalty <= 0 || !std::isfinite(repetition_penalty))
     bad("repetition_penalty must be > 0, got " + std::to_string(repetition_penalty));
-  if (greedy) return;
-  if (!(temperature > 0) || !std::isfinite(temperature))
-    bad("temperature must be > 0 (use greedy decoding for 0), got " + std::to_string(temperature));
+  if (!(temperature >= 0) || !std::isfinite(temperature))
+    bad("temperature must be >= 0 (0 = greedy), got " + std::to_string(temperature));
+  if (argmax()) return;
   if (!(top_p > 0 && top_p <= 1)) bad("top_p must be in (0, 1], got " + std::to_string(top_p));
   if (top_k < 0) bad("top_k must be >= 0 (0 = off), got " + std::to_string(top_k));
 }
@@ -67,7 +67,7 @@ at::Tensor choose_tokens(const at::Tensor& logits_in, const at::Tensor& seen, co
                          const SamplingParams& p, const std::vector<double>& uniforms) {
   auto logits = logits_in.to(at::kFloat);
   if (p.repetition_penalty != 1.0) logits = penalize_repeats(logits, seen, seen_mask, p.repetition_penalty);
-  if (p.greedy) return logits.argmax(1);
+  if (p.argmax()) return logits.argmax(1);
   logits = logits / p.temperature;
   logits = keep_top_k(logits, p.top_k);
   logits = keep_top_p(logits, p.top_p);

@@ -3,10 +3,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <set>
+#include <type_traits>
 
 #include "r1dist/base/error.h"
 #include "r1dist/eval/drift.h"
 #include "r1dist/eval/multiple_choice.h"
+#include "r1dist/log/meter.h"
+#include "r1dist/quality/accuracy.h"
 
 namespace r1dist {
 
@@ -18,9 +22,14 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   DataConfig mcq_cfg = cfg.data;
   mcq_cfg.path = cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path;
   mcq_cfg.on_bad_row = BadRowPolicy::skip;  // rows without the training fields may still be MCQ items
+  // From the data file itself: the held-out rows' items, so that every figure covers the
+  // same rows (and none that trained).
+  const bool own_rows = cfg.eval.mcq_path.empty();
+  std::set<int64_t> held_out;
+  for (const auto& e : data.eval) held_out.insert(e.row);
   if (!mcq_cfg.path.empty()) {
     for (auto& row : load_rows(mcq_cfg)) {
-      if (!row.mcq) continue;
+      if (!row.mcq || (own_rows && !held_out.count(row.index))) continue;
       in.mcq.push_back(std::move(*row.mcq));
       if (cfg.eval.mcq_rows > 0 && int64_t(in.mcq.size()) >= cfg.eval.mcq_rows) break;
     }
@@ -28,8 +37,7 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   in.prompts = cfg.eval.prompts;
   in.prompt_format = cfg.eval.prompt_format;
   in.generation.max_new_tokens = cfg.eval.max_new_tokens;
-  in.generation.sampling.greedy = cfg.eval.temperature == 0.0;
-  in.generation.sampling.temperature = cfg.eval.temperature > 0 ? cfg.eval.temperature : 1.0;
+  in.generation.sampling.temperature = cfg.eval.temperature;  // 0 = greedy (SamplingParams::argmax)
   in.generation.sampling.top_p = cfg.eval.top_p;
   in.generation.sampling.seed = uint64_t(cfg.train.seed);
   return in;
@@ -93,8 +101,24 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
   };
   EvalSummary s;
   s.rows = int64_t(in.held_out.size());
+  // Each phase in slices, for its progress line (the sums add up across slices).
+  auto slice = [](const auto& v, size_t at, size_t n) {
+    return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin() + long(at),
+                                                                       v.begin() + long(std::min(v.size(), at + n)));
+  };
   if (!in.held_out.empty()) {
-    const auto loss = eval_loss(model, in.held_out, in.micro_batch, tok.eos_id().value_or(0));
+    SumCount loss;
+    {
+      const size_t step = size_t(std::max<int64_t>(in.micro_batch, 1));
+      log::Meter meter("eval: held-out loss", int64_t(in.held_out.size()), "rows");
+      for (size_t at = 0; at < in.held_out.size(); at += step) {
+        const auto part = eval_loss(model, slice(in.held_out, at, step), in.micro_batch, tok.eos_id().value_or(0));
+        loss.sum += part.sum;
+        loss.count += part.count;
+        meter.advance(int64_t(std::min(step, in.held_out.size() - at)));
+      }
+      meter.done();
+    }
     s.loss = loss.mean();
     s.loss_tokens = loss.count;
     s.perplexity = std::exp(s.loss);
@@ -103,7 +127,18 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     if (in.drift && model.lora().attached()) {
       std::vector<const Example*> kl(in.held_out.begin(),
                                      in.held_out.begin() + std::min<size_t>(in.held_out.size(), size_t(in.kl_rows)));
-      const auto d = kl_drift(model, kl);
+      DriftSums d;
+      {
+        log::Meter meter("eval: drift", int64_t(kl.size()), "rows");
+        for (size_t at = 0; at < kl.size(); ++at) {
+          const auto part = kl_drift(model, slice(kl, at, 1));
+          d.kl.sum += part.kl.sum;
+          d.kl.count += part.kl.count;
+          d.agree += part.agree;
+          meter.advance();
+        }
+        meter.done();
+      }
       s.has_drift = true;
       s.kl = d.kl.mean();
       s.drift_tokens = d.kl.count;
@@ -115,11 +150,20 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
   if (!in.mcq.empty()) {
     std::vector<const MultipleChoice*> items;
     for (const auto& m : in.mcq) items.push_back(&m);
-    const auto r = score_multiple_choice(model, tok, tmpl, items, std::max<int64_t>(in.micro_batch, 8));
+    int64_t correct = 0;
+    {
+      constexpr size_t kItems = 8;
+      log::Meter meter("eval: multiple choice", int64_t(items.size()), "items");
+      for (size_t at = 0; at < items.size(); at += kItems) {
+        const auto part = slice(items, at, kItems);
+        correct += score_multiple_choice(model, tok, tmpl, part, std::max<int64_t>(in.micro_batch, 8)).accuracy.correct;
+        meter.advance(int64_t(part.size()));
+      }
+      meter.done();
+    }
     s.has_mcq = true;
-    s.mcq = r.accuracy;
-    say("multiple choice: " + std::to_string(r.accuracy.correct) + " of " + std::to_string(r.accuracy.total) +
-        " correct");
+    s.mcq = wilson_accuracy(correct, int64_t(items.size()));
+    say("multiple choice: " + std::to_string(s.mcq.correct) + " of " + std::to_string(s.mcq.total) + " correct");
   }
   if (!in.prompts.empty()) {
     GenerateOptions opt = in.generation;
@@ -129,7 +173,10 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     }
     std::vector<std::vector<int64_t>> prompts;
     for (const auto& p : in.prompts) prompts.push_back(encode_prompt(tok, tmpl, in.prompt_format, p));
+    log::Meter meter("eval: generations", opt.max_new_tokens * int64_t(prompts.size()), "tokens (at most)");
+    opt.on_token = [&](int64_t, int64_t) { meter.advance(); };
     const auto gens = generate(model, prompts, opt);
+    meter.done();
     for (size_t i = 0; i < gens.size(); ++i) s.generations.push_back(describe_generation(tok, in.prompts[i], gens[i]));
     say("generations: " + std::to_string(gens.size()) + " prompts" + (s.collapsed() ? ", COLLAPSED" : ""));
   }

@@ -291,6 +291,9 @@ CheckpointState read_impl(const std::string& path, bool with_data) {
   Handle f(fid);
 
   CheckpointState s;
+  // metrics.h5 lies beside the checkpoints: a likely wrong argument, named as such.
+  if (H5Lexists(f, "steps", H5P_DEFAULT) > 0 && H5Lexists(f, "adapters", H5P_DEFAULT) <= 0)
+    throw NotACheckpoint(where + ": not a checkpoint (it is a metrics file)");
   if (!h5::has_attr(f, "format"))
     throw NotACheckpoint(where + ": an HDF5 file without the attribute 'format': not an r1dist checkpoint");
   const std::string format = h5::read_string_attr(f, "format", where);

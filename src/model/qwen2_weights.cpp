@@ -8,6 +8,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/log/log.h"
+#include "r1dist/log/meter.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/quant/bnb_format.h"
 #include "r1dist/tensor/bytes.h"
@@ -74,7 +75,13 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
 
   Qwen2Model model(cfg, dtype, device, /*allocate=*/false);
   const auto to_compute = at::TensorOptions().dtype(dtype).device(device);
+  log::Meter meter("model: loading " + dir, int64_t(table.size()), "tensors");
+  struct Tick {  // one tensor done, whichever way the body leaves
+    log::Meter& m;
+    ~Tick() { m.advance(); }
+  };
   for (const auto& w : table) {
+    Tick tick{meter};
     try {
       if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) {
         // Already quantised: kept as it is stored (nf4), or dequantised once (none).
@@ -101,6 +108,7 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
       throw Error("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
     }
   }
+  meter.done();
   return model;
 }
 

@@ -12,6 +12,7 @@
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/formats/safetensors.h"
 #include "r1dist/log/log.h"
+#include "r1dist/log/meter.h"
 #include "r1dist/peft/peft_format.h"
 #include "r1dist/tensor/bytes.h"
 
@@ -103,18 +104,31 @@ at::Tensor MergedWeights::fp32(size_t i) {
   return w.to(at::kCPU, at::kFloat).contiguous();
 }
 
+AdapterBase recorded_adapter_base(const std::string& path) {
+  AdapterBase b;
+  if (!is_dir(path) || !is_file(path + "/" + kManifestFile)) return b;
+  ManifestExtra extra;
+  check_manifest(path, nullptr, &extra);
+  b.quant = extra["base_quant"];
+  b.dtype = extra["base_dtype"];
+  return b;
+}
+
 std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string& base_dir, const std::string& out_dir,
                                            at::ScalarType dtype, uint64_t max_shard_bytes) {
   check(dtype == at::kBFloat16 || dtype == at::kFloat, "merge: the output dtype must be bf16 or fp32");
   MergedWeights weights(model);
   std::vector<st::WriteSpec> specs;
   for (size_t i = 0; i < weights.size(); ++i) specs.push_back({weights.name(i), to_st_dtype(dtype), weights.shape(i)});
+  log::Meter meter("merge: writing " + out_dir, int64_t(weights.size()), "tensors");
   auto fill = [&](size_t i, uint8_t* dst, size_t nbytes) {
+    meter.advance();
     const at::Tensor w = weights.fp32(i).to(dtype).contiguous();
     check(size_t(w.nbytes()) == nbytes, "merge: size mismatch for " + weights.name(i));
     std::memcpy(dst, w.data_ptr(), nbytes);
   };
   auto files = st::write_model_dir(out_dir, specs, fill, max_shard_bytes);
+  meter.done();
   Qwen2Config cfg = model.config();
   cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   write_file_atomic(out_dir + "/config.json", qwen2_config_json(cfg));

@@ -150,7 +150,7 @@ PeftAdapterConfig read_peft_config(const std::string& dir) {
 }
 
 void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, const PeftAdapterConfig& cfg,
-                       const std::string& base_fingerprint, const std::string& model_card) {
+                       const ManifestExtra& extra, const std::string& model_card) {
   // ordered_json: the patterns keep their order (PEFT takes the first key that matches).
   nlohmann::ordered_json j = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
             {"r", cfg.spec.r},            {"lora_alpha", cfg.spec.alpha},
@@ -180,8 +180,6 @@ void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, con
     check(size_t(t.nbytes()) == n, "save_peft_adapter: size mismatch for " + named[i].first);
     std::memcpy(dst, t.data_ptr(), n);
   });
-  ManifestExtra extra;
-  if (!base_fingerprint.empty()) extra["base_fingerprint"] = base_fingerprint;
   std::vector<std::string> files = {"adapter_config.json", "adapter_model.safetensors"};
   if (!model_card.empty()) {
     write_file_atomic(staged + "/README.md", model_card);

@@ -10,16 +10,6 @@
 
 namespace r1dist {
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const auto t = static_cast<int64_t>(s + 0.5);
-  std::ostringstream os;
-  if (t >= 3600) os << t / 3600 << "h";
-  if (t >= 60) os << std::setw(t >= 3600 ? 2 : 1) << std::setfill('0') << (t / 60) % 60 << "m";
-  os << std::setw(t >= 60 ? 2 : 1) << std::setfill('0') << t % 60 << "s";
-  return os.str();
-}
-
 void Progress::report(int64_t step, const StepOutcome& s, double dt) {
   ema_step_s_ = step == first_ + 1 ? dt : 0.8 * ema_step_s_ + 0.2 * dt;
   std::ostringstream os;

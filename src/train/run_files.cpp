@@ -165,7 +165,10 @@ std::string export_adapter(const Config& cfg, const Qwen2Model& model, const Run
   pc.targets = cfg.lora.targets;
   pc.base_model = cfg.model.base_model_id();
   const std::string dir = cfg.output.dir + "/adapter";
-  save_peft_adapter(model.lora(), dir, pc, id.weights, adapter_model_card(cfg, id, evals));
+  // What the base was: its weights, and how they were loaded (model/saved_adapter.h reads it back).
+  ManifestExtra extra{{"base_quant", to_string(cfg.quant.mode)}, {"base_dtype", to_string(cfg.model.dtype)}};
+  if (!id.weights.empty()) extra["base_fingerprint"] = id.weights;
+  save_peft_adapter(model.lora(), dir, pc, extra, adapter_model_card(cfg, id, evals));
   return dir;
 }
 

@@ -43,6 +43,74 @@ TEST(Cli, HelpAndUsageErrors) {
   EXPECT_THAT(r.err, HasSubstr("threads"));
 }
 
+// `r1dist train --cfg FILE` is the spelling the help documents; `r1dist --cfg FILE` still works.
+TEST(Cli, TrainIsTheDocumentedSpellingOfARun) {
+  auto r = run_r1dist("--help");
+  ASSERT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("r1dist train --cfg FILE"));
+  EXPECT_THAT(r.out, Not(HasSubstr("r1dist --cfg")));
+  r = run_r1dist("train --help");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("r1dist train --cfg FILE [OPTION...]"));
+  EXPECT_THAT(r.out, HasSubstr("--resume"));
+  for (const char* spelling : {"train --cfg", "--cfg"}) {
+    r = run_r1dist(std::string(spelling) + " /nonexistent/none.toml");
+    EXPECT_EQ(r.code, 2) << spelling;
+    EXPECT_THAT(r.err, HasSubstr("/nonexistent/none.toml")) << spelling;
+  }
+  r = run_r1dist("train");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--cfg FILE is required"));
+}
+
+// Bare arguments are named in each command's usage line and in the error when one is missing;
+// no error names an option that --help does not show.
+TEST(Cli, UsageAndErrorsNameThePositionalArguments) {
+  const struct {
+    const char* args;
+    const char* usage;    // in `COMMAND --help`
+    const char* missing;  // in the error without arguments
+    const char* hidden;   // the option behind it, never named
+  } cases[] = {
+      {"metrics", "r1dist metrics [OPTION...] RUN_DIR|METRICS_H5", "missing RUN_DIR|METRICS_H5", "--path"},
+      {"checkpoint", "r1dist checkpoint [OPTION...] verify PATH...", "missing verify PATH...", "--action"},
+      {"checkpoint verify", "r1dist checkpoint [OPTION...] verify PATH...", "missing PATH...", "--paths"},
+      {"checkpoint-diff", "r1dist checkpoint-diff [OPTION...] A B", "missing A B", "--a "},
+      {"bench", "r1dist bench [OPTION...] KIND", "missing KIND", "--kind"},
+      {"sweep status", "r1dist sweep status [OPTION...] DIR", "missing DIR", "--dir"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    auto r = run_r1dist(std::string(c.args) + " --help");
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr(c.usage));
+    EXPECT_THAT(r.out, Not(HasSubstr("positional parameters")));
+    r = run_r1dist(c.args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.missing));
+    EXPECT_THAT(r.err, Not(HasSubstr(c.hidden)));
+  }
+  // checkpoint-diff takes its two checkpoints as bare arguments (or -a/-b).
+  auto r = run_r1dist("checkpoint-diff /nonexistent/a.h5");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("missing B"));
+}
+
+// The top-level help and `bench --help` list the bench kinds from the bench command's own table.
+TEST(Cli, HelpListsEveryBenchKindWithWhatItMeasures) {
+  const auto top = run_r1dist("--help");
+  const auto bench = run_r1dist("bench --help");
+  ASSERT_EQ(bench.code, 0) << bench.err;
+  for (const char* kind : {"nf4", "data", "checkpoint", "generate", "loss", "train"}) {
+    EXPECT_THAT(top.out, HasSubstr(kind));
+    // One line per kind: its name, then what it measures.
+    EXPECT_THAT(bench.out, ::testing::ContainsRegex(std::string("\n  ") + kind + " +[a-z]")) << kind;
+  }
+  const auto bad = run_r1dist("bench frobnicate");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("nf4, data, checkpoint, generate, loss, train"));
+}
+
 TEST(Cli, ConfigErrorsExitTwoWithFileLineAndSuggestion) {
   TempDir tmp;
   write_text(tmp / "bad.toml", "[model]\npath = \"m\"\n\n[train]\nlearning_rate = 1e-4\n");
@@ -361,6 +429,47 @@ TEST(Metrics, AnotherProcessReadsWhileTheRunWrites) {
   const auto bad = run_r1dist("metrics " + (dir / "none.h5"));
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.err, HasSubstr("none.h5"));
+}
+
+// A run directory stands for its metrics.h5; a file that is not HDF5 gets one clean line.
+TEST(Metrics, ReadsARunDirectoryAndRefusesAFileThatIsNotHdf5) {
+  TempDir dir;
+  {
+    MetricsWriter w(dir / "metrics.h5", false, 0);
+    StepRecord r;
+    r.step = 1;
+    r.loss = 2.5;
+    w.append(r);
+  }
+  auto r = run_r1dist("metrics " + dir.path + " --table steps");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\n1\t2.5\t"));
+  write_text(dir / "notes.txt", "not an HDF5 file\n");
+  r = run_r1dist("metrics " + (dir / "notes.txt"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr((dir / "notes.txt") + " is not an HDF5 file"));
+  EXPECT_THAT(r.err, Not(HasSubstr("bytes actually read")));
+  TempDir empty;
+  r = run_r1dist("metrics " + empty.path);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(empty.path + " has no metrics.h5"));
+}
+
+// `checkpoint verify` says what it found: a run without checkpoints is a failure, a metrics
+// file is not a damaged checkpoint.
+TEST(CheckpointCli, VerifySaysWhenThereIsNothingToVerify) {
+  TempDir run;
+  write_text(run / "run.json", "{}\n");
+  std::filesystem::create_directories(run / "checkpoints");
+  { MetricsWriter w(run / "metrics.h5", false, 0); }
+  auto r = run_r1dist("checkpoint verify " + run.path);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("no checkpoints in " + run.path));
+  EXPECT_THAT(r.out, Not(HasSubstr("all intact")));
+  r = run_r1dist("checkpoint verify " + (run / "metrics.h5"));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("not a checkpoint (it is a metrics file)"));
+  EXPECT_THAT(r.out, Not(HasSubstr("DAMAGED")));
 }
 
 }  // namespace

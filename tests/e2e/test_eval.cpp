@@ -84,6 +84,47 @@ TEST(EvalCli, BadInputIsRefusedWithTheReason) {
   EXPECT_NE(r.err.find("adapter /nowhere does not exist"), std::string::npos) << r.err;
 }
 
+// Without --cfg nothing is trained: the whole file (or its first --rows rows) is evaluated,
+// and every figure covers the same rows. Each phase reports its progress.
+TEST(EvalCli, WithoutAConfigEveryFigureCoversTheSameRows) {
+  const std::string args = "eval --model " + tiny_model_dir() + " --data " + mcq_data() +
+                           " --no-generate --out none --json --device cpu --dtype fp32";
+  auto r = run_r1dist(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["rows"], 12) << "the whole file";
+  EXPECT_EQ(j["mcq"]["total"], 12);
+  EXPECT_NE(r.err.find("model: loading"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("eval: multiple choice 12/12"), std::string::npos) << r.err;
+  r = run_r1dist(args + " --rows 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["rows"], 3);
+  EXPECT_EQ(j["mcq"]["total"], 3) << "the MCQ items of the same rows";
+}
+
+// An adapter records the base it was trained on (NF4 here): without --cfg the base is loaded
+// that way; a base loaded otherwise is warned about. A run directory stands for its adapter
+// and, in checkpoint-diff, for its newest checkpoint.
+TEST(EvalCli, AnAdapterLoadsTheBaseItWasTrainedOn) {
+  const auto ref = reference_run();
+  const std::string args = "eval --model " + tiny_model_dir() + " --data " + mcq_data() +
+                           " --rows 2 --no-generate --out none --json --device cpu --dtype fp32";
+  auto r = run_r1dist(args + " --adapter " + ref.out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["adapter"], ref.out + "/adapter");
+  EXPECT_NE(r.err.find("trained on a base with quant nf4, dtype fp32: loading the base with --quant nf4"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("base nf4)"), std::string::npos) << r.err;
+  r = run_r1dist(args + " --adapter " + ref.out + "/adapter --quant none");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("but this one is loaded with quant none, dtype fp32"), std::string::npos) << r.err;
+  r = run_r1dist("checkpoint-diff " + ref.out + " " + ref.out + " --tol 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("steps 10 vs 10"), std::string::npos) << r.out;
+}
+
 TEST(GenerateCli, GreedyIsDeterministicAndStopsAtTheLimit) {
   const std::string args = "generate --model " + tiny_model_dir() + " --prompt 头晕 --prompt 'Why do I feel dizzy?' " +
                            "--max-new-tokens 6 --greedy --json";
@@ -96,6 +137,11 @@ TEST(GenerateCli, GreedyIsDeterministicAndStopsAtTheLimit) {
   const auto first = nlohmann::json::parse(a.out.substr(0, a.out.find('\n')));
   EXPECT_EQ(first["prompt"], "头晕");
   EXPECT_LE(first["tokens"].get<int>(), 6);
+  // Temperature 0 is greedy, as eval.temperature = 0 is.
+  const auto zero = run_r1dist("generate --model " + tiny_model_dir() +
+                               " --prompt 头晕 --prompt 'Why do I feel dizzy?' --max-new-tokens 6 --temperature 0 --json");
+  EXPECT_EQ(zero.code, 0) << zero.err;
+  EXPECT_EQ(zero.out, a.out);
   const auto sampled =
       run_r1dist("generate --model " + tiny_model_dir() + " --prompt 头晕 --max-new-tokens 6 --seed 3");
   EXPECT_EQ(sampled.code, 0) << sampled.err;
@@ -113,12 +159,13 @@ TEST(MergeCli, WritesAModelDirectoryThatLoads) {
   for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
     EXPECT_TRUE(std::filesystem::exists(d / "m" + "/" + f)) << f;
   // The merged model scores the held-out rows as the base + adapter does (fp32; NF4 is not
-  // involved: both load the base unquantised).
+  // involved: both load the base unquantised, the adapter's with --quant none).
   const auto merged =
       run_r1dist("eval --model " + (d / "m") + " --data " + mcq_data() +
                  " --rows 4 --no-generate --out none --json --device cpu --dtype fp32");
   const auto adapted = run_r1dist("eval --model " + tiny_model_dir() + " --adapter " + ref.out + "/adapter --data " +
-                                  mcq_data() + " --rows 4 --no-generate --out none --json --device cpu --dtype fp32");
+                                  mcq_data() +
+                                  " --rows 4 --no-generate --out none --json --device cpu --dtype fp32 --quant none");
   ASSERT_EQ(merged.code, 0) << merged.err;
   ASSERT_EQ(adapted.code, 0) << adapted.err;
   EXPECT_NEAR(nlohmann::json::parse(merged.out)["loss"].get<double>(),

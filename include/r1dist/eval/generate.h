@@ -20,11 +20,13 @@ namespace r1dist {
 
 struct SamplingParams {
   bool greedy = false;            // argmax; the other fields except repetition_penalty are unused
-  double temperature = 0.6;       // the R1-distill generation_config.json defaults
+  double temperature = 0.6;       // the R1-distill generation_config.json defaults; 0 = greedy
   double top_p = 0.95;            // 1 = off
   int64_t top_k = 0;              // 0 = off
   double repetition_penalty = 1;  // 1 = off; > 1 discourages tokens already present
   uint64_t seed = 0;
+  // The one rule for argmax decoding: greedy, or temperature 0 (as eval.temperature = 0).
+  bool argmax() const { return greedy || temperature == 0; }
   // Throws UsageError naming the field on a value outside its range.
   void validate() const;
 };

@@ -31,8 +31,8 @@ struct SuiteInputs {
 };
 
 // The suite's inputs from a run config: the held-out rows of `data`, the MCQ rows of
-// eval.mcq_path (or data.path; none when the file has no such rows), eval.prompts and the
-// generation settings of [eval].
+// eval.mcq_path (without one: those of the held-out rows; none when no row has options),
+// eval.prompts and the generation settings of [eval].
 SuiteInputs suite_inputs(const Config& cfg, const Dataset& data);
 
 // Token ids of a prompt in the given format (BOS first).

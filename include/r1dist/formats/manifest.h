@@ -2,7 +2,7 @@
 // beside an exported PEFT adapter so that a damaged or partly copied adapter is refused when
 // it is read back (r1dist eval/generate/merge --adapter) or checked (r1dist checkpoint verify).
 // Files not named in the manifest (a README added later) are not judged. Extra string fields
-// (the base weights' fingerprint) travel with it.
+// (what the trainer records of the base: base_fingerprint, base_quant, base_dtype) travel with it.
 #pragma once
 #include <map>
 #include <string>

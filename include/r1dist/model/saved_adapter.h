@@ -41,6 +41,14 @@ class MergedWeights {
   int64_t merged_ = 0;
 };
 
+// How the base was loaded when the adapter at `path` was trained, as its manifest records it
+// (base_quant: nf4|none, base_dtype: bf16|fp32); empty fields where nothing is recorded (a
+// checkpoint, an adapter of another trainer or of an older r1dist).
+struct AdapterBase {
+  std::string quant, dtype;
+};
+AdapterBase recorded_adapter_base(const std::string& path);
+
 // Writes `model` with every adapter folded into its base weight (W + scaling * B A, in fp32,
 // then cast to `dtype`) as an HF model directory: config.json (dtype updated), safetensors
 // sharded above max_shard_bytes, and the tokenizer and generation files of `base_dir`.

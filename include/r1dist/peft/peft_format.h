@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "r1dist/formats/manifest.h"
 #include "r1dist/peft/lora_adapters.h"
 #include "r1dist/peft/lora_linear.h"
 
@@ -31,11 +32,11 @@ struct PeftAdapterConfig {
 PeftAdapterConfig read_peft_config(const std::string& dir);
 // Writes the adapter directory DIR atomically (a staged DIR.tmp renamed into place):
 // adapter_config.json, adapter_model.safetensors (fp32, metadata format=pt) and
-// r1dist_manifest.json (sizes, CRC-32s, and `base_fingerprint`, the base weights'
-// fingerprint, when given); README.md (the model card, covered by the manifest) when
+// r1dist_manifest.json (sizes, CRC-32s, and the `extra` fields: what the trainer records of
+// the base, train/run_files.h); README.md (the model card, covered by the manifest) when
 // `model_card` is not empty.
 void save_peft_adapter(const LoraAdapters& adapters, const std::string& dir, const PeftAdapterConfig& cfg,
-                       const std::string& base_fingerprint = "", const std::string& model_card = "");
+                       const ManifestExtra& extra = {}, const std::string& model_card = "");
 // Copies the adapter tensors of DIR into attached adapters: every adapter must be in the
 // file with the same shape and finite values, and the file may hold nothing else.
 void load_peft_adapter(const LoraAdapters& adapters, const std::string& dir);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "r1dist/log/meter.h"  // format_duration
+
 namespace r1dist {
 
 struct StepOutcome;
@@ -19,8 +21,5 @@ class Progress {
   int64_t total_, first_;
   double ema_step_s_ = 0;
 };
-
-// "1h02m03s", "4m05s", "7s"; "?" when unknown.
-std::string format_duration(double seconds);
 
 }  // namespace r1dist

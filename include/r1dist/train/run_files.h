@@ -37,8 +37,9 @@ std::string adapter_model_card(const Config& cfg, const RunIdentity& id, const s
 
 // output.dir/adapter in the PEFT format, written atomically (a staged directory renamed into
 // place): base_model_name_or_path is cfg.model.base_model_id() (a hub id, so PEFT finds the
-// base anywhere), the manifest records the base weights' fingerprint, README.md is the model
-// card; returns the directory.
+// base anywhere), the manifest records the base: the weights' fingerprint, quant.mode and
+// model.dtype (read back by model/saved_adapter.h); README.md is the model card; returns the
+// directory.
 std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id,
                            const std::vector<EvalRecord>& evals);
 // Whether DIR holds an adapter r1dist exported completely (its manifest present and every
