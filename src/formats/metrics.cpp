@@ -33,37 +33,54 @@ void add(hid_t t, const char* name, size_t off, hid_t type, const std::string& w
   R1DIST_H5(where, H5Tinsert(t, name, off, type));
 }
 
+// The columns of both tables, in file order: the one list of their names and types.
+struct Column {
+  const char* name;
+  size_t offset;
+  bool integer;
+};
+#define R1DIST_COL(T, f, i) Column{#f, offsetof(T, f), i}
+const std::vector<Column> kStepColumns = {
+    R1DIST_COL(StepRecord, step, true),          R1DIST_COL(StepRecord, loss, false),
+    R1DIST_COL(StepRecord, lr, false),           R1DIST_COL(StepRecord, grad_norm, false),
+    R1DIST_COL(StepRecord, tokens, true),        R1DIST_COL(StepRecord, step_time_s, false),
+    R1DIST_COL(StepRecord, tokens_per_s, false), R1DIST_COL(StepRecord, mem_gb, false),
+    R1DIST_COL(StepRecord, real_tokens, true),   R1DIST_COL(StepRecord, slot_tokens, true),
+    R1DIST_COL(StepRecord, real_tokens_per_s, false), R1DIST_COL(StepRecord, slot_tokens_per_s, false),
+    R1DIST_COL(StepRecord, padding_share, false)};
+const std::vector<Column> kEvalColumns = {
+    R1DIST_COL(EvalRecord, step, true), R1DIST_COL(EvalRecord, eval_loss, false), R1DIST_COL(EvalRecord, kl, false),
+    R1DIST_COL(EvalRecord, eval_tokens, true)};
+#undef R1DIST_COL
+
 // Memory types (native) and file types (little-endian, same packed layout). HDF5 matches
 // compound fields by name when converting, so a reader tolerates reordered fields.
-Handle step_type(bool file) {
-  const std::string w = "metrics step type";
-  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(StepRecord))));
+Handle row_type(const std::vector<Column>& cols, size_t size, bool file, const std::string& w) {
+  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, size)));
   const hid_t i64 = file ? H5T_STD_I64LE : H5T_NATIVE_INT64, f64 = file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
-  add(t, "step", offsetof(StepRecord, step), i64, w);
-  add(t, "loss", offsetof(StepRecord, loss), f64, w);
-  add(t, "lr", offsetof(StepRecord, lr), f64, w);
-  add(t, "grad_norm", offsetof(StepRecord, grad_norm), f64, w);
-  add(t, "tokens", offsetof(StepRecord, tokens), i64, w);
-  add(t, "step_time_s", offsetof(StepRecord, step_time_s), f64, w);
-  add(t, "tokens_per_s", offsetof(StepRecord, tokens_per_s), f64, w);
-  add(t, "mem_gb", offsetof(StepRecord, mem_gb), f64, w);
-  add(t, "real_tokens", offsetof(StepRecord, real_tokens), i64, w);
-  add(t, "slot_tokens", offsetof(StepRecord, slot_tokens), i64, w);
-  add(t, "real_tokens_per_s", offsetof(StepRecord, real_tokens_per_s), f64, w);
-  add(t, "slot_tokens_per_s", offsetof(StepRecord, slot_tokens_per_s), f64, w);
-  add(t, "padding_share", offsetof(StepRecord, padding_share), f64, w);
+  for (const auto& c : cols) add(t, c.name, c.offset, c.integer ? i64 : f64, w);
   return t;
 }
+Handle step_type(bool file) { return row_type(kStepColumns, sizeof(StepRecord), file, "metrics step type"); }
+Handle eval_type(bool file) { return row_type(kEvalColumns, sizeof(EvalRecord), file, "metrics eval type"); }
 
-Handle eval_type(bool file) {
-  const std::string w = "metrics eval type";
-  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(EvalRecord))));
-  const hid_t i64 = file ? H5T_STD_I64LE : H5T_NATIVE_INT64, f64 = file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
-  add(t, "step", offsetof(EvalRecord, step), i64, w);
-  add(t, "eval_loss", offsetof(EvalRecord, eval_loss), f64, w);
-  add(t, "kl", offsetof(EvalRecord, kl), f64, w);
-  add(t, "eval_tokens", offsetof(EvalRecord, eval_tokens), i64, w);
-  return t;
+template <class T>
+std::vector<MetricColumn> columns_of(const std::vector<Column>& cols, const T& r) {
+  std::vector<MetricColumn> out;
+  const auto* base = reinterpret_cast<const char*>(&r);
+  for (const auto& c : cols) {
+    if (std::strcmp(c.name, "step") == 0) continue;
+    if (c.integer) {
+      int64_t v;
+      std::memcpy(&v, base + c.offset, sizeof v);
+      out.push_back({c.name, double(v)});
+    } else {
+      double v;
+      std::memcpy(&v, base + c.offset, sizeof v);
+      out.push_back({c.name, v});
+    }
+  }
+  return out;
 }
 
 Handle attr_type() {
@@ -128,6 +145,9 @@ Handle reader_fapl() {
 }
 
 }  // namespace
+
+std::vector<MetricColumn> metric_columns(const StepRecord& r) { return columns_of(kStepColumns, r); }
+std::vector<MetricColumn> metric_columns(const EvalRecord& r) { return columns_of(kEvalColumns, r); }
 
 MetricsData read_metrics(const std::string& path) {
   h5::quiet();

@@ -28,6 +28,15 @@ struct EvalRecord {
   int64_t eval_tokens = 0;
 };
 
+// The columns of a row other than `step`, each with its name in the file, in file order: the
+// names that other views of the metrics (the TSV of `r1dist metrics`, TensorBoard tags) use.
+struct MetricColumn {
+  const char* name;
+  double value;  // integer columns converted
+};
+std::vector<MetricColumn> metric_columns(const StepRecord& r);
+std::vector<MetricColumn> metric_columns(const EvalRecord& r);
+
 class MetricsWriter {
  public:
   // Creates PATH, or opens it to continue a resumed run: rows with step > resume_step
