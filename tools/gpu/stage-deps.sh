@@ -2,7 +2,7 @@
 # Run HERE (Debian, with network) before a GPU-machine call: stages the packages that the
 # offline GPU machine lacks into ignored folders that the call carries:
 #   .deps/toml  toml++ (library + headers + CMake config)
-#   .deps/sys   PCRE2, ICU, cmark-gfm and protobuf (lite) headers and libraries, and protoc
+#   .deps/sys   PCRE2, ICU, cmark-gfm and protobuf headers and libraries, and protoc
 #               (used only if the machine has no PCRE2 headers: launch/env.sh)
 #   .deps/h5tools  Debian's h5dump/h5ls with their HDF5 library (the GPU image has no
 #                  hdf5-tools; run with LD_LIBRARY_PATH=.deps/h5tools/usr/lib/x86_64-linux-gnu)
