@@ -1,24 +1,35 @@
 // r1dist metrics: prints a run's metrics.h5 as TSV (also while the run writes it: the
-// reader opens it SWMR). Each table starts with a "# name" line and a header row.
+// reader opens it SWMR). Each table starts with a "# name" line and a header row. The numbers
+// of the final evaluation (/eval) only with --table eval.
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
+#include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/metrics.h"
 
 namespace r1dist {
 
 int cmd_metrics(int argc, char** argv) {
-  Args a("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, attrs).");
+  Args a("r1dist metrics", "Print a metrics.h5 file as TSV (tables: steps, evals, attrs; eval: the numbers of "
+                           "the final evaluation).");
   a.option_str("path", "the metrics file (RUN_DIR/metrics.h5)")
-      .option_str("table", "steps, evals, attrs or all", "all")
+      .option_str("table", "steps, evals, attrs, all (the three), or eval (the /eval group's numbers)", "all")
       .positional({"path"});
   if (!a.parse(argc, argv)) return 0;
   const auto path = a.required("path");
   const auto table = a.str("table");
-  if (table != "all" && table != "steps" && table != "evals" && table != "attrs")
-    throw UsageError("metrics: --table must be steps, evals, attrs or all (got '" + table + "')");
+  if (table != "all" && table != "steps" && table != "evals" && table != "attrs" && table != "eval")
+    throw UsageError("metrics: --table must be steps, evals, attrs, all or eval (got '" + table + "')");
+  if (table == "eval") {
+    const auto s = read_eval_group(path);
+    if (!s)
+      throw Error("metrics: " + path + " has no /eval group\nHINT: eval.suite = true or `r1dist eval --cfg` writes it");
+    std::printf("name\tvalue\n");
+    for (const auto& c : eval_group_scalars(*s)) std::printf("%s\t%.9g\n", c.name, c.value);
+    return 0;
+  }
   const auto m = read_metrics(path);
   const bool all = table == "all";
   if (all || table == "steps") {

@@ -13,6 +13,7 @@
 
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
+#include "r1dist/formats/eval_file.h"
 #include "r1dist/log/log.h"
 #include "tensorboard_event.pb.h"
 
@@ -219,6 +220,9 @@ TensorBoardWriter::~TensorBoardWriter() = default;
 
 void TensorBoardWriter::append(const StepRecord& r) { impl_->write(r.step, "train", metric_columns(r)); }
 void TensorBoardWriter::append(const EvalRecord& r) { impl_->write(r.step, "eval", metric_columns(r)); }
+void TensorBoardWriter::append(int64_t step, const EvalSummary& s) {
+  impl_->write(step, "suite", eval_group_scalars(s));
+}
 const std::string& TensorBoardWriter::file() const { return impl_->out->path(); }
 
 }  // namespace r1dist

@@ -1,6 +1,7 @@
 // TensorBoard event files of a run (docs/CHECKPOINT_FORMAT.md, "TensorBoard events"): the
 // scalars of metrics.h5, one Event per step row and per eval row, tagged
-// train/<column of /steps> and eval/<column of /evals>. A file is a sequence of TFRecords
+// train/<column of /steps> and eval/<column of /evals>, and of its /eval group (the final
+// evaluation), tagged suite/<attribute>. A file is a sequence of TFRecords
 // (length, masked CRC-32C of the length, data, masked CRC-32C of the data) holding Event
 // protobufs: first the file version "brain.Event:2", then Summaries of simple_value scalars.
 // Torch-free; written through base/fs.h (AppendFile).
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "r1dist/formats/metrics.h"
+#include "r1dist/quality/eval_summary.h"
 
 namespace r1dist {
 
@@ -61,6 +63,8 @@ class TensorBoardWriter {
   ~TensorBoardWriter();
   void append(const StepRecord& r);
   void append(const EvalRecord& r);
+  // The final evaluation (eval.suite, metrics.h5 /eval) at `step`, tagged suite/<attribute>.
+  void append(int64_t step, const EvalSummary& s);
   const std::string& file() const;
 
  private:
