@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every file r1dist writes goes through the one file layer (include/r1dist/base/fs.h:
-# AtomicFile, write_file_atomic, copy_file, replace_dir, rename_path): fails naming any
-# other way of writing or renaming a file under src/. The exceptions, each for a reason:
+# AtomicFile, write_file_atomic, AppendFile, copy_file, replace_dir, rename_path): fails
+# naming any other way of writing or renaming a file under src/. The exceptions, each for a reason:
 #   src/base/fs.cpp          the layer itself
 #   src/base/run_lock.cpp    the run lock's file (an flock, never replaced)
 #   src/formats/h5_util.cpp  HDF5 files created in memory (core driver), written by AtomicFile

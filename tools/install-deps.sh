@@ -19,6 +19,7 @@ PKGS=(
   nlohmann-json3-dev
   libgtest-dev googletest
   libpcre2-dev libutf8proc-dev libicu-dev
+  libprotobuf-dev protobuf-compiler   # TensorBoard event records (formats/tensorboard.h)
   gnuplot-nox   # the plots of r1dist report
   libcmark-gfm-dev libcmark-gfm-extensions-dev   # r1dist report: report.html rendered from report.md
   slurm-wlm munge   # the Slurm test: a one-node cluster on localhost (tools/slurm/local-cluster.sh)

@@ -131,6 +131,35 @@ void write_file_atomic(const std::string& path, std::string_view content) {
   f.commit();
 }
 
+AppendFile::AppendFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot open " + path_ + " to append to it: " + sys_error());
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendFile::write(std::string_view s) {
+  const char* p = s.data();
+  size_t n = s.size();
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      const bool full = errno == ENOSPC || errno == EDQUOT;
+      throw Error("cannot append to " + path_ + ": " + sys_error() +
+                  (full ? "\nHINT: the disk is full (or the quota is spent); free space or write elsewhere" : ""));
+    }
+    p += w;
+    n -= size_t(w);
+  }
+}
+
+void AppendFile::sync() {
+  if (::fsync(fd_) != 0) throw Error("cannot append to " + path_ + ": fsync failed: " + sys_error());
+}
+
 void fsync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open " + path + " to fsync it: " + sys_error());

@@ -1,29 +1,41 @@
 // r1dist metrics: prints a run's metrics.h5 as TSV (also while the run writes it: the
 // reader opens it SWMR). Each table starts with a "# name" line and a header row; "columns"
 // is the unit and description of every column of steps and evals, as the file records them.
+// The numbers of the final evaluation (/eval) only with --table eval.
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/run_paths.h"
 #include "r1dist/base/error.h"
+#include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/metrics.h"
 
 namespace r1dist {
 
 int cmd_metrics(int argc, char** argv) {
   Args a("r1dist metrics",
-         "Print a run's metrics as TSV (tables: steps, evals, counters, attrs, columns): RUN_DIR (a run's "
-         "output.dir: its metrics.h5) or a metrics.h5 file.");
+         "Print a run's metrics as TSV (tables: steps, evals, counters, attrs, columns; eval: the numbers of the "
+         "final evaluation): RUN_DIR (a run's output.dir: its metrics.h5) or a metrics.h5 file.");
   a.option_str("path", "the run directory or metrics file")
       .positional({{"path", "RUN_DIR|METRICS_H5"}})
-      .option_str("table", "steps, evals, counters, attrs, columns or all", "all");
+      .option_str("table", "steps, evals, counters, attrs, columns, all (those five), or eval (the /eval group's numbers)",
+                  "all");
   if (!a.parse(argc, argv)) return 0;
   const auto path = metrics_arg(a.required("path"));
   const auto table = a.str("table");
   if (table != "all" && table != "steps" && table != "evals" && table != "counters" && table != "attrs" &&
-      table != "columns")
-    throw UsageError("metrics: --table must be steps, evals, counters, attrs, columns or all (got '" + table + "')");
+      table != "columns" && table != "eval")
+    throw UsageError("metrics: --table must be steps, evals, counters, attrs, columns, all or eval (got '" + table +
+                     "')");
+  if (table == "eval") {
+    const auto s = read_eval_group(path);
+    if (!s)
+      throw Error("metrics: " + path + " has no /eval group\nHINT: eval.suite = true or `r1dist eval --cfg` writes it");
+    std::printf("name\tvalue\n");
+    for (const auto& c : eval_group_scalars(*s)) std::printf("%s\t%.9g\n", c.name, c.value);
+    return 0;
+  }
   const auto m = read_metrics(path);
   const bool all = table == "all";
   if (all || table == "steps") {

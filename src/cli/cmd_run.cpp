@@ -112,12 +112,14 @@ int cmd_run(int argc, char** argv) {
       .flag("dry-run", "validate the config, load the tokenizer, data and model, check the memory estimate, then stop")
       .option_str("export-rows", "with --dry-run: write the tokenized training rows to this JSON Lines file "
                                  "({\"ids\", \"labels\"} per row)")
+      .flag("tensorboard", "also write TensorBoard event files under output.dir/tensorboard (output.tensorboard = true)")
       .flag("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
   if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
   if (!a.has("cfg")) throw UsageError("r1dist train: --cfg FILE is required (the run's TOML config; see --help)");
   const auto path = a.str("cfg");
-  const Config cfg = load_config(path, a.list("set"));
+  Config cfg = load_config(path, a.list("set"));
+  if (a.has("tensorboard")) set_config_value(cfg, "output.tensorboard", "true", "--tensorboard");
   dist_set_timeout(cfg.dist.timeout_s);
   dist_set_phase("start-up");
 

@@ -301,6 +301,9 @@ const std::vector<Key>& keys() {
        at_least(1), nullptr, 0, "save_total_limit"},
       {"output.save_every", R1_REF(output.save_every), "Checkpoint every N steps; 0 = at the end.",
        at_least(0), nullptr, 0, "save_steps"},
+      {"output.tensorboard", R1_REF(output.tensorboard),
+       "Rank 0 also writes every metrics.h5 scalar as TensorBoard event files under output.dir/tensorboard (flushed each step).",
+       {}, nullptr, 0, "report_to"},
   };
   // clang-format on
   return table;

@@ -67,6 +67,31 @@ void write_repetition(hid_t g, const Repetition& r, const std::string& w) {
   h5::write_attr(g, "collapsed", int64_t(r.collapsed), w);
 }
 
+// The numeric attributes of /eval: name, type, what they need to be measured, value. The
+// one list that the file and eval_group_scalars share.
+enum class Needs { kNothing, kDrift, kMcq };
+struct NumberAttr {
+  const char* name;
+  bool integer;
+  Needs needs;
+  double (*value)(const EvalSummary&);
+};
+const NumberAttr kNumbers[] = {
+    {"rows", true, Needs::kNothing, [](const EvalSummary& s) { return double(s.rows); }},
+    {"loss", false, Needs::kNothing, [](const EvalSummary& s) { return s.loss; }},
+    {"perplexity", false, Needs::kNothing, [](const EvalSummary& s) { return s.perplexity; }},
+    {"loss_tokens", true, Needs::kNothing, [](const EvalSummary& s) { return double(s.loss_tokens); }},
+    {"kl", false, Needs::kDrift, [](const EvalSummary& s) { return s.kl; }},
+    {"top1_agreement", false, Needs::kDrift, [](const EvalSummary& s) { return s.top1_agreement; }},
+    {"drift_tokens", true, Needs::kDrift, [](const EvalSummary& s) { return double(s.drift_tokens); }},
+    {"mcq_correct", true, Needs::kMcq, [](const EvalSummary& s) { return double(s.mcq.correct); }},
+    {"mcq_total", true, Needs::kMcq, [](const EvalSummary& s) { return double(s.mcq.total); }},
+    {"mcq_accuracy", false, Needs::kMcq, [](const EvalSummary& s) { return s.mcq.value; }},
+    {"mcq_ci95_low", false, Needs::kMcq, [](const EvalSummary& s) { return s.mcq.low; }},
+    {"mcq_ci95_high", false, Needs::kMcq, [](const EvalSummary& s) { return s.mcq.high; }},
+    {"collapsed", true, Needs::kNothing, [](const EvalSummary& s) { return double(s.collapsed()); }},
+};
+
 void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
   if (H5Lexists(f, "eval", H5P_DEFAULT) > 0) R1DIST_H5(where, H5Ldelete(f, "eval", H5P_DEFAULT));
   Handle g(R1DIST_H5(where, H5Gcreate2(f, "eval", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
@@ -74,21 +99,14 @@ void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
   h5::write_attr(g, "model", s.model, where);
   h5::write_attr(g, "adapter", s.adapter, where);
   h5::write_attr(g, "data", s.data, where);
-  h5::write_attr(g, "rows", s.rows, where);
-  h5::write_attr(g, "loss", s.loss, where);
-  h5::write_attr(g, "perplexity", s.perplexity, where);
-  h5::write_attr(g, "loss_tokens", s.loss_tokens, where);
   h5::write_attr(g, "has_drift", int64_t(s.has_drift), where);
-  h5::write_attr(g, "kl", s.kl, where);
-  h5::write_attr(g, "top1_agreement", s.top1_agreement, where);
-  h5::write_attr(g, "drift_tokens", s.drift_tokens, where);
   h5::write_attr(g, "has_mcq", int64_t(s.has_mcq), where);
-  h5::write_attr(g, "mcq_correct", s.mcq.correct, where);
-  h5::write_attr(g, "mcq_total", s.mcq.total, where);
-  h5::write_attr(g, "mcq_accuracy", s.mcq.value, where);
-  h5::write_attr(g, "mcq_ci95_low", s.mcq.low, where);
-  h5::write_attr(g, "mcq_ci95_high", s.mcq.high, where);
-  h5::write_attr(g, "collapsed", int64_t(s.collapsed()), where);
+  for (const auto& a : kNumbers) {
+    if (a.integer)
+      h5::write_attr(g, a.name, int64_t(a.value(s)), where);
+    else
+      h5::write_attr(g, a.name, a.value(s), where);
+  }
   Handle gens(R1DIST_H5(where, H5Gcreate2(g, "generations", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   h5::write_attr(gens, "count", int64_t(s.generations.size()), where);
   Handle lcpl(R1DIST_H5(where, H5Pcreate(H5P_LINK_CREATE)));
@@ -109,6 +127,14 @@ void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
 }
 
 }  // namespace
+
+std::vector<MetricValue> eval_group_scalars(const EvalSummary& s) {
+  std::vector<MetricValue> out;
+  for (const auto& a : kNumbers)
+    if (a.needs == Needs::kNothing || (a.needs == Needs::kDrift && s.has_drift) || (a.needs == Needs::kMcq && s.has_mcq))
+      out.push_back({a.name, a.value(s)});
+  return out;
+}
 
 void write_eval_group(const std::string& path, const EvalSummary& s) {
   h5::quiet();

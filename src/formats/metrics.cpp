@@ -39,37 +39,65 @@ void add(hid_t t, const char* name, size_t off, hid_t type, const std::string& w
   R1DIST_H5(where, H5Tinsert(t, name, off, type));
 }
 
+// The columns of both tables, in file order: the one list of their names, types, units and
+// descriptions (units: "1" for dimensionless numbers, "step" for step numbers).
+struct Column {
+  const char* name;
+  size_t offset;
+  bool integer;
+  const char* unit;
+  const char* description;
+};
+#define R1DIST_COL(T, f, i, u, d) Column{#f, offsetof(T, f), i, u, d}
+const std::vector<Column> kStepColumns = {
+    R1DIST_COL(StepRecord, step, true, "step", "optimizer steps completed"),
+    R1DIST_COL(StepRecord, loss, false, "nats/token", "training loss of the step: mean token NLL over the global batch"),
+    R1DIST_COL(StepRecord, lr, false, "1", "learning rate of the step"),
+    R1DIST_COL(StepRecord, grad_norm, false, "1", "L2 norm of the summed gradients, before clipping"),
+    R1DIST_COL(StepRecord, tokens, true, "tokens", "loss tokens in the global batch"),
+    R1DIST_COL(StepRecord, step_time_s, false, "s", "wall time of the step"),
+    R1DIST_COL(StepRecord, tokens_per_s, false, "tokens/s", "loss tokens per second"),
+    R1DIST_COL(StepRecord, mem_gb, false, "GB", "peak device memory, 10^9 bytes (0 on CPU)"),
+    R1DIST_COL(StepRecord, real_tokens, true, "tokens", "tokens of the global batch's rows"),
+    R1DIST_COL(StepRecord, slot_tokens, true, "tokens", "micro-batch B x T summed over ranks, padding included"),
+    R1DIST_COL(StepRecord, real_tokens_per_s, false, "tokens/s", "real_tokens per second"),
+    R1DIST_COL(StepRecord, slot_tokens_per_s, false, "tokens/s", "slot_tokens per second"),
+    R1DIST_COL(StepRecord, padding_share, false, "1", "1 - real_tokens / slot_tokens (0 when packed)")};
+const std::vector<Column> kEvalColumns = {
+    R1DIST_COL(EvalRecord, step, true, "step", "optimizer steps completed when evaluated (0: the base model)"),
+    R1DIST_COL(EvalRecord, eval_loss, false, "nats/token", "held-out loss: mean token NLL"),
+    R1DIST_COL(EvalRecord, kl, false, "nats/token", "mean KL(base || tuned) per held-out token"),
+    R1DIST_COL(EvalRecord, eval_tokens, true, "tokens", "held-out loss tokens")};
+#undef R1DIST_COL
+
 // Memory types (native) and file types (little-endian, same packed layout). HDF5 matches
 // compound fields by name when converting, so a reader tolerates reordered fields.
-Handle step_type(bool file) {
-  const std::string w = "metrics step type";
-  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(StepRecord))));
+Handle row_type(const std::vector<Column>& cols, size_t size, bool file, const std::string& w) {
+  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, size)));
   const hid_t i64 = file ? H5T_STD_I64LE : H5T_NATIVE_INT64, f64 = file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
-  add(t, "step", offsetof(StepRecord, step), i64, w);
-  add(t, "loss", offsetof(StepRecord, loss), f64, w);
-  add(t, "lr", offsetof(StepRecord, lr), f64, w);
-  add(t, "grad_norm", offsetof(StepRecord, grad_norm), f64, w);
-  add(t, "tokens", offsetof(StepRecord, tokens), i64, w);
-  add(t, "step_time_s", offsetof(StepRecord, step_time_s), f64, w);
-  add(t, "tokens_per_s", offsetof(StepRecord, tokens_per_s), f64, w);
-  add(t, "mem_gb", offsetof(StepRecord, mem_gb), f64, w);
-  add(t, "real_tokens", offsetof(StepRecord, real_tokens), i64, w);
-  add(t, "slot_tokens", offsetof(StepRecord, slot_tokens), i64, w);
-  add(t, "real_tokens_per_s", offsetof(StepRecord, real_tokens_per_s), f64, w);
-  add(t, "slot_tokens_per_s", offsetof(StepRecord, slot_tokens_per_s), f64, w);
-  add(t, "padding_share", offsetof(StepRecord, padding_share), f64, w);
+  for (const auto& c : cols) add(t, c.name, c.offset, c.integer ? i64 : f64, w);
   return t;
 }
+Handle step_type(bool file) { return row_type(kStepColumns, sizeof(StepRecord), file, "metrics step type"); }
+Handle eval_type(bool file) { return row_type(kEvalColumns, sizeof(EvalRecord), file, "metrics eval type"); }
 
-Handle eval_type(bool file) {
-  const std::string w = "metrics eval type";
-  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(EvalRecord))));
-  const hid_t i64 = file ? H5T_STD_I64LE : H5T_NATIVE_INT64, f64 = file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
-  add(t, "step", offsetof(EvalRecord, step), i64, w);
-  add(t, "eval_loss", offsetof(EvalRecord, eval_loss), f64, w);
-  add(t, "kl", offsetof(EvalRecord, kl), f64, w);
-  add(t, "eval_tokens", offsetof(EvalRecord, eval_tokens), i64, w);
-  return t;
+template <class T>
+std::vector<MetricValue> values_of(const std::vector<Column>& cols, const T& r) {
+  std::vector<MetricValue> out;
+  const auto* base = reinterpret_cast<const char*>(&r);
+  for (const auto& c : cols) {
+    if (std::strcmp(c.name, "step") == 0) continue;
+    if (c.integer) {
+      int64_t v;
+      std::memcpy(&v, base + c.offset, sizeof v);
+      out.push_back({c.name, double(v)});
+    } else {
+      double v;
+      std::memcpy(&v, base + c.offset, sizeof v);
+      out.push_back({c.name, v});
+    }
+  }
+  return out;
 }
 
 Handle attr_type() {
@@ -195,27 +223,17 @@ Handle reader_fapl() {
 }  // namespace
 
 const std::vector<MetricsColumn>& metrics_columns() {
-  static const std::vector<MetricsColumn> table = {
-      {"steps", "step", "step", "optimizer steps completed"},
-      {"steps", "loss", "nats/token", "training loss of the step: mean token NLL over the global batch"},
-      {"steps", "lr", "1", "learning rate of the step"},
-      {"steps", "grad_norm", "1", "L2 norm of the summed gradients, before clipping"},
-      {"steps", "tokens", "tokens", "loss tokens in the global batch"},
-      {"steps", "step_time_s", "s", "wall time of the step"},
-      {"steps", "tokens_per_s", "tokens/s", "loss tokens per second"},
-      {"steps", "mem_gb", "GB", "peak device memory, 10^9 bytes (0 on CPU)"},
-      {"steps", "real_tokens", "tokens", "tokens of the global batch's rows"},
-      {"steps", "slot_tokens", "tokens", "micro-batch B x T summed over ranks, padding included"},
-      {"steps", "real_tokens_per_s", "tokens/s", "real_tokens per second"},
-      {"steps", "slot_tokens_per_s", "tokens/s", "slot_tokens per second"},
-      {"steps", "padding_share", "1", "1 - real_tokens / slot_tokens (0 when packed)"},
-      {"evals", "step", "step", "optimizer steps completed when evaluated (0: the base model)"},
-      {"evals", "eval_loss", "nats/token", "held-out loss: mean token NLL"},
-      {"evals", "kl", "nats/token", "mean KL(base || tuned) per held-out token"},
-      {"evals", "eval_tokens", "tokens", "held-out loss tokens"},
-  };
+  static const std::vector<MetricsColumn> table = [] {
+    std::vector<MetricsColumn> t;
+    for (const auto& c : kStepColumns) t.push_back({"steps", c.name, c.unit, c.description});
+    for (const auto& c : kEvalColumns) t.push_back({"evals", c.name, c.unit, c.description});
+    return t;
+  }();
   return table;
 }
+
+std::vector<MetricValue> metric_values(const StepRecord& r) { return values_of(kStepColumns, r); }
+std::vector<MetricValue> metric_values(const EvalRecord& r) { return values_of(kEvalColumns, r); }
 
 MetricsData read_metrics(const std::string& path) {
   h5::quiet();

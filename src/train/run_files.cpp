@@ -75,6 +75,13 @@ std::string metrics_problem(const std::string& path, int64_t step) {
 
 }  // namespace
 
+std::unique_ptr<TensorBoardWriter> open_run_tensorboard(const Config& cfg, int64_t resume_step) {
+  if (!cfg.output.tensorboard) return nullptr;
+  auto tb = std::make_unique<TensorBoardWriter>(cfg.output.dir + "/tensorboard", resume_step > 0, resume_step);
+  log::info("tensorboard: event file ", tb->file(), " (tensorboard --logdir ", cfg.output.dir, "/tensorboard)");
+  return tb;
+}
+
 std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset& data, int64_t resume_step,
                                                 int world, const std::vector<ConfigChange>& overridden,
                                                 const std::string& anyway) {

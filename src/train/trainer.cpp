@@ -20,6 +20,7 @@
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/metrics.h"
+#include "r1dist/formats/tensorboard.h"
 #include "r1dist/log/log.h"
 #include "r1dist/tensor/device.h"
 #include "r1dist/tensor/step_profiler.h"
@@ -38,8 +39,10 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // eval.suite: the full evaluation of the finished run on rank 0, into metrics.h5 /eval (the
-// metrics writer is closed by then). Base versions (train.steps = 0) measure no drift.
-void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenizer& tok, const Dataset& data) {
+// metrics writer is closed by then), and to the TensorBoard events at the final step. Base
+// versions (train.steps = 0) measure no drift.
+void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenizer& tok, const Dataset& data,
+                      TensorBoardWriter* tensorboard, int64_t step) {
   if (!cfg.eval.suite || dist_group().rank != 0) return;
   const auto t0 = Clock::now();
   auto in = suite_inputs(cfg, data);
@@ -50,6 +53,7 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
   s.adapter = cfg.train.steps > 0 ? cfg.output.dir + "/adapter" : "";
   s.data = cfg.data.path;
   write_eval_group(cfg.output.dir + "/metrics.h5", s);
+  if (tensorboard) tensorboard->append(step, s);
   log::info("final evaluation in ", cfg.output.dir, "/metrics.h5 (/eval) after ", seconds_since(t0), " s");
 }
 
@@ -138,12 +142,15 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
                               "HINT: set data.eval_rows or data.eval_fraction");
     const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
     log::info("evaluation only (train.steps = 0): held-out loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
+    std::unique_ptr<TensorBoardWriter> tensorboard;
     if (pg.rank == 0) {
       open_run_metrics(cfg, data, 0, pg.world)->append(ev);
+      tensorboard = open_run_tensorboard(cfg, 0);
+      if (tensorboard) tensorboard->append(ev);
       write_run_json(cfg, opt.config_path, id, data, pg.world);
     }
     dist_barrier("MPI_Barrier before the final evaluation");
-    final_evaluation(cfg, model, tok, data);
+    final_evaluation(cfg, model, tok, data, tensorboard.get(), 0);
     res.seconds = seconds_since(t_start);
     return res;
   }
@@ -175,19 +182,24 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
       res.adapter_dir = export_adapter(cfg, model, id, evals);
     }
     dist_barrier("MPI_Barrier after the adapter export");
-    final_evaluation(cfg, model, tok, data);
+    const auto tensorboard = pg.rank == 0 && cfg.eval.suite ? open_run_tensorboard(cfg, state.step) : nullptr;
+    final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
     res.last_checkpoint = state.last_path;
     res.best_checkpoint = state.best_path;
     res.seconds = seconds_since(t_start);
     return res;
   }
   std::unique_ptr<MetricsWriter> metrics;
+  std::unique_ptr<TensorBoardWriter> tensorboard;
   if (pg.rank == 0) {
     metrics = open_run_metrics(cfg, data, state.step, pg.world, resumed.overridden, opt.resume_anyway);
+    tensorboard = open_run_tensorboard(cfg, state.step);
     write_run_json(cfg, opt.config_path, id, data, pg.world);
   }
-  auto record = [&](const EvalRecord& ev) {
-    if (metrics) metrics->append(ev);
+  // Every step and eval row goes to metrics.h5 and, with output.tensorboard, to the event files.
+  auto record = [&](const auto& row) {
+    if (metrics) metrics->append(row);
+    if (tensorboard) tensorboard->append(row);
   };
   if (state.step == 0 && cfg.eval.every_steps > 0 && !data.eval.empty()) {
     const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
@@ -218,10 +230,9 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     res.final_loss = s.loss;
     const double dt = seconds_since(t0);
     if (metrics)
-      metrics->append(StepRecord{state.step, s.loss, s.lr, s.grad_norm, s.loss_tokens, dt,
-                                 double(s.loss_tokens) / dt, peak_memory_gb(device), s.real_tokens, s.slot_tokens,
-                                 double(s.real_tokens) / dt, double(s.slot_tokens) / dt,
-                                 SlotCount{s.real_tokens, s.slot_tokens}.padding_share()});
+      record(StepRecord{state.step, s.loss, s.lr, s.grad_norm, s.loss_tokens, dt, double(s.loss_tokens) / dt,
+                        peak_memory_gb(device), s.real_tokens, s.slot_tokens, double(s.real_tokens) / dt,
+                        double(s.slot_tokens) / dt, SlotCount{s.real_tokens, s.slot_tokens}.padding_share()});
     progress.report(state.step, s, dt);
     faults.after_step(pg.rank, state.step);
 
@@ -278,7 +289,8 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id, metrics->evals());
   dist_barrier("MPI_Barrier after the adapter export");
   metrics.reset();
-  if (state.step >= cfg.train.steps) final_evaluation(cfg, model, tok, data);
+  if (state.step >= cfg.train.steps) final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+  tensorboard.reset();
   res.steps_done = state.step;
   res.last_checkpoint = state.last_path;
   res.best_checkpoint = state.best_path;

@@ -180,9 +180,14 @@ TEST(ReportCli, ComparesATunedRunWithItsBase) {
   // The base: the reference config at train.steps = 0 with the full evaluation.
   const std::string base = d / "base";
   auto r = run_r1dist("--cfg " + ref.out + ".toml --set train.steps=0 --set model.name=base --set output.dir=" + base +
-                      " --set eval.suite=true --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data());
+                      " --set eval.suite=true --set eval.max_new_tokens=8 --set eval.mcq_path=" + mcq_data() +
+                      " --tensorboard");
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_TRUE(read_eval_group(base + "/metrics.h5").has_value()) << "eval.suite wrote /eval";
+  // Its TensorBoard events: the step-0 evaluation and the final one (suite/mcq_accuracy, ...).
+  r = run_r1dist("metrics " + base + "/metrics.h5 --table eval");
+  EXPECT_NE(r.out.find("mcq_accuracy\t"), std::string::npos) << r.out << r.err;
+  expect_tensorboard_equals_metrics(base);
   // A copy of the reference run (the shared fixture stays untouched), evaluated.
   copy_tree(ref.out, d / "tuned");
   r = run_r1dist("eval --cfg " + ref.out + ".toml --set output.dir=" + (d / "tuned") + " --adapter " +

@@ -178,21 +178,26 @@ TEST(TrainerMpi, KilledRankEndsTheJobAndResumeFinishesIt) {
   const auto out = d / "killed";
   const auto cfg = run_config(out, 1, 2);
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = run_r1dist("--cfg " + cfg, Launch{2, "R1DIST_FAULT=kill:rank=1:step=7"});
+  auto r = run_r1dist("--cfg " + cfg + " --tensorboard", Launch{2, "R1DIST_FAULT=kill:rank=1:step=7"});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.code, 0);
   EXPECT_LT(secs, 120) << "the job did not end promptly after a rank died";
-  // Every step completed before the kill is in the metrics file (steps 1..6 at least).
+  // Every step completed before the kill is in the metrics file (steps 1..6 at least), and
+  // in the TensorBoard events (the ones after the checkpoint at 5 are trained again).
   auto m = read_metrics(out + "/metrics.h5");
   ASSERT_GE(m.steps.size(), 6u);
   for (size_t i = 0; i < m.steps.size(); ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  EXPECT_GE(tensorboard_steps(out).back(), 6);
   EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 5));
-  r = run_r1dist("--cfg " + cfg + " --resume auto", Launch{2});
+  r = run_r1dist("--cfg " + cfg + " --resume auto --set output.tensorboard=true", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
   expect_bitwise_equal(read_checkpoint(checkpoint_path(out, 10)), ref.final_state, "kill at 7, resume");
   m = read_metrics(out + "/metrics.h5");
   ASSERT_EQ(m.steps.size(), 10u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(m.steps[i].step, int64_t(i + 1));
+  // Evals at 0, 5 and 10, steps 1-10: each once, in order, equal to metrics.h5.
+  EXPECT_EQ(tensorboard_steps(out), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 10}));
+  expect_tensorboard_equals_metrics(out);
 }
 
 TEST(TrainerMpi, KillDuringACheckpointWriteKeepsTheLastGoodOne) {

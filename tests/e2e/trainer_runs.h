@@ -12,6 +12,7 @@
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/formats/safetensors.h"
+#include "r1dist/formats/tensorboard.h"
 #include "support/process.h"
 #include "support/shared_fixture.h"
 #include "support/temp.h"
@@ -130,6 +131,38 @@ inline void expect_bitwise_equal(const CheckpointState& a, const CheckpointState
   EXPECT_TRUE(same_bits(a.adam_v, b.adam_v)) << what << ": exp_avg_sq";
   EXPECT_EQ(a.adam_step, b.adam_step) << what;
   EXPECT_EQ(a.step, b.step) << what;
+}
+
+// output.dir/tensorboard read by an independent decoder (node tools/js/check_tensorboard.mjs:
+// its own framing and CRC-32C, protobufjs with TensorFlow's schema): every scalar series
+// equals its column in what `r1dist metrics` prints (with the final evaluation's numbers
+// where the run has one), each step once, in order. Skipped (with a note) where node or the
+// npm packages are missing.
+inline void expect_tensorboard_equals_metrics(const std::string& out) {
+  if (!node_available() || !std::filesystem::exists(source_dir() + "/tools/js/node_modules/protobufjs")) {
+    std::fprintf(stderr, "note: node or tools/js/node_modules/protobufjs is missing: the TensorBoard check "
+                         "is skipped (bash tools/install-deps.sh installs them)\n");
+    return;
+  }
+  const auto m = run_r1dist("metrics " + out + "/metrics.h5");
+  ASSERT_EQ(m.code, 0) << m.err;
+  const auto final_eval = run_r1dist("metrics " + out + "/metrics.h5 --table eval");  // 1: none
+  write_text(out + "/metrics.tsv", m.out + (final_eval.code == 0 ? "# eval\n" + final_eval.out : ""));
+  const auto r = run_command("node " + source_dir() + "/tools/js/check_tensorboard.mjs " + out + "/tensorboard " +
+                             out + "/metrics.tsv");
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+}
+
+// The steps of the events in output.dir/tensorboard, read with r1dist's own reader, in order.
+inline std::vector<int64_t> tensorboard_steps(const std::string& out) {
+  std::vector<int64_t> steps;
+  for (const auto& e : std::filesystem::directory_iterator(out + "/tensorboard")) {
+    std::string error;
+    for (const auto& r : tensorboard::read_records(read_text(e.path().string()), e.path().string(), &error))
+      if (r.event.file_version.empty()) steps.push_back(r.event.step);
+    EXPECT_EQ(error, "");
+  }
+  return steps;
 }
 
 }  // namespace r1dist::test

@@ -2,7 +2,8 @@
 //
 // Writers replace a file atomically (AtomicFile: a temporary beside it, fsync, rename over
 // it, fsync of the directory): a crash or a full disk leaves either the old file or the new
-// one, never a mixture. Directories are replaced the same way (replace_dir). The fault hook
+// one, never a mixture. Directories are replaced the same way (replace_dir); logs that
+// readers follow while they grow are appended (AppendFile). The fault hook
 // R1DIST_FAULT_ATOMIC=SUFFIX (environment) makes the process SIGKILL itself between the
 // fsync and the rename of the first file or directory whose path ends with SUFFIX: the crash
 // tests use it.
@@ -43,6 +44,25 @@ class AtomicFile {
 
 // AtomicFile in one call.
 void write_file_atomic(const std::string& path, std::string_view content);
+
+// A file that only grows (event logs that a reader follows while it is written): opened to
+// append (created when absent), each write() handed to the kernel at once (readers see it),
+// sync() makes what was written durable (fsync). A crash can cut the last write short; the
+// formats written this way frame their records so that readers stop at a cut one.
+class AppendFile {
+ public:
+  explicit AppendFile(std::string path);
+  ~AppendFile();
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+  void write(std::string_view s);
+  void sync();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 // Makes the complete directory `staged` (every file in it already durable) the directory
 // `dir`: an existing `dir` is moved aside, `staged` renamed into place, the old one removed.

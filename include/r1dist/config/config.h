@@ -154,6 +154,7 @@ struct OutputConfig {
   std::string dir = "runs/default";
   int64_t keep = 3;
   int64_t save_every = 0;  // 0 = only at the end
+  bool tensorboard = false;  // TensorBoard event files under dir/tensorboard (formats/tensorboard.h)
 };
 
 struct Config {

@@ -7,7 +7,9 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "r1dist/formats/metrics.h"
 #include "r1dist/quality/eval_summary.h"
 
 namespace r1dist {
@@ -16,5 +18,10 @@ namespace r1dist {
 void write_eval_group(const std::string& path, const EvalSummary& s);
 // The /eval group of `path`; nullopt when the file has none. Throws Error on a damaged one.
 std::optional<EvalSummary> read_eval_group(const std::string& path);
+// The numbers of /eval that `s` measured, named as their attributes: loss, perplexity,
+// counts, the collapse flag; drift (kl, top1_agreement) only when it has an adapter, MCQ
+// (mcq_accuracy and its interval) only when it scored items. `r1dist metrics --table eval`
+// prints them and TensorBoard shows them as suite/<name>.
+std::vector<MetricValue> eval_group_scalars(const EvalSummary& s);
 
 }  // namespace r1dist

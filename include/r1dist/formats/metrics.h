@@ -30,9 +30,9 @@ struct EvalRecord {
   int64_t eval_tokens = 0;
 };
 
-// The one table of the columns of /steps and /evals: the writer stores each column's unit
-// and description with its table (attributes `units` and `descriptions`, in field order),
-// and docs/METRICS_FORMAT.md is generated from the file (tools/metrics_format_doc.sh).
+// The columns of /steps and /evals, from the one table that also builds their HDF5 types:
+// the writer stores each column's unit and description with its table (attributes `units`
+// and `descriptions`, in field order), and docs/METRICS_FORMAT.md is generated from the file.
 // Units: "1" for dimensionless numbers, "step" for step numbers.
 struct MetricsColumn {
   std::string table, name, unit, description;
@@ -42,6 +42,15 @@ const std::vector<MetricsColumn>& metrics_columns();
 // 2: root attributes, /config, per-column units, integer /counters. 1 (no `format`
 // attribute): every attribute a text row of /attrs (still read: integers become counters).
 constexpr int64_t kMetricsFormatVersion = 2;
+
+// A row's values other than `step`, each under its column name, in file order: what other
+// views of the metrics (the TSV of `r1dist metrics`, TensorBoard tags) show.
+struct MetricValue {
+  const char* name;
+  double value;  // integer columns converted
+};
+std::vector<MetricValue> metric_values(const StepRecord& r);
+std::vector<MetricValue> metric_values(const EvalRecord& r);
 
 class MetricsWriter {
  public:

@@ -1,6 +1,6 @@
 // The files a training run writes into output.dir besides its checkpoints: run.json (what
-// it trained on), metrics.h5 (opened with the data counters as attributes) and the PEFT
-// adapter at the end. Rank 0 calls these.
+// it trained on), metrics.h5 (opened with the data counters as attributes), the TensorBoard
+// event files (output.tensorboard) and the PEFT adapter at the end. Rank 0 calls these.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -10,6 +10,7 @@
 #include "r1dist/config/config.h"
 #include "r1dist/data/dataset.h"
 #include "r1dist/formats/metrics.h"
+#include "r1dist/formats/tensorboard.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/train/train_state.h"
 
@@ -34,6 +35,10 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
 // final and best held-out evaluation of `evals` (step 0, the base model's, is not the
 // adapter's), the full config (TOML) and the r1dist version.
 std::string adapter_model_card(const Config& cfg, const RunIdentity& id, const std::vector<EvalRecord>& evals);
+
+// With output.tensorboard: output.dir/tensorboard, fresh (resume_step = 0) or keeping the
+// events of steps up to resume_step; nullptr when the key is off.
+std::unique_ptr<TensorBoardWriter> open_run_tensorboard(const Config& cfg, int64_t resume_step);
 
 // output.dir/adapter in the PEFT format, written atomically (a staged directory renamed into
 // place): base_model_name_or_path is cfg.model.base_model_id() (a hub id, so PEFT finds the
