@@ -109,7 +109,7 @@ TEST(Configs, VersionsReproduceTheSeedExperimentTable) {
       EXPECT_LT(global, 64) << "the low-lr runs use a smaller global batch";
     if (name == "v8") EXPECT_EQ(c.eval.every_steps, 5);
     // The file names the command that runs it.
-    EXPECT_NE(read_text(configs_dir() + "/" + name + ".toml").find("mpirun -np 8 r1dist --cfg configs/" + name + ".toml"),
+    EXPECT_NE(read_text(configs_dir() + "/" + name + ".toml").find("mpirun -np 8 r1dist train --cfg configs/" + name + ".toml"),
               std::string::npos);
   }
 }

@@ -190,7 +190,7 @@ TEST(Generate, ProcessorsFollowTransformers) {
 TEST(Generate, BadSettingsAreRefusedByName) {
   auto model = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
   GenerateOptions opt;
-  opt.sampling.temperature = 0;
+  opt.sampling.temperature = -0.5;  // 0 is greedy; below it means nothing
   EXPECT_THROW(generate(model, {{1, 2}}, opt), UsageError);
   opt.sampling.temperature = 0.6;
   opt.sampling.top_p = 1.5;
