@@ -23,9 +23,10 @@ namespace tensorboard {
 
 namespace {
 
-// CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. Written here because
-// Debian ships no C or C++ CRC-32C library (zlib's crc32 is the other polynomial); event
-// files are a few hundred bytes per step, so speed does not matter.
+// CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. Written here: zlib's
+// crc32 is the other polynomial, and Debian's one C implementation (crc32_iscsi in Intel's
+// ISA-L, libisal-dev) would bring a storage-acceleration library, which the GPU images lack,
+// for ten lines; event files are a few hundred bytes per step, so speed does not matter.
 const std::array<uint32_t, 256>& crc_table() {
   static const auto table = [] {
     std::array<uint32_t, 256> t{};
