@@ -125,10 +125,10 @@ ScalingFiles write_scaling_report(const std::string& dir, const std::string& out
     md << "| " << n << " | " << fixed(t, 5) << " | " << pct(projected_efficiency(T, t)) << " |\n";
   }
   if (!allreduce.empty()) {
-    md << "\n`bench allreduce` of the same buffer:\n\n| ranks | bytes | time s | algbw GB/s | busbw GB/s |\n"
+    md << "\n`bench allreduce` of the same buffer:\n\n| ranks | bytes | time us | algbw GB/s | busbw GB/s |\n"
        << "|---:|---:|---:|---:|---:|\n";
     for (const auto& [n, j] : allreduce)
-      md << "| " << n << " | " << fixed(number(j, "bytes"), 0) << " | " << fixed(number(j, "time_s"), 6) << " | "
+      md << "| " << n << " | " << fixed(number(j, "bytes"), 0) << " | " << fixed(1e6 * number(j, "time_s"), 1) << " | "
          << fixed(number(j, "algbw_gbps"), 2) << " | "
          << (n == 1 ? std::string("undefined at 1 rank") : fixed(number(j, "busbw_gbps"), 2)) << " |\n";
   }
