@@ -103,7 +103,7 @@ TEST(Cli, HelpListsEveryBenchKindWithWhatItMeasures) {
   const auto top = run_r1dist("--help");
   const auto bench = run_r1dist("bench --help");
   ASSERT_EQ(bench.code, 0) << bench.err;
-  for (const char* kind : {"nf4", "data", "checkpoint", "generate", "loss", "train"}) {
+  for (const char* kind : {"nf4", "data", "checkpoint", "generate", "loss", "train", "allreduce"}) {
     EXPECT_THAT(top.out, HasSubstr(kind));
     // One line per kind: its name, then what it measures.
     EXPECT_THAT(bench.out, ::testing::ContainsRegex(std::string("\n  ") + kind + " +[a-z]")) << kind;
