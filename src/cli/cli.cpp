@@ -23,6 +23,9 @@ struct Command {
   std::string summary;
   int (*fn)(int, char**);
   bool mpi;  // talks to other ranks: MPI is initialised before it runs
+  // When set: whether this invocation (argv from the command's name on) talks to other ranks
+  // (bench: the kinds that run on every rank), overriding `mpi`.
+  bool (*mpi_when)(int, char**) = nullptr;
 };
 
 // `train` is described by the usage block above the list; `r1dist --cfg FILE` is its older spelling.
@@ -49,7 +52,8 @@ const std::vector<Command>& commands() {
      cmd_sweep, false},
     {"merge", "fold an adapter into its base and write an HF model directory", cmd_merge, false},
     {"export", "write a model (adapter folded in) as one GGUF file for llama.cpp and Ollama", cmd_export, false},
-    {"bench", "benchmarks that print measured figures (" + bench_kind_names() + ")", cmd_bench, false},
+    {"bench", "benchmarks that print measured figures (" + bench_kind_names() + ")", cmd_bench, false,
+     bench_runs_on_every_rank},
   };
   return list;
 }
@@ -90,14 +94,15 @@ int cli_main(int argc, char** argv) {
       if (dist_group().rank == 0) std::cout << "r1dist " << R1DIST_VERSION << "\n";
     } else {
       const Command* c = find_command(argv[1]);
-      if (c->mpi) {
+      const bool mpi = c->mpi_when && argv[1][0] != '-' ? c->mpi_when(argc - 1, argv + 1) : c->mpi;
+      if (mpi) {
         const auto& pg = dist_init(&argc, &argv);
         log::set_rank(pg.rank, pg.world, false);
       }
       // A command without collectives runs once: on the launcher's rank 0 (mpirun, srun).
       // `r1dist --cfg FILE` hands the flags over as they are, `r1dist COMMAND ...` what follows the name.
       const int skip = argv[1][0] == '-' ? 0 : 1;
-      if (c->mpi || dist_group().rank == 0) code = c->fn(argc - skip, argv + skip);
+      if (mpi || dist_group().rank == 0) code = c->fn(argc - skip, argv + skip);
     }
   } catch (const UsageError& e) {
     if (dist_group().rank == 0) log::error(e.what());

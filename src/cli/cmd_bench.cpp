@@ -10,12 +10,19 @@
 // chunked lm_head + cross-entropy against the full logits. `bench train`: training steps at a
 // preset's shape on random weights and random tokens (no files): tokens/s, MFU (model FLOPs
 // utilisation, docs/PERFORMANCE.md),
-// peak memory and the time split of a step (forward, lm_head + loss, backward, optimizer).
+// peak memory and the time split of a step (forward, lm_head + loss, backward, all-reduce,
+// optimizer). Under mpirun / srun it runs on every rank, each on its own random tokens, and
+// all-reduces the LoRA gradient buffer every step as training does (the same buffer and
+// Communicator); rank 0 prints the job's figures, the efficiency against a one-rank
+// baseline and the projection to more GPUs (report/scaling.h). `bench allreduce`
+// (bench_scaling.cpp): that collective alone, timed as nccl-tests does.
 // `bench balance` (bench_balance.cpp): how evenly a config's steps spread over 1..N ranks.
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -36,6 +43,9 @@
 #include "r1dist/data/loader.h"
 #include "r1dist/base/fs.h"
 #include "r1dist/base/json.h"
+#include "r1dist/comm/communicator.h"
+#include "r1dist/dist/process_group.h"
+#include "r1dist/report/scaling.h"
 #include "r1dist/log/log.h"
 #include "r1dist/quant/nf4.h"
 #include "r1dist/model/lm_loss.h"
@@ -362,8 +372,12 @@ Qwen2Model random_model(const Qwen2Config& cfg, at::ScalarType dtype, const at::
 }
 
 int bench_train(const Args& a) {
-  const auto dev = parse_device(a.str("device"));
+  const auto& pg = dist_group();
+  const auto dev = parse_device(a.str("device"), pg.local_rank);
   select_device(dev);
+  const double baseline_tps = bench_baseline_tps(a);  // read before any work: a bad file fails at once
+  const double busbw_flag = a.real("busbw"), latency_us = a.real("latency-us");
+  if (busbw_flag < 0 || latency_us < 0) throw UsageError("bench train: --busbw and --latency-us must be >= 0");
   const auto cfg = qwen2_preset(a.str("preset"));
   const Config keys = flag_keys(a, "nf4", /*checkpointing=*/true);
   const auto dtype = to_scalar_type(keys.model.dtype);
@@ -407,9 +421,20 @@ int bench_train(const Args& a) {
             ", fused kernels ", model.fused() ? "on" : "off");
   AdamW opt(model.lora().flat(), AdamWConfig{});
   auto grad = model.lora().flat_grad();
+  // The step's all-reduce buffer (the gradients, then the loss slot) and its communicator.
+  auto buffer = model.lora().reduce_buffer();
+  buffer.zero_();
+  const int64_t n_grad = grad.numel();
+  auto comm = make_communicator(Backend::automatic, dev);
+  double ar_total = 0, wait_total = 0;
   auto gen = at::globalContext().defaultGenerator(dev);
+  {
+    // The same weights on every rank (random_model's seed), each rank's own tokens.
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(1000 + uint64_t(pg.rank));
+  }
   const auto longs = at::TensorOptions().dtype(at::kLong).device(dev);
-  const double count = double(micro * (seq - 1) * accum);
+  const double count = double(micro * (seq - 1) * accum) * pg.world;  // the global batch's loss tokens
   DeviceTimer timer(dev);
   auto profiler = StepProfiler::from_env(0);
   double fwd = 0, loss_t = 0, bwd = 0, opt_t = 0, total = 0, last_loss = 0;
@@ -432,16 +457,27 @@ int bench_train(const Args& a) {
       step_loss += loss.detach();
       marks.insert(marks.end(), {m0, m1, m2, m3});
     }
+    // The collective alone: the device done and every rank arrived (the wait is imbalance).
+    buffer.narrow(0, n_grad, 1).copy_(step_loss.reshape({1}));
+    compat::synchronize(dev);
+    const auto w0 = std::chrono::steady_clock::now();
+    dist_barrier("bench train: barrier before the all-reduce");
+    const auto w1 = std::chrono::steady_clock::now();
+    comm->allreduce_sum(buffer);
+    compat::synchronize(dev);
+    comm->take_seconds();
+    const double wait_s = std::chrono::duration<double>(w1 - w0).count(),
+                 ar_s = seconds_since(w1);
     const size_t o0 = timer.mark();
     {
       at::NoGradGuard ng;
       clip_grad_norm(grad, 1.0);
       auto flat = model.lora().flat();
       opt.step(flat, grad, 1e-4);
-      grad.zero_();
     }
     const size_t end = timer.mark();
-    last_loss = step_loss.item<double>();
+    last_loss = buffer[n_grad].item<double>();
+    buffer.zero_();
     profiler.after(k + 1);
     const double step_s = timer.seconds(start, end);
     double f = 0, l = 0, b = 0;
@@ -451,24 +487,103 @@ int bench_train(const Args& a) {
       b += timer.seconds(marks[i + 2], marks[i + 3]);
     }
     const double o = timer.seconds(o0, end);
-    log::info("bench train: step ", k + 1, k < warm ? " (warm-up)" : "", ": ", step_s, " s, loss ", last_loss);
+    log::info("bench train: step ", k + 1, k < warm ? " (warm-up)" : "", ": ", step_s, " s (all-reduce ", ar_s,
+              " s), loss ", last_loss);
     if (k < warm) continue;
-    fwd += f, loss_t += l, bwd += b, opt_t += o, total += step_s;
+    fwd += f, loss_t += l, bwd += b, opt_t += o, total += step_s, ar_total += ar_s, wait_total += wait_s;
   }
-  const double tokens = double(micro * seq * accum * steps), tps = tokens / total;
+  // Every rank's figures on rank 0: "step compute all-reduce wait peak".
+  const double compute_total = total - ar_total - wait_total;
+  char mine[256];
+  std::snprintf(mine, sizeof mine, "%.9g %.9g %.9g %.9g %.9g", total, compute_total, ar_total, wait_total,
+                peak_memory_gb(dev));
+  const auto ranks = dist_gather_strings(mine, 0, "bench train: per-rank figures");
+  if (pg.rank != 0) return 0;
+  const double per_rank_tokens = double(micro * seq * accum * steps);
+  double step_max = 0, ar_max = 0, wait_max = 0, compute_mean = 0, peak_max = 0;
+  nlohmann::json per_rank = nlohmann::json::array();
+  for (const auto& r : ranks) {
+    std::istringstream in(r);
+    double st = 0, cs = 0, as = 0, ws = 0, pk = 0;
+    in >> st >> cs >> as >> ws >> pk;
+    step_max = std::max(step_max, st), ar_max = std::max(ar_max, as), wait_max = std::max(wait_max, ws);
+    peak_max = std::max(peak_max, pk);
+    compute_mean += cs / double(ranks.size());
+    per_rank.push_back(std::round(per_rank_tokens / cs * 10) / 10);  // its compute alone: stragglers show
+  }
+  const double step_s = step_max / double(steps), allreduce_s = ar_max / double(steps);
+  const double bytes = double(buffer.numel()) * 4;
+  const double total_tps = per_rank_tokens * pg.world / step_max;
+  const double tps = total_tps / pg.world;  // per rank: comparable with a one-rank run
   const double mfu = tps * useful_flops_per_token(cfg, seq) / kMfuPeakFlops;
-  std::printf("{\"bench\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"quant\": \"%s\", "
-              "\"seq\": %lld, \"micro_batch\": %lld, \"grad_accum\": %lld, \"checkpointing\": \"%s\", \"keep_layers\": %lld, "
-              "\"fused\": %s, \"steps\": %lld, "
-              "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_mem_gb\": %.2f, \"loss\": %.6f, "
-              "\"split_s\": {\"forward\": %.4f, \"lm_head_loss\": %.4f, \"backward\": %.4f, \"optimizer\": %.4f, "
-              "\"other\": %.4f}}\n",
-              a.str("preset").c_str(), dev.str().c_str(), a.str("dtype").c_str(), quant.c_str(), (long long)seq,
-              (long long)micro, (long long)accum, ckpt.c_str(), (long long)keep, model.fused() ? "true" : "false",
-              (long long)steps, total / double(steps),
-              tps, mfu,
-              peak_memory_gb(dev), last_loss, fwd / double(steps), loss_t / double(steps), bwd / double(steps),
-              opt_t / double(steps), (total - fwd - loss_t - bwd - opt_t) / double(steps));
+  const double sp = double(steps);
+  nlohmann::ordered_json j;
+  j["bench"] = "train";
+  j["preset"] = a.str("preset");
+  j["device"] = dev.str();
+  j["backend"] = comm->name();
+  j["dtype"] = a.str("dtype");
+  j["quant"] = quant;
+  j["seq"] = seq;
+  j["micro_batch"] = micro;
+  j["grad_accum"] = accum;
+  j["checkpointing"] = ckpt;
+  j["keep_layers"] = keep;
+  j["fused"] = model.fused();
+  j["steps"] = steps;
+  j["ranks"] = pg.world;
+  j["step_s"] = step_s;
+  j["tokens_per_s"] = tps;
+  j["tokens_per_s_total"] = total_tps;
+  j["tokens_per_s_per_rank"] = per_rank;
+  j["mfu"] = mfu;
+  j["peak_mem_gb"] = peak_max;
+  j["loss"] = last_loss;
+  j["allreduce_s"] = allreduce_s;
+  j["allreduce_share"] = allreduce_s / step_s;
+  j["allreduce_bytes"] = int64_t(bytes);
+  j["wait_s"] = wait_max / sp;
+  if (!std::isnan(baseline_tps)) {
+    j["baseline_tokens_per_s"] = baseline_tps;
+    j["efficiency"] = tps / baseline_tps;
+  }
+  j["split_s"] = {{"forward", fwd / sp},   {"lm_head_loss", loss_t / sp}, {"backward", bwd / sp},
+                  {"allreduce", ar_total / sp}, {"wait", wait_total / sp}, {"optimizer", opt_t / sp},
+                  {"other", (total - fwd - loss_t - bwd - opt_t - ar_total - wait_total) / sp}};
+  // The projection (report/scaling.h): T the mean rank's compute per step; B given, else
+  // measured here (more than one rank), else the stated assumption.
+  const double T = compute_mean / sp;
+  double B = busbw_flag;
+  std::string source = "--busbw";
+  if (!(B > 0) && pg.world > 1) {
+    B = bus_bandwidth_gbps(bytes, allreduce_s, pg.world);
+    source = "measured by this run at " + std::to_string(pg.world) + " ranks";
+  }
+  if (!(B > 0)) B = kAssumedBusbwGBps, source = "assumed: no --busbw, one rank";
+  nlohmann::ordered_json proj;
+  proj["model"] = "ring all-reduce, no overlap with the backward: T / (T + 2(N-1)/N*S/B + 2(N-1)*L)";
+  proj["step_s"] = T;
+  proj["bytes"] = int64_t(bytes);
+  proj["busbw_gbps"] = B;
+  proj["busbw_source"] = source;
+  proj["latency_us"] = latency_us;
+  proj["points"] = nlohmann::json::array();
+  for (int n : projected_gpu_counts()) {
+    const double tc = ring_allreduce_seconds(bytes, n, B, latency_us);
+    proj["points"].push_back({{"gpus", n}, {"t_comm_s", tc}, {"efficiency", projected_efficiency(T, tc)}});
+  }
+  j["projection"] = proj;
+  std::printf("%s\n", j.dump().c_str());
+  // The same projection as a table on stderr: stdout stays the one JSON line to parse.
+  std::fflush(stdout);
+  std::fprintf(stderr, "projection (%s, seq %lld x %lld, %.1f MB reduced per step, T = %.4f s compute, B = %.3g GB/s %s, "
+              "L = %.1f us; no overlap):\n  %6s %12s %12s\n",
+              a.str("preset").c_str(), (long long)seq, (long long)micro, bytes / 1e6, T, B, source.c_str(), latency_us,
+              "GPUs", "t_comm s", "efficiency");
+  for (const auto& p : proj["points"])
+    std::fprintf(stderr, "  %6d %12.5f %11.1f%%\n", p["gpus"].get<int>(), p["t_comm_s"].get<double>(),
+                100 * p["efficiency"].get<double>());
+  std::fflush(stdout);
   return 0;
 }
 
@@ -479,6 +594,7 @@ struct BenchKind {
   const char* name;
   const char* measures;
   int (*fn)(const Args&);
+  bool every_rank = false;  // runs on every rank under mpirun / srun (all-reduces); else once, on rank 0
 };
 const BenchKind kBenchKinds[] = {
     {"nf4", "bytes per weight of a preset's NF4 projections; dequantisation bandwidth against a copy", bench_nf4},
@@ -489,8 +605,11 @@ const BenchKind kBenchKinds[] = {
     {"generate", "greedy decoding tokens/s of a model directory per batch size (forced length, no EOS)",
      bench_generate},
     {"loss", "the chunked lm_head + cross-entropy against the full logits: time and memory", bench_loss},
-    {"train", "training steps at a preset's shape on random weights: tokens/s, MFU, peak memory, the split",
-     bench_train},
+    {"train", "training steps at a preset's shape on random weights, on every rank with the gradient all-reduce: "
+              "tokens/s, MFU, peak memory, the split, scaling",
+     bench_train, true},
+    {"allreduce", "the training step's all-reduce of a preset's LoRA gradient buffer alone: time, algbw, busbw",
+     bench_allreduce, true},
     {"balance", "from a config's batch plan alone: how evenly its steps spread over 1..N ranks, packed and padded",
      bench_balance},
 };
@@ -501,6 +620,19 @@ std::string bench_kind_names() {
   std::string out;
   for (const auto& k : kBenchKinds) out += (out.empty() ? "" : ", ") + std::string(k.name);
   return out;
+}
+
+bool bench_runs_on_every_rank(int argc, char** argv) {
+  std::string kind;
+  for (int i = 1; i < argc && kind.empty(); ++i) {
+    const std::string w = argv[i];
+    if (w == "--kind" && i + 1 < argc) kind = argv[i + 1];
+    else if (w.rfind("--kind=", 0) == 0) kind = w.substr(7);
+    else if (w[0] != '-' && (i == 1 || std::string(argv[i - 1]).rfind("--", 0) != 0)) kind = w;
+  }
+  for (const auto& k : kBenchKinds)
+    if (kind == k.name) return k.every_rank;
+  return false;
 }
 
 int cmd_bench(int argc, char** argv) {
@@ -519,7 +651,7 @@ int cmd_bench(int argc, char** argv) {
       .option_int("new-tokens", "generate: new tokens per prompt (forced: no EOS)", 256)
       .option_str("dtype", "generate, loss, train: compute dtype", "bf16")
       .option_str("quant", "generate, train: base weights nf4 or none (train: default nf4)")
-      .option_int("reps", "generate, loss: timed runs (the median is printed)", 3)
+      .option_int("reps", "generate, loss, allreduce: timed runs (the median is printed)", 3)
       .option_str("graphs", "generate: on = decode steps replayed as CUDA graphs, off = launched one by one", "on")
       .option_str("preset", "model shape", "r1-distill-qwen-14b")
       .option_str("device", "auto, cpu, cuda", "auto")
@@ -528,12 +660,20 @@ int cmd_bench(int argc, char** argv) {
       .option_str("tokenizer", "data: tokenizer directory or tokenizer.json")
       .option_int("replicate", "data: copies of the file's rows", 100)
       .option_str("threads", "data: tokenizer thread counts, comma-separated", "1,2")
-      .option_int("rank", "checkpoint, train: LoRA rank (train: alpha = rank)", 16)
+      .option_int("rank", "checkpoint, train, allreduce: LoRA rank (train: alpha = rank)", 16)
       .option_int("seq", "train: tokens per row", 8192)
       .option_int("micro-batch", "train: rows per micro-batch", 1)
       .option_int("grad-accum", "train: micro-batches per step", 1)
       .option_int("steps", "train: timed steps", 3)
-      .option_int("warmup", "train: untimed steps first", 1)
+      .option_int("warmup", "train, allreduce: untimed steps (calls) first", 1)
+      .option_int("bytes", "allreduce: the buffer's size in bytes instead of the preset's LoRA gradients")
+      .option_str("baseline", "train: a file holding a one-rank `bench train` JSON line: efficiency = tokens/s per "
+                              "rank here / its tokens_per_s")
+      .option_real("baseline-tps", "train: the baseline's tokens/s per rank, given directly")
+      .option_real("busbw", "train: bus bandwidth in GB/s for the projection (0: measured here at > 1 rank, else "
+                            "the assumed default, docs/PERFORMANCE.md)", 0)
+      .option_real("latency-us", "train: per-hop all-reduce latency in microseconds for the projection",
+                    kAssumedLatencyUs)
       .option_str("checkpointing", "train: layer or none", "layer")
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")

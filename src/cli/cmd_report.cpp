@@ -6,6 +6,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/log/log.h"
 #include "r1dist/report/report.h"
+#include "r1dist/report/scaling.h"
 
 namespace r1dist {
 
@@ -18,14 +19,25 @@ int cmd_report(int argc, char** argv) {
          "report), the generation behind each collapse flag, PNG plots (gnuplot) and the standard prompt's "
          "answers. Reads each RUN_DIR's run.json and metrics.h5 (with its /eval group when r1dist eval ran). "
          "Prints a line per run (name, directory, verdict, why) and one per base model (recommended, model, "
-         "run or none, directory).");
+         "run or none, directory).\n\nWith --scaling DIR instead of runs: the weak-scaling report of the JSON lines that "
+         "`bench train` and `bench allreduce` wrote into DIR/*.jsonl at several rank counts (the scaling job, "
+         "cluster/slurm/scaling.sbatch): scaling.md, scaling.html and scaling.png in --out (default DIR).");
   a.option_list("run", "run directory (repeatable; bare arguments count too)")
       .positional({{"run", "RUN_DIR..."}})
       .option_str("out", "directory for report.md, report.html and the plots (default: the runs' parent)")
       .option_str("title", "report title", "r1dist report")
       .option_list("not-run", "a line for the section \"Runs without results\" (repeatable: a sweep's points "
-                              "that did not run, and why)");
+                              "that did not run, and why)")
+      .option_str("scaling", "DIR of bench JSON lines (*.jsonl): write the scaling report instead");
   if (!a.parse(argc, argv)) return 0;
+  if (a.has("scaling")) {
+    const auto dir = a.str("scaling");
+    const auto title = a.str("title") == "r1dist report" ? "r1dist scaling" : a.str("title");
+    const auto f = write_scaling_report(dir, a.has("out") ? a.str("out") : dir, title);
+    std::cout << f.markdown << "\n" << f.html << "\n" << (f.plot.empty() ? "(no plot: gnuplot missing)" : f.plot) << "\n";
+    log::info("report --scaling: ", f.rows, " rank counts, ", f.markdown);
+    return 0;
+  }
   const auto dirs = a.required_list("run");
   std::vector<RunRecord> runs;
   for (const auto& d : dirs) runs.push_back(read_run(d));

@@ -124,6 +124,14 @@ void merge_labels(std::vector<Point>& pts, const Range& x, const Range& y, bool 
 
 }  // namespace
 
+bool draw_gnuplot(const std::string& dir, const std::string& script) { return run_gnuplot(dir, script); }
+
+std::string png_terminal(int width, int height) {
+  static const bool cairo = has_terminal("pngcairo");
+  const std::string size = " size " + std::to_string(width) + "," + std::to_string(height);
+  return std::string("set terminal ") + (cairo ? "pngcairo" + size + " noenhanced font 'sans,11'" : "png" + size + " noenhanced");
+}
+
 std::vector<PlotFile> draw_plots(const std::vector<RunRecord>& runs, const std::vector<std::string>& labels,
                                  const std::vector<BaseGroup>& groups, const std::vector<SettingKey>& axes,
                                  const std::string& out_dir) {

@@ -29,4 +29,11 @@ std::vector<PlotFile> draw_plots(const std::vector<RunRecord>& runs, const std::
                                  const std::vector<BaseGroup>& groups, const std::vector<SettingKey>& axes,
                                  const std::string& out_dir);
 
+// The pieces the scaling report (report/scaling.h) shares: gnuplot run on `script` in `dir`
+// (false when gnuplot is missing), the PNG terminal line, and report.html's renderer
+// (report.cpp: GFM tables, the plots in out_dir embedded).
+bool draw_gnuplot(const std::string& dir, const std::string& script);
+std::string png_terminal(int width, int height);
+std::string render_report_html(const std::string& markdown, const std::string& out_dir, const std::string& title);
+
 }  // namespace r1dist

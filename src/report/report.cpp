@@ -292,6 +292,10 @@ std::string recommendation_line(const BaseGroup& g) {
 
 }  // namespace
 
+std::string render_report_html(const std::string& markdown, const std::string& out_dir, const std::string& title) {
+  return render_html(markdown, out_dir, title);
+}
+
 bool VersionRow::acceptable() const {
   return run && !run->base && base && (verdict == "better" || verdict == "close to base");
 }

@@ -7,9 +7,11 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "r1dist/formats/metrics.h"
+#include "r1dist/formats/qwen2_config.h"
 #include "r1dist/formats/safetensors.h"
 #include "support/process.h"
 #include "support/temp.h"
@@ -101,7 +103,7 @@ TEST(Cli, HelpListsEveryBenchKindWithWhatItMeasures) {
   const auto top = run_r1dist("--help");
   const auto bench = run_r1dist("bench --help");
   ASSERT_EQ(bench.code, 0) << bench.err;
-  for (const char* kind : {"nf4", "data", "checkpoint", "generate", "loss", "train"}) {
+  for (const char* kind : {"nf4", "data", "checkpoint", "generate", "loss", "train", "allreduce"}) {
     EXPECT_THAT(top.out, HasSubstr(kind));
     // One line per kind: its name, then what it measures.
     EXPECT_THAT(bench.out, ::testing::ContainsRegex(std::string("\n  ") + kind + " +[a-z]")) << kind;
@@ -319,6 +321,56 @@ TEST(Cli, ScoreRejectsBadIdsWithTheirPosition) {
   r = run_r1dist("score --model " + (tmp / "nomodel") + " --ids " + (tmp / "ids.json"));
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("config.json"));
+}
+
+// bench train and bench allreduce run on every rank and all-reduce the LoRA gradient buffer:
+// rank 0 alone prints, with the job's figures. The buffer's bytes are counted here from the
+// tiny preset's shape: r x (in + out) for each of the seven projections of every layer, plus
+// the step's 4 spare fp32 slots. Numbers are not asserted beyond their presence and sense.
+TEST(Cli, BenchTrainAndAllreduceRunOnEveryRankWithTheirScalingFields) {
+  const auto c = qwen2_preset("tiny");
+  const int64_t r = 16, h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), i = c.intermediate_size;
+  const int64_t per_layer = r * ((h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i));
+  const int64_t bytes = (c.num_hidden_layers * per_layer + 4) * 4;
+  TempDir tmp;
+  const std::string base = tmp.path + "/train_1.jsonl";
+  const std::string shape = "bench train --preset tiny --seq 32 --steps 2 --warmup 1 --dtype fp32 --device cpu";
+  auto one = run_r1dist(shape);
+  ASSERT_EQ(one.code, 0) << one.err;
+  {
+    std::ofstream(base) << one.out;
+  }
+  const auto j1 = nlohmann::json::parse(one.out);
+  EXPECT_EQ(j1["ranks"], 1);
+  EXPECT_EQ(j1["allreduce_bytes"], bytes);
+  EXPECT_THAT(one.err, HasSubstr("projection ("));
+  const auto two = run_r1dist(shape + " --baseline " + base, Launch{2});
+  ASSERT_EQ(two.code, 0) << two.err;
+  const auto j = nlohmann::json::parse(two.out);  // one line: rank 0 alone prints
+  EXPECT_EQ(j["ranks"], 2);
+  EXPECT_EQ(j["backend"], "mpi");
+  EXPECT_EQ(j["allreduce_bytes"], bytes);
+  EXPECT_EQ(j["tokens_per_s_per_rank"].size(), 2u);
+  EXPECT_NEAR(j["tokens_per_s_total"].get<double>(), 2 * j["tokens_per_s"].get<double>(), 1e-6 * j["tokens_per_s_total"].get<double>());
+  EXPECT_GT(j["allreduce_s"].get<double>(), 0.0);
+  EXPECT_GT(j["allreduce_share"].get<double>(), 0.0);
+  EXPECT_LT(j["allreduce_share"].get<double>(), 1.0);
+  EXPECT_NEAR(j["efficiency"].get<double>(), j["tokens_per_s"].get<double>() / j1["tokens_per_s"].get<double>(), 1e-9);
+  EXPECT_EQ(j["projection"]["points"].size(), 4u);
+  EXPECT_EQ(j["projection"]["points"][3]["gpus"], 256);
+  EXPECT_EQ(run_r1dist(shape + " --baseline " + tmp.path + "/none.jsonl").code, 2);
+
+  const auto ar = run_r1dist("bench allreduce --preset tiny --reps 3 --device cpu", Launch{2});
+  ASSERT_EQ(ar.code, 0) << ar.err;
+  const auto a = nlohmann::json::parse(ar.out);
+  EXPECT_EQ(a["ranks"], 2);
+  EXPECT_EQ(a["bytes"], bytes);
+  EXPECT_GT(a["busbw_gbps"].get<double>(), 0.0);
+  EXPECT_NEAR(a["busbw_gbps"].get<double>(), a["algbw_gbps"].get<double>(), 1e-9);  // 2 (N - 1) / N = 1 at N = 2
+  const auto a1 = nlohmann::json::parse(run_r1dist("bench allreduce --bytes 4096 --reps 2 --device cpu").out);
+  EXPECT_EQ(a1["bytes"], 4096);
+  EXPECT_TRUE(a1["busbw_gbps"].is_null());
+  EXPECT_THAT(a1["busbw_note"].get<std::string>(), HasSubstr("undefined at 1 rank"));
 }
 
 // Commands that never talk to other ranks start no MPI: under mpirun each rank is a

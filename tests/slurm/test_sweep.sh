@@ -12,7 +12,10 @@
 #      that h5dump reads, the fine-tunes a PEFT adapter; the report job runs after all of
 #      them and recommends a run per base model;
 #   3. a point whose --time is shorter than its run finishes through requeues, progressing
-#      on every attempt, and every attempt's log survives.
+#      on every attempt, and every attempt's log survives;
+#   4. the scaling job (submit.sh --scaling 1,2,4 on the tiny preset, CPU ranks): a job per
+#      count, then the report: the JSON lines, scaling.md with one row per count (100% at one
+#      rank), scaling.html and the plot. Numbers are not asserted.
 # Exit 77 (CTest: skipped) without root or without Slurm. Usage: test_sweep.sh BUILD_DIR
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -79,12 +82,12 @@ GRID=configs/demo/grid.sweep.toml
 QUICK=(--set eval.every_steps=0 --set eval.max_new_tokens=16 --set data.max_seq_len=64)
 
 # ---- 1. refusals before anything runs -------------------------------------------------
-for s in "point.sbatch tuned" "point.sbatch base" "report.sbatch"; do
+for s in "point.sbatch tuned" "point.sbatch base" "report.sbatch" "scaling.sbatch run none"; do
   # shellcheck disable=SC2086
   R1DIST_SWEEP_DIR=$work/none sbatch --test-only cluster/slurm/$s >/dev/null 2>"$work/testonly.txt" ||
     fail "sbatch --test-only cluster/slurm/$s: $(cat "$work/testonly.txt")"
 done
-say "sbatch --test-only accepts point.sbatch (tuned, base) and report.sbatch"
+say "sbatch --test-only accepts point.sbatch (tuned, base), report.sbatch and scaling.sbatch"
 printf '[sweep]\nconfig = "%s/configs/demo/v1.toml"\n[grid]\ntrain.lrr = [1e-3, 2e-3]\n' "$root" > "$work/bad.sweep.toml"
 if bash cluster/slurm/submit.sh --sweep "$work/bad.sweep.toml" --out "$work/bad" >"$work/bad.txt" 2>&1; then
   fail "a sweep with an unknown key was accepted"
@@ -210,4 +213,29 @@ done < <(sed -n 's/.*newest checkpoint step \([0-9]*\) -> \([0-9]*\)$/\1 \2/p' "
   fail "limit: run.log does not hold every attempt"
 "$R" sweep status "$work/limit" | grep -q "^limit .* done  *$attempts " || fail "limit: sweep status does not count $attempts attempts"
 say "limit: one-minute limit, $attempts attempts, progress on each, every attempt's log kept"
+# ---- 4. the scaling job: 1, 2 and 4 ranks of the tiny preset ----------------------------------
+# One job per count on the one node (4 ranks per node, overcommitting its cores), then the
+# report. Only the files, the table's shape and the one-rank row are checked, never a speed.
+sc=$work/scaling
+[ "$(bash cluster/slurm/submit.sh --scaling 1,2,4 --out "$sc" --dry-run 2>&1 | grep -c '^sbatch .*scaling.sbatch')" -eq 4 ] ||
+  fail "submit.sh --scaling 1,2,4 --dry-run does not print 3 runs and a report"
+B=(--preset tiny --seq 32 --steps 2)
+for f in --warmup 1 --dtype fp32 --device cpu; do B+=(--bench-arg "$f"); done
+R1DIST_RANKS_PER_NODE=4 bash cluster/slurm/submit.sh --scaling 1,2,4 --out "$sc" "${B[@]}" --sbatch-arg --overcommit \
+  > "$work/scaling.txt" 2> "$work/scaling.err" || fail "submit.sh --scaling: $(cat "$work/scaling.err")"
+grep -q "^scaling=[0-9]*,[0-9]*,[0-9]* report=[0-9]*$" "$work/scaling.txt" || fail "submit.sh --scaling: $(cat "$work/scaling.txt")"
+drain 600
+for n in 1 2 4; do
+  grep -q "^{\"bench\":\"allreduce\",.*\"ranks\":$n," "$sc/allreduce_$n.jsonl" || fail "no allreduce line at $n ranks"
+  grep -q "^{\"bench\":\"train\",.*\"ranks\":$n," "$sc/train_$n.jsonl" || fail "no train line at $n ranks"
+done
+grep -q '"efficiency":' "$sc/train_4.jsonl" || fail "train at 4 ranks has no efficiency against train_1.jsonl"
+[ -f "$sc/scaling.html" ] && [ -s "$sc/scaling.png" ] || fail "no scaling.html or scaling.png"
+# The measured table: the rows between its header and the first blank line.
+table=$(awk '/^\| GPUs \(ranks\)/ { t = 1; next } t && /^$/ { exit } t && /^\| [0-9]/' "$sc/scaling.md")
+[ "$(wc -l <<< "$table")" -eq 3 ] || fail "scaling.md: not one row per count: $table"
+[ "$(cut -d'|' -f2 <<< "$table" | tr -d ' ' | paste -sd,)" = "1,2,4" ] || fail "scaling.md: rows are not 1, 2, 4: $table"
+[ "$(head -n 1 <<< "$table" | cut -d'|' -f6 | tr -d ' ')" = "100.0%" ] || fail "scaling.md: one rank is not 100%: $table"
+grep -q "scaling.png" "$sc/scaling.md" || fail "scaling.md does not show the plot"
+say "scaling: 1, 2 and 4 ranks, one job each, report with a row per count, 100% at one rank, plot"
 say "passed"
