@@ -54,14 +54,26 @@ struct LoraValues {
 // The adapter's input: x through the dropout mask (an empty mask: no dropout).
 at::Tensor dropped(const at::Tensor& x, const at::Tensor& mask) { return mask.numel() > 0 ? x * mask : x; }
 
+// x W^T (+ b): for the few rows of a decoding step, one kernel that reads W (NF4 or dense)
+// once without a dequantised copy (nf4::gemv_cuda); otherwise a transient dequantised W (it
+// dies at the end of this function) and one GEMM.
+at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::ScalarType dt) {
+  const auto bias = bias_as(layer->bias, dt);
+#ifdef R1DIST_WITH_CUDA
+  if (nf4::gemv_enabled()) {
+    const nf4::NF4Tensor* q = layer->quantized ? &layer->qweight : nullptr;
+    const at::Tensor b = bias ? *bias : at::Tensor();
+    if (nf4::gemv_applies(x, q, layer->weight, b)) return nf4::gemv_cuda(x, q, layer->weight, b);
+  }
+#endif
+  return at::linear(x, layer->base_weight(dt), bias);
+}
+
 LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B,
                        const at::Tensor& mask) {
   const auto dt = x.scalar_type();
   LoraValues v;
-  {
-    auto w = layer->base_weight(dt);  // dies at the end of this scope
-    v.y = at::linear(x, w, bias_as(layer->bias, dt));
-  }
+  v.y = base_product(layer, x, dt);
   if (A.numel() > 0) {
     v.xd = dropped(x, mask);
     v.xa = at::linear(v.xd, A.to(dt));                               // (.., r)

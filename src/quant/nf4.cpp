@@ -1,6 +1,8 @@
 #include "r1dist/quant/nf4.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "r1dist/base/error.h"
 
@@ -188,6 +190,18 @@ at::Tensor dequantize(const NF4Tensor& q, at::ScalarType dtype) {
   if (q.device().is_cuda()) return dequantize_cuda(q, dtype);
 #endif
   return dequantize_reference(q, dtype);
+}
+
+bool gemv_enabled() {
+#ifdef R1DIST_WITH_CUDA
+  static const bool on = [] {
+    const char* env = std::getenv("R1DIST_GEMV");
+    return !(env && std::string(env) == "0");
+  }();
+  return on;
+#else
+  return false;
+#endif
 }
 
 }  // namespace r1dist::nf4

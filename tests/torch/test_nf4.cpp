@@ -140,5 +140,62 @@ TEST(Nf4, CudaKernelMatchesTheReference) {
   }
 }
 
+
+// The few-row kernel of decoding (nf4::gemv_cuda) against dequantize + at::linear, for NF4
+// (double-quantised or not) and dense weights, bf16 and fp16, every row count it takes
+// (1, 2, 3 and 4), with and without a bias; the operands it cannot
+// take are refused, so that LoraLinear falls back to the general path.
+TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
+#ifndef R1DIST_WITH_CUDA
+  GTEST_SKIP() << "no CUDA in this build";
+#else
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA on this machine";
+  at::manual_seed(7);
+  const auto gpu = at::TensorOptions().device(at::kCUDA);
+  // 4,300 features: the four-per-warp path on any GPU of up to 134 multiprocessors, with a
+  // last warp of fewer than four.
+  for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{72, 128}, {257, 3584}, {40, 64 * 5}, {4300, 192}}) {
+    const auto [N, K] = nk;
+    const auto w32 = at::randn({N, K}, gpu) * 0.05;
+    const auto b32 = at::randn({N}, gpu) * 0.1;
+    for (bool dq : {true, false}) {
+      const auto q = nf4::quantize(w32, dq);
+      for (auto dt : {at::kBFloat16, at::kHalf}) {
+        for (int64_t rows : {1, 2, 3, 4}) {
+          const auto x = at::randn({rows, K}, gpu.dtype(dt));
+          for (bool with_bias : {false, true}) {
+            const auto b = with_bias ? b32.to(dt) : at::Tensor();
+            for (bool nf : {true, false}) {
+              const auto wd = w32.to(dt);
+              const nf4::NF4Tensor* qp = nf ? &q : nullptr;
+              ASSERT_TRUE(nf4::gemv_applies(x, qp, wd, b));
+              const auto got = nf4::gemv_cuda(x, qp, wd, b).to(at::kFloat);
+              const auto want = at::linear(x, nf ? nf4::dequantize(q, dt) : wd, b).to(at::kFloat);
+              ASSERT_EQ(got.sizes(), want.sizes());
+              // Same products, fp32 sums in another order, one rounding: within a few units
+              // in the last place of the output's dtype.
+              const double tol = (dt == at::kBFloat16 ? 2e-2 : 3e-3) * want.abs().max().item<double>();
+              EXPECT_LE((got - want).abs().max().item<double>(), tol)
+                  << N << "x" << K << " dq " << dq << " " << c10::toString(dt) << " rows " << rows << " bias "
+                  << with_bias << " nf4 " << nf;
+            }
+          }
+        }
+      }
+    }
+  }
+  // Refused: too many rows, fp32, K not a multiple of 64 for NF4, a misaligned x, the CPU.
+  const auto w = at::randn({16, 128}, gpu);
+  const auto q = nf4::quantize(w, true);
+  const auto wb = w.to(at::kBFloat16);
+  EXPECT_FALSE(nf4::gemv_applies(at::randn({nf4::kGemvMaxRows + 1, 128}, gpu.dtype(at::kBFloat16)), &q, wb, {}));
+  EXPECT_FALSE(nf4::gemv_applies(at::randn({1, 128}, gpu), &q, w, {}));
+  const auto q96 = nf4::quantize(at::randn({16, 96}, gpu), true);
+  EXPECT_FALSE(nf4::gemv_applies(at::randn({1, 96}, gpu.dtype(at::kBFloat16)), &q96, {}, {}));
+  EXPECT_FALSE(nf4::gemv_applies(at::randn({1, 129}, gpu.dtype(at::kBFloat16)).narrow(1, 1, 128), &q, wb, {}));
+  EXPECT_FALSE(nf4::gemv_applies(at::randn({1, 128}, at::kBFloat16), &q, wb, {}));
+#endif
+}
+
 }  // namespace
 }  // namespace r1dist

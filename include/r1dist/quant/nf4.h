@@ -49,9 +49,22 @@ at::Tensor dequantize(const NF4Tensor& q, at::ScalarType dtype);
 // Reference dequantisation with ATen ops only (any device); what the CUDA kernel is tested against.
 at::Tensor dequantize_reference(const NF4Tensor& q, at::ScalarType dtype);
 
+// Few-row products for decoding (src/quant/gemv_cuda.cu): y = x W^T (+ bias) for x (..., K)
+// with at most kGemvMaxRows rows in bf16 or fp16 on CUDA, W either NF4 (q) or dense in x's
+// dtype (w, when q is null), without a dequantised copy of W. gemv_applies says whether the
+// operands are ones the kernel takes (device, dtype, rows, K a multiple of 64 for NF4 and of
+// 8 for dense, 16-byte aligned); gemv_enabled is false without CUDA or with R1DIST_GEMV=0
+// in the environment (benchmarks compare both paths).
+// Four rows at most: at 16 (batch 16) the kernel's per-row loads of x made a 7B decode step
+// 7x slower than dequantize + GEMM (docs/PERFORMANCE.md), where tensor cores do that work.
+constexpr int64_t kGemvMaxRows = 4;
+bool gemv_enabled();
+
 #ifdef R1DIST_WITH_CUDA
 // src/quant/nf4_cuda.cu
 at::Tensor dequantize_cuda(const NF4Tensor& q, at::ScalarType dtype);
+bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias);
+at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias);
 #endif
 
 }  // namespace r1dist::nf4
