@@ -76,8 +76,9 @@ void export_rows(const std::vector<Example>& train, const std::string& path) {
 // tokenizer, data through the token cache, the checks, batch plan, model with LoRA,
 // optimizer, communicator, the identity a resume compares), shows what the run would do,
 // then stops.
-void dry_run(const Config& cfg, const std::string& rows_out) {
+void dry_run(const Config& configured, const std::string& rows_out) {
   const auto& pg = dist_group();
+  Config cfg = configured;  // train.checkpointing = "auto" resolved for the device
   const Run run(cfg, pg);
   const auto& mc = run.model.config();
   log::info("model ", cfg.model.path, ": ", mc.num_hidden_layers, " layers, hidden ", mc.hidden_size, ", heads ",

@@ -55,8 +55,9 @@ std::string check_point(const SweepPoint& pt, int ranks, double gpu_gb) {
     throw UsageError("data.path = \"" + cfg.data.path + "\": no training rows left after selection");
   checked_global_batch(cfg, data, ranks);
   if (pt.base) return "evaluation only";
-  const auto est = estimate_training_memory(mc, cfg);
-  // Against the given GPU size; train.memory_budget_gb is checked either way.
+  // Against the given GPU size (which also sizes train.checkpointing = "auto");
+  // train.memory_budget_gb is checked either way.
+  const auto est = estimate_training_memory(mc, resolve_checkpointing(cfg, gpu_gb > 0 ? gpu_gb * 1e9 : 0.0));
   char gpu[64];
   std::snprintf(gpu, sizeof gpu, "a GPU of %g GB", gpu_gb);
   check_memory_fits(est, gpu_gb > 0 ? gpu_gb * 1e9 : std::numeric_limits<double>::infinity(), gpu, cfg);

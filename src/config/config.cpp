@@ -45,7 +45,7 @@ R1_ENUM_NAMES(SampleMode, "first", "random")
 R1_ENUM_NAMES(OverlongPolicy, "truncate", "drop")
 R1_ENUM_NAMES(BadRowPolicy, "error", "skip")
 R1_ENUM_NAMES(Schedule, "linear", "cosine", "constant")
-R1_ENUM_NAMES(Checkpointing, "none", "layer")
+R1_ENUM_NAMES(Checkpointing, "none", "layer", "auto")
 R1_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
 R1_ENUM_NAMES(PromptFormat, "template", "chat")
 #undef R1_ENUM_NAMES
@@ -258,13 +258,15 @@ const std::vector<Key>& keys() {
        above(0), nullptr, 0, "adam_epsilon"},
       {"train.max_grad_norm", R1_REF(train.max_grad_norm), "Clip the global grad norm; 0 = off.",
        at_least(0)},
-      {"train.checkpointing", R1_REF(train.checkpointing), "layer = recompute layers in backward.",
+      {"train.checkpointing", R1_REF(train.checkpointing),
+       "layer = recompute layers in backward; auto = keep the last layers' activations while they fit "
+       "memory_budget_gb, or 90% of the GPU's memory when that is 0, and recompute the rest (the CPU recomputes all); none = keep all.",
        {}, nullptr, 0, "gradient_checkpointing"},
       {"train.keep_layers", R1_REF(train.keep_layers),
-       "With checkpointing = layer: the last N layers keep their activations (no recompute; more memory).",
+       "With checkpointing = layer or auto: the last N layers keep their activations (no recompute; more memory).",
        at_least(0)},
       {"train.memory_budget_gb", R1_REF(train.memory_budget_gb),
-       "With checkpointing = layer: keep as many layers' activations as the memory estimate fits in this many GB per rank; 0 = off.",
+       "With checkpointing = layer or auto: keep as many layers' activations as the memory estimate fits in this many GB per rank; 0 = off (layer) or the GPU's memory (auto).",
        at_least(0)},
       {"eval.every_steps", R1_REF(eval.every_steps), "Evaluate every N steps; 0 = only at the end.",
        at_least(0), nullptr, 0, "eval_steps"},
@@ -656,10 +658,10 @@ struct Loader {
     if (cfg.train.memory_budget_gb > 0 && cfg.train.keep_layers > 0)
       problem(set_at["train.memory_budget_gb"],
               "train.memory_budget_gb and train.keep_layers both choose the kept layers; set one of them to 0");
-    if (cfg.train.memory_budget_gb > 0 && cfg.train.checkpointing != Checkpointing::layer)
+    if (cfg.train.memory_budget_gb > 0 && cfg.train.checkpointing == Checkpointing::none)
       problem(set_at["train.memory_budget_gb"],
               "train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "
-              "\"layer\"; with checkpointing = \"none\" every layer keeps its activations already");
+              "\"layer\" or \"auto\"; with checkpointing = \"none\" every layer keeps its activations already");
     // Rows per step on one rank; x ranks later (trainer). 2^40 rows is far beyond any data
     // set, and keeps every product with ranks and tokens far from int64 overflow.
     if (int64_t rows = 0; __builtin_mul_overflow(cfg.train.micro_batch, cfg.train.grad_accum, &rows) ||

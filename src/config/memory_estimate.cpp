@@ -77,7 +77,7 @@ MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, LayerPa
 
 int64_t kept_layers(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   const int64_t layers = m.num_hidden_layers;
-  if (cfg.train.checkpointing != Checkpointing::layer) return layers;
+  if (cfg.train.checkpointing == Checkpointing::none) return layers;
   if (cfg.train.memory_budget_gb <= 0) return std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
   // Keeping every layer also drops the buffer of the layer being recomputed, so it can cost
   // less than keeping all but one; below that the estimate grows with every kept layer: the
@@ -91,6 +91,15 @@ int64_t kept_layers(const Qwen2Config& m, const Config& cfg, LayerPath path) {
     else hi = mid - 1;
   }
   return lo;
+}
+
+Config resolve_checkpointing(const Config& cfg, double capacity_bytes) {
+  Config out = cfg;
+  if (cfg.train.checkpointing != Checkpointing::automatic) return out;
+  out.train.checkpointing = Checkpointing::layer;
+  if (capacity_bytes > 0 && cfg.train.memory_budget_gb <= 0 && cfg.train.keep_layers <= 0)
+    out.train.memory_budget_gb = kAutoBudgetShare * capacity_bytes / 1e9;
+  return out;
 }
 
 MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg, LayerPath path) {
@@ -119,7 +128,7 @@ void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const s
                    " tokens per forward pass, train.checkpointing = \"" + to_string(cfg.train.checkpointing) +
                    "\"\nHINT: lower train.micro_batch (raise train.grad_accum to keep the global batch) or "
                    "data.max_seq_len" +
-                   std::string(cfg.train.checkpointing == Checkpointing::layer ? "" : ", or set train.checkpointing = \"layer\""));
+                   std::string(cfg.train.checkpointing == Checkpointing::none ? ", or set train.checkpointing = \"auto\"" : ""));
 }
 
 }  // namespace r1dist

@@ -45,15 +45,22 @@ at::Device prepare_device(const Config& cfg, const ProcessGroup& pg) {
 
 // The memory a rank of this config needs (config/memory_estimate.h) against the device's:
 // refuses (UsageError, with the estimate) when it cannot fit.
-MemoryEstimate check_memory(const Config& cfg, const at::Device& device) {
+// train.checkpointing = "auto" is resolved here, in `cfg`, for this device (a budget of the
+// GPU's memory unless one is set); the budget check applies to a budget the config set.
+MemoryEstimate check_memory(Config& cfg, const at::Device& device) {
   const auto mc = read_qwen2_config(cfg.model.path);
+  const double capacity = device_memory_bytes(device);
+  const bool automatic = cfg.train.checkpointing == Checkpointing::automatic;
+  const Config set = cfg;
+  cfg = resolve_checkpointing(cfg, device.is_cuda() ? capacity : 0.0);
   const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
-  check_memory_fits(est, device_memory_bytes(device), device.str(), cfg);
-  log::info("memory estimate per rank: ", est.describe(), " of ", device_memory_bytes(device) / 1e9, " GB on ",
-            device.str());
+  check_memory_fits(est, capacity, device.str(), set);
+  log::info("memory estimate per rank: ", est.describe(), " of ", capacity / 1e9, " GB on ", device.str());
   if (cfg.train.memory_budget_gb > 0)
-    log::info("train.memory_budget_gb = ", cfg.train.memory_budget_gb, ": the last ", est.kept_layers, " of ",
-              mc.num_hidden_layers, " layers keep their activations (the rest are recomputed in the backward)");
+    log::info(automatic && set.train.memory_budget_gb <= 0 ? "train.checkpointing = auto: a budget of " : "train.memory_budget_gb = ",
+              cfg.train.memory_budget_gb, " GB", automatic && set.train.memory_budget_gb <= 0 ? " (90% of the device's)" : "",
+              ": the last ", est.kept_layers, " of ", mc.num_hidden_layers,
+              " layers keep their activations (the rest are recomputed in the backward)");
   return est;
 }
 
@@ -160,7 +167,7 @@ int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) 
   return g;
 }
 
-Run::Run(const Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
+Run::Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
     : device(prepare_device(cfg, pg)),
       memory(check_memory(cfg, device)),
       tok(Tokenizer::load(cfg.model.path)),

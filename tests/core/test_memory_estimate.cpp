@@ -12,7 +12,7 @@ namespace r1dist::test {
 namespace {
 
 Config v6_rank() {
-  Config c;  // NF4, bf16, LoRA r=16 on all seven projections, layer checkpointing
+  Config c;  // NF4, bf16, LoRA r=16 on all seven projections, checkpointing auto (unresolved: as layer)
   c.train.micro_batch = 2;
   c.data.max_seq_len = 8192;
   return c;
@@ -126,6 +126,36 @@ TEST(MemoryEstimate, ABudgetKeepsTheMostLayersThatFit) {
   EXPECT_EQ(kept_layers(m, c), 5);
   c.train.checkpointing = Checkpointing::none;
   EXPECT_EQ(kept_layers(m, c), 48);
+}
+
+// train.checkpointing = "auto" (the default): on a GPU a budget of 90% of its memory, so the
+// 14B v6 rank keeps some layers on an 80 GB card and every layer on a 141 GB one; a budget or
+// keep_layers of the config's own wins; on the CPU (capacity 0) every layer is recomputed.
+TEST(MemoryEstimate, AutoCheckpointingKeepsWhatFitsTheDevice) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  const auto c = v6_rank();
+  ASSERT_EQ(c.train.checkpointing, Checkpointing::automatic);
+  const auto h200 = resolve_checkpointing(c, 141e9);
+  EXPECT_EQ(h200.train.checkpointing, Checkpointing::layer);
+  EXPECT_DOUBLE_EQ(h200.train.memory_budget_gb, kAutoBudgetShare * 141);
+  EXPECT_EQ(kept_layers(m, h200), 48);
+  const auto a100 = resolve_checkpointing(c, 80e9);
+  const int64_t kept = kept_layers(m, a100);
+  EXPECT_GT(kept, 0);
+  EXPECT_LT(kept, 48);
+  EXPECT_LE(estimate_training_memory(m, a100).total(), 0.9 * 80e9);
+  const auto cpu = resolve_checkpointing(c, 0);
+  EXPECT_EQ(cpu.train.checkpointing, Checkpointing::layer);
+  EXPECT_EQ(kept_layers(m, cpu), 0);
+  auto own = c;
+  own.train.memory_budget_gb = 30;
+  EXPECT_DOUBLE_EQ(resolve_checkpointing(own, 141e9).train.memory_budget_gb, 30);
+  own.train.memory_budget_gb = 0;
+  own.train.keep_layers = 3;
+  EXPECT_EQ(kept_layers(m, resolve_checkpointing(own, 141e9)), 3);
+  auto none = c;
+  none.train.checkpointing = Checkpointing::none;
+  EXPECT_EQ(resolve_checkpointing(none, 141e9).train.checkpointing, Checkpointing::none);
 }
 
 }  // namespace

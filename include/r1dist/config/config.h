@@ -22,7 +22,7 @@ enum class SampleMode { first, random };
 enum class OverlongPolicy { truncate, drop };
 enum class BadRowPolicy { error, skip };
 enum class Schedule { linear, cosine, constant };
-enum class Checkpointing { none, layer };
+enum class Checkpointing { none, layer, automatic };
 enum class Backend { automatic, nccl, mpi };
 enum class PromptFormat { template_prompt, chat };
 
@@ -115,12 +115,16 @@ struct TrainConfig {
   double weight_decay = 0.01;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
   double max_grad_norm = 1.0;  // 0 = no clipping
-  Checkpointing checkpointing = Checkpointing::layer;
+  // auto: layer checkpointing that keeps as many of the last layers as fit
+  // memory_budget_gb, or 90% of the GPU's memory when that is 0 (config/memory_estimate.h:
+  // resolve_checkpointing); on the CPU every layer is recomputed, as with layer.
+  Checkpointing checkpointing = Checkpointing::automatic;
   // With checkpointing = layer: the last keep_layers layers keep their activations for the
   // backward instead of recomputing them (faster, more memory; 0 = every layer recomputed).
   int64_t keep_layers = 0;
-  // With checkpointing = layer, instead of keep_layers: keep as many of the last layers as the
-  // memory estimate (config/memory_estimate.h) fits in this many GB per rank (0 = off).
+  // With checkpointing = layer or auto, instead of keep_layers: keep as many of the last layers
+  // as the memory estimate (config/memory_estimate.h) fits in this many GB per rank (0 = off
+  // with layer; the GPU's memory with auto).
   double memory_budget_gb = 0.0;
 };
 

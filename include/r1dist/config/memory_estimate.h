@@ -42,6 +42,14 @@ MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& 
 // train.memory_budget_gb, the most whose estimate fits that budget (0 when none fits).
 int64_t kept_layers(const Qwen2Config& model, const Config& cfg, LayerPath path = LayerPath::fused);
 
+// train.checkpointing = "auto" made concrete for a device of `capacity_bytes` (0 = unknown:
+// the CPU): "layer", with train.memory_budget_gb = kAutoBudgetShare of the capacity unless
+// memory_budget_gb or keep_layers is set (the estimate is within 0-12% above the measured
+// peaks, docs/RELIABILITY.md, so the share leaves room for that and the allocator's slack).
+// On the CPU every layer is recomputed, as with "layer". Other settings come back as they are.
+constexpr double kAutoBudgetShare = 0.9;
+Config resolve_checkpointing(const Config& cfg, double capacity_bytes);
+
 // Refuses (UsageError) when the estimate exceeds `capacity_bytes` (the device's memory) or
 // train.memory_budget_gb, naming the settings that drive it and the estimate's parts.
 void check_memory_fits(const MemoryEstimate& e, double capacity_bytes, const std::string& device_name,

@@ -26,8 +26,9 @@ namespace r1dist {
 struct Run {
   // The process group (dist_init) must exist; output.dir is created. Refuses (UsageError)
   // a config that cannot fit in memory, a global batch larger than the training rows, and
-  // token ids beyond the model's vocabulary.
-  Run(const Config& cfg, const ProcessGroup& pg, const FaultPlan& faults = {});
+  // token ids beyond the model's vocabulary. train.checkpointing = "auto" is resolved in
+  // `cfg` for this rank's device (config/memory_estimate.h: resolve_checkpointing).
+  Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults = {});
 
   at::Device device;      // this rank's, with the process settings that keep a CPU rank fast
   MemoryEstimate memory;  // per rank (config/memory_estimate.h)
