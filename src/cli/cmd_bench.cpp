@@ -287,11 +287,18 @@ int bench_generate(const Args& a) {
     generate(model, prompts, warm);
     const double s = time_median(dev, 0, int(a.i64("reps")), [&] { generate(model, prompts, opt); });
     const double tps = double(b * new_tokens) / s;
-    std::printf("{\"impl\": \"r1dist\", \"model\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
-                "\"new_tokens\": %lld, \"graphs\": \"%s\", \"seconds\": %.4f, \"tokens_per_s\": %.2f, \"peak_mem_gb\": %.2f}\n",
-                model_dir.c_str(), (long long)b, (long long)prompt_len, (long long)new_tokens, opt.cuda_graphs ? "on" : "off", s, tps,
-                peak_memory_gb(dev));
+    std::printf("{\"impl\": \"r1dist\", \"model\": \"%s\", \"quant\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
+                "\"new_tokens\": %lld, \"graphs\": \"%s\", \"gemv\": \"%s\", \"seconds\": %.4f, \"tokens_per_s\": %.2f, "
+                "\"peak_mem_gb\": %.2f}\n",
+                model_dir.c_str(), quant.c_str(), (long long)b, (long long)prompt_len, (long long)new_tokens,
+                opt.cuda_graphs ? "on" : "off", nf4::gemv_enabled() ? "on" : "off", s, tps, peak_memory_gb(dev));
     std::fflush(stdout);
+    if (b == batches.back()) {  // R1DIST_PROFILE_STEP=1 + R1DIST_PROFILE_OUT: one more run traced
+      auto profiler = StepProfiler::from_env(0);
+      profiler.before(1);
+      generate(model, prompts, opt);
+      profiler.after(1);
+    }
   }
   return 0;
 }
@@ -384,6 +391,7 @@ int bench_train(const Args& a) {
   const int64_t seq = a.i64("seq"), micro = a.i64("micro-batch"), accum = a.i64("grad-accum");
   const int64_t steps = a.i64("steps"), warm = a.i64("warmup");
   const std::string ckpt = to_string(keys.train.checkpointing), quant = to_string(keys.quant.mode);
+  if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
   if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
     throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
   int64_t keep = a.i64("keep-layers");
@@ -602,7 +610,8 @@ const BenchKind kBenchKinds[] = {
      bench_data},
     {"checkpoint", "write and read speed of an HDF5 checkpoint of a preset's adapters and AdamW moments",
      bench_checkpoint},
-    {"generate", "greedy decoding tokens/s of a model directory per batch size (forced length, no EOS)",
+    {"generate", "greedy decoding tokens/s of a model directory per batch size (forced length, no EOS); with "
+                 "R1DIST_PROFILE_STEP=1 and R1DIST_PROFILE_OUT=FILE one more run of the last batch size is traced",
      bench_generate},
     {"loss", "the chunked lm_head + cross-entropy against the full logits: time and memory", bench_loss},
     {"train", "training steps at a preset's shape on random weights, on every rank with the gradient all-reduce: "

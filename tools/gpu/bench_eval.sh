@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 13's speed figures on the GPU machine, in one call after tools/gpu/build_and_test.sh:
-#   1. decode tokens/s, r1dist `bench generate` (CUDA graphs on and off: GRAPHS) and HF transformers `generate`
+# Decode and evaluation speed figures on the GPU machine, in one call after tools/gpu/build_and_test.sh:
+#   1. decode tokens/s, r1dist `bench generate` (base weights bf16 and NF4: QUANTS; CUDA graphs on and
+#      off: GRAPHS; the few-row GEMV kernel on and off: GEMV, R1DIST_GEMV) and HF transformers `generate`
 #      (tools/bench/hf_generate.py) on the same preset model directories (random bf16
 #      weights, R1 tokenizer): 1.5B and 7B, batch 1 and 16, 128-token prompt, 256 new tokens;
 #   2. `r1dist eval` of 50 held-out rows on the 14B preset (NF4 base, bf16), with the
@@ -13,9 +14,13 @@ SIZES=${SIZES:-"1.5b 7b"}
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   preset_model r1-distill-qwen-$size "$dir"
-  for graphs in ${GRAPHS:-on off}; do
-    $R bench generate --model "$dir" --batch 1,16 --reps 3 --graphs "$graphs" 2>> "$OUT/bench_generate.log" |
-      tee -a "$OUT/bench_generate.jsonl"
+  for quant in ${QUANTS:-none nf4}; do
+    for graphs in ${GRAPHS:-on off}; do
+      for gemv in ${GEMV:-1 0}; do
+        R1DIST_GEMV=$gemv $R bench generate --model "$dir" --quant "$quant" --batch 1,16 --reps 3 --graphs "$graphs" \
+          2>> "$OUT/bench_generate.log" | tee -a "$OUT/bench_generate.jsonl"
+      done
+    done
   done
   python3 tools/bench/hf_generate.py --model "$dir" --batch 1,16 --reps 3 2>> "$OUT/bench_generate.log" |
     tee -a "$OUT/bench_generate.jsonl"
