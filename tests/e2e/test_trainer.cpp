@@ -373,7 +373,7 @@ TEST(TrainerMpi, AResumeWithOtherSettingsListsEachChangedKey) {
 // rows of 250-450 tokens, max_seq_len 800: two or three rows per sequence): the same loss at
 // every step to fp32 rounding, no padding, the same real tokens; a packed run stopped and
 // resumed ends bitwise equal to the uninterrupted packed run; and a packed run may be resumed
-// without packing: packing only moves work.
+// without packing (packing only moves work), the resume naming the change of layout.
 TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   TempDir d;
   const auto padded = d / "padded", whole = d / "packed", stopped = d / "stopped", switched = d / "switched";
@@ -415,6 +415,8 @@ TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   expect_bitwise_equal(read_checkpoint(checkpoint_path(stopped, 4)), packed_final, "packed, stop at 2, resume");
   r = run_r1dist("--cfg " + run_config(switched, 2, 1, 4) + rows + " --resume auto", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("in another layout of the same steps")) << "the resume names the change";
+  EXPECT_THAT(r.err, HasSubstr("data.packing: true -> false"));
   max_rel_err(adapters_of(read_checkpoint(checkpoint_path(switched, 4))), adapters_of(packed_final), 1e-5,
               "packed for 2 steps, then padded");
 }
