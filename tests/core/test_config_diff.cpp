@@ -45,8 +45,8 @@ TEST(ConfigDiff, ListsTheKeysThatChangeTheMathWithBothValues) {
 // existed) resumes under the packing default: not refused (packing moves work only), but named
 // as a change of layout, as is any other layout key that differs.
 TEST(ConfigDiff, APaddedCheckpointResumesUnderPackingAndTheLayoutChangeIsNamed) {
-  auto now = parse_config_string("[model]\npath = \"m\"\n", "now.toml");
-  now.data.packing = true;
+  const auto now = parse_config_string("[model]\npath = \"m\"\n", "now.toml");
+  ASSERT_TRUE(now.data.packing);
   auto padded = now;
   padded.data.packing = false;
   std::string without_key = padded.to_toml();
