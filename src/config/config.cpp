@@ -227,7 +227,7 @@ const std::vector<Key>& keys() {
       {"data.on_bad_row", R1_REF(data.on_bad_row), "Rows missing a field or not strings.",
        {}, nullptr},
       {"data.group_by_length", R1_REF(data.group_by_length), "Batch similar lengths together."},
-      {"data.packing", R1_REF(data.packing), "Pack each global batch's rows into max_seq_len sequences (no padding; attention stays within a row).",
+      {"data.packing", R1_REF(data.packing), "Pack each global batch's rows into max_seq_len sequences: no padding, attention stays within a row, so the loss and gradients are the padded ones to rounding; false = pad each micro-batch to its longest row.",
        {}, nullptr, 0, "sample_packing"},
       {"data.threads", R1_REF(data.threads), "Tokenizer threads; 0 = hardware concurrency.",
        closed(0, 256), nullptr, 0, "num_proc dataset_num_proc"},

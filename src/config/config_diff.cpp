@@ -57,6 +57,25 @@ bool key_changes_math(const std::string& key) {
   return false;
 }
 
+std::vector<ConfigChange> layout_config_changes(const std::string& before_toml, const std::string& now_toml) {
+  static const std::vector<std::string> kLayout = {"data.packing",        "train.micro_batch", "train.grad_accum",
+                                                   "train.checkpointing", "train.keep_layers", "train.memory_budget_gb"};
+  static const std::map<std::string, std::string> kBeforeTheKey = {
+      {"data.packing", "false"}, {"train.keep_layers", "0"}, {"train.memory_budget_gb", "0"}};
+  const auto a = flat(before_toml, "checkpoint's"), b = flat(now_toml, "current");
+  std::vector<ConfigChange> out;
+  for (const auto& k : kLayout) {
+    const auto ia = a.find(k), ib = b.find(k);
+    if (ib == b.end()) continue;
+    std::string was;
+    if (ia != a.end()) was = ia->second;
+    else if (const auto old = kBeforeTheKey.find(k); old != kBeforeTheKey.end()) was = old->second;
+    else continue;
+    if (was != ib->second) out.push_back({k, was, ib->second});
+  }
+  return out;
+}
+
 void check_resume_anyway(const std::string& keys) {
   if (keys == "all") return;
   std::set<std::string> known = {"model", "data", "metrics"};

@@ -39,6 +39,24 @@ std::vector<PackedSequence> pack_rows(const std::vector<int64_t>& rows, const st
   return seqs;
 }
 
+std::vector<std::vector<const Example*>> pack_examples(const std::vector<const Example*>& rows, int64_t capacity) {
+  if (capacity <= 0) throw UsageError("pack_examples: capacity " + std::to_string(capacity) + " must be > 0");
+  std::vector<int64_t> fit, lengths;
+  std::vector<std::vector<const Example*>> out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto n = static_cast<int64_t>(rows[i]->ids.size());
+    lengths.push_back(n);
+    if (n > capacity) out.push_back({rows[i]});
+    else if (n > 0) fit.push_back(int64_t(i));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a[0]->ids.size() > b[0]->ids.size(); });
+  for (const auto& s : pack_rows(fit, lengths, capacity)) {
+    out.emplace_back();
+    for (int64_t i : s.rows) out.back().push_back(rows[size_t(i)]);
+  }
+  return out;
+}
+
 std::vector<std::vector<PackedSequence>> pack_step(const std::vector<int64_t>& rows, const std::vector<int64_t>& lengths,
                                                    int64_t capacity, int world) {
   if (world <= 0) throw UsageError("pack_step: world " + std::to_string(world) + " must be > 0");

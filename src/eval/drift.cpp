@@ -2,49 +2,96 @@
 
 #include <ATen/ATen.h>
 
-#include "r1dist/data/batch_plan.h"
+#include "r1dist/base/error.h"
+#include "r1dist/data/packing.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/peft/lora_adapters.h"
 #include "r1dist/tensor/token_batch.h"
 
 namespace r1dist {
 
-SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t micro_batch,
-                   int32_t pad_id) {
-  at::NoGradGuard no_grad;
-  SumCount out;
-  for (size_t i = 0; i < rows.size(); i += size_t(micro_batch)) {
-    std::vector<const Example*> mb(rows.begin() + i, rows.begin() + std::min(rows.size(), i + micro_batch));
-    const auto b = to_device(collate(mb, pad_id), model.device());
-    out.sum += causal_lm_loss_sum(model.forward(b.ids), b.labels).item<double>();
-    out.count += b.loss_tokens;
+namespace {
+
+// One packed sequence on the device. Every sequence's inputs are copied before the first
+// forward: a blocking host-to-device copy waits for the device's queue, so copying between
+// forwards would stall it once per sequence.
+struct DeviceSequence {
+  PackedCollated rows;
+  TokenBatch batch;
+  PackedRows layout;
+  // With `drift`: the positions that predict a token of their own row (every one but each
+  // row's last), and how many.
+  at::Tensor predicting;
+  int64_t n_predicting = 0;
+};
+
+std::vector<DeviceSequence> to_device_sequences(const Qwen2Model& model, const std::vector<const Example*>& rows,
+                                                int64_t capacity, bool drift) {
+  check(capacity > 0, "held-out evaluation: the packing capacity must be > 0, got " + std::to_string(capacity));
+  std::vector<DeviceSequence> out;
+  for (const auto& seq : pack_examples(rows, capacity)) {
+    DeviceSequence s;
+    s.rows = collate_packed(seq);
+    s.batch = to_device(s.rows, model.device());
+    s.layout = packed_rows(s.rows.row_lengths, model.device(), model.dtype());
+    if (drift) {
+      std::vector<int64_t> positions;
+      int64_t start = 0;
+      for (int64_t n : s.rows.row_lengths) {
+        for (int64_t i = 0; i + 1 < n; ++i) positions.push_back(start + i);
+        start += n;
+      }
+      s.n_predicting = static_cast<int64_t>(positions.size());
+      s.predicting = at::tensor(positions, at::TensorOptions().dtype(at::kLong)).to(model.device());
+    }
+    out.push_back(std::move(s));
   }
   return out;
 }
 
-DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk) {
+}  // namespace
+
+SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t capacity) {
+  at::NoGradGuard no_grad;
+  SumCount out;
+  auto sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(model.device()));
+  for (const auto& s : to_device_sequences(model, rows, capacity, /*drift=*/false)) {
+    // Each row's first label is -100 (collate_packed): the position before it, the previous
+    // row's last, adds nothing.
+    sum.add_(chunked_lm_loss_sum(model.hidden_states(s.batch.ids, s.layout), model.lm_head_weight(), s.batch.labels));
+    out.count += s.rows.loss_tokens;
+  }
+  out.sum = sum.item<double>();
+  return out;
+}
+
+DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t capacity, int64_t chunk) {
+  check(chunk > 0, "kl_drift: chunk must be > 0");
   at::NoGradGuard no_grad;
   DriftSums out;
-  for (const Example* ex : rows) {
-    const int64_t t = static_cast<int64_t>(ex->ids.size());
-    if (t < 2) continue;
-    const auto ids = to_device(collate({ex}, 0), model.device()).ids;
+  auto sums = at::zeros({2}, at::TensorOptions().dtype(at::kDouble).device(model.device()));  // KL, agreements
+  auto kl = sums.select(0, 0), agree = sums.select(0, 1);
+  for (const auto& s : to_device_sequences(model, rows, capacity, /*drift=*/true)) {
+    const int64_t n = s.n_predicting;
+    if (n == 0) continue;
     at::Tensor h_base;
     {
       AdaptersOff off(model.lora());
-      h_base = model.hidden_states(ids);
+      h_base = model.hidden_states(s.batch.ids, s.layout)[0];  // (T, hidden)
     }
-    const auto h_tuned = model.hidden_states(ids);
-    // Positions 0..t-2 predict tokens 1..t-1, the positions the loss sees.
-    for (int64_t s = 0; s < t - 1; s += chunk) {
-      const int64_t n = std::min(chunk, t - 1 - s);
-      const auto lp_b = at::log_softmax(model.lm_head(h_base.narrow(1, s, n)).to(at::kFloat), -1);
-      const auto lp_t = at::log_softmax(model.lm_head(h_tuned.narrow(1, s, n)).to(at::kFloat), -1);
-      out.kl.sum += (lp_b.exp() * (lp_b - lp_t)).sum().item<double>();
-      out.kl.count += n;
-      out.agree += lp_b.argmax(-1).eq(lp_t.argmax(-1)).sum().item<int64_t>();
+    const auto h_tuned = model.hidden_states(s.batch.ids, s.layout)[0];
+    for (int64_t from = 0; from < n; from += chunk) {
+      const auto idx = s.predicting.narrow(0, from, std::min(chunk, n - from));
+      const auto lp_b = at::log_softmax(model.lm_head(h_base.index_select(0, idx)).to(at::kFloat), -1);
+      const auto lp_t = at::log_softmax(model.lm_head(h_tuned.index_select(0, idx)).to(at::kFloat), -1);
+      kl.add_((lp_b.exp() * (lp_b - lp_t)).sum());
+      agree.add_(lp_b.argmax(-1).eq(lp_t.argmax(-1)).sum());
     }
+    out.kl.count += n;
   }
+  const auto host = sums.cpu();
+  out.kl.sum = host[0].item<double>();
+  out.agree = static_cast<int64_t>(host[1].item<double>());
   return out;
 }
 

@@ -17,8 +17,8 @@ EvalRecord evaluate_held_out(const Qwen2Model& model, const std::vector<Example>
     mine.push_back(&rows[i]);
     if (int64_t(i) < kl_rows) kl_mine.push_back(&rows[i]);
   }
-  const auto loss = eval_loss(model, mine, s.micro_batch, s.pad_id);
-  const auto kl = kl_drift(model, kl_mine).kl;
+  const auto loss = eval_loss(model, mine, s.capacity);
+  const auto kl = kl_drift(model, kl_mine, s.capacity).kl;
   auto sums = at::tensor(std::vector<double>{loss.sum, double(loss.count), kl.sum, double(kl.count)}, at::kDouble)
                   .to(model.device());
   comm.allreduce_sum(sums);

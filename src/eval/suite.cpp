@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "r1dist/base/error.h"
+#include "r1dist/data/packing.h"
 #include "r1dist/eval/drift.h"
 #include "r1dist/eval/multiple_choice.h"
 #include "r1dist/log/meter.h"
@@ -18,6 +19,7 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   SuiteInputs in;
   for (const auto& e : data.eval) in.held_out.push_back(&e);
   in.kl_rows = cfg.eval.kl_rows;
+  in.capacity = cfg.data.max_seq_len;
   in.micro_batch = cfg.train.micro_batch;
   DataConfig mcq_cfg = cfg.data;
   mcq_cfg.path = cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path;
@@ -107,15 +109,16 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
                                                                        v.begin() + long(std::min(v.size(), at + n)));
   };
   if (!in.held_out.empty()) {
+    // Loss and drift one packed sequence at a time (eval/drift.h: the same packing), so that
+    // the meter moves; the sums add up across sequences.
     SumCount loss;
     {
-      const size_t step = size_t(std::max<int64_t>(in.micro_batch, 1));
       log::Meter meter("eval: held-out loss", int64_t(in.held_out.size()), "rows");
-      for (size_t at = 0; at < in.held_out.size(); at += step) {
-        const auto part = eval_loss(model, slice(in.held_out, at, step), in.micro_batch, tok.eos_id().value_or(0));
-        loss.sum += part.sum;
-        loss.count += part.count;
-        meter.advance(int64_t(std::min(step, in.held_out.size() - at)));
+      for (const auto& part : pack_examples(in.held_out, in.capacity)) {
+        const auto l = eval_loss(model, part, in.capacity);
+        loss.sum += l.sum;
+        loss.count += l.count;
+        meter.advance(int64_t(part.size()));
       }
       meter.done();
     }
@@ -130,12 +133,12 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
       DriftSums d;
       {
         log::Meter meter("eval: drift", int64_t(kl.size()), "rows");
-        for (size_t at = 0; at < kl.size(); ++at) {
-          const auto part = kl_drift(model, slice(kl, at, 1));
-          d.kl.sum += part.kl.sum;
-          d.kl.count += part.kl.count;
-          d.agree += part.agree;
-          meter.advance();
+        for (const auto& part : pack_examples(kl, in.capacity)) {
+          const auto p = kl_drift(model, part, in.capacity);
+          d.kl.sum += p.kl.sum;
+          d.kl.count += p.kl.count;
+          d.agree += p.agree;
+          meter.advance(int64_t(part.size()));
         }
         meter.done();
       }

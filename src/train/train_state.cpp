@@ -78,6 +78,10 @@ TrainState load_checkpoint(const ResumeChoice& choice, const Config& cfg, const 
   if (!choice.overridden.empty())
     log::warn("resume: continuing from ", path, " although its settings differ (--resume-anyway):",
               describe_changes(choice.overridden));
+  if (const auto moved = layout_config_changes(s.config_toml, cfg.to_toml()); !moved.empty())
+    log::warn("resume: continuing from ", path, " in another layout of the same steps (the same loss and gradients "
+              "to rounding, not bitwise the uninterrupted run); set these keys back to keep its layout:",
+              describe_changes(moved));
   const auto params = model.lora().named_parameters();
   check(params.size() == s.adapters.size(),
         "cannot resume from " + path + ": it has " + std::to_string(s.adapters.size()) +

@@ -131,7 +131,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   AdamW& optimizer = run.optimizer;
   Communicator& comm = *run.comm;
   const RunIdentity& id = run.id;
-  const HeldOutSettings held_out{cfg.train.micro_batch, cfg.eval.kl_rows, tok.eos_id().value_or(0)};
+  const HeldOutSettings held_out{cfg.data.max_seq_len, cfg.eval.kl_rows};
   TrainResult res;
   res.steps_total = cfg.train.steps;
 
@@ -208,7 +208,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   }
 
   // Loop.
-  StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, held_out.pad_id);
+  StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, tok.eos_id().value_or(0));
   Progress progress(cfg.train.steps, state.step);
   auto profiler = StepProfiler::from_env(pg.rank);
   while (state.step < cfg.train.steps) {

@@ -58,6 +58,7 @@ TEST(ConfigTest, OnlyModelPathGivesDefaults) {
   EXPECT_EQ(c.lora.targets.size(), 7u);
   EXPECT_DOUBLE_EQ(c.train.lr, 2e-4);
   EXPECT_EQ(c.train.schedule, Schedule::linear);
+  EXPECT_TRUE(c.data.packing) << "packing is exact, so the default";
   EXPECT_EQ(c.model.display_name(), "m");
 }
 

@@ -41,5 +41,43 @@ TEST(ConfigDiff, ListsTheKeysThatChangeTheMathWithBothValues) {
   EXPECT_THROW(math_config_changes("[train\n", base.to_toml()), Error);
 }
 
+// A checkpoint of a padded run (data.packing = false, or a config written before the key
+// existed) resumes under the packing default: not refused (packing moves work only), but named
+// as a change of layout, as is any other layout key that differs.
+TEST(ConfigDiff, APaddedCheckpointResumesUnderPackingAndTheLayoutChangeIsNamed) {
+  const auto now = parse_config_string("[model]\npath = \"m\"\n", "now.toml");
+  ASSERT_TRUE(now.data.packing);
+  auto padded = now;
+  padded.data.packing = false;
+  std::string without_key = padded.to_toml();
+  const auto at = without_key.find("packing = false\n");
+  ASSERT_NE(at, std::string::npos) << without_key;
+  without_key.erase(at, std::string("packing = false\n").size());
+  for (const auto& before : {padded.to_toml(), without_key}) {
+    EXPECT_TRUE(math_config_changes(before, now.to_toml()).empty()) << "the resume is accepted";
+    const auto moved = layout_config_changes(before, now.to_toml());
+    ASSERT_EQ(moved.size(), 1u);
+    EXPECT_EQ(moved[0].key, "data.packing");
+    EXPECT_EQ(moved[0].was, "false");
+    EXPECT_EQ(moved[0].now, "true");
+  }
+  EXPECT_TRUE(layout_config_changes(now.to_toml(), now.to_toml()).empty());
+  // Other layout keys; keys outside the layout, and a missing key of unknown history, are not named.
+  auto other = now;
+  other.train.micro_batch = 1;
+  other.train.grad_accum = 8;
+  other.train.checkpointing = Checkpointing::none;
+  other.data.threads = 3;
+  other.train.lr = 1e-3;
+  std::vector<std::string> keys;
+  for (const auto& c : layout_config_changes(now.to_toml(), other.to_toml())) keys.push_back(c.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"train.micro_batch", "train.grad_accum", "train.checkpointing"}));
+  std::string no_micro = now.to_toml();
+  const auto micro = no_micro.find("micro_batch = 2\n");
+  ASSERT_NE(micro, std::string::npos) << no_micro;
+  no_micro.erase(micro, std::string("micro_batch = 2\n").size());
+  EXPECT_EQ(layout_config_changes(no_micro, other.to_toml()).size(), 2u);
+}
+
 }  // namespace
 }  // namespace r1dist

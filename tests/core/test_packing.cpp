@@ -39,6 +39,41 @@ TEST(Packing, FirstFitDecreasingPlacesEachRowInTheFirstSequenceWithRoom) {
   EXPECT_EQ(tie[1].rows, (std::vector<int64_t>{0}));
 }
 
+// Evaluation rows: pack_rows's rule, a row longer than the capacity alone (first), an empty
+// row left out.
+TEST(Packing, EvaluationRowsPackFirstFitDecreasingAndALongerRowGoesAlone) {
+  // Lengths 23, 1, 40, 7, 2, 16, 30, 9, 12, 5, 0 at capacity 32: 40 alone; then 30 opens
+  // sequence 1; 23 opens 2; 16 opens 3; 12 fills 3 (28); 9 goes to 2 (32); 7 to 4 (new:
+  // 30 + 7, 23 + 9, 28 + 7 are over); 5 to 4 (12); 2 to 1 (32); 1 to 3 (29).
+  const std::vector<int64_t> lengths{23, 1, 40, 7, 2, 16, 30, 9, 12, 5, 0};
+  std::vector<Example> rows(lengths.size());
+  std::vector<const Example*> ptrs;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].ids.assign(size_t(lengths[i]), 1);
+    ptrs.push_back(&rows[i]);
+  }
+  const auto seqs = pack_examples(ptrs, 32);
+  auto idx = [&](const std::vector<const Example*>& s) {
+    std::vector<int64_t> out;
+    for (const Example* x : s) out.push_back(int64_t(x - rows.data()));
+    return out;
+  };
+  ASSERT_EQ(seqs.size(), 5u);
+  EXPECT_EQ(idx(seqs[0]), (std::vector<int64_t>{2}));
+  EXPECT_EQ(idx(seqs[1]), (std::vector<int64_t>{6, 4}));
+  EXPECT_EQ(idx(seqs[2]), (std::vector<int64_t>{0, 7}));
+  EXPECT_EQ(idx(seqs[3]), (std::vector<int64_t>{5, 8, 1}));
+  EXPECT_EQ(idx(seqs[4]), (std::vector<int64_t>{3, 9}));
+  // Every row longer than a capacity of 1 alone, longest first; none, none.
+  const auto alone = pack_examples(ptrs, 1);
+  ASSERT_EQ(alone.size(), 10u);
+  EXPECT_EQ(idx(alone[0]), (std::vector<int64_t>{2}));
+  EXPECT_EQ(idx(alone.back()), (std::vector<int64_t>{1}));
+  EXPECT_TRUE(pack_examples({}, 32).empty());
+  EXPECT_TRUE(pack_examples({&rows[10]}, 32).empty());
+  EXPECT_THROW(pack_examples(ptrs, 0), UsageError);
+}
+
 TEST(Packing, EveryRowOnceNoSequenceOverCapacityAndNoRowFitsAnEarlierSequence) {
   std::mt19937_64 rng(7);
   for (int trial = 0; trial < 200; ++trial) {

@@ -49,7 +49,7 @@ TEST(TrainerMpi, EightRanksEqualOneRankPackedAndPaddedAfterAKilledRankAndResume)
   struct Case {
     std::string name, sets;
   };
-  for (const Case& c : {Case{"packed", packed}, Case{"padded", ""}}) {
+  for (const Case& c : {Case{"packed", packed}, Case{"padded", " --set data.packing=false"}}) {
     const auto eight_out = d / ("eight_" + c.name), one_out = d / ("one_" + c.name);
     const auto eight_cfg = run_config(eight_out, 1, 1, 4) + quick + c.sets;
     if (c.name == "padded") {
@@ -373,12 +373,13 @@ TEST(TrainerMpi, AResumeWithOtherSettingsListsEachChangedKey) {
 // rows of 250-450 tokens, max_seq_len 800: two or three rows per sequence): the same loss at
 // every step to fp32 rounding, no padding, the same real tokens; a packed run stopped and
 // resumed ends bitwise equal to the uninterrupted packed run; and a packed run may be resumed
-// without packing: packing only moves work.
+// without packing (packing only moves work), the resume naming the change of layout.
 TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   TempDir d;
   const auto padded = d / "padded", whole = d / "packed", stopped = d / "stopped", switched = d / "switched";
-  const std::string rows = " --set data.max_seq_len=800 --set eval.every_steps=0", packing = rows + " --set data.packing=true";
-  auto r = run_r1dist("--cfg " + run_config(padded, 2, 1, 4) + rows, Launch{2});
+  const std::string rows = " --set data.max_seq_len=800 --set eval.every_steps=0";
+  const std::string padded_rows = rows + " --set data.packing=false", packing = rows + " --set data.packing=true";
+  auto r = run_r1dist("--cfg " + run_config(padded, 2, 1, 4) + padded_rows, Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
   r = run_r1dist("--cfg " + run_config(whole, 2, 1, 4) + packing, Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -413,8 +414,10 @@ TEST(TrainerMpi, PackingTrainsTheSameStepsAndResumesBitwise) {
   r = run_r1dist("--cfg " + run_config(stopped, 2, 1, 4) + packing + " --resume auto", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
   expect_bitwise_equal(read_checkpoint(checkpoint_path(stopped, 4)), packed_final, "packed, stop at 2, resume");
-  r = run_r1dist("--cfg " + run_config(switched, 2, 1, 4) + rows + " --resume auto", Launch{2});
+  r = run_r1dist("--cfg " + run_config(switched, 2, 1, 4) + padded_rows + " --resume auto", Launch{2});
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("in another layout of the same steps")) << "the resume names the change";
+  EXPECT_THAT(r.err, HasSubstr("data.packing: true -> false"));
   max_rel_err(adapters_of(read_checkpoint(checkpoint_path(switched, 4))), adapters_of(packed_final), 1e-5,
               "packed for 2 steps, then padded");
 }

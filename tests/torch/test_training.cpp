@@ -135,7 +135,7 @@ TEST(Drift, KlIsZeroForTheBaseAndPositiveOnceAdaptersChange) {
     for (auto& [name, t] : m.lora().named_parameters())
       if (name.find("lora_B") != std::string::npos) t.zero_();
   }
-  const auto d0 = kl_drift(m, {&e}, 16);
+  const auto d0 = kl_drift(m, {&e}, /*capacity=*/64, /*chunk=*/16);
   const auto& kl0 = d0.kl;
   EXPECT_EQ(kl0.count, 39);
   EXPECT_NEAR(kl0.mean(), 0.0, 1e-7);
@@ -144,9 +144,9 @@ TEST(Drift, KlIsZeroForTheBaseAndPositiveOnceAdaptersChange) {
     at::NoGradGuard ng;
     m.lora().flat().normal_(0, 0.05);
   }
-  const auto d1 = kl_drift(m, {&e}, 16);
+  const auto d1 = kl_drift(m, {&e}, 64, 16);
   const auto& kl1 = d1.kl;
-  const auto kl1_one_chunk = kl_drift(m, {&e}, 1000).kl;
+  const auto kl1_one_chunk = kl_drift(m, {&e}, 64, 1000).kl;
   EXPECT_LE(d1.agree, 39);
   EXPECT_GT(kl1.mean(), 1e-6);
   // Chunking changes only the GEMM blocking: fp32 log-probs differ in the last bits, and KL

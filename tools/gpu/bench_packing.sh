@@ -5,7 +5,7 @@
 # projections, max_seq_len 8192, global batch 64 = micro-batch 2 x grad_accum 32, layer
 # checkpointing), random weights at the SIZES presets. Per size:
 #   r1dist, data.packing = true
-#   r1dist, padded per micro-batch with data.group_by_length = true
+#   r1dist, padded per micro-batch (data.packing = false) with data.group_by_length = true
 #   HF transformers + PEFT (tools/bench/hf_peft_baseline.py), bf16 base, dynamic padding
 #   (micro-batch 2, shuffled), on the same tokenized rows (exported by an r1dist dry run)
 # SETS: more `--set key=value` for both r1dist runs (e.g. "--set train.keep_layers=32").
@@ -32,7 +32,7 @@ for size in $SIZES; do
   echo "init-model $size: $(( $(date +%s) - t0 )) s"
   for mode in packed grouped; do
     extra=(--set data.packing=true)
-    [ "$mode" = grouped ] && extra=(--set data.group_by_length=true)
+    [ "$mode" = grouped ] && extra=(--set data.packing=false --set data.group_by_length=true)
     run=$W/run_${size}_$mode
     rm -rf "$run"
     t0=$(date +%s)

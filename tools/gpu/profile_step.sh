@@ -2,7 +2,7 @@
 # Where a training step's GPU time goes, on the GPU machine after a build-gpu build: traces
 # step 2 (Kineto, R1DIST_PROFILE_STEP) of the v6 recipe on real rows (ROWS, as
 # tools/gpu/bench_packing.sh) at the SIZE preset (default 7b), for each of MODES (packed:
-# data.packing = true; grouped: padded, data.group_by_length = true), and prints
+# data.packing = true; grouped: padded, data.packing = false and data.group_by_length = true), and prints
 # tools/gpu/trace_summary.py's table for each. Traces and summaries in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,7 +13,7 @@ dir=$W/r1-distill-qwen-$SIZE
 preset_model r1-distill-qwen-$SIZE "$dir"
 for mode in ${MODES:-packed grouped}; do
   extra=(--set data.packing=true)
-  [ "$mode" = grouped ] && extra=(--set data.group_by_length=true)
+  [ "$mode" = grouped ] && extra=(--set data.packing=false --set data.group_by_length=true)
   run=$W/profile_${SIZE}_$mode
   rm -rf "$run"
   R1DIST_PROFILE_STEP=2 R1DIST_PROFILE_OUT="$W/trace_${SIZE}_$mode.json" mpirun -np 1 \

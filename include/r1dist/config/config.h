@@ -97,7 +97,9 @@ struct DataConfig {
   OverlongPolicy overlong = OverlongPolicy::truncate;
   BadRowPolicy on_bad_row = BadRowPolicy::error;
   bool group_by_length = false;
-  bool packing = false;
+  // Rows packed into max_seq_len sequences (data/packing.h): exact (attention never crosses
+  // a row), so the fast default; false pads each micro-batch to its longest row.
+  bool packing = true;
   int threads = 0;  // 0 = hardware concurrency
 };
 

@@ -34,6 +34,12 @@ struct PackedSequence {
 std::vector<PackedSequence> pack_rows(const std::vector<int64_t>& rows, const std::vector<int64_t>& lengths,
                                       int64_t capacity);
 
+// Rows of an evaluation (held-out loss, drift) packed into sequences of at most `capacity`
+// tokens by pack_rows's rule (first-fit decreasing), except that a row longer than capacity
+// (a limit other than the one the rows were cut to) is a sequence of its own, placed first,
+// and an empty row is left out. Each sequence lists pointers into `rows`' examples.
+std::vector<std::vector<const Example*>> pack_examples(const std::vector<const Example*>& rows, int64_t capacity);
+
 // A packed step: ranks[r] holds rank r's sequences (rule 1 and 2 above).
 std::vector<std::vector<PackedSequence>> pack_step(const std::vector<int64_t>& rows, const std::vector<int64_t>& lengths,
                                                    int64_t capacity, int world);

@@ -1,6 +1,12 @@
 // Measurements of a model on held-out rows: loss, and drift from the base model. Drift is
 // KL(base || tuned) of the next-token distributions, with the base pass computed by
 // switching the adapters off (no second copy of the model).
+//
+// Both pack the rows into sequences of at most `capacity` tokens (data/packing.h
+// pack_examples: a longer row goes alone) and run one forward per sequence. Attention never
+// crosses a row and positions restart at each row, so every row is measured as if it were
+// alone: the sums are those of a row-by-row evaluation up to the order of float additions.
+// The sums stay on the device until the call ends: one host sync per call.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -16,18 +22,22 @@ struct SumCount {
   double mean() const { return count > 0 ? sum / double(count) : 0.0; }
 };
 
-// Summed token NLL (labels != -100, shifted) over `rows`, micro_batch rows per forward.
-SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t micro_batch,
-                   int32_t pad_id);
+// Summed token NLL over the loss tokens of `rows` (labels != -100 at positions 1..T-1 of
+// each row), and their count. The loss comes from the hidden states in chunks
+// (model/lm_loss.h): the full logits are never held.
+SumCount eval_loss(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t capacity);
 
 struct DriftSums {
   SumCount kl;         // summed KL(base || tuned) over next-token positions
   int64_t agree = 0;   // positions where base and tuned have the same argmax
 };
 
-// KL(base || tuned) and top-1 agreement over every next-token position of `rows` (one row
-// at a time, the vocabulary projection in chunks of `chunk` positions to bound memory). The
-// model's adapters are switched off for the base pass and back on afterwards.
-DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t chunk = 512);
+// KL(base || tuned) and top-1 agreement over every next-token position of `rows`: positions
+// 0..T-2 of each row (its last token would predict the next row's first: not counted; a row
+// of one token has none). The vocabulary projection runs over `chunk` positions at a time to
+// bound memory. The model's adapters are switched off for the base pass and back on
+// afterwards.
+DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t capacity,
+                   int64_t chunk = 512);
 
 }  // namespace r1dist

@@ -1,6 +1,6 @@
 // The held-out measurements of a run at one step, spread over the ranks: loss over every
 // eval row and KL drift over the first kl_rows of them. Rank r takes rows i with
-// i % world == r; the sums travel in one all-reduce.
+// i % world == r and packs them (eval/drift.h); the sums travel in one all-reduce.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,9 +13,8 @@
 namespace r1dist {
 
 struct HeldOutSettings {
-  int64_t micro_batch = 1;  // rows per forward of the loss pass
+  int64_t capacity = 2048;  // tokens per packed sequence (eval/drift.h): data.max_seq_len
   int64_t kl_rows = 8;
-  int32_t pad_id = 0;
 };
 
 EvalRecord evaluate_held_out(const Qwen2Model& model, const std::vector<Example>& rows, const HeldOutSettings& s,

@@ -23,7 +23,8 @@ struct SuiteInputs {
   std::vector<const Example*> held_out;  // loss, and drift when the model has adapters
   bool drift = true;                     // measure drift when the model has adapters
   int64_t kl_rows = 8;                   // the first kl_rows held-out rows measure drift
-  int64_t micro_batch = 1;
+  int64_t capacity = 2048;               // tokens per packed sequence of loss and drift (eval/drift.h)
+  int64_t micro_batch = 1;               // multiple choice: sequences per forward (at least 8)
   std::vector<MultipleChoice> mcq;
   std::vector<std::string> prompts;
   PromptFormat prompt_format = PromptFormat::template_prompt;

@@ -94,6 +94,11 @@ class Qwen2Model {
   // call's left_pad for the calls that follow.
   at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr,
                            const at::Tensor& left_pad = {}) const;
+  // Rows packed in one (1, T) sequence (no cache): each row's hidden states as if it were
+  // alone. The plain forward of hidden_states_train (no recomputation).
+  at::Tensor hidden_states(const at::Tensor& ids, const PackedRows& packed) const {
+    return hidden_states_train(ids, /*checkpoint=*/false, &packed);
+  }
   // One token per row, (B, 1) ids -> (B, vocab) logits, attending to the first `span` cache
   // columns (span > the slots' column; columns the row may not see are masked). Queries of a
   // GQA group attend together to their shared keys: no repeated copy of the cache.
