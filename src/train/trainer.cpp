@@ -1,7 +1,9 @@
 // The training recipe: build (device -> data -> model + LoRA -> optimizer -> communicator)
 // -> resume -> loop (step, eval, checkpoint) -> export. Each stage is a named piece; the
 // pieces that hold state across steps live in their own files (train_state, step,
-// progress, run_files, fault).
+// progress, run_files, fault). Checkpoint files are written on a background thread
+// (formats/checkpoint_writer.h); the recipe waits for it wherever a checkpoint must be on
+// disk.
 #include "r1dist/train/trainer.h"
 
 #include <ATen/ATen.h>
@@ -18,6 +20,7 @@
 #include "r1dist/eval/held_out.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/checkpoint_writer.h"
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/formats/tensorboard.h"
@@ -207,7 +210,9 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     record(ev);
   }
 
-  // Loop.
+  // Loop. Rank 0 writes the checkpoints on a background thread, one at a time; the loop
+  // waits for it before a new checkpoint, before reading one back and after the loop.
+  CheckpointWriter checkpoints;
   StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, held_out.pad_id);
   Progress progress(cfg.train.steps, state.step);
   auto profiler = StepProfiler::from_env(pg.rank);
@@ -220,7 +225,15 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
       s = stepper.run(state.step);
       profiler.after(state.step + 1);
     } catch (const NonFiniteStep& e) {
-      const std::string last = pg.rank == 0 ? find_latest_checkpoint(cfg.output.dir) : "";
+      std::string last;
+      if (pg.rank == 0) {
+        try {
+          checkpoints.wait();  // the checkpoint still being written is one of the good ones
+        } catch (const std::exception& w) {
+          log::error(w.what());
+        }
+        last = find_latest_checkpoint(cfg.output.dir);
+      }
       throw Error(std::string(e.what()) + "; stopping without a checkpoint of this step" +
                   (last.empty() ? std::string() : "; the last good checkpoint is " + last) +
                   "\nHINT: lower train.lr, check train.adam_eps, or check the data rows of this step");
@@ -234,6 +247,10 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
                         peak_memory_gb(device), s.real_tokens, s.slot_tokens, double(s.real_tokens) / dt,
                         double(s.slot_tokens) / dt, SlotCount{s.real_tokens, s.slot_tokens}.padding_share()});
     progress.report(state.step, s, dt);
+    if (faults.kills_after(state.step)) {
+      checkpoints.wait();
+      dist_barrier("MPI_Barrier before the R1DIST_FAULT kill");
+    }
     faults.after_step(pg.rank, state.step);
 
     auto next = after_step(cfg, opt, data, state.step);
@@ -249,10 +266,14 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     if (next.save || s.stop) {  // a stop signal is answered with a checkpoint of its step
       dist_set_phase("checkpoint of step " + std::to_string(state.step));
       log::progress_done();
+      // The previous checkpoint's write first: its error ends the run here, and the fault
+      // hooks of this checkpoint never meet it.
+      checkpoints.wait();
       faults.before_checkpoint(pg.rank, state.step);
-      state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
+      state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device, checkpoints);
     }
     if (s.stop) {
+      // Its checkpoint is complete on disk before the exit with 75 (the wait after the loop).
       res.stopped_by_signal = stop_signal() != 0 ? stop_signal() : -1;  // -1: another rank's
       log::warn("stop signal: stopped after step ", state.step, " of ", cfg.train.steps,
                 " with a checkpoint; continue with --resume auto");
@@ -265,6 +286,8 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
         metrics->set_attr("stop_reason", res.stop_reason);
       }
       // The adapter is the best checkpoint's: load its weights back before the export.
+      if (pg.rank == 0) checkpoints.wait();  // the best one may still be being written
+      dist_barrier("MPI_Barrier before reading the best checkpoint back");
       ResumeChoice best;
       best.path = state.best_path;
       best.state = read_checkpoint(best.path);
@@ -283,6 +306,9 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     }
   }
   log::progress_done();
+  // Every checkpoint complete on disk before the export, the final evaluation and the exit
+  // (exit 75 promises a checkpoint to resume from); a write that failed fails the run here.
+  checkpoints.wait();
 
   // Export.
   dist_set_phase("export");
