@@ -63,9 +63,10 @@ void print_usage() {
             << ": QLoRA fine-tuning of DeepSeek-R1-Distill-Qwen models, measured.\n\n"
                "usage:\n"
                "  r1dist train --cfg FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]\n"
-               "               [--stop-after N] [--log-all-ranks]\n"
+               "               [--stop-after N] [--json] [--log-all-ranks]\n"
                "      train as the config describes (under mpirun: one rank per GPU or CPU slot):\n"
-               "      progress on rank 0, HDF5 checkpoints and metrics in output.dir\n"
+               "      progress on rank 0, HDF5 checkpoints (written in the background) and metrics in\n"
+               "      output.dir; at the end, the time split of the command (load, steps, evals, ...)\n"
                "  r1dist COMMAND [options]      (r1dist COMMAND --help for its options)\n\ncommands:\n";
   for (const auto& c : commands()) std::printf("  %-16s %s\n", c.name, c.summary.c_str());
   std::cout << "\nexit codes: 0 ok, 2 usage, config or input-file error, 1 runtime failure (I/O, a non-finite\n"

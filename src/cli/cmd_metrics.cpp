@@ -1,7 +1,8 @@
 // r1dist metrics: prints a run's metrics.h5 as TSV (also while the run writes it: the
 // reader opens it SWMR). Each table starts with a "# name" line and a header row; "columns"
 // is the unit and description of every column of steps and evals, as the file records them.
-// The numbers of the final evaluation (/eval) only with --table eval.
+// The numbers of the final evaluation (/eval) only with --table eval, the time split of the
+// last r1dist train process (/time_split) only with --table time_split.
 #include <cstdio>
 
 #include "cli/args.h"
@@ -16,18 +17,20 @@ namespace r1dist {
 int cmd_metrics(int argc, char** argv) {
   Args a("r1dist metrics",
          "Print a run's metrics as TSV (tables: steps, evals, counters, attrs, columns; eval: the numbers of the "
-         "final evaluation): RUN_DIR (a run's output.dir: its metrics.h5) or a metrics.h5 file.");
+         "final evaluation; time_split: where the last r1dist train process's time went): RUN_DIR (a run's "
+         "output.dir: its metrics.h5) or a metrics.h5 file.");
   a.option_str("path", "the run directory or metrics file")
       .positional({{"path", "RUN_DIR|METRICS_H5"}})
-      .option_str("table", "steps, evals, counters, attrs, columns, all (those five), or eval (the /eval group's numbers)",
+      .option_str("table", "steps, evals, counters, attrs, columns, all (those five), eval (the /eval group's numbers) "
+                           "or time_split",
                   "all");
   if (!a.parse(argc, argv)) return 0;
   const auto path = metrics_arg(a.required("path"));
   const auto table = a.str("table");
   if (table != "all" && table != "steps" && table != "evals" && table != "counters" && table != "attrs" &&
-      table != "columns" && table != "eval")
-    throw UsageError("metrics: --table must be steps, evals, counters, attrs, columns, all or eval (got '" + table +
-                     "')");
+      table != "columns" && table != "eval" && table != "time_split")
+    throw UsageError("metrics: --table must be steps, evals, counters, attrs, columns, all, eval or time_split (got '" +
+                     table + "')");
   if (table == "eval") {
     const auto s = read_eval_group(path);
     if (!s)
@@ -37,6 +40,14 @@ int cmd_metrics(int argc, char** argv) {
     return 0;
   }
   const auto m = read_metrics(path);
+  if (table == "time_split") {
+    if (m.time_split.empty())
+      throw Error("metrics: " + path + " has no /time_split\nHINT: r1dist train writes it when it ends (a killed or "
+                  "still running process has none)");
+    std::printf("name\tseconds\tshare\n");
+    for (const auto& p : m.time_split) std::printf("%s\t%.9g\t%.9g\n", p.name.c_str(), p.seconds, p.share);
+    return 0;
+  }
   const bool all = table == "all";
   if (all || table == "steps") {
     if (all) std::printf("# steps\n");

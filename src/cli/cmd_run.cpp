@@ -12,6 +12,7 @@
 #include "r1dist/base/fs.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/result_json.h"
 #include "r1dist/base/error.h"
 #include "r1dist/base/run_lock.h"
 #include "r1dist/config/config.h"
@@ -21,6 +22,7 @@
 #include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
+#include "r1dist/formats/metrics.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
@@ -114,6 +116,8 @@ int cmd_run(int argc, char** argv) {
       .option_str("export-rows", "with --dry-run: write the tokenized training rows to this JSON Lines file "
                                  "({\"ids\", \"labels\"} per row)")
       .flag("tensorboard", "also write TensorBoard event files under output.dir/tensorboard (output.tensorboard = true)")
+      .flag("json", "at the end, print the result as JSON on stdout (rank 0): steps, stop, paths and the time "
+                    "split of the command (the log's table, also in metrics.h5 /time_split)")
       .flag("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
   if (!a.parse(argc, argv)) return 0;
   const auto& pg = dist_group();
@@ -155,18 +159,31 @@ int cmd_run(int argc, char** argv) {
   }
   install_stop_signals();
   const TrainResult res = train(cfg, opt);
-  if (res.steps_total == 0) return 0;
-  if (res.adapter_dir.empty() && res.steps_done >= res.steps_total) return 0;  // nothing was left to do
   const bool resumable = res.stopped_by_signal != 0;
-  log::info(resumable ? "stopped: " : "done: ", res.steps_done, " of ", res.steps_total, " steps in ",
-            format_duration(res.seconds), ", final loss ", res.final_loss,
-            res.stopped_on_drift ? " (stopped: drift above eval.max_kl)" : "",
-            res.stopped_on_patience ? " (stopped early: " + res.stop_reason + ")" : std::string(),
-            res.stopped_early ? " (stopped by --stop-after; continue with --resume auto)" : "",
-            resumable ? " (stopped by a signal; exit code 75; continue with --resume auto)" : "",
-            "; PEFT adapter in ", res.adapter_dir, "; metrics in ", cfg.output.dir, "/metrics.h5",
-            res.best_checkpoint.empty() ? "" : "; best checkpoint " + res.best_checkpoint);
-  return resumable ? kExitResumable : 0;
+  const int code = resumable ? kExitResumable : 0;
+  const bool nothing_left = res.adapter_dir.empty() && res.steps_done >= res.steps_total;
+  if (res.steps_total > 0 && !nothing_left)
+    log::info(resumable ? "stopped: " : "done: ", res.steps_done, " of ", res.steps_total, " steps in ",
+              format_duration(res.seconds), ", final loss ", res.final_loss,
+              res.stopped_on_drift ? " (stopped: drift above eval.max_kl)" : "",
+              res.stopped_on_patience ? " (stopped early: " + res.stop_reason + ")" : std::string(),
+              res.stopped_early ? " (stopped by --stop-after; continue with --resume auto)" : "",
+              resumable ? " (stopped by a signal; exit code 75; continue with --resume auto)" : "",
+              "; PEFT adapter in ", res.adapter_dir, "; metrics in ", cfg.output.dir, "/metrics.h5",
+              res.best_checkpoint.empty() ? "" : "; best checkpoint " + res.best_checkpoint);
+  if (pg.rank == 0) {
+    // The same figures, under the same names, in the log, metrics.h5 and the JSON.
+    const auto split = res.time.finish();
+    log::info(format_time_split(split, "time split of this r1dist train process (seconds, share of the total):"));
+    // A record of the run, not its result: a failure to add it is reported, not the run's exit code.
+    try {
+      if (!res.metrics_file.empty()) write_time_split(res.metrics_file, split);
+    } catch (const std::exception& e) {
+      log::warn("the time split is not in metrics.h5: ", e.what());
+    }
+    if (a.has("json")) std::cout << train_result_json(res, split, code).dump(1) << std::endl;
+  }
+  return code;
 }
 
 int cmd_config(int argc, char** argv) {

@@ -37,4 +37,25 @@ nlohmann::json eval_summary_json(const EvalSummary& s) {
   return j;
 }
 
+nlohmann::json train_result_json(const TrainResult& r, const std::vector<TimePart>& split, int exit_code) {
+  nlohmann::json parts = nlohmann::json::object();
+  for (const auto& p : split) parts[p.name] = {{"seconds", p.seconds}, {"share", p.share}};
+  const char* stopped_by = r.stopped_by_signal != 0 ? "signal"
+                           : r.stopped_on_drift     ? "drift"
+                           : r.stopped_on_patience  ? "patience"
+                           : r.stopped_early        ? "stop_after"
+                                                    : "";
+  return {{"steps_done", r.steps_done},
+          {"steps_total", r.steps_total},
+          {"final_loss", r.final_loss},
+          {"exit_code", exit_code},
+          {"stopped_by", stopped_by},
+          {"stop_reason", r.stop_reason},
+          {"adapter_dir", r.adapter_dir},
+          {"last_checkpoint", r.last_checkpoint},
+          {"best_checkpoint", r.best_checkpoint},
+          {"metrics_file", r.metrics_file},
+          {"time_split", parts}};
+}
+
 }  // namespace r1dist

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -149,7 +150,8 @@ void write_array(hid_t loc, const std::string& name, hid_t ftype, hid_t mtype, c
   d.close(w);
 }
 
-CheckpointWriteHook g_write_hook = nullptr;
+// Set on the main thread, called on the checkpoint writer's (formats/checkpoint_writer.h).
+std::atomic<CheckpointWriteHook> g_write_hook{nullptr};
 
 // The checkpoint, built in memory (h5_util.h create_in_memory) and written atomically.
 void write_file(const CheckpointState& s, const std::string& path) {
@@ -214,7 +216,7 @@ void write_file(const CheckpointState& s, const std::string& path) {
   Handle extra(R1DIST_H5(where, H5Gcreate2(f, "extra", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
   for (const auto& [k, v] : s.extra) h5::write_attr(extra, k, v, where + " group /extra");
   extra.reset();
-  h5::write_image(f, path, where, g_write_hook);
+  h5::write_image(f, path, where, g_write_hook.load());
 }
 
 // Opens a dataset that must exist under `loc`, naming `field` when it does not.

@@ -100,6 +100,25 @@ std::vector<MetricValue> values_of(const std::vector<Column>& cols, const T& r) 
   return out;
 }
 
+// One row of /time_split.
+constexpr size_t kPartName = 32;
+struct TimeRow {
+  char name[kPartName];
+  double seconds;
+  double share;
+};
+
+Handle time_type(bool file) {
+  const std::string w = "metrics time_split type";
+  Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(TimeRow))));
+  auto n = h5::string_type(kPartName, H5T_STR_NULLTERM);
+  const hid_t f64 = file ? H5T_IEEE_F64LE : H5T_NATIVE_DOUBLE;
+  add(t, "name", offsetof(TimeRow, name), n, w);
+  add(t, "seconds", offsetof(TimeRow, seconds), f64, w);
+  add(t, "share", offsetof(TimeRow, share), f64, w);
+  return t;
+}
+
 Handle attr_type() {
   const std::string w = "metrics attrs type";
   Handle t(R1DIST_H5(w, H5Tcreate(H5T_COMPOUND, sizeof(AttrRow))));
@@ -281,7 +300,45 @@ MetricsData read_metrics(const std::string& path) {
   if (m.format_version >= 2)
     for (const auto& r : read_table<CounterRow>(f, "counters", ct, swmr, where))
       m.counters[field(r.name, kAttrName)] = r.value;
+  if (H5Lexists(f, "time_split", H5P_DEFAULT) > 0) {
+    auto tt = time_type(false);
+    for (const auto& r : read_table<TimeRow>(f, "time_split", tt, false, where))
+      m.time_split.push_back({field(r.name, kPartName), r.seconds, r.share});
+  }
   return m;
+}
+
+void write_time_split(const std::string& path, const std::vector<TimePart>& parts) {
+  h5::quiet();
+  const std::string where = "metrics " + path;
+  std::vector<TimeRow> rows(parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].name.empty() || parts[i].name.size() >= kPartName)
+      throw Error(where + ": time part '" + parts[i].name + "' does not fit /time_split (name 1.." +
+                  std::to_string(kPartName - 1) + " bytes)");
+    std::memset(rows[i].name, 0, kPartName);
+    std::memcpy(rows[i].name, parts[i].name.data(), parts[i].name.size());
+    rows[i].seconds = parts[i].seconds;
+    rows[i].share = parts[i].share;
+  }
+  // Edited in memory and written atomically (h5_util.h), as the /eval group is: the file on
+  // disk is the old one or the new one.
+  Handle f = h5::open_in_memory(read_file(path), path, where);
+  {
+    const std::string w = where + " dataset /time_split";
+    if (H5Lexists(f, "time_split", H5P_DEFAULT) > 0) R1DIST_H5(w, H5Ldelete(f, "time_split", H5P_DEFAULT));
+    const hsize_t n[1] = {rows.size()};
+    Handle space(R1DIST_H5(w, H5Screate_simple(1, n, nullptr)));
+    Handle ft = time_type(true), mt = time_type(false);
+    Handle d(R1DIST_H5(w, H5Dcreate2(f, "time_split", ft, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+    if (!rows.empty()) R1DIST_H5(w, H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()));
+    h5::write_attr(d, "description",
+                   std::string("wall time of the last r1dist train process of this run, by part (seconds; share "
+                               "of the total, 0..1); a resumed run's covers only the process that resumed it"),
+                   w);
+    d.close(w);
+  }
+  h5::write_image(f, path, where);
 }
 
 struct MetricsWriter::Impl {

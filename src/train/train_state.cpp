@@ -2,8 +2,7 @@
 #include "r1dist/train/train_state.h"
 
 #include <cstdlib>
-#include <chrono>
-#include <iomanip>
+#include <utility>
 
 #include "r1dist/base/error.h"
 #include "r1dist/dist/process_group.h"
@@ -15,9 +14,11 @@ namespace r1dist {
 
 namespace {
 
+// One copy, from the device (and its dtype) straight into the vector.
 std::vector<float> to_host_floats(const at::Tensor& t) {
-  const auto c = t.detach().to(at::kCPU, at::kFloat).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  std::vector<float> out(size_t(t.numel()));
+  at::from_blob(out.data(), t.sizes(), at::kFloat).copy_(t.detach());
+  return out;
 }
 
 void copy_into(const at::Tensor& dst, const std::vector<float>& src) {
@@ -27,7 +28,7 @@ void copy_into(const at::Tensor& dst, const std::vector<float>& src) {
 }  // namespace
 
 std::string save_checkpoint(const Config& cfg, const TrainState& state, const RunIdentity& id,
-                            const Qwen2Model& model, AdamW& opt, const at::Device& device) {
+                            const Qwen2Model& model, AdamW& opt, const at::Device& device, CheckpointWriter& writer) {
   const auto& pg = dist_group();
   // Rank 0 is the only writer.
   const auto rngs = dist_gather_strings(save_rng(device), 0, "MPI_Gather of the RNG states for the checkpoint");
@@ -62,11 +63,7 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   s.extra["best_checkpoint"] = state.best_path;
   s.extra["evals_without_improvement"] = std::to_string(state.evals_without_improvement);
   const auto path = checkpoint_path(cfg.output.dir, state.step);
-  const auto t0 = std::chrono::steady_clock::now();
-  write_checkpoint(path, s);
-  rotate_checkpoints(cfg.output.dir, cfg.output.keep, state.best_path);
-  log::info("checkpoint ", path, " (step ", state.step, ", ", std::fixed, std::setprecision(2),
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s)");
+  writer.write(CheckpointJob{path, std::move(s), cfg.output.dir, cfg.output.keep, state.best_path});
   return path;
 }
 

@@ -1,7 +1,9 @@
 // The training recipe: build (device -> data -> model + LoRA -> optimizer -> communicator)
 // -> resume -> loop (step, eval, checkpoint) -> export. Each stage is a named piece; the
 // pieces that hold state across steps live in their own files (train_state, step,
-// progress, run_files, fault).
+// progress, run_files, fault). Checkpoint files are written on a background thread
+// (formats/checkpoint_writer.h); the recipe waits for it wherever a checkpoint must be on
+// disk. Each stage's time goes into the result's time split (log/time_split.h).
 #include "r1dist/train/trainer.h"
 
 #include <ATen/ATen.h>
@@ -18,6 +20,7 @@
 #include "r1dist/eval/held_out.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/checkpoint_writer.h"
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/formats/tensorboard.h"
@@ -112,6 +115,8 @@ void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& s
 
 TrainResult train(const Config& configured, const TrainOptions& opt) {
   const auto t_start = Clock::now();
+  TrainResult res;
+  TimeSplit& split = res.time;
   const auto& pg = dist_group();
   const FaultPlan faults = FaultPlan::from_env(configured.output.dir);
   Config cfg = configured;  // train.steps resolved from train.epochs below
@@ -132,7 +137,6 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   Communicator& comm = *run.comm;
   const RunIdentity& id = run.id;
   const HeldOutSettings held_out{cfg.data.max_seq_len, cfg.eval.kl_rows};
-  TrainResult res;
   res.steps_total = cfg.train.steps;
 
   if (cfg.train.steps == 0) {
@@ -140,17 +144,26 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     // model the base model, so the same code measures it.
     check(!data.eval.empty(), "train.steps = 0 evaluates the held-out split, but it is empty\n"
                               "HINT: set data.eval_rows or data.eval_fraction");
-    const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
+    split.add_since_process_start("load");
+    EvalRecord ev;
+    {
+      auto timed = split.time("evals");
+      ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
+    }
     log::info("evaluation only (train.steps = 0): held-out loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
     std::unique_ptr<TensorBoardWriter> tensorboard;
     if (pg.rank == 0) {
       open_run_metrics(cfg, data, 0, pg.world)->append(ev);
+      res.metrics_file = cfg.output.dir + "/metrics.h5";
       tensorboard = open_run_tensorboard(cfg, 0);
       if (tensorboard) tensorboard->append(ev);
       write_run_json(cfg, opt.config_path, id, data, pg.world);
     }
     dist_barrier("MPI_Barrier before the final evaluation");
-    final_evaluation(cfg, model, tok, data, tensorboard.get(), 0);
+    {
+      auto timed = split.time("final_eval");
+      final_evaluation(cfg, model, tok, data, tensorboard.get(), 0);
+    }
     res.seconds = seconds_since(t_start);
     return res;
   }
@@ -164,6 +177,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   if (state.step >= cfg.train.steps) {
     // The run ended at its last checkpoint; what may be missing is its output: an export cut
     // short (a kill, a full disk) is done again from that checkpoint.
+    split.add_since_process_start("load");
     if (adapter_is_complete(cfg.output.dir + "/adapter")) {
       log::info("nothing to do: the checkpoint is at step ", state.step, " of ", cfg.train.steps,
                 " and the adapter is exported");
@@ -172,18 +186,24 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     log::warn("the checkpoint is at the final step ", state.step, " but ", cfg.output.dir,
               "/adapter is missing or incomplete: exporting it from that checkpoint");
     dist_set_phase("export");
-    if (pg.rank == 0) {
-      std::vector<EvalRecord> evals;  // for the model card; the metrics file is not open here
-      try {
-        evals = read_metrics(cfg.output.dir + "/metrics.h5").evals;
-      } catch (const Error& e) {
-        log::warn("the adapter's model card lists no evaluation: ", e.what());
+    {
+      auto timed = split.time("export");
+      if (pg.rank == 0) {
+        std::vector<EvalRecord> evals;  // for the model card; the metrics file is not open here
+        try {
+          evals = read_metrics(cfg.output.dir + "/metrics.h5").evals;
+        } catch (const Error& e) {
+          log::warn("the adapter's model card lists no evaluation: ", e.what());
+        }
+        res.adapter_dir = export_adapter(cfg, model, id, evals);
       }
-      res.adapter_dir = export_adapter(cfg, model, id, evals);
+      dist_barrier("MPI_Barrier after the adapter export");
     }
-    dist_barrier("MPI_Barrier after the adapter export");
     const auto tensorboard = pg.rank == 0 && cfg.eval.suite ? open_run_tensorboard(cfg, state.step) : nullptr;
-    final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+    {
+      auto timed = split.time("final_eval");
+      final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+    }
     res.last_checkpoint = state.last_path;
     res.best_checkpoint = state.best_path;
     res.seconds = seconds_since(t_start);
@@ -193,21 +213,26 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   std::unique_ptr<TensorBoardWriter> tensorboard;
   if (pg.rank == 0) {
     metrics = open_run_metrics(cfg, data, state.step, pg.world, resumed.overridden, opt.resume_anyway);
+    res.metrics_file = cfg.output.dir + "/metrics.h5";
     tensorboard = open_run_tensorboard(cfg, state.step);
     write_run_json(cfg, opt.config_path, id, data, pg.world);
   }
+  split.add_since_process_start("load");
   // Every step and eval row goes to metrics.h5 and, with output.tensorboard, to the event files.
   auto record = [&](const auto& row) {
     if (metrics) metrics->append(row);
     if (tensorboard) tensorboard->append(row);
   };
   if (state.step == 0 && cfg.eval.every_steps > 0 && !data.eval.empty()) {
+    auto timed = split.time("evals");
     const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
     log::info("eval at step 0 (the base model): loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
     record(ev);
   }
 
-  // Loop.
+  // Loop. Rank 0 writes the checkpoints on a background thread, one at a time; the loop
+  // waits for it before a new checkpoint, before reading one back and after the loop.
+  CheckpointWriter checkpoints;
   StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, tok.eos_id().value_or(0));
   Progress progress(cfg.train.steps, state.step);
   auto profiler = StepProfiler::from_env(pg.rank);
@@ -220,7 +245,15 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
       s = stepper.run(state.step);
       profiler.after(state.step + 1);
     } catch (const NonFiniteStep& e) {
-      const std::string last = pg.rank == 0 ? find_latest_checkpoint(cfg.output.dir) : "";
+      std::string last;
+      if (pg.rank == 0) {
+        try {
+          checkpoints.wait();  // the checkpoint still being written is one of the good ones
+        } catch (const std::exception& w) {
+          log::error(w.what());
+        }
+        last = find_latest_checkpoint(cfg.output.dir);
+      }
       throw Error(std::string(e.what()) + "; stopping without a checkpoint of this step" +
                   (last.empty() ? std::string() : "; the last good checkpoint is " + last) +
                   "\nHINT: lower train.lr, check train.adam_eps, or check the data rows of this step");
@@ -234,10 +267,16 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
                         peak_memory_gb(device), s.real_tokens, s.slot_tokens, double(s.real_tokens) / dt,
                         double(s.slot_tokens) / dt, SlotCount{s.real_tokens, s.slot_tokens}.padding_share()});
     progress.report(state.step, s, dt);
+    split.add_since("train_steps", t0);
+    if (faults.kills_after(state.step)) {
+      checkpoints.wait();
+      dist_barrier("MPI_Barrier before the R1DIST_FAULT kill");
+    }
     faults.after_step(pg.rank, state.step);
 
     auto next = after_step(cfg, opt, data, state.step);
     if (next.eval) {
+      auto timed = split.time("evals");
       dist_set_phase("evaluation after step " + std::to_string(state.step));
       const auto ev = evaluate_held_out(model, data.eval, held_out, comm, state.step);
       log::progress_done();
@@ -247,12 +286,17 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
       track_best_and_drift(cfg, ev, state, next, res);
     }
     if (next.save || s.stop) {  // a stop signal is answered with a checkpoint of its step
+      auto timed = split.time("checkpoints");
       dist_set_phase("checkpoint of step " + std::to_string(state.step));
       log::progress_done();
+      // The previous checkpoint's write first: its error ends the run here, and the fault
+      // hooks of this checkpoint never meet it.
+      checkpoints.wait();
       faults.before_checkpoint(pg.rank, state.step);
-      state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device);
+      state.last_path = save_checkpoint(cfg, state, id, model, optimizer, device, checkpoints);
     }
     if (s.stop) {
+      // Its checkpoint is complete on disk before the exit with 75 (the wait after the loop).
       res.stopped_by_signal = stop_signal() != 0 ? stop_signal() : -1;  // -1: another rank's
       log::warn("stop signal: stopped after step ", state.step, " of ", cfg.train.steps,
                 " with a checkpoint; continue with --resume auto");
@@ -265,6 +309,11 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
         metrics->set_attr("stop_reason", res.stop_reason);
       }
       // The adapter is the best checkpoint's: load its weights back before the export.
+      if (pg.rank == 0) {
+        auto timed = split.time("checkpoints");
+        checkpoints.wait();  // the best one may still be being written
+      }
+      dist_barrier("MPI_Barrier before reading the best checkpoint back");
       ResumeChoice best;
       best.path = state.best_path;
       best.state = read_checkpoint(best.path);
@@ -283,13 +332,25 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     }
   }
   log::progress_done();
+  {
+    // Every checkpoint complete on disk before the export, the final evaluation and the exit
+    // (exit 75 promises a checkpoint to resume from); a write that failed fails the run here.
+    auto timed = split.time("checkpoints");
+    checkpoints.wait();
+  }
 
   // Export.
   dist_set_phase("export");
-  if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id, metrics->evals());
-  dist_barrier("MPI_Barrier after the adapter export");
+  {
+    auto timed = split.time("export");
+    if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id, metrics->evals());
+    dist_barrier("MPI_Barrier after the adapter export");
+  }
   metrics.reset();
-  if (state.step >= cfg.train.steps) final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+  if (state.step >= cfg.train.steps) {
+    auto timed = split.time("final_eval");
+    final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+  }
   tensorboard.reset();
   res.steps_done = state.step;
   res.last_checkpoint = state.last_path;

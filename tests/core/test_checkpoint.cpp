@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
@@ -19,6 +21,7 @@
 
 #include "r1dist/base/checksum.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/checkpoint_writer.h"
 #include "r1dist/base/error.h"
 #include "support/process.h"
 #include "support/temp.h"
@@ -494,6 +497,161 @@ TEST(Checkpoint, WriterKilledMidWriteLeavesThePreviousCheckpoint) {
   rotate_checkpoints(run.path, 5);
   EXPECT_FALSE(exists(tmp));
   EXPECT_TRUE(exists(checkpoint_path(run.path, 1)));
+}
+
+// The background writer (formats/checkpoint_writer.h). A write is held inside the write
+// hook (the temporary file half written) for as long as a test needs: no sleeps, no timing.
+struct HeldWrite {
+  static inline std::mutex mu;
+  static inline std::condition_variable cv;
+  static inline bool reached = false, released = false, hold_next = false;
+  static inline int calls = 0;
+  static inline std::string must_exist;        // a later write's hook checks that this file is complete
+  static inline bool existed_at_later_call = false;
+  static inline std::thread::id thread;
+
+  static void reset(bool hold) {
+    std::lock_guard<std::mutex> g(mu);
+    reached = released = false;
+    hold_next = hold;
+    calls = 0;
+    must_exist.clear();
+    existed_at_later_call = false;
+  }
+  static void hook(const char*) {
+    std::unique_lock<std::mutex> g(mu);
+    thread = std::this_thread::get_id();
+    if (++calls > 1 && !must_exist.empty()) existed_at_later_call = checkpoint_is_valid(must_exist);
+    if (!hold_next) return;
+    hold_next = false;
+    reached = true;
+    cv.notify_all();
+    cv.wait(g, [] { return released; });
+  }
+  static void wait_until_reached() {
+    std::unique_lock<std::mutex> g(mu);
+    cv.wait(g, [] { return reached; });
+  }
+  static void release() {
+    std::lock_guard<std::mutex> g(mu);
+    released = true;
+    cv.notify_all();
+  }
+};
+
+struct WriteHookGuard {
+  WriteHookGuard() { set_checkpoint_write_hook(HeldWrite::hook); }
+  ~WriteHookGuard() { set_checkpoint_write_hook(nullptr); }
+};
+
+CheckpointJob job_of(const std::string& run_dir, int64_t step, int64_t keep = 10, const std::string& protect = "") {
+  auto s = make_state(uint32_t(step));
+  s.step = step;
+  return CheckpointJob{checkpoint_path(run_dir, step), std::move(s), run_dir, keep, protect};
+}
+
+TEST(CheckpointWriter, HdfFiveIsThreadSafeHereSoWritesGoToTheBackground) {
+  // Debian builds libhdf5 thread-safe; the writer checks the library it runs with.
+  EXPECT_TRUE(hdf5_is_threadsafe());
+  EXPECT_EQ(CheckpointWriter().background(), hdf5_is_threadsafe());
+  EXPECT_FALSE(CheckpointWriter(false).background());
+}
+
+// While a write is in flight the checkpoint is only PATH.tmp: find_latest_checkpoint (what
+// --resume auto takes) and the listing see the previous one; once wait() returns the new
+// file is complete and the rotation has run.
+TEST(CheckpointWriter, AnInFlightCheckpointIsNeverTakenForAComplete) {
+  TempDir run;
+  ASSERT_EQ(::mkdir((run / "checkpoints").c_str(), 0755), 0);
+  CheckpointWriter w;
+  if (!w.background()) GTEST_SKIP() << "HDF5 is not thread-safe here: the writer is synchronous";
+  w.write(job_of(run.path, 1));
+  w.wait();
+  WriteHookGuard guard;
+  HeldWrite::reset(/*hold=*/true);
+  w.write(job_of(run.path, 2, /*keep=*/1));
+  HeldWrite::wait_until_reached();
+  EXPECT_NE(HeldWrite::thread, std::this_thread::get_id()) << "written on the writer's thread";
+  EXPECT_TRUE(exists(checkpoint_path(run.path, 2) + ".tmp"));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 2)));
+  EXPECT_EQ(find_latest_checkpoint(run.path), checkpoint_path(run.path, 1));
+  EXPECT_EQ(checkpoints_newest_first(run.path), std::vector<std::string>{checkpoint_path(run.path, 1)});
+  HeldWrite::release();
+  w.wait();
+  EXPECT_EQ(find_latest_checkpoint(run.path), checkpoint_path(run.path, 2));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 2) + ".tmp"));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 1))) << "rotated (keep = 1) after the write";
+  expect_equal(job_of(run.path, 2).state, read_checkpoint(checkpoint_path(run.path, 2)));
+}
+
+// At most one write in flight: a second write() waits for the first, so the second file's
+// write starts only once the first file is complete.
+TEST(CheckpointWriter, ANewWriteWaitsForThePreviousOne) {
+  TempDir run;
+  ASSERT_EQ(::mkdir((run / "checkpoints").c_str(), 0755), 0);
+  CheckpointWriter w;
+  if (!w.background()) GTEST_SKIP() << "HDF5 is not thread-safe here: the writer is synchronous";
+  WriteHookGuard guard;
+  HeldWrite::reset(/*hold=*/true);
+  HeldWrite::must_exist = checkpoint_path(run.path, 1);
+  w.write(job_of(run.path, 1));
+  HeldWrite::wait_until_reached();
+  std::thread second([&] { w.write(job_of(run.path, 2)); });
+  HeldWrite::release();
+  second.join();
+  w.wait();
+  EXPECT_EQ(HeldWrite::calls, 2);
+  EXPECT_TRUE(HeldWrite::existed_at_later_call) << "the second write began before the first was complete";
+  EXPECT_TRUE(checkpoint_is_valid(checkpoint_path(run.path, 1)));
+  EXPECT_TRUE(checkpoint_is_valid(checkpoint_path(run.path, 2)));
+}
+
+// A write that fails in the background (here: a directory that does not exist) fails the
+// next wait() or write() with the very text a synchronous write gives (the file's path in
+// it), once. The write() that meets it does not start its own job.
+TEST(CheckpointWriter, ABackgroundWriteErrorComesBackAtTheNextWaitWithTheSameText) {
+  TempDir dir;
+  ASSERT_EQ(::mkdir((dir / "checkpoints").c_str(), 0755), 0);
+  const std::string bad = dir / "no_such_dir/c.h5";
+  auto error_of = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string sync_error = error_of([&] { write_checkpoint(bad, make_state(4)); });
+  EXPECT_NE(sync_error.find(bad + ".tmp"), std::string::npos) << sync_error;
+  const CheckpointJob failing{bad, make_state(4), dir.path, 10, ""};
+  CheckpointWriter sync(false);
+  EXPECT_EQ(error_of([&] { sync.write(failing); }), sync_error);
+  CheckpointWriter w;
+  if (!w.background()) GTEST_SKIP() << "HDF5 is not thread-safe here: the writer is synchronous";
+  w.write(failing);  // returns at once; the error waits for the join
+  EXPECT_EQ(error_of([&] { w.wait(); }), sync_error);
+  EXPECT_NO_THROW(w.wait()) << "reported once";
+  w.write(failing);
+  EXPECT_EQ(error_of([&] { w.write(job_of(dir.path, 3)); }), sync_error);
+  w.wait();
+  EXPECT_FALSE(exists(checkpoint_path(dir.path, 3))) << "not started after the failed one";
+}
+
+// The destructor (an exception unwinding the trainer) waits for the write in flight: the
+// file is complete once the writer is gone. A failure there is logged, not thrown.
+TEST(CheckpointWriter, TheDestructorFinishesTheWriteInFlight) {
+  TempDir run;
+  ASSERT_EQ(::mkdir((run / "checkpoints").c_str(), 0755), 0);
+  {
+    CheckpointWriter w;
+    w.write(job_of(run.path, 5));
+  }
+  EXPECT_TRUE(checkpoint_is_valid(checkpoint_path(run.path, 5)));
+  EXPECT_FALSE(exists(checkpoint_path(run.path, 5) + ".tmp"));
+  EXPECT_NO_THROW({
+    CheckpointWriter w;
+    w.write(CheckpointJob{run / "missing/c.h5", make_state(6), run.path, 10, ""});
+  });
 }
 
 TEST(Checkpoint, H5dumpReadsIt) {

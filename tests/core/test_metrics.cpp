@@ -162,6 +162,41 @@ TEST(Metrics, AppendsRowsAndAttrs) {
   EXPECT_FALSE(exists(path + ".tmp"));
 }
 
+// /time_split (the time split of the last r1dist train process) goes into a closed file,
+// keeping everything else; written again, it replaces the old one; a resume starts without
+// it (it covers one process); a file without it reads as an empty split.
+TEST(Metrics, TheTimeSplitIsAddedToAClosedFileAndReadBack) {
+  TempDir dir;
+  const std::string path = dir / "metrics.h5";
+  {
+    MetricsWriter w(path, false, 0, "[model]\n");
+    w.set_counter("rows_skipped", 3);
+    for (int64_t k = 1; k <= 4; ++k) w.append(step_row(k));
+    w.append(eval_row(4));
+  }
+  EXPECT_TRUE(read_metrics(path).time_split.empty());
+  std::vector<TimePart> split = {{"load", 1.5, 0.25}, {"train_steps", 3, 0.5}, {"other", 1.5, 0.25}, {"total", 6, 1}};
+  write_time_split(path, split);
+  split[0].seconds = 2;  // a second write replaces the table
+  write_time_split(path, split);
+  const auto m = read_metrics(path);
+  ASSERT_EQ(m.time_split.size(), split.size());
+  for (size_t i = 0; i < split.size(); ++i) {
+    EXPECT_EQ(m.time_split[i].name, split[i].name);
+    EXPECT_EQ(m.time_split[i].seconds, split[i].seconds);
+    EXPECT_EQ(m.time_split[i].share, split[i].share);
+  }
+  expect_steps(m.steps, {1, 2, 3, 4});
+  EXPECT_EQ(m.evals.size(), 1u);
+  EXPECT_EQ(m.counters.at("rows_skipped"), 3);
+  EXPECT_EQ(m.config_toml, "[model]\n");
+  { MetricsWriter resumed(path, true, 2); }
+  const auto r = read_metrics(path);
+  expect_steps(r.steps, {1, 2});
+  EXPECT_TRUE(r.time_split.empty());
+  EXPECT_TRUE(ThrowsWith([&] { write_time_split(path, {{std::string(40, 'x'), 1, 1}}); }, {path, "does not fit"}));
+}
+
 // Root attributes, the config as checkpoints store it (a scalar string dataset /config),
 // counters stored as integers, and a unit and description for every column.
 TEST(Metrics, TheFileDescribesItself) {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "r1dist/formats/metrics.h"
+#include "r1dist/log/time_split.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/formats/safetensors.h"
 #include "support/process.h"
@@ -505,6 +506,66 @@ TEST(Metrics, ReadsARunDirectoryAndRefusesAFileThatIsNotHdf5) {
   r = run_r1dist("metrics " + empty.path);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr(empty.path + " has no metrics.h5"));
+}
+
+// `r1dist train --json` on a tiny CPU run with evaluations, checkpoints and the final
+// evaluation: the time split of the command ends the log, and the same parts with the same
+// figures are in the JSON, in metrics.h5 /time_split and in `r1dist metrics --table
+// time_split`; the parts and other add up to the total. Checkpoints are written in the
+// background, each logged with how long it took.
+TEST(Cli, TrainEndsWithItsTimeSplitInTheLogTheJsonAndTheMetrics) {
+  TempDir d;
+  const auto out = d / "run";
+  // Two steps, evaluations (one row) at steps 0 and 2, checkpoints at steps 1 and 2.
+  const auto r = run_r1dist("train --cfg " + run_config(out, 1, 1, 2) +
+                            " --json --set eval.every_steps=2 --set data.eval_rows=1 --set eval.kl_rows=1"
+                            " --set output.save_every=1 --set output.keep=1 --set eval.suite=true"
+                            " --set eval.max_new_tokens=2 --set 'eval.prompts=[\"What causes anemia?\"]'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["steps_done"], 2);
+  EXPECT_EQ(j["steps_total"], 2);
+  EXPECT_EQ(j["exit_code"], 0);
+  EXPECT_EQ(j["stopped_by"], "");
+  EXPECT_EQ(j["adapter_dir"], out + "/adapter");
+  EXPECT_EQ(j["last_checkpoint"], checkpoint_path(out, 2));
+  EXPECT_EQ(j["metrics_file"], out + "/metrics.h5");
+  const std::vector<std::string> names = {"load",   "train_steps", "evals", "checkpoints",
+                                          "export", "final_eval",  "other", "total"};
+  const auto& split = j["time_split"];
+  ASSERT_EQ(split.size(), names.size()) << split.dump();
+  std::vector<TimePart> parts;
+  double sum = 0;
+  for (const auto& name : names) {
+    ASSERT_TRUE(split.contains(name)) << name;
+    parts.push_back({name, split[name]["seconds"].get<double>(), split[name]["share"].get<double>()});
+    EXPECT_GE(parts.back().seconds, 0) << name;
+    EXPECT_GE(parts.back().share, 0) << name;
+    EXPECT_LE(parts.back().share, 1) << name;
+    if (name != "total") sum += parts.back().seconds;
+  }
+  const double total = parts.back().seconds;
+  EXPECT_NEAR(sum, total, 1e-9 * total);
+  EXPECT_EQ(parts.back().share, 1);
+  for (const char* ran : {"load", "train_steps", "evals", "checkpoints", "export", "final_eval"})
+    EXPECT_GT(split[ran]["seconds"].get<double>(), 0) << ran << " ran, so it took some time";
+  // The log's table: the same names and figures, as the log formats them.
+  EXPECT_THAT(r.err, HasSubstr(format_time_split(
+                         parts, "time split of this r1dist train process (seconds, share of the total):")));
+  const auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_EQ(m.time_split.size(), parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    EXPECT_EQ(m.time_split[i].name, parts[i].name);
+    EXPECT_EQ(m.time_split[i].seconds, parts[i].seconds) << parts[i].name;
+    EXPECT_EQ(m.time_split[i].share, parts[i].share) << parts[i].name;
+  }
+  const auto tsv = run_r1dist("metrics " + out + " --table time_split");
+  EXPECT_EQ(tsv.code, 0) << tsv.err;
+  EXPECT_THAT(tsv.out, HasSubstr("name\tseconds\tshare\nload\t"));
+  EXPECT_THAT(tsv.out, HasSubstr("\ntotal\t"));
+  EXPECT_THAT(r.err, HasSubstr("checkpoint " + checkpoint_path(out, 1) + " (step 1, "));
+  EXPECT_THAT(r.err, HasSubstr(" s in the background)"));
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 2));
 }
 
 // `checkpoint verify` says what it found: a run without checkpoints is a failure, a metrics

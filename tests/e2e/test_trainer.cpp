@@ -230,17 +230,24 @@ TEST(TrainerMpi, NonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint) {
 
 // What a scheduler does (Slurm: preemption, requeue, scancel --signal, the time limit): a
 // SIGTERM to one rank mid-step. Every rank finishes that step, rank 0 checkpoints it (not the
-// last save_every multiple), the metrics file is closed, every rank exits 75, and the resume
-// ends bitwise equal to the uninterrupted run.
+// last save_every multiple; written in the background, complete before the exit), the metrics
+// file is closed, every rank exits 75 (rank 0's --json says so), and the resume ends bitwise
+// equal to the uninterrupted run.
 TEST(TrainerMpi, StopSignalCheckpointsThatStepAndTheResumeIsBitwiseIdentical) {
   const auto ref = reference_run();
   TempDir d;
   const auto out = d / "signal";
   const auto cfg = run_config(out, 1, 2);
-  auto r = run_r1dist("--cfg " + cfg, Launch{2, "R1DIST_FAULT=signal:rank=1:step=7"});
+  auto r = run_r1dist("--cfg " + cfg + " --json", Launch{2, "R1DIST_FAULT=signal:rank=1:step=7"});
   EXPECT_EQ(r.code, 75) << r.err;
   EXPECT_THAT(r.err, HasSubstr("stop signal received"));
   EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, 7));
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["exit_code"], 75);
+  EXPECT_EQ(j["stopped_by"], "signal");
+  EXPECT_EQ(j["steps_done"], 7);
+  EXPECT_EQ(j["last_checkpoint"], checkpoint_path(out, 7));
+  EXPECT_GT(j["time_split"]["checkpoints"]["seconds"].get<double>(), 0);
   auto m = read_metrics(out + "/metrics.h5");
   ASSERT_EQ(m.steps.size(), 7u);
   if (on_path("h5dump")) {

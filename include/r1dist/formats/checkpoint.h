@@ -54,7 +54,8 @@ std::vector<MomentSlice> moment_layout(const std::vector<NamedArray>& adapters);
 // either the old PATH or the complete new one, and an error naming the file.
 void write_checkpoint(const std::string& path, const CheckpointState& s);
 // Test hook for crash-safety tests: called by write_checkpoint with stage "data" once the
-// temporary file holds data but before it is complete and renamed. nullptr = none.
+// temporary file holds data but before it is complete and renamed, on the thread that writes
+// (the background writer's in training: formats/checkpoint_writer.h). nullptr = none.
 using CheckpointWriteHook = void (*)(const char* stage);
 void set_checkpoint_write_hook(CheckpointWriteHook hook);
 // An HDF5 file that is not a checkpoint at all (metrics.h5, another program's file).

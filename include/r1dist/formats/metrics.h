@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "r1dist/log/time_split.h"
+
 namespace r1dist {
 
 struct StepRecord {
@@ -86,7 +88,14 @@ struct MetricsData {
   std::vector<EvalRecord> evals;
   std::map<std::string, int64_t> counters;
   std::map<std::string, std::string> attrs;
+  std::vector<TimePart> time_split;     // /time_split, when the last process finished (else empty)
 };
 MetricsData read_metrics(const std::string& path);
+
+// /time_split: where the wall time of the last `r1dist train` process of the run went (the
+// table it printed at its end, log/time_split.h), one row per part: name, seconds, share
+// of the total. Written once that process is done (the MetricsWriter is closed by then): the
+// file is edited in memory and replaced atomically, keeping everything else in it.
+void write_time_split(const std::string& path, const std::vector<TimePart>& parts);
 
 }  // namespace r1dist

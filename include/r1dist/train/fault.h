@@ -1,7 +1,10 @@
 // Fault injection for the crash-safety tests, from the environment variable R1DIST_FAULT:
-//   "kill:rank=R:step=S"        rank R raises SIGKILL after completing step S
+//   "kill:rank=R:step=S"        rank R raises SIGKILL after completing step S, once every
+//                               checkpoint of an earlier step is on disk (the trainer waits
+//                               for rank 0's background writer, then a barrier: kills_after)
 //   "kill_in_checkpoint:step=S" rank 0 raises SIGKILL halfway through writing step S's
-//                               checkpoint (after the temporary file has data)
+//                               checkpoint (after the temporary file has data), on the
+//                               thread that writes it (the background checkpoint writer)
 //   "nan_loss:rank=R:step=S"    rank R's loss and gradients of step S become NaN (before
 //                               the all-reduce)
 //   "signal:rank=R:step=S"      rank R sends itself SIGTERM during step S (before the
@@ -41,7 +44,12 @@ struct FaultPlan {
   void before_allreduce(at::Tensor& buffer, int my_rank, int64_t step) const;
   // Called after step `step` completed (metrics row written).
   void after_step(int my_rank, int64_t step) const;
-  // Called before the checkpoint of step `step` is written (every rank).
+  // Whether after_step(_, step) kills a rank: the trainer then first waits for the checkpoint
+  // writer and the other ranks, so that the kill lands where it did when checkpoints were
+  // written inside the step (every earlier checkpoint complete, none of step S).
+  bool kills_after(int64_t step) const { return kind == kill && step == this->step; }
+  // Called before the checkpoint of step `step` is taken (every rank; on rank 0 once the
+  // previous checkpoint's write has finished).
   void before_checkpoint(int my_rank, int64_t step) const;
   // Called with this rank's updated adapters of step `step`, before they are checked.
   void after_update(at::Tensor& flat, int my_rank, int64_t step) const;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "r1dist/config/config.h"
+#include "r1dist/formats/checkpoint_writer.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/train/optim.h"
 #include "r1dist/train/resume.h"
@@ -25,11 +26,13 @@ struct TrainState {
   std::string best_path, last_path;  // checkpoints (rank 0 knows them)
 };
 
-// Writes checkpoints/step_N.h5 of `state` (rank 0 writes; every rank contributes its
-// generator states, so every rank must call this). Rotates old checkpoints, keeping the
-// best. Returns the path on rank 0, "" elsewhere.
+// Checkpoints/step_N.h5 of `state`: every rank contributes its generator states (so every
+// rank must call this); rank 0 copies the adapters and the AdamW moments to host memory and
+// hands that snapshot to `writer`, which writes the file (in the background: it is complete
+// once writer.wait() returns) and then rotates old checkpoints, keeping the best. Returns
+// the path on rank 0, "" elsewhere.
 std::string save_checkpoint(const Config& cfg, const TrainState& state, const RunIdentity& id,
-                            const Qwen2Model& model, AdamW& opt, const at::Device& device);
+                            const Qwen2Model& model, AdamW& opt, const at::Device& device, CheckpointWriter& writer);
 
 // Loads the chosen checkpoint into the model's adapters and the optimizer, restores this
 // rank's generator states (or reseeds them on another world size), and returns the state.

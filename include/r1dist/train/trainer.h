@@ -6,8 +6,10 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "r1dist/config/config.h"
+#include "r1dist/log/time_split.h"
 
 namespace r1dist {
 
@@ -29,8 +31,18 @@ struct TrainResult {
   bool stopped_early = false;     // --stop-after (resumable)
   int stopped_by_signal = 0;      // the stop signal that ended the run early (resumable)
   std::string last_checkpoint, best_checkpoint, adapter_dir;  // rank 0 knows them
+  std::string metrics_file;       // output.dir/metrics.h5 when this process wrote it (rank 0)
   double final_loss = 0;
   double seconds = 0;
+  // Where this process's time went: load (everything before the first step: start-up,
+  // device, tokenizer, data, model load and quantization, LoRA, communicator, resume),
+  // train_steps, evals (held-out evaluations during training, the step-0 one included),
+  // checkpoints (on the main thread: the snapshot and any wait for the background writer),
+  // export, final_eval (eval.suite); finish() adds other and total.
+  TimeSplit time{train_time_parts()};
+  static std::vector<std::string> train_time_parts() {
+    return {"load", "train_steps", "evals", "checkpoints", "export", "final_eval"};
+  }
 };
 
 // Builds the run (train/build_run.h), resumes (train/resume.h), trains, exports. The process
