@@ -54,8 +54,9 @@ struct LoraValues {
 // The adapter's input: x through the dropout mask (an empty mask: no dropout).
 at::Tensor dropped(const at::Tensor& x, const at::Tensor& mask) { return mask.numel() > 0 ? x * mask : x; }
 
-// x W^T (+ b): for the few rows of a decoding step, one kernel that reads W (NF4 or dense)
-// once without a dequantised copy (nf4::gemv_cuda); otherwise a transient dequantised W (it
+// x W^T (+ b): for the few rows of a decoding step, one kernel that reads W (NF4 up to
+// nf4::kGemvMaxRows rows, dense at nf4::kGemvMaxDenseRows) once without a dequantised copy
+// (nf4::gemv_cuda); otherwise a transient dequantised W (it
 // dies at the end of this function) and one GEMM.
 at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::ScalarType dt) {
   const auto bias = bias_as(layer->bias, dt);
@@ -63,7 +64,9 @@ at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::Scalar
   if (nf4::gemv_enabled()) {
     const nf4::NF4Tensor* q = layer->quantized ? &layer->qweight : nullptr;
     const at::Tensor b = bias ? *bias : at::Tensor();
-    if (nf4::gemv_applies(x, q, layer->weight, b)) return nf4::gemv_cuda(x, q, layer->weight, b);
+    const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+    if ((q || rows <= nf4::kGemvMaxDenseRows) && nf4::gemv_applies(x, q, layer->weight, b))
+      return nf4::gemv_cuda(x, q, layer->weight, b);
   }
 #endif
   return at::linear(x, layer->base_weight(dt), bias);

@@ -58,6 +58,10 @@ at::Tensor dequantize_reference(const NF4Tensor& q, at::ScalarType dtype);
 // Four rows at most: at 16 (batch 16) the kernel's per-row loads of x made a 7B decode step
 // 7x slower than dequantize + GEMM (docs/PERFORMANCE.md), where tensor cores do that work.
 constexpr int64_t kGemvMaxRows = 4;
+// Decoding uses the kernel for dense W only at one row: from two rows on cuBLAS's GEMM is
+// faster (7B bf16 at batch 4: 678 against 430 tokens/s, docs/PERFORMANCE.md), while for NF4
+// the kernel wins up to kGemvMaxRows because the alternative dequantises W first.
+constexpr int64_t kGemvMaxDenseRows = 1;
 bool gemv_enabled();
 
 #ifdef R1DIST_WITH_CUDA
