@@ -244,7 +244,7 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
   // A budget that fits every layer of qwen2_b (3): the dry run says what it keeps, before it
   // goes on to refuse the data (the R1 tokenizer's ids exceed qwen2_b's 256-token vocabulary).
   const auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.memory_budget_gb=100");
-  EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100: the last 3 of 3 layers keep their activations"));
+  EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100 GB: the last 3 of 3 layers keep their activations"));
 }
 
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach
