@@ -17,12 +17,12 @@ for size in $SIZES; do
   for quant in ${QUANTS:-none nf4}; do
     for graphs in ${GRAPHS:-on off}; do
       for gemv in ${GEMV:-1 0}; do
-        R1DIST_GEMV=$gemv $R bench generate --model "$dir" --quant "$quant" --batch 1,16 --reps 3 --graphs "$graphs" \
+        R1DIST_GEMV=$gemv $R bench generate --model "$dir" --quant "$quant" --batch "${BATCH:-1,16}" --reps 3 --graphs "$graphs" \
           2>> "$OUT/bench_generate.log" | tee -a "$OUT/bench_generate.jsonl"
       done
     done
   done
-  python3 tools/bench/hf_generate.py --model "$dir" --batch 1,16 --reps 3 2>> "$OUT/bench_generate.log" |
+  python3 tools/bench/hf_generate.py --model "$dir" --batch "${BATCH:-1,16}" --reps 3 2>> "$OUT/bench_generate.log" |
     tee -a "$OUT/bench_generate.jsonl"
   [ "$size" = 7b ] || rm -rf "$dir"
 done
