@@ -1,4 +1,4 @@
-// The numerics guard of the speed work (issue 15): on a tiny model, one training step's loss
+// The numerics guard of the speed work: on a tiny model, one training step's loss
 // and adapter gradients in bf16 on a GPU (NF4 base, CUDA dequant kernel, flash attention,
 // chunked loss, the LoRA sum accumulated by addmm, layer checkpointing) against the same step
 // in fp32 on the CPU (plain paths), with the tolerance bf16 allows. The fused paths have their

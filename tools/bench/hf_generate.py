@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """HF transformers `generate` in the setting of `r1dist bench generate` (the baseline of
-issue 13's decode target): bf16 on one GPU, SDPA attention, greedy, a random prompt of
+the decode comparison in docs/PERFORMANCE.md): bf16 on one GPU, SDPA attention, greedy, a random prompt of
 --prompt-len tokens, --new-tokens forced (no EOS), median of --reps timed calls after a
 short warm-up. Prints one JSON line per batch size.
     python3 tools/bench/hf_generate.py --model DIR --batch 1,16

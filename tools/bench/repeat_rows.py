@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """N training rows as JSON Lines from a JSON array or JSONL file of medical-o1 rows (Question,
-Complex_CoT, Response), repeating the file's rows in order as often as needed (issue 16's
-benchmark: 500 rows drawn from the real rows of ../shared/data).
-    python3 tools/bench/repeat_rows.py ../shared/data/medical_o1_sample_en.json 500 out.jsonl
+Complex_CoT, Response), repeating the file's rows in order as often as needed (the packing
+benchmark: 500 rows drawn from real rows of the training data).
+    python3 tools/bench/repeat_rows.py ROWS.json 500 out.jsonl
 """
 import json
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 16's benchmark on the GPU machine, in one call after a build-gpu build: real rows
+# The packing benchmark (docs/PERFORMANCE.md) on the GPU machine, in one call after a build-gpu build: real rows
 # (ROWS, default .deps/bench/medical_500.jsonl: tools/bench/repeat_rows.py over
-# ../shared/data), the v6 recipe on one GPU (NF4 base, bf16, LoRA r=16 on all seven
+# the medical-o1 sample rows), the v6 recipe on one GPU (NF4 base, bf16, LoRA r=16 on all seven
 # projections, max_seq_len 8192, global batch 64 = micro-batch 2 x grad_accum 32, layer
 # checkpointing), random weights at the SIZES presets. Per size:
 #   r1dist, data.packing = true

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15's speed table on the GPU machine, after a build-gpu build: for each preset in SIZES
+# The training speed table (docs/PERFORMANCE.md) on the GPU machine, after a build-gpu build: for each preset in SIZES
 # and each shape in SHAPES (seq:micro-batch), HF transformers + PEFT
 # (tools/bench/hf_peft_baseline.py: bf16 base, SDPA, gradient checkpointing, fused AdamW; 2
 # warm-up + STEPS timed steps) and `r1dist bench train` (random weights in memory, NF4 base,

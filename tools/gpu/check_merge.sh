@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13, item 2 on the GPU machine (after a build into build-gpu): `r1dist merge` of the HF
+# On the GPU machine (after a build into build-gpu): `r1dist merge` of the HF
 # PEFT fixture adapter (tests/fixtures/peft_a on qwen2_a) as fp32, bf16 and bf16 sharded
 # (index + several files), each loaded by transformers' from_pretrained and compared with
 # PEFT's merge_and_unload (tools/reference/check_merge_in_transformers.py). Results in $OUT.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15, item 3, on nvidia-h200-x2 after a build-gpu build: weak scaling from one GPU to two
+# On a host with two GPUs after a build-gpu build: weak scaling from one GPU to two
 # over NCCL at rows of 8192 tokens (micro-batch 1), NF4 base, bf16, LoRA r=16 on all seven
 # projections, layer checkpointing, random weights at the SIZES presets (default 7b). Per size:
 #   one   1 GPU,  grad_accum 2 (global batch 2 rows)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The trainer on the GPU machine (issue 6, item 6): a 1.5B-preset model with random weights
+# The trainer on the GPU machine: a 1.5B-preset model with random weights
 # (bf16, NF4 base, LoRA r=16 on all seven projections), rows of 2048 tokens, 20 steps on the
 # NCCL backend, a checkpoint that h5dump reads, and the per-step figures from metrics.h5.
 # Needs a build in build-gpu (tools/gpu/build_and_test.sh) and the staged .deps/h5tools.

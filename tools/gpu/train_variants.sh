@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trainer variants on ONE GPU (issue 7 asks for several GPUs; these are what one allows):
+# Trainer variants on ONE GPU (the multi-GPU checks that one GPU allows):
 #   - 1.5B preset, bf16, seq 2048, 10 steps: 1 rank (NCCL) against 2 ranks sharing the GPU
 #     over the MPI backend with half the accumulation (same global batch), compared with
 #     r1dist checkpoint-diff;
