@@ -260,7 +260,7 @@ const std::vector<Key>& keys() {
        at_least(0)},
       {"train.checkpointing", R1_REF(train.checkpointing),
        "layer = recompute layers in backward; auto = keep the last layers' activations while they fit "
-       "memory_budget_gb, or 90% of the GPU's memory when that is 0, and recompute the rest (the CPU recomputes all); none = keep all.",
+       "memory_budget_gb, or 90% of the rank's share of the GPU's memory when that is 0, and recompute the rest (the CPU recomputes all); none = keep all.",
        {}, nullptr, 0, "gradient_checkpointing"},
       {"train.keep_layers", R1_REF(train.keep_layers),
        "With checkpointing = layer or auto: the last N layers keep their activations (no recompute; more memory).",

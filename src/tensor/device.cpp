@@ -38,6 +38,13 @@ at::Device parse_device(const std::string& s, int local_rank) {
   throw UsageError("unknown device '" + s + "' (use auto, cpu, cuda or cuda:N)");
 }
 
+int ranks_sharing_device(const std::string& choice, int local_rank, int local_world) {
+  const at::Device mine = parse_device(choice, local_rank);
+  int n = 0;
+  for (int r = 0; r < std::max(1, local_world); ++r) n += parse_device(choice, r) == mine;
+  return std::max(1, n);
+}
+
 at::Device resolve_device(DeviceChoice d, int local_rank) { return parse_device(to_string(d), local_rank); }
 
 void select_device(const at::Device& d) {

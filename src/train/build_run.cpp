@@ -43,24 +43,31 @@ at::Device prepare_device(const Config& cfg, const ProcessGroup& pg) {
   return device;
 }
 
-// The memory a rank of this config needs (config/memory_estimate.h) against the device's:
-// refuses (UsageError, with the estimate) when it cannot fit.
+// The memory a rank of this config needs (config/memory_estimate.h) against its share of the
+// device's (ranks of a node that share one device split it evenly): refuses (UsageError,
+// with the estimate) when it cannot fit.
 // train.checkpointing = "auto" is resolved here, in `cfg`, for this device (a budget of the
-// GPU's memory unless one is set); the budget check applies to a budget the config set.
-MemoryEstimate check_memory(Config& cfg, const at::Device& device) {
+// rank's share of the GPU unless one is set); the budget check applies to a budget the config set.
+MemoryEstimate check_memory(Config& cfg, const at::Device& device, const ProcessGroup& pg) {
   const auto mc = read_qwen2_config(cfg.model.path);
-  const double capacity = device_memory_bytes(device);
+  const int sharing = ranks_sharing_device(to_string(cfg.model.device), pg.local_rank, pg.local_world);
+  const double capacity = device_memory_bytes(device) / sharing;
+  const std::string where =
+      device.str() + (sharing > 1 ? " (its share: " + std::to_string(sharing) + " ranks of this node use it)" : "");
   const bool automatic = cfg.train.checkpointing == Checkpointing::automatic;
   const Config set = cfg;
   cfg = resolve_checkpointing(cfg, device.is_cuda() ? capacity : 0.0);
   const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
-  check_memory_fits(est, capacity, device.str(), set);
-  log::info("memory estimate per rank: ", est.describe(), " of ", capacity / 1e9, " GB on ", device.str());
-  if (cfg.train.memory_budget_gb > 0)
-    log::info(automatic && set.train.memory_budget_gb <= 0 ? "train.checkpointing = auto: a budget of " : "train.memory_budget_gb = ",
-              cfg.train.memory_budget_gb, " GB", automatic && set.train.memory_budget_gb <= 0 ? " (90% of the device's)" : "",
+  check_memory_fits(est, capacity, where, set);
+  log::info("memory estimate per rank: ", est.describe(), " of ", capacity / 1e9, " GB on ", where);
+  if (cfg.train.memory_budget_gb > 0) {
+    const bool from_device = automatic && set.train.memory_budget_gb <= 0;
+    log::info(from_device ? "train.checkpointing = auto: a budget of " : "train.memory_budget_gb = ",
+              cfg.train.memory_budget_gb, " GB",
+              from_device ? " (" + std::to_string(int(kAutoBudgetShare * 100 + 0.5)) + "% of the rank's share of the device)" : "",
               ": the last ", est.kept_layers, " of ", mc.num_hidden_layers,
               " layers keep their activations (the rest are recomputed in the backward)");
+  }
   return est;
 }
 
@@ -169,7 +176,7 @@ int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) 
 
 Run::Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
     : device(prepare_device(cfg, pg)),
-      memory(check_memory(cfg, device)),
+      memory(check_memory(cfg, device, pg)),
       tok(Tokenizer::load(cfg.model.path)),
       data(load_data(cfg, tok, pg, faults)),
       global_batch(checked_global_batch(cfg, data, pg.world)),

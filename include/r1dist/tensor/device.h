@@ -15,6 +15,10 @@ at::ScalarType to_scalar_type(ComputeDtype d);
 // GPUs round-robin by local rank.
 at::Device parse_device(const std::string& s, int local_rank = 0);
 at::Device resolve_device(DeviceChoice d, int local_rank = 0);
+// How many of a node's local_world ranks resolve `choice` to the device that local_rank
+// resolves it to (itself included): the ranks that share that device's memory (every rank
+// of the node on the CPU, every k-th rank on k GPUs when ranks outnumber them).
+int ranks_sharing_device(const std::string& choice, int local_rank, int local_world);
 // Makes `d` the current CUDA device of this thread (no-op on the CPU).
 void select_device(const at::Device& d);
 // The memory a rank on `d` may use, in bytes: the GPU's total memory, or the machine's
