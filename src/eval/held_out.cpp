@@ -8,17 +8,20 @@
 namespace r1dist {
 
 EvalRecord evaluate_held_out(const Qwen2Model& model, const std::vector<Example>& rows, const HeldOutSettings& s,
-                             Communicator& comm, int64_t step) {
+                             BaseStates& base, Communicator& comm, int64_t step) {
   const auto& pg = dist_group();
-  std::vector<const Example*> mine, kl_mine;
+  // This rank's rows: the first kl_rows of them (loss and drift from one tuned pass, the base
+  // pass cached in `base`) and the rest (loss only).
+  std::vector<const Example*> loss_only, with_drift;
   const int64_t kl_rows = std::min<int64_t>(s.kl_rows, int64_t(rows.size()));
   for (size_t i = 0; i < rows.size(); ++i) {
     if (int(i % size_t(pg.world)) != pg.rank) continue;
-    mine.push_back(&rows[i]);
-    if (int64_t(i) < kl_rows) kl_mine.push_back(&rows[i]);
+    (int64_t(i) < kl_rows ? with_drift : loss_only).push_back(&rows[i]);
   }
-  const auto loss = eval_loss(model, mine, s.capacity);
-  const auto kl = kl_drift(model, kl_mine, s.capacity).kl;
+  const auto rest = eval_loss(model, loss_only, s.capacity);
+  const auto both = loss_and_drift(model, with_drift, s.capacity, base);
+  SumCount loss{rest.sum + both.loss.sum, rest.count + both.loss.count};
+  const auto& kl = both.drift.kl;
   auto sums = at::tensor(std::vector<double>{loss.sum, double(loss.count), kl.sum, double(kl.count)}, at::kDouble)
                   .to(model.device());
   comm.allreduce_sum(sums);

@@ -137,6 +137,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   Communicator& comm = *run.comm;
   const RunIdentity& id = run.id;
   const HeldOutSettings held_out{cfg.data.max_seq_len, cfg.eval.kl_rows};
+  BaseStates base_states;  // the base model's pass over this rank's drift rows, from the first evaluation
   res.steps_total = cfg.train.steps;
 
   if (cfg.train.steps == 0) {
@@ -148,7 +149,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     EvalRecord ev;
     {
       auto timed = split.time("evals");
-      ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
+      ev = evaluate_held_out(model, data.eval, held_out, base_states, comm, 0);
     }
     log::info("evaluation only (train.steps = 0): held-out loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
     std::unique_ptr<TensorBoardWriter> tensorboard;
@@ -225,7 +226,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   };
   if (state.step == 0 && cfg.eval.every_steps > 0 && !data.eval.empty()) {
     auto timed = split.time("evals");
-    const auto ev = evaluate_held_out(model, data.eval, held_out, comm, 0);
+    const auto ev = evaluate_held_out(model, data.eval, held_out, base_states, comm, 0);
     log::info("eval at step 0 (the base model): loss ", ev.eval_loss, " over ", ev.eval_tokens, " tokens");
     record(ev);
   }
@@ -278,7 +279,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     if (next.eval) {
       auto timed = split.time("evals");
       dist_set_phase("evaluation after step " + std::to_string(state.step));
-      const auto ev = evaluate_held_out(model, data.eval, held_out, comm, state.step);
+      const auto ev = evaluate_held_out(model, data.eval, held_out, base_states, comm, state.step);
       log::progress_done();
       log::info("eval at step ", state.step, ": loss ", ev.eval_loss, " over ", ev.eval_tokens,
                 " tokens, KL(base || tuned) ", ev.kl, " per token");

@@ -159,6 +159,82 @@ TEST(HeldOut, AnUntouchedAdapterHasNoDriftOverPackedRows) {
   EXPECT_EQ(eval_loss(model, {}, kCapacity).count, 0);
 }
 
+// loss_and_drift: eval_loss and kl_drift from one tuned pass; the base pass kept in BaseStates
+// and read back by later calls (so the drift of an adapter that moved on is still measured
+// against the base), refilled for other rows.
+void expect_separate_figures(const Qwen2Model& model, const std::vector<const Example*>& rows, const LossAndDrift& got,
+                             double rel) {
+  const auto loss = eval_loss(model, rows, kCapacity);
+  const auto d = kl_drift(model, rows, kCapacity, 16);
+  EXPECT_EQ(got.loss.count, loss.count);
+  EXPECT_NEAR(got.loss.sum, loss.sum, rel * std::abs(loss.sum));
+  EXPECT_EQ(got.drift.kl.count, d.kl.count);
+  EXPECT_NEAR(got.drift.kl.sum, d.kl.sum, rel * d.kl.sum);
+  EXPECT_NEAR(double(got.drift.agree), double(d.agree), 0.02 * double(d.kl.count));
+}
+
+std::vector<at::Tensor> copies(const BaseStates& b) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : b.per_sequence) out.push_back(t.clone());
+  return out;
+}
+
+void check_loss_and_drift(const at::Device& dev, at::ScalarType dt, double rel) {
+  auto model = tiny_with_adapters(dev, dt);
+  const auto rows = rows_of(model.config().vocab_size);
+  const auto all = pointers(rows);
+  BaseStates base;
+  const auto first = loss_and_drift(model, all, kCapacity, base, 16);
+  ASSERT_EQ(base.per_sequence.size(), pack_examples(all, kCapacity).size());
+  EXPECT_GT(first.drift.kl.sum, 0.0);
+  expect_separate_figures(model, all, first, rel);
+  for (const auto& t : base.per_sequence) EXPECT_EQ(t.device().type(), at::kCPU);  // nothing kept on the device
+  const auto kept = copies(base);
+  {
+    at::NoGradGuard ng;
+    auto flat = model.lora().flat();
+    flat.add_(at::randn(flat.sizes(), flat.options().dtype(at::kFloat)).mul_(0.05));  // the adapters moved on
+  }
+  const auto second = loss_and_drift(model, all, kCapacity, base, 16);
+  expect_separate_figures(model, all, second, rel);  // the kept base pass is the base model's
+  EXPECT_GT(second.drift.kl.sum, first.drift.kl.sum);
+  ASSERT_EQ(base.per_sequence.size(), kept.size());
+  for (size_t i = 0; i < kept.size(); ++i) EXPECT_TRUE(at::equal(base.per_sequence[i], kept[i]));
+  // The kept pass is what the drift reads: altered, the drift changes.
+  for (auto& t : base.per_sequence) t.mul_(1.5);
+  const auto altered = loss_and_drift(model, all, kCapacity, base, 16);
+  EXPECT_EQ(altered.loss.sum, second.loss.sum);
+  EXPECT_GT(std::abs(altered.drift.kl.sum - second.drift.kl.sum), 0.1 * second.drift.kl.sum);
+  // Other rows (another packing): refilled, and right again.
+  const std::vector<const Example*> some(all.begin(), all.begin() + 3);
+  const auto other = loss_and_drift(model, some, kCapacity, base, 16);
+  EXPECT_EQ(base.per_sequence.size(), pack_examples(some, kCapacity).size());
+  expect_separate_figures(model, some, other, rel);
+  // Rows of the same lengths with other tokens, after a call that kept all the rows' base
+  // pass: refilled too.
+  loss_and_drift(model, all, kCapacity, base, 16);
+  auto changed = rows;
+  for (auto& x : changed)
+    for (auto& id : x.ids) id = int32_t((id + 1) % model.config().vocab_size);
+  const auto fresh = loss_and_drift(model, pointers(changed), kCapacity, base, 16);
+  expect_separate_figures(model, pointers(changed), fresh, rel);
+  BaseStates none;
+  const auto empty = loss_and_drift(model, {}, kCapacity, none);
+  EXPECT_EQ(empty.loss.count, 0);
+  EXPECT_EQ(empty.drift.kl.count, 0);
+}
+
+TEST(HeldOut, OneTunedPassGivesLossAndDriftAndTheBasePassIsKept) {
+  check_loss_and_drift(at::Device(at::kCPU), at::kFloat, 1e-6);
+}
+
+TEST(HeldOut, OneTunedPassGivesLossAndDriftAndTheBasePassIsKeptOnTheGpuInBf16) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
+  // The kept pass goes to pinned host memory and back: the same values, so the same sums up
+  // to the order of additions.
+  check_loss_and_drift(at::Device(at::kCUDA, 0), at::kBFloat16, 1e-3);
+}
+
 TEST(HeldOut, PackedLossAndDriftEqualTheRowByRowFiguresOnTheGpuInBf16) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
   ASSERT_TRUE(compat::varlen_attention_applies(at::Device(at::kCUDA, 0), at::kBFloat16));

@@ -40,4 +40,26 @@ struct DriftSums {
 DriftSums kl_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t capacity,
                    int64_t chunk = 512);
 
+// The base model's last hidden states of one list of rows, one (T, hidden) tensor per packed
+// sequence, in host memory (pinned on CUDA: nothing on the device between evaluations). The
+// base weights do not change while a run trains its adapters, so a run's later evaluations
+// of the same rows need only the tuned pass. Filled by loss_and_drift; a cache of other rows
+// is refilled.
+struct BaseStates {
+  std::vector<at::Tensor> per_sequence;
+  uint64_t rows_key = 0;  // which rows (a hash of their tokens)
+};
+
+struct LossAndDrift {
+  SumCount loss;
+  DriftSums drift;
+};
+
+// eval_loss and kl_drift of the same rows from one tuned forward per packed sequence (the
+// sums equal theirs up to the order of float additions), the base pass read from `base`
+// when it holds these rows' sequences, computed and stored there otherwise. Valid only while
+// the model's base weights stay those `base` was filled from.
+LossAndDrift loss_and_drift(const Qwen2Model& model, const std::vector<const Example*>& rows, int64_t capacity,
+                            BaseStates& base, int64_t chunk = 512);
+
 }  // namespace r1dist

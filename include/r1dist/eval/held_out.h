@@ -1,12 +1,15 @@
 // The held-out measurements of a run at one step, spread over the ranks: loss over every
 // eval row and KL drift over the first kl_rows of them. Rank r takes rows i with
-// i % world == r and packs them (eval/drift.h); the sums travel in one all-reduce.
+// i % world == r and packs them (eval/drift.h); the sums travel in one all-reduce. The
+// drift rows' loss and drift come from one tuned pass (loss_and_drift), their base pass
+// from `base`, which the caller keeps across a run's evaluations (filled by the first).
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "r1dist/comm/communicator.h"
 #include "r1dist/data/dataset.h"
+#include "r1dist/eval/drift.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/model/qwen2.h"
 
@@ -18,6 +21,6 @@ struct HeldOutSettings {
 };
 
 EvalRecord evaluate_held_out(const Qwen2Model& model, const std::vector<Example>& rows, const HeldOutSettings& s,
-                             Communicator& comm, int64_t step);
+                             BaseStates& base, Communicator& comm, int64_t step);
 
 }  // namespace r1dist
