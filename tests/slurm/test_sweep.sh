@@ -132,9 +132,12 @@ tuned=$(sed -n 's/.*tuned=\([0-9]*\).*/\1/p' "$work/submit.txt")
 [ -n "$tuned" ] || fail "no array job: $(cat "$work/submit.txt" "$work/submit.err")"
 scontrol show job "$tuned" | grep -q "ArrayTaskThrottle=2" || fail "the throttle did not reach Slurm"
 # A (index 0): `scontrol requeue` while it runs. B (index 1): `scancel --signal=TERM`. Each by
-# the task's own job id. On a throttled array Slurm 22.05 delivers scancel's signal and then
-# reports "Job can not be altered now, try again later"; that the signal arrived is checked
-# below (a stop at the signal in run.log, a resume from its checkpoint).
+# the task's own job id. On a throttled array Slurm 22.05 may deliver scancel's signal and
+# still exit non-zero ("Job can not be altered now, try again later", or nothing at all), and
+# may deliver it again to the attempt that follows: scancel's status decides nothing, and B may
+# take more than two attempts. What decides is checked below: a stop at the signal in
+# run.log, a resume from that step's checkpoint, a final checkpoint bitwise equal to an
+# uninterrupted run's.
 task_job() { squeue -h -r -j "$1" -o %A 2>/dev/null | head -n 1; }
 wait_steps "$runs/$A" 3
 ja=$(task_job "${tuned}_0")
@@ -142,17 +145,16 @@ scontrol requeue "$ja" || fail "scontrol requeue $ja (${tuned}_0)"
 say "requeued $A (job $ja) at step $(steps_done "$runs/$A")"
 wait_steps "$runs/$B" 3
 jb=$(task_job "${tuned}_1")
-scancel --signal=TERM "$jb" 2>"$work/scancel.txt" || grep -q "can not be altered now" "$work/scancel.txt" ||
-  fail "scancel --signal=TERM $jb (${tuned}_1): $(cat "$work/scancel.txt")"
+scancel --signal=TERM "$jb" 2>"$work/scancel.txt" ||
+  say "scancel --signal=TERM $jb (${tuned}_1) exited non-zero: $(cat "$work/scancel.txt")"
 say "sent SIGTERM to $B at step $(steps_done "$runs/$B")"
 drain 900
 say "the grid finished"
 "$R" sweep status "$runs" > "$work/status1.txt"
 cat "$work/status1.txt"
 [ "$(grep -cE '^\S+ +(tuned|base) +done ' "$work/status1.txt")" -eq 8 ] || fail "after: not every point is done"
-for p in $A $B; do
-  grep -q "^$p .* done  *2 " "$work/status1.txt" || fail "$p: sweep status does not show 2 attempts"
-done
+grep -q "^$A .* done  *2 " "$work/status1.txt" || fail "$A: sweep status does not show 2 attempts"
+grep -qE "^$B .* done  *([2-9]|[1-9][0-9]) " "$work/status1.txt" || fail "$B: sweep status does not show 2 or more attempts"
 # Uninterrupted runs of A and B (mpirun, no Slurm) to compare with.
 "$R" sweep plan $GRID --out "$work/ref" --models "$work/models" "${QUICK[@]}" >/dev/null 2>&1 || fail "the reference plan"
 for i in 0 1; do R1DIST_NP=2 bash cluster/slurm/run_point.sh "$work/ref" tuned $i >/dev/null 2>&1 || fail "reference run $i"; done
