@@ -14,6 +14,7 @@
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/compat.h"
+#include "support/models.h"
 #include "support/temp.h"
 #include "support/tensors.h"
 
@@ -42,17 +43,6 @@ std::vector<const Example*> pointers(const std::vector<Example>& rows) {
   std::vector<const Example*> out;
   for (const auto& x : rows) out.push_back(&x);
   return out;
-}
-
-Qwen2Model tiny_with_adapters(const at::Device& dev, at::ScalarType dt) {
-  auto model = Qwen2Model::load(test::fixture("qwen2_a"), dt, dev);  // GQA: 4 query heads, 2 kv heads
-  model.attach_lora(LoraSpec{8, 16, 0.0, false}, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                  "down_proj"}, 3);
-  at::NoGradGuard ng;
-  at::manual_seed(5);
-  auto flat = model.lora().flat();
-  flat.copy_(at::randn(flat.sizes(), flat.options().dtype(at::kFloat)).mul_(0.05));  // B != 0: the model drifted
-  return model;
 }
 
 at::Tensor row_ids(const Example& x, const at::Device& dev) {
@@ -130,7 +120,7 @@ void expect_packed_equals_row_by_row(const Qwen2Model& model, const std::vector<
 }
 
 TEST(HeldOut, PackedLossAndDriftEqualTheRowByRowFiguresOnTheCpu) {
-  const auto model = tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
+  const auto model = test::tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
   const auto rows = rows_of(model.config().vocab_size);
   // At kCapacity the ten rows fill five sequences, one of three rows (two boundaries inside a
   // sequence, the one-token row among them), and the long row goes alone (tests/core
@@ -145,7 +135,7 @@ TEST(HeldOut, PackedLossAndDriftEqualTheRowByRowFiguresOnTheCpu) {
 }
 
 TEST(HeldOut, AnUntouchedAdapterHasNoDriftOverPackedRows) {
-  auto model = tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
+  auto model = test::tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
   {
     at::NoGradGuard ng;
     for (auto& [name, t] : model.lora().named_parameters())
@@ -180,7 +170,7 @@ std::vector<at::Tensor> copies(const BaseStates& b) {
 }
 
 void check_loss_and_drift(const at::Device& dev, at::ScalarType dt, double rel) {
-  auto model = tiny_with_adapters(dev, dt);
+  auto model = test::tiny_with_adapters(dev, dt);
   const auto rows = rows_of(model.config().vocab_size);
   const auto all = pointers(rows);
   BaseStates base;
@@ -239,7 +229,7 @@ TEST(HeldOut, PackedLossAndDriftEqualTheRowByRowFiguresOnTheGpuInBf16) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
   ASSERT_TRUE(compat::varlen_attention_applies(at::Device(at::kCUDA, 0), at::kBFloat16));
   // Different kernels (varlen flash against SDPA over one row) round bf16 differently.
-  const auto model = tiny_with_adapters(at::Device(at::kCUDA, 0), at::kBFloat16);
+  const auto model = test::tiny_with_adapters(at::Device(at::kCUDA, 0), at::kBFloat16);
   const auto rows = rows_of(model.config().vocab_size);
   const auto want = row_by_row(model, rows);
   const auto loss = eval_loss(model, pointers(rows), kCapacity);

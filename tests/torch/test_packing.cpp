@@ -14,6 +14,7 @@
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/compat.h"
 #include "r1dist/tensor/token_batch.h"
+#include "support/models.h"
 #include "support/temp.h"
 #include "support/tensors.h"
 #include "support/tokenizer.h"
@@ -100,19 +101,8 @@ LossAndGrad step(Qwen2Model& model, const std::vector<Example>& rows, int64_t ca
   return {total.cpu(), model.lora().flat_grad().to(at::kFloat).cpu().clone()};
 }
 
-Qwen2Model tiny_with_adapters(const at::Device& dev, at::ScalarType dt) {
-  auto model = Qwen2Model::load(test::fixture("qwen2_a"), dt, dev);  // GQA: 4 query heads, 2 kv heads
-  model.attach_lora(LoraSpec{8, 16, 0.0, false}, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                  "down_proj"}, 3);
-  at::NoGradGuard ng;
-  at::manual_seed(5);
-  auto flat = model.lora().flat();
-  flat.copy_(at::randn(flat.sizes(), flat.options().dtype(at::kFloat)).mul_(0.05));  // B = 0 would zero A's gradient
-  return model;
-}
-
 void expect_packed_equals_padded(const at::Device& dev, at::ScalarType dt, double loss_tol, double grad_tol) {
-  auto model = tiny_with_adapters(dev, dt);
+  auto model = test::tiny_with_adapters(dev, dt);
   for (auto policy : {OverlongPolicy::truncate, OverlongPolicy::drop}) {
     const auto rows = rows_under(policy, model.config().vocab_size);
     const int64_t capacity = capacity_for(policy);
@@ -147,7 +137,7 @@ TEST(Packing, APackedBatchGivesThePaddedLossAndGradientsOnTheGpuInBf16) {
 }
 
 TEST(Packing, NoTokenSeesAnotherRowOfItsSequence) {
-  auto model = tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
+  auto model = test::tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
   at::NoGradGuard ng;
   const std::vector<int64_t> lengths{23, 40, 17, 31};
   const int64_t total = 111;
