@@ -12,6 +12,8 @@
 #include "r1dist/model/qwen2.h"
 #include "r1dist/quant/bnb_format.h"
 #include "r1dist/tensor/bytes.h"
+#include "r1dist/tensor/compat.h"
+#include "r1dist/tensor/host_prefetch.h"
 
 namespace r1dist {
 
@@ -80,6 +82,16 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
     log::Meter& m;
     ~Tick() { m.advance(); }
   };
+  // The stored tensors (all but projections already in the 4-bit layout) copied ahead of
+  // their conversion on several threads, page-locked for a GPU (tensor/host_prefetch.h).
+  std::vector<HostSource> sources;
+  for (const auto& w : table) {
+    if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) continue;
+    const auto& info = ckpt.info(w.name);
+    sources.push_back(HostSource{ckpt.data(w.name), to_scalar_type(info.dtype), info.shape});
+  }
+  const bool pinned = device.is_cuda();
+  HostPrefetcher prefetch(std::move(sources), PrefetchOptions{pinned});
   for (const auto& w : table) {
     Tick tick{meter};
     try {
@@ -95,20 +107,25 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
         }
         continue;
       }
-      auto raw = tensor_from_bytes(ckpt.info(w.name), ckpt.data(w.name));
+      const at::Tensor raw = prefetch.next();  // owned: no copy needed where nothing changes
       if (w.role == WeightRole::projection && opt.quant == QuantMode::nf4) {
         // Quantised from the stored values (not from a rounded compute-dtype copy).
         auto& p = model.layers_[w.layer].proj(w.module);
-        p.qweight = nf4::quantize(raw.to(device), opt.double_quant, w.name);
+        p.qweight = nf4::quantize(raw.to(device, /*non_blocking=*/pinned), opt.double_quant, w.name);
         p.quantized = true;
         continue;
       }
-      model.weight(w) = raw.to(to_compute, false, /*copy=*/true);
+      model.weight(w) = raw.to(to_compute, /*non_blocking=*/pinned);
     } catch (const Error& e) {
       throw Error("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
     }
   }
   meter.done();
+  if (pinned) {
+    // The copies are done before the page-locked staging goes back to the system.
+    compat::synchronize(device);
+    release_cached_pinned_memory();
+  }
   return model;
 }
 
