@@ -13,8 +13,9 @@ namespace r1dist {
 namespace {
 
 // Writes the checkpoint and rotates; the log line says how long it took.
-void run_job(const CheckpointJob& job, bool background) {
+void run_job(CheckpointJob& job, bool background) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (job.finish) job.finish(job.state);
   write_checkpoint(job.path, job.state);
   rotate_checkpoints(job.run_dir, job.keep, job.protect);
   char secs[32];
@@ -59,7 +60,7 @@ void CheckpointWriter::write(CheckpointJob job) {
     run_job(job, false);
     return;
   }
-  thread_ = std::thread([this, job = std::move(job)] {
+  thread_ = std::thread([this, job = std::move(job)]() mutable {
     try {
       run_job(job, true);
     } catch (...) {

@@ -8,17 +8,18 @@
 #include "r1dist/dist/process_group.h"
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/log/log.h"
+#include "r1dist/tensor/compat.h"
 #include "r1dist/train/rng_state.h"
 
 namespace r1dist {
 
 namespace {
 
-// One copy, from the device (and its dtype) straight into the vector.
-std::vector<float> to_host_floats(const at::Tensor& t) {
-  std::vector<float> out(size_t(t.numel()));
-  at::from_blob(out.data(), t.sizes(), at::kFloat).copy_(t.detach());
-  return out;
+// A flat fp32 host copy of `t`: page-locked and asynchronous from a GPU (the caller waits).
+at::Tensor to_host_flat(const at::Tensor& t) {
+  auto h = at::empty({t.numel()}, at::TensorOptions().dtype(at::kFloat).pinned_memory(t.is_cuda()));
+  h.copy_(t.detach().reshape({-1}), /*non_blocking=*/t.is_cuda());
+  return h;
 }
 
 void copy_into(const at::Tensor& dst, const std::vector<float>& src) {
@@ -42,15 +43,26 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   s.model_path = cfg.model.path;
   s.model_hash = id.model_hash;
   s.version = R1DIST_VERSION;
+  // The adapters and the two moments leave the device as three flat copies (page-locked on a
+  // GPU: asynchronous, one wait for all), not one copy per adapter tensor; the writer's thread
+  // splits them into the state's arrays (CheckpointJob::finish).
+  const at::Tensor flat = model.lora().flat();
+  struct Part {
+    NamedArray array;
+    int64_t offset, length;  // its values in flat
+  };
+  std::vector<Part> parts;
   for (auto& [name, t] : model.lora().named_parameters()) {
+    check(t.is_contiguous() && t.storage().is_alias_of(flat.storage()) && t.scalar_type() == at::kFloat,
+          "checkpoint: adapter tensor " + name + " is not a contiguous fp32 view of the flat LoRA buffer");
     NamedArray a;
     a.name = name;
     a.shape.assign(t.sizes().begin(), t.sizes().end());
-    a.data = to_host_floats(t);
-    s.adapters.push_back(std::move(a));
+    parts.push_back(Part{std::move(a), t.storage_offset() - flat.storage_offset(), t.numel()});
   }
-  s.adam_m = to_host_floats(opt.exp_avg());
-  s.adam_v = to_host_floats(opt.exp_avg_sq());
+  const at::Tensor host_flat = to_host_flat(flat), host_m = to_host_flat(opt.exp_avg()),
+                   host_v = to_host_flat(opt.exp_avg_sq());
+  compat::synchronize(device);
   s.adam_step = opt.steps();
   s.lr = state.last_lr;
   s.schedule = to_string(cfg.train.schedule);
@@ -63,7 +75,16 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   s.extra["best_checkpoint"] = state.best_path;
   s.extra["evals_without_improvement"] = std::to_string(state.evals_without_improvement);
   const auto path = checkpoint_path(cfg.output.dir, state.step);
-  writer.write(CheckpointJob{path, std::move(s), cfg.output.dir, cfg.output.keep, state.best_path});
+  auto finish = [parts = std::move(parts), host_flat, host_m, host_v](CheckpointState& st) mutable {
+    const float* f = host_flat.data_ptr<float>();
+    for (auto& p : parts) {
+      p.array.data.assign(f + p.offset, f + p.offset + p.length);
+      st.adapters.push_back(std::move(p.array));
+    }
+    st.adam_m.assign(host_m.data_ptr<float>(), host_m.data_ptr<float>() + host_m.numel());
+    st.adam_v.assign(host_v.data_ptr<float>(), host_v.data_ptr<float>() + host_v.numel());
+  };
+  writer.write(CheckpointJob{path, std::move(s), cfg.output.dir, cfg.output.keep, state.best_path, std::move(finish)});
   return path;
 }
 

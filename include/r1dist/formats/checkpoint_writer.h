@@ -1,9 +1,10 @@
 // Checkpoint writes off the training step's critical path. The caller snapshots the state
-// into host memory (a CheckpointState) and hands it over; one background thread builds the
-// HDF5 file, writes it atomically (write_checkpoint: PATH.tmp, fsync, rename) and rotates
-// the old checkpoints. At most one write is in flight: the next one waits for it, so host
-// memory holds one snapshot at a time. An in-flight checkpoint is PATH.tmp, which
-// find_latest_checkpoint, --resume and `checkpoint verify` never take for a checkpoint.
+// into host memory (a CheckpointState, which CheckpointJob::finish may complete from the
+// caller's copies) and hands it over; one background thread builds the HDF5 file, writes it
+// atomically (write_checkpoint: PATH.tmp, fsync, rename) and rotates the old checkpoints. At
+// most one write is in flight: the next one waits for it, so host memory holds one snapshot
+// at a time. An in-flight checkpoint is PATH.tmp, which find_latest_checkpoint, --resume and
+// `checkpoint verify` never take for a checkpoint.
 //
 // Errors: a write that fails in the background (a full disk, an unwritable directory) is
 // rethrown, with the text write_checkpoint gives (the file's path in it), by the next
@@ -16,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -32,6 +34,9 @@ struct CheckpointJob {
   std::string run_dir;    // rotation: rotate_checkpoints(run_dir, keep, protect) after the write
   int64_t keep = 0;
   std::string protect;    // the best checkpoint, never rotated away
+  // Run first, where the write runs: completes `state` from copies the caller made (a
+  // snapshot taken as a few flat copies is split into the state's arrays off the caller's path).
+  std::function<void(CheckpointState&)> finish;
 };
 
 class CheckpointWriter {
