@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tools/gpu/lib.sh
-SIZES=${SIZES:-"1.5b 7b"}
+SIZES=${SIZES-"1.5b 7b"}  # SIZES="" skips the decode figures
 for size in $SIZES; do
   dir=$W/r1-distill-qwen-$size
   preset_model r1-distill-qwen-$size "$dir"
