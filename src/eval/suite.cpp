@@ -1,5 +1,6 @@
 #include "r1dist/eval/suite.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -109,12 +110,33 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
                                                                        v.begin() + long(std::min(v.size(), at + n)));
   };
   if (!in.held_out.empty()) {
-    // Loss and drift one packed sequence at a time (eval/drift.h: the same packing), so that
-    // the meter moves; the sums add up across sequences.
+    // The drift rows (the first kl_rows, when the model has adapters) give their loss and
+    // drift from one tuned pass (loss_and_drift, as a run's evaluations); the other rows their
+    // loss alone. One packed sequence at a time (eval/drift.h: the same packing), so that the
+    // meters move; the sums add up across sequences.
+    const bool drift = in.drift && model.lora().attached();
+    const size_t n_kl = drift ? std::min(in.held_out.size(), size_t(std::max<int64_t>(0, in.kl_rows))) : 0;
+    const std::vector<const Example*> kl(in.held_out.begin(), in.held_out.begin() + long(n_kl)),
+        rest(in.held_out.begin() + long(n_kl), in.held_out.end());
     SumCount loss;
-    {
-      log::Meter meter("eval: held-out loss", int64_t(in.held_out.size()), "rows");
-      for (const auto& part : pack_examples(in.held_out, in.capacity)) {
+    DriftSums d;
+    if (!kl.empty()) {
+      log::Meter meter("eval: loss and drift", int64_t(kl.size()), "rows");
+      for (const auto& part : pack_examples(kl, in.capacity)) {
+        BaseStates base;  // one evaluation: the base pass is not kept
+        const auto p = loss_and_drift(model, part, in.capacity, base);
+        loss.sum += p.loss.sum;
+        loss.count += p.loss.count;
+        d.kl.sum += p.drift.kl.sum;
+        d.kl.count += p.drift.kl.count;
+        d.agree += p.drift.agree;
+        meter.advance(int64_t(part.size()));
+      }
+      meter.done();
+    }
+    if (!rest.empty()) {
+      log::Meter meter("eval: held-out loss", int64_t(rest.size()), "rows");
+      for (const auto& part : pack_examples(rest, in.capacity)) {
         const auto l = eval_loss(model, part, in.capacity);
         loss.sum += l.sum;
         loss.count += l.count;
@@ -125,30 +147,17 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     s.loss = loss.mean();
     s.loss_tokens = loss.count;
     s.perplexity = std::exp(s.loss);
-    say("held-out loss " + std::to_string(s.loss) + " over " + std::to_string(loss.count) + " tokens of " +
-        std::to_string(s.rows) + " rows");
-    if (in.drift && model.lora().attached()) {
-      std::vector<const Example*> kl(in.held_out.begin(),
-                                     in.held_out.begin() + std::min<size_t>(in.held_out.size(), size_t(in.kl_rows)));
-      DriftSums d;
-      {
-        log::Meter meter("eval: drift", int64_t(kl.size()), "rows");
-        for (const auto& part : pack_examples(kl, in.capacity)) {
-          const auto p = kl_drift(model, part, in.capacity);
-          d.kl.sum += p.kl.sum;
-          d.kl.count += p.kl.count;
-          d.agree += p.agree;
-          meter.advance(int64_t(part.size()));
-        }
-        meter.done();
-      }
+    std::string line = "held-out loss " + std::to_string(s.loss) + " over " + std::to_string(loss.count) +
+                       " tokens of " + std::to_string(s.rows) + " rows";
+    if (drift) {
       s.has_drift = true;
       s.kl = d.kl.mean();
       s.drift_tokens = d.kl.count;
       s.top1_agreement = d.kl.count > 0 ? double(d.agree) / double(d.kl.count) : 1.0;
-      say("drift from the base: KL " + std::to_string(s.kl) + " per token, top-1 agreement " +
-          std::to_string(s.top1_agreement) + " over " + std::to_string(d.kl.count) + " positions");
+      line += "; drift from the base: KL " + std::to_string(s.kl) + " per token, top-1 agreement " +
+              std::to_string(s.top1_agreement) + " over " + std::to_string(d.kl.count) + " positions";
     }
+    say(line);
   }
   if (!in.mcq.empty()) {
     std::vector<const MultipleChoice*> items;

@@ -7,13 +7,18 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "r1dist/data/packing.h"
+#include "r1dist/data/prompt_template.h"
 #include "r1dist/eval/drift.h"
+#include "r1dist/eval/suite.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/compat.h"
+#include "r1dist/tokenizer/tokenizer.h"
 #include "support/models.h"
 #include "support/temp.h"
 #include "support/tensors.h"
@@ -238,6 +243,46 @@ TEST(HeldOut, PackedLossAndDriftEqualTheRowByRowFiguresOnTheGpuInBf16) {
   const auto d = kl_drift(model, pointers(rows), kCapacity);
   EXPECT_EQ(d.kl.count, want.positions);
   EXPECT_NEAR(d.kl.sum, want.kl, 5e-2 * want.kl);
+}
+
+// The evaluation suite (`r1dist eval`, a run's eval.suite): loss over every held-out row and
+// drift over the first kl_rows, the drift rows' loss from their one tuned pass; each figure
+// equal to the separate computation over the same rows. Without adapters: the loss alone.
+TEST(HeldOut, TheEvalSuiteGivesTheLossOfEveryRowAndTheDriftOfTheFirstKlRows) {
+  if (!std::filesystem::exists(std::string(R1DIST_TOKENIZER_DIR) + "/tokenizer.json"))
+    GTEST_SKIP() << "no R1 tokenizer in " << R1DIST_TOKENIZER_DIR << " (bash tools/install-deps.sh writes it)";
+  const auto tok = Tokenizer::load(R1DIST_TOKENIZER_DIR);  // the suite's generations and MCQ: none here
+  const auto tmpl = PromptTemplate::configured("");
+  auto model = test::tiny_with_adapters(at::Device(at::kCPU), at::kFloat);
+  const auto rows = rows_of(model.config().vocab_size);
+  const auto all = pointers(rows);
+  const auto loss = eval_loss(model, all, kCapacity);
+  for (int64_t kl_rows : {int64_t(0), int64_t(4), int64_t(100)}) {
+    SCOPED_TRACE("kl_rows " + std::to_string(kl_rows));
+    SuiteInputs in;
+    in.held_out = all;
+    in.kl_rows = kl_rows;
+    in.capacity = kCapacity;
+    const auto s = run_eval_suite(model, tok, tmpl, in);
+    EXPECT_EQ(s.rows, int64_t(rows.size()));
+    EXPECT_EQ(s.loss_tokens, loss.count);
+    EXPECT_NEAR(s.loss, loss.mean(), 1e-6 * loss.mean());
+    const std::vector<const Example*> first(all.begin(), all.begin() + std::min<size_t>(all.size(), size_t(kl_rows)));
+    const auto d = kl_drift(model, first, kCapacity);
+    ASSERT_TRUE(s.has_drift);
+    EXPECT_EQ(s.drift_tokens, d.kl.count);
+    EXPECT_NEAR(s.kl, d.kl.mean(), 1e-6 * d.kl.mean());
+    if (kl_rows > 0) EXPECT_GT(s.kl, 0.0);
+    EXPECT_NEAR(s.top1_agreement, d.kl.count > 0 ? double(d.agree) / double(d.kl.count) : 1.0, 0.02);
+  }
+  const auto plain = Qwen2Model::load(test::fixture("qwen2_a"), at::kFloat, at::Device(at::kCPU));
+  SuiteInputs in;
+  in.held_out = all;
+  in.capacity = kCapacity;
+  const auto base = run_eval_suite(plain, tok, tmpl, in);
+  EXPECT_FALSE(base.has_drift);
+  const auto base_loss = eval_loss(plain, all, kCapacity);
+  EXPECT_NEAR(base.loss, base_loss.mean(), 1e-6 * base_loss.mean());
 }
 
 }  // namespace
