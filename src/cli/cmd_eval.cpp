@@ -16,6 +16,7 @@
 #include "r1dist/eval/suite.h"
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/log/log.h"
+#include "r1dist/log/time_split.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
@@ -60,7 +61,9 @@ int cmd_eval(int argc, char** argv) {
          "interval); generations for the [eval] prompts with repetition measures and a collapse flag. Every figure "
          "covers the same rows: with --cfg the run's held-out rows (results also into output.dir/metrics.h5, "
          "/eval), without it every row of --data (or the first --rows). Multiple-choice items come from those "
-         "rows unless eval.mcq_path names another file. Long phases print their progress with an ETA.");
+         "rows unless eval.mcq_path names another file. Long phases print their progress with an ETA; at the end "
+         "the log gives where the time went (load, held_out, multiple_choice, generations, write; time_split in "
+         "--json).");
   declare_model_flags(a);
   a.option_str("data", "data file (JSON/JSONL rows of the training format; overrides data.path)")
       .option_int("rows", "without --cfg: evaluate the first N rows of --data (default: every row; nothing is "
@@ -105,18 +108,27 @@ int cmd_eval(int argc, char** argv) {
   auto lm = load_model_from_flags(a, cfg);
   auto in = suite_inputs(cfg, data);
   in.drift = !lm.adapter.empty();
-  auto s = run_eval_suite(lm.model, tok, tmpl, in, [](const std::string& line) { log::info("eval: ", line); });
+  TimeSplit split({"load", "held_out", "multiple_choice", "generations", "write"});
+  split.add_since_process_start("load");  // tokenizer, data and model
+  auto s = run_eval_suite(
+      lm.model, tok, tmpl, in, [](const std::string& line) { log::info("eval: ", line); }, &split);
   s.model = cfg.model.path;
   s.adapter = lm.adapter;
   s.data = cfg.data.path;
   if (out != "none") {
+    const auto scope = split.time("write");
     write_eval_group(out, s);
     log::info("eval: results in ", out, " (/eval; h5dump -g /eval ", out, ")");
   }
-  if (a.has("json"))
-    std::cout << eval_summary_json(s).dump(1) << "\n";
-  else
+  const auto parts = split.finish();
+  log::info(format_time_split(parts, "time split of this r1dist eval process (seconds, share of the total):"));
+  if (a.has("json")) {
+    auto j = eval_summary_json(s);
+    j["time_split"] = time_split_json(parts);
+    std::cout << j.dump(1) << "\n";
+  } else {
     print_table(s);
+  }
   return 0;
 }
 

@@ -37,9 +37,13 @@ nlohmann::json eval_summary_json(const EvalSummary& s) {
   return j;
 }
 
-nlohmann::json train_result_json(const TrainResult& r, const std::vector<TimePart>& split, int exit_code) {
+nlohmann::json time_split_json(const std::vector<TimePart>& split) {
   nlohmann::json parts = nlohmann::json::object();
   for (const auto& p : split) parts[p.name] = {{"seconds", p.seconds}, {"share", p.share}};
+  return parts;
+}
+
+nlohmann::json train_result_json(const TrainResult& r, const std::vector<TimePart>& split, int exit_code) {
   const char* stopped_by = r.stopped_by_signal != 0 ? "signal"
                            : r.stopped_on_drift     ? "drift"
                            : r.stopped_on_patience  ? "patience"
@@ -55,7 +59,7 @@ nlohmann::json train_result_json(const TrainResult& r, const std::vector<TimePar
           {"last_checkpoint", r.last_checkpoint},
           {"best_checkpoint", r.best_checkpoint},
           {"metrics_file", r.metrics_file},
-          {"time_split", parts}};
+          {"time_split", time_split_json(split)}};
 }
 
 }  // namespace r1dist

@@ -11,10 +11,12 @@
 namespace r1dist {
 
 nlohmann::json generation_json(const GenerationResult& g);
+// A command's time split (log/time_split.h): one object {"seconds", "share"} per part, under
+// the part's name.
+nlohmann::json time_split_json(const std::vector<TimePart>& split);
 nlohmann::json eval_summary_json(const EvalSummary& s);
 // `train --json`: steps, how the run ended (exit_code, stopped_by: "" when it ran to its
-// end, else signal, drift, patience or stop_after), its files, and time_split: one object
-// {"seconds", "share"} per part of the log's table, under the part's name.
+// end, else signal, drift, patience or stop_after), its files, and time_split (time_split_json).
 nlohmann::json train_result_json(const TrainResult& r, const std::vector<TimePart>& split, int exit_code);
 
 }  // namespace r1dist

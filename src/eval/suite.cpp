@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <set>
 #include <type_traits>
 
@@ -93,7 +94,8 @@ GenerationResult describe_generation(const Tokenizer& tok, const std::string& pr
 }
 
 EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
-                           const SuiteInputs& in, const std::function<void(const std::string&)>& progress) {
+                           const SuiteInputs& in, const std::function<void(const std::string&)>& progress,
+                           TimeSplit* time) {
   auto t0 = std::chrono::steady_clock::now();
   auto say = [&](const std::string& s) {  // each stage with its own time
     const auto now = std::chrono::steady_clock::now();
@@ -101,6 +103,10 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     std::snprintf(took, sizeof took, " (%.1f s)", std::chrono::duration<double>(now - t0).count());
     t0 = now;
     if (progress) progress(s + took);
+  };
+  // Each stage's seconds into `time`, when given.
+  auto timed = [time](std::optional<TimeSplit::Scope>& scope, const char* part) {
+    if (time) scope.emplace(*time, part);
   };
   EvalSummary s;
   s.rows = int64_t(in.held_out.size());
@@ -110,6 +116,8 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
                                                                        v.begin() + long(std::min(v.size(), at + n)));
   };
   if (!in.held_out.empty()) {
+    std::optional<TimeSplit::Scope> scope;
+    timed(scope, "held_out");
     // The drift rows (the first kl_rows, when the model has adapters) give their loss and
     // drift from one tuned pass (loss_and_drift, as a run's evaluations); the other rows their
     // loss alone. One packed sequence at a time (eval/drift.h: the same packing), so that the
@@ -160,6 +168,8 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     say(line);
   }
   if (!in.mcq.empty()) {
+    std::optional<TimeSplit::Scope> scope;
+    timed(scope, "multiple_choice");
     std::vector<const MultipleChoice*> items;
     for (const auto& m : in.mcq) items.push_back(&m);
     int64_t correct = 0;
@@ -178,6 +188,8 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     say("multiple choice: " + std::to_string(s.mcq.correct) + " of " + std::to_string(s.mcq.total) + " correct");
   }
   if (!in.prompts.empty()) {
+    std::optional<TimeSplit::Scope> scope;
+    timed(scope, "generations");
     GenerateOptions opt = in.generation;
     if (auto eos = tok.eos_id()) {
       opt.stop_ids = {*eos};

@@ -9,6 +9,7 @@
 
 #include "e2e/trainer_runs.h"
 #include "r1dist/formats/eval_file.h"
+#include "r1dist/log/time_split.h"
 #include "support/process.h"
 #include "support/temp.h"
 
@@ -54,6 +55,23 @@ TEST(EvalCli, MeasuresTheReferenceRunAgainstItsBase) {
   EXPECT_EQ(back->drift_tokens, j["drift"]["drift_tokens"].get<int64_t>());
   ASSERT_EQ(back->generations.size(), 2u);
   EXPECT_EQ(back->generations[1].prompt, "What causes anemia?");
+  // Where the command's time went: every stage ran, so each took some time; the parts and
+  // other add up to the total; the log's table gives the same figures.
+  const std::vector<std::string> names = {"load",  "held_out", "multiple_choice", "generations",
+                                          "write", "other",    "total"};
+  const auto& split = j["time_split"];
+  ASSERT_EQ(split.size(), names.size()) << split.dump();
+  std::vector<TimePart> parts;
+  double sum = 0;
+  for (const auto& name : names) {
+    ASSERT_TRUE(split.contains(name)) << name;
+    parts.push_back({name, split[name]["seconds"].get<double>(), split[name]["share"].get<double>()});
+    if (name != "other" && name != "total") EXPECT_GT(parts.back().seconds, 0) << name << " ran";
+    if (name != "total") sum += parts.back().seconds;
+  }
+  EXPECT_NEAR(sum, parts.back().seconds, 1e-9 * parts.back().seconds);
+  EXPECT_THAT(r.err, HasSubstr(format_time_split(
+                         parts, "time split of this r1dist eval process (seconds, share of the total):")));
   if (on_path("h5dump")) {
     // Generations are groups named by their prompt, in prompt order.
     const auto dump = run_command("h5dump -g /eval " + (d / "eval.h5"));

@@ -13,6 +13,7 @@
 #include "r1dist/data/loader.h"
 #include "r1dist/data/prompt_template.h"
 #include "r1dist/eval/generate.h"
+#include "r1dist/log/time_split.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/quality/eval_summary.h"
 #include "r1dist/tokenizer/tokenizer.h"
@@ -40,9 +41,12 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data);
 std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, PromptFormat format,
                                    const std::string& text);
 
-// Runs everything; `progress` (may be empty) gets one line per stage.
+// Runs everything; `progress` (may be empty) gets one line per stage. `time` (may be null)
+// gets each stage's seconds under the parts held_out (loss and drift), multiple_choice and
+// generations, which it must name.
 EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
-                           const SuiteInputs& in, const std::function<void(const std::string&)>& progress = {});
+                           const SuiteInputs& in, const std::function<void(const std::string&)>& progress = {},
+                           TimeSplit* time = nullptr);
 
 // Generated ids as text. A model's vocabulary is often padded beyond its tokenizer's (Qwen2:
 // 151,936 rows for 151,665 tokens); an id without a token (which a random or damaged model
