@@ -11,6 +11,7 @@
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/log/time_split.h"
 #include "support/process.h"
+#include "support/time_split_json.h"
 #include "support/temp.h"
 
 namespace r1dist::test {
@@ -59,17 +60,10 @@ TEST(EvalCli, MeasuresTheReferenceRunAgainstItsBase) {
   // other add up to the total; the log's table gives the same figures.
   const std::vector<std::string> names = {"load",  "held_out", "multiple_choice", "generations",
                                           "write", "other",    "total"};
-  const auto& split = j["time_split"];
-  ASSERT_EQ(split.size(), names.size()) << split.dump();
-  std::vector<TimePart> parts;
-  double sum = 0;
-  for (const auto& name : names) {
-    ASSERT_TRUE(split.contains(name)) << name;
-    parts.push_back({name, split[name]["seconds"].get<double>(), split[name]["share"].get<double>()});
-    if (name != "other" && name != "total") EXPECT_GT(parts.back().seconds, 0) << name << " ran";
-    if (name != "total") sum += parts.back().seconds;
-  }
-  EXPECT_NEAR(sum, parts.back().seconds, 1e-9 * parts.back().seconds);
+  const auto parts = json_time_split(j["time_split"], names);
+  ASSERT_EQ(parts.size(), names.size());
+  for (const auto& p : parts)
+    if (p.name != "other") EXPECT_GT(p.seconds, 0) << p.name << " ran, so it took some time";
   EXPECT_THAT(r.err, HasSubstr(format_time_split(
                          parts, "time split of this r1dist eval process (seconds, share of the total):")));
   if (on_path("h5dump")) {
