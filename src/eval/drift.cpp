@@ -54,6 +54,7 @@ std::vector<DeviceSequence> to_device_sequences(const Qwen2Model& model, const s
 void add_drift(const Qwen2Model& model, const DeviceSequence& s, const at::Tensor& h_base, const at::Tensor& h_tuned,
                int64_t chunk, at::Tensor& kl, at::Tensor& agree) {
   const int64_t n = s.n_predicting;
+  chunk = vocab_chunk_tokens(chunk, model.lm_head_weight().size(0), h_base.device());
   for (int64_t from = 0; from < n; from += chunk) {
     const auto idx = s.predicting.narrow(0, from, std::min(chunk, n - from));
     const auto lp_b = at::log_softmax(model.lm_head(h_base.index_select(0, idx)).to(at::kFloat), -1);

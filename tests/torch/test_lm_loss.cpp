@@ -38,6 +38,15 @@ void compare(const at::Device& dev, at::ScalarType dt, double tol) {
 
 TEST(LmLoss, ChunkedEqualsFullLogitsOnTheCpu) { compare(at::Device(at::kCPU), at::kFloat, 1e-6); }
 
+// On the CPU a chunk of a pass over the vocabulary is capped at 32 MiB of fp32 values; a GPU
+// takes the chunk it is given.
+TEST(LmLoss, TheCpuChunkStaysWithin32MiB) {
+  EXPECT_EQ(vocab_chunk_tokens(1024, 151936, at::Device(at::kCPU)), 55);
+  EXPECT_EQ(vocab_chunk_tokens(1024, 97, at::Device(at::kCPU)), 1024);
+  EXPECT_EQ(vocab_chunk_tokens(1024, int64_t(1) << 24, at::Device(at::kCPU)), 1);
+  EXPECT_EQ(vocab_chunk_tokens(1024, 151936, at::Device(at::kCUDA, 0)), 1024);
+}
+
 TEST(LmLoss, ChunkedEqualsFullLogitsOnTheGpuInBf16) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
   // Both paths compute the same bf16 logits and the same fp32 softmax; only sums are ordered
