@@ -2,7 +2,8 @@
 // projections of a preset, and dequantisation bandwidth against a device-to-device copy in
 // the same run. `bench data`: the data pipeline (load, select, template, tokenize) on a
 // data file replicated K times, rows/s and tokens/s per tokenizer thread count.
-// `bench checkpoint`: write and read speed of an HDF5 checkpoint holding a preset's LoRA
+// With CUDA it also times the few-row product of decoding (nf4::gemv_cuda) on one layer's
+// projections at every plan. `bench checkpoint`: write and read speed of an HDF5 checkpoint holding a preset's LoRA
 // adapters (all seven projections) plus the two AdamW moments. `bench generate`: greedy
 // decoding tokens/s of a model directory at the given batch sizes, a fixed-length random
 // prompt and a forced number of new tokens (no EOS), the setting of
@@ -86,12 +87,14 @@ int bench_nf4(const Args& a) {
   // 1. Memory: quantise every projection of `layers` layers from random bf16 weights, keep
   // them all resident, and count the bytes they hold.
   std::vector<nf4::NF4Tensor> kept;
+  std::vector<std::string> names;
   int64_t weights = 0, bytes = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& w : qwen2_weight_table(cfg)) {
     if (w.role != WeightRole::projection || w.layer >= layers) continue;
     auto dense = at::randn(w.shape, at::TensorOptions().device(dev).dtype(at::kBFloat16)) * 0.02;
     kept.push_back(nf4::quantize(dense, true, w.name));
+    names.push_back(w.name);
     weights += dense.numel();
     bytes += kept.back().storage_bytes();
   }
@@ -119,6 +122,53 @@ int bench_nf4(const Args& a) {
   std::printf("nf4 dequant bandwidth: %.1f GB/s (%.3f ms for %.1f MB read+written, one layer of %s); "
               "device copy %.1f GB/s; ratio %.2f (target >= 0.80)\n",
               bw_deq, t_deq * 1e3, moved / 1e6, a.str("preset").c_str(), bw_copy, bw_deq / bw_copy);
+#ifdef R1DIST_WITH_CUDA
+  // 3. The few-row product of decoding (nf4::gemv_cuda) on each projection of one layer, NF4
+  // and bf16, at one and four rows of x: its plan against every other plan, and the path it
+  // replaces (NF4: dequantise + cuBLAS; bf16: cuBLAS), in weight bytes read per second.
+  if (dev.is_cuda() && nf4::gemv_enabled()) {
+    for (size_t i = 0; i < big.size(); ++i) {
+      const auto& q = *big[i];
+      const int64_t N = q.shape[0], K = q.shape[1];
+      const auto dense = nf4::dequantize(q, at::kBFloat16);
+      for (const bool is_nf4 : {true, false}) {
+        const double wbytes = is_nf4 ? double(q.storage_bytes()) : double(N * K * 2);
+        for (const int64_t rows : {int64_t(1), nf4::kGemvMaxRows}) {
+          const auto x = at::randn({rows, K}, at::TensorOptions().device(dev).dtype(at::kBFloat16));
+          const nf4::NF4Tensor* qp = is_nf4 ? &q : nullptr;
+          auto time_plan = [&](nf4::GemvPlan p) {
+            return time_median(dev, 3, reps, [&] { nf4::gemv_cuda(x, qp, dense, {}, p); });
+          };
+          const auto plan = nf4::gemv_plan_for(x, qp, dense);
+          const double t_plan = time_plan(plan);
+          std::string best, every;
+          double t_best = 1e30;
+          for (const int r : {1, 4})
+            for (const int sp : {1, 2, 4, 8}) {
+              const double t = time_plan({r, sp});
+              const auto name = std::to_string(r) + "x" + std::to_string(sp);
+              char us[64];
+              std::snprintf(us, sizeof us, "%s\"%s\": %.2f", every.empty() ? "" : ", ", name.c_str(), t * 1e6);
+              every += us;
+              if (t < t_best) t_best = t, best = name;
+            }
+          const double t_base = time_median(dev, 3, reps, [&] {
+            at::linear(x, is_nf4 ? nf4::dequantize(q, at::kBFloat16) : dense);
+          });
+          std::printf("{\"bench\": \"gemv\", \"preset\": \"%s\", \"weight\": \"%s\", \"n\": %lld, \"k\": %lld, "
+                      "\"format\": \"%s\", \"rows\": %lld, \"plan\": \"%dx%d\", \"us\": %.2f, \"gb_per_s\": %.1f, "
+                      "\"best_plan\": \"%s\", \"best_us\": %.2f, \"baseline\": \"%s\", \"baseline_us\": %.2f, "
+                      "\"speedup\": %.2f, \"us_per_plan\": {%s}}\n",
+                      a.str("preset").c_str(), names[i].c_str(), (long long)N, (long long)K, is_nf4 ? "nf4" : "bf16",
+                      (long long)rows, plan.rows_per_warp, plan.splits, t_plan * 1e6, wbytes / t_plan / 1e9,
+                      best.c_str(), t_best * 1e6, is_nf4 ? "dequantize + cuBLAS" : "cuBLAS", t_base * 1e6,
+                      t_base / t_plan, every.c_str());
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+#endif
   return 0;
 }
 

@@ -1,15 +1,20 @@
 // Few-row products y = x W^T (+ b) on the GPU for decoding, where x has one row per sequence
-// and each weight is read once per token: the step is bound by the bytes of W. One warp per
-// output feature (or per four, for wide W) streams its weight rows with 16-byte loads and
-// keeps one fp32 sum per row of x and feature; the rows of x (a few KB) come through L1. For an NF4 weight each lane takes 32 codes
-// (16 bytes, half of a 64-block) and rebuilds the block's absmax in registers, so the weight
-// moves as 4.5 bits instead of the 16 of a dequantised copy, which the general path writes
-// and reads again for every product.
+// and each weight is read once per token: the step is bound by the bytes of W. A warp takes R
+// output features (rows of W: 1, or 4 when W has enough rows) and one of S slices of K (the
+// split: S warps of a block share those features and add their sums in shared memory, so a
+// W with few long rows, like down_proj, still gives every multiprocessor work). Each lane
+// streams its rows with 16-byte loads and keeps one fp32 sum per row of x and feature; the
+// rows of x (a few KB) come through L1, loaded once for the R features. For an NF4 weight
+// each lane takes 32 codes (16 bytes, half of a 64-block): it adds code * x over them and
+// multiplies that sum by the block's absmax (rebuilt in registers) once, so the weight moves
+// as 4.5 bits and costs about one integer operation, a table read and one FMA per code and row
+// of x.
 //
-// Numerics: an NF4 weight is rounded to x's dtype exactly as nf4::dequantize does (code *
-// absmax in fp32, absmax from its double quantisation with mul and add rounded separately),
-// then multiplied in fp32; the sum is fp32 and rounded once, with the bias added before the
-// rounding (as cuBLAS's epilogue). Only the order of the sum differs from dequantize + linear.
+// Numerics: each product is code * absmax * x in fp32 (absmax from its double quantisation
+// with mul and add rounded separately, as nf4::dequantize), the sum fp32 and rounded once to
+// x's dtype with the bias added before the rounding (as cuBLAS's epilogue). dequantize + linear
+// rounds every weight to x's dtype first (relative 2^-9 in bf16) and sums in another order:
+// those two are the only differences. The order of the sum is fixed by the plan (deterministic).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -40,39 +45,53 @@ struct Nf4Args {
   const float* code16;
 };
 
-constexpr int kWarps = 8;  // output features per block of 256 threads
+constexpr int kWarps = 8;  // warps per block of 256 threads: kWarps / S groups of S warps
 
-// acc[r][m] += sum_j w[r][j] * x[m, k + j] over 8 columns at k: the rows of x are loaded once
-// for the R weight rows of the warp (R = 4 cuts the loads of x, which are as many bytes as
-// the weight's at one row, by four).
-template <typename T, int M, int R>
-__device__ __forceinline__ void dot8(float (&acc)[R][M], const float (&w)[R][8], const T* __restrict__ x,
-                                     int64_t K, int rows, int64_t k) {
+// The 8 values of x's row m at column k, in fp32.
+template <typename T>
+__device__ __forceinline__ void load_x8(float (&xf)[8], const T* __restrict__ x, int64_t K, int m, int64_t k) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + m * K + k));
+  const T* xs = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    if (m >= rows) break;
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + m * K + k));
-    const T* xs = reinterpret_cast<const T*>(&raw);
-    float xf[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) xf[j] = to_f(xs[j]);
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[r][m] = fmaf(w[r][j], xf[j], acc[r][m]);
-  }
+  for (int j = 0; j < 8; ++j) xf[j] = to_f(xs[j]);
 }
 
+// The float at byte offset `offset` of a shared table.
+__device__ __forceinline__ float table_at(const float* table, uint32_t offset) {
+  return *reinterpret_cast<const float*>(reinterpret_cast<const char*>(table) + offset);
+}
+
+// The warp's sums to lane 0, then (S > 1) the S warps' sums through shared memory in the
+// order of the slices, then y = sum + bias rounded once, by lane 0 of the group's first warp.
 template <typename T, int M, int R>
-__device__ __forceinline__ void finish(float (&acc)[R][M], int rows, int64_t n0, int64_t N,
+__device__ __forceinline__ void finish(float (&acc)[R][M], int rows, int64_t n0, int64_t N, int splits, int slice,
                                        const T* __restrict__ bias, T* __restrict__ y) {
+  __shared__ float s_sum[kWarps][R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m)
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], o);
-  if ((threadIdx.x & 31) != 0) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (splits > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) s_sum[warp][r][m] = acc[r][m];
+    __syncthreads();
+    if (lane != 0 || slice != 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        float s = 0.0f;
+        for (int j = 0; j < splits; ++j) s += s_sum[warp + j][r][m];
+        acc[r][m] = s;
+      }
+  }
+  if (lane != 0) return;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int64_t n = n0 + r;
@@ -84,34 +103,36 @@ __device__ __forceinline__ void finish(float (&acc)[R][M], int rows, int64_t n0,
   }
 }
 
-// One warp per R output features (rows n0 .. n0 + R - 1 of W).
+// Warp w of block b: features n0 .. n0 + R - 1 with n0 = (b * kWarps / S + w / S) * R, slice
+// w % S of K. A feature past N repeats row n0 (read, not stored); a warp with no feature still
+// takes part in the block's reduction.
 template <typename T, int M, int R>
 __global__ void __launch_bounds__(kWarps * 32) gemv_nf4_kernel(const T* __restrict__ x, int rows, int64_t K, int64_t N,
-                                                              Nf4Args q, const T* __restrict__ bias, T* __restrict__ y) {
+                                                              int splits, Nf4Args q, const T* __restrict__ bias,
+                                                              T* __restrict__ y) {
   __shared__ float s_code[16];
   if (threadIdx.x < 16) s_code[threadIdx.x] = q.code16[threadIdx.x];
   __syncthreads();
-  const int lane = threadIdx.x & 31;
-  const int64_t n0 = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * R;
-  if (n0 >= N) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % splits;
+  const int64_t n0 = (int64_t(blockIdx.x) * (kWarps / splits) + warp / splits) * R;
   float acc[R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
-  // Each lane takes 32 codes (16 bytes, half a 64-block) of each of its R rows per step, U
-  // steps at once: two 16-byte loads in flight at least.
+  // A lane takes 32 codes of each of its R rows per step, U steps at once: at least two
+  // 16-byte loads in flight.
   constexpr int U = R >= 2 ? 1 : 2;
-  constexpr int64_t kSpan = 32 * 32;
-  for (int64_t k0 = int64_t(lane) * 32; k0 < K; k0 += U * kSpan) {
+  const int64_t stride = int64_t(splits) * 32 * 32;
+  for (int64_t k0 = (int64_t(slice) * 32 + lane) * 32; n0 < N && k0 < K; k0 += U * stride) {
     uint4 p[U][R];
     float am[U][R];
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const int64_t k = k0 + u * kSpan;
-        const int64_t n = n0 + r < N ? n0 + r : n0;  // a missing row repeats row n0 (not stored)
+        const int64_t k = k0 + u * stride;
+        const int64_t n = n0 + r < N ? n0 + r : n0;
         if (k >= K) continue;
         p[u][r] = __ldg(reinterpret_cast<const uint4*>(q.packed + n * (K / 2) + k / 2));
         const int64_t blk = (n * K + k) / 64;
@@ -120,73 +141,90 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_nf4_kernel(const T* __restri
       }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int64_t k = k0 + u * kSpan;
+      const int64_t k = k0 + u * stride;
       if (k >= K) break;
+      float part[R][M];
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) part[r][m] = 0.0f;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        float w[R][8];
+        float xf[M][8];
+#pragma unroll
+        for (int m = 0; m < M; ++m) load_x8(xf[m], x, K, m < rows ? m : 0, k + 8 * c);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const uint32_t word = c == 0 ? p[u][r].x : c == 1 ? p[u][r].y : c == 2 ? p[u][r].z : p[u][r].w;
+          // Each byte's two codes as byte offsets into s_code (code * 4), four bytes at once;
+          // then one byte permute per code picks its offset.
+          const uint32_t hi4 = (word >> 2) & 0x3C3C3C3Cu, lo4 = (word << 2) & 0x3C3C3C3Cu;
 #pragma unroll
           for (int b = 0; b < 4; ++b) {
-            const uint32_t byte = (word >> (8 * b)) & 0xFF;
-            w[r][2 * b] = to_f(from_f<T>(s_code[byte >> 4] * am[u][r]));
-            w[r][2 * b + 1] = to_f(from_f<T>(s_code[byte & 15] * am[u][r]));
+            const float hi = table_at(s_code, __byte_perm(hi4, 0, 0x4440 + b));
+            const float lo = table_at(s_code, __byte_perm(lo4, 0, 0x4440 + b));
+#pragma unroll
+            for (int m = 0; m < M; ++m) part[r][m] = fmaf(lo, xf[m][2 * b + 1], fmaf(hi, xf[m][2 * b], part[r][m]));
           }
         }
-        dot8<T, M, R>(acc, w, x, K, rows, k + 8 * c);
       }
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = fmaf(am[u][r], part[r][m], acc[r][m]);
     }
   }
-  finish<T, M, R>(acc, rows, n0, N, bias, y);
+  finish<T, M, R>(acc, rows, n0, N, splits, slice, bias, y);
 }
 
 template <typename T, int M, int R>
 __global__ void __launch_bounds__(kWarps * 32) gemv_dense_kernel(const T* __restrict__ x, int rows, int64_t K, int64_t N,
-                                                                const T* __restrict__ W, const T* __restrict__ bias,
-                                                                T* __restrict__ y) {
-  const int lane = threadIdx.x & 31;
-  const int64_t n0 = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * R;
-  if (n0 >= N) return;
+                                                                int splits, const T* __restrict__ W,
+                                                                const T* __restrict__ bias, T* __restrict__ y) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % splits;
+  const int64_t n0 = (int64_t(blockIdx.x) * (kWarps / splits) + warp / splits) * R;
   float acc[R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
-  // U steps of 8 weights per row in flight per lane: four 16-byte loads at least.
+  // U steps of 8 weights per row in flight per lane: at least four 16-byte loads.
   constexpr int U = R >= 4 ? 1 : 4 / R;
-  constexpr int64_t kSpan = 32 * 8;
-  for (int64_t k0 = int64_t(lane) * 8; k0 < K; k0 += U * kSpan) {
+  const int64_t stride = int64_t(splits) * 32 * 8;
+  for (int64_t k0 = (int64_t(slice) * 32 + lane) * 8; n0 < N && k0 < K; k0 += U * stride) {
     uint4 p[U][R];
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const int64_t k = k0 + u * kSpan, n = n0 + r < N ? n0 + r : n0;
+        const int64_t k = k0 + u * stride, n = n0 + r < N ? n0 + r : n0;
         if (k < K) p[u][r] = __ldg(reinterpret_cast<const uint4*>(W + n * K + k));
       }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (k0 + u * kSpan >= K) break;
-      float w[R][8];
+      const int64_t k = k0 + u * stride;
+      if (k >= K) break;
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const T* ws = reinterpret_cast<const T*>(&p[u][r]);
+      for (int m = 0; m < M; ++m) {
+        float xf[8];
+        load_x8(xf, x, K, m < rows ? m : 0, k);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) w[r][j] = to_f(ws[j]);
+        for (int r = 0; r < R; ++r) {
+          const T* ws = reinterpret_cast<const T*>(&p[u][r]);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[r][m] = fmaf(to_f(ws[j]), xf[j], acc[r][m]);
+        }
       }
-      dot8<T, M, R>(acc, w, x, K, rows, k0 + u * kSpan);
     }
   }
-  finish<T, M, R>(acc, rows, n0, N, bias, y);
+  finish<T, M, R>(acc, rows, n0, N, splits, slice, bias, y);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T>
 void launch(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias, at::Tensor& y,
-            int64_t K, int64_t N) {
+            int64_t K, int64_t N, GemvPlan plan) {
   const int rows = int(x.size(0));
   const auto* xp = reinterpret_cast<const T*>(x.data_ptr());
   const auto* bp = bias.defined() ? reinterpret_cast<const T*>(bias.data_ptr()) : nullptr;
@@ -206,16 +244,14 @@ void launch(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const 
     }
   }
   const T* wp = q ? nullptr : reinterpret_cast<const T*>(w.data_ptr());
-  // Four rows per warp where that still gives every multiprocessor (132 on an H200) a block.
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const bool four = N >= int64_t(kWarps) * 4 * sms;
-  const int64_t per_block = int64_t(kWarps) * (four ? 4 : 1);
+  const int64_t per_block = int64_t(kWarps / plan.splits) * plan.rows_per_warp;
   const dim3 grid(unsigned((N + per_block - 1) / per_block)), block(kWarps * 32);
-#define R1DIST_GEMV_R(MR, RR)                                                                  \
-  if (q) gemv_nf4_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, N, a, bp, yp);   \
-  else gemv_dense_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, N, wp, bp, yp)
-#define R1DIST_GEMV(MR)          \
-  if (four) { R1DIST_GEMV_R(MR, 4); } \
+  const int S = plan.splits;
+#define R1DIST_GEMV_R(MR, RR)                                                                    \
+  if (q) gemv_nf4_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, N, S, a, bp, yp);   \
+  else gemv_dense_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, N, S, wp, bp, yp)
+#define R1DIST_GEMV(MR)                           \
+  if (plan.rows_per_warp == 4) { R1DIST_GEMV_R(MR, 4); } \
   else { R1DIST_GEMV_R(MR, 1); }
   static_assert(kGemvMaxRows == 4, "one template per row count up to kGemvMaxRows");
   if (rows <= 1) { R1DIST_GEMV(1); }
@@ -246,15 +282,28 @@ bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, 
          w.device() == x.device() && aligned16(w.data_ptr());
 }
 
-at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias) {
+GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t K = x.size(-1);
+  return gemv_plan(q ? q->shape[0] : w.size(0), K, K > 0 ? x.numel() / K : 1, q != nullptr,
+                   at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+}
+
+at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
+                     GemvPlan plan) {
   check(gemv_applies(x, q, w, bias), "nf4::gemv_cuda: operands outside what the kernel takes (gemv_applies)");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t K = x.size(-1), N = q ? q->shape[0] : w.size(0);
+  if (plan.rows_per_warp == 0) plan = gemv_plan_for(x, q, w);
+  check((plan.rows_per_warp == 1 || plan.rows_per_warp == 4) &&
+            (plan.splits == 1 || plan.splits == 2 || plan.splits == 4 || plan.splits == 8),
+        "nf4::gemv_cuda: a plan of " + std::to_string(plan.rows_per_warp) + " rows per warp and " +
+            std::to_string(plan.splits) + " splits (1 or 4 rows; 1, 2, 4 or 8 splits)");
   auto out_shape = x.sizes().vec();
   out_shape.back() = N;
   auto y = at::empty(out_shape, x.options());
-  if (x.scalar_type() == at::kBFloat16) launch<__nv_bfloat16>(x.view({-1, K}), q, w, bias, y, K, N);
-  else launch<__half>(x.view({-1, K}), q, w, bias, y, K, N);
+  if (x.scalar_type() == at::kBFloat16) launch<__nv_bfloat16>(x.view({-1, K}), q, w, bias, y, K, N, plan);
+  else launch<__half>(x.view({-1, K}), q, w, bias, y, K, N, plan);
   return y;
 }
 

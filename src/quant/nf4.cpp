@@ -192,6 +192,23 @@ at::Tensor dequantize(const NF4Tensor& q, at::ScalarType dtype) {
   return dequantize_reference(q, dtype);
 }
 
+GemvPlan gemv_plan(int64_t N, int64_t K, int64_t rows, bool nf4, int multiprocessors) {
+  check(N > 0 && K > 0 && rows > 0 && multiprocessors > 0, "nf4::gemv_plan: empty shape or no multiprocessors");
+  // Warps wanted: 16 per multiprocessor at one row of x, 8 at more (each does more per load).
+  const int64_t target = int64_t(multiprocessors) * (rows == 1 ? 16 : 8);
+  const int64_t span = (nf4 ? 32 : 8) * 32;                   // one warp's step along a row
+  const int64_t steps = (K + span - 1) / span;
+  auto splits_for = [&](int64_t features) {
+    int s = 1;
+    while (s < 8 && 2 * s <= steps && features * s < target) s *= 2;
+    return s;
+  };
+  const int64_t four = (N + 3) / 4;
+  const int s4 = splits_for(four);
+  if (four * s4 >= target) return {4, s4};
+  return {1, splits_for(N)};
+}
+
 bool gemv_enabled() {
 #ifdef R1DIST_WITH_CUDA
   static const bool on = [] {

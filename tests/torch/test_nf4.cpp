@@ -141,10 +141,42 @@ TEST(Nf4, CudaKernelMatchesTheReference) {
 }
 
 
+// The planner of the few-row kernel: a valid plan for any shape; four features per warp and
+// the fewest splits that give the warps wanted (16 per multiprocessor at one row of x, 8 at
+// more; 132 multiprocessors here, an H200), never more splits than a row has 16-byte steps
+// per lane.
+TEST(Nf4, GemvPlanFillsTheGpuWithTheFewestSplits) {
+  auto plan = [](int64_t n, int64_t k, int64_t rows, bool q) {
+    const auto p = nf4::gemv_plan(n, k, rows, q, 132);
+    return std::to_string(p.rows_per_warp) + "x" + std::to_string(p.splits);
+  };
+  EXPECT_EQ(plan(18944, 3584, 1, true), "4x1");   // 7B gate_proj: 4,736 warps as it is
+  EXPECT_EQ(plan(3584, 18944, 1, true), "4x4");   // 7B down_proj: 896 x 4 warps
+  EXPECT_EQ(plan(3584, 18944, 4, true), "4x2");   // the same at four rows: 896 x 2
+  EXPECT_EQ(plan(5120, 5120, 1, true), "4x2");    // 14B q_proj
+  EXPECT_EQ(plan(5120, 5120, 4, true), "4x1");
+  EXPECT_EQ(plan(512, 3584, 1, true), "1x4");     // 7B k_proj: as many splits as steps, short of the target
+  EXPECT_EQ(plan(3584, 3584, 1, false), "4x4");   // dense: 14 steps of 256 values
+  EXPECT_EQ(plan(16, 64, 1, true), "1x1");        // one step: no split
+  for (int64_t n : {1, 3, 17, 1000, 152064})
+    for (int64_t k : {8, 64, 1024, 4096, 30000})
+      for (int64_t rows : {1, 2, 4})
+        for (bool q : {true, false})
+          for (int sms : {1, 8, 132}) {
+            const auto p = nf4::gemv_plan(n, k, rows, q, sms);
+            EXPECT_TRUE(p.rows_per_warp == 1 || p.rows_per_warp == 4) << n << " " << k;
+            EXPECT_TRUE(p.splits == 1 || p.splits == 2 || p.splits == 4 || p.splits == 8) << n << " " << k;
+            const int64_t steps = (k + (q ? 1024 : 256) - 1) / (q ? 1024 : 256);
+            EXPECT_LE(p.splits, std::max<int64_t>(1, steps)) << n << " " << k;
+          }
+  EXPECT_THROW(nf4::gemv_plan(0, 64, 1, true, 132), Error);
+}
+
 // The few-row kernel of decoding (nf4::gemv_cuda) against dequantize + at::linear, for NF4
 // (double-quantised or not) and dense weights, bf16 and fp16, every row count it takes
-// (1, 2, 3 and 4), with and without a bias; the operands it cannot
-// take are refused, so that LoraLinear falls back to the general path.
+// (1, 2, 3 and 4), with and without a bias, at every plan (including splits with no columns
+// to take, and warps past the last feature); the operands it cannot take are refused, so
+// that LoraLinear falls back to the general path.
 TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
 #ifndef R1DIST_WITH_CUDA
   GTEST_SKIP() << "no CUDA in this build";
@@ -154,6 +186,9 @@ TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
   const auto gpu = at::TensorOptions().device(at::kCUDA);
   // 4,300 features: the four-per-warp path on any GPU of up to 134 multiprocessors, with a
   // last warp of fewer than four.
+  std::vector<nf4::GemvPlan> plans{{}};
+  for (int r : {1, 4})
+    for (int s : {1, 2, 4, 8}) plans.push_back({r, s});
   for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{72, 128}, {257, 3584}, {40, 64 * 5}, {4300, 192}}) {
     const auto [N, K] = nk;
     const auto w32 = at::randn({N, K}, gpu) * 0.05;
@@ -169,15 +204,18 @@ TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
               const auto wd = w32.to(dt);
               const nf4::NF4Tensor* qp = nf ? &q : nullptr;
               ASSERT_TRUE(nf4::gemv_applies(x, qp, wd, b));
-              const auto got = nf4::gemv_cuda(x, qp, wd, b).to(at::kFloat);
               const auto want = at::linear(x, nf ? nf4::dequantize(q, dt) : wd, b).to(at::kFloat);
-              ASSERT_EQ(got.sizes(), want.sizes());
-              // Same products, fp32 sums in another order, one rounding: within a few units
-              // in the last place of the output's dtype.
-              const double tol = (dt == at::kBFloat16 ? 2e-2 : 3e-3) * want.abs().max().item<double>();
-              EXPECT_LE((got - want).abs().max().item<double>(), tol)
-                  << N << "x" << K << " dq " << dq << " " << c10::toString(dt) << " rows " << rows << " bias "
-                  << with_bias << " nf4 " << nf;
+              // Every plan (features per warp x splits of K) and the one gemv_plan picks.
+              for (const auto plan : plans) {
+                const auto got = nf4::gemv_cuda(x, qp, wd, b, plan).to(at::kFloat);
+                ASSERT_EQ(got.sizes(), want.sizes());
+                // The same weights unrounded, fp32 sums in another order, one rounding: within
+                // a few units in the last place of the output's dtype.
+                const double tol = (dt == at::kBFloat16 ? 2e-2 : 3e-3) * want.abs().max().item<double>();
+                EXPECT_LE((got - want).abs().max().item<double>(), tol)
+                    << N << "x" << K << " dq " << dq << " " << c10::toString(dt) << " rows " << rows << " bias "
+                    << with_bias << " nf4 " << nf << " plan " << plan.rows_per_warp << "x" << plan.splits;
+              }
             }
           }
         }

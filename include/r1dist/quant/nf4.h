@@ -64,11 +64,28 @@ constexpr int64_t kGemvMaxRows = 4;
 constexpr int64_t kGemvMaxDenseRows = 1;
 bool gemv_enabled();
 
+// How the kernel spreads an N x K weight: each warp takes rows_per_warp output features (1 or
+// 4: four share every load of x) over one of `splits` slices of K (1, 2, 4 or 8 warps of a
+// block add their sums in shared memory). gemv_plan picks, for `rows` rows of x on a GPU of
+// `multiprocessors`: four features per warp where that still makes the warps wanted (16 per
+// multiprocessor at one row, 8 at more) with at most 8 splits, else one; then the fewest
+// splits that reach them, with no more splits than the kernel's 16-byte steps along a row
+// (32 NF4 codes or 8 dense values per lane). A plan of {0, 0} means
+// gemv_plan's (benchmarks pass others to compare: `r1dist bench nf4` times every plan).
+struct GemvPlan {
+  int rows_per_warp = 0;
+  int splits = 0;
+};
+GemvPlan gemv_plan(int64_t N, int64_t K, int64_t rows, bool nf4, int multiprocessors);
+
 #ifdef R1DIST_WITH_CUDA
 // src/quant/nf4_cuda.cu
 at::Tensor dequantize_cuda(const NF4Tensor& q, at::ScalarType dtype);
 bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias);
-at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias);
+// The plan gemv_cuda uses for these operands on x's GPU (gemv_plan with its multiprocessors).
+GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w);
+at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
+                     GemvPlan plan = {});
 #endif
 
 }  // namespace r1dist::nf4
