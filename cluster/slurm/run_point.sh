@@ -17,9 +17,10 @@
 # got no signal, and ran into the limit.
 #
 # Requeue policy (under Slurm): r1dist exits 75 when a signal stopped it with a checkpoint
-# (SIGUSR1 before the time limit, SIGTERM from `scancel --signal=TERM`).
-# The task then requeues itself, but only when this attempt moved the newest checkpoint
-# forward and fewer than R1DIST_MAX_ATTEMPTS attempts ran. When Slurm itself ends the job
+# (SIGUSR1 before the time limit, SIGTERM from `scancel --signal=TERM`); a rank ended by
+# SIGTERM before it could act (143) counts the same. The task then requeues itself, but only
+# when this attempt moved the newest checkpoint forward (or the attempt before it did: one
+# attempt without progress is forgiven) and fewer than R1DIST_MAX_ATTEMPTS attempts ran. When Slurm itself ends the job
 # (scontrol requeue, preemption, scancel) the batch shell gets SIGTERM too and leaves the
 # decision to Slurm. Each attempt appends to the same log (sbatch --open-mode=append).
 set -euo pipefail
@@ -81,6 +82,9 @@ fi
 printf 'end\t%d\t%s\t%d\t%d\t%d\t%s\n' "$attempt" "$(date '+%F %T')" "$rc" "$before" "$after" "$reason" >> "$out/attempts.tsv"
 echo "=== r1dist $P: attempt $attempt ended with exit code $rc at $(date '+%F %T'); newest checkpoint step $before -> $after"
 
+# Under Slurm a rank ended by SIGTERM before r1dist could act (143: a signal that arrived while
+# the process started) is an early stop like 75, for the policy below.
+if [ "$rc" = 143 ] && [ -n "${SLURM_JOB_ID:-}" ] && [ "$ended_by_slurm" = 0 ]; then rc=75; fi
 [ "$rc" = 75 ] || exit "$rc"
 if [ -z "${SLURM_JOB_ID:-}" ]; then
   echo "=== r1dist $P: stopped early (resumable); run this script again to continue"
@@ -91,8 +95,16 @@ if [ "$ended_by_slurm" = 1 ]; then
   exit 75
 fi
 if [ "$after" -le "$before" ]; then
-  echo "=== r1dist $P: stopped early without progress; not requeued" >&2
-  exit 75
+  # One attempt without progress right after one with progress is requeued once more: Slurm
+  # 22.05 may deliver a signal meant for the attempt before (scancel retries while the job is
+  # being requeued) to the next one as it starts. Two in a row stop the point.
+  prev=$(grep '^end' "$out/attempts.tsv" | tail -n 2 | head -n 1)
+  if [ "$(grep -c '^end' "$out/attempts.tsv")" -lt 2 ] ||
+     [ "$(cut -f6 <<< "$prev")" -le "$(cut -f5 <<< "$prev")" ]; then
+    echo "=== r1dist $P: stopped early without progress; not requeued" >&2
+    exit 75
+  fi
+  echo "=== r1dist $P: stopped early without progress after an attempt with progress; requeued once more"
 fi
 job_attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))   # attempts of this job (attempt counts every submission)
 if [ "$job_attempt" -ge "$R1DIST_MAX_ATTEMPTS" ]; then
