@@ -20,9 +20,9 @@
 # (SIGUSR1 before the time limit, SIGTERM from `scancel --signal=TERM`); a rank ended by
 # SIGTERM before it could act (143) counts the same. The task then requeues itself, but only
 # when this attempt moved the newest checkpoint forward (or the attempt before it did: one
-# attempt without progress is forgiven) and fewer than R1DIST_MAX_ATTEMPTS attempts ran. When Slurm itself ends the job
-# (scontrol requeue, preemption, scancel) the batch shell gets SIGTERM too and leaves the
-# decision to Slurm. Each attempt appends to the same log (sbatch --open-mode=append).
+# attempt without progress is forgiven) and fewer than R1DIST_MAX_ATTEMPTS attempts ran.
+# When Slurm itself ends the job (scontrol requeue, preemption, scancel) the batch shell gets
+# SIGTERM too and leaves the decision to Slurm. Each attempt appends to the same log (sbatch --open-mode=append).
 set -euo pipefail
 DIR=${1:?usage: run_point.sh DIR KIND INDEX}
 KIND=${2:?usage: run_point.sh DIR KIND INDEX}
