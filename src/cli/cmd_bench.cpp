@@ -445,29 +445,29 @@ int bench_train(const Args& a) {
   if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
   if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
     throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
-  int64_t keep = a.i64("keep-layers");
-  if (keep < 0) throw UsageError("bench train: --keep-layers must be >= 0");
+  const int64_t keep = a.i64("keep-layers"), mlp = a.i64("recompute-mlp-layers");
+  if (keep < 0 || mlp < 0) throw UsageError("bench train: --keep-layers and --recompute-mlp-layers must be >= 0");
   const std::string fused_opt = a.str("fused");
   if (fused_opt != "auto" && fused_opt != "on" && fused_opt != "off")
     throw UsageError("bench train: --fused must be auto, on or off");
   const bool fused_path = fused_opt == "auto" ? fused::on_by_default(dev) : fused_opt == "on";
   const double budget = a.real("memory-budget");
-  if (budget < 0 || (budget > 0 && (keep > 0 || ckpt != "layer")))
-    throw UsageError("bench train: --memory-budget GB (>= 0) chooses the kept layers of --checkpointing layer; "
-                     "do not combine it with --keep-layers");
-  if (budget > 0) {
-    // The trainer's rule (train.memory_budget_gb): the most kept layers whose estimate fits.
-    Config run = keys;
-    run.lora.r = a.i64("rank");
-    run.train.micro_batch = micro;
-    run.data.max_seq_len = seq;
-    run.train.memory_budget_gb = budget;
-    const auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain);
-    check_memory_fits(est, 0, dev.str(), run);
-    keep = est.kept_layers;
-    log::info("bench train: --memory-budget ", budget, " GB keeps the last ", keep, " of ", cfg.num_hidden_layers,
-              " layers (estimate ", est.describe(), ")");
-  }
+  if (budget < 0 || (budget > 0 && (keep > 0 || mlp > 0 || ckpt != "layer")))
+    throw UsageError("bench train: --memory-budget GB (>= 0) chooses the plan of --checkpointing layer; "
+                     "do not combine it with --keep-layers or --recompute-mlp-layers");
+  // The trainer's rule (config/memory_estimate.h: recompute_plan).
+  Config run = keys;
+  run.lora.r = a.i64("rank");
+  run.train.micro_batch = micro;
+  run.data.max_seq_len = seq;
+  run.train.keep_layers = keep;
+  run.train.recompute_mlp_layers = mlp;
+  run.train.memory_budget_gb = budget;
+  const auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain);
+  if (budget > 0) check_memory_fits(est, 0, dev.str(), run);
+  const RecomputePlan plan = est.plan;
+  const std::string plan_text = plan.describe(cfg.num_hidden_layers);
+  if (budget > 0) log::info("bench train: --memory-budget ", budget, " GB: ", plan_text, " (estimate ", est.describe(), ")");
   auto t_load = std::chrono::steady_clock::now();
   auto model = random_model(cfg, dtype, dev, quant == "nf4", a.i64("rank"));
   model.set_fused(fused_path);
@@ -476,7 +476,7 @@ int bench_train(const Args& a) {
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
             a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
             " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt,
-            ckpt == "layer" && keep > 0 ? " (last " + std::to_string(keep) + " layers kept)" : std::string(),
+            ckpt == "layer" ? " (" + plan_text + ")" : std::string(),
             ", fused kernels ", model.fused() ? "on" : "off");
   AdamW opt(model.lora().flat(), AdamWConfig{});
   auto grad = model.lora().flat_grad();
@@ -507,7 +507,7 @@ int bench_train(const Args& a) {
     for (int64_t m = 0; m < accum; ++m) {
       const auto ids = at::randint(0, cfg.vocab_size, {micro, seq}, gen, longs);
       const size_t m0 = timer.mark();
-      const auto h = model.hidden_states_train(ids, ckpt == "layer", nullptr, keep);
+      const auto h = model.hidden_states_train(ids, plan);
       const size_t m1 = timer.mark();
       const auto loss = chunked_lm_loss_sum(h, model.lm_head_weight(), ids) / count;
       const size_t m2 = timer.mark();
@@ -587,7 +587,9 @@ int bench_train(const Args& a) {
   j["micro_batch"] = micro;
   j["grad_accum"] = accum;
   j["checkpointing"] = ckpt;
-  j["keep_layers"] = keep;
+  j["keep_layers"] = plan.kept(cfg.num_hidden_layers);
+  j["recompute_mlp_layers"] = plan.mlp;
+  j["estimate_gb"] = est.total() / 1e9;
   j["fused"] = model.fused();
   j["steps"] = steps;
   j["ranks"] = pg.world;
@@ -736,8 +738,9 @@ int cmd_bench(int argc, char** argv) {
                     kAssumedLatencyUs)
       .option_str("checkpointing", "train: layer or none", "layer")
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
+      .option_int("recompute-mlp-layers", "train: with layer checkpointing, the N layers before the kept ones recompute only their MLP's gate and up (train.recompute_mlp_layers)", 0)
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")
-      .option_real("memory-budget", "train: with layer checkpointing, keep as many layers as the memory estimate fits in this many GB (train.memory_budget_gb)", 0)
+      .option_real("memory-budget", "train: with layer checkpointing, the plan with the least recomputation that the memory estimate fits in this many GB (train.memory_budget_gb)", 0)
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)
       .option_int("chunk", "loss: tokens per chunk", kLossChunkTokens)
       .option_str("dir", "checkpoint: where the file is written (and removed)", "/tmp")

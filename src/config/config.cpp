@@ -265,8 +265,12 @@ const std::vector<Key>& keys() {
       {"train.keep_layers", R1_REF(train.keep_layers),
        "With checkpointing = layer or auto: the last N layers keep their activations (no recompute; more memory).",
        at_least(0)},
+      {"train.recompute_mlp_layers", R1_REF(train.recompute_mlp_layers),
+       "With checkpointing = layer or auto: the N layers before the kept ones recompute only their MLP's gate and up "
+       "(the attention keeps its activations): about half a layer's recomputation for more than half of its memory.",
+       at_least(0)},
       {"train.memory_budget_gb", R1_REF(train.memory_budget_gb),
-       "With checkpointing = layer or auto: keep as many layers' activations as the memory estimate fits in this many GB per rank; 0 = off (layer) or the GPU's memory (auto).",
+       "With checkpointing = layer or auto: choose the kept and MLP-recomputing layers with the least recomputation that the memory estimate fits in this many GB per rank; 0 = off (layer) or the GPU's memory (auto).",
        at_least(0)},
       {"eval.every_steps", R1_REF(eval.every_steps), "Evaluate every N steps; 0 = only at the end.",
        at_least(0), nullptr, 0, "eval_steps"},
@@ -655,9 +659,11 @@ struct Loader {
       problem(set_at["eval.patience"],
               "eval.patience counts evaluations without improvement, but with eval.every_steps = 0 the held-out "
               "loss is evaluated only at the end\nHINT: set eval.every_steps");
-    if (cfg.train.memory_budget_gb > 0 && cfg.train.keep_layers > 0)
-      problem(set_at["train.memory_budget_gb"],
-              "train.memory_budget_gb and train.keep_layers both choose the kept layers; set one of them to 0");
+    for (const auto& [key, layers] : {std::pair<const char*, int64_t>{"train.keep_layers", cfg.train.keep_layers},
+                                      {"train.recompute_mlp_layers", cfg.train.recompute_mlp_layers}})
+      if (cfg.train.memory_budget_gb > 0 && layers > 0)
+        problem(set_at["train.memory_budget_gb"], std::string("train.memory_budget_gb and ") + key +
+                                                      " both choose what the backward recomputes; set one of them to 0");
     if (cfg.train.memory_budget_gb > 0 && cfg.train.checkpointing == Checkpointing::none)
       problem(set_at["train.memory_budget_gb"],
               "train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "

@@ -49,7 +49,8 @@ std::map<std::string, std::string> flat(const std::string& text, const char* whi
 bool key_changes_math(const std::string& key) {
   static const std::set<std::string> kMoveOnly = {"data.path", "data.threads", "data.packing", "train.micro_batch",
                                                   "train.grad_accum", "train.checkpointing",
-                                                  "train.keep_layers", "train.memory_budget_gb"};
+                                                  "train.keep_layers", "train.recompute_mlp_layers",
+                                                  "train.memory_budget_gb"};
   if (kMoveOnly.count(key)) return false;
   if (key == "model.dtype") return true;
   for (const char* section : {"lora.", "quant.", "data.", "train."})
@@ -59,9 +60,11 @@ bool key_changes_math(const std::string& key) {
 
 std::vector<ConfigChange> layout_config_changes(const std::string& before_toml, const std::string& now_toml) {
   static const std::vector<std::string> kLayout = {"data.packing",        "train.micro_batch", "train.grad_accum",
-                                                   "train.checkpointing", "train.keep_layers", "train.memory_budget_gb"};
+                                                   "train.checkpointing", "train.keep_layers", "train.recompute_mlp_layers",
+                                                   "train.memory_budget_gb"};
   static const std::map<std::string, std::string> kBeforeTheKey = {
-      {"data.packing", "false"}, {"train.keep_layers", "0"}, {"train.memory_budget_gb", "0"}};
+      {"data.packing", "false"}, {"train.keep_layers", "0"}, {"train.recompute_mlp_layers", "0"},
+      {"train.memory_budget_gb", "0"}};
   const auto a = flat(before_toml, "checkpoint's"), b = flat(now_toml, "current");
   std::vector<ConfigChange> out;
   for (const auto& k : kLayout) {

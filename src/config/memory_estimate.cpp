@@ -28,11 +28,23 @@ std::string MemoryEstimate::describe() const {
          gb(activations) + ", workspace " + gb(workspace) + ")";
 }
 
+std::string RecomputePlan::describe(int64_t total_layers) const {
+  return std::to_string(layers) + " recompute the whole layer, " + std::to_string(mlp) + " only the MLP, " +
+         std::to_string(kept(total_layers)) + " keep every activation";
+}
+
+double mlp_recompute_share(const Qwen2Config& m, int64_t seq_len) {
+  const double h = double(m.hidden_size), inter = double(m.intermediate_size), kv = double(m.kv_dim());
+  // Multiply-adds per token: q, k, v, o; gate, up, down; causal attention's two products over
+  // seq / 2 keys on average.
+  const double layer = h * (h + 2.0 * kv) + h * h + 3.0 * h * inter + double(seq_len) * h;
+  return 2.0 * h * inter / layer;
+}
+
 namespace {
 
-// The estimate when the last `kept` layers keep their activations (all of them without
-// layer checkpointing).
-MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, LayerPath path, int64_t kept_layers) {
+// The estimate under `plan`.
+MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath path, RecomputePlan plan) {
   // Doubles throughout: the products of absurd settings (micro_batch 1e9) must not overflow.
   const double e = cfg.model.dtype == ComputeDtype::fp32 ? 4.0 : 2.0;
   const double h = double(m.hidden_size), inter = double(m.intermediate_size), layers = double(m.num_hidden_layers);
@@ -53,57 +65,93 @@ MemoryEstimate estimate_keeping(const Qwen2Config& m, const Config& cfg, LayerPa
   // 4% for what the allocator holds beside them (fitted to the peaks measured on an H200 for
   // the 1.5B, 7B and 14B presets: test_memory_estimate.cpp). The plain ATen forms also keep
   // the norms' outputs, fp32 and activation temporaries: about 10 hidden-wide and 3
-  // intermediate-wide (above the 14B v6 peak measured with them).
+  // intermediate-wide (above the 14B v6 peak measured with them). A layer that recomputes its
+  // MLP (LoraLinear::forward_mlp) keeps neither gate nor up.
   const double kv = double(m.kv_dim());
-  const double one_layer = path == LayerPath::fused ? tokens * (4.0 * h + 2.0 * kv + 2.0 * inter) * e * 1.04
-                                                    : tokens * (10.0 * h + 3.0 * inter) * e;
-  // Layer checkpointing keeps each recomputed layer's input plus one layer being recomputed;
-  // train.keep_layers of them keep everything instead.
-  const double kept = double(kept_layers);
-  est.activations = (layers - kept) * tokens * h * e + kept * one_layer + (kept < layers ? one_layer : 0.0);
+  const bool fused = path == LayerPath::fused;
+  const double one_layer = fused ? tokens * (4.0 * h + 2.0 * kv + 2.0 * inter) * e * 1.04
+                                 : tokens * (10.0 * h + 3.0 * inter) * e;
+  const double mlp_layer = fused ? tokens * (4.0 * h + 2.0 * kv) * e * 1.04 : tokens * 10.0 * h * e;
+  // A recomputed layer keeps its input; while one is recomputed, it holds one layer's
+  // activations besides.
+  const double recomputed = double(plan.layers), mlp = double(plan.mlp), kept = layers - recomputed - mlp;
+  est.activations = recomputed * tokens * h * e + mlp * mlp_layer + kept * one_layer + (recomputed > 0 ? one_layer : 0.0);
   // Beside the kept activations, at one time either the loss (one chunk's logits in fp32 and
   // the log-sum-exp's fp32 buffer; model/lm_loss.h) or one layer's backward: the gradients of
   // gate, up and their product plus one more intermediate-wide and two hidden-wide buffers,
   // and one dequantised MLP weight (fitted to the 7B 8192 x 1 and the 14B 8192 x 2 peaks
-  // measured with layer checkpointing, where it is larger than the loss chunk).
+  // measured with layer checkpointing, where it is larger than the loss chunk). A layer that
+  // recomputes its MLP holds its gate and up there instead of among the kept activations.
   const double loss = std::min(tokens, double(kLossChunkTokens)) * vocab * (4.0 + 4.0);
   const double layer_backward = tokens * (2.0 * h + 4.0 * inter) * e + inter * h * e;
   est.workspace = std::max(loss, layer_backward);
-  est.kept_layers = kept_layers;
+  est.plan = plan;
   return est;
 }
 
 }  // namespace
 
-int64_t kept_layers(const Qwen2Config& m, const Config& cfg, LayerPath path) {
+RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   const int64_t layers = m.num_hidden_layers;
-  if (cfg.train.checkpointing == Checkpointing::none) return layers;
-  if (cfg.train.memory_budget_gb <= 0) return std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
-  // Keeping every layer also drops the buffer of the layer being recomputed, so it can cost
-  // less than keeping all but one; below that the estimate grows with every kept layer: the
-  // most that fit the budget (0 when none do; check_memory_fits refuses that case).
-  const double budget = cfg.train.memory_budget_gb * 1e9;
-  if (estimate_keeping(m, cfg, path, layers).total() <= budget) return layers;
-  int64_t lo = 0, hi = layers - 1;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (estimate_keeping(m, cfg, path, mid).total() <= budget) lo = mid;
-    else hi = mid - 1;
+  if (cfg.train.checkpointing == Checkpointing::none) return {};
+  if (cfg.train.memory_budget_gb <= 0) {
+    const int64_t keep = std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
+    const int64_t mlp = std::min(layers - keep, std::max<int64_t>(cfg.train.recompute_mlp_layers, 0));
+    return {layers - keep - mlp, mlp};
   }
-  return lo;
+  // For each count R of recomputed layers, the most kept layers that fit with the rest
+  // recomputing their MLP (a kept layer costs more memory than an MLP one, so the estimate
+  // grows with every layer kept); the plan that recomputes least wins, the smaller estimate
+  // between equals. Keeping every layer drops the buffer of the layer being recomputed, so it
+  // can cost less than recomputing one. None fits: every layer recomputed (check_memory_fits
+  // refuses that case).
+  const double budget = cfg.train.memory_budget_gb * 1e9;
+  auto fits = [&](RecomputePlan p) { return estimate_with(m, cfg, path, p).total() <= budget; };
+  // The most `kept` in [0, n] with fits(plan(kept)) (the estimate grows with each), -1: none.
+  auto most_kept = [&](int64_t n, auto plan) {
+    int64_t lo = -1, hi = n;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (fits(plan(mid))) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  if (path == LayerPath::plain) {  // whole layers only
+    if (fits({})) return {};
+    const int64_t kept = most_kept(layers - 1, [&](int64_t k) { return RecomputePlan{layers - k, 0}; });
+    return {layers - std::max<int64_t>(kept, 0), 0};
+  }
+  const double share = mlp_recompute_share(m, cfg.data.max_seq_len);
+  RecomputePlan best{layers, 0};
+  double best_cost = double(layers) + 1.0, best_bytes = 0;
+  for (int64_t r = 0; r <= layers; ++r) {
+    const int64_t rest = layers - r;
+    const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k}; });
+    if (kept < 0) continue;
+    const RecomputePlan p{r, rest - kept};
+    const double cost = double(p.layers) + share * double(p.mlp), bytes = estimate_with(m, cfg, path, p).total();
+    if (cost < best_cost - 1e-9 || (cost < best_cost + 1e-9 && bytes < best_bytes)) {
+      best = p;
+      best_cost = cost;
+      best_bytes = bytes;
+    }
+  }
+  return best;
 }
 
 Config resolve_checkpointing(const Config& cfg, double capacity_bytes) {
   Config out = cfg;
   if (cfg.train.checkpointing != Checkpointing::automatic) return out;
   out.train.checkpointing = Checkpointing::layer;
-  if (capacity_bytes > 0 && cfg.train.memory_budget_gb <= 0 && cfg.train.keep_layers <= 0)
+  if (capacity_bytes > 0 && cfg.train.memory_budget_gb <= 0 && cfg.train.keep_layers <= 0 &&
+      cfg.train.recompute_mlp_layers <= 0)
     out.train.memory_budget_gb = kAutoBudgetShare * capacity_bytes / 1e9;
   return out;
 }
 
 MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg, LayerPath path) {
-  return estimate_keeping(m, cfg, path, kept_layers(m, cfg, path));
+  return estimate_with(m, cfg, path, recompute_plan(m, cfg, path));
 }
 
 void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const std::string& device_name,

@@ -203,13 +203,18 @@ PackedRows packed_rows(const std::vector<int64_t>& row_lengths, at::Device devic
   return p;
 }
 
-at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& h) const {
+at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& h, bool recompute) const {
+  if (recompute) return LoraLinear::forward_mlp(l.gate, l.up, l.down, h, l.post_norm, cfg_.rms_norm_eps);
   if (fused_) {
     auto gate_up = LoraLinear::forward_normed({&l.gate, &l.up}, h, l.post_norm, cfg_.rms_norm_eps);
     return l.down.forward_swiglu(gate_up[0], gate_up[1]);
   }
   const auto x = rms_norm(h, l.post_norm);
-  return l.down.forward(at::silu(l.gate.forward(x)) * l.up.forward(x));
+  // gate before up, in statements of their own: the order LoRA dropout draws their masks in
+  // (as forward_normed and forward_mlp do), which the operands of one expression leave open.
+  const auto gate = l.gate.forward(x);
+  const auto up = l.up.forward(x);
+  return l.down.forward(at::silu(gate) * up);
 }
 
 at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, const at::Tensor& left_pad) const {

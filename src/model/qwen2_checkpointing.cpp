@@ -80,10 +80,13 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 
 }  // namespace
 
-at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed,
-                                           int64_t keep_layers) const {
-  const bool recompute = checkpoint && at::GradMode::is_enabled();
-  if (!recompute && !packed) return hidden_states(ids, nullptr);
+at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, const RecomputePlan& plan,
+                                           const PackedRows* packed) const {
+  const int64_t layers = cfg_.num_hidden_layers;
+  const int64_t recomputed = at::GradMode::is_enabled() ? std::clamp<int64_t>(plan.layers, 0, layers) : 0;
+  const int64_t mlp_end =
+      at::GradMode::is_enabled() ? recomputed + std::clamp<int64_t>(plan.mlp, 0, layers - recomputed) : 0;
+  if (mlp_end == 0 && !packed) return hidden_states(ids, nullptr);
   check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq)");
   at::Tensor cos, sin;
   if (packed) {
@@ -96,17 +99,17 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, bool checkpoin
     std::tie(cos, sin) = rope_tables(cfg_.head_dim, cfg_.rope_theta, 0, ids.size(1), dtype_, device_);
   }
   auto h = at::embedding(embed_, ids.to(device_, at::kLong));
-  if (!recompute) return through_layers(h, [&](int i, const at::Tensor& x) { return layer_forward(i, x, cos, sin, packed); });
   bool dropout = false;
   for (const auto& l : layers_)
     for (const auto* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
       dropout = dropout || (p->has_adapter() && p->adapter_enabled && p->dropout > 0);
   const auto anchor = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device_)).requires_grad_(true);
-  const int64_t recomputed = cfg_.num_hidden_layers - std::min<int64_t>(std::max<int64_t>(keep_layers, 0),
-                                                                          cfg_.num_hidden_layers);
   return through_layers(h, [&](int i, const at::Tensor& x) {
-    return i < recomputed ? CheckpointedLayer::apply(x, anchor, cos, sin, this, int64_t(i), dropout, packed)
-                          : layer_forward(i, x, cos, sin, packed);
+    if (i < recomputed) return CheckpointedLayer::apply(x, anchor, cos, sin, this, int64_t(i), dropout, packed);
+    if (i >= mlp_end) return layer_forward(i, x, cos, sin, packed);
+    const auto& l = layers_[size_t(i)];
+    auto y = x + attention(l, x, cos, sin, nullptr, i, {}, packed);
+    return y + mlp(l, y, /*recompute=*/true);
   });
 }
 

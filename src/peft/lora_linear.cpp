@@ -208,6 +208,71 @@ struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction>
   }
 };
 
+// The MLP of n = rms_norm(x, w) (LoraLinear::forward_mlp). Inputs: x, then {A, B, dropout
+// mask} of gate, up and down (empty tensors where absent), then the frozen norm weight. The
+// forward keeps x and the three rank-r products; the backward rebuilds n, then gate and up
+// from n and their saved rank-r products (the forward's operations on the same operands: the
+// same bits), and runs SwigluLoraFunction's and NormedLoraFunction's backward on them.
+struct MlpFunction : public torch::autograd::Function<MlpFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList adapters, const at::Tensor& w,
+                            double eps, const std::vector<const LoraLinear*>& layers) {
+    const auto n = fused::rms_norm_values(x, w, eps).first;
+    auto g = lora_values(layers[0], n, adapters[0], adapters[1], adapters[2]);
+    auto u = lora_values(layers[1], n, adapters[3], adapters[4], adapters[5]);
+    auto d = lora_values(layers[2], fused::swiglu_values(g.y, u.y), adapters[6], adapters[7], adapters[8]);
+    variable_list saved{x, w, g.xa, u.xa, d.xa};
+    saved.insert(saved.end(), adapters.begin(), adapters.end());
+    std::vector<int64_t> pointers;
+    for (const auto* l : layers) pointers.push_back(reinterpret_cast<int64_t>(l));
+    ctx->saved_data["layers"] = pointers;
+    ctx->saved_data["eps"] = eps;
+    ctx->save_for_backward(saved);
+    return d.y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    const auto &x = s[0], &w = s[1];
+    const auto pointers = ctx->saved_data["layers"].toIntVector();
+    const auto* gate_l = reinterpret_cast<const LoraLinear*>(pointers[0]);
+    const auto* up_l = reinterpret_cast<const LoraLinear*>(pointers[1]);
+    const auto* down_l = reinterpret_cast<const LoraLinear*>(pointers[2]);
+    auto xa = [&](int j) -> const at::Tensor& { return s[size_t(2 + j)]; };
+    auto adapter = [&](int j, int k) -> const at::Tensor& { return s[size_t(5 + 3 * j + k)]; };
+    auto [n, rstd] = fused::rms_norm_values(x, w, ctx->saved_data["eps"].toDouble());
+    // gate and up as lora_values made them: the base product plus the scaled rank-r product.
+    auto rebuilt = [&](const LoraLinear* l, int j) {
+      auto y = base_product(l, n, n.scalar_type());
+      const auto& A = adapter(j, 0);
+      return A.numel() > 0 ? add_product(y, xa(j), adapter(j, 1).to(n.scalar_type()), l->scaling) : y;
+    };
+    auto gate = rebuilt(gate_l, 0), up = rebuilt(up_l, 1);
+    at::Tensor gp, gA_d, gB_d;
+    {
+      const auto& A = adapter(2, 0);
+      const auto xd = A.numel() > 0 ? dropped(fused::swiglu_values(gate, up), adapter(2, 2)) : at::Tensor();
+      std::tie(gA_d, gB_d) = lora_grads(down_l, grads[0], xd, xa(2), A, adapter(2, 1), adapter(2, 2), &gp);
+    }
+    auto [dgate, dup] = fused::swiglu_grads(gp.contiguous(), gate, up);
+    gp = gate = up = at::Tensor();
+    const bool need_gx = ctx->needs_input_grad(0);
+    at::Tensor gn;
+    variable_list out{at::Tensor()};
+    for (int j = 0; j < 2; ++j) {
+      const auto &A = adapter(j, 0), &B = adapter(j, 1), &mask = adapter(j, 2);
+      auto [gA, gB] = lora_grads(j == 0 ? gate_l : up_l, j == 0 ? dgate : dup, dropped(n, mask), xa(j), A, B, mask,
+                                 need_gx ? &gn : nullptr);
+      (j == 0 ? dgate : dup) = at::Tensor();
+      out.insert(out.end(), {gA, gB, at::Tensor()});
+    }
+    out.insert(out.end(), {gA_d, gB_d, at::Tensor()});
+    n = at::Tensor();  // freed before the norm's backward
+    if (need_gx) out[0] = fused::rms_norm_grads(gn, x, w, rstd);
+    out.insert(out.end(), {at::Tensor(), at::Tensor(), at::Tensor()});  // w, eps, layers
+    return out;
+  }
+};
+
 thread_local bool t_dropout_without_graph = false;
 
 // Inverted dropout: a mask already scaled by 1 / (1 - p), kept for the backward.
@@ -275,6 +340,38 @@ at::Tensor LoraLinear::forward_swiglu(const at::Tensor& gate, const at::Tensor& 
   const auto none = at::empty({0}, g.options());
   const at::Tensor mask = lora && dropout > 0 ? dropout_mask(g, dropout) : none;
   return SwigluLoraFunction::apply(g, u, lora ? lora_A : none, lora ? lora_B : none, mask, this);
+}
+
+at::Tensor LoraLinear::forward_mlp(const LoraLinear& gate, const LoraLinear& up, const LoraLinear& down,
+                                   const at::Tensor& x_in, const at::Tensor& norm_weight, double eps) {
+  check(x_in.dim() >= 1 && norm_weight.dim() == 1 && norm_weight.size(0) == x_in.size(-1),
+        "LoraLinear::forward_mlp: the norm weight must be (hidden) for x (..., hidden)");
+  check(!norm_weight.requires_grad(), "LoraLinear::forward_mlp: the norm weight must be frozen");
+  bool lora = false;
+  for (const auto* p : {&gate, &up, &down}) lora = lora || (p->has_adapter() && p->adapter_enabled);
+  if (!(at::GradMode::is_enabled() && (x_in.requires_grad() || lora))) {
+    const auto gate_up = forward_normed({&gate, &up}, x_in, norm_weight, eps);
+    return down.forward_swiglu(gate_up[0], gate_up[1]);
+  }
+  const auto x = x_in.contiguous();
+  const auto w = norm_weight.to(x.scalar_type()).contiguous();
+  // The masks in the order, shape and dtype forward_normed and forward_swiglu draw them.
+  const auto none = at::empty({0}, x.options());
+  std::vector<at::Tensor> adapters;
+  for (const auto* p : {&gate, &up, &down}) {
+    const bool on = p->has_adapter() && p->adapter_enabled;
+    adapters.push_back(on ? p->lora_A : none);
+    adapters.push_back(on ? p->lora_B : none);
+    if (!(on && p->dropout > 0)) adapters.push_back(none);
+    else if (p == &down) {
+      auto shape = x.sizes().vec();
+      shape.back() = gate.out_features();
+      adapters.push_back(dropout_mask(at::empty(shape, x.options()), p->dropout));
+    } else {
+      adapters.push_back(dropout_mask(x, p->dropout));
+    }
+  }
+  return MlpFunction::apply(x, at::TensorList(adapters), w, eps, std::vector<const LoraLinear*>{&gate, &up, &down});
 }
 
 }  // namespace r1dist

@@ -65,8 +65,8 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
     log::info(from_device ? "train.checkpointing = auto: a budget of " : "train.memory_budget_gb = ",
               cfg.train.memory_budget_gb, " GB",
               from_device ? " (" + std::to_string(int(kAutoBudgetShare * 100 + 0.5)) + "% of the rank's share of the device)" : "",
-              ": the last ", est.kept_layers, " of ", mc.num_hidden_layers,
-              " layers keep their activations (the rest are recomputed in the backward)");
+              ": the backward's plan for the ", mc.num_hidden_layers, " layers: ",
+              est.plan.describe(mc.num_hidden_layers));
   }
   return est;
 }

@@ -34,12 +34,12 @@ StepOutcome StepRunner::run(int64_t k) {
   const int64_t n_grad = grad.numel();
   auto loss_slot = buffer_.narrow(0, n_grad, 1);
   auto stop_slot = buffer_.narrow(0, n_grad + 1, 1);
-  const bool ckpt_layers = cfg_.train.checkpointing != Checkpointing::none;
-  // train.keep_layers, or what train.memory_budget_gb fits (as check_memory estimated it)
-  const int64_t keep = kept_layers(model_.config(), cfg_, model_.fused() ? LayerPath::fused : LayerPath::plain);
+  // train.keep_layers and train.recompute_mlp_layers, or what train.memory_budget_gb fits (as
+  // check_memory estimated it)
+  const auto recompute = recompute_plan(model_.config(), cfg_, model_.fused() ? LayerPath::fused : LayerPath::plain);
   // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
   auto forward_backward = [&](const TokenBatch& b, const PackedRows* packed) {
-    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, ckpt_layers, packed, keep),
+    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, recompute, packed),
                                           model_.lm_head_weight(), b.labels) /
                       double(out.loss_tokens);
     loss.backward();

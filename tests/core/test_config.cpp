@@ -355,7 +355,7 @@ TEST(ConfigTest, EvalRowsAndFractionAreExclusive) {
 
 TEST(ConfigTest, AMemoryBudgetExcludesKeepLayersAndNeedsLayerCheckpointing) {
   EXPECT_EQ(error_of(kModel + "[train]\nkeep_layers = 4\nmemory_budget_gb = 40\n"),
-            "cfg.toml:5: train.memory_budget_gb and train.keep_layers both choose the kept layers; set one of "
+            "cfg.toml:5: train.memory_budget_gb and train.keep_layers both choose what the backward recomputes; set one of "
             "them to 0");
   const std::string msg = error_of(kModel + "[train]\ncheckpointing = \"none\"\nmemory_budget_gb = 40\n");
   EXPECT_NE(msg.find("cfg.toml:5: train.memory_budget_gb chooses how many layers skip the recomputation"),

@@ -214,6 +214,16 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   EXPECT_EQ(nlohmann::json::parse(b.out)["keep_layers"], 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 0.0001").code, 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 5 --keep-layers 1").code, 2);
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 5 --recompute-mlp-layers 1").code, 2);
+  // --recompute-mlp-layers: the layer before the kept ones recomputes its MLP only.
+  const auto m = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
+                            "--checkpointing layer --keep-layers 1 --recompute-mlp-layers 1");
+  ASSERT_EQ(m.code, 0) << m.err;
+  const auto mj = nlohmann::json::parse(m.out);
+  EXPECT_EQ(mj["keep_layers"], 1);
+  EXPECT_EQ(mj["recompute_mlp_layers"], 1);
+  EXPECT_GT(mj["estimate_gb"].get<double>(), 0.0);
+  EXPECT_THAT(m.err, HasSubstr("0 recompute the whole layer, 1 only the MLP, 1 keep every activation"));
   EXPECT_EQ(run_r1dist("bench train --preset tiny --seq 1 --device cpu").code, 2);
 }
 
@@ -242,10 +252,11 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
     EXPECT_EQ(r.code, 2) << r.err;
     EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 0.0001 is below what this config needs"));
   }
-  // A budget that fits every layer of qwen2_b (3): the dry run says what it keeps, before it
+  // A budget that fits every layer of qwen2_b (3): the dry run states its plan, before it
   // goes on to refuse the data (the R1 tokenizer's ids exceed qwen2_b's 256-token vocabulary).
   const auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.memory_budget_gb=100");
-  EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100 GB: the last 3 of 3 layers keep their activations"));
+  EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100 GB: the backward's plan for the 3 layers: 0 recompute "
+                                    "the whole layer, 0 only the MLP, 3 keep every activation"));
 }
 
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach

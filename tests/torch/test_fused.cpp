@@ -134,10 +134,14 @@ struct StepResult {
   at::Tensor grad;
 };
 
+// How the backward gets its activations: kept, whole layers recomputed, MLPs recomputed
+// (LoraLinear::forward_mlp).
+enum class Recompute { none, layers, mlp };
+
 // One micro-batch of a tiny model with adapters on all seven projections (seeded values),
-// forward with or without layer checkpointing, the chunked loss, backward.
+// forward under `recompute` in every layer, the chunked loss, backward.
 StepResult train_step(const std::string& fixture, const at::Device& dev, at::ScalarType dt, bool fused_on,
-                      bool checkpoint, QuantMode quant) {
+                      Recompute recompute, QuantMode quant) {
   LoadOptions lo;
   lo.quant = quant;
   auto model = Qwen2Model::load(test::fixture(fixture), dt, dev, lo);
@@ -150,12 +154,14 @@ StepResult train_step(const std::string& fixture, const at::Device& dev, at::Sca
     const auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
     flat.copy_(at::randn(flat.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).mul_(0.05).to(flat.device()));
   }
+  const int64_t layers = model.config().num_hidden_layers;
+  const RecomputePlan plan{recompute == Recompute::layers ? layers : 0, recompute == Recompute::mlp ? layers : 0};
   const auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
   const auto ids = at::randint(0, model.config().vocab_size, {2, 40}, gen, at::TensorOptions().dtype(at::kLong));
   auto labels = ids.clone();
   labels.select(0, 1).slice(0, 0, 9).fill_(-100);
   const int64_t count = labels.slice(1, 1).ne(-100).sum().item<int64_t>();
-  const auto loss = chunked_lm_loss_sum(model.hidden_states_train(ids.to(dev), checkpoint), model.lm_head_weight(),
+  const auto loss = chunked_lm_loss_sum(model.hidden_states_train(ids.to(dev), plan), model.lm_head_weight(),
                                         labels.to(dev), 16) / double(count);
   loss.backward();
   return {loss.item<double>(), model.lora().flat_grad().to(at::kFloat).cpu().clone()};
@@ -163,14 +169,17 @@ StepResult train_step(const std::string& fixture, const at::Device& dev, at::Sca
 
 void expect_step_equal(const std::string& fixture, const at::Device& dev, at::ScalarType dt, QuantMode quant,
                        double loss_tol, double grad_tol) {
-  for (bool checkpoint : {false, true}) {
-    const auto plain = train_step(fixture, dev, dt, false, checkpoint, quant);
-    const auto fused = train_step(fixture, dev, dt, true, checkpoint, quant);
+  // The fused layer kept, recomputed, and with its MLP recomputed, each against the plain
+  // layer under the same plan (the plain one kept for the MLP plan).
+  for (Recompute r : {Recompute::none, Recompute::layers, Recompute::mlp}) {
+    const char* name = r == Recompute::none ? "kept" : r == Recompute::layers ? "layers recomputed" : "MLPs recomputed";
+    const auto plain = train_step(fixture, dev, dt, false, r == Recompute::mlp ? Recompute::none : r, quant);
+    const auto fused = train_step(fixture, dev, dt, true, r, quant);
     const double el = std::abs(fused.loss - plain.loss) / std::abs(plain.loss), eg = test::rel_err(fused.grad, plain.grad);
-    std::printf("%s %s %s checkpoint=%d: fused vs plain loss rel err %.3g, adapter grad max rel err %.3g\n",
-                fixture.c_str(), dev.str().c_str(), dt == at::kFloat ? "fp32" : "bf16", int(checkpoint), el, eg);
-    EXPECT_LE(el, loss_tol) << fixture << " checkpoint=" << checkpoint;
-    EXPECT_LE(eg, grad_tol) << fixture << " checkpoint=" << checkpoint;
+    std::printf("%s %s %s %s: fused vs plain loss rel err %.3g, adapter grad max rel err %.3g\n", fixture.c_str(),
+                dev.str().c_str(), dt == at::kFloat ? "fp32" : "bf16", name, el, eg);
+    EXPECT_LE(el, loss_tol) << fixture << " " << name;
+    EXPECT_LE(eg, grad_tol) << fixture << " " << name;
   }
 }
 

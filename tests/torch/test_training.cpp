@@ -87,10 +87,10 @@ Qwen2Model small_model(double dropout, const std::string& quant) {
   return m;
 }
 
-at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, bool checkpoint, int64_t keep_layers = 0) {
+at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, const RecomputePlan& plan) {
   m.lora().flat_grad().zero_();
   at::manual_seed(11);  // the same dropout masks for both variants
-  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, checkpoint, nullptr, keep_layers)), ids);
+  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, plan)), ids);
   loss.backward();
   return m.lora().flat_grad().clone();
 }
@@ -101,15 +101,35 @@ TEST(LayerCheckpointing, RecomputedLayersGiveTheSameGradients) {
   for (const char* quant : {"none", "nf4"}) {
     auto m = small_model(0.0, quant);
     auto ids = at::randint(0, 300, {2, 13});
-    const auto plain = grads(m, ids, false), ckpt = grads(m, ids, true);
+    const int64_t layers = m.config().num_hidden_layers;
+    const auto plain = grads(m, ids, {}), ckpt = grads(m, ids, {layers, 0});
     EXPECT_GT(plain.abs().sum().item<double>(), 0);
     max_rel_err(ckpt, plain, 1e-6, std::string("checkpointed vs plain gradients, base ") + quant);
-    // train.keep_layers: the last N layers keep their activations; N beyond the model = all.
-    const int64_t layers = m.config().num_hidden_layers;
-    for (int64_t keep : {int64_t(1), layers, layers + 5})
-      max_rel_err(grads(m, ids, true, keep), plain, 1e-6,
-                  "keep_layers " + std::to_string(keep) + " vs plain gradients, base " + quant);
+    // Kept layers at the end: the last layer alone, or none recomputed.
+    for (const RecomputePlan p : {RecomputePlan{layers - 1, 0}, RecomputePlan{0, 0}})
+      max_rel_err(grads(m, ids, p), plain, 1e-6,
+                  p.describe(layers) + " vs plain gradients, base " + quant);
   }
+}
+
+// LoraLinear::forward_mlp (train.recompute_mlp_layers) on both layer forms, with and without
+// dropout and NF4, beside recomputed and kept layers: the gradients of the fused layer it
+// replaces, to fp32 rounding.
+TEST(LayerCheckpointing, RecomputedMlpsGiveTheSameGradients) {
+  for (const char* quant : {"none", "nf4"})
+    for (double dropout : {0.0, 0.3})
+      for (bool fused : {false, true}) {
+        auto m = small_model(dropout, quant);
+        m.set_fused(fused);
+        auto ids = at::randint(0, 300, {2, 13});
+        const int64_t layers = m.config().num_hidden_layers;
+        ASSERT_GE(layers, 2);
+        const auto plain = grads(m, ids, {});
+        const std::string what = std::string(", base ") + quant + ", dropout " + std::to_string(dropout) +
+                                 ", fused " + (fused ? "on" : "off");
+        for (const RecomputePlan p : {RecomputePlan{0, layers}, RecomputePlan{1, layers - 1}, RecomputePlan{0, 1}})
+          max_rel_err(grads(m, ids, p), plain, 1e-5, p.describe(layers) + what);
+      }
 }
 
 TEST(LayerCheckpointing, DropoutMasksAreReplayedInTheRecomputation) {
@@ -119,7 +139,8 @@ TEST(LayerCheckpointing, DropoutMasksAreReplayedInTheRecomputation) {
     auto m = small_model(0.3, "none");
     m.set_fused(fused);
     auto ids = at::randint(0, 300, {2, 11});
-    const auto plain = grads(m, ids, false), ckpt = grads(m, ids, true);
+    const int64_t layers = m.config().num_hidden_layers;
+    const auto plain = grads(m, ids, {}), ckpt = grads(m, ids, {layers, 0});
     max_rel_err(ckpt, plain, 1e-6, std::string("gradients with LoRA dropout 0.3, fused ") + (fused ? "on" : "off"));
   }
 }

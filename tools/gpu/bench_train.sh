@@ -10,9 +10,10 @@
 # several calls make one table).
 # SETTINGS: r1dist settings, 'name:flags|name:flags' (default 'ckpt:--checkpointing
 # layer|none:--checkpointing none').
-# MATCH=1 (default, with HF=1 and both default settings): one more r1dist run, "fit", that
-# keeps as many layers' activations as fit under HF's measured peak memory (3% margin): the
-# per-layer cost is read from the two measured peaks, (none - ckpt) / (layers - 1).
+# MATCH=1 (default, with HF=1): one more r1dist run, "fit", whose --memory-budget is 97% of
+# HF's measured peak memory: the trainer's planner (train.memory_budget_gb) picks the kept and
+# MLP-recomputing layers from the memory estimate. Settings may use the budget too, e.g.
+# 'lean:--checkpointing layer --memory-budget 25.7' (24 GiB).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tools/gpu/lib.sh
@@ -67,16 +68,9 @@ for size in $SIZES; do
     done
     [ "$HF" = 1 ] && [ "$MATCH" = 1 ] || continue
     hf_gib=$(field "$size" "$seq" "$micro" hf peak_gib)
-    ckpt_gb=$(field "$size" "$seq" "$micro" ckpt peak_mem_gb)
-    none_gb=$(field "$size" "$seq" "$micro" none peak_mem_gb)
-    layers=$(python3 -c "import json; print(json.load(open('$dir/config.json'))['num_hidden_layers'])")
-    keep=$(python3 -c "
-hf, c, n, L = '$hf_gib', '$ckpt_gb', '$none_gb', $layers
-if not (hf and c and n): print(-1); raise SystemExit
-budget = float(hf) * 2**30 / 1e9 * 0.97
-per = (float(n) - float(c)) / (L - 1)
-print(max(0, min(L, int((budget - float(c)) / per))) if per > 0 else L)")
-    [ "$keep" -ge 0 ] && r1dist_run "$size" "$seq" "$micro" fit --checkpointing layer --keep-layers "$keep"
+    [ -n "$hf_gib" ] || continue
+    budget=$(python3 -c "print(round($hf_gib * 2**30 / 1e9 * 0.97, 2))")
+    r1dist_run "$size" "$seq" "$micro" fit --checkpointing layer --memory-budget "$budget"
   done
   rm -rf "$dir"
 done
@@ -90,8 +84,8 @@ for r in rows:
         hf[key] = r["x"]
     else:
         mine.append((key, r.get("setting", "-"), r["x"]))
-print("| size | seq x micro | setting | r1dist tok/s | MFU | peak GB | HF tok/s | HF peak GB | ratio | r1dist split: fwd / lm_head+loss / bwd / optim s |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| size | seq x micro | setting | r1dist tok/s | MFU | peak GB | estimate GB | HF tok/s | HF peak GB | ratio | r1dist split: fwd / lm_head+loss / bwd / optim s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 f = lambda v, fmt: "-" if v is None else fmt.format(v)
 for (size, seq, micro), name, r in mine:
     h = hf.get((size, seq, micro), {})
@@ -99,8 +93,10 @@ for (size, seq, micro), name, r in mine:
     hgb = h.get("peak_gib") * 2**30 / 1e9 if h.get("peak_gib") else None
     sp = r.get("split_s", {})
     split = " / ".join(f"{sp.get(k, 0):.3f}" for k in ("forward", "lm_head_loss", "backward", "optimizer"))
-    label = name + (f" (keep {r.get('keep_layers')})" if name == "fit" else "")
+    plan = f" (keep {r.get('keep_layers')}, MLP {r.get('recompute_mlp_layers')})" if r.get("checkpointing") == "layer" else ""
+    label = name + plan
     print(f"| {size} | {seq} x {micro} | {label} | {f(rt, '{:,.0f}')} | {f(r.get('mfu'), '{:.1%}')} | {f(r.get('peak_mem_gb'), '{:.1f}')} | "
+          f"{f(r.get('estimate_gb'), '{:.1f}')} | "
           f"{f(ht, '{:,.0f}')}{' (OOM)' if h.get('oom') else ''} | {f(hgb, '{:.1f}')} | "
           f"{f(rt / ht if rt and ht else None, '{:.2f}')} | {split} |")
 PY

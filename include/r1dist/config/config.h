@@ -124,9 +124,12 @@ struct TrainConfig {
   // With checkpointing = layer: the last keep_layers layers keep their activations for the
   // backward instead of recomputing them (faster, more memory; 0 = every layer recomputed).
   int64_t keep_layers = 0;
-  // With checkpointing = layer or auto, instead of keep_layers: keep as many of the last layers
-  // as the memory estimate (config/memory_estimate.h) fits in this many GB per rank (0 = off
-  // with layer; the GPU's memory with auto).
+  // With checkpointing = layer: the recompute_mlp_layers layers before the kept ones keep the
+  // attention's activations and recompute only the MLP's gate and up in the backward.
+  int64_t recompute_mlp_layers = 0;
+  // With checkpointing = layer or auto, instead of keep_layers and recompute_mlp_layers: the
+  // plan with the least recomputation whose memory estimate (config/memory_estimate.h) fits
+  // in this many GB per rank (0 = off with layer; the GPU's memory with auto).
   double memory_budget_gb = 0.0;
 };
 

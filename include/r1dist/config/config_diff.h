@@ -20,12 +20,13 @@ struct ConfigChange {
 std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml);
 bool key_changes_math(const std::string& key);
 // The keys that lay the same work out differently (data.packing, train.micro_batch,
-// train.grad_accum, train.checkpointing, train.keep_layers, train.memory_budget_gb) whose
-// values differ: a resume accepts them (they are not in math_config_changes) and names them,
-// since the run then goes on in another layout than its checkpoint's (the same loss and
-// gradients to rounding, not bitwise those of the uninterrupted run). A key missing from the
-// checkpoint's config is read as the value runs had before the key existed (data.packing:
-// false; train.keep_layers and train.memory_budget_gb: 0), so a changed default shows here
+// train.grad_accum, train.checkpointing, train.keep_layers, train.recompute_mlp_layers,
+// train.memory_budget_gb) whose values differ: a resume accepts them (they are not in
+// math_config_changes) and names them, since the run then goes on in another layout than its
+// checkpoint's (the same loss and gradients to rounding, not bitwise those of the
+// uninterrupted run). A key missing from the checkpoint's config is read as the value runs
+// had before the key existed (data.packing: false; train.keep_layers,
+// train.recompute_mlp_layers and train.memory_budget_gb: 0), so a changed default shows here
 // as a change; any other missing key is left out.
 std::vector<ConfigChange> layout_config_changes(const std::string& before_toml, const std::string& now_toml);
 // Refuses (UsageError) a --resume-anyway list naming anything but "all" or comma-separated

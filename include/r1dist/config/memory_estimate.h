@@ -4,6 +4,7 @@
 // it counts the big buffers (docs/RELIABILITY.md has the formula and how it compares with
 // measured peaks), not the allocator's slack.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "r1dist/config/config.h"
@@ -19,12 +20,25 @@ namespace r1dist {
 // (docs/PERFORMANCE.md).
 constexpr int64_t kLossChunkTokens = 1024;
 
+// Which decoder layers recompute what in the backward, the layers in order: the first
+// `layers` keep only their input and recompute the whole layer; the next `mlp` keep the
+// attention's activations and recompute only the MLP's gate and up projections (about half
+// a layer's forward for more than half of its memory at 8192 tokens); the rest keep every
+// activation. Gradients are the same under every plan.
+struct RecomputePlan {
+  int64_t layers = 0;
+  int64_t mlp = 0;
+  int64_t kept(int64_t total_layers) const { return total_layers - layers - mlp; }
+  // "40 recompute the whole layer, 8 only the MLP, 0 keep every activation"
+  std::string describe(int64_t total_layers) const;
+};
+
 struct MemoryEstimate {
   double weights = 0;      // the frozen base (NF4 codes + scales, or dense), embeddings, lm_head
   double adapters = 0;     // LoRA parameters, their gradients and both AdamW moments (fp32)
   double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
   double workspace = 0;    // the larger of one loss chunk's fp32 logits + softmax and one layer's backward buffers
-  int64_t kept_layers = 0; // layers that keep their activations (all without layer checkpointing)
+  RecomputePlan plan;      // what the backward recomputes (nothing without layer checkpointing)
   double total() const { return weights + adapters + activations + workspace; }
   // "24.2 GB (base weights 9.9, adapters + AdamW 1.1, activations 11.4, workspace 1.8)"
   std::string describe() const;
@@ -37,10 +51,17 @@ enum class LayerPath { fused, plain };
 MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& cfg,
                                         LayerPath path = LayerPath::fused);
 
-// How many of the last layers keep their activations: every layer without layer
-// checkpointing; train.keep_layers (capped at the layer count); or, with
-// train.memory_budget_gb, the most whose estimate fits that budget (0 when none fits).
-int64_t kept_layers(const Qwen2Config& model, const Config& cfg, LayerPath path = LayerPath::fused);
+// What the backward recomputes: nothing without layer checkpointing; with train.keep_layers
+// and train.recompute_mlp_layers (each capped at the layers left), the last keep_layers keep
+// everything, the recompute_mlp_layers before them recompute their MLP and the rest the whole
+// layer; with train.memory_budget_gb, the plan whose estimate fits that budget with the least
+// recomputation (mlp_recompute_share), every layer recomputed when none fits. The plain path
+// recomputes whole layers only.
+RecomputePlan recompute_plan(const Qwen2Config& model, const Config& cfg, LayerPath path = LayerPath::fused);
+
+// The share of a layer's forward that recomputing only its MLP's gate and up costs, from the
+// multiply-adds per token at sequences of `seq_len` (the projections and causal attention).
+double mlp_recompute_share(const Qwen2Config& model, int64_t seq_len);
 
 // train.checkpointing = "auto" made concrete for a device of `capacity_bytes` (0 = unknown:
 // the CPU): "layer", with train.memory_budget_gb = kAutoBudgetShare of the capacity unless

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "r1dist/config/config.h"
+#include "r1dist/config/memory_estimate.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/peft/lora_adapters.h"
 #include "r1dist/peft/lora_linear.h"
@@ -110,14 +111,17 @@ class Qwen2Model {
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, const at::Tensor& left_pad = {}) const {
     return lm_head(hidden_states(ids, cache, left_pad));
   }
-  // Training form of hidden_states (no cache). checkpoint = true keeps only each layer's
-  // input during the forward and recomputes the layer in the backward (per-layer
-  // activation checkpointing); gradients are identical, memory is O(layers * B*T*hidden).
-  // With `packed`, ids is (1, T) holding the packed rows; `packed` must outlive the backward.
-  // keep_layers (with checkpoint): the last keep_layers layers keep their activations and
-  // are not recomputed (train.keep_layers); gradients are the same either way.
-  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr,
-                                 int64_t keep_layers = 0) const;
+  // Training form of hidden_states (no cache): `plan` (config/memory_estimate.h) says which
+  // layers keep only their input during the forward and recompute the whole layer in the
+  // backward (per-layer activation checkpointing), which recompute only their MLP's gate and
+  // up, and which keep every activation; gradients are the same under every plan. With
+  // `packed`, ids is (1, T) holding the packed rows; `packed` must outlive the backward.
+  at::Tensor hidden_states_train(const at::Tensor& ids, const RecomputePlan& plan,
+                                 const PackedRows* packed = nullptr) const;
+  // checkpoint = true: every layer recomputed; false: none.
+  at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr) const {
+    return hidden_states_train(ids, RecomputePlan{checkpoint ? cfg_.num_hidden_layers : 0, 0}, packed);
+  }
   // One decoder layer: h + attn(norm(h)), then + mlp(norm(.)); with a cache, the layer's
   // keys and values are appended to it (allowed: as attention() takes it).
   at::Tensor layer_forward(int layer, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
@@ -158,8 +162,9 @@ class Qwen2Model {
   at::Tensor attention(const Qwen2Layer& l, const at::Tensor& h, const at::Tensor& cos,
                        const at::Tensor& sin, KVCache* cache, int layer,
                        const at::Tensor& allowed = {}, const PackedRows* packed = nullptr) const;
-  // mlp(post_attention_norm(h)), without the residual.
-  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& h) const;
+  // mlp(post_attention_norm(h)), without the residual. recompute: the backward recomputes
+  // gate and up instead of keeping them (LoraLinear::forward_mlp).
+  at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& h, bool recompute = false) const;
 
   Qwen2Config cfg_;
   at::ScalarType dtype_;

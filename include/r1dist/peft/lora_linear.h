@@ -1,8 +1,8 @@
 // LoraLinear: one projection y = x W^T (+ b) + B(A(dropout(x))) * scaling, with a frozen
 // base W (NF4 or dense) and trainable fp32 adapters A (r, in) and B (out, r) (PEFT's layout).
-// Three custom autograd functions, for the plain projection, the down projection of a
-// SwiGLU (it recomputes its input from gate and up) and the projections of one norm's output
-// (forward_normed); each backward re-dequantises W for the input gradient and keeps only the
+// Four custom autograd functions, for the plain projection, the down projection of a
+// SwiGLU (it recomputes its input from gate and up), the projections of one norm's output
+// (forward_normed) and a whole MLP that recomputes gate and up (forward_mlp); each backward re-dequantises W for the input gradient and keeps only the
 // input and the rank-r intermediate, never a dequantised weight.
 #pragma once
 #include <ATen/ATen.h>
@@ -61,6 +61,14 @@ class LoraLinear {
   // order of that sum), one hidden-wide activation less per norm. norm_weight is frozen.
   static std::vector<at::Tensor> forward_normed(const std::vector<const LoraLinear*>& projections,
                                                 const at::Tensor& x, const at::Tensor& norm_weight, double eps);
+  // down.forward_swiglu(gate.forward(n), up.forward(n)) for n = fused::rms_norm(x, norm_weight,
+  // eps), keeping only x and the adapters' rank-r products for the backward: it rebuilds n,
+  // gate and up there (the same values bit for bit) and then runs the backward of the two
+  // functions above in their order. Same values and gradients, two intermediate-wide
+  // activations less for two of the MLP's three projections again (the selective recompute
+  // of train.recompute_mlp_layers). Dropout masks are drawn as the two functions draw them.
+  static at::Tensor forward_mlp(const LoraLinear& gate, const LoraLinear& up, const LoraLinear& down,
+                                const at::Tensor& x, const at::Tensor& norm_weight, double eps);
   // While one exists on this thread, forwards without a graph still apply LoRA dropout
   // (drawing the same masks as with a graph): the no-grad forward of a checkpointed layer
   // must match its recomputation. Without one, no-grad forwards (evaluation) never drop.
