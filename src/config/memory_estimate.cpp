@@ -76,14 +76,18 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
   // activations besides.
   const double recomputed = double(plan.layers), mlp = double(plan.mlp), kept = layers - recomputed - mlp;
   est.activations = recomputed * tokens * h * e + mlp * mlp_layer + kept * one_layer + (recomputed > 0 ? one_layer : 0.0);
-  // Beside the kept activations, at one time either the loss (one chunk's logits in fp32 and
-  // the log-sum-exp's fp32 buffer; model/lm_loss.h) or one layer's backward: the gradients of
-  // gate, up and their product plus one more intermediate-wide and two hidden-wide buffers,
-  // and one dequantised MLP weight (fitted to the 7B 8192 x 1 and the 14B 8192 x 2 peaks
-  // measured with layer checkpointing, where it is larger than the loss chunk). A layer that
-  // recomputes its MLP holds its gate and up there instead of among the kept activations.
-  const double loss = std::min(tokens, double(kLossChunkTokens)) * vocab * (4.0 + 4.0);
-  const double layer_backward = tokens * (2.0 * h + 4.0 * inter) * e + inter * h * e;
+  // Beside the kept activations, at one time either the loss (model/lm_loss.h: on the fused
+  // path one chunk's logits in the compute dtype and, in its backward, two hidden-wide
+  // gradients; on the plain path an fp32 chunk beside the compute-dtype one, 8 bytes a logit)
+  // or one layer's backward: the gradients of
+  // gate, up and their product plus two more intermediate-wide and two hidden-wide buffers,
+  // and one dequantised MLP weight (fitted to the peaks measured with layer checkpointing,
+  // where it is larger than the loss chunk: the 7B 8192 x 1, the 14B 8192 x 2 and, since the
+  // loss kernels, the 1.5B 8192 x 1). A layer that recomputes its MLP holds its gate and up
+  // there instead of among the kept activations.
+  const double chunk = std::min(tokens, double(kLossChunkTokens)) * vocab;
+  const double loss = fused ? chunk * e + 2.0 * tokens * h * e : chunk * (4.0 + 4.0);
+  const double layer_backward = tokens * (2.0 * h + 5.0 * inter) * e + inter * h * e;
   est.workspace = std::max(loss, layer_backward);
   est.plan = plan;
   return est;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "r1dist/base/error.h"
+#include "r1dist/tensor/fused_ops.h"
 
 namespace r1dist {
 
@@ -38,30 +39,45 @@ void chunk_logits(at::Tensor& out, const at::Tensor& h, const at::Tensor& weight
   else out.copy_(at::linear(h, weight));
 }
 
-// One (chunk, V) fp32 buffer per call, reused by every chunk and worked on in place: fewer
-// passes over the logits than logsumexp's temporaries, and on the CPU, where a command hands
-// freed memory back to the system (all but training: train/build_run.cpp), no page faults
-// for a fresh buffer per chunk (`bench loss --device cpu --preset tiny`, 2,792 tokens in
-// chunks of 1,024: 21.5 s before, 6.1 s after).
+// Where the fused kernels run (CUDA): one (chunk, V) buffer in the compute dtype per pass,
+// which lm_head writes and the kernels read (tensor/fused_ops.h: logsumexp_and_target,
+// softmax_grad_): no fp32 copy of the logits and one kernel per pass instead of ATen's seven
+// (the cast, max, subtract, exp, sum, and in the backward subtract, exp, scatter, multiply,
+// cast): 25 ms of elementwise kernels in a 1.5B step of 8192 tokens (docs/PERFORMANCE.md).
+// Elsewhere one (chunk, V) fp32 buffer per pass, worked on in place: fewer passes over the
+// logits than logsumexp's temporaries, and on the CPU, where a command hands freed memory
+// back to the system (all but training: train/build_run.cpp), no page faults for a fresh
+// buffer per chunk (`bench loss --device cpu --preset tiny`, 2,792 tokens in chunks of
+// 1,024: 21.5 s before, 6.1 s after).
 struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& labels, int64_t chunk) {
     const auto s = shift(hidden, labels);
     const int64_t n = s.h.size(0);
     const auto f32 = hidden.options().dtype(at::kFloat);
+    const bool kernels = fused::kernels_available(hidden.device());
     auto total = at::zeros({}, f32);
     auto lse = at::empty({n}, f32);  // per token, for the backward
-    auto buf = at::empty({std::min(chunk, n), weight.size(0)}, f32);
+    auto buf = at::empty({std::min(chunk, n), weight.size(0)}, kernels ? hidden.options() : f32);
     for (int64_t i = 0; i < n; i += chunk) {
       const int64_t c = std::min(chunk, n - i);
       auto logits = buf.narrow(0, 0, c);
-      chunk_logits(logits, s.h.narrow(0, i, c), weight);
-      const auto tgt = logits.gather(1, s.target.narrow(0, i, c).unsqueeze(1)).squeeze(1);
-      // at::logsumexp's steps, in place: max, exp(x - max), sum, log, + max.
-      const auto m = at::amax(logits, {1}, /*keepdim=*/true);
       auto l = lse.narrow(0, i, c);
-      at::sum_out(l, logits.sub_(m).exp_(), {1});
-      l.log_().add_(m.squeeze(1));
+      const auto target = s.target.narrow(0, i, c);
+      at::Tensor tgt;
+      if (kernels) {
+        at::mm_out(logits, s.h.narrow(0, i, c), weight.t());
+        at::Tensor part;
+        std::tie(part, tgt) = fused::logsumexp_and_target(logits, target);
+        l.copy_(part);
+      } else {
+        chunk_logits(logits, s.h.narrow(0, i, c), weight);
+        tgt = logits.gather(1, target.unsqueeze(1)).squeeze(1);
+        // at::logsumexp's steps, in place: max, exp(x - max), sum, log, + max.
+        const auto m = at::amax(logits, {1}, /*keepdim=*/true);
+        at::sum_out(l, logits.sub_(m).exp_(), {1});
+        l.log_().add_(m.squeeze(1));
+      }
       total.add_(((l - tgt) * s.valid.narrow(0, i, c)).sum());
     }
     ctx->save_for_backward({hidden, weight, labels, lse});
@@ -75,22 +91,29 @@ struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
     const auto s = shift(hidden, labels);
     const int64_t n = s.h.size(0);
+    const bool kernels = fused::kernels_available(hidden.device());
     const auto g = grads[0].to(at::kFloat);
     auto grad_h = at::zeros_like(hidden);
     auto grad_rows = grad_h.narrow(1, 0, hidden.size(1) - 1);  // (B, T-1, H) view
     auto grad_flat = at::empty({n, hidden.size(2)}, hidden.options());
-    auto buf = at::empty({std::min(chunk, n), weight.size(0)}, hidden.options().dtype(at::kFloat));
+    auto buf = at::empty({std::min(chunk, n), weight.size(0)}, hidden.options().dtype(kernels ? hidden.scalar_type() : at::kFloat));
     for (int64_t i = 0; i < n; i += chunk) {
       const int64_t c = std::min(chunk, n - i);
-      // softmax = exp(logits - lse) in place, minus the one-hot target, times the output gradient.
+      // softmax = exp(logits - lse), minus the one-hot target, times the output gradient.
       auto d = buf.narrow(0, 0, c);
-      chunk_logits(d, s.h.narrow(0, i, c), weight);
-      d.sub_(lse.narrow(0, i, c).unsqueeze(1)).exp_();
-      const auto tgt = s.target.narrow(0, i, c).unsqueeze(1);
-      d.scatter_add_(1, tgt, at::full({c, 1}, -1.0, d.options()));
-      d.mul_((s.valid.narrow(0, i, c) * g).unsqueeze(1));
+      const auto scale = s.valid.narrow(0, i, c) * g;
+      if (kernels) {
+        at::mm_out(d, s.h.narrow(0, i, c), weight.t());
+        fused::softmax_grad_(d, lse.narrow(0, i, c), s.target.narrow(0, i, c), scale);
+      } else {
+        chunk_logits(d, s.h.narrow(0, i, c), weight);
+        d.sub_(lse.narrow(0, i, c).unsqueeze(1)).exp_();
+        const auto tgt = s.target.narrow(0, i, c).unsqueeze(1);
+        d.scatter_add_(1, tgt, at::full({c, 1}, -1.0, d.options()));
+        d.mul_(scale.unsqueeze(1));
+      }
       auto out = grad_flat.narrow(0, i, c);
-      at::mm_out(out, hidden.scalar_type() == at::kFloat ? d : d.to(hidden.scalar_type()), weight);
+      at::mm_out(out, d.scalar_type() == hidden.scalar_type() ? d : d.to(hidden.scalar_type()), weight);
     }
     grad_rows.copy_(grad_flat.view(grad_rows.sizes()));
     return {grad_h, at::Tensor(), at::Tensor(), at::Tensor()};

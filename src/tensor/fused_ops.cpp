@@ -180,6 +180,43 @@ at::Tensor rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tens
   return RopeFunction::apply(x, cos, sin);
 }
 
+namespace {
+
+void check_rows(const at::Tensor& logits, const at::Tensor& target, std::initializer_list<const at::Tensor*> per_row,
+                const char* what) {
+  check(logits.dim() == 2 && logits.is_contiguous(), std::string("fused::") + what + ": logits must be contiguous (rows, V)");
+  check(target.dim() == 1 && target.size(0) == logits.size(0) && target.scalar_type() == at::kLong &&
+            target.device() == logits.device(),
+        std::string("fused::") + what + ": target must be (rows) int64 on the logits' device");
+  for (const auto* t : per_row)
+    check(t->dim() == 1 && t->size(0) == logits.size(0) && t->scalar_type() == at::kFloat &&
+              t->is_contiguous() && t->device() == logits.device(),
+          std::string("fused::") + what + ": lse and scale must be contiguous (rows) fp32 on the logits' device");
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> logsumexp_and_target(const at::Tensor& logits, const at::Tensor& target_in) {
+  const auto target = target_in.contiguous();
+  check_rows(logits, target, {}, "logsumexp_and_target");
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(logits)) return cuda::logsumexp_and_target(logits, target);
+#endif
+  const auto f = logits.to(at::kFloat);
+  return {at::logsumexp(f, {1}), f.gather(1, target.unsqueeze(1)).squeeze(1)};
+}
+
+void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& target_in, const at::Tensor& scale) {
+  const auto target = target_in.contiguous();
+  check_rows(logits, target, {&lse, &scale}, "softmax_grad_");
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(logits)) return cuda::softmax_grad_(logits, lse, target, scale);
+#endif
+  auto d = logits.to(at::kFloat).sub_(lse.unsqueeze(1)).exp_();
+  d.scatter_add_(1, target.unsqueeze(1), at::full({d.size(0), 1}, -1.0, d.options()));
+  logits.copy_(d.mul_(scale.unsqueeze(1)));
+}
+
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
   check(gate.sizes() == up.sizes(), "fused::swiglu: gate and up differ in shape");
   check_same(gate, up, "swiglu");

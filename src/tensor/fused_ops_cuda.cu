@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "tensor/fused_ops_cuda.h"
@@ -178,6 +179,74 @@ __global__ void swiglu_backward_kernel(const T* __restrict__ dy, const T* __rest
   }
 }
 
+// ---- Cross-entropy over logits (rows, V). The log-sum-exp: one block per row, each thread
+// a running (max, sum of exp(x - max)) over its elements, merged over the block.
+struct MaxSum {
+  float m, s;
+};
+__device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.m, b.m);
+  if (m == -INFINITY) return {m, 0.f};
+  return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
+}
+
+template <typename T, int N>
+__global__ void logsumexp_kernel(const T* __restrict__ logits, const int64_t* __restrict__ target,
+                                 float* __restrict__ lse, float* __restrict__ picked, int64_t v) {
+  const int64_t row = blockIdx.x, nv = v / N;
+  const T* xr = logits + row * v;
+  MaxSum acc{-INFINITY, 0.f};
+  for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
+    const auto xv = load<T, N>(xr, i);
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const float x = to_f(xv.v[j]);
+      if (x > acc.m) {
+        acc.s = acc.s * expf(acc.m - x) + 1.f;
+        acc.m = x;
+      } else if (x > -INFINITY) {  // -inf adds nothing (and -inf - -inf would be NaN)
+        acc.s += expf(x - acc.m);
+      }
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    acc = merge(acc, MaxSum{__shfl_xor_sync(0xffffffffu, acc.m, o), __shfl_xor_sync(0xffffffffu, acc.s, o)});
+  __shared__ MaxSum part[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) part[warp] = acc;
+  __syncthreads();
+  if (warp == 0) {
+    acc = lane < int(blockDim.x >> 5) ? part[lane] : MaxSum{-INFINITY, 0.f};
+    for (int o = 16; o > 0; o >>= 1)
+      acc = merge(acc, MaxSum{__shfl_xor_sync(0xffffffffu, acc.m, o), __shfl_xor_sync(0xffffffffu, acc.s, o)});
+    if (lane == 0) {
+      const int64_t t = target[row];
+      lse[row] = acc.m + logf(acc.s);
+      picked[row] = t >= 0 && t < v ? to_f(xr[t]) : NAN;
+    }
+  }
+}
+
+// The gradient in place: one thread per N elements of a row (blockIdx.y).
+template <typename T, int N>
+__global__ void softmax_grad_kernel(T* __restrict__ logits, const float* __restrict__ lse,
+                                    const int64_t* __restrict__ target, const float* __restrict__ scale, int64_t v) {
+  const int64_t row = blockIdx.y, nv = v / N;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= nv) return;
+  T* xr = logits + row * v;
+  const float l = lse[row], sc = scale[row];
+  const int64_t tgt = target[row];
+  auto xv = load<T, N>(xr, i);
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    float d = expf(to_f(xv.v[j]) - l);
+    if (i * N + j == tgt) d -= 1.f;
+    xv.v[j] = from_f<T>(d * sc);
+  }
+  store<T, N>(xr, i, xv);
+}
+
 // ---- launching
 
 bool aligned16(std::initializer_list<const at::Tensor*> ts) {
@@ -318,6 +387,51 @@ std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& dy, const at
   });
   check_launch("swiglu backward");
   return {dg, du};
+}
+
+std::pair<at::Tensor, at::Tensor> logsumexp_and_target(const at::Tensor& logits, const at::Tensor& target) {
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const int64_t rows = logits.size(0), v = logits.size(1);
+  auto lse = at::empty({rows}, logits.options().dtype(at::kFloat));
+  auto picked = at::empty({rows}, logits.options().dtype(at::kFloat));
+  if (rows == 0 || v == 0) return {lse.fill_(-INFINITY), picked.fill_(0)};
+  auto stream = at::cuda::getCurrentCUDAStream();
+  by_dtype(logits.scalar_type(), "logsumexp", [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int V = 16 / sizeof(T);
+    if (v % V == 0 && aligned16({&logits}))
+      logsumexp_kernel<T, V><<<rows, row_threads(v / V), 0, stream>>>(
+          ptr<T>(logits), target.data_ptr<int64_t>(), lse.data_ptr<float>(), picked.data_ptr<float>(), v);
+    else
+      logsumexp_kernel<T, 1><<<rows, row_threads(v), 0, stream>>>(
+          ptr<T>(logits), target.data_ptr<int64_t>(), lse.data_ptr<float>(), picked.data_ptr<float>(), v);
+  });
+  check_launch("logsumexp");
+  return {lse, picked};
+}
+
+void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& target, const at::Tensor& scale) {
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const int64_t rows = logits.size(0), v = logits.size(1);
+  if (rows == 0 || v == 0) return;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int threads = 256;
+  by_dtype(logits.scalar_type(), "softmax_grad", [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int V = 16 / sizeof(T);
+    const bool vec = v % V == 0 && aligned16({&logits});
+    const int64_t nv = vec ? v / V : v;
+    // Rows in slices of at most 65,535 (the grid's y limit).
+    for (int64_t r0 = 0; r0 < rows; r0 += 65535) {
+      const dim3 grid(unsigned((nv + threads - 1) / threads), unsigned(std::min<int64_t>(65535, rows - r0)));
+      T* x = ptr<T>(logits) + r0 * v;
+      const float *l = lse.data_ptr<float>() + r0, *sc = scale.data_ptr<float>() + r0;
+      const int64_t* t = target.data_ptr<int64_t>() + r0;
+      if (vec) softmax_grad_kernel<T, V><<<grid, threads, 0, stream>>>(x, l, t, sc, v);
+      else softmax_grad_kernel<T, 1><<<grid, threads, 0, stream>>>(x, l, t, sc, v);
+    }
+  });
+  check_launch("softmax_grad");
 }
 
 }  // namespace r1dist::fused::cuda

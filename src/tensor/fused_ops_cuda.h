@@ -18,4 +18,9 @@ at::Tensor swiglu_forward(const at::Tensor& gate, const at::Tensor& up);
 // (d gate, d up)
 std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& dy, const at::Tensor& gate, const at::Tensor& up);
 
+// (lse, picked), each (rows) fp32, for logits (rows, V) and target (rows) int64.
+std::pair<at::Tensor, at::Tensor> logsumexp_and_target(const at::Tensor& logits, const at::Tensor& target);
+// In place on logits (rows, V); lse, scale (rows) fp32, target (rows) int64.
+void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& target, const at::Tensor& scale);
+
 }  // namespace r1dist::fused::cuda

@@ -21,13 +21,14 @@ Config v6_rank() {
 TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
   const auto est = estimate_training_memory(m, v6_rank());
-  EXPECT_NEAR(est.total() / 1e9, 23.1, 0.1) << est.describe();
+  EXPECT_NEAR(est.total() / 1e9, 23.5, 0.1) << est.describe();
   // Measured on one H200 (`r1dist bench train --preset r1-distill-qwen-14b --seq 8192
-  // --micro-batch 2 --checkpointing layer`, 2026-12-01): 23.0 GB peak with the fused layer,
-  // 23.4 GB with the plain ATen one (R1DIST_FUSED=0); each estimate stays above its peak.
+  // --micro-batch 2 --checkpointing layer`, 2026-12-01): 23.0 GB peak with the fused layer
+  // (again 23.0 on 2026-12-04), 23.4 GB with the plain ATen one (R1DIST_FUSED=0); each
+  // estimate stays above its peak.
   EXPECT_GE(est.total() / 1e9, 23.0);
   const auto plain = estimate_training_memory(m, v6_rank(), LayerPath::plain);
-  EXPECT_NEAR(plain.total() / 1e9, 24.4, 0.1) << plain.describe();
+  EXPECT_NEAR(plain.total() / 1e9, 24.9, 0.1) << plain.describe();
   EXPECT_GE(plain.total() / 1e9, 23.4);
   // Without recomputation the plain path keeps far more per layer.
   auto none = v6_rank();
@@ -37,9 +38,9 @@ TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
 }
 
 // Peaks measured on one H200 by `r1dist bench train` (seq 8192, micro-batch 1, NF4, bf16,
-// fused kernels; tools/gpu/bench_train.sh, docs/PERFORMANCE.md; 2026-12-01, after grouped-query
-// attention, the rebuilt norm outputs and the 1,024-token loss chunk, and 2026-12-04 for the
-// plans with recomputed MLPs): the estimate is at or above each, and not more than 12% above.
+// fused kernels; tools/gpu/bench_train.sh, docs/PERFORMANCE.md; 2026-12-04, with the loss
+// kernels and the plans with recomputed MLPs): the estimate is at or above each, and not more
+// than 12% above.
 TEST(MemoryEstimate, TracksThePeaksMeasuredOnAnH200) {
   struct Measured {
     const char* preset;
@@ -47,15 +48,15 @@ TEST(MemoryEstimate, TracksThePeaksMeasuredOnAnH200) {
     int64_t keep, mlp;  // train.keep_layers, train.recompute_mlp_layers
     double peak_gb;
   };
-  for (const auto& m : {Measured{"r1-distill-qwen-1.5b", Checkpointing::layer, 0, 0, 4.1},
-                        Measured{"r1-distill-qwen-1.5b", Checkpointing::none, 0, 0, 14.7},
+  for (const auto& m : {Measured{"r1-distill-qwen-1.5b", Checkpointing::layer, 0, 0, 3.8},
+                        Measured{"r1-distill-qwen-1.5b", Checkpointing::none, 0, 0, 14.0},
                         Measured{"r1-distill-qwen-7b", Checkpointing::layer, 0, 0, 10.2},
-                        Measured{"r1-distill-qwen-7b", Checkpointing::none, 0, 0, 32.3},
+                        Measured{"r1-distill-qwen-7b", Checkpointing::none, 0, 0, 32.2},
                         Measured{"r1-distill-qwen-14b", Checkpointing::layer, 0, 0, 17.1},
                         Measured{"r1-distill-qwen-14b", Checkpointing::layer, 0, 48, 30.4},
                         Measured{"r1-distill-qwen-14b", Checkpointing::layer, 0, 28, 24.6},
-                        Measured{"r1-distill-qwen-14b", Checkpointing::layer, 42, 6, 49.3},
-                        Measured{"r1-distill-qwen-14b", Checkpointing::none, 0, 0, 52.4}}) {
+                        Measured{"r1-distill-qwen-14b", Checkpointing::layer, 42, 6, 49.1},
+                        Measured{"r1-distill-qwen-14b", Checkpointing::none, 0, 0, 51.8}}) {
     Config c;
     c.train.micro_batch = 1;
     c.data.max_seq_len = 8192;

@@ -6,6 +6,7 @@
 // training steps of the tiny models, fused against plain, on the CPU and the GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -181,6 +182,37 @@ void expect_step_equal(const std::string& fixture, const at::Device& dev, at::Sc
     EXPECT_LE(el, loss_tol) << fixture << " " << name;
     EXPECT_LE(eg, grad_tol) << fixture << " " << name;
   }
+}
+
+// The loss kernels against their ATen formulas (the CPU path of the same functions) on the
+// same values: a vocabulary of the R1 models' size (16-byte vectors) and an odd one (single
+// elements), a -inf logit, ignored rows (scale 0), in fp32, bf16 and fp16.
+TEST(Fused, CrossEntropyKernelsMatchTheAtenFormulas) {
+  if (!at::hasCUDA() || !fused::kernels_available(at::Device(at::kCUDA, 0)))
+    GTEST_SKIP() << "no CUDA kernels in this build/machine";
+  const at::Device gpu(at::kCUDA, 0);
+  for (int64_t v : {151936, 1001})
+    for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      SCOPED_TRACE("V " + std::to_string(v) + ", " + std::string(c10::toString(dt)));
+      const auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+      const int64_t rows = 6;
+      auto logits = (at::randn({rows, v}, gen, at::TensorOptions().dtype(at::kFloat)) * 4).to(dt);
+      logits[1][3] = -INFINITY;
+      const auto target = at::randint(0, v, {rows}, gen, at::TensorOptions().dtype(at::kLong));
+      const auto scale = at::tensor({0.5f, 0.f, 1.f, 2.f, 0.25f, 1.f});
+      const auto [lse_cpu, picked_cpu] = fused::logsumexp_and_target(logits, target);
+      const auto [lse, picked] = fused::logsumexp_and_target(logits.to(gpu), target.to(gpu));
+      EXPECT_LE(test::rel_err(lse.cpu(), lse_cpu), 1e-6);
+      EXPECT_TRUE(picked.cpu().equal(picked_cpu));
+      auto grad_cpu = logits.clone();
+      fused::softmax_grad_(grad_cpu, lse_cpu, target, scale);
+      auto grad = logits.to(gpu);
+      fused::softmax_grad_(grad, lse.to(gpu).contiguous(), target.to(gpu), scale.to(gpu));
+      // One rounding to the dtype in both; expf may differ in the last fp32 bit.
+      EXPECT_LE(test::rel_err(grad.cpu().to(at::kFloat), grad_cpu.to(at::kFloat)), dt == at::kFloat ? 1e-5 : 1e-2);
+      EXPECT_TRUE(grad.select(0, 1).eq(0).all().item<bool>()) << "an ignored row (scale 0) has no gradient";
+      EXPECT_LT(grad.cpu()[2][target[2].item<int64_t>()].item<float>(), 0.f) << "the target's gradient is p - 1 < 0";
+    }
 }
 
 TEST(Fused, ATrainingStepGivesThePlainLossAndAdapterGradientsOnTheCpu) {

@@ -14,8 +14,9 @@ namespace r1dist {
 
 // Tokens per chunk of the trainer's lm_head + cross-entropy (model/lm_loss.h): the logits
 // of at most this many tokens exist at once. The loss runs while every kept activation is
-// still held, so its chunk adds to the step's peak: 1024 x 151,936 fp32 logits are 0.6 GB
-// (4096 were 2.5 GB, and their softmax as much again). 1024 rows still make the lm_head
+// still held, so its chunk adds to the step's peak: 1024 x 151,936 logits are 0.3 GB in
+// bf16 (0.6 GB in fp32 where the loss kernels do not run; 4096 fp32 were 2.5 GB, and their
+// softmax as much again). 1024 rows still make the lm_head
 // GEMM large (M 1024, N 151,936): the loss was 2.6% of a 14B step with 4096
 // (docs/PERFORMANCE.md).
 constexpr int64_t kLossChunkTokens = 1024;

@@ -5,9 +5,11 @@
 //
 // The forward keeps its inputs and each token's log-sum-exp; the backward recomputes each
 // chunk's logits (one more lm_head matmul, about 2% of a 14B step's FLOPs) and turns them into
-// the gradient of the hidden states: softmax - one_hot, scaled, times the lm_head weight. One
-// fp32 buffer of a chunk's logits per pass, worked on in place. The lm_head is
-// frozen under LoRA, so it gets no gradient (a weight that requires one is refused).
+// the gradient of the hidden states: softmax - one_hot, scaled, times the lm_head weight. On
+// CUDA one buffer of a chunk's logits in the compute dtype per pass and one kernel for its
+// log-sum-exp, one for its gradient (tensor/fused_ops.h); elsewhere one fp32 buffer worked on
+// in place. The lm_head is frozen under LoRA, so it gets no gradient (a weight that requires
+// one is refused).
 // Numerics follow causal_lm_loss_sum(lm_head(hidden), labels) step by step: logits in the
 // compute dtype, upcast to fp32 for the log-sum-exp, the gradient cast back to the compute
 // dtype before the matmul; only the order of the final sum differs.

@@ -50,4 +50,13 @@ at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
 at::Tensor swiglu_values(const at::Tensor& gate, const at::Tensor& up);
 std::pair<at::Tensor, at::Tensor> swiglu_grads(const at::Tensor& dy, const at::Tensor& gate, const at::Tensor& up);
 
+// The cross-entropy of one chunk of logits (rows, V), contiguous, in the compute dtype, for
+// the chunked loss (model/lm_loss.h), without an fp32 copy of the chunk: one kernel reads it
+// once for each row's log-sum-exp (fp32, a running maximum and sum) and the target's logit;
+// another turns it in place into the gradient (exp(logit - lse) - one_hot(target)) * scale,
+// computed in fp32 and rounded once. target (rows) int64 in [0, V); lse and scale (rows) fp32.
+// On the CPU the same formulas run in ATen (lm_loss.cpp keeps its own in-place fp32 path there).
+std::pair<at::Tensor, at::Tensor> logsumexp_and_target(const at::Tensor& logits, const at::Tensor& target);
+void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& target, const at::Tensor& scale);
+
 }  // namespace r1dist::fused
