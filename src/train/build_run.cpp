@@ -60,6 +60,9 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
   const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
   check_memory_fits(est, capacity, where, set);
   log::info("memory estimate per rank: ", est.describe(), " of ", capacity / 1e9, " GB on ", where);
+  if (cfg.train.checkpointing == Checkpointing::layer && cfg.train.memory_budget_gb <= 0)
+    log::info("train.checkpointing = layer: the backward's plan for the ", mc.num_hidden_layers, " layers: ",
+              est.plan.describe(mc.num_hidden_layers));
   if (cfg.train.memory_budget_gb > 0) {
     const bool from_device = automatic && set.train.memory_budget_gb <= 0;
     log::info(from_device ? "train.checkpointing = auto: a budget of " : "train.memory_budget_gb = ",

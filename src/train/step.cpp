@@ -21,6 +21,9 @@ StepRunner::StepRunner(const Config& cfg, const std::vector<Example>& train, con
   lengths_ = example_lengths(train_);
   buffer_ = model_.lora().reduce_buffer();
   buffer_.zero_();
+  // train.keep_layers and train.recompute_mlp_layers, or what train.memory_budget_gb fits (as
+  // check_memory estimated it)
+  recompute_ = recompute_plan(model_.config(), cfg_, model_.fused() ? LayerPath::fused : LayerPath::plain);
 }
 
 StepOutcome StepRunner::run(int64_t k) {
@@ -34,12 +37,9 @@ StepOutcome StepRunner::run(int64_t k) {
   const int64_t n_grad = grad.numel();
   auto loss_slot = buffer_.narrow(0, n_grad, 1);
   auto stop_slot = buffer_.narrow(0, n_grad + 1, 1);
-  // train.keep_layers and train.recompute_mlp_layers, or what train.memory_budget_gb fits (as
-  // check_memory estimated it)
-  const auto recompute = recompute_plan(model_.config(), cfg_, model_.fused() ? LayerPath::fused : LayerPath::plain);
   // lm_head + cross-entropy in token chunks (model/lm_loss.h): the full logits never exist.
   auto forward_backward = [&](const TokenBatch& b, const PackedRows* packed) {
-    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, recompute, packed),
+    const auto loss = chunked_lm_loss_sum(model_.hidden_states_train(b.ids, recompute_, packed),
                                           model_.lm_head_weight(), b.labels) /
                       double(out.loss_tokens);
     loss.backward();

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <vector>
 
 #include "r1dist/base/error.h"
 #include "r1dist/config/memory_estimate.h"
@@ -140,17 +141,21 @@ TEST(MemoryEstimate, ABudgetPicksThePlanThatRecomputesLeast) {
     return estimate_training_memory(m, k).total();
   };
   const double share = mlp_recompute_share(m, 8192);
+  std::vector<std::vector<double>> totals(size_t(layers + 1));  // [recomputed layers][MLPs]
+  for (int64_t r = 0; r <= layers; ++r)
+    for (int64_t mlp = 0; r + mlp <= layers; ++mlp) totals[size_t(r)].push_back(total(r, mlp));
   for (double gb : {25.8, 30.0, 40.0, 60.0, 90.0}) {
     c.train.memory_budget_gb = gb;
     const auto est = estimate_training_memory(m, c);
     const auto p = est.plan;
     EXPECT_LE(est.total(), gb * 1e9) << gb;
-    EXPECT_DOUBLE_EQ(est.total(), total(p.layers, p.mlp));
+    EXPECT_DOUBLE_EQ(est.total(), totals[size_t(p.layers)][size_t(p.mlp)]);
     const double cost = double(p.layers) + share * double(p.mlp);
     for (int64_t r = 0; r <= layers; ++r)
       for (int64_t mlp = 0; r + mlp <= layers; ++mlp)
-        if (total(r, mlp) <= gb * 1e9)
-          EXPECT_GE(double(r) + share * double(mlp), cost - 1e-9) << gb << " GB: " << r << " + " << mlp << " fits and recomputes less than " << p.describe(layers);
+        if (totals[size_t(r)][size_t(mlp)] <= gb * 1e9)
+          EXPECT_GE(double(r) + share * double(mlp), cost - 1e-9)
+              << gb << " GB: " << r << " + " << mlp << " fits and recomputes less than " << p.describe(layers);
     std::printf("budget %.1f GB: %s, estimate %s\n", gb, p.describe(layers).c_str(), est.describe().c_str());
   }
   c.train.memory_budget_gb = 25.8;  // 24 GiB: MLP recomputation instead of whole layers

@@ -11,6 +11,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/comm/communicator.h"
 #include "r1dist/config/config.h"
+#include "r1dist/config/memory_estimate.h"
 #include "r1dist/data/batch_plan.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/train/fault.h"
@@ -54,6 +55,7 @@ class StepRunner {
   const FaultPlan& faults_;
   int32_t pad_id_;
   std::vector<int64_t> loss_tokens_, lengths_;  // per train example
+  RecomputePlan recompute_;           // what the backward recomputes (config/memory_estimate.h)
   at::Tensor buffer_;                 // the all-reduce buffer: gradients + loss slot
 };
 
