@@ -55,7 +55,9 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
   // NF4: 4 bits per weight + one absmax byte per 64 weights (double quant) + fp32 scales.
   const double per_weight = cfg.quant.mode == QuantMode::nf4 ? 0.5 + 1.0 / 64 + 4.0 / (64 * 256) : e;
   est.weights = projections * per_weight + embed * e;
-  est.adapters = double(lora_param_count(m, cfg.lora.r, cfg.lora.targets)) * 4.0 * 4.0;
+  // fp32 adapters, gradients and AdamW's two moments, and the adapters' cast to the compute
+  // dtype (AdapterCast) below fp32.
+  est.adapters = double(lora_param_count(m, cfg.lora.r, cfg.lora.targets)) * (4.0 * 4.0 + (e < 4.0 ? e : 0.0));
   const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
   // One layer's saved tensors on the fused path (tensor/fused_ops.h; the CUDA default): the
   // layer's input and the attention's residual sum (which the norms' backward needs; their

@@ -32,8 +32,10 @@ LoraAdapters LoraAdapters::attach(std::vector<AdapterRef> targets, const LoraSpe
     param.mutable_grad() = a.flat_grad_.narrow(0, off, n).view({rows, cols});
     off += n;
   };
+  const auto cast = std::make_shared<const AdapterCast>(a.flat_);
   for (size_t i = 0; i < a.refs_.size(); ++i) {
     LoraLinear& p = *a.refs_[i].layer;
+    p.adapter_cast = cast;
     const LoraSpec& spec = specs[i];
     view(spec.r, p.in_features(), p.lora_A);
     view(p.out_features(), spec.r, p.lora_B);

@@ -14,6 +14,23 @@ double LoraSpec::scaling() const { return rslora ? alpha / std::sqrt(double(r)) 
 int64_t LoraLinear::out_features() const { return quantized ? qweight.shape[0] : weight.size(0); }
 int64_t LoraLinear::in_features() const { return quantized ? qweight.shape[1] : weight.size(1); }
 
+at::Tensor AdapterCast::of(const at::Tensor& p, at::ScalarType dt) const {
+  if (p.scalar_type() == dt) return p;
+  if (!p.storage().is_alias_of(flat_.storage())) return p.to(dt);
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint32_t version = flat_._version();
+  if (!cast_.defined() || cast_.scalar_type() != dt || version != version_) {
+    cast_ = flat_.to(dt);
+    version_ = version;
+  }
+  return cast_.as_strided(p.sizes(), p.strides(), p.storage_offset() - flat_.storage_offset());
+}
+
+at::Tensor LoraLinear::adapter_in(const at::Tensor& p, at::ScalarType dt) const {
+  if (adapter_cast) return adapter_cast->of(p, dt);
+  return p.scalar_type() == dt ? p : p.to(dt);
+}
+
 at::Tensor LoraLinear::base_weight(at::ScalarType dtype) const {
   if (quantized) return nf4::dequantize(qweight, dtype);
   return weight.scalar_type() == dtype ? weight : weight.to(dtype);
@@ -79,8 +96,8 @@ LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::T
   v.y = base_product(layer, x, dt);
   if (A.numel() > 0) {
     v.xd = dropped(x, mask);
-    v.xa = at::linear(v.xd, A.to(dt));                               // (.., r)
-    v.y = add_product(v.y, v.xa, B.to(dt), layer->scaling);
+    v.xa = at::linear(v.xd, layer->adapter_in(A, dt));                               // (.., r)
+    v.y = add_product(v.y, v.xa, layer->adapter_in(B, dt), layer->scaling);
   }
   return v;
 }
@@ -94,14 +111,14 @@ std::pair<at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::
   const bool lora = A.numel() > 0;
   const auto dt = g.scalar_type();
   at::Tensor gA, gB, gxa;
-  if (lora) gxa = at::matmul(g, B.to(dt)) * layer->scaling;      // (.., r)
+  if (lora) gxa = at::matmul(g, layer->adapter_in(B, dt)) * layer->scaling;      // (.., r)
   if (gx) {
     const auto w = layer->base_weight(dt);                       // re-dequantised, transient
     if (!gx->defined()) *gx = at::matmul(g, w);
     else gx->view({-1, gx->size(-1)}).addmm_(g.reshape({-1, g.size(-1)}), w);
     if (lora) {
-      if (mask.numel() > 0) gx->add_(at::matmul(gxa, A.to(dt)) * mask);
-      else *gx = add_product(*gx, gxa, A.to(dt).t(), 1.0);
+      if (mask.numel() > 0) gx->add_(at::matmul(gxa, layer->adapter_in(A, dt)) * mask);
+      else *gx = add_product(*gx, gxa, layer->adapter_in(A, dt).t(), 1.0);
     }
   }
   if (lora) {
@@ -244,7 +261,7 @@ struct MlpFunction : public torch::autograd::Function<MlpFunction> {
     auto rebuilt = [&](const LoraLinear* l, int j) {
       auto y = base_product(l, n, n.scalar_type());
       const auto& A = adapter(j, 0);
-      return A.numel() > 0 ? add_product(y, xa(j), adapter(j, 1).to(n.scalar_type()), l->scaling) : y;
+      return A.numel() > 0 ? add_product(y, xa(j), l->adapter_in(adapter(j, 1), n.scalar_type()), l->scaling) : y;
     };
     auto gate = rebuilt(gate_l, 0), up = rebuilt(up_l, 1);
     at::Tensor gp, gA_d, gB_d;

@@ -22,14 +22,14 @@ Config v6_rank() {
 TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
   const auto est = estimate_training_memory(m, v6_rank());
-  EXPECT_NEAR(est.total() / 1e9, 23.5, 0.1) << est.describe();
+  EXPECT_NEAR(est.total() / 1e9, 23.7, 0.1) << est.describe();
   // Measured on one H200 (`r1dist bench train --preset r1-distill-qwen-14b --seq 8192
   // --micro-batch 2 --checkpointing layer`, 2026-12-01): 23.0 GB peak with the fused layer
   // (again 23.0 on 2026-12-04), 23.4 GB with the plain ATen one (R1DIST_FUSED=0); each
   // estimate stays above its peak.
   EXPECT_GE(est.total() / 1e9, 23.0);
   const auto plain = estimate_training_memory(m, v6_rank(), LayerPath::plain);
-  EXPECT_NEAR(plain.total() / 1e9, 24.9, 0.1) << plain.describe();
+  EXPECT_NEAR(plain.total() / 1e9, 25.0, 0.1) << plain.describe();
   EXPECT_GE(plain.total() / 1e9, 23.4);
   // Without recomputation the plain path keeps far more per layer.
   auto none = v6_rank();

@@ -10,7 +10,9 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "r1dist/peft/lora_adapters.h"
 #include "r1dist/peft/lora_linear.h"
+#include "r1dist/train/optim.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/fused_ops.h"
@@ -214,6 +216,47 @@ TEST(Lora, FlatBufferHoldsEveryAdapterAndItsGradient) {
   auto mw = m.named_weights(), bw = base.named_weights();
   for (size_t i = 0; i < mw.size(); ++i) bw[i].second->copy_(*mw[i].second);
   EXPECT_TRUE(off.equal(base.forward(ids)));
+}
+
+// Below fp32 the adapters are used as one cast of the flat buffer, made again after every
+// in-place write to it (the optimizer's update, a write through a view as a checkpoint's load
+// does): the values equal casting A and B at each use, never a stale cast.
+TEST(Lora, TheAdaptersCastFollowsEveryWriteToTheFlatBuffer) {
+  const auto bf16 = at::kBFloat16;
+  LoraLinear gate, up;
+  for (LoraLinear* l : {&gate, &up}) {
+    l->weight = (at::randn({48, 128}) * 0.1).to(bf16);
+    l->bias = (at::randn({48}) * 0.1).to(bf16);
+  }
+  auto adapters = LoraAdapters::attach({{"gate", &gate}, {"up", &up}}, [](const std::string&) { return LoraSpec{4, 16}; },
+                                       7, at::Device(at::kCPU));
+  at::NoGradGuard ng;
+  adapters.flat().normal_(0, 0.1);  // a non-zero B
+  ASSERT_TRUE(gate.adapter_cast);
+  // Every A and B of one model is a view of one cast.
+  EXPECT_TRUE(gate.adapter_in(gate.lora_A, bf16).storage().is_alias_of(up.adapter_in(up.lora_B, bf16).storage()));
+  const auto x = at::randn({3, 5, 128}).to(bf16);
+  auto cast_at_use = [&](const LoraLinear& l) {
+    LoraLinear plain = l;
+    plain.adapter_cast = nullptr;
+    return plain.forward(x);
+  };
+  auto before = up.forward(x);
+  EXPECT_TRUE(before.equal(cast_at_use(up)));
+  // The optimizer's update.
+  auto flat = adapters.flat();
+  AdamW opt(flat, AdamWConfig{});
+  opt.step(flat, at::randn_like(flat), 1e-2);
+  auto after = up.forward(x);
+  EXPECT_FALSE(after.equal(before));
+  EXPECT_TRUE(after.equal(cast_at_use(up)));
+  // A write through a parameter's view (as loading a checkpoint writes).
+  for (auto& [name, p] : adapters.named_parameters())
+    if (name.find("up.lora_B") != std::string::npos) p.copy_(at::randn_like(p));
+  auto loaded = up.forward(x);
+  EXPECT_FALSE(loaded.equal(after));
+  EXPECT_TRUE(loaded.equal(cast_at_use(up)));
+  EXPECT_TRUE(gate.forward(x).equal(cast_at_use(gate)));
 }
 
 TEST(Lora, PeftInitIsKaimingUniformAndZeroB) {

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,24 @@ struct LoraSpec {
 // PEFT's rank_pattern / alpha_pattern give some modules their own r and alpha.
 using LoraSpecFor = std::function<LoraSpec(const std::string& module_path)>;
 
+// The adapters of a model in the compute dtype: one cast of the whole flat fp32 buffer
+// (LoraAdapters), made again only after the buffer changed. Its version counter, which the
+// views A and B share, counts every in-place write (the optimizer's update, a checkpoint's
+// load), so a cast is never stale; a step then casts once instead of at every use of A and B
+// (thousands of small kernels per step and one per projection per decoded token).
+class AdapterCast {
+ public:
+  explicit AdapterCast(at::Tensor flat) : flat_(std::move(flat)) {}
+  // p, a view of the flat buffer (any other tensor is cast on its own), in dtype dt.
+  at::Tensor of(const at::Tensor& p, at::ScalarType dt) const;
+
+ private:
+  at::Tensor flat_;
+  mutable std::mutex mu_;  // the backward may run on autograd's device thread
+  mutable at::Tensor cast_;
+  mutable uint32_t version_ = 0;
+};
+
 class LoraLinear {
  public:
   // Frozen base: exactly one of `weight` (dense, compute dtype) or `qweight` (NF4) is set.
@@ -40,6 +60,10 @@ class LoraLinear {
   at::Tensor lora_B;        // (out, r)
   double scaling = 0.0;
   double dropout = 0.0;
+  // Set by LoraAdapters::attach for A and B carved out of its flat buffer; null: cast at use.
+  std::shared_ptr<const AdapterCast> adapter_cast;
+  // lora_A or lora_B in dtype dt (adapter_cast's view, or a cast of its own).
+  at::Tensor adapter_in(const at::Tensor& p, at::ScalarType dt) const;
   bool adapter_enabled = true;  // false: the base model (drift measurement without a copy)
 
   int64_t out_features() const;
