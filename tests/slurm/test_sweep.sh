@@ -33,7 +33,7 @@ source cluster/slurm/lib.sh
 work=$(mktemp -d /tmp/r1dist_slurm_XXXXXX)
 fail() {
   echo "FAIL: $*" >&2
-  for f in "$work"/*/slurm/*.out; do
+  for f in "$work"/*/slurm/*.out "$work"/gone/*.out; do
     [ -f "$f" ] && { echo "---- $f" >&2; tail -n 40 "$f" >&2; }
   done
   exit 1
@@ -47,15 +47,25 @@ eval "$(bash tools/slurm/local-cluster.sh start "$work/cluster")"
 t0=$SECONDS
 say() { echo "[slurm test +$((SECONDS - t0)) s] $*"; }
 
-# Wait (bounded) until the queue is empty.
+# Wait (bounded) until the queue is empty. squeue fails while slurmctld is slow to answer (a
+# loaded machine): that prints no job, and is not an empty queue.
 drain() {
-  local limit=$1
+  local limit=$1 ids
   for _ in $(seq "$limit"); do
-    [ -z "$(squeue -h -o %i)" ] && return 0
+    if ids=$(squeue -h -o %i 2>/dev/null) && [ -z "$ids" ]; then return 0; fi
     sleep 1
   done
   squeue
   fail "jobs still queued after $limit s"
+}
+# Waits (bounded) until file $1 holds a line matching $2: a job can leave the queue before
+# its log is complete.
+log_has() {
+  for _ in $(seq 60); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
 }
 job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -n 1; }
 steps_done() { "$R" metrics "$1/metrics.h5" --table steps 2>/dev/null | tail -n +2 | wc -l; }
@@ -111,7 +121,7 @@ rm -rf "$work/vanishing"
 [ -d runs/slurm ] || fail "runs/slurm, the sbatch files' default log folder, is not in the checkout"
 id=$(R1DIST_SWEEP_DIR=$work/gone sbatch --parsable --array=0 --output="$work/gone/%A_%a.out" cluster/slurm/point.sbatch tuned)
 drain 120
-grep -q "config.json" "$work/gone/${id}_0.out" || fail "the direct submission's log gives no reason"
+log_has "$work/gone/${id}_0.out" "config.json" || fail "the direct submission's log gives no reason"
 "$R" sweep status "$work/gone" > "$work/status.txt" || fail "sweep status failed"
 grep -q "^gone .* tuned .* failed .*exit 2: .*config.json" "$work/status.txt" ||
   fail "sweep status does not show the failure with its reason: $(cat "$work/status.txt")"
@@ -138,7 +148,15 @@ scontrol show job "$tuned" | grep -q "ArrayTaskThrottle=2" || fail "the throttle
 # take more than two attempts. What decides is checked below: a stop at the signal in
 # run.log, a resume from that step's checkpoint, a final checkpoint bitwise equal to an
 # uninterrupted run's.
-task_job() { squeue -h -r -j "$1" -o %A 2>/dev/null | head -n 1; }
+task_job() {
+  local j
+  for _ in $(seq 30); do
+    j=$(squeue -h -r -j "$1" -o %A 2>/dev/null | head -n 1)
+    [ -n "$j" ] && { echo "$j"; return 0; }
+    sleep 1
+  done
+  fail "task $1 is not in the queue"
+}
 wait_steps "$runs/$A" 3
 ja=$(task_job "${tuned}_0")
 scontrol requeue "$ja" || fail "scontrol requeue $ja (${tuned}_0)"
@@ -200,6 +218,7 @@ c=$(R1DIST_FAULT=hold:step=4:run=limit R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=30 \
 drain 900
 out=$work/limit/limit
 log=$work/limit/slurm/r1dist-tuned-${c}_0.out
+log_has "$log" "attempt [0-9]* ended with exit code 0 " || fail "limit: no attempt ended with exit code 0"
 attempts=$(grep -c '^=== r1dist limit: attempt [0-9]* on' "$log")
 [ "$attempts" -ge 2 ] || fail "limit: finished in one attempt; the time limit did not cut it"
 [ -f "$out/checkpoints/step_$(printf %08d "$C_STEPS").h5" ] || fail "limit: did not reach step $C_STEPS"
