@@ -445,8 +445,9 @@ int bench_train(const Args& a) {
   if (ckpt != "layer" && ckpt != "none") throw UsageError("bench train: --checkpointing must be layer or none");
   if (seq < 2 || micro < 1 || accum < 1 || steps < 1 || warm < 0)
     throw UsageError("bench train: --seq >= 2, --micro-batch, --grad-accum, --steps >= 1 and --warmup >= 0");
-  const int64_t keep = a.i64("keep-layers"), mlp = a.i64("recompute-mlp-layers");
-  if (keep < 0 || mlp < 0) throw UsageError("bench train: --keep-layers and --recompute-mlp-layers must be >= 0");
+  const int64_t keep = a.i64("keep-layers"), mlp = a.i64("recompute-mlp-layers"), offload = a.i64("offload-layers");
+  if (keep < 0 || mlp < 0 || offload < 0)
+    throw UsageError("bench train: --keep-layers, --recompute-mlp-layers and --offload-layers must be >= 0");
   const std::string fused_opt = a.str("fused");
   if (fused_opt != "auto" && fused_opt != "on" && fused_opt != "off")
     throw UsageError("bench train: --fused must be auto, on or off");
@@ -462,6 +463,7 @@ int bench_train(const Args& a) {
   run.data.max_seq_len = seq;
   run.train.keep_layers = keep;
   run.train.recompute_mlp_layers = mlp;
+  run.train.offload_layers = offload;
   run.train.memory_budget_gb = budget;
   const auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain);
   if (budget > 0) check_memory_fits(est, 0, dev.str(), run);
@@ -476,7 +478,7 @@ int bench_train(const Args& a) {
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
             a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
             " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt,
-            ckpt == "layer" ? " (" + plan_text + ")" : std::string(),
+            ckpt == "layer" || plan.offload > 0 ? " (" + plan_text + ")" : std::string(),
             ", fused kernels ", model.fused() ? "on" : "off");
   AdamW opt(model.lora().flat(), AdamWConfig{});
   auto grad = model.lora().flat_grad();
@@ -551,6 +553,15 @@ int bench_train(const Args& a) {
     if (k < warm) continue;
     fwd += f, loss_t += l, bwd += b, opt_t += o, total += step_s, ar_total += ar_s, wait_total += wait_s;
   }
+  // With offload: the host link's speed alone, one direction at a time (a 1 GB copy to
+  // page-locked memory and back, median of 3), beside the bytes each forward moved.
+  double link_to_host = 0, link_to_device = 0;
+  if (plan.offload > 0 && dev.is_cuda()) {
+    const auto d = at::empty({int64_t(1) << 30}, at::TensorOptions().dtype(at::kByte).device(dev));
+    const auto hbuf = at::empty_like(d, at::TensorOptions().device(at::kCPU).pinned_memory(true));
+    link_to_host = 1.0 / time_median(dev, 1, 3, [&] { hbuf.copy_(d, /*non_blocking=*/true); });
+    link_to_device = 1.0 / time_median(dev, 1, 3, [&] { d.copy_(hbuf, /*non_blocking=*/true); });
+  }
   // Every rank's figures on rank 0: "step compute all-reduce wait peak".
   const double compute_total = total - ar_total - wait_total;
   char mine[256];
@@ -589,6 +600,9 @@ int bench_train(const Args& a) {
   j["checkpointing"] = ckpt;
   j["keep_layers"] = plan.kept(cfg.num_hidden_layers);
   j["recompute_mlp_layers"] = plan.mlp;
+  j["offload_layers"] = std::min(plan.offload, cfg.num_hidden_layers - plan.layers);
+  j["offload_gb_per_forward"] = double(model.offloaded_bytes()) / 1e9;
+  j["host_link_gbps"] = {{"to_host", link_to_host * (1 << 30) / 1e9}, {"to_device", link_to_device * (1 << 30) / 1e9}};
   j["estimate_gb"] = est.total() / 1e9;
   j["fused"] = model.fused();
   j["steps"] = steps;
@@ -739,6 +753,7 @@ int cmd_bench(int argc, char** argv) {
       .option_str("checkpointing", "train: layer or none", "layer")
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
       .option_int("recompute-mlp-layers", "train: with layer checkpointing, the N layers before the kept ones recompute only their MLP's gate and up (train.recompute_mlp_layers)", 0)
+      .option_int("offload-layers", "train: of the layers not recomputed whole, N keep their activations in host memory until the backward (train.offload_layers; fused path)", 0)
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")
       .option_real("memory-budget", "train: with layer checkpointing, the plan with the least recomputation that the memory estimate fits in this many GB (train.memory_budget_gb)", 0)
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)

@@ -269,6 +269,11 @@ const std::vector<Key>& keys() {
        "With checkpointing = layer or auto: the N layers before the kept ones recompute only their MLP's gate and up "
        "(the attention keeps its activations): about half a layer's recomputation for more than half of its memory.",
        at_least(0)},
+      {"train.offload_layers", R1_REF(train.offload_layers),
+       "On the GPU: of the layers not recomputed whole, N (spread evenly) keep their input, residual sum and "
+       "(unless they recompute their MLP) gate and up in page-locked host memory until the backward, copied "
+       "while the other layers compute: less GPU memory for the same arithmetic. 0 = off.",
+       at_least(0)},
       {"train.memory_budget_gb", R1_REF(train.memory_budget_gb),
        "With checkpointing = layer or auto: choose the kept and MLP-recomputing layers with the least recomputation that the memory estimate fits in this many GB per rank; 0 = off (layer) or the GPU's memory (auto).",
        at_least(0)},

@@ -3,9 +3,11 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "r1dist/base/error.h"
 #include "r1dist/model/qwen2.h"
+#include "r1dist/tensor/offload.h"
 
 namespace r1dist {
 
@@ -86,7 +88,8 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, const Recomput
   const int64_t recomputed = at::GradMode::is_enabled() ? std::clamp<int64_t>(plan.layers, 0, layers) : 0;
   const int64_t mlp_end =
       at::GradMode::is_enabled() ? recomputed + std::clamp<int64_t>(plan.mlp, 0, layers - recomputed) : 0;
-  if (mlp_end == 0 && !packed) return hidden_states(ids, nullptr);
+  const bool offload = at::GradMode::is_enabled() && plan.offload > 0;
+  if (mlp_end == 0 && !packed && !offload) return hidden_states(ids, nullptr);
   check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq)");
   at::Tensor cos, sin;
   if (packed) {
@@ -104,13 +107,26 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, const Recomput
     for (const auto* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
       dropout = dropout || (p->has_adapter() && p->adapter_enabled && p->dropout > 0);
   const auto anchor = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device_)).requires_grad_(true);
-  return through_layers(h, [&](int i, const at::Tensor& x) {
+  if (offload) {
+    if (!offload_) offload_ = std::make_shared<ActivationOffload>(device_);
+    offload_->reset();
+  }
+  auto out = through_layers(h, [&](int i, const at::Tensor& x) {
     if (i < recomputed) return CheckpointedLayer::apply(x, anchor, cos, sin, this, int64_t(i), dropout, packed);
+    std::optional<ActivationOffload::Scope> scope;
+    if (offload && plan.offloaded(i, layers)) {
+      offload_->begin_group();
+      scope.emplace(*offload_);
+    }
     if (i >= mlp_end) return layer_forward(i, x, cos, sin, packed);
     const auto& l = layers_[size_t(i)];
     auto y = x + attention(l, x, cos, sin, nullptr, i, {}, packed);
     return y + mlp(l, y, /*recompute=*/true);
   });
+  if (offload) offload_->forward_done();
+  return out;
 }
+
+int64_t Qwen2Model::offloaded_bytes() const { return offload_ ? offload_->bytes() : 0; }
 
 }  // namespace r1dist

@@ -6,6 +6,7 @@
 
 #include "r1dist/base/error.h"
 #include "r1dist/tensor/fused_ops.h"
+#include "r1dist/tensor/offload.h"
 
 namespace r1dist {
 
@@ -61,6 +62,23 @@ at::Tensor add_product(at::Tensor y, const at::Tensor& a, const at::Tensor& w, d
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+// t for save_for_backward: t itself, or, while an ActivationOffload is active on this thread
+// (a layer of train.offload_layers), an undefined stand-in while t waits in host memory under
+// saved_data[name]; restored() gives it back in the backward.
+at::Tensor offloaded(AutogradContext* ctx, const std::string& name, const at::Tensor& t) {
+  ActivationOffload* off = ActivationOffload::active();
+  if (!off || !t.defined() || t.numel() == 0) return t;
+  ctx->saved_data["offload"] = reinterpret_cast<int64_t>(off);
+  ctx->saved_data[name] = off->put(t);
+  return at::Tensor();
+}
+
+at::Tensor restored(AutogradContext* ctx, const std::string& name, const at::Tensor& saved) {
+  const auto it = ctx->saved_data.find(name);
+  if (it == ctx->saved_data.end()) return saved;
+  return reinterpret_cast<ActivationOffload*>(ctx->saved_data["offload"].toInt())->take(it->second.toInt());
+}
 
 // The projection's values for input x: y = x W^T (+ b) + scaling * (xd A^T) B^T with
 // xd = x * mask (mask empty: no dropout); xd and xa = xd A^T are what the backward needs.
@@ -160,14 +178,15 @@ struct SwigluLoraFunction : public torch::autograd::Function<SwigluLoraFunction>
                             const at::Tensor& B, const at::Tensor& mask, const LoraLinear* layer) {
     auto v = lora_values(layer, fused::swiglu_values(gate, up), A, B, mask);
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
-    ctx->save_for_backward({gate, up, v.xa, A, B, mask});
+    ctx->save_for_backward({offloaded(ctx, "gate", gate), offloaded(ctx, "up", up), v.xa, A, B, mask});
     return v.y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto* layer = reinterpret_cast<const LoraLinear*>(ctx->saved_data["layer"].toInt());
     auto s = ctx->get_saved_variables();
-    const auto &gate = s[0], &up = s[1], &xa = s[2], &A = s[3], &B = s[4], &mask = s[5];
+    const auto gate = restored(ctx, "gate", s[0]), up = restored(ctx, "up", s[1]);
+    const auto &xa = s[2], &A = s[3], &B = s[4], &mask = s[5];
     const auto xd = A.numel() > 0 ? dropped(fused::swiglu_values(gate, up), mask) : at::Tensor();
     at::Tensor gp;
     auto [gA, gB] = lora_grads(layer, grads[0], xd, xa, A, B, mask, &gp);
@@ -185,7 +204,7 @@ struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction>
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList adapters,
                                const at::Tensor& w, double eps, const std::vector<const LoraLinear*>& layers) {
     const auto n = fused::rms_norm_values(x, w, eps).first;
-    variable_list ys, saved{x, w};
+    variable_list ys, saved{offloaded(ctx, "x", x), w};
     std::vector<int64_t> pointers;
     for (size_t j = 0; j < layers.size(); ++j) {
       const auto &A = adapters[3 * j], &B = adapters[3 * j + 1], &mask = adapters[3 * j + 2];
@@ -202,7 +221,8 @@ struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction>
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    const auto &x = s[0], &w = s[1];
+    const auto x = restored(ctx, "x", s[0]);
+    const auto& w = s[1];
     const auto pointers = ctx->saved_data["layers"].toIntVector();
     auto [n, rstd] = fused::rms_norm_values(x, w, ctx->saved_data["eps"].toDouble());
     const bool need_gx = ctx->needs_input_grad(0);
@@ -237,7 +257,7 @@ struct MlpFunction : public torch::autograd::Function<MlpFunction> {
     auto g = lora_values(layers[0], n, adapters[0], adapters[1], adapters[2]);
     auto u = lora_values(layers[1], n, adapters[3], adapters[4], adapters[5]);
     auto d = lora_values(layers[2], fused::swiglu_values(g.y, u.y), adapters[6], adapters[7], adapters[8]);
-    variable_list saved{x, w, g.xa, u.xa, d.xa};
+    variable_list saved{offloaded(ctx, "x", x), w, g.xa, u.xa, d.xa};
     saved.insert(saved.end(), adapters.begin(), adapters.end());
     std::vector<int64_t> pointers;
     for (const auto* l : layers) pointers.push_back(reinterpret_cast<int64_t>(l));
@@ -249,7 +269,8 @@ struct MlpFunction : public torch::autograd::Function<MlpFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    const auto &x = s[0], &w = s[1];
+    const auto x = restored(ctx, "x", s[0]);
+    const auto& w = s[1];
     const auto pointers = ctx->saved_data["layers"].toIntVector();
     const auto* gate_l = reinterpret_cast<const LoraLinear*>(pointers[0]);
     const auto* up_l = reinterpret_cast<const LoraLinear*>(pointers[1]);

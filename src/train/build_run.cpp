@@ -63,6 +63,11 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
   if (cfg.train.checkpointing == Checkpointing::layer && cfg.train.memory_budget_gb <= 0)
     log::info("train.checkpointing = layer: the backward's plan for the ", mc.num_hidden_layers, " layers: ",
               est.plan.describe(mc.num_hidden_layers));
+  if (cfg.train.offload_layers > 0 && est.plan.offload == 0)
+    log::warn("train.offload_layers = ", cfg.train.offload_layers, " moves nothing here: it applies to the fused "
+              "layer path (the GPU's) only");
+  else if (cfg.train.offload_layers > 0 && cfg.train.checkpointing == Checkpointing::none)
+    log::info("train.offload_layers: ", est.plan.describe(mc.num_hidden_layers));
   if (cfg.train.memory_budget_gb > 0) {
     const bool from_device = automatic && set.train.memory_budget_gb <= 0;
     log::info(from_device ? "train.checkpointing = auto: a budget of " : "train.memory_budget_gb = ",

@@ -125,6 +125,49 @@ TEST(MemoryEstimate, RecomputedMlpsKeepTheAttentionOnly) {
   EXPECT_GT(mlp_recompute_share(m, 2048), mlp_recompute_share(m, 8192));
 }
 
+// train.offload_layers: spread evenly over the layers not recomputed whole; each moves its
+// input, residual sum and (kept) gate and up to host memory, and two layers' worth may be on
+// the device at once. The plain path offloads nothing.
+TEST(MemoryEstimate, OffloadedLayersAreSpreadAndKeepTwoInFlight) {
+  const RecomputePlan every_other{0, 0, 24};
+  std::vector<int64_t> picked;
+  for (int64_t i = 0; i < 48; ++i)
+    if (every_other.offloaded(i, 48)) picked.push_back(i);
+  ASSERT_EQ(picked.size(), 24u);
+  for (size_t j = 0; j < picked.size(); ++j) EXPECT_EQ(picked[j], int64_t(2 * j + 1));
+  const RecomputePlan capped{8, 4, 100};
+  int64_t n = 0;
+  for (int64_t i = 0; i < 48; ++i) n += capped.offloaded(i, 48) ? 1 : 0;
+  EXPECT_EQ(n, 40);
+  EXPECT_FALSE(capped.offloaded(7, 48));
+  EXPECT_EQ(capped.describe(48),
+            "8 recompute the whole layer, 4 only the MLP, 36 keep every activation; "
+            "40 of the layers not recomputed keep activations in host memory");
+
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();
+  c.train.micro_batch = 1;
+  c.train.checkpointing = Checkpointing::none;
+  const double kept = estimate_training_memory(m, c).activations;
+  c.train.offload_layers = 24;
+  const auto est = estimate_training_memory(m, c);
+  EXPECT_EQ(est.plan.offload, 24);
+  const double part = 8192.0 * (2.0 * 5120 + 2.0 * 13824) * 2 * 1.04;
+  EXPECT_NEAR(kept - est.activations, (24 - kOffloadGroupsInFlight) * part, 1e3);
+  EXPECT_EQ(estimate_training_memory(m, c, LayerPath::plain).plan.offload, 0);
+  // A budget's plan counts the offloaded layers: it recomputes less than without them.
+  auto budget = v6_rank();
+  budget.train.micro_batch = 1;
+  budget.train.memory_budget_gb = 25.7;
+  const auto without = recompute_plan(m, budget);
+  budget.train.offload_layers = 24;
+  const auto with = recompute_plan(m, budget);
+  EXPECT_EQ(with.offload, 24);
+  EXPECT_LT(double(with.layers) + mlp_recompute_share(m, 8192) * double(with.mlp),
+            double(without.layers) + mlp_recompute_share(m, 8192) * double(without.mlp));
+  EXPECT_LE(estimate_training_memory(m, budget).total(), 25.7e9);
+}
+
 // train.memory_budget_gb: the plan with the least recomputation (layers + share x MLP layers)
 // that fits, checked against every plan; everything kept for a budget beyond the plain
 // estimate, everything recomputed and a refusal below the checkpointed one.

@@ -224,6 +224,16 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   EXPECT_EQ(mj["recompute_mlp_layers"], 1);
   EXPECT_GT(mj["estimate_gb"].get<double>(), 0.0);
   EXPECT_THAT(m.err, HasSubstr("0 recompute the whole layer, 1 only the MLP, 1 keep every activation"));
+  // --offload-layers (the fused path; the CPU runs it with --fused on): the layer's activations
+  // go to host memory and come back; the line says how many bytes each forward moved.
+  const auto o = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
+                            "--fused on --checkpointing none --offload-layers 1");
+  ASSERT_EQ(o.code, 0) << o.err;
+  const auto oj = nlohmann::json::parse(o.out);
+  EXPECT_EQ(oj["offload_layers"], 1);
+  EXPECT_GT(oj["offload_gb_per_forward"].get<double>(), 0.0);
+  EXPECT_THAT(o.err, HasSubstr("1 of the layers not recomputed keep activations in host memory"));
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --offload-layers -1").code, 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --seq 1 --device cpu").code, 2);
 }
 

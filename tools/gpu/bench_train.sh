@@ -10,6 +10,8 @@
 # several calls make one table).
 # SETTINGS: r1dist settings, 'name:flags|name:flags' (default 'ckpt:--checkpointing
 # layer|none:--checkpointing none').
+# Settings may offload too, e.g. 'off:--checkpointing layer --memory-budget 25.7 --offload-layers 24'
+# (the table then gives the GB each forward moved and the host link's speed alone, each way).
 # MATCH=1 (default, with HF=1): one more r1dist run, "fit", whose --memory-budget is 97% of
 # HF's measured peak memory: the trainer's planner (train.memory_budget_gb) picks the kept and
 # MLP-recomputing layers from the memory estimate. Settings may use the budget too, e.g.
@@ -93,7 +95,12 @@ for (size, seq, micro), name, r in mine:
     hgb = h.get("peak_gib") * 2**30 / 1e9 if h.get("peak_gib") else None
     sp = r.get("split_s", {})
     split = " / ".join(f"{sp.get(k, 0):.3f}" for k in ("forward", "lm_head_loss", "backward", "optimizer"))
-    plan = f" (keep {r.get('keep_layers')}, MLP {r.get('recompute_mlp_layers')})" if r.get("checkpointing") == "layer" else ""
+    plan = f" (keep {r.get('keep_layers')}, MLP {r.get('recompute_mlp_layers')}" if r.get("checkpointing") == "layer" else ""
+    if r.get("offload_layers"):
+        link = r.get("host_link_gbps", {})
+        plan += (", " if plan else " (") + (f"offload {r['offload_layers']}: {r.get('offload_gb_per_forward', 0):.1f} GB per forward, "
+                                            f"link {link.get('to_host', 0):.0f}/{link.get('to_device', 0):.0f} GB/s")
+    plan += ")" if plan else ""
     label = name + plan
     print(f"| {size} | {seq} x {micro} | {label} | {f(rt, '{:,.0f}')} | {f(r.get('mfu'), '{:.1%}')} | {f(r.get('peak_mem_gb'), '{:.1f}')} | "
           f"{f(r.get('estimate_gb'), '{:.1f}')} | "

@@ -127,6 +127,10 @@ struct TrainConfig {
   // With checkpointing = layer: the recompute_mlp_layers layers before the kept ones keep the
   // attention's activations and recompute only the MLP's gate and up in the backward.
   int64_t recompute_mlp_layers = 0;
+  // On the GPU: of the layers not recomputed whole, this many (spread evenly) keep their input,
+  // residual sum and (kept layers) gate and up in page-locked host memory until the backward
+  // (tensor/offload.h); the estimate and memory_budget_gb's plan count it.
+  int64_t offload_layers = 0;
   // With checkpointing = layer or auto, instead of keep_layers and recompute_mlp_layers: the
   // plan with the least recomputation whose memory estimate (config/memory_estimate.h) fits
   // in this many GB per rank (0 = off with layer; the GPU's memory with auto).

@@ -21,16 +21,27 @@ namespace r1dist {
 // (docs/PERFORMANCE.md).
 constexpr int64_t kLossChunkTokens = 1024;
 
+// Offloaded layers (RecomputePlan::offload) whose activations may be on the device at once
+// besides the ones kept there: on their way to the host in the forward, back in the backward.
+constexpr int64_t kOffloadGroupsInFlight = 2;
+
 // Which decoder layers recompute what in the backward, the layers in order: the first
 // `layers` keep only their input and recompute the whole layer; the next `mlp` keep the
 // attention's activations and recompute only the MLP's gate and up projections (about half
 // a layer's forward for more than half of its memory at 8192 tokens); the rest keep every
-// activation. Gradients are the same under every plan.
+// activation. Of the layers not recomputed whole, `offload` (spread evenly over them) keep
+// their input, the attention's residual sum and, unless they recompute their MLP, gate and up
+// in page-locked host memory until the backward (tensor/offload.h: train.offload_layers).
+// Gradients are the same under every plan.
 struct RecomputePlan {
   int64_t layers = 0;
   int64_t mlp = 0;
+  int64_t offload = 0;
   int64_t kept(int64_t total_layers) const { return total_layers - layers - mlp; }
-  // "40 recompute the whole layer, 8 only the MLP, 0 keep every activation"
+  // Whether `layer` is one of the offloaded ones.
+  bool offloaded(int64_t layer, int64_t total_layers) const;
+  // "40 recompute the whole layer, 8 only the MLP, 0 keep every activation" (+ "; 6 of the
+  // layers not recomputed keep activations in host memory")
   std::string describe(int64_t total_layers) const;
 };
 

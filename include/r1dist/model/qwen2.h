@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -16,6 +17,8 @@
 #include "r1dist/peft/lora_linear.h"
 
 namespace r1dist {
+
+class ActivationOffload;
 
 struct Qwen2Layer {
   at::Tensor input_norm, post_norm;  // (hidden)
@@ -118,6 +121,8 @@ class Qwen2Model {
   // `packed`, ids is (1, T) holding the packed rows; `packed` must outlive the backward.
   at::Tensor hidden_states_train(const at::Tensor& ids, const RecomputePlan& plan,
                                  const PackedRows* packed = nullptr) const;
+  // Bytes the last training forward put in host memory (RecomputePlan::offload).
+  int64_t offloaded_bytes() const;
   // checkpoint = true: every layer recomputed; false: none.
   at::Tensor hidden_states_train(const at::Tensor& ids, bool checkpoint, const PackedRows* packed = nullptr) const {
     return hidden_states_train(ids, RecomputePlan{checkpoint ? cfg_.num_hidden_layers : 0, 0}, packed);
@@ -175,6 +180,8 @@ class Qwen2Model {
   at::Tensor lm_head_;  // undefined when tie_word_embeddings
   LoraAdapters lora_;
   bool fused_ = false;
+  // Where the layers of RecomputePlan::offload keep their activations (made at first use).
+  mutable std::shared_ptr<ActivationOffload> offload_;
 };
 
 // (cos, sin), each (T, head_dim) in `dtype`, for positions offset..offset+T-1 (HF rotate_half

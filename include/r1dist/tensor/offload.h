@@ -1,0 +1,66 @@
+// ActivationOffload: tensors that a layer's backward needs, kept in page-locked host memory
+// from the forward to the backward instead of in GPU memory (train.offload_layers).
+//
+// A group is one layer's tensors. In the forward each tensor is copied to the host on a copy
+// stream of its own, overlapped with the next layers' compute, and its GPU memory goes back to
+// the caching allocator once that copy is done. Before it starts group g the CPU waits for
+// the copies of group g - kInFlight, so at most kInFlight groups' GPU memory waits for the host
+// link at one time whatever the link's speed (a slow link slows the forward; it never raises
+// the peak). The backward takes the groups back in reverse order: the first take of group g
+// issues the copies of g (unless issued already) and of the group before it (the prefetch that
+// overlaps g's backward) on a second copy stream; the compute stream waits for g's copies
+// only. Values are copied, never changed: the backward sees the same bits as without offload.
+// On the CPU the same bookkeeping copies into buffers of its own (what the tests compare).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "r1dist/config/memory_estimate.h"
+
+namespace r1dist {
+
+class ActivationOffload {
+ public:
+  static constexpr int64_t kInFlight = kOffloadGroupsInFlight;
+
+  explicit ActivationOffload(at::Device device);
+  ~ActivationOffload();
+  ActivationOffload(const ActivationOffload&) = delete;
+  ActivationOffload& operator=(const ActivationOffload&) = delete;
+
+  // Starts a forward: what the previous one left and the backward never took is dropped.
+  void reset();
+  // Starts the next group (one layer) of this forward.
+  void begin_group();
+  // Begins moving t to the host; take(key) gives it back.
+  int64_t put(const at::Tensor& t);
+  // The tensor of `key` on its device again, ready for the current stream (once per key).
+  at::Tensor take(int64_t key);
+  // The forward is done: the last group's copies back begin (they overlap the loss).
+  void forward_done();
+  // Bytes put since the last reset.
+  int64_t bytes() const;
+
+  // While a Scope exists on this thread, the autograd functions that keep tensors for the
+  // backward (peft/lora_linear.cpp) put them into `offload` instead.
+  class Scope {
+   public:
+    explicit Scope(ActivationOffload& offload);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    ActivationOffload* previous_;
+  };
+  static ActivationOffload* active();
+
+ private:
+  struct Impl;
+  void fetch(size_t group);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace r1dist

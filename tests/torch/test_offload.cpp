@@ -1,0 +1,94 @@
+// ActivationOffload (train.offload_layers): the layers that keep activations in host memory
+// give bitwise the gradients of the same plan without offload, on the CPU (the same
+// bookkeeping, host copies) and on the GPU (copy streams, prefetch, the CPU's wait for the
+// copies in flight), beside recomputed and MLP-recomputing layers, with LoRA dropout.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "r1dist/base/error.h"
+#include "r1dist/model/lm_loss.h"
+#include "r1dist/model/qwen2.h"
+#include "r1dist/tensor/fused_ops.h"
+#include "r1dist/tensor/offload.h"
+
+namespace r1dist {
+namespace {
+
+// The tiny preset with six layers (more groups than ActivationOffload::kInFlight), fused path.
+Qwen2Model six_layers(at::Device dev, at::ScalarType dt, double dropout) {
+  auto cfg = qwen2_preset("tiny");
+  cfg.vocab_size = 300;
+  cfg.num_hidden_layers = 6;
+  Qwen2Model m(cfg, dt, dev);
+  at::manual_seed(7);
+  for (auto& [name, t] : m.named_weights()) t->normal_(0, 0.05);
+  m.attach_lora(LoraSpec{8, 16, dropout, false}, projection_names(), 3407);
+  m.set_fused(true);
+  at::NoGradGuard ng;
+  m.lora().flat().normal_(0, 0.02);  // non-zero B: every gradient is non-trivial
+  return m;
+}
+
+at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, const RecomputePlan& plan) {
+  m.lora().flat_grad().zero_();
+  at::manual_seed(11);  // the same dropout masks for every plan
+  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, plan)), ids);
+  loss.backward();
+  return m.lora().flat_grad().clone();
+}
+
+void expect_offload_changes_nothing(at::Device dev, at::ScalarType dt) {
+  for (double dropout : {0.0, 0.3}) {
+    auto m = six_layers(dev, dt, dropout);
+    const auto ids = at::randint(0, 300, {2, 13}).to(dev);
+    const int64_t L = m.config().num_hidden_layers;
+    for (const RecomputePlan base : {RecomputePlan{0, 0}, RecomputePlan{1, 2}, RecomputePlan{0, L}}) {
+      const auto without = grads(m, ids, base);
+      ASSERT_GT(without.abs().sum().item<double>(), 0);
+      for (const int64_t offload : {int64_t(1), int64_t(3), L}) {
+        RecomputePlan p = base;
+        p.offload = offload;
+        const auto with = grads(m, ids, p);
+        EXPECT_GT(m.offloaded_bytes(), 0) << p.describe(L);
+        EXPECT_TRUE(with.equal(without)) << p.describe(L) << " on " << dev << ", dropout " << dropout
+                                         << ": max diff " << (with - without).abs().max().item<double>();
+      }
+    }
+  }
+}
+
+TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheCpu) {
+  expect_offload_changes_nothing(at::Device(at::kCPU), at::kFloat);
+}
+
+TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheGpu) {
+  if (!at::hasCUDA() || !fused::kernels_available(at::Device(at::kCUDA, 0)))
+    GTEST_SKIP() << "no CUDA kernels in this build/machine";
+  expect_offload_changes_nothing(at::Device(at::kCUDA, 0), at::kBFloat16);
+  expect_offload_changes_nothing(at::Device(at::kCUDA, 0), at::kFloat);
+}
+
+// The store alone: values come back as they went, each key once, a later forward reuses it.
+TEST(Offload, TheStoreGivesEachTensorBackOnce) {
+  ActivationOffload store(at::Device(at::kCPU));
+  EXPECT_THROW(store.put(at::ones({2})), Error);  // no group begun
+  for (int pass = 0; pass < 2; ++pass) {
+    store.reset();
+    std::vector<at::Tensor> values;
+    std::vector<int64_t> keys;
+    for (int g = 0; g < 4; ++g) {
+      store.begin_group();
+      for (int k = 0; k < 2; ++k) {
+        values.push_back(at::randn({3, 5 + pass}).t());  // not contiguous
+        keys.push_back(store.put(values.back()));
+      }
+    }
+    store.forward_done();
+    EXPECT_EQ(store.bytes(), int64_t(8 * 15 + 8 * 3 * pass) * 4);
+    for (size_t i = keys.size(); i-- > 0;) EXPECT_TRUE(store.take(keys[i]).equal(values[i]));
+    EXPECT_THROW(store.take(keys[0]), Error);
+  }
+}
+
+}  // namespace
+}  // namespace r1dist
