@@ -148,6 +148,50 @@ std::pair<at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::
   return {gA, gB};
 }
 
+// The backward of down(silu(gate) * up) recomputing the product from gate and up: the
+// gradients of gate and up, and of down's adapter (gA, gB).
+struct SwigluGrads {
+  at::Tensor dgate, dup, gA, gB;
+};
+SwigluGrads swiglu_down_grads(const LoraLinear* down, const at::Tensor& g, const at::Tensor& gate, const at::Tensor& up,
+                              const at::Tensor& xa, const at::Tensor& A, const at::Tensor& B, const at::Tensor& mask) {
+  const auto xd = A.numel() > 0 ? dropped(fused::swiglu_values(gate, up), mask) : at::Tensor();
+  at::Tensor gp;
+  SwigluGrads out;
+  std::tie(out.gA, out.gB) = lora_grads(down, g, xd, xa, A, B, mask, &gp);
+  std::tie(out.dgate, out.dup) = fused::swiglu_grads(gp.contiguous(), gate, up);
+  return out;
+}
+
+// One projection of n = rms_norm(x, w) in a backward: its output gradient (undefined: the
+// output was not used) and what its forward kept.
+struct NormedProjection {
+  const LoraLinear* layer;
+  at::Tensor g, xa, A, B, mask;
+};
+
+// The backward of the projections of n = rms_norm(x, w) (n and rstd rebuilt by the caller,
+// which hands n over): each projection's adapter gradients (gA, gB) in order, and with
+// need_gx x's gradient: the projections' input gradients summed in one buffer, each output
+// gradient and then n released before the norm's backward runs once.
+std::pair<at::Tensor, std::vector<std::pair<at::Tensor, at::Tensor>>> normed_grads(
+    std::vector<NormedProjection> projections, at::Tensor n, const at::Tensor& rstd, const at::Tensor& x,
+    const at::Tensor& w, bool need_gx) {
+  std::vector<std::pair<at::Tensor, at::Tensor>> adapter_grads;
+  at::Tensor gn;
+  for (auto& p : projections) {
+    std::pair<at::Tensor, at::Tensor> ab;
+    if (p.g.defined())
+      ab = lora_grads(p.layer, p.g, dropped(n, p.mask), p.xa, p.A, p.B, p.mask, need_gx ? &gn : nullptr);
+    p.g = at::Tensor();
+    adapter_grads.push_back(std::move(ab));
+  }
+  n = at::Tensor();
+  at::Tensor gx;
+  if (need_gx && gn.defined()) gx = fused::rms_norm_grads(gn, x, w, rstd);
+  return {gx, std::move(adapter_grads)};
+}
+
 // Inputs: x (.., in), A (r, in) fp32, B (out, r) fp32, dropout mask (.., in). An absent
 // adapter or mask is an EMPTY tensor, not an undefined one (libtorch 1.13 cannot take
 // undefined inputs). The frozen base travels as a pointer in saved_data: it is not a
@@ -186,12 +230,8 @@ struct SwigluLoraFunction : public torch::autograd::Function<SwigluLoraFunction>
     const auto* layer = reinterpret_cast<const LoraLinear*>(ctx->saved_data["layer"].toInt());
     auto s = ctx->get_saved_variables();
     const auto gate = restored(ctx, "gate", s[0]), up = restored(ctx, "up", s[1]);
-    const auto &xa = s[2], &A = s[3], &B = s[4], &mask = s[5];
-    const auto xd = A.numel() > 0 ? dropped(fused::swiglu_values(gate, up), mask) : at::Tensor();
-    at::Tensor gp;
-    auto [gA, gB] = lora_grads(layer, grads[0], xd, xa, A, B, mask, &gp);
-    auto [dgate, dup] = fused::swiglu_grads(gp.contiguous(), gate, up);
-    return {dgate, dup, gA, gB, at::Tensor(), at::Tensor()};
+    auto d = swiglu_down_grads(layer, grads[0], gate, up, s[2], s[3], s[4], s[5]);
+    return {d.dgate, d.dup, d.gA, d.gB, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -225,21 +265,14 @@ struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction>
     const auto& w = s[1];
     const auto pointers = ctx->saved_data["layers"].toIntVector();
     auto [n, rstd] = fused::rms_norm_values(x, w, ctx->saved_data["eps"].toDouble());
-    const bool need_gx = ctx->needs_input_grad(0);
-    variable_list out{at::Tensor()};
-    at::Tensor gn;
-    for (size_t j = 0; j < pointers.size(); ++j) {
-      const auto* layer = reinterpret_cast<const LoraLinear*>(pointers[j]);
-      const auto &xa = s[2 + 4 * j], &A = s[3 + 4 * j], &B = s[4 + 4 * j], &mask = s[5 + 4 * j];
-      at::Tensor gA, gB;
-      if (grads[j].defined()) {
-        const auto xd = dropped(n, mask);  // no mask without an adapter
-        std::tie(gA, gB) = lora_grads(layer, grads[j], xd, xa, A, B, mask, need_gx ? &gn : nullptr);
-      }
-      out.insert(out.end(), {gA, gB, at::Tensor()});
-    }
-    n = at::Tensor();  // freed before the norm's backward
-    if (need_gx && gn.defined()) out[0] = fused::rms_norm_grads(gn, x, w, rstd);
+    std::vector<NormedProjection> projections;
+    for (size_t j = 0; j < pointers.size(); ++j)
+      projections.push_back({reinterpret_cast<const LoraLinear*>(pointers[j]), grads[j], s[2 + 4 * j], s[3 + 4 * j],
+                             s[4 + 4 * j], s[5 + 4 * j]});
+    grads.clear();
+    auto [gx, adapter_grads] = normed_grads(std::move(projections), std::move(n), rstd, x, w, ctx->needs_input_grad(0));
+    variable_list out{gx};
+    for (auto& [gA, gB] : adapter_grads) out.insert(out.end(), {gA, gB, at::Tensor()});
     out.insert(out.end(), {at::Tensor(), at::Tensor(), at::Tensor()});  // w, eps, layers
     return out;
   }
@@ -272,40 +305,28 @@ struct MlpFunction : public torch::autograd::Function<MlpFunction> {
     const auto x = restored(ctx, "x", s[0]);
     const auto& w = s[1];
     const auto pointers = ctx->saved_data["layers"].toIntVector();
-    const auto* gate_l = reinterpret_cast<const LoraLinear*>(pointers[0]);
-    const auto* up_l = reinterpret_cast<const LoraLinear*>(pointers[1]);
-    const auto* down_l = reinterpret_cast<const LoraLinear*>(pointers[2]);
+    auto layer = [&](int j) { return reinterpret_cast<const LoraLinear*>(pointers[size_t(j)]); };
     auto xa = [&](int j) -> const at::Tensor& { return s[size_t(2 + j)]; };
     auto adapter = [&](int j, int k) -> const at::Tensor& { return s[size_t(5 + 3 * j + k)]; };
     auto [n, rstd] = fused::rms_norm_values(x, w, ctx->saved_data["eps"].toDouble());
     // gate and up as lora_values made them: the base product plus the scaled rank-r product.
-    auto rebuilt = [&](const LoraLinear* l, int j) {
-      auto y = base_product(l, n, n.scalar_type());
+    auto rebuilt = [&](int j) {
+      auto y = base_product(layer(j), n, n.scalar_type());
       const auto& A = adapter(j, 0);
-      return A.numel() > 0 ? add_product(y, xa(j), l->adapter_in(adapter(j, 1), n.scalar_type()), l->scaling) : y;
+      return A.numel() > 0 ? add_product(y, xa(j), layer(j)->adapter_in(adapter(j, 1), n.scalar_type()), layer(j)->scaling)
+                           : y;
     };
-    auto gate = rebuilt(gate_l, 0), up = rebuilt(up_l, 1);
-    at::Tensor gp, gA_d, gB_d;
-    {
-      const auto& A = adapter(2, 0);
-      const auto xd = A.numel() > 0 ? dropped(fused::swiglu_values(gate, up), adapter(2, 2)) : at::Tensor();
-      std::tie(gA_d, gB_d) = lora_grads(down_l, grads[0], xd, xa(2), A, adapter(2, 1), adapter(2, 2), &gp);
-    }
-    auto [dgate, dup] = fused::swiglu_grads(gp.contiguous(), gate, up);
-    gp = gate = up = at::Tensor();
-    const bool need_gx = ctx->needs_input_grad(0);
-    at::Tensor gn;
-    variable_list out{at::Tensor()};
-    for (int j = 0; j < 2; ++j) {
-      const auto &A = adapter(j, 0), &B = adapter(j, 1), &mask = adapter(j, 2);
-      auto [gA, gB] = lora_grads(j == 0 ? gate_l : up_l, j == 0 ? dgate : dup, dropped(n, mask), xa(j), A, B, mask,
-                                 need_gx ? &gn : nullptr);
-      (j == 0 ? dgate : dup) = at::Tensor();
-      out.insert(out.end(), {gA, gB, at::Tensor()});
-    }
-    out.insert(out.end(), {gA_d, gB_d, at::Tensor()});
-    n = at::Tensor();  // freed before the norm's backward
-    if (need_gx) out[0] = fused::rms_norm_grads(gn, x, w, rstd);
+    auto gate = rebuilt(0), up = rebuilt(1);
+    auto d = swiglu_down_grads(layer(2), grads[0], gate, up, xa(2), adapter(2, 0), adapter(2, 1), adapter(2, 2));
+    gate = up = at::Tensor();
+    std::vector<NormedProjection> projections;
+    for (int j = 0; j < 2; ++j)
+      projections.push_back({layer(j), std::move(j == 0 ? d.dgate : d.dup), xa(j), adapter(j, 0), adapter(j, 1),
+                             adapter(j, 2)});
+    auto [gx, adapter_grads] = normed_grads(std::move(projections), std::move(n), rstd, x, w, ctx->needs_input_grad(0));
+    variable_list out{gx};
+    for (auto& [gA, gB] : adapter_grads) out.insert(out.end(), {gA, gB, at::Tensor()});
+    out.insert(out.end(), {d.gA, d.gB, at::Tensor()});
     out.insert(out.end(), {at::Tensor(), at::Tensor(), at::Tensor()});  // w, eps, layers
     return out;
   }
