@@ -104,6 +104,7 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
       largest = std::max(largest, part);
     }
     est.activations += double(kOffloadGroupsInFlight) * largest - moved;
+    est.host = moved / 1.04;
   }
   // Beside the kept activations, at one time either the loss (model/lm_loss.h: on the fused
   // path one chunk's logits in the compute dtype and, in its backward, two hidden-wide

@@ -154,6 +154,7 @@ TEST(MemoryEstimate, OffloadedLayersAreSpreadAndKeepTwoInFlight) {
   EXPECT_EQ(est.plan.offload, 24);
   const double part = 8192.0 * (2.0 * 5120 + 2.0 * 13824) * 2 * 1.04;
   EXPECT_NEAR(kept - est.activations, (24 - kOffloadGroupsInFlight) * part, 1e3);
+  EXPECT_NEAR(est.host, 24 * part / 1.04, 1e3);  // page-locked host memory, outside total()
   EXPECT_EQ(estimate_training_memory(m, c, LayerPath::plain).plan.offload, 0);
   // A budget's plan counts the offloaded layers: it recomputes less than without them.
   auto budget = v6_rank();

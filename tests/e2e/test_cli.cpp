@@ -267,6 +267,9 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
   const auto r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.memory_budget_gb=100");
   EXPECT_THAT(r.err, HasSubstr("train.memory_budget_gb = 100 GB: the backward's plan for the 3 layers: 0 recompute "
                                     "the whole layer, 0 only the MLP, 3 keep every activation"));
+  // train.offload_layers applies to the GPU's fused layers: the CPU's run says it moves nothing.
+  const auto o = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.offload_layers=2");
+  EXPECT_THAT(o.err, HasSubstr("train.offload_layers = 2 moves nothing here"));
 }
 
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach

@@ -51,6 +51,7 @@ struct MemoryEstimate {
   double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
   double workspace = 0;    // the larger of one loss chunk's fp32 logits + softmax and one layer's backward buffers
   RecomputePlan plan;      // what the backward recomputes (nothing without layer checkpointing)
+  double host = 0;         // page-locked host memory of the offloaded layers (plan.offload), not in total()
   double total() const { return weights + adapters + activations + workspace; }
   // "24.2 GB (base weights 9.9, adapters + AdamW 1.1, activations 11.4, workspace 1.8)"
   std::string describe() const;
