@@ -32,23 +32,23 @@ Shifted shift(const at::Tensor& hidden, const at::Tensor& labels) {
   return s;
 }
 
-// One chunk's logits as lm_head computes them (in the compute dtype), in fp32 in `out` (c, V):
-// straight into it for fp32, through the compute dtype otherwise.
+// One chunk's logits as lm_head computes them (in the compute dtype), in `out` (c, V): straight
+// into it when it has h's dtype, through the compute dtype into an fp32 `out` otherwise.
 void chunk_logits(at::Tensor& out, const at::Tensor& h, const at::Tensor& weight) {
-  if (h.scalar_type() == at::kFloat) at::mm_out(out, h, weight.t());
+  if (out.scalar_type() == h.scalar_type()) at::mm_out(out, h, weight.t());
   else out.copy_(at::linear(h, weight));
 }
 
-// Where the fused kernels run (CUDA): one (chunk, V) buffer in the compute dtype per pass,
-// which lm_head writes and the kernels read (tensor/fused_ops.h: logsumexp_and_target,
-// softmax_grad_): no fp32 copy of the logits and one kernel per pass instead of ATen's seven
+// One (chunk, V) buffer per pass, which lm_head writes and tensor/fused_ops.h's
+// logsumexp_and_target and softmax_grad_ work on. Where their kernels run (CUDA) it is in the
+// compute dtype: no fp32 copy of the logits and one kernel per pass instead of ATen's seven
 // (the cast, max, subtract, exp, sum, and in the backward subtract, exp, scatter, multiply,
 // cast): 25 ms of elementwise kernels in a 1.5B step of 8192 tokens (docs/PERFORMANCE.md).
-// Elsewhere one (chunk, V) fp32 buffer per pass, worked on in place: fewer passes over the
-// logits than logsumexp's temporaries, and on the CPU, where a command hands freed memory
-// back to the system (all but training: train/build_run.cpp), no page faults for a fresh
-// buffer per chunk (`bench loss --device cpu --preset tiny`, 2,792 tokens in chunks of
-// 1,024: 21.5 s before, 6.1 s after).
+// Elsewhere it is fp32 and their ATen steps run in place in it: fewer passes over the logits
+// than logsumexp's temporaries, and on the CPU, where a command hands freed memory back to the
+// system (all but training: train/build_run.cpp), no page faults for a fresh buffer per chunk
+// (`bench loss --device cpu --preset tiny`, 2,792 tokens in chunks of 1,024: 21.5 s before,
+// 6.1 s after).
 struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& labels, int64_t chunk) {
@@ -64,20 +64,9 @@ struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
       auto logits = buf.narrow(0, 0, c);
       auto l = lse.narrow(0, i, c);
       const auto target = s.target.narrow(0, i, c);
-      at::Tensor tgt;
-      if (kernels) {
-        at::mm_out(logits, s.h.narrow(0, i, c), weight.t());
-        at::Tensor part;
-        std::tie(part, tgt) = fused::logsumexp_and_target(logits, target);
-        l.copy_(part);
-      } else {
-        chunk_logits(logits, s.h.narrow(0, i, c), weight);
-        tgt = logits.gather(1, target.unsqueeze(1)).squeeze(1);
-        // at::logsumexp's steps, in place: max, exp(x - max), sum, log, + max.
-        const auto m = at::amax(logits, {1}, /*keepdim=*/true);
-        at::sum_out(l, logits.sub_(m).exp_(), {1});
-        l.log_().add_(m.squeeze(1));
-      }
+      chunk_logits(logits, s.h.narrow(0, i, c), weight);
+      const auto [part, tgt] = fused::logsumexp_and_target(logits, target);
+      l.copy_(part);
       total.add_(((l - tgt) * s.valid.narrow(0, i, c)).sum());
     }
     ctx->save_for_backward({hidden, weight, labels, lse});
@@ -102,16 +91,8 @@ struct ChunkedLmLoss : public torch::autograd::Function<ChunkedLmLoss> {
       // softmax = exp(logits - lse), minus the one-hot target, times the output gradient.
       auto d = buf.narrow(0, 0, c);
       const auto scale = s.valid.narrow(0, i, c) * g;
-      if (kernels) {
-        at::mm_out(d, s.h.narrow(0, i, c), weight.t());
-        fused::softmax_grad_(d, lse.narrow(0, i, c), s.target.narrow(0, i, c), scale);
-      } else {
-        chunk_logits(d, s.h.narrow(0, i, c), weight);
-        d.sub_(lse.narrow(0, i, c).unsqueeze(1)).exp_();
-        const auto tgt = s.target.narrow(0, i, c).unsqueeze(1);
-        d.scatter_add_(1, tgt, at::full({c, 1}, -1.0, d.options()));
-        d.mul_(scale.unsqueeze(1));
-      }
+      chunk_logits(d, s.h.narrow(0, i, c), weight);
+      fused::softmax_grad_(d, lse.narrow(0, i, c), s.target.narrow(0, i, c), scale);
       auto out = grad_flat.narrow(0, i, c);
       at::mm_out(out, d.scalar_type() == hidden.scalar_type() ? d : d.to(hidden.scalar_type()), weight);
     }

@@ -202,8 +202,14 @@ std::pair<at::Tensor, at::Tensor> logsumexp_and_target(const at::Tensor& logits,
 #ifdef R1DIST_WITH_CUDA
   if (on_kernels(logits)) return cuda::logsumexp_and_target(logits, target);
 #endif
-  const auto f = logits.to(at::kFloat);
-  return {at::logsumexp(f, {1}), f.gather(1, target.unsqueeze(1)).squeeze(1)};
+  // at::logsumexp's steps in place (max, exp(x - max), sum, log, + max) on an fp32 copy, or on
+  // logits itself when it is fp32: the caller's scratch, no (rows, V) temporaries.
+  auto f = logits.to(at::kFloat);
+  auto picked = f.gather(1, target.unsqueeze(1)).squeeze(1);
+  const auto m = at::amax(f, {1}, /*keepdim=*/true);
+  auto lse = at::sum(f.sub_(m).exp_(), {1});
+  lse.log_().add_(m.squeeze(1));
+  return {lse, picked};
 }
 
 void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& target_in, const at::Tensor& scale) {

@@ -55,7 +55,8 @@ std::pair<at::Tensor, at::Tensor> swiglu_grads(const at::Tensor& dy, const at::T
 // once for each row's log-sum-exp (fp32, a running maximum and sum) and the target's logit;
 // another turns it in place into the gradient (exp(logit - lse) - one_hot(target)) * scale,
 // computed in fp32 and rounded once. target (rows) int64 in [0, V); lse and scale (rows) fp32.
-// On the CPU the same formulas run in ATen (lm_loss.cpp keeps its own in-place fp32 path there).
+// Elsewhere the same formulas run in ATen, in place on an fp32 copy of the chunk, or on the
+// chunk itself when it is fp32: logsumexp_and_target then leaves it overwritten (scratch).
 std::pair<at::Tensor, at::Tensor> logsumexp_and_target(const at::Tensor& logits, const at::Tensor& target);
 void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& target, const at::Tensor& scale);
 
