@@ -61,6 +61,21 @@ TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheCpu) {
   expect_offload_changes_nothing(at::Device(at::kCPU), at::kFloat);
 }
 
+// Packed rows (attention within each row) take the same path.
+TEST(Offload, PackedRowsGiveTheSameGradientsWithLayersInHostMemory) {
+  auto m = six_layers(at::Device(at::kCPU), at::kFloat, 0.0);
+  const auto packed = packed_rows({5, 9, 3}, at::Device(at::kCPU), at::kFloat);
+  const auto ids = at::randint(0, 300, {1, 17});
+  auto packed_grads = [&](const RecomputePlan& plan) {
+    m.lora().flat_grad().zero_();
+    causal_lm_loss(m.lm_head(m.hidden_states_train(ids, plan, &packed)), ids).backward();
+    return m.lora().flat_grad().clone();
+  };
+  const auto without = packed_grads(RecomputePlan{1, 2});
+  EXPECT_TRUE(packed_grads(RecomputePlan{1, 2, 5}).equal(without));
+  EXPECT_GT(m.offloaded_bytes(), 0);
+}
+
 TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheGpu) {
   if (!at::hasCUDA() || !fused::kernels_available(at::Device(at::kCUDA, 0)))
     GTEST_SKIP() << "no CUDA kernels in this build/machine";
