@@ -10,31 +10,20 @@
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/offload.h"
+#include "support/models.h"
 
 namespace r1dist {
 namespace {
 
-// The tiny preset with six layers (more groups than ActivationOffload::kInFlight), fused path.
+// The tiny preset with six layers (more than ActivationOffload::kInFlight), fused path.
 Qwen2Model six_layers(at::Device dev, at::ScalarType dt, double dropout) {
-  auto cfg = qwen2_preset("tiny");
-  cfg.vocab_size = 300;
-  cfg.num_hidden_layers = 6;
-  Qwen2Model m(cfg, dt, dev);
-  at::manual_seed(7);
-  for (auto& [name, t] : m.named_weights()) t->normal_(0, 0.05);
-  m.attach_lora(LoraSpec{8, 16, dropout, false}, projection_names(), 3407);
+  auto m = test::small_lora_model(dropout, "none", 6, dev, dt);
   m.set_fused(true);
-  at::NoGradGuard ng;
-  m.lora().flat().normal_(0, 0.02);  // non-zero B: every gradient is non-trivial
   return m;
 }
 
-at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, const RecomputePlan& plan) {
-  m.lora().flat_grad().zero_();
-  at::manual_seed(11);  // the same dropout masks for every plan
-  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, plan)), ids);
-  loss.backward();
-  return m.lora().flat_grad().clone();
+at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, const RecomputePlan& plan, const PackedRows* packed = nullptr) {
+  return test::adapter_grads(m, ids, plan, packed);
 }
 
 void expect_offload_changes_nothing(at::Device dev, at::ScalarType dt) {
@@ -66,13 +55,8 @@ TEST(Offload, PackedRowsGiveTheSameGradientsWithLayersInHostMemory) {
   auto m = six_layers(at::Device(at::kCPU), at::kFloat, 0.0);
   const auto packed = packed_rows({5, 9, 3}, at::Device(at::kCPU), at::kFloat);
   const auto ids = at::randint(0, 300, {1, 17});
-  auto packed_grads = [&](const RecomputePlan& plan) {
-    m.lora().flat_grad().zero_();
-    causal_lm_loss(m.lm_head(m.hidden_states_train(ids, plan, &packed)), ids).backward();
-    return m.lora().flat_grad().clone();
-  };
-  const auto without = packed_grads(RecomputePlan{1, 2});
-  EXPECT_TRUE(packed_grads(RecomputePlan{1, 2, 5}).equal(without));
+  const auto without = grads(m, ids, RecomputePlan{1, 2}, &packed);
+  EXPECT_TRUE(grads(m, ids, RecomputePlan{1, 2, 5}, &packed).equal(without));
   EXPECT_GT(m.offloaded_bytes(), 0);
 }
 

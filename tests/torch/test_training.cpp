@@ -9,6 +9,7 @@
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
 #include "r1dist/train/optim.h"
+#include "support/models.h"
 #include "support/tensors.h"
 
 using namespace r1dist;
@@ -73,26 +74,10 @@ TEST(Optim, ClipGradNormScalesOnlyAboveTheLimit) {
 
 namespace {
 
-Qwen2Model small_model(double dropout, const std::string& quant) {
-  auto cfg = qwen2_preset("tiny");
-  cfg.vocab_size = 300;
-  Qwen2Model m(cfg, at::kFloat, at::Device(at::kCPU));
-  at::manual_seed(7);
-  for (auto& [name, t] : m.named_weights()) t->normal_(0, 0.05);
-  if (quant == "nf4")
-    for (auto& a : m.projections(projection_names())) a.layer->quantize(true, a.module_path);
-  m.attach_lora(LoraSpec{8, 16, dropout, false}, projection_names(), 3407);
-  at::NoGradGuard ng;
-  m.lora().flat().normal_(0, 0.02);  // non-zero B: every gradient is non-trivial
-  return m;
-}
+Qwen2Model small_model(double dropout, const std::string& quant) { return test::small_lora_model(dropout, quant); }
 
 at::Tensor grads(Qwen2Model& m, const at::Tensor& ids, const RecomputePlan& plan) {
-  m.lora().flat_grad().zero_();
-  at::manual_seed(11);  // the same dropout masks for both variants
-  auto loss = causal_lm_loss(m.lm_head(m.hidden_states_train(ids, plan)), ids);
-  loss.backward();
-  return m.lora().flat_grad().clone();
+  return test::adapter_grads(m, ids, plan);
 }
 
 }  // namespace
