@@ -453,10 +453,8 @@ int bench_train(const Args& a) {
     throw UsageError("bench train: --fused must be auto, on or off");
   const bool fused_path = fused_opt == "auto" ? fused::on_by_default(dev) : fused_opt == "on";
   const double budget = a.real("memory-budget");
-  if (budget < 0 || (budget > 0 && (keep > 0 || mlp > 0 || ckpt != "layer")))
-    throw UsageError("bench train: --memory-budget GB (>= 0) chooses the plan of --checkpointing layer; "
-                     "do not combine it with --keep-layers or --recompute-mlp-layers");
-  // The trainer's rule (config/memory_estimate.h: recompute_plan).
+  if (budget < 0) throw UsageError("bench train: --memory-budget GB must be >= 0");
+  // The trainer's rule (config/memory_estimate.h: recompute_plan), and its config's checks.
   Config run = keys;
   run.lora.r = a.i64("rank");
   run.train.micro_batch = micro;
@@ -465,6 +463,9 @@ int bench_train(const Args& a) {
   run.train.recompute_mlp_layers = mlp;
   run.train.offload_layers = offload;
   run.train.memory_budget_gb = budget;
+  if (const auto conflicts = recompute_key_conflicts(run.train); !conflicts.empty())
+    throw UsageError("bench train: " + conflicts.front() +
+                     " (the flags --memory-budget, --keep-layers, --recompute-mlp-layers, --checkpointing)");
   const auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain);
   if (budget > 0) check_memory_fits(est, 0, dev.str(), run);
   const RecomputePlan plan = est.plan;

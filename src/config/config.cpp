@@ -664,15 +664,7 @@ struct Loader {
       problem(set_at["eval.patience"],
               "eval.patience counts evaluations without improvement, but with eval.every_steps = 0 the held-out "
               "loss is evaluated only at the end\nHINT: set eval.every_steps");
-    for (const auto& [key, layers] : {std::pair<const char*, int64_t>{"train.keep_layers", cfg.train.keep_layers},
-                                      {"train.recompute_mlp_layers", cfg.train.recompute_mlp_layers}})
-      if (cfg.train.memory_budget_gb > 0 && layers > 0)
-        problem(set_at["train.memory_budget_gb"], std::string("train.memory_budget_gb and ") + key +
-                                                      " both choose what the backward recomputes; set one of them to 0");
-    if (cfg.train.memory_budget_gb > 0 && cfg.train.checkpointing == Checkpointing::none)
-      problem(set_at["train.memory_budget_gb"],
-              "train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "
-              "\"layer\" or \"auto\"; with checkpointing = \"none\" every layer keeps its activations already");
+    for (const auto& message : recompute_key_conflicts(cfg.train)) problem(set_at["train.memory_budget_gb"], message);
     // Rows per step on one rank; x ranks later (trainer). 2^40 rows is far beyond any data
     // set, and keeps every product with ranks and tokens far from int64 overflow.
     if (int64_t rows = 0; __builtin_mul_overflow(cfg.train.micro_batch, cfg.train.grad_accum, &rows) ||
@@ -806,6 +798,20 @@ bool operator==(const Config& a, const Config& b) {
   return true;
 }
 bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+std::vector<std::string> recompute_key_conflicts(const TrainConfig& train) {
+  std::vector<std::string> out;
+  if (train.memory_budget_gb <= 0) return out;
+  for (const auto& [key, layers] : {std::pair<const char*, int64_t>{"train.keep_layers", train.keep_layers},
+                                    {"train.recompute_mlp_layers", train.recompute_mlp_layers}})
+    if (layers > 0)
+      out.push_back(std::string("train.memory_budget_gb and ") + key +
+                    " both choose what the backward recomputes; set one of them to 0");
+  if (train.checkpointing == Checkpointing::none)
+    out.push_back("train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "
+                  "\"layer\" or \"auto\"; with checkpointing = \"none\" every layer keeps its activations already");
+  return out;
+}
 
 std::vector<ConfigKeyDoc> config_key_docs() {
   const Config defaults;

@@ -203,6 +203,12 @@ Config parse_config_string(const std::string& toml_text, const std::string& sour
 // keys go through here, so each key has one parser. Cross-key rules are not checked.
 void set_config_value(Config& cfg, const std::string& key, const std::string& text, const std::string& origin);
 
+// The cross-key rules on what the backward recomputes (train.memory_budget_gb against
+// train.keep_layers, train.recompute_mlp_layers and train.checkpointing = "none"): one message
+// per broken rule, empty when none is. Config loading reports them at the budget's line; bench
+// train at its flags.
+std::vector<std::string> recompute_key_conflicts(const TrainConfig& train);
+
 // One entry per known key, in table order, for --help and docs.
 // type: bool|int|float|string|string list; default_value is TOML syntax.
 struct ConfigKeyDoc {
