@@ -462,6 +462,7 @@ int bench_train(const Args& a) {
   run.train.keep_layers = keep;
   run.train.recompute_mlp_layers = mlp;
   run.train.offload_layers = offload;
+  run.train.offload_recomputed_inputs = a.has("offload-recomputed-inputs");
   run.train.memory_budget_gb = budget;
   if (const auto conflicts = recompute_key_conflicts(run.train); !conflicts.empty())
     throw UsageError("bench train: " + conflicts.front() +
@@ -479,7 +480,7 @@ int bench_train(const Args& a) {
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
             a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
             " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt,
-            ckpt == "layer" || plan.offload > 0 ? " (" + plan_text + ")" : std::string(),
+            ckpt == "layer" || plan.offload > 0 || plan.offload_inputs ? " (" + plan_text + ")" : std::string(),
             ", fused kernels ", model.fused() ? "on" : "off");
   AdamW opt(model.lora().flat(), AdamWConfig{});
   auto grad = model.lora().flat_grad();
@@ -557,7 +558,7 @@ int bench_train(const Args& a) {
   // With offload: the host link's speed alone, one direction at a time (a 1 GB copy to
   // page-locked memory and back, median of 3), beside the bytes each forward moved.
   double link_to_host = 0, link_to_device = 0;
-  if (plan.offload > 0 && dev.is_cuda()) {
+  if (model.offloaded_bytes() > 0 && dev.is_cuda()) {
     const auto d = at::empty({int64_t(1) << 30}, at::TensorOptions().dtype(at::kByte).device(dev));
     const auto hbuf = at::empty_like(d, at::TensorOptions().device(at::kCPU).pinned_memory(true));
     link_to_host = 1.0 / time_median(dev, 1, 3, [&] { hbuf.copy_(d, /*non_blocking=*/true); });
@@ -602,6 +603,7 @@ int bench_train(const Args& a) {
   j["keep_layers"] = plan.kept(cfg.num_hidden_layers);
   j["recompute_mlp_layers"] = plan.mlp;
   j["offload_layers"] = std::min(plan.offload, cfg.num_hidden_layers - plan.layers);
+  j["offload_recomputed_inputs"] = plan.offload_inputs;
   j["offload_gb_per_forward"] = double(model.offloaded_bytes()) / 1e9;
   j["host_link_gbps"] = {{"to_host", link_to_host * (1 << 30) / 1e9}, {"to_device", link_to_device * (1 << 30) / 1e9}};
   j["estimate_gb"] = est.total() / 1e9;
@@ -755,6 +757,7 @@ int cmd_bench(int argc, char** argv) {
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
       .option_int("recompute-mlp-layers", "train: with layer checkpointing, the N layers before the kept ones recompute only their MLP's gate and up (train.recompute_mlp_layers)", 0)
       .option_int("offload-layers", "train: of the layers not recomputed whole, N keep their activations in host memory until the backward (train.offload_layers; fused path)", 0)
+      .flag("offload-recomputed-inputs", "train: the layers recomputed whole keep their input in host memory until the backward (train.offload_recomputed_inputs; fused path)")
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")
       .option_real("memory-budget", "train: with layer checkpointing, the plan with the least recomputation that the memory estimate fits in this many GB (train.memory_budget_gb)", 0)
       .option_int("tokens", "loss: tokens of the micro-batch", 16384)

@@ -274,6 +274,10 @@ const std::vector<Key>& keys() {
        "(unless they recompute their MLP) gate and up in page-locked host memory until the backward, copied "
        "while the other layers compute: less GPU memory for the same arithmetic. 0 = off.",
        at_least(0)},
+      {"train.offload_recomputed_inputs", R1_REF(train.offload_recomputed_inputs),
+       "On the GPU: the layers recomputed whole keep their input in page-locked host memory until the backward "
+       "instead of on the device, copied while the next layers compute (one hidden-wide value per token and "
+       "layer); memory_budget_gb's plan then keeps more layers."},
       {"train.memory_budget_gb", R1_REF(train.memory_budget_gb),
        "With checkpointing = layer or auto: choose the kept and MLP-recomputing layers with the least recomputation that the memory estimate fits in this many GB per rank; 0 = off (layer) or the GPU's memory (auto).",
        at_least(0)},

@@ -37,8 +37,10 @@ bool RecomputePlan::offloaded(int64_t layer, int64_t total_layers) const {
 }
 
 std::string RecomputePlan::describe(int64_t total_layers) const {
-  std::string s = std::to_string(layers) + " recompute the whole layer, " + std::to_string(mlp) + " only the MLP, " +
-                  std::to_string(kept(total_layers)) + " keep every activation";
+  std::string s = std::to_string(layers) + " recompute the whole layer" +
+                  (offload_inputs && layers > 0 ? " (their inputs in host memory)" : "") + ", " +
+                  std::to_string(mlp) + " only the MLP, " + std::to_string(kept(total_layers)) +
+                  " keep every activation";
   if (offload > 0)
     s += "; " + std::to_string(std::min(offload, total_layers - layers)) +
          " of the layers not recomputed keep activations in host memory";
@@ -92,19 +94,26 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
   est.activations = recomputed * tokens * h * e + mlp * mlp_layer + kept * one_layer + (recomputed > 0 ? one_layer : 0.0);
   // A layer of plan.offload (fused path) keeps its input, the residual sum and, when kept,
   // gate and up in host memory: 2 hidden-wide (+ 2 intermediate-wide) values per token less
-  // here, and at most kOffloadGroupsInFlight such layers' worth on the device at once (on
-  // their way to the host in the forward, back in the backward).
-  if (fused && plan.offload > 0) {
-    const double part_mlp = tokens * 2.0 * h * e * 1.04, part_kept = tokens * (2.0 * h + 2.0 * inter) * e * 1.04;
-    double moved = 0, largest = 0;
+  // here; a recomputed layer of plan.offload_inputs its input (one hidden-wide). At most
+  // kOffloadGroupsInFlight such layers' worth are on the device at once (on their way to the
+  // host in the forward, back in the backward).
+  if (fused && (plan.offload > 0 || plan.offload_inputs)) {
+    const double part_mlp = tokens * 2.0 * h * e, part_kept = tokens * (2.0 * h + 2.0 * inter) * e;
+    double moved = 0, moved_here = 0, largest = 0;
     for (int64_t i = 0; i < m.num_hidden_layers; ++i) {
-      if (!plan.offloaded(i, m.num_hidden_layers)) continue;
-      const double part = i < plan.layers + plan.mlp ? part_mlp : part_kept;
+      double part = 0, slack = 1.04;  // the kept activations' allocator share (above)
+      if (plan.input_offloaded(i)) {
+        part = tokens * h * e;
+        slack = 1.0;
+      } else if (plan.offloaded(i, m.num_hidden_layers)) {
+        part = i < plan.layers + plan.mlp ? part_mlp : part_kept;
+      }
       moved += part;
-      largest = std::max(largest, part);
+      moved_here += part * slack;
+      largest = std::max(largest, part * slack);
     }
-    est.activations += double(kOffloadGroupsInFlight) * largest - moved;
-    est.host = moved / 1.04;
+    est.activations += double(kOffloadGroupsInFlight) * largest - moved_here;
+    est.host = moved;
   }
   // Beside the kept activations, at one time either the loss (model/lm_loss.h: on the fused
   // path one chunk's logits in the compute dtype and, in its backward, two hidden-wide
@@ -127,13 +136,15 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
 
 RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   const int64_t layers = m.num_hidden_layers;
-  // Offload applies to the fused path's autograd functions only.
-  const int64_t off = path == LayerPath::fused ? std::max<int64_t>(cfg.train.offload_layers, 0) : 0;
-  if (cfg.train.checkpointing == Checkpointing::none) return {0, 0, off};
+  // Offload applies to the fused path (the GPU's) only.
+  const bool fused = path == LayerPath::fused;
+  const int64_t off = fused ? std::max<int64_t>(cfg.train.offload_layers, 0) : 0;
+  const bool inputs = fused && cfg.train.offload_recomputed_inputs;
+  if (cfg.train.checkpointing == Checkpointing::none) return {0, 0, off, inputs};
   if (cfg.train.memory_budget_gb <= 0) {
     const int64_t keep = std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
     const int64_t mlp = std::min(layers - keep, std::max<int64_t>(cfg.train.recompute_mlp_layers, 0));
-    return {layers - keep - mlp, mlp, off};
+    return {layers - keep - mlp, mlp, off, inputs};
   }
   // For each count R of recomputed layers, the most kept layers that fit with the rest
   // recomputing their MLP (a kept layer costs more memory than an MLP one, so the estimate
@@ -159,13 +170,13 @@ RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath 
     return {layers - std::max<int64_t>(kept, 0), 0};
   }
   const double share = mlp_recompute_share(m, cfg.data.max_seq_len);
-  RecomputePlan best{layers, 0, off};
+  RecomputePlan best{layers, 0, off, inputs};
   double best_cost = double(layers) + 1.0, best_bytes = 0;
   for (int64_t r = 0; r <= layers; ++r) {
     const int64_t rest = layers - r;
-    const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k, off}; });
+    const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k, off, inputs}; });
     if (kept < 0) continue;
-    const RecomputePlan p{r, rest - kept, off};
+    const RecomputePlan p{r, rest - kept, off, inputs};
     const double cost = double(p.layers) + share * double(p.mlp), bytes = estimate_with(m, cfg, path, p).total();
     if (cost < best_cost - 1e-9 || (cost < best_cost + 1e-9 && bytes < best_bytes)) {
       best = p;

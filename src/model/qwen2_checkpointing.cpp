@@ -31,12 +31,20 @@ using torch::autograd::variable_list;
 // layer's input comes from the frozen embedding). With LoRA dropout the generator state
 // is saved and restored so the recomputation draws the same masks. `packed` (may be null)
 // is held by pointer, like the model: the caller keeps both alive through the backward.
+// With `offload` (a layer of RecomputePlan::offload_inputs) the input waits in host memory
+// instead (its group begun by the caller), the store held by pointer like the model.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h, const at::Tensor& anchor,
                             const at::Tensor& cos, const at::Tensor& sin, const Qwen2Model* model,
-                            int64_t layer, bool save_rng, const PackedRows* packed) {
+                            int64_t layer, bool save_rng, const PackedRows* packed, ActivationOffload* offload) {
     (void)anchor;
-    ctx->save_for_backward({h, cos, sin});
+    if (offload) {
+      ctx->saved_data["offload"] = reinterpret_cast<int64_t>(offload);
+      ctx->saved_data["input"] = offload->put(h);
+      ctx->save_for_backward({at::Tensor(), cos, sin});
+    } else {
+      ctx->save_for_backward({h, cos, sin});
+    }
     ctx->saved_data["model"] = reinterpret_cast<int64_t>(model);
     ctx->saved_data["packed"] = reinterpret_cast<int64_t>(packed);
     ctx->saved_data["layer"] = layer;
@@ -56,7 +64,12 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     const bool rng = ctx->saved_data["rng"].toBool();
     const auto* packed = reinterpret_cast<const PackedRows*>(ctx->saved_data["packed"].toInt());
     auto saved = ctx->get_saved_variables();
-    auto h = saved[0].detach().requires_grad_(true);
+    const auto in = ctx->saved_data.find("input");
+    auto h = (in == ctx->saved_data.end()
+                  ? saved[0]
+                  : reinterpret_cast<ActivationOffload*>(ctx->saved_data["offload"].toInt())->take(in->second.toInt()))
+                 .detach()
+                 .requires_grad_(true);
     at::Tensor now_state;
     if (rng) {
       auto gen = at::globalContext().defaultGenerator(h.device());
@@ -76,7 +89,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     }
     torch::autograd::backward({out}, {grads[0]});
     return {h.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -88,7 +101,7 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, const Recomput
   const int64_t recomputed = at::GradMode::is_enabled() ? std::clamp<int64_t>(plan.layers, 0, layers) : 0;
   const int64_t mlp_end =
       at::GradMode::is_enabled() ? recomputed + std::clamp<int64_t>(plan.mlp, 0, layers - recomputed) : 0;
-  const bool offload = at::GradMode::is_enabled() && plan.offload > 0;
+  const bool offload = at::GradMode::is_enabled() && (plan.offload > 0 || (plan.offload_inputs && recomputed > 0));
   if (mlp_end == 0 && !packed && !offload) return hidden_states(ids, nullptr);
   check(ids.dim() == 2, "Qwen2Model: ids must be (batch, seq)");
   at::Tensor cos, sin;
@@ -112,7 +125,13 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, const Recomput
     offload_->reset();
   }
   auto out = through_layers(h, [&](int i, const at::Tensor& x) {
-    if (i < recomputed) return CheckpointedLayer::apply(x, anchor, cos, sin, this, int64_t(i), dropout, packed);
+    if (i < recomputed) {
+      // The layer's own functions keep nothing (no graph); the input is all it keeps.
+      const bool input_out = offload && plan.input_offloaded(i);
+      if (input_out) offload_->begin_group();
+      return CheckpointedLayer::apply(x, anchor, cos, sin, this, int64_t(i), dropout, packed,
+                                      input_out ? offload_.get() : nullptr);
+    }
     std::optional<ActivationOffload::Scope> scope;
     if (offload && plan.offloaded(i, layers)) {
       offload_->begin_group();

@@ -66,16 +66,23 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
   if (cfg.train.offload_layers > 0 && est.plan.offload == 0)
     log::warn("train.offload_layers = ", cfg.train.offload_layers, " moves nothing here: it applies to the fused "
               "layer path (the GPU's) only");
+  if (cfg.train.offload_recomputed_inputs && !est.plan.offload_inputs)
+    log::warn("train.offload_recomputed_inputs moves nothing here: it applies to the fused layer path (the GPU's) "
+              "only");
   if (est.host > 0) {
     // Every rank of the node pins its own share of the machine's memory.
     const double host = device_memory_bytes(at::Device(at::kCPU));
-    log::info("train.offload_layers: ", est.plan.describe(mc.num_hidden_layers), "; about ", est.host / 1e9,
+    const std::string keys = std::string(est.plan.offload > 0 ? "train.offload_layers" : "") +
+                             (est.plan.offload > 0 && est.plan.offload_inputs ? " and " : "") +
+                             (est.plan.offload_inputs ? "train.offload_recomputed_inputs" : "");
+    log::info(keys, ": ", est.plan.describe(mc.num_hidden_layers), "; about ", est.host / 1e9,
               " GB of page-locked host memory per rank");
     if (host > 0 && est.host * pg.local_world > 0.8 * host)
-      throw UsageError("train.offload_layers = " + std::to_string(cfg.train.offload_layers) + " needs about " +
-                       std::to_string(int64_t(est.host / 1e9 + 0.5)) + " GB of page-locked host memory per rank, " +
-                       std::to_string(pg.local_world) + " rank(s) on this node: more than 80% of its " +
-                       std::to_string(int64_t(host / 1e9)) + " GB\nHINT: lower train.offload_layers");
+      throw UsageError("what " + keys + " move to the host needs about " +
+                       std::to_string(int64_t(est.host / 1e9 + 0.5)) + " GB of page-locked memory per rank, " +
+                       std::to_string(pg.local_world) +
+                       " rank(s) on this node: more than 80% of its " + std::to_string(int64_t(host / 1e9)) +
+                       " GB\nHINT: lower train.offload_layers or set train.offload_recomputed_inputs = false");
   }
   if (cfg.train.memory_budget_gb > 0) {
     const bool from_device = automatic && set.train.memory_budget_gb <= 0;

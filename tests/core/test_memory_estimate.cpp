@@ -169,6 +169,49 @@ TEST(MemoryEstimate, OffloadedLayersAreSpreadAndKeepTwoInFlight) {
   EXPECT_LE(estimate_training_memory(m, budget).total(), 25.7e9);
 }
 
+// train.offload_recomputed_inputs: the layers recomputed whole move their input (one
+// hidden-wide value per token) to host memory, two such inputs in flight; a budget's plan
+// then recomputes fewer layers. Nothing moves on the plain path.
+TEST(MemoryEstimate, RecomputedLayersInputsInHostMemory) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();  // 8192 x 2, every layer recomputed
+  c.train.checkpointing = Checkpointing::layer;
+  const auto on_device = estimate_training_memory(m, c);
+  c.train.offload_recomputed_inputs = true;
+  const auto est = estimate_training_memory(m, c);
+  ASSERT_TRUE(est.plan.offload_inputs);
+  ASSERT_EQ(est.plan.layers, 48);
+  const double input = 16384.0 * 5120 * 2;
+  EXPECT_NEAR(on_device.activations - est.activations, (48 - kOffloadGroupsInFlight) * input, 1e3);
+  EXPECT_NEAR(est.host, 48 * input, 1e3);
+  EXPECT_TRUE(est.plan.input_offloaded(0));
+  EXPECT_FALSE(est.plan.input_offloaded(48));
+  EXPECT_FALSE(estimate_training_memory(m, c, LayerPath::plain).plan.offload_inputs);
+  // With kept layers: only the recomputed ones move their input.
+  c.train.keep_layers = 8;
+  const auto some = estimate_training_memory(m, c);
+  EXPECT_EQ(some.plan.layers, 40);
+  EXPECT_FALSE(some.plan.input_offloaded(40));
+  EXPECT_NEAR(some.host, 40 * input, 1e3);
+  // A budget's plan keeps more layers with the inputs moved, and still fits.
+  auto budget = v6_rank();
+  budget.train.memory_budget_gb = 25.7;
+  const auto without = recompute_plan(m, budget);
+  budget.train.offload_recomputed_inputs = true;
+  const auto with = recompute_plan(m, budget);
+  EXPECT_TRUE(with.offload_inputs);
+  EXPECT_LT(double(with.layers) + mlp_recompute_share(m, 8192) * double(with.mlp),
+            double(without.layers) + mlp_recompute_share(m, 8192) * double(without.mlp));
+  EXPECT_LE(estimate_training_memory(m, budget).total(), 25.7e9);
+  for (const int64_t off : {int64_t(0), int64_t(48)}) {  // the plans bench train would run
+    budget.train.offload_layers = off;
+    const auto e = estimate_training_memory(m, budget);
+    EXPECT_LE(e.total(), 25.7e9);
+    std::printf("v6 rank, budget 25.7 GB, offload_layers %lld + inputs: %s, estimate %s, host %.1f GB\n",
+                static_cast<long long>(off), e.plan.describe(48).c_str(), e.describe().c_str(), e.host / 1e9);
+  }
+}
+
 // train.memory_budget_gb: the plan with the least recomputation (layers + share x MLP layers)
 // that fits, checked against every plan; everything kept for a budget beyond the plain
 // estimate, everything recomputed and a refusal below the checkpointed one.

@@ -233,6 +233,15 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   EXPECT_EQ(oj["offload_layers"], 1);
   EXPECT_GT(oj["offload_gb_per_forward"].get<double>(), 0.0);
   EXPECT_THAT(o.err, HasSubstr("1 of the layers not recomputed keep activations in host memory"));
+  EXPECT_FALSE(oj["offload_recomputed_inputs"].get<bool>());
+  // --offload-recomputed-inputs: the layers recomputed whole keep their input there.
+  const auto in = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
+                             "--fused on --offload-recomputed-inputs");
+  ASSERT_EQ(in.code, 0) << in.err;
+  const auto ij = nlohmann::json::parse(in.out);
+  EXPECT_TRUE(ij["offload_recomputed_inputs"].get<bool>());
+  EXPECT_GT(ij["offload_gb_per_forward"].get<double>(), 0.0);
+  EXPECT_THAT(in.err, HasSubstr("recompute the whole layer (their inputs in host memory)"));
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --offload-layers -1").code, 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --seq 1 --device cpu").code, 2);
 }
@@ -270,6 +279,8 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
   // train.offload_layers applies to the GPU's fused layers: the CPU's run says it moves nothing.
   const auto o = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.offload_layers=2");
   EXPECT_THAT(o.err, HasSubstr("train.offload_layers = 2 moves nothing here"));
+  const auto i = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.offload_recomputed_inputs=true");
+  EXPECT_THAT(i.err, HasSubstr("train.offload_recomputed_inputs moves nothing here"));
 }
 
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach

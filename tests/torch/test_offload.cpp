@@ -31,19 +31,43 @@ void expect_offload_changes_nothing(at::Device dev, at::ScalarType dt) {
     auto m = six_layers(dev, dt, dropout);
     const auto ids = at::randint(0, 300, {2, 13}).to(dev);
     const int64_t L = m.config().num_hidden_layers;
-    for (const RecomputePlan base : {RecomputePlan{0, 0}, RecomputePlan{1, 2}, RecomputePlan{0, L}}) {
+    for (const RecomputePlan base :
+         {RecomputePlan{0, 0}, RecomputePlan{1, 2}, RecomputePlan{0, L}, RecomputePlan{L, 0}, RecomputePlan{3, 0}}) {
       const auto without = grads(m, ids, base);
       ASSERT_GT(without.abs().sum().item<double>(), 0);
-      for (const int64_t offload : {int64_t(1), int64_t(3), L}) {
-        RecomputePlan p = base;
-        p.offload = offload;
-        const auto with = grads(m, ids, p);
-        EXPECT_GT(m.offloaded_bytes(), 0) << p.describe(L);
-        EXPECT_TRUE(with.equal(without)) << p.describe(L) << " on " << dev << ", dropout " << dropout
-                                         << ": max diff " << (with - without).abs().max().item<double>();
-      }
+      for (const bool inputs : {false, true})
+        for (const int64_t offload : {int64_t(0), int64_t(1), int64_t(3), L}) {
+          RecomputePlan p = base;
+          p.offload = offload;
+          p.offload_inputs = inputs;
+          const bool moves = (offload > 0 && base.layers < L) || (inputs && base.layers > 0);
+          if (!moves) continue;
+          const auto with = grads(m, ids, p);
+          EXPECT_GT(m.offloaded_bytes(), 0) << p.describe(L);
+          EXPECT_TRUE(with.equal(without)) << p.describe(L) << " on " << dev << ", dropout " << dropout
+                                           << ": max diff " << (with - without).abs().max().item<double>();
+        }
     }
   }
+}
+
+// The layers recomputed whole move their input and nothing else: one hidden-wide value per
+// token and layer.
+TEST(Offload, RecomputedLayersMoveOnlyTheirInput) {
+  auto m = six_layers(at::Device(at::kCPU), at::kFloat, 0.0);
+  const auto ids = at::randint(0, 300, {2, 13});
+  const int64_t L = m.config().num_hidden_layers, hidden = m.config().hidden_size;
+  RecomputePlan p{4, 0};
+  p.offload_inputs = true;
+  grads(m, ids, p);
+  EXPECT_EQ(m.offloaded_bytes(), 4 * 2 * 13 * hidden * 4);
+  p.offload = 1;  // and one of the two kept layers its input, residual sum, gate and up
+  grads(m, ids, p);
+  EXPECT_EQ(m.offloaded_bytes(), 4 * 2 * 13 * hidden * 4 +
+                                     2 * 13 * (2 * hidden + 2 * m.config().intermediate_size) * 4);
+  EXPECT_EQ(p.describe(L),
+            "4 recompute the whole layer (their inputs in host memory), 0 only the MLP, 2 keep every activation; "
+            "1 of the layers not recomputed keep activations in host memory");
 }
 
 TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheCpu) {
@@ -58,6 +82,7 @@ TEST(Offload, PackedRowsGiveTheSameGradientsWithLayersInHostMemory) {
   const auto without = grads(m, ids, RecomputePlan{1, 2}, &packed);
   EXPECT_TRUE(grads(m, ids, RecomputePlan{1, 2, 5}, &packed).equal(without));
   EXPECT_GT(m.offloaded_bytes(), 0);
+  EXPECT_TRUE(grads(m, ids, RecomputePlan{1, 2, 5, true}, &packed).equal(without));
 }
 
 TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheGpu) {

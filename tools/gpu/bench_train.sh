@@ -96,9 +96,11 @@ for (size, seq, micro), name, r in mine:
     sp = r.get("split_s", {})
     split = " / ".join(f"{sp.get(k, 0):.3f}" for k in ("forward", "lm_head_loss", "backward", "optimizer"))
     plan = f" (keep {r.get('keep_layers')}, MLP {r.get('recompute_mlp_layers')}" if r.get("checkpointing") == "layer" else ""
-    if r.get("offload_layers"):
+    if r.get("offload_recomputed_inputs"):
+        plan += (", " if plan else " (") + "recomputed inputs offloaded"
+    if r.get("offload_gb_per_forward"):
         link = r.get("host_link_gbps", {})
-        plan += (", " if plan else " (") + (f"offload {r['offload_layers']}: {r.get('offload_gb_per_forward', 0):.1f} GB per forward, "
+        plan += (", " if plan else " (") + (f"offload {r.get('offload_layers', 0)}: {r['offload_gb_per_forward']:.1f} GB per forward, "
                                             f"link {link.get('to_host', 0):.0f}/{link.get('to_device', 0):.0f} GB/s")
     plan += ")" if plan else ""
     label = name + plan

@@ -131,6 +131,9 @@ struct TrainConfig {
   // residual sum and (kept layers) gate and up in page-locked host memory until the backward
   // (tensor/offload.h); the estimate and memory_budget_gb's plan count it.
   int64_t offload_layers = 0;
+  // On the GPU: the layers recomputed whole keep their input (the only tensor they keep) in
+  // page-locked host memory until the backward instead of on the device (tensor/offload.h).
+  bool offload_recomputed_inputs = false;
   // With checkpointing = layer or auto, instead of keep_layers and recompute_mlp_layers: the
   // plan with the least recomputation whose memory estimate (config/memory_estimate.h) fits
   // in this many GB per rank (0 = off with layer; the GPU's memory with auto).

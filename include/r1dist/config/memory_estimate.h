@@ -31,17 +31,21 @@ constexpr int64_t kOffloadGroupsInFlight = 2;
 // a layer's forward for more than half of its memory at 8192 tokens); the rest keep every
 // activation. Of the layers not recomputed whole, `offload` (spread evenly over them) keep
 // their input, the attention's residual sum and, unless they recompute their MLP, gate and up
-// in page-locked host memory until the backward (tensor/offload.h: train.offload_layers).
-// Gradients are the same under every plan.
+// in page-locked host memory until the backward (tensor/offload.h: train.offload_layers);
+// with `offload_inputs` the layers recomputed whole keep their input there too
+// (train.offload_recomputed_inputs). Gradients are the same under every plan.
 struct RecomputePlan {
   int64_t layers = 0;
   int64_t mlp = 0;
   int64_t offload = 0;
+  bool offload_inputs = false;
   int64_t kept(int64_t total_layers) const { return total_layers - layers - mlp; }
-  // Whether `layer` is one of the offloaded ones.
+  // Whether `layer` is one of the layers not recomputed whole that offload their activations.
   bool offloaded(int64_t layer, int64_t total_layers) const;
-  // "40 recompute the whole layer, 8 only the MLP, 0 keep every activation" (+ "; 6 of the
-  // layers not recomputed keep activations in host memory")
+  // Whether `layer` is recomputed whole and keeps its input in host memory.
+  bool input_offloaded(int64_t layer) const { return offload_inputs && layer >= 0 && layer < layers; }
+  // "40 recompute the whole layer, 8 only the MLP, 0 keep every activation" (+ "; their
+  // inputs in host memory" + "; 6 of the layers not recomputed keep activations in host memory")
   std::string describe(int64_t total_layers) const;
 };
 
@@ -51,7 +55,7 @@ struct MemoryEstimate {
   double activations = 0;  // what the backward keeps (per layer inputs with checkpointing) + one layer
   double workspace = 0;    // the larger of one loss chunk's fp32 logits + softmax and one layer's backward buffers
   RecomputePlan plan;      // what the backward recomputes (nothing without layer checkpointing)
-  double host = 0;         // page-locked host memory of the offloaded layers (plan.offload), not in total()
+  double host = 0;         // page-locked host memory of what the plan offloads, not in total()
   double total() const { return weights + adapters + activations + workspace; }
   // "24.2 GB (base weights 9.9, adapters + AdamW 1.1, activations 11.4, workspace 1.8)"
   std::string describe() const;
