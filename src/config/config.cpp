@@ -46,6 +46,7 @@ R1_ENUM_NAMES(OverlongPolicy, "truncate", "drop")
 R1_ENUM_NAMES(BadRowPolicy, "error", "skip")
 R1_ENUM_NAMES(Schedule, "linear", "cosine", "constant")
 R1_ENUM_NAMES(Checkpointing, "none", "layer", "auto")
+R1_ENUM_NAMES(OffloadChoice, "manual", "auto")
 R1_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
 R1_ENUM_NAMES(PromptFormat, "template", "chat")
 #undef R1_ENUM_NAMES
@@ -278,6 +279,11 @@ const std::vector<Key>& keys() {
        "On the GPU: the layers recomputed whole keep their input in page-locked host memory until the backward "
        "instead of on the device, copied while the next layers compute (one hidden-wide value per token and "
        "layer); memory_budget_gb's plan then keeps more layers."},
+      {"train.offload", R1_REF(train.offload),
+       "manual = offload what offload_layers and offload_recomputed_inputs say; auto = with a memory budget "
+       "(memory_budget_gb, or checkpointing = auto) on the GPU, the planner also chooses them: the plan that the "
+       "host link (timed at the start) and the recomputation make fastest, within 80% of the node's memory for "
+       "the page-locked buffers."},
       {"train.memory_budget_gb", R1_REF(train.memory_budget_gb),
        "With checkpointing = layer or auto: choose the kept and MLP-recomputing layers with the least recomputation that the memory estimate fits in this many GB per rank; 0 = off (layer) or the GPU's memory (auto).",
        at_least(0)},
@@ -669,6 +675,7 @@ struct Loader {
               "eval.patience counts evaluations without improvement, but with eval.every_steps = 0 the held-out "
               "loss is evaluated only at the end\nHINT: set eval.every_steps");
     for (const auto& message : recompute_key_conflicts(cfg.train)) problem(set_at["train.memory_budget_gb"], message);
+    for (const auto& message : offload_key_conflicts(cfg.train)) problem(set_at["train.offload"], message);
     // Rows per step on one rank; x ranks later (trainer). 2^40 rows is far beyond any data
     // set, and keeps every product with ranks and tokens far from int64 overflow.
     if (int64_t rows = 0; __builtin_mul_overflow(cfg.train.micro_batch, cfg.train.grad_accum, &rows) ||
@@ -814,6 +821,22 @@ std::vector<std::string> recompute_key_conflicts(const TrainConfig& train) {
   if (train.checkpointing == Checkpointing::none)
     out.push_back("train.memory_budget_gb chooses how many layers skip the recomputation of train.checkpointing = "
                   "\"layer\" or \"auto\"; with checkpointing = \"none\" every layer keeps its activations already");
+  return out;
+}
+
+std::vector<std::string> offload_key_conflicts(const TrainConfig& train) {
+  std::vector<std::string> out;
+  if (train.offload != OffloadChoice::automatic) return out;
+  if (train.offload_layers > 0)
+    out.push_back("train.offload = \"auto\" and train.offload_layers both choose the offloaded layers; set "
+                  "offload_layers = 0 or offload = \"manual\"");
+  if (train.offload_recomputed_inputs)
+    out.push_back("train.offload = \"auto\" and train.offload_recomputed_inputs both choose whether the recomputed "
+                  "layers' inputs move; leave offload_recomputed_inputs false or set offload = \"manual\"");
+  if (train.checkpointing == Checkpointing::none ||
+      (train.checkpointing == Checkpointing::layer && train.memory_budget_gb <= 0))
+    out.push_back("train.offload = \"auto\" plans within a memory budget: set train.checkpointing = \"auto\" or "
+                  "train.memory_budget_gb");
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <vector>
 
 #include "r1dist/base/error.h"
 
@@ -47,25 +48,45 @@ std::string RecomputePlan::describe(int64_t total_layers) const {
   return s;
 }
 
-double mlp_recompute_share(const Qwen2Config& m, int64_t seq_len) {
+namespace {
+
+// A layer's forward multiply-adds per token: q, k, v, o; gate, up, down; causal attention's two
+// products over seq / 2 keys on average.
+double layer_macs_per_token(const Qwen2Config& m, int64_t seq_len) {
   const double h = double(m.hidden_size), inter = double(m.intermediate_size), kv = double(m.kv_dim());
-  // Multiply-adds per token: q, k, v, o; gate, up, down; causal attention's two products over
-  // seq / 2 keys on average.
-  const double layer = h * (h + 2.0 * kv) + h * h + 3.0 * h * inter + double(seq_len) * h;
-  return 2.0 * h * inter / layer;
+  return h * (h + 2.0 * kv) + h * h + 3.0 * h * inter + double(seq_len) * h;
+}
+
+}  // namespace
+
+double mlp_recompute_share(const Qwen2Config& m, int64_t seq_len) {
+  return 2.0 * double(m.hidden_size) * double(m.intermediate_size) / layer_macs_per_token(m, seq_len);
 }
 
 namespace {
 
-// The estimate under `plan`.
-MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath path, RecomputePlan plan) {
+// The estimate under each plan: the parts no plan changes computed once (the planner asks for
+// thousands of plans).
+class Estimator {
+ public:
+  Estimator(const Qwen2Config& m, const Config& cfg, LayerPath path);
+  MemoryEstimate at(const RecomputePlan& plan) const;
+
+ private:
+  MemoryEstimate fixed_;
+  int64_t layers_ = 0;
+  double tokens_ = 0, h_ = 0, inter_ = 0, e_ = 0, one_layer_ = 0, mlp_layer_ = 0;
+  bool fused_ = true;
+};
+
+Estimator::Estimator(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   // Doubles throughout: the products of absurd settings (micro_batch 1e9) must not overflow.
   const double e = cfg.model.dtype == ComputeDtype::fp32 ? 4.0 : 2.0;
-  const double h = double(m.hidden_size), inter = double(m.intermediate_size), layers = double(m.num_hidden_layers);
+  const double h = double(m.hidden_size), inter = double(m.intermediate_size);
   const double vocab = double(m.vocab_size);
   const double embed = vocab * h * (m.tie_word_embeddings ? 1.0 : 2.0);
   const double projections = double(base_param_count(m)) - embed;
-  MemoryEstimate est;
+  MemoryEstimate& est = fixed_;
   // NF4: 4 bits per weight + one absmax byte per 64 weights (double quant) + fp32 scales.
   const double per_weight = cfg.quant.mode == QuantMode::nf4 ? 0.5 + 1.0 / 64 + 4.0 / (64 * 256) : e;
   est.weights = projections * per_weight + embed * e;
@@ -88,33 +109,6 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
   const double one_layer = fused ? tokens * (4.0 * h + 2.0 * kv + 2.0 * inter) * e * 1.04
                                  : tokens * (10.0 * h + 3.0 * inter) * e;
   const double mlp_layer = fused ? tokens * (4.0 * h + 2.0 * kv) * e * 1.04 : tokens * 10.0 * h * e;
-  // A recomputed layer keeps its input; while one is recomputed, it holds one layer's
-  // activations besides.
-  const double recomputed = double(plan.layers), mlp = double(plan.mlp), kept = layers - recomputed - mlp;
-  est.activations = recomputed * tokens * h * e + mlp * mlp_layer + kept * one_layer + (recomputed > 0 ? one_layer : 0.0);
-  // A layer of plan.offload (fused path) keeps its input, the residual sum and, when kept,
-  // gate and up in host memory: 2 hidden-wide (+ 2 intermediate-wide) values per token less
-  // here; a recomputed layer of plan.offload_inputs its input (one hidden-wide). At most
-  // kOffloadGroupsInFlight such layers' worth are on the device at once (on their way to the
-  // host in the forward, back in the backward).
-  if (fused && (plan.offload > 0 || plan.offload_inputs)) {
-    const double part_mlp = tokens * 2.0 * h * e, part_kept = tokens * (2.0 * h + 2.0 * inter) * e;
-    double moved = 0, moved_here = 0, largest = 0;
-    for (int64_t i = 0; i < m.num_hidden_layers; ++i) {
-      double part = 0, slack = 1.04;  // the kept activations' allocator share (above)
-      if (plan.input_offloaded(i)) {
-        part = tokens * h * e;
-        slack = 1.0;
-      } else if (plan.offloaded(i, m.num_hidden_layers)) {
-        part = i < plan.layers + plan.mlp ? part_mlp : part_kept;
-      }
-      moved += part;
-      moved_here += part * slack;
-      largest = std::max(largest, part * slack);
-    }
-    est.activations += double(kOffloadGroupsInFlight) * largest - moved_here;
-    est.host = moved;
-  }
   // Beside the kept activations, at one time either the loss (model/lm_loss.h: on the fused
   // path one chunk's logits in the compute dtype and, in its backward, two hidden-wide
   // gradients; on the plain path an fp32 chunk beside the compute-dtype one, 8 bytes a logit)
@@ -128,13 +122,71 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
   const double loss = fused ? chunk * e + 2.0 * tokens * h * e : chunk * (4.0 + 4.0);
   const double layer_backward = tokens * (2.0 * h + 5.0 * inter) * e + inter * h * e;
   est.workspace = std::max(loss, layer_backward);
+  layers_ = m.num_hidden_layers;
+  tokens_ = tokens, h_ = h, inter_ = inter, e_ = e, one_layer_ = one_layer, mlp_layer_ = mlp_layer, fused_ = fused;
+}
+
+MemoryEstimate Estimator::at(const RecomputePlan& plan) const {
+  MemoryEstimate est = fixed_;
+  const double tokens = tokens_, h = h_, inter = inter_, e = e_, one_layer = one_layer_, mlp_layer = mlp_layer_;
+  const double layers = double(layers_);
+  const bool fused = fused_;
+  // A recomputed layer keeps its input; while one is recomputed, it holds one layer's
+  // activations besides.
+  const double recomputed = double(plan.layers), mlp = double(plan.mlp), kept = layers - recomputed - mlp;
+  est.activations = recomputed * tokens * h * e + mlp * mlp_layer + kept * one_layer + (recomputed > 0 ? one_layer : 0.0);
+  // A layer of plan.offload (fused path) keeps its input, the residual sum and, when kept,
+  // gate and up in host memory: 2 hidden-wide (+ 2 intermediate-wide) values per token less
+  // here; a recomputed layer of plan.offload_inputs its input (one hidden-wide). At most
+  // kOffloadGroupsInFlight such layers' worth are on the device at once (on their way to the
+  // host in the forward, back in the backward).
+  if (fused && (plan.offload > 0 || plan.offload_inputs)) {
+    const double part_mlp = tokens * 2.0 * h * e, part_kept = tokens * (2.0 * h + 2.0 * inter) * e;
+    double moved = 0, moved_here = 0, largest = 0;
+    for (int64_t i = 0; i < layers_; ++i) {
+      double part = 0, slack = 1.04;  // the kept activations' allocator share (above)
+      if (plan.input_offloaded(i)) {
+        part = tokens * h * e;
+        slack = 1.0;
+      } else if (plan.offloaded(i, layers_)) {
+        part = i < plan.layers + plan.mlp ? part_mlp : part_kept;
+      }
+      moved += part;
+      moved_here += part * slack;
+      largest = std::max(largest, part * slack);
+    }
+    est.activations += double(kOffloadGroupsInFlight) * largest - moved_here;
+    est.host = moved;
+  }
   est.plan = plan;
   return est;
 }
 
+MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath path, const RecomputePlan& plan) {
+  return Estimator(m, cfg, path).at(plan);
+}
+
+// plan_cost for a plan that moves `host` bytes per forward.
+double cost_of(const Qwen2Config& m, const Config& cfg, const RecomputePlan& plan, double host,
+               const OffloadRates& rates) {
+  const double share = mlp_recompute_share(m, cfg.data.max_seq_len);
+  const double recompute = double(plan.layers) + share * double(plan.mlp);
+  if (host <= 0 || !rates.known()) return recompute;
+  // The bytes the link moves while one layer's forward computes.
+  const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
+  const double layer_s = 2.0 * layer_macs_per_token(m, cfg.data.max_seq_len) * tokens / rates.flops_per_s;
+  const double link = host / (rates.link_bytes_per_s * layer_s), layers = double(m.num_hidden_layers);
+  // The forward computes every layer once; the backward about twice that plus what it recomputes.
+  return recompute + std::max(0.0, link - layers) + std::max(0.0, link - (2.0 * layers + recompute));
+}
+
 }  // namespace
 
-RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath path) {
+double plan_cost(const Qwen2Config& m, const Config& cfg, const RecomputePlan& plan, const OffloadRates& rates) {
+  return cost_of(m, cfg, plan, estimate_with(m, cfg, LayerPath::fused, plan).host, rates);
+}
+
+RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath path, const OffloadRates& rates) {
   const int64_t layers = m.num_hidden_layers;
   // Offload applies to the fused path (the GPU's) only.
   const bool fused = path == LayerPath::fused;
@@ -153,7 +205,8 @@ RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath 
   // can cost less than recomputing one. None fits: every layer recomputed (check_memory_fits
   // refuses that case).
   const double budget = cfg.train.memory_budget_gb * 1e9;
-  auto fits = [&](RecomputePlan p) { return estimate_with(m, cfg, path, p).total() <= budget; };
+  const Estimator estimator(m, cfg, path);
+  auto fits = [&](RecomputePlan p) { return estimator.at(p).total() <= budget; };
   // The most `kept` in [0, n] with fits(plan(kept)) (the estimate grows with each), -1: none.
   auto most_kept = [&](int64_t n, auto plan) {
     int64_t lo = -1, hi = n;
@@ -169,21 +222,31 @@ RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath 
     const int64_t kept = most_kept(layers - 1, [&](int64_t k) { return RecomputePlan{layers - k, 0}; });
     return {layers - std::max<int64_t>(kept, 0), 0};
   }
-  const double share = mlp_recompute_share(m, cfg.data.max_seq_len);
+  // "auto": every count of offloaded layers beside each count of recomputed ones, with and
+  // without the recomputed layers' inputs, within the host memory one rank may pin.
+  const bool choose = cfg.train.offload == OffloadChoice::automatic && rates.known();
   RecomputePlan best{layers, 0, off, inputs};
-  double best_cost = double(layers) + 1.0, best_bytes = 0;
-  for (int64_t r = 0; r <= layers; ++r) {
-    const int64_t rest = layers - r;
-    const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k, off, inputs}; });
-    if (kept < 0) continue;
-    const RecomputePlan p{r, rest - kept, off, inputs};
-    const double cost = double(p.layers) + share * double(p.mlp), bytes = estimate_with(m, cfg, path, p).total();
-    if (cost < best_cost - 1e-9 || (cost < best_cost + 1e-9 && bytes < best_bytes)) {
-      best = p;
-      best_cost = cost;
-      best_bytes = bytes;
+  double best_cost = double(layers) + 1.0, best_host = 0, best_bytes = 0;
+  for (const bool in : choose ? std::vector<bool>{false, true} : std::vector<bool>{inputs})
+    for (int64_t r = 0; r <= layers; ++r) {
+      const int64_t rest = layers - r;
+      for (int64_t o = choose ? 0 : off; o <= (choose ? rest : off); ++o) {
+        const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k, o, in}; });
+        if (kept < 0) continue;
+        const RecomputePlan p{r, rest - kept, o, in};
+        const auto est = estimator.at(p);
+        if (choose && est.host > rates.host_bytes) continue;
+        const double cost = cost_of(m, cfg, p, est.host, rates), bytes = est.total();
+        if (cost < best_cost - 1e-9 ||
+            (cost < best_cost + 1e-9 && (est.host < best_host - 1 || (est.host < best_host + 1 && bytes < best_bytes)))) {
+          best = p;
+          best_cost = cost;
+          best_host = est.host;
+          best_bytes = bytes;
+        }
+        if (o == rest) break;
+      }
     }
-  }
   return best;
 }
 
@@ -197,8 +260,9 @@ Config resolve_checkpointing(const Config& cfg, double capacity_bytes) {
   return out;
 }
 
-MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg, LayerPath path) {
-  return estimate_with(m, cfg, path, recompute_plan(m, cfg, path));
+MemoryEstimate estimate_training_memory(const Qwen2Config& m, const Config& cfg, LayerPath path,
+                                        const OffloadRates& rates) {
+  return estimate_with(m, cfg, path, recompute_plan(m, cfg, path, rates));
 }
 
 void check_memory_fits(const MemoryEstimate& est, double capacity_bytes, const std::string& device_name,

@@ -1,9 +1,12 @@
 #include "r1dist/tensor/offload.h"
 
+#include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include "r1dist/base/error.h"
+#include "r1dist/tensor/compat.h"
 #ifdef R1DIST_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
@@ -175,5 +178,38 @@ int64_t ActivationOffload::bytes() const { return impl_->bytes; }
 ActivationOffload::Scope::Scope(ActivationOffload& offload) : previous_(t_active) { t_active = &offload; }
 ActivationOffload::Scope::~Scope() { t_active = previous_; }
 ActivationOffload* ActivationOffload::active() { return t_active; }
+
+OffloadRates measure_offload_rates(const at::Device& device, int64_t hidden, int64_t intermediate,
+                                   at::ScalarType dtype, double host_bytes) {
+  OffloadRates r;
+  r.host_bytes = host_bytes;
+  if (!device.is_cuda()) return r;
+  auto median_s = [&](auto&& fn) {
+    fn();  // warm-up: allocations, cuBLAS's choice of kernel
+    std::vector<double> t;
+    for (int i = 0; i < 3; ++i) {
+      compat::synchronize(device);
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      compat::synchronize(device);
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[1];
+  };
+  {
+    const int64_t bytes = int64_t(256) << 20;
+    const auto d = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device));
+    const auto h = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    r.link_bytes_per_s = double(bytes) / median_s([&] { h.copy_(d, /*non_blocking=*/true); });
+  }
+  {
+    const int64_t rows = 4096;
+    const auto opts = at::TensorOptions().dtype(dtype).device(device);
+    const auto x = at::randn({rows, hidden}, opts), w = at::randn({intermediate, hidden}, opts);
+    r.flops_per_s = 2.0 * double(rows) * double(hidden) * double(intermediate) / median_s([&] { (void)at::linear(x, w); });
+  }
+  return r;
+}
 
 }  // namespace r1dist

@@ -17,6 +17,7 @@
 #include "r1dist/model/build_model.h"
 #include "r1dist/tensor/device.h"
 #include "r1dist/tensor/fused_ops.h"
+#include "r1dist/tensor/offload.h"
 #include "r1dist/train/rng_state.h"
 
 namespace r1dist {
@@ -57,7 +58,23 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
   const bool automatic = cfg.train.checkpointing == Checkpointing::automatic;
   const Config set = cfg;
   cfg = resolve_checkpointing(cfg, device.is_cuda() ? capacity : 0.0);
-  const auto est = estimate_training_memory(mc, cfg, fused::on_by_default(device) ? LayerPath::fused : LayerPath::plain);
+  const bool fused_path = fused::on_by_default(device);
+  // Every rank of the node pins its own share of the machine's memory: at most 80% of it in all.
+  const double host = device_memory_bytes(at::Device(at::kCPU));
+  OffloadRates rates;
+  if (cfg.train.offload == OffloadChoice::automatic) {
+    if (fused_path) {
+      rates = measure_offload_rates(device, mc.hidden_size, mc.intermediate_size, to_scalar_type(cfg.model.dtype),
+                                    0.8 * host / std::max(1, pg.local_world));
+      log::info("train.offload = auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
+                rates.flops_per_s / 1e12, " TFLOP/s, up to ", rates.host_bytes / 1e9,
+                " GB of page-locked host memory per rank");
+    } else {
+      log::warn("train.offload = auto moves nothing here: it applies to the fused layer path (the GPU's) only");
+    }
+  }
+  const auto est =
+      estimate_training_memory(mc, cfg, fused_path ? LayerPath::fused : LayerPath::plain, rates);
   check_memory_fits(est, capacity, where, set);
   log::info("memory estimate per rank: ", est.describe(), " of ", capacity / 1e9, " GB on ", where);
   if (cfg.train.checkpointing == Checkpointing::layer && cfg.train.memory_budget_gb <= 0)
@@ -70,11 +87,11 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
     log::warn("train.offload_recomputed_inputs moves nothing here: it applies to the fused layer path (the GPU's) "
               "only");
   if (est.host > 0) {
-    // Every rank of the node pins its own share of the machine's memory.
-    const double host = device_memory_bytes(at::Device(at::kCPU));
-    const std::string keys = std::string(est.plan.offload > 0 ? "train.offload_layers" : "") +
-                             (est.plan.offload > 0 && est.plan.offload_inputs ? " and " : "") +
-                             (est.plan.offload_inputs ? "train.offload_recomputed_inputs" : "");
+    const std::string keys = cfg.train.offload == OffloadChoice::automatic
+                                 ? std::string("train.offload = auto")
+                                 : std::string(est.plan.offload > 0 ? "train.offload_layers" : "") +
+                                       (est.plan.offload > 0 && est.plan.offload_inputs ? " and " : "") +
+                                       (est.plan.offload_inputs ? "train.offload_recomputed_inputs" : "");
     log::info(keys, ": ", est.plan.describe(mc.num_hidden_layers), "; about ", est.host / 1e9,
               " GB of page-locked host memory per rank");
     if (host > 0 && est.host * pg.local_world > 0.8 * host)

@@ -15,15 +15,14 @@
 namespace r1dist {
 
 StepRunner::StepRunner(const Config& cfg, const std::vector<Example>& train, const BatchPlan& plan,
-                       Qwen2Model& model, AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id)
-    : cfg_(cfg), train_(train), plan_(plan), model_(model), opt_(opt), comm_(comm), faults_(faults), pad_id_(pad_id) {
+                       Qwen2Model& model, AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id,
+                       const RecomputePlan& recompute)
+    : cfg_(cfg), train_(train), plan_(plan), model_(model), opt_(opt), comm_(comm), faults_(faults), pad_id_(pad_id),
+      recompute_(recompute) {
   for (const auto& e : train_) loss_tokens_.push_back(loss_tokens(e));
   lengths_ = example_lengths(train_);
   buffer_ = model_.lora().reduce_buffer();
   buffer_.zero_();
-  // train.keep_layers and train.recompute_mlp_layers, or what train.memory_budget_gb fits (as
-  // check_memory estimated it)
-  recompute_ = recompute_plan(model_.config(), cfg_, model_.fused() ? LayerPath::fused : LayerPath::plain);
 }
 
 StepOutcome StepRunner::run(int64_t k) {

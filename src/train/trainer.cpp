@@ -234,7 +234,8 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   // Loop. Rank 0 writes the checkpoints on a background thread, one at a time; the loop
   // waits for it before a new checkpoint, before reading one back and after the loop.
   CheckpointWriter checkpoints;
-  StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, tok.eos_id().value_or(0));
+  StepRunner stepper(cfg, data.train, run.plan, model, optimizer, comm, faults, tok.eos_id().value_or(0),
+                     run.memory.plan);
   Progress progress(cfg.train.steps, state.step);
   auto profiler = StepProfiler::from_env(pg.rank);
   while (state.step < cfg.train.steps) {

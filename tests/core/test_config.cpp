@@ -363,6 +363,26 @@ TEST(ConfigTest, AMemoryBudgetExcludesKeepLayersAndNeedsLayerCheckpointing) {
   EXPECT_DOUBLE_EQ(load(kModel + "[train]\nmemory_budget_gb = 40\n").train.memory_budget_gb, 40.0);
 }
 
+// train.offload = "auto" chooses what the manual offload keys say, within a budget.
+TEST(ConfigTest, AutomaticOffloadExcludesTheManualKeysAndNeedsABudget) {
+  EXPECT_EQ(error_of(kModel + "[train]\noffload = \"auto\"\noffload_layers = 4\n"),
+            "cfg.toml:4: train.offload = \"auto\" and train.offload_layers both choose the offloaded layers; set "
+            "offload_layers = 0 or offload = \"manual\"");
+  EXPECT_HAS(error_of(kModel + "[train]\noffload = \"auto\"\noffload_recomputed_inputs = true\n"),
+             "cfg.toml:4: train.offload = \"auto\" and train.offload_recomputed_inputs both choose");
+  EXPECT_HAS(error_of(kModel + "[train]\ncheckpointing = \"none\"\noffload = \"auto\"\n"),
+             "cfg.toml:5: train.offload = \"auto\" plans within a memory budget");
+  EXPECT_HAS(error_of(kModel + "[train]\ncheckpointing = \"layer\"\noffload = \"auto\"\n"),
+             "plans within a memory budget");
+  EXPECT_HAS(error_of(kModel + "[train]\noffload = \"always\"\n"), "cfg.toml:4: train.offload");
+  // With checkpointing = "auto" (the default) or a budget it loads.
+  EXPECT_EQ(load(kModel + "[train]\noffload = \"auto\"\n").train.offload, OffloadChoice::automatic);
+  EXPECT_EQ(load(kModel + "[train]\ncheckpointing = \"layer\"\nmemory_budget_gb = 20\noffload = \"auto\"\n")
+                .train.offload,
+            OffloadChoice::automatic);
+  EXPECT_EQ(load(kModel).train.offload, OffloadChoice::manual);
+}
+
 TEST(ConfigTest, PackingIsABool) {
   EXPECT_TRUE(load(kModel + "[data]\npacking = true\n").data.packing);
   EXPECT_FALSE(load(kModel + "[data]\npacking = false\n").data.packing);

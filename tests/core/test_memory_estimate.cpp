@@ -212,6 +212,96 @@ TEST(MemoryEstimate, RecomputedLayersInputsInHostMemory) {
   }
 }
 
+// plan_cost against the 14B at 8192 x 1 on an H200 (docs/PERFORMANCE.md, 2026-12-04): steps of
+// 1.112 s without recomputation (7,370 tokens/s), a forward of 0.437 s over 48 layers, a link of
+// 55 GB/s. The measured plans under 24 GiB, as (kept, MLP, offloaded) and tokens/s: off48 (48, 0,
+// 48) 6,802; off32 (35, 1, 32) 6,494; off24 (29, 0, 24) 6,288; lean (0, 27, 0) 5,783. The step
+// that plan_cost predicts (the plain step + cost x one layer's forward) is within 4% of each.
+OffloadRates h200_rates(const Qwen2Config& m, int64_t seq) {
+  // The rate at which one layer's forward took 0.437 / 48 s.
+  const double h = double(m.hidden_size), inter = double(m.intermediate_size), kv = double(m.kv_dim());
+  const double macs = h * (h + 2 * kv) + h * h + 3 * h * inter + double(seq) * h;
+  return {55e9, 2 * macs * double(seq) / (0.437 / 48), 100e9};
+}
+
+TEST(MemoryEstimate, PlanCostPredictsTheMeasuredOffloadRows) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();
+  c.train.micro_batch = 1;
+  const auto rates = h200_rates(m, 8192);
+  struct Row {
+    RecomputePlan plan;
+    double tokens_per_s;
+  };
+  const Row rows[] = {{{0, 0, 48}, 6802}, {{12, 1, 32}, 6494}, {{19, 0, 24}, 6288}, {{21, 27, 0}, 5783}};
+  double previous = 0;
+  for (const auto& r : rows) {
+    const double cost = plan_cost(m, c, r.plan, rates);
+    const double predicted = 1.112 + cost * 0.437 / 48, measured = 8192 / r.tokens_per_s;
+    EXPECT_NEAR(predicted / measured, 1.0, 0.04) << r.plan.describe(48) << ": cost " << cost;
+    EXPECT_GT(cost, previous) << r.plan.describe(48);  // the measured order
+    previous = cost;
+  }
+  // Without rates the link is free: the recomputation alone.
+  EXPECT_DOUBLE_EQ(plan_cost(m, c, {0, 0, 48}, {}), 0.0);
+  EXPECT_NEAR(plan_cost(m, c, {21, 27, 0}, {}), 21 + 27 * mlp_recompute_share(m, 8192), 1e-9);
+}
+
+// train.offload = "auto": the budget's plan also chooses the offloaded layers and inputs; it is
+// no slower (plan_cost) than any measured plan, fits the budget and the host memory, offloads
+// nothing where the link is too slow or nothing needs it, and nothing on the plain path.
+TEST(MemoryEstimate, AutomaticOffloadPlansWithTheLinkAndTheHostMemory) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();
+  c.train.micro_batch = 1;
+  c.train.memory_budget_gb = 25.7;
+  c.train.offload = OffloadChoice::automatic;
+  const auto rates = h200_rates(m, 8192);
+  const auto est = estimate_training_memory(m, c, LayerPath::fused, rates);
+  std::printf("14B 8192 x 1, 25.7 GB, auto: %s, cost %.2f, estimate %s, host %.1f GB\n", est.plan.describe(48).c_str(),
+              plan_cost(m, c, est.plan, rates), est.describe().c_str(), est.host / 1e9);
+  EXPECT_LE(est.total(), 25.7e9);
+  EXPECT_LE(est.host, rates.host_bytes);
+  EXPECT_GT(est.host, 0.0);
+  EXPECT_LE(plan_cost(m, c, est.plan, rates), plan_cost(m, c, {0, 0, 48}, rates) + 1e-9);
+  // Less host memory: a plan within it.
+  auto small_host = rates;
+  small_host.host_bytes = 10e9;
+  const auto within = estimate_training_memory(m, c, LayerPath::fused, small_host);
+  EXPECT_LE(within.host, 10e9);
+  EXPECT_GT(within.host, 0.0);
+  EXPECT_GE(plan_cost(m, c, within.plan, small_host), plan_cost(m, c, est.plan, rates));
+  // A slow link (1 GB/s): the manual plan without offload.
+  auto slow = rates;
+  slow.link_bytes_per_s = 1e9;
+  auto manual = c;
+  manual.train.offload = OffloadChoice::manual;
+  const auto none = recompute_plan(m, manual);
+  const auto slow_plan = recompute_plan(m, c, LayerPath::fused, slow);
+  EXPECT_EQ(slow_plan.offload, 0);
+  EXPECT_FALSE(slow_plan.offload_inputs);
+  EXPECT_EQ(slow_plan.layers, none.layers);
+  EXPECT_EQ(slow_plan.mlp, none.mlp);
+  // Room to spare: nothing recomputed, nothing moved.
+  auto roomy = c;
+  roomy.train.memory_budget_gb = 100;
+  const auto spare = recompute_plan(m, roomy, LayerPath::fused, rates);
+  EXPECT_EQ(spare.layers + spare.mlp + spare.offload, 0);
+  EXPECT_FALSE(spare.offload_inputs);
+  // Unknown rates (the CPU) and the plain path: nothing moved.
+  EXPECT_EQ(recompute_plan(m, c, LayerPath::fused, {}).offload, 0);
+  EXPECT_EQ(estimate_training_memory(m, c, LayerPath::plain, rates).host, 0.0);
+  // The v6 shape (8192 x 2): no slower than the measured off48 plan there (0, 5, 5).
+  auto v6 = c;
+  v6.train.micro_batch = 2;
+  const auto v6_est = estimate_training_memory(m, v6, LayerPath::fused, rates);
+  std::printf("14B 8192 x 2, 25.7 GB, auto: %s, cost %.2f, estimate %s, host %.1f GB\n",
+              v6_est.plan.describe(48).c_str(), plan_cost(m, v6, v6_est.plan, rates), v6_est.describe().c_str(),
+              v6_est.host / 1e9);
+  EXPECT_LE(v6_est.total(), 25.7e9);
+  EXPECT_LT(plan_cost(m, v6, v6_est.plan, rates), plan_cost(m, v6, {43, 0, 5}, rates));
+}
+
 // train.memory_budget_gb: the plan with the least recomputation (layers + share x MLP layers)
 // that fits, checked against every plan; everything kept for a budget beyond the plain
 // estimate, everything recomputed and a refusal below the checkpointed one.

@@ -242,6 +242,14 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   EXPECT_TRUE(ij["offload_recomputed_inputs"].get<bool>());
   EXPECT_GT(ij["offload_gb_per_forward"].get<double>(), 0.0);
   EXPECT_THAT(in.err, HasSubstr("recompute the whole layer (their inputs in host memory)"));
+  EXPECT_EQ(ij["offload"], "manual");
+  // --offload auto plans within a budget: without one it is refused; on the CPU it moves nothing.
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --offload auto").code, 2);
+  EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --offload sometimes --memory-budget 1").code, 2);
+  const auto au = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
+                             "--offload auto --memory-budget 1");
+  ASSERT_EQ(au.code, 0) << au.err;
+  EXPECT_EQ(nlohmann::json::parse(au.out)["offload"], "auto");
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --offload-layers -1").code, 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --seq 1 --device cpu").code, 2);
 }
@@ -281,6 +289,8 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
   EXPECT_THAT(o.err, HasSubstr("train.offload_layers = 2 moves nothing here"));
   const auto i = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.offload_recomputed_inputs=true");
   EXPECT_THAT(i.err, HasSubstr("train.offload_recomputed_inputs moves nothing here"));
+  const auto a = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set train.offload=auto");
+  EXPECT_THAT(a.err, HasSubstr("train.offload = auto moves nothing here"));
 }
 
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach

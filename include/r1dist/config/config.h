@@ -23,6 +23,7 @@ enum class OverlongPolicy { truncate, drop };
 enum class BadRowPolicy { error, skip };
 enum class Schedule { linear, cosine, constant };
 enum class Checkpointing { none, layer, automatic };
+enum class OffloadChoice { manual, automatic };
 enum class Backend { automatic, nccl, mpi };
 enum class PromptFormat { template_prompt, chat };
 
@@ -35,6 +36,7 @@ const char* to_string(OverlongPolicy v);
 const char* to_string(BadRowPolicy v);
 const char* to_string(Schedule v);
 const char* to_string(Checkpointing v);
+const char* to_string(OffloadChoice v);
 const char* to_string(Backend v);
 const char* to_string(PromptFormat v);
 
@@ -134,6 +136,10 @@ struct TrainConfig {
   // On the GPU: the layers recomputed whole keep their input (the only tensor they keep) in
   // page-locked host memory until the backward instead of on the device (tensor/offload.h).
   bool offload_recomputed_inputs = false;
+  // manual: offload what offload_layers and offload_recomputed_inputs say; auto: with a
+  // memory budget on the GPU, the planner chooses them too, weighing the host link's measured
+  // speed against recomputation (config/memory_estimate.h: OffloadRates).
+  OffloadChoice offload = OffloadChoice::manual;
   // With checkpointing = layer or auto, instead of keep_layers and recompute_mlp_layers: the
   // plan with the least recomputation whose memory estimate (config/memory_estimate.h) fits
   // in this many GB per rank (0 = off with layer; the GPU's memory with auto).
@@ -211,6 +217,9 @@ void set_config_value(Config& cfg, const std::string& key, const std::string& te
 // per broken rule, empty when none is. Config loading reports them at the budget's line; bench
 // train at its flags.
 std::vector<std::string> recompute_key_conflicts(const TrainConfig& train);
+// The same for train.offload = "auto" (against the manual offload keys, and without a budget
+// to plan within).
+std::vector<std::string> offload_key_conflicts(const TrainConfig& train);
 
 // One entry per known key, in table order, for --help and docs.
 // type: bool|int|float|string|string list; default_value is TOML syntax.

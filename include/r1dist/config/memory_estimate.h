@@ -61,20 +61,39 @@ struct MemoryEstimate {
   std::string describe() const;
 };
 
+// What moving activations to the host costs on a device (train.offload = "auto"): the host
+// link's speed, the speed of the matrix products the copies overlap with, and the page-locked
+// memory one rank may take. Zeros: unknown (the CPU), and "auto" offloads nothing.
+struct OffloadRates {
+  double link_bytes_per_s = 0;
+  double flops_per_s = 0;
+  double host_bytes = 0;
+  bool known() const { return link_bytes_per_s > 0 && flops_per_s > 0; }
+};
+
 // How a decoder layer computes, which sets what it keeps for the backward: the fused kernels
 // (tensor/fused_ops.h, the CUDA default) or the plain ATen forms (the CPU, R1DIST_FUSED=0).
 enum class LayerPath { fused, plain };
 
 MemoryEstimate estimate_training_memory(const Qwen2Config& model, const Config& cfg,
-                                        LayerPath path = LayerPath::fused);
+                                        LayerPath path = LayerPath::fused, const OffloadRates& rates = {});
 
 // What the backward recomputes: nothing without layer checkpointing; with train.keep_layers
 // and train.recompute_mlp_layers (each capped at the layers left), the last keep_layers keep
 // everything, the recompute_mlp_layers before them recompute their MLP and the rest the whole
 // layer; with train.memory_budget_gb, the plan whose estimate fits that budget with the least
-// recomputation (mlp_recompute_share), every layer recomputed when none fits. The plain path
-// recomputes whole layers only.
-RecomputePlan recompute_plan(const Qwen2Config& model, const Config& cfg, LayerPath path = LayerPath::fused);
+// recomputation (mlp_recompute_share), every layer recomputed when none fits. With
+// train.offload = "auto" and known `rates` the budget's plan also chooses the offloaded layers
+// and the recomputed layers' inputs: the least plan_cost, then the least host memory, within
+// rates.host_bytes. The plain path recomputes whole layers only and offloads nothing.
+RecomputePlan recompute_plan(const Qwen2Config& model, const Config& cfg, LayerPath path = LayerPath::fused,
+                             const OffloadRates& rates = {});
+
+// What `plan` adds to a step, in units of one layer's forward: each layer recomputed whole 1,
+// each MLP mlp_recompute_share, and, with known `rates`, the forward's wait for the host link
+// (the bytes it moves beyond what the link carries while the layers compute; likewise for the
+// way back in the backward). Fitted to the 14B at 8192 tokens on an H200 (docs/PERFORMANCE.md).
+double plan_cost(const Qwen2Config& model, const Config& cfg, const RecomputePlan& plan, const OffloadRates& rates);
 
 // The share of a layer's forward that recomputing only its MLP's gate and up costs, from the
 // multiply-adds per token at sequences of `seq_len` (the projections and causal attention).

@@ -39,8 +39,9 @@ struct NonFiniteStep : Error {
 
 class StepRunner {
  public:
+  // `recompute`: what the backward recomputes and offloads (the run's memory plan, Run::memory).
   StepRunner(const Config& cfg, const std::vector<Example>& train, const BatchPlan& plan, Qwen2Model& model,
-             AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id);
+             AdamW& opt, Communicator& comm, const FaultPlan& faults, int32_t pad_id, const RecomputePlan& recompute);
   // Global step `k` (0-based). Throws NonFiniteStep on a non-finite loss or gradient,
   // before the update (the adapters then hold no trace of step k).
   StepOutcome run(int64_t k);
