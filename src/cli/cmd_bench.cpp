@@ -568,6 +568,7 @@ int bench_train(const Args& a) {
     if (k < warm) continue;
     fwd += f, loss_t += l, bwd += b, opt_t += o, total += step_s, ar_total += ar_s, wait_total += wait_s;
   }
+  const double peak_gb = peak_memory_gb(dev);  // the steps' peak, before the link's buffers below
   // With offload: the host link's speed alone, one direction at a time (a 1 GB copy to
   // page-locked memory and back, median of 3), beside the bytes each forward moved.
   double link_to_host = 0, link_to_device = 0;
@@ -580,8 +581,7 @@ int bench_train(const Args& a) {
   // Every rank's figures on rank 0: "step compute all-reduce wait peak".
   const double compute_total = total - ar_total - wait_total;
   char mine[256];
-  std::snprintf(mine, sizeof mine, "%.9g %.9g %.9g %.9g %.9g", total, compute_total, ar_total, wait_total,
-                peak_memory_gb(dev));
+  std::snprintf(mine, sizeof mine, "%.9g %.9g %.9g %.9g %.9g", total, compute_total, ar_total, wait_total, peak_gb);
   const auto ranks = dist_gather_strings(mine, 0, "bench train: per-rank figures");
   if (pg.rank != 0) return 0;
   const double per_rank_tokens = double(micro * seq * accum * steps);
