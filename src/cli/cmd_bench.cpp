@@ -63,22 +63,6 @@ namespace r1dist {
 
 namespace {
 
-// Median seconds of `fn` over `reps` timed runs after `warm` untimed ones.
-template <class F>
-double time_median(const at::Device& dev, int warm, int reps, F fn) {
-  for (int i = 0; i < warm; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    compat::synchronize(dev);
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    compat::synchronize(dev);
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 int bench_nf4(const Args& a) {
   const auto cfg = qwen2_preset(a.str("preset"));
   const auto dev = parse_device(a.str("device"));

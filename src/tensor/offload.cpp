@@ -1,12 +1,10 @@
 #include "r1dist/tensor/offload.h"
 
-#include <algorithm>
-#include <chrono>
 #include <string>
 #include <vector>
 
 #include "r1dist/base/error.h"
-#include "r1dist/tensor/compat.h"
+#include "r1dist/tensor/device_timer.h"
 #ifdef R1DIST_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
@@ -184,19 +182,8 @@ OffloadRates measure_offload_rates(const at::Device& device, int64_t hidden, int
   OffloadRates r;
   r.host_bytes = host_bytes;
   if (!device.is_cuda()) return r;
-  auto median_s = [&](auto&& fn) {
-    fn();  // warm-up: allocations, cuBLAS's choice of kernel
-    std::vector<double> t;
-    for (int i = 0; i < 3; ++i) {
-      compat::synchronize(device);
-      const auto t0 = std::chrono::steady_clock::now();
-      fn();
-      compat::synchronize(device);
-      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[1];
-  };
+  // One warm-up run (allocations, cuBLAS's choice of kernel), the median of 3.
+  auto median_s = [&](auto&& fn) { return time_median(device, 1, 3, fn); };
   {
     const int64_t bytes = int64_t(256) << 20;
     const auto d = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device));
