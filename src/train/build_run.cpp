@@ -66,6 +66,10 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
     if (fused_path) {
       rates = measure_offload_rates(device, mc.hidden_size, mc.intermediate_size, to_scalar_type(cfg.model.dtype),
                                     0.8 * host / std::max(1, pg.local_world));
+      // Rank 0's figures on every rank: one plan for the job (plans differ in speed, not math).
+      double figures[3] = {rates.link_bytes_per_s, rates.flops_per_s, rates.host_bytes};
+      dist_broadcast(figures, sizeof figures, 0, "train.offload = auto: rank 0's link and compute rates");
+      rates = {figures[0], figures[1], figures[2]};
       log::info("train.offload = auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
                 rates.flops_per_s / 1e12, " TFLOP/s, up to ", rates.host_bytes / 1e9,
                 " GB of page-locked host memory per rank");
