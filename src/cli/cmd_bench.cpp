@@ -448,6 +448,7 @@ int bench_train(const Args& a) {
   run.train.recompute_mlp_layers = mlp;
   run.train.offload_layers = offload;
   run.train.offload_recomputed_inputs = a.has("offload-recomputed-inputs");
+  run.train.offload_attention = a.has("offload-attention");
   set_config_value(run, "train.offload", a.str("offload"), "--offload");
   run.train.memory_budget_gb = budget;
   if (const auto conflicts = recompute_key_conflicts(run.train); !conflicts.empty())
@@ -455,7 +456,8 @@ int bench_train(const Args& a) {
                      " (the flags --memory-budget, --keep-layers, --recompute-mlp-layers, --checkpointing)");
   if (const auto conflicts = offload_key_conflicts(run.train); !conflicts.empty())
     throw UsageError("bench train: " + conflicts.front() +
-                     " (the flags --offload, --offload-layers, --offload-recomputed-inputs, --memory-budget)");
+                     " (the flags --offload, --offload-layers, --offload-recomputed-inputs, --offload-attention, "
+                     "--memory-budget)");
   // --offload auto: the trainer's rates, timed here (tensor/offload.h).
   OffloadRates rates;
   if (run.train.offload == OffloadChoice::automatic && fused_path) {
@@ -601,6 +603,7 @@ int bench_train(const Args& a) {
   j["recompute_mlp_layers"] = plan.mlp;
   j["offload_layers"] = std::min(plan.offload, cfg.num_hidden_layers - plan.layers);
   j["offload_recomputed_inputs"] = plan.offload_inputs;
+  j["offload_attention"] = plan.offload_attention;
   j["offload"] = to_string(run.train.offload);
   j["offload_gb_per_forward"] = double(model.offloaded_bytes()) / 1e9;
   j["host_link_gbps"] = {{"to_host", link_to_host * (1 << 30) / 1e9}, {"to_device", link_to_device * (1 << 30) / 1e9}};
@@ -756,6 +759,7 @@ int cmd_bench(int argc, char** argv) {
       .option_int("recompute-mlp-layers", "train: with layer checkpointing, the N layers before the kept ones recompute only their MLP's gate and up (train.recompute_mlp_layers)", 0)
       .option_int("offload-layers", "train: of the layers not recomputed whole, N keep their activations in host memory until the backward (train.offload_layers; fused path)", 0)
       .option_str("offload", "train: manual (what --offload-layers and --offload-recomputed-inputs say) or auto (with --memory-budget, the planner chooses them from the host link and matrix-product speeds timed first; train.offload)", "manual")
+      .flag("offload-attention", "train: the offloaded layers keep q, k, v and the attention's output in host memory too, recomputing the attention (train.offload_attention; fused path)")
       .flag("offload-recomputed-inputs", "train: the layers recomputed whole keep their input in host memory until the backward (train.offload_recomputed_inputs; fused path)")
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")
       .option_real("memory-budget", "train: with layer checkpointing, the plan with the least recomputation that the memory estimate fits in this many GB (train.memory_budget_gb)", 0)

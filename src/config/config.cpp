@@ -279,6 +279,10 @@ const std::vector<Key>& keys() {
        "On the GPU: the layers recomputed whole keep their input in page-locked host memory until the backward "
        "instead of on the device, copied while the next layers compute (one hidden-wide value per token and "
        "layer); memory_budget_gb's plan then keeps more layers."},
+      {"train.offload_attention", R1_REF(train.offload_attention),
+       "On the GPU, with offload_layers: those layers keep q, k, v and the attention's output in page-locked host "
+       "memory too and recompute the attention from them in the backward (nothing of theirs stays on the "
+       "device; more bytes over the host link)."},
       {"train.offload", R1_REF(train.offload),
        "manual = offload what offload_layers and offload_recomputed_inputs say; auto = with a memory budget "
        "(memory_budget_gb, or checkpointing = auto) on the GPU, the planner also chooses them: the plan that the "
@@ -830,6 +834,9 @@ std::vector<std::string> offload_key_conflicts(const TrainConfig& train) {
   if (train.offload_layers > 0)
     out.push_back("train.offload = \"auto\" and train.offload_layers both choose the offloaded layers; set "
                   "offload_layers = 0 or offload = \"manual\"");
+  if (train.offload_attention)
+    out.push_back("train.offload = \"auto\" and train.offload_attention both choose whether the attention's "
+                  "activations move; leave offload_attention false or set offload = \"manual\"");
   if (train.offload_recomputed_inputs)
     out.push_back("train.offload = \"auto\" and train.offload_recomputed_inputs both choose whether the recomputed "
                   "layers' inputs move; leave offload_recomputed_inputs false or set offload = \"manual\"");

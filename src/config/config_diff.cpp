@@ -50,7 +50,8 @@ bool key_changes_math(const std::string& key) {
   static const std::set<std::string> kMoveOnly = {"data.path", "data.threads", "data.packing", "train.micro_batch",
                                                   "train.grad_accum", "train.checkpointing",
                                                   "train.keep_layers", "train.recompute_mlp_layers",
-                                                  "train.offload_layers", "train.offload_recomputed_inputs", "train.offload",
+                                                  "train.offload_layers", "train.offload_recomputed_inputs", "train.offload_attention",
+                                                  "train.offload",
                                                   "train.memory_budget_gb"};
   if (kMoveOnly.count(key)) return false;
   if (key == "model.dtype") return true;

@@ -44,7 +44,8 @@ std::string RecomputePlan::describe(int64_t total_layers) const {
                   " keep every activation";
   if (offload > 0)
     s += "; " + std::to_string(std::min(offload, total_layers - layers)) +
-         " of the layers not recomputed keep activations in host memory";
+         " of the layers not recomputed keep activations in host memory" +
+         (offload_attention ? ", the attention's too" : "");
   return s;
 }
 
@@ -58,6 +59,10 @@ double layer_macs_per_token(const Qwen2Config& m, int64_t seq_len) {
 }
 
 }  // namespace
+
+double attention_recompute_share(const Qwen2Config& m, int64_t seq_len) {
+  return double(seq_len) * double(m.hidden_size) / layer_macs_per_token(m, seq_len);
+}
 
 double mlp_recompute_share(const Qwen2Config& m, int64_t seq_len) {
   return 2.0 * double(m.hidden_size) * double(m.intermediate_size) / layer_macs_per_token(m, seq_len);
@@ -75,7 +80,7 @@ class Estimator {
  private:
   MemoryEstimate fixed_;
   int64_t layers_ = 0;
-  double tokens_ = 0, h_ = 0, inter_ = 0, e_ = 0, one_layer_ = 0, mlp_layer_ = 0;
+  double tokens_ = 0, h_ = 0, inter_ = 0, kv_ = 0, e_ = 0, one_layer_ = 0, mlp_layer_ = 0;
   bool fused_ = true;
 };
 
@@ -123,7 +128,8 @@ Estimator::Estimator(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   const double layer_backward = tokens * (2.0 * h + 5.0 * inter) * e + inter * h * e;
   est.workspace = std::max(loss, layer_backward);
   layers_ = m.num_hidden_layers;
-  tokens_ = tokens, h_ = h, inter_ = inter, e_ = e, one_layer_ = one_layer, mlp_layer_ = mlp_layer, fused_ = fused;
+  tokens_ = tokens, h_ = h, inter_ = inter, kv_ = kv, e_ = e, one_layer_ = one_layer, mlp_layer_ = mlp_layer;
+  fused_ = fused;
 }
 
 MemoryEstimate Estimator::at(const RecomputePlan& plan) const {
@@ -137,11 +143,14 @@ MemoryEstimate Estimator::at(const RecomputePlan& plan) const {
   est.activations = recomputed * tokens * h * e + mlp * mlp_layer + kept * one_layer + (recomputed > 0 ? one_layer : 0.0);
   // A layer of plan.offload (fused path) keeps its input, the residual sum and, when kept,
   // gate and up in host memory: 2 hidden-wide (+ 2 intermediate-wide) values per token less
-  // here; a recomputed layer of plan.offload_inputs its input (one hidden-wide). At most
+  // here; with plan.offload_attention everything it keeps (q, k, v and the attention output
+  // besides); a recomputed layer of plan.offload_inputs its input (one hidden-wide). At most
   // kOffloadGroupsInFlight such layers' worth are on the device at once (on their way to the
   // host in the forward, back in the backward).
   if (fused && (plan.offload > 0 || plan.offload_inputs)) {
-    const double part_mlp = tokens * 2.0 * h * e, part_kept = tokens * (2.0 * h + 2.0 * inter) * e;
+    const double attention = plan.offload_attention ? tokens * (2.0 * h + 2.0 * kv_) * e : 0.0;
+    const double part_mlp = tokens * 2.0 * h * e + attention,
+                 part_kept = tokens * (2.0 * h + 2.0 * inter) * e + attention;
     double moved = 0, moved_here = 0, largest = 0;
     for (int64_t i = 0; i < layers_; ++i) {
       double part = 0, slack = 1.04;  // the kept activations' allocator share (above)
@@ -170,7 +179,10 @@ MemoryEstimate estimate_with(const Qwen2Config& m, const Config& cfg, LayerPath 
 double cost_of(const Qwen2Config& m, const Config& cfg, const RecomputePlan& plan, double host,
                const OffloadRates& rates) {
   const double share = mlp_recompute_share(m, cfg.data.max_seq_len);
-  const double recompute = double(plan.layers) + share * double(plan.mlp);
+  double recompute = double(plan.layers) + share * double(plan.mlp);
+  if (plan.offload_attention)
+    for (int64_t i = 0; i < m.num_hidden_layers; ++i)
+      if (plan.offloaded(i, m.num_hidden_layers)) recompute += attention_recompute_share(m, cfg.data.max_seq_len);
   if (host <= 0 || !rates.known()) return recompute;
   // The bytes the link moves while one layer's forward computes.
   const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
@@ -191,12 +203,12 @@ RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath 
   // Offload applies to the fused path (the GPU's) only.
   const bool fused = path == LayerPath::fused;
   const int64_t off = fused ? std::max<int64_t>(cfg.train.offload_layers, 0) : 0;
-  const bool inputs = fused && cfg.train.offload_recomputed_inputs;
-  if (cfg.train.checkpointing == Checkpointing::none) return {0, 0, off, inputs};
+  const bool inputs = fused && cfg.train.offload_recomputed_inputs, attn = fused && cfg.train.offload_attention;
+  if (cfg.train.checkpointing == Checkpointing::none) return {0, 0, off, inputs, attn};
   if (cfg.train.memory_budget_gb <= 0) {
     const int64_t keep = std::min(layers, std::max<int64_t>(cfg.train.keep_layers, 0));
     const int64_t mlp = std::min(layers - keep, std::max<int64_t>(cfg.train.recompute_mlp_layers, 0));
-    return {layers - keep - mlp, mlp, off, inputs};
+    return {layers - keep - mlp, mlp, off, inputs, attn};
   }
   // For each count R of recomputed layers, the most kept layers that fit with the rest
   // recomputing their MLP (a kept layer costs more memory than an MLP one, so the estimate
@@ -223,30 +235,34 @@ RecomputePlan recompute_plan(const Qwen2Config& m, const Config& cfg, LayerPath 
     return {layers - std::max<int64_t>(kept, 0), 0};
   }
   // "auto": every count of offloaded layers beside each count of recomputed ones, with and
-  // without the recomputed layers' inputs, within the host memory one rank may pin.
+  // without their attention and the recomputed layers' inputs, within the host memory one
+  // rank may pin.
   const bool choose = cfg.train.offload == OffloadChoice::automatic && rates.known();
-  RecomputePlan best{layers, 0, off, inputs};
+  const std::vector<bool> both{false, true};
+  RecomputePlan best{layers, 0, off, inputs, attn};
   double best_cost = double(layers) + 1.0, best_host = 0, best_bytes = 0;
-  for (const bool in : choose ? std::vector<bool>{false, true} : std::vector<bool>{inputs})
-    for (int64_t r = 0; r <= layers; ++r) {
-      const int64_t rest = layers - r;
-      for (int64_t o = choose ? 0 : off; o <= (choose ? rest : off); ++o) {
-        const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k, o, in}; });
-        if (kept < 0) continue;
-        const RecomputePlan p{r, rest - kept, o, in};
-        const auto est = estimator.at(p);
-        if (choose && est.host > rates.host_bytes) continue;
-        const double cost = cost_of(m, cfg, p, est.host, rates), bytes = est.total();
-        if (cost < best_cost - 1e-9 ||
-            (cost < best_cost + 1e-9 && (est.host < best_host - 1 || (est.host < best_host + 1 && bytes < best_bytes)))) {
-          best = p;
-          best_cost = cost;
-          best_host = est.host;
-          best_bytes = bytes;
+  for (const bool in : choose ? both : std::vector<bool>{inputs})
+    for (const bool at : choose ? both : std::vector<bool>{attn})
+      for (int64_t r = 0; r <= layers; ++r) {
+        const int64_t rest = layers - r;
+        for (int64_t o = choose ? 0 : off; o <= (choose ? rest : off); ++o) {
+          if (at && o == 0 && choose) continue;  // the same plan as without
+          const int64_t kept = most_kept(rest, [&](int64_t k) { return RecomputePlan{r, rest - k, o, in, at}; });
+          if (kept < 0) continue;
+          const RecomputePlan p{r, rest - kept, o, in, at};
+          const auto est = estimator.at(p);
+          if (choose && est.host > rates.host_bytes) continue;
+          const double cost = cost_of(m, cfg, p, est.host, rates), bytes = est.total();
+          if (cost < best_cost - 1e-9 ||
+              (cost < best_cost + 1e-9 && (est.host < best_host - 1 || (est.host < best_host + 1 && bytes < best_bytes)))) {
+            best = p;
+            best_cost = cost;
+            best_host = est.host;
+            best_bytes = bytes;
+          }
+          if (o == rest) break;
         }
-        if (o == rest) break;
       }
-    }
   return best;
 }
 

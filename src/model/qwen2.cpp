@@ -1,12 +1,71 @@
 #include "r1dist/model/qwen2.h"
 
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <algorithm>
 
 #include "r1dist/base/error.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/compat.h"
+#include "r1dist/tensor/offload.h"
 
 namespace r1dist {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Attention without a cache over q4 (B, T, Hq, D), k4 and v4 (B, T, Hkv, D), the projections'
+// own layout: within each packed row (the varlen kernel, `packed` without a mask), under the
+// `allowed` mask (empty: none), or causal. Returns (B, T, Hq * D), o_proj's input.
+at::Tensor attention_rows(const at::Tensor& q4, const at::Tensor& k4, const at::Tensor& v4, const at::Tensor& allowed,
+                          const PackedRows* packed, double scale) {
+  const int64_t b = q4.size(0), t = q4.size(1), width = q4.size(2) * q4.size(3);
+  const bool masked = allowed.defined() && allowed.numel() > 0;
+  if (packed && !masked)  // (T, H, D): the varlen kernel's layout; GQA needs no repeated keys
+    return compat::varlen_causal_attention(q4[0], k4[0], v4[0], packed->cu_seqlens, packed->longest, scale)
+        .reshape({1, t, width});
+  const auto q = q4.transpose(1, 2), k = k4.transpose(1, 2), v = v4.transpose(1, 2);  // (B, H, T, D)
+  auto out = masked ? compat::masked_attention(q, k, v, allowed, scale) : compat::causal_attention(q, k, v, scale);
+  return out.transpose(1, 2).reshape({b, t, width});
+}
+
+// The attention of a layer that offloads the attention's activations too
+// (ActivationOffload::attention_active, RecomputePlan::offload_attention): keeps q, k and v in
+// host memory instead of the kernel's output and statistics, and recomputes the attention
+// from them in the backward (the same inputs in the same layout: the same values).
+struct OffloadedAttention : public torch::autograd::Function<OffloadedAttention> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q4, const at::Tensor& k4, const at::Tensor& v4,
+                            const at::Tensor& allowed, const PackedRows* packed, double scale) {
+    ctx->save_for_backward({offload_saved(ctx, "q", q4, true), offload_saved(ctx, "k", k4, true),
+                            offload_saved(ctx, "v", v4, true), allowed});
+    ctx->saved_data["packed"] = reinterpret_cast<int64_t>(packed);
+    ctx->saved_data["scale"] = scale;
+    // With gradients on, as without this function and as in the backward: the kernel that
+    // scaled_dot_product_attention picks can depend on it. The graph is dropped at once.
+    at::AutoGradMode on(true);
+    return attention_rows(q4, k4, v4, allowed, packed, scale).detach();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    const auto* packed = reinterpret_cast<const PackedRows*>(ctx->saved_data["packed"].toInt());
+    auto q = restore_saved(ctx, "q", s[0]).detach().requires_grad_(true);
+    auto k = restore_saved(ctx, "k", s[1]).detach().requires_grad_(true);
+    auto v = restore_saved(ctx, "v", s[2]).detach().requires_grad_(true);
+    at::Tensor out;
+    {
+      at::AutoGradMode on(true);
+      out = attention_rows(q, k, v, s[3], packed, ctx->saved_data["scale"].toDouble());
+    }
+    auto g = torch::autograd::grad({out}, {q, k, v}, {grads[0]});
+    return {g[0], g[1], g[2], at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
 
 LoraLinear& Qwen2Layer::proj(const std::string& m) {
   if (m == "q_proj") return q;
@@ -139,15 +198,16 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& h, const
   at::Tensor allowed = allowed_in;
   if (packed) {
     check(!cache && b == 1, "Qwen2Model: packed rows are one (1, T) sequence without a cache");
-    if (!packed->allowed.defined()) {
-      // (1, h, T, D) -> (T, h, D): the varlen kernel's layout; GQA needs no repeated keys.
-      auto out = compat::varlen_causal_attention(q[0].transpose(0, 1), k[0].transpose(0, 1), v[0].transpose(0, 1),
-                                                 packed->cu_seqlens, packed->longest, scale);  // (T, nh, D)
-      return l.o.forward(out.reshape({1, t, nh * d}));
-    }
-    allowed = packed->allowed;
+    allowed = packed->allowed;  // undefined where the varlen kernel runs
   }
-  if (cache && cache->capacity > 0) {
+  if (!cache) {
+    const auto q4 = q.transpose(1, 2), k4 = k.transpose(1, 2), v4 = v.transpose(1, 2);  // views
+    if (fused_ && at::GradMode::is_enabled() && ActivationOffload::attention_active())
+      return l.o.forward(OffloadedAttention::apply(q4, k4, v4, allowed.defined() ? allowed : at::empty({0}, h.options()),
+                                                   packed, scale));
+    return l.o.forward(attention_rows(q4, k4, v4, allowed, packed, scale));
+  }
+  if (cache->capacity > 0) {
     const int64_t end = cache->length + t;
     check(end <= cache->capacity, "KVCache: " + std::to_string(end) + " positions exceed its capacity of " +
                                       std::to_string(cache->capacity));
@@ -160,7 +220,7 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& h, const
     cache->v[layer].narrow(2, cache->length, t).copy_(v);
     k = cache->k[layer].narrow(2, 0, end);
     v = cache->v[layer].narrow(2, 0, end);
-  } else if (cache) {
+  } else {
     if (cache->k[layer].defined()) {
       k = at::cat({cache->k[layer], k}, 2);
       v = at::cat({cache->v[layer], v}, 2);

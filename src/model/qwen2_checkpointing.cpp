@@ -135,7 +135,7 @@ at::Tensor Qwen2Model::hidden_states_train(const at::Tensor& ids, const Recomput
     std::optional<ActivationOffload::Scope> scope;
     if (offload && plan.offloaded(i, layers)) {
       offload_->begin_group();
-      scope.emplace(*offload_);
+      scope.emplace(*offload_, plan.offload_attention);
     }
     if (i >= mlp_end) return layer_forward(i, x, cos, sin, packed);
     const auto& l = layers_[size_t(i)];

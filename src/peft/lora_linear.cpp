@@ -63,21 +63,13 @@ at::Tensor add_product(at::Tensor y, const at::Tensor& a, const at::Tensor& w, d
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// t for save_for_backward: t itself, or, while an ActivationOffload is active on this thread
-// (a layer of train.offload_layers), an undefined stand-in while t waits in host memory under
-// saved_data[name]; restored() gives it back in the backward.
+// What the functions below keep for the backward goes through tensor/offload.h: in a layer of
+// train.offload_layers it waits in host memory.
 at::Tensor offloaded(AutogradContext* ctx, const std::string& name, const at::Tensor& t) {
-  ActivationOffload* off = ActivationOffload::active();
-  if (!off || !t.defined() || t.numel() == 0) return t;
-  ctx->saved_data["offload"] = reinterpret_cast<int64_t>(off);
-  ctx->saved_data[name] = off->put(t);
-  return at::Tensor();
+  return offload_saved(ctx, name, t);
 }
-
 at::Tensor restored(AutogradContext* ctx, const std::string& name, const at::Tensor& saved) {
-  const auto it = ctx->saved_data.find(name);
-  if (it == ctx->saved_data.end()) return saved;
-  return reinterpret_cast<ActivationOffload*>(ctx->saved_data["offload"].toInt())->take(it->second.toInt());
+  return restore_saved(ctx, name, saved);
 }
 
 // The projection's values for input x: y = x W^T (+ b) + scaling * (xd A^T) B^T with
@@ -201,7 +193,9 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
                             const at::Tensor& B, const at::Tensor& mask, const LoraLinear* layer) {
     auto v = lora_values(layer, x, A, B, mask);
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
-    ctx->save_for_backward({v.xd, v.xa, A, B, mask});
+    // On the fused path this is o_proj (the others have functions of their own): its input is
+    // the attention's output, offloaded with the attention.
+    ctx->save_for_backward({offload_saved(ctx, "xd", v.xd, /*attention_part=*/true), v.xa, A, B, mask});
     return v.y;
   }
 
@@ -209,7 +203,8 @@ struct QLoraFunction : public torch::autograd::Function<QLoraFunction> {
     const auto* layer = reinterpret_cast<const LoraLinear*>(ctx->saved_data["layer"].toInt());
     auto s = ctx->get_saved_variables();
     at::Tensor gx;
-    auto [gA, gB] = lora_grads(layer, grads[0], s[0], s[1], s[2], s[3], s[4], ctx->needs_input_grad(0) ? &gx : nullptr);
+    const auto xd = restored(ctx, "xd", s[0]);
+    auto [gA, gB] = lora_grads(layer, grads[0], xd, s[1], s[2], s[3], s[4], ctx->needs_input_grad(0) ? &gx : nullptr);
     return {gx, gA, gB, at::Tensor(), at::Tensor()};
   }
 };

@@ -16,6 +16,7 @@ namespace r1dist {
 
 namespace {
 thread_local ActivationOffload* t_active = nullptr;
+thread_local bool t_attention = false;
 }  // namespace
 
 struct ActivationOffload::Impl {
@@ -173,9 +174,32 @@ void ActivationOffload::forward_done() {
 
 int64_t ActivationOffload::bytes() const { return impl_->bytes; }
 
-ActivationOffload::Scope::Scope(ActivationOffload& offload) : previous_(t_active) { t_active = &offload; }
-ActivationOffload::Scope::~Scope() { t_active = previous_; }
+ActivationOffload::Scope::Scope(ActivationOffload& offload, bool attention)
+    : previous_(t_active), previous_attention_(t_attention) {
+  t_active = &offload;
+  t_attention = attention;
+}
+ActivationOffload::Scope::~Scope() {
+  t_active = previous_;
+  t_attention = previous_attention_;
+}
 ActivationOffload* ActivationOffload::active() { return t_active; }
+bool ActivationOffload::attention_active() { return t_active != nullptr && t_attention; }
+
+at::Tensor offload_saved(torch::autograd::AutogradContext* ctx, const std::string& name, const at::Tensor& t,
+                         bool attention_part) {
+  ActivationOffload* off = ActivationOffload::active();
+  if (!off || (attention_part && !ActivationOffload::attention_active()) || !t.defined() || t.numel() == 0) return t;
+  ctx->saved_data["offload"] = reinterpret_cast<int64_t>(off);
+  ctx->saved_data[name] = off->put(t);
+  return at::Tensor();
+}
+
+at::Tensor restore_saved(torch::autograd::AutogradContext* ctx, const std::string& name, const at::Tensor& saved) {
+  const auto it = ctx->saved_data.find(name);
+  if (it == ctx->saved_data.end()) return saved;
+  return reinterpret_cast<ActivationOffload*>(ctx->saved_data["offload"].toInt())->take(it->second.toInt());
+}
 
 OffloadRates measure_offload_rates(const at::Device& device, int64_t hidden, int64_t intermediate,
                                    at::ScalarType dtype, double host_bytes) {

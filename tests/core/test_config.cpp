@@ -370,6 +370,8 @@ TEST(ConfigTest, AutomaticOffloadExcludesTheManualKeysAndNeedsABudget) {
             "offload_layers = 0 or offload = \"manual\"");
   EXPECT_HAS(error_of(kModel + "[train]\noffload = \"auto\"\noffload_recomputed_inputs = true\n"),
              "cfg.toml:4: train.offload = \"auto\" and train.offload_recomputed_inputs both choose");
+  EXPECT_HAS(error_of(kModel + "[train]\noffload = \"auto\"\noffload_attention = true\n"),
+             "cfg.toml:4: train.offload = \"auto\" and train.offload_attention both choose");
   EXPECT_HAS(error_of(kModel + "[train]\ncheckpointing = \"none\"\noffload = \"auto\"\n"),
              "cfg.toml:5: train.offload = \"auto\" plans within a memory budget");
   EXPECT_HAS(error_of(kModel + "[train]\ncheckpointing = \"layer\"\noffload = \"auto\"\n"),

@@ -212,6 +212,26 @@ TEST(MemoryEstimate, RecomputedLayersInputsInHostMemory) {
   }
 }
 
+// train.offload_attention: the offloaded layers keep nothing on the device (q, k, v and the
+// attention output move too) and recompute their attention: plan_cost counts it.
+TEST(MemoryEstimate, OffloadedAttentionLeavesTheLayersNothingOnTheDevice) {
+  const auto m = qwen2_preset("r1-distill-qwen-14b");
+  auto c = v6_rank();
+  c.train.micro_batch = 1;
+  c.train.checkpointing = Checkpointing::none;
+  const double kept = estimate_training_memory(m, c).activations;
+  c.train.offload_layers = 24;
+  c.train.offload_attention = true;
+  const auto est = estimate_training_memory(m, c);
+  ASSERT_TRUE(est.plan.offload_attention);
+  const double layer = 8192.0 * (4.0 * 5120 + 2.0 * 1024 + 2.0 * 13824) * 2;
+  EXPECT_NEAR(kept - est.activations, (24 - kOffloadGroupsInFlight) * layer * 1.04, 1e3);
+  EXPECT_NEAR(est.host, 24 * layer, 1e3);
+  EXPECT_NEAR(plan_cost(m, c, est.plan, {}), 24 * attention_recompute_share(m, 8192), 1e-9);
+  EXPECT_NEAR(attention_recompute_share(m, 8192), 8192.0 * 5120 / (317.2e6), 0.001);
+  EXPECT_FALSE(estimate_training_memory(m, c, LayerPath::plain).plan.offload_attention);
+}
+
 // plan_cost against the 14B at 8192 x 1 on an H200 (docs/PERFORMANCE.md, 2026-12-04): steps of
 // 1.112 s without recomputation (7,370 tokens/s), a forward of 0.437 s over 48 layers, a link of
 // 55 GB/s. The measured plans under 24 GiB, as (kept, MLP, offloaded) and tokens/s: off48 (48, 0,

@@ -234,6 +234,14 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   EXPECT_GT(oj["offload_gb_per_forward"].get<double>(), 0.0);
   EXPECT_THAT(o.err, HasSubstr("1 of the layers not recomputed keep activations in host memory"));
   EXPECT_FALSE(oj["offload_recomputed_inputs"].get<bool>());
+  EXPECT_FALSE(oj["offload_attention"].get<bool>());
+  // --offload-attention: the same layer moves q, k, v and the attention's output too.
+  const auto at = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
+                             "--fused on --checkpointing none --offload-layers 1 --offload-attention");
+  ASSERT_EQ(at.code, 0) << at.err;
+  const auto aj = nlohmann::json::parse(at.out);
+  EXPECT_TRUE(aj["offload_attention"].get<bool>());
+  EXPECT_GT(aj["offload_gb_per_forward"].get<double>(), oj["offload_gb_per_forward"].get<double>());
   // --offload-recomputed-inputs: the layers recomputed whole keep their input there.
   const auto in = run_r1dist("bench train --preset tiny --seq 32 --steps 1 --warmup 0 --dtype fp32 --device cpu "
                              "--fused on --offload-recomputed-inputs");

@@ -3,6 +3,7 @@
 // bookkeeping, host copies) and on the GPU (copy streams, prefetch, the CPU's wait for the
 // copies in flight), beside recomputed and MLP-recomputing layers, with LoRA dropout.
 #include <ATen/ATen.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "r1dist/base/error.h"
@@ -36,17 +37,19 @@ void expect_offload_changes_nothing(at::Device dev, at::ScalarType dt) {
       const auto without = grads(m, ids, base);
       ASSERT_GT(without.abs().sum().item<double>(), 0);
       for (const bool inputs : {false, true})
-        for (const int64_t offload : {int64_t(0), int64_t(1), int64_t(3), L}) {
-          RecomputePlan p = base;
-          p.offload = offload;
-          p.offload_inputs = inputs;
-          const bool moves = (offload > 0 && base.layers < L) || (inputs && base.layers > 0);
-          if (!moves) continue;
-          const auto with = grads(m, ids, p);
-          EXPECT_GT(m.offloaded_bytes(), 0) << p.describe(L);
-          EXPECT_TRUE(with.equal(without)) << p.describe(L) << " on " << dev << ", dropout " << dropout
-                                           << ": max diff " << (with - without).abs().max().item<double>();
-        }
+        for (const bool attention : {false, true})
+          for (const int64_t offload : {int64_t(0), int64_t(1), int64_t(3), L}) {
+            RecomputePlan p = base;
+            p.offload = offload;
+            p.offload_inputs = inputs;
+            p.offload_attention = attention;
+            const bool moves = (offload > 0 && base.layers < L) || (inputs && base.layers > 0);
+            if (!moves || (attention && offload == 0)) continue;
+            const auto with = grads(m, ids, p);
+            EXPECT_GT(m.offloaded_bytes(), 0) << p.describe(L);
+            EXPECT_TRUE(with.equal(without)) << p.describe(L) << " on " << dev << ", dropout " << dropout
+                                             << ": max diff " << (with - without).abs().max().item<double>();
+          }
     }
   }
 }
@@ -68,6 +71,13 @@ TEST(Offload, RecomputedLayersMoveOnlyTheirInput) {
   EXPECT_EQ(p.describe(L),
             "4 recompute the whole layer (their inputs in host memory), 0 only the MLP, 2 keep every activation; "
             "1 of the layers not recomputed keep activations in host memory");
+  // With the attention's: q, k, v and the attention's output besides (GQA: k and v kv-wide).
+  p.offload_attention = true;
+  grads(m, ids, p);
+  const int64_t kv = m.config().num_key_value_heads * m.config().head_dim;
+  EXPECT_EQ(m.offloaded_bytes(), 4 * 2 * 13 * hidden * 4 +
+                                     2 * 13 * (4 * hidden + 2 * kv + 2 * m.config().intermediate_size) * 4);
+  EXPECT_THAT(p.describe(L), ::testing::EndsWith("keep activations in host memory, the attention's too"));
 }
 
 TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheCpu) {
@@ -83,6 +93,7 @@ TEST(Offload, PackedRowsGiveTheSameGradientsWithLayersInHostMemory) {
   EXPECT_TRUE(grads(m, ids, RecomputePlan{1, 2, 5}, &packed).equal(without));
   EXPECT_GT(m.offloaded_bytes(), 0);
   EXPECT_TRUE(grads(m, ids, RecomputePlan{1, 2, 5, true}, &packed).equal(without));
+  EXPECT_TRUE(grads(m, ids, RecomputePlan{1, 2, 5, true, true}, &packed).equal(without));
 }
 
 TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheGpu) {

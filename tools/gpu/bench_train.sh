@@ -96,6 +96,8 @@ for (size, seq, micro), name, r in mine:
     sp = r.get("split_s", {})
     split = " / ".join(f"{sp.get(k, 0):.3f}" for k in ("forward", "lm_head_loss", "backward", "optimizer"))
     plan = f" (keep {r.get('keep_layers')}, MLP {r.get('recompute_mlp_layers')}" if r.get("checkpointing") == "layer" else ""
+    if r.get("offload_attention"):
+        plan += (", " if plan else " (") + "attention offloaded"
     if r.get("offload_recomputed_inputs"):
         plan += (", " if plan else " (") + "recomputed inputs offloaded"
     if r.get("offload_gb_per_forward"):

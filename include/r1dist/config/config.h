@@ -136,6 +136,9 @@ struct TrainConfig {
   // On the GPU: the layers recomputed whole keep their input (the only tensor they keep) in
   // page-locked host memory until the backward instead of on the device (tensor/offload.h).
   bool offload_recomputed_inputs = false;
+  // On the GPU, with offload_layers: those layers keep q, k, v and the attention's output in
+  // host memory too, and recompute the attention from them in the backward.
+  bool offload_attention = false;
   // manual: offload what offload_layers and offload_recomputed_inputs say; auto: with a
   // memory budget on the GPU, the planner chooses them too, weighing the host link's measured
   // speed against recomputation (config/memory_estimate.h: OffloadRates).

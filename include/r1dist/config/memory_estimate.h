@@ -31,21 +31,25 @@ constexpr int64_t kOffloadGroupsInFlight = 2;
 // a layer's forward for more than half of its memory at 8192 tokens); the rest keep every
 // activation. Of the layers not recomputed whole, `offload` (spread evenly over them) keep
 // their input, the attention's residual sum and, unless they recompute their MLP, gate and up
-// in page-locked host memory until the backward (tensor/offload.h: train.offload_layers);
-// with `offload_inputs` the layers recomputed whole keep their input there too
+// in page-locked host memory until the backward (tensor/offload.h: train.offload_layers),
+// with `offload_attention` also q, k, v and the attention's output (the attention recomputed
+// from them in the backward: nothing of those layers stays on the device); with
+// `offload_inputs` the layers recomputed whole keep their input there too
 // (train.offload_recomputed_inputs). Gradients are the same under every plan.
 struct RecomputePlan {
   int64_t layers = 0;
   int64_t mlp = 0;
   int64_t offload = 0;
   bool offload_inputs = false;
+  bool offload_attention = false;
   int64_t kept(int64_t total_layers) const { return total_layers - layers - mlp; }
   // Whether `layer` is one of the layers not recomputed whole that offload their activations.
   bool offloaded(int64_t layer, int64_t total_layers) const;
   // Whether `layer` is recomputed whole and keeps its input in host memory.
   bool input_offloaded(int64_t layer) const { return offload_inputs && layer >= 0 && layer < layers; }
   // "40 recompute the whole layer, 8 only the MLP, 0 keep every activation" (+ "; their
-  // inputs in host memory" + "; 6 of the layers not recomputed keep activations in host memory")
+  // inputs in host memory" + "; 6 of the layers not recomputed keep activations in host memory"
+  // + ", the attention's too")
   std::string describe(int64_t total_layers) const;
 };
 
@@ -90,10 +94,15 @@ RecomputePlan recompute_plan(const Qwen2Config& model, const Config& cfg, LayerP
                              const OffloadRates& rates = {});
 
 // What `plan` adds to a step, in units of one layer's forward: each layer recomputed whole 1,
-// each MLP mlp_recompute_share, and, with known `rates`, the forward's wait for the host link
+// each MLP mlp_recompute_share, each attention recomputed (offload_attention)
+// attention_recompute_share, and, with known `rates`, the forward's wait for the host link
 // (the bytes it moves beyond what the link carries while the layers compute; likewise for the
 // way back in the backward). Fitted to the 14B at 8192 tokens on an H200 (docs/PERFORMANCE.md).
 double plan_cost(const Qwen2Config& model, const Config& cfg, const RecomputePlan& plan, const OffloadRates& rates);
+
+// The share of a layer's forward that its attention's products cost (what a layer of
+// RecomputePlan::offload_attention recomputes), from the multiply-adds per token at `seq_len`.
+double attention_recompute_share(const Qwen2Config& model, int64_t seq_len);
 
 // The share of a layer's forward that recomputing only its MLP's gate and up costs, from the
 // multiply-adds per token at sequences of `seq_len` (the projections and causal attention).

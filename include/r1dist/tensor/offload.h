@@ -13,9 +13,11 @@
 // On the CPU the same bookkeeping copies into buffers of its own (what the tests compare).
 #pragma once
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "r1dist/config/memory_estimate.h"
 
@@ -44,24 +46,37 @@ class ActivationOffload {
   int64_t bytes() const;
 
   // While a Scope exists on this thread, the autograd functions that keep tensors for the
-  // backward (peft/lora_linear.cpp) put them into `offload` instead.
+  // backward (peft/lora_linear.cpp) put them into `offload` instead; with `attention` the
+  // attention's q, k, v and o_proj's input too (the attention recomputed from them in the
+  // backward: model/qwen2.cpp).
   class Scope {
    public:
-    explicit Scope(ActivationOffload& offload);
+    explicit Scope(ActivationOffload& offload, bool attention = false);
     ~Scope();
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
     ActivationOffload* previous_;
+    bool previous_attention_;
   };
   static ActivationOffload* active();
+  // Whether the active scope offloads the attention's tensors too.
+  static bool attention_active();
 
  private:
   struct Impl;
   void fetch(size_t group);
   std::unique_ptr<Impl> impl_;
 };
+
+// t for an autograd function's save_for_backward: t itself, or, while an ActivationOffload is
+// active on this thread (and, for an `attention_part`, offloads the attention), an undefined
+// stand-in while t waits in host memory under ctx->saved_data[name]; restore_saved gives it
+// back in the backward.
+at::Tensor offload_saved(torch::autograd::AutogradContext* ctx, const std::string& name, const at::Tensor& t,
+                         bool attention_part = false);
+at::Tensor restore_saved(torch::autograd::AutogradContext* ctx, const std::string& name, const at::Tensor& saved);
 
 // The rates train.offload = "auto" plans with, timed on `device` (a CUDA one; elsewhere all
 // zero): the host link as a 256 MB copy to page-locked memory, and the matrix products as one
