@@ -19,6 +19,14 @@ Config v6_rank() {
   return c;
 }
 
+// The v6 settings at 8192 x 1 (the measured single-row shape), with `checkpointing`.
+Config one_row(Checkpointing checkpointing = Checkpointing::automatic) {
+  auto c = v6_rank();
+  c.train.micro_batch = 1;
+  c.train.checkpointing = checkpointing;
+  return c;
+}
+
 TEST(MemoryEstimate, TheV6RankOfThe14BPreset) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
   const auto est = estimate_training_memory(m, v6_rank());
@@ -145,9 +153,7 @@ TEST(MemoryEstimate, OffloadedLayersAreSpreadAndKeepTwoInFlight) {
             "40 of the layers not recomputed keep activations in host memory");
 
   const auto m = qwen2_preset("r1-distill-qwen-14b");
-  auto c = v6_rank();
-  c.train.micro_batch = 1;
-  c.train.checkpointing = Checkpointing::none;
+  auto c = one_row(Checkpointing::none);
   const double kept = estimate_training_memory(m, c).activations;
   c.train.offload_layers = 24;
   const auto est = estimate_training_memory(m, c);
@@ -157,8 +163,7 @@ TEST(MemoryEstimate, OffloadedLayersAreSpreadAndKeepTwoInFlight) {
   EXPECT_NEAR(est.host, 24 * part / 1.04, 1e3);  // page-locked host memory, outside total()
   EXPECT_EQ(estimate_training_memory(m, c, LayerPath::plain).plan.offload, 0);
   // A budget's plan counts the offloaded layers: it recomputes less than without them.
-  auto budget = v6_rank();
-  budget.train.micro_batch = 1;
+  auto budget = one_row();
   budget.train.memory_budget_gb = 25.7;
   const auto without = recompute_plan(m, budget);
   budget.train.offload_layers = 24;
@@ -216,9 +221,7 @@ TEST(MemoryEstimate, RecomputedLayersInputsInHostMemory) {
 // attention output move too) and recompute their attention: plan_cost counts it.
 TEST(MemoryEstimate, OffloadedAttentionLeavesTheLayersNothingOnTheDevice) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
-  auto c = v6_rank();
-  c.train.micro_batch = 1;
-  c.train.checkpointing = Checkpointing::none;
+  auto c = one_row(Checkpointing::none);
   const double kept = estimate_training_memory(m, c).activations;
   c.train.offload_layers = 24;
   c.train.offload_attention = true;
@@ -246,8 +249,7 @@ OffloadRates h200_rates(const Qwen2Config& m, int64_t seq) {
 
 TEST(MemoryEstimate, PlanCostPredictsTheMeasuredOffloadRows) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
-  auto c = v6_rank();
-  c.train.micro_batch = 1;
+  const auto c = one_row();
   const auto rates = h200_rates(m, 8192);
   struct Row {
     RecomputePlan plan;
@@ -272,8 +274,7 @@ TEST(MemoryEstimate, PlanCostPredictsTheMeasuredOffloadRows) {
 // nothing where the link is too slow or nothing needs it, and nothing on the plain path.
 TEST(MemoryEstimate, AutomaticOffloadPlansWithTheLinkAndTheHostMemory) {
   const auto m = qwen2_preset("r1-distill-qwen-14b");
-  auto c = v6_rank();
-  c.train.micro_batch = 1;
+  auto c = one_row();
   c.train.memory_budget_gb = 25.7;
   c.train.offload = OffloadChoice::automatic;
   const auto rates = h200_rates(m, 8192);
