@@ -57,6 +57,7 @@
 #include "r1dist/tensor/compat.h"
 #include "r1dist/tensor/device_timer.h"
 #include "r1dist/tensor/step_profiler.h"
+#include "r1dist/train/build_run.h"
 #include "r1dist/train/optim.h"
 
 namespace r1dist {
@@ -466,16 +467,26 @@ int bench_train(const Args& a) {
     log::info("bench train: --offload auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
               rates.flops_per_s / 1e12, " TFLOP/s");
   }
-  const auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain, rates);
+  auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain, rates);
   if (budget > 0) check_memory_fits(est, 0, dev.str(), run);
-  const RecomputePlan plan = est.plan;
-  const std::string plan_text = plan.describe(cfg.num_hidden_layers);
-  if (budget > 0) log::info("bench train: --memory-budget ", budget, " GB: ", plan_text, " (estimate ", est.describe(), ")");
+  if (budget > 0)
+    log::info("bench train: --memory-budget ", budget, " GB: ", est.plan.describe(cfg.num_hidden_layers),
+              " (estimate ", est.describe(), ")");
   auto t_load = std::chrono::steady_clock::now();
   auto model = random_model(cfg, dtype, dev, quant == "nf4", a.i64("rank"));
   model.set_fused(fused_path);
   compat::synchronize(dev);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  if (rates.known()) {  // the trainer's second plan: priced with this model's own layer (train/build_run.h)
+    const double product = rates.flops_per_s;
+    rates = with_layer_forward_rate(model, run, rates);
+    est = estimate_training_memory(cfg, run, LayerPath::fused, rates);
+    log::info("bench train: --offload auto: a layer's forward runs at ", rates.flops_per_s / 1e12,
+              " TFLOP/s (the product alone ", product / 1e12, "): ", est.plan.describe(cfg.num_hidden_layers),
+              " (estimate ", est.describe(), ")");
+  }
+  const RecomputePlan plan = est.plan;
+  const std::string plan_text = plan.describe(cfg.num_hidden_layers);
   log::info("bench train: ", a.str("preset"), " (", cfg.num_hidden_layers, " layers) on ", dev.str(), ", ",
             a.str("dtype"), ", base ", quant, ", ", model.lora().flat().numel(), " LoRA parameters, built in ", load_s,
             " s; seq ", seq, " x micro-batch ", micro, " x grad_accum ", accum, ", checkpointing ", ckpt,
@@ -606,6 +617,7 @@ int bench_train(const Args& a) {
   j["offload_attention"] = plan.offload_attention;
   j["offload"] = to_string(run.train.offload);
   j["offload_gb_per_forward"] = double(model.offloaded_bytes()) / 1e9;
+  j["offload_layer_tflops"] = rates.flops_per_s / 1e12;  // --offload auto: the rate it planned with
   j["host_link_gbps"] = {{"to_host", link_to_host * (1 << 30) / 1e9}, {"to_device", link_to_device * (1 << 30) / 1e9}};
   j["estimate_gb"] = est.total() / 1e9;
   j["fused"] = model.fused();
@@ -758,7 +770,7 @@ int cmd_bench(int argc, char** argv) {
       .option_int("keep-layers", "train: with layer checkpointing, the last N layers keep their activations", 0)
       .option_int("recompute-mlp-layers", "train: with layer checkpointing, the N layers before the kept ones recompute only their MLP's gate and up (train.recompute_mlp_layers)", 0)
       .option_int("offload-layers", "train: of the layers not recomputed whole, N keep their activations in host memory until the backward (train.offload_layers; fused path)", 0)
-      .option_str("offload", "train: manual (what --offload-layers and --offload-recomputed-inputs say) or auto (with --memory-budget, the planner chooses them from the host link and matrix-product speeds timed first; train.offload)", "manual")
+      .option_str("offload", "train: manual (what --offload-layers and --offload-recomputed-inputs say) or auto (with --memory-budget, the planner chooses them from the host link's speed and the model's own layer forward, timed first; train.offload)", "manual")
       .flag("offload-attention", "train: the offloaded layers keep q, k, v and the attention's output in host memory too, recomputing the attention (train.offload_attention; fused path)")
       .flag("offload-recomputed-inputs", "train: the layers recomputed whole keep their input in host memory until the backward (train.offload_recomputed_inputs; fused path)")
       .option_str("fused", "train: fused RMSNorm/RoPE/SwiGLU kernels: auto (on CUDA), on or off", "auto")

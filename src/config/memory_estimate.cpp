@@ -60,6 +60,11 @@ double layer_macs_per_token(const Qwen2Config& m, int64_t seq_len) {
 
 }  // namespace
 
+double layer_forward_flops(const Qwen2Config& m, const Config& cfg) {
+  return 2.0 * layer_macs_per_token(m, cfg.data.max_seq_len) * double(cfg.train.micro_batch) *
+         double(cfg.data.max_seq_len);
+}
+
 double attention_recompute_share(const Qwen2Config& m, int64_t seq_len) {
   return double(seq_len) * double(m.hidden_size) / layer_macs_per_token(m, seq_len);
 }
@@ -185,8 +190,7 @@ double cost_of(const Qwen2Config& m, const Config& cfg, const RecomputePlan& pla
       if (plan.offloaded(i, m.num_hidden_layers)) recompute += attention_recompute_share(m, cfg.data.max_seq_len);
   if (host <= 0 || !rates.known()) return recompute;
   // The bytes the link moves while one layer's forward computes.
-  const double tokens = double(cfg.train.micro_batch) * double(cfg.data.max_seq_len);
-  const double layer_s = 2.0 * layer_macs_per_token(m, cfg.data.max_seq_len) * tokens / rates.flops_per_s;
+  const double layer_s = layer_forward_flops(m, cfg) / rates.flops_per_s;
   const double link = host / (rates.link_bytes_per_s * layer_s), layers = double(m.num_hidden_layers);
   // The forward computes every layer once; the backward about twice that plus what it recomputes.
   return recompute + std::max(0.0, link - layers) + std::max(0.0, link - (2.0 * layers + recompute));

@@ -206,19 +206,19 @@ OffloadRates measure_offload_rates(const at::Device& device, int64_t hidden, int
   OffloadRates r;
   r.host_bytes = host_bytes;
   if (!device.is_cuda()) return r;
-  // One warm-up run (allocations, cuBLAS's choice of kernel), the median of 3.
-  auto median_s = [&](auto&& fn) { return time_median(device, 1, 3, fn); };
+  // One warm-up run (allocations, cuBLAS's choice of kernel), then the median.
+  auto median_s = [&](int reps, auto&& fn) { return time_median(device, 1, reps, fn); };
   {
     const int64_t bytes = int64_t(256) << 20;
     const auto d = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device));
     const auto h = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
-    r.link_bytes_per_s = double(bytes) / median_s([&] { h.copy_(d, /*non_blocking=*/true); });
+    r.link_bytes_per_s = double(bytes) / median_s(5, [&] { h.copy_(d, /*non_blocking=*/true); });
   }
   {
     const int64_t rows = 4096;
     const auto opts = at::TensorOptions().dtype(dtype).device(device);
     const auto x = at::randn({rows, hidden}, opts), w = at::randn({intermediate, hidden}, opts);
-    r.flops_per_s = 2.0 * double(rows) * double(hidden) * double(intermediate) / median_s([&] { (void)at::linear(x, w); });
+    r.flops_per_s = 2.0 * double(rows) * double(hidden) * double(intermediate) / median_s(3, [&] { (void)at::linear(x, w); });
   }
   return r;
 }

@@ -16,6 +16,7 @@
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
 #include "r1dist/tensor/device.h"
+#include "r1dist/tensor/device_timer.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/offload.h"
 #include "r1dist/train/rng_state.h"
@@ -44,12 +45,39 @@ at::Device prepare_device(const Config& cfg, const ProcessGroup& pg) {
   return device;
 }
 
+// Rank 0's figures on every rank: one plan for the job (plans differ in speed, not math).
+OffloadRates broadcast_rates(OffloadRates rates) {
+  double figures[3] = {rates.link_bytes_per_s, rates.flops_per_s, rates.host_bytes};
+  dist_broadcast(figures, sizeof figures, 0, "train.offload = auto: rank 0's link and compute rates");
+  return {figures[0], figures[1], figures[2]};
+}
+
+// train.offload = "auto": the host link and compute rates the plan is priced with (all zero
+// otherwise, and on the plain layer path, which offloads nothing). Every rank of the node pins
+// its own share of the machine's memory: at most 80% of it in all.
+OffloadRates offload_rates(const Config& cfg, const at::Device& device, const ProcessGroup& pg) {
+  if (cfg.train.offload != OffloadChoice::automatic) return {};
+  if (!fused::on_by_default(device)) {
+    log::warn("train.offload = auto moves nothing here: it applies to the fused layer path (the GPU's) only");
+    return {};
+  }
+  const auto mc = read_qwen2_config(cfg.model.path);
+  const auto rates = broadcast_rates(measure_offload_rates(
+      device, mc.hidden_size, mc.intermediate_size, to_scalar_type(cfg.model.dtype),
+      0.8 * device_memory_bytes(at::Device(at::kCPU)) / std::max(1, pg.local_world)));
+  log::info("train.offload = auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
+            rates.flops_per_s / 1e12, " TFLOP/s (until a layer is timed), up to ", rates.host_bytes / 1e9,
+            " GB of page-locked host memory per rank");
+  return rates;
+}
+
 // The memory a rank of this config needs (config/memory_estimate.h) against its share of the
 // device's (ranks of a node that share one device split it evenly): refuses (UsageError,
 // with the estimate) when it cannot fit.
 // train.checkpointing = "auto" is resolved here, in `cfg`, for this device (a budget of the
 // rank's share of the GPU unless one is set); the budget check applies to a budget the config set.
-MemoryEstimate check_memory(Config& cfg, const at::Device& device, const ProcessGroup& pg) {
+MemoryEstimate check_memory(Config& cfg, const at::Device& device, const ProcessGroup& pg,
+                            const OffloadRates& rates) {
   const auto mc = read_qwen2_config(cfg.model.path);
   const int sharing = ranks_sharing_device(to_string(cfg.model.device), pg.local_rank, pg.local_world);
   const double capacity = device_memory_bytes(device) / sharing;
@@ -59,24 +87,7 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
   const Config set = cfg;
   cfg = resolve_checkpointing(cfg, device.is_cuda() ? capacity : 0.0);
   const bool fused_path = fused::on_by_default(device);
-  // Every rank of the node pins its own share of the machine's memory: at most 80% of it in all.
   const double host = device_memory_bytes(at::Device(at::kCPU));
-  OffloadRates rates;
-  if (cfg.train.offload == OffloadChoice::automatic) {
-    if (fused_path) {
-      rates = measure_offload_rates(device, mc.hidden_size, mc.intermediate_size, to_scalar_type(cfg.model.dtype),
-                                    0.8 * host / std::max(1, pg.local_world));
-      // Rank 0's figures on every rank: one plan for the job (plans differ in speed, not math).
-      double figures[3] = {rates.link_bytes_per_s, rates.flops_per_s, rates.host_bytes};
-      dist_broadcast(figures, sizeof figures, 0, "train.offload = auto: rank 0's link and compute rates");
-      rates = {figures[0], figures[1], figures[2]};
-      log::info("train.offload = auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
-                rates.flops_per_s / 1e12, " TFLOP/s, up to ", rates.host_bytes / 1e9,
-                " GB of page-locked host memory per rank");
-    } else {
-      log::warn("train.offload = auto moves nothing here: it applies to the fused layer path (the GPU's) only");
-    }
-  }
   const auto est =
       estimate_training_memory(mc, cfg, fused_path ? LayerPath::fused : LayerPath::plain, rates);
   check_memory_fits(est, capacity, where, set);
@@ -219,9 +230,29 @@ int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) 
   return g;
 }
 
+OffloadRates with_layer_forward_rate(const Qwen2Model& model, const Config& cfg, OffloadRates rates) {
+  const auto dev = model.device();
+  const auto& mc = model.config();
+  const int64_t b = cfg.train.micro_batch, s = cfg.data.max_seq_len;
+  // The input is random: the generators' states go back afterwards, so the run's dropout
+  // masks are those of a run that did not time anything.
+  const std::string streams = save_rng(dev);
+  const auto h = at::randn({b, s, int64_t(mc.hidden_size)}, at::TensorOptions().dtype(model.dtype()).device(dev));
+  const auto [cos, sin] = rope_tables(mc.head_dim, mc.rope_theta, 0, s, model.dtype(), dev);
+  double seconds = 0;
+  {
+    at::AutoGradMode on(true);  // as in training: the layer keeps what its backward needs
+    seconds = time_median(dev, 1, 3, [&] { (void)model.layer_forward(0, h, cos, sin); });
+  }
+  load_rng(streams, dev);
+  rates.flops_per_s = layer_forward_flops(mc, cfg) / seconds;
+  return rates;
+}
+
 Run::Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
     : device(prepare_device(cfg, pg)),
-      memory(check_memory(cfg, device, pg)),
+      rates(offload_rates(cfg, device, pg)),
+      memory(check_memory(cfg, device, pg, rates)),
       tok(Tokenizer::load(cfg.model.path)),
       data(load_data(cfg, tok, pg, faults)),
       global_batch(checked_global_batch(cfg, data, pg.world)),
@@ -231,6 +262,17 @@ Run::Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
       comm(make_communicator(cfg.dist.backend, device)),
       id{model_config_hash(cfg.model.path), model_weights_fingerprint(cfg.model.path), data.fingerprint, global_batch,
          comm->name()} {
+  if (rates.known()) {
+    // The plan again, priced with this model's own layer instead of the product alone.
+    const double product = rates.flops_per_s;
+    rates = broadcast_rates(with_layer_forward_rate(model, cfg, rates));
+    memory = estimate_training_memory(model.config(), cfg, LayerPath::fused, rates);
+    log::info("train.offload = auto: a layer's forward at ", cfg.train.micro_batch, " x ", cfg.data.max_seq_len,
+              " tokens runs at ", rates.flops_per_s / 1e12, " TFLOP/s (the product alone ", product / 1e12,
+              "): the backward's plan for the ", model.config().num_hidden_layers, " layers: ",
+              memory.plan.describe(model.config().num_hidden_layers), "; estimate ", memory.describe(), ", about ",
+              memory.host / 1e9, " GB of page-locked host memory per rank");
+  }
   log::info("model ", cfg.model.path, " on ", device.str(), " (", to_string(cfg.model.dtype), ", base ",
             to_string(cfg.quant.mode), "), ", model.lora().flat().numel(), " LoRA parameters; ", pg.world,
             " rank(s), gradients over ", comm->name(), "; global batch ", global_batch, " rows = ",

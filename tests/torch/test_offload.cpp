@@ -3,6 +3,7 @@
 // bookkeeping, host copies) and on the GPU (copy streams, prefetch, the CPU's wait for the
 // copies in flight), beside recomputed and MLP-recomputing layers, with LoRA dropout.
 #include <ATen/ATen.h>
+#include <cmath>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "r1dist/model/qwen2.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/offload.h"
+#include "r1dist/train/build_run.h"
 #include "support/models.h"
 
 namespace r1dist {
@@ -104,6 +106,29 @@ TEST(Offload, LayersInHostMemoryGiveTheSameGradientsOnTheGpu) {
 }
 
 // The store alone: values come back as they went, each key once, a later forward reuses it.
+// train.offload = "auto" prices a plan with the model's own layer: its forward timed at the
+// step's shape gives the compute rate (the other figures pass through), and the random streams
+// are where they were (LoRA dropout draws in that forward), so a run that times it draws the
+// dropout masks of one that does not.
+TEST(Offload, TheLayerRateIsTimedWithoutMovingTheRandomStreams) {
+  auto m = six_layers(at::Device(at::kCPU), at::kFloat, 0.3);
+  Config cfg;
+  cfg.train.micro_batch = 2;
+  cfg.data.max_seq_len = 24;
+  at::manual_seed(3);
+  const auto expected = at::rand({8});
+  at::manual_seed(3);
+  const OffloadRates timed = with_layer_forward_rate(m, cfg, OffloadRates{2e9, 1.0, 5e9});
+  EXPECT_TRUE(at::rand({8}).equal(expected));
+  EXPECT_EQ(timed.link_bytes_per_s, 2e9);
+  EXPECT_EQ(timed.host_bytes, 5e9);
+  ASSERT_TRUE(timed.known());
+  // The layer's forward in seconds: positive and finite (its value is the machine's).
+  const double seconds = layer_forward_flops(m.config(), cfg) / timed.flops_per_s;
+  EXPECT_GT(seconds, 0.0);
+  EXPECT_TRUE(std::isfinite(seconds));
+}
+
 TEST(Offload, TheStoreGivesEachTensorBackOnce) {
   ActivationOffload store(at::Device(at::kCPU));
   EXPECT_THROW(store.put(at::ones({2})), Error);  // no group begun

@@ -141,7 +141,8 @@ struct TrainConfig {
   bool offload_attention = false;
   // manual: offload what offload_layers and offload_recomputed_inputs say; auto: with a
   // memory budget on the GPU, the planner chooses them too, weighing the host link's measured
-  // speed against recomputation (config/memory_estimate.h: OffloadRates).
+  // speed against recomputation at the model's measured layer speed (config/memory_estimate.h:
+  // OffloadRates).
   OffloadChoice offload = OffloadChoice::manual;
   // With checkpointing = layer or auto, instead of keep_layers and recompute_mlp_layers: the
   // plan with the least recomputation whose memory estimate (config/memory_estimate.h) fits

@@ -66,8 +66,9 @@ struct MemoryEstimate {
 };
 
 // What moving activations to the host costs on a device (train.offload = "auto"): the host
-// link's speed, the speed of the matrix products the copies overlap with, and the page-locked
-// memory one rank may take. Zeros: unknown (the CPU), and "auto" offloads nothing.
+// link's speed, the rate of the layers' forward the copies overlap with (FLOPs per second as
+// layer_forward_flops counts them), and the page-locked memory one rank may take. Zeros:
+// unknown (the CPU), and "auto" offloads nothing.
 struct OffloadRates {
   double link_bytes_per_s = 0;
   double flops_per_s = 0;
@@ -99,6 +100,10 @@ RecomputePlan recompute_plan(const Qwen2Config& model, const Config& cfg, LayerP
 // (the bytes it moves beyond what the link carries while the layers compute; likewise for the
 // way back in the backward). Fitted to the 14B at 8192 tokens on an H200 (docs/PERFORMANCE.md).
 double plan_cost(const Qwen2Config& model, const Config& cfg, const RecomputePlan& plan, const OffloadRates& rates);
+
+// One layer's forward FLOPs at the step's shape (train.micro_batch x data.max_seq_len tokens):
+// the projections and causal attention's two products, the unit plan_cost prices in.
+double layer_forward_flops(const Qwen2Config& model, const Config& cfg);
 
 // The share of a layer's forward that its attention's products cost (what a layer of
 // RecomputePlan::offload_attention recomputes), from the multiply-adds per token at `seq_len`.

@@ -78,11 +78,13 @@ at::Tensor offload_saved(torch::autograd::AutogradContext* ctx, const std::strin
                          bool attention_part = false);
 at::Tensor restore_saved(torch::autograd::AutogradContext* ctx, const std::string& name, const at::Tensor& saved);
 
-// The rates train.offload = "auto" plans with, timed on `device` (a CUDA one; elsewhere all
-// zero): the host link as a 256 MB copy to page-locked memory, and the matrix products as one
-// (4,096 x hidden) x (hidden x intermediate) product in `dtype` (the forward runs slower than
-// its products alone, so the link's share comes out high: the plan errs towards recomputing);
-// medians of 3 after a warm-up, about 50 ms. `host_bytes` is passed through.
+// The rates train.offload = "auto" plans with before the model is loaded, timed on `device` (a
+// CUDA one; elsewhere all zero): the host link as a 256 MB copy to page-locked memory (median
+// of 5 after a warm-up), and as the compute rate one (4,096 x hidden) x (hidden x intermediate)
+// product in `dtype` (median of 3), about 60 ms. A layer's forward runs slower than that
+// product alone (a 14B layer at 8,192 tokens ~30% slower on an H200), so with the model loaded
+// the run replaces the figure by its own layer's (train/build_run.h: with_layer_forward_rate).
+// `host_bytes` is passed through.
 OffloadRates measure_offload_rates(const at::Device& device, int64_t hidden, int64_t intermediate,
                                    at::ScalarType dtype, double host_bytes);
 

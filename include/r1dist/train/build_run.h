@@ -1,5 +1,5 @@
-// The build phase of a run, the one that training and `--dry-run` share: device -> memory
-// check -> tokenizer -> data (rank 0 tokenizes and fills the cache, the others read it) ->
+// The build phase of a run, the one that training and `--dry-run` share: device -> host link
+// and compute rates (train.offload = "auto") -> memory check -> tokenizer -> data (rank 0 tokenizes and fills the cache, the others read it) ->
 // the checks of data against batch and model -> batch plan -> model + LoRA -> optimizer ->
 // communicator -> the run's identity. Built in this order by Run's constructor (members in
 // declaration order); each stage logs what it made.
@@ -31,7 +31,8 @@ struct Run {
   Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults = {});
 
   at::Device device;      // this rank's, with the process settings that keep a CPU rank fast
-  MemoryEstimate memory;  // per rank (config/memory_estimate.h)
+  OffloadRates rates;     // train.offload = "auto": rank 0's, the layer timed once the model is built
+  MemoryEstimate memory;  // per rank (config/memory_estimate.h), with the plan the step follows
   Tokenizer tok;
   Dataset data;
   int64_t global_batch;   // micro_batch x grad_accum x ranks
@@ -41,6 +42,12 @@ struct Run {
   std::unique_ptr<Communicator> comm;
   RunIdentity id;
 };
+
+// `rates` with the compute figure of this model's own layer 0: its forward at the step's
+// shape (train.micro_batch x data.max_seq_len tokens, causal, gradients on as in training;
+// median of 3 after a warm-up), as layer_forward_flops per second. The random streams are
+// restored afterwards. What train.offload = "auto" plans with once the model is built.
+OffloadRates with_layer_forward_rate(const Qwen2Model& model, const Config& cfg, OffloadRates rates);
 
 // Rows per step (micro_batch x grad_accum x world), after the checks of the data against the
 // batch and the model that need no device: refuses (UsageError) a global batch larger than
