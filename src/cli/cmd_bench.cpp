@@ -462,8 +462,7 @@ int bench_train(const Args& a) {
   // --offload auto: the trainer's rates, timed here (tensor/offload.h).
   OffloadRates rates;
   if (run.train.offload == OffloadChoice::automatic && fused_path) {
-    rates = measure_offload_rates(dev, cfg.hidden_size, cfg.intermediate_size, dtype,
-                                  0.8 * device_memory_bytes(at::Device(at::kCPU)));
+    rates = measure_offload_rates(dev, cfg.hidden_size, cfg.intermediate_size, dtype, pinned_host_cap(pg.local_world));
     log::info("bench train: --offload auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
               rates.flops_per_s / 1e12, " TFLOP/s");
   }

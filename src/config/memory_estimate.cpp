@@ -185,9 +185,11 @@ double cost_of(const Qwen2Config& m, const Config& cfg, const RecomputePlan& pla
                const OffloadRates& rates) {
   const double share = mlp_recompute_share(m, cfg.data.max_seq_len);
   double recompute = double(plan.layers) + share * double(plan.mlp);
-  if (plan.offload_attention)
-    for (int64_t i = 0; i < m.num_hidden_layers; ++i)
-      if (plan.offloaded(i, m.num_hidden_layers)) recompute += attention_recompute_share(m, cfg.data.max_seq_len);
+  if (plan.offload_attention) {
+    int64_t offloaded = 0;
+    for (int64_t i = 0; i < m.num_hidden_layers; ++i) offloaded += plan.offloaded(i, m.num_hidden_layers);
+    recompute += double(offloaded) * attention_recompute_share(m, cfg.data.max_seq_len);
+  }
   if (host <= 0 || !rates.known()) return recompute;
   // The bytes the link moves while one layer's forward computes.
   const double layer_s = layer_forward_flops(m, cfg) / rates.flops_per_s;

@@ -1,9 +1,11 @@
 #include "r1dist/tensor/offload.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "r1dist/base/error.h"
+#include "r1dist/tensor/device.h"
 #include "r1dist/tensor/device_timer.h"
 #ifdef R1DIST_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -199,6 +201,10 @@ at::Tensor restore_saved(torch::autograd::AutogradContext* ctx, const std::strin
   const auto it = ctx->saved_data.find(name);
   if (it == ctx->saved_data.end()) return saved;
   return reinterpret_cast<ActivationOffload*>(ctx->saved_data["offload"].toInt())->take(it->second.toInt());
+}
+
+double pinned_host_cap(int local_ranks) {
+  return kPinnedHostShare * device_memory_bytes(at::Device(at::kCPU)) / std::max(1, local_ranks);
 }
 
 OffloadRates measure_offload_rates(const at::Device& device, int64_t hidden, int64_t intermediate,

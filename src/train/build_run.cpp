@@ -64,7 +64,7 @@ OffloadRates offload_rates(const Config& cfg, const at::Device& device, const Pr
   const auto mc = read_qwen2_config(cfg.model.path);
   const auto rates = broadcast_rates(measure_offload_rates(
       device, mc.hidden_size, mc.intermediate_size, to_scalar_type(cfg.model.dtype),
-      0.8 * device_memory_bytes(at::Device(at::kCPU)) / std::max(1, pg.local_world)));
+      pinned_host_cap(pg.local_world)));
   log::info("train.offload = auto: host link ", rates.link_bytes_per_s / 1e9, " GB/s, matrix products ",
             rates.flops_per_s / 1e12, " TFLOP/s (until a layer is timed), up to ", rates.host_bytes / 1e9,
             " GB of page-locked host memory per rank");
@@ -109,11 +109,12 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
                                        (est.plan.offload_inputs ? "train.offload_recomputed_inputs" : "");
     log::info(keys, ": ", est.plan.describe(mc.num_hidden_layers), "; about ", est.host / 1e9,
               " GB of page-locked host memory per rank");
-    if (host > 0 && est.host * pg.local_world > 0.8 * host)
+    if (host > 0 && est.host > pinned_host_cap(pg.local_world))
       throw UsageError("what " + keys + " move to the host needs about " +
                        std::to_string(int64_t(est.host / 1e9 + 0.5)) + " GB of page-locked memory per rank, " +
                        std::to_string(pg.local_world) +
-                       " rank(s) on this node: more than 80% of its " + std::to_string(int64_t(host / 1e9)) +
+                       " rank(s) on this node: more than " + std::to_string(int(kPinnedHostShare * 100 + 0.5)) +
+                       "% of its " + std::to_string(int64_t(host / 1e9)) +
                        " GB\nHINT: lower train.offload_layers or set train.offload_recomputed_inputs = false");
   }
   if (cfg.train.memory_budget_gb > 0) {

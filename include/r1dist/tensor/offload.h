@@ -78,6 +78,11 @@ at::Tensor offload_saved(torch::autograd::AutogradContext* ctx, const std::strin
                          bool attention_part = false);
 at::Tensor restore_saved(torch::autograd::AutogradContext* ctx, const std::string& name, const at::Tensor& saved);
 
+// The page-locked host memory one rank may take for offloaded activations: 80% of this node's
+// memory (0 where unknown) shared evenly among its `local_ranks`.
+constexpr double kPinnedHostShare = 0.8;
+double pinned_host_cap(int local_ranks);
+
 // The rates train.offload = "auto" plans with before the model is loaded, timed on `device` (a
 // CUDA one; elsewhere all zero): the host link as a 256 MB copy to page-locked memory (median
 // of 5 after a warm-up), and as the compute rate one (4,096 x hidden) x (hidden x intermediate)
