@@ -172,19 +172,31 @@ at::Tensor rotate_half(const at::Tensor& x) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::project_qkv(const Qwen2Layer& l, const at::Tensor& h,
                                                                        const at::Tensor& cos,
                                                                        const at::Tensor& sin) const {
-  const int64_t b = h.size(0), t = h.size(1), d = cfg_.head_dim;
-  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   if (fused_) {
-    // RoPE on the projections' own (B, T, heads, D) layout; the transposes are views.
     auto qkv = LoraLinear::forward_normed({&l.q, &l.k, &l.v}, h, l.input_norm, cfg_.rms_norm_eps);
-    auto q = fused::rope(qkv[0].view({b, t, nh, d}), cos, sin).transpose(1, 2);
-    auto k = fused::rope(qkv[1].view({b, t, nkv, d}), cos, sin).transpose(1, 2);
-    return {q, k, qkv[2].view({b, t, nkv, d}).transpose(1, 2)};
+    return rotate_qkv(qkv[0], qkv[1], qkv[2], cos, sin);
   }
   const auto x = rms_norm(h, l.input_norm);
-  auto q = l.q.forward(x).view({b, t, nh, d}).transpose(1, 2);    // (B, nh, T, D)
-  auto k = l.k.forward(x).view({b, t, nkv, d}).transpose(1, 2);   // (B, nkv, T, D)
-  auto v = l.v.forward(x).view({b, t, nkv, d}).transpose(1, 2);
+  // q, k, v in statements of their own: the order LoRA dropout draws their masks in.
+  auto q = l.q.forward(x);
+  auto k = l.k.forward(x);
+  return rotate_qkv(q, k, l.v.forward(x), cos, sin);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Qwen2Model::rotate_qkv(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                                      const at::Tensor& v_in, const at::Tensor& cos,
+                                                                      const at::Tensor& sin) const {
+  const int64_t b = q_in.size(0), t = q_in.size(1), d = cfg_.head_dim;
+  const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  const auto v = v_in.view({b, t, nkv, d}).transpose(1, 2);  // (B, nkv, T, D)
+  if (fused_) {
+    // RoPE on the projections' own (B, T, heads, D) layout; the transposes are views.
+    auto q = fused::rope(q_in.view({b, t, nh, d}), cos, sin).transpose(1, 2);
+    auto k = fused::rope(k_in.view({b, t, nkv, d}), cos, sin).transpose(1, 2);
+    return {q, k, v};
+  }
+  auto q = q_in.view({b, t, nh, d}).transpose(1, 2);   // (B, nh, T, D)
+  auto k = k_in.view({b, t, nkv, d}).transpose(1, 2);  // (B, nkv, T, D)
   return {q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v};
 }
 
@@ -269,12 +281,22 @@ at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& h, bool recomp
     auto gate_up = LoraLinear::forward_normed({&l.gate, &l.up}, h, l.post_norm, cfg_.rms_norm_eps);
     return l.down.forward_swiglu(gate_up[0], gate_up[1]);
   }
-  const auto x = rms_norm(h, l.post_norm);
+  return mlp_of_normed(l, rms_norm(h, l.post_norm));
+}
+
+at::Tensor Qwen2Model::mlp_of_normed(const Qwen2Layer& l, const at::Tensor& x) const {
   // gate before up, in statements of their own: the order LoRA dropout draws their masks in
   // (as forward_normed and forward_mlp do), which the operands of one expression leave open.
   const auto gate = l.gate.forward(x);
   const auto up = l.up.forward(x);
-  return l.down.forward(at::silu(gate) * up);
+  return fused_ ? l.down.forward_swiglu(gate, up) : l.down.forward(at::silu(gate) * up);
+}
+
+std::pair<at::Tensor, at::Tensor> Qwen2Model::add_norm(const at::Tensor& h, const at::Tensor& delta,
+                                                       const at::Tensor& w) const {
+  if (fused_) return fused::add_rms_norm(h, delta, w, cfg_.rms_norm_eps);
+  auto sum = h + delta;
+  return {sum, rms_norm(sum, w)};
 }
 
 at::Tensor Qwen2Model::hidden_states(const at::Tensor& ids, KVCache* cache, const at::Tensor& left_pad) const {
@@ -327,21 +349,28 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   cos = cos.unsqueeze(1);                                                      // (B, 1, 1, D)
   sin = sin.unsqueeze(1);
   const double scale = 1.0 / std::sqrt(double(d));
-  auto hidden = through_layers(at::embedding(embed_, ids), [&](int i, at::Tensor h) {
+  // Each residual add and the norm after it in one step (add_norm); n is the next norm's output.
+  const int64_t layers = cfg_.num_hidden_layers;
+  auto h = at::embedding(embed_, ids);
+  auto n = rms_norm(h, layers_[0].input_norm);
+  for (int64_t i = 0; i < layers; ++i) {
     const auto& l = layers_[size_t(i)];
-    auto [q, k, v] = project_qkv(l, h, cos, sin);
+    auto q_in = l.q.forward(n);
+    auto k_in = l.k.forward(n);
+    auto [q, k, v] = rotate_qkv(q_in, k_in, l.v.forward(n), cos, sin);
     cache.k[size_t(i)].index_copy_(2, slots.column, k);
     cache.v[size_t(i)].index_copy_(2, slots.column, v);
     // The rep query heads of a group become rep query rows over the group's keys.
-    auto qg = q.reshape({b, nkv, rep, d});
-    auto out = compat::masked_attention(qg, cache.k[size_t(i)].narrow(2, 0, span),
-                                        cache.v[size_t(i)].narrow(2, 0, span), allowed, scale);  // (B, nkv, rep, D)
-    h = h + l.o.forward(out.reshape({b, 1, nh * d}));
-    return h + mlp(l, h);
-  });
+    const auto qg = q.reshape({b, nkv, rep, d});
+    const auto keys = cache.k[size_t(i)].narrow(2, 0, span), values = cache.v[size_t(i)].narrow(2, 0, span);
+    const auto out = fused_ ? fused::decode_attention(qg, keys, values, allowed.view({b, span}), scale)
+                            : compat::masked_attention(qg, keys, values, allowed, scale);  // (B, nkv, rep, D)
+    std::tie(h, n) = add_norm(h, l.o.forward(out.reshape({b, 1, nh * d})), l.post_norm);
+    std::tie(h, n) = add_norm(h, mlp_of_normed(l, n), i + 1 < layers ? layers_[size_t(i + 1)].input_norm : final_norm_);
+  }
   slots.positions.add_(1);
   slots.column.add_(1);
-  return lm_head(hidden).select(1, 0);
+  return lm_head(n).select(1, 0);
 }
 
 at::Tensor Qwen2Model::lm_head(const at::Tensor& hidden) const {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "r1dist/base/error.h"
+#include "r1dist/tensor/compat.h"
 #ifdef R1DIST_WITH_CUDA
 #include "tensor/fused_ops_cuda.h"
 #endif
@@ -163,6 +164,36 @@ at::Tensor rms_norm(const at::Tensor& x_in, const at::Tensor& w_in, double eps) 
   check_same(x, w, "rms_norm");
   if (!needs_graph(x)) return rms_norm_values(x, w, eps).first;
   return RmsNormFunction::apply(x, w, eps);
+}
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x_in, const at::Tensor& delta_in,
+                                               const at::Tensor& w_in, double eps) {
+  check(x_in.sizes() == delta_in.sizes(), "fused::add_rms_norm: x and delta differ in shape");
+  check(!needs_graph(x_in) && !needs_graph(delta_in) && !w_in.requires_grad(),
+        "fused::add_rms_norm: for inference (no gradient through it)");
+  const auto x = x_in.contiguous(), delta = delta_in.contiguous();
+  const auto w = w_in.to(x.scalar_type()).contiguous();
+  check_same(x, delta, "add_rms_norm");
+  check_same(x, w, "add_rms_norm");
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(x)) return cuda::add_rms_norm(x, delta, w, eps);
+#endif
+  auto sum = x + delta;
+  return {sum, rms_norm_values(sum, w, eps).first};
+}
+
+at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& allowed, double scale) {
+  check(q_in.dim() == 4 && k.dim() == 4 && v.dim() == 4 && allowed.dim() == 2 && k.size(1) == q_in.size(1) &&
+            allowed.size(0) == q_in.size(0) && allowed.size(1) == k.size(2),
+        "fused::decode_attention: q (B, Hkv, R, D), k and v (B, Hkv, S, D), allowed (B, S)");
+#ifdef R1DIST_WITH_CUDA
+  const auto q = q_in.contiguous();
+  if (on_kernels(q) && cuda::decode_attention_applies(q, k, v, allowed))
+    return cuda::decode_attention(q, k, v, allowed, scale);
+#endif
+  // Each group's R query heads as R query rows of one head over its keys.
+  return compat::masked_attention(q_in, k, v, allowed.view({allowed.size(0), 1, 1, allowed.size(1)}), scale);
 }
 
 at::Tensor rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {

@@ -57,21 +57,29 @@ __device__ float block_sum(float v) {
   return total;
 }
 
-// ---- RMSNorm: one block per row.
-template <typename T, int N>
-__global__ void rms_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
-                                   float* __restrict__ rstd, int64_t h, float eps) {
+// ---- RMSNorm: one block per row. With Add, the row normed is x + delta (rounded to T, as
+// the sum of two tensors), written to `sum` first: each thread reads back only what it wrote.
+template <typename T, int N, bool Add>
+__global__ void rms_forward_kernel(const T* __restrict__ x, const T* __restrict__ delta, T* __restrict__ sum,
+                                   const T* __restrict__ w, T* __restrict__ y, float* __restrict__ rstd, int64_t h,
+                                   float eps) {
   const int64_t row = blockIdx.x, nv = h / N;
-  const T* xr = x + row * h;
+  const T* xr = Add ? sum + row * h : x + row * h;
   T* yr = y + row * h;
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
-    const auto xv = load<T, N>(xr, i);
+    auto xv = load<T, N>(x + row * h, i);
+    if (Add) {
+      const auto dv = load<T, N>(delta + row * h, i);
+#pragma unroll
+      for (int j = 0; j < N; ++j) xv.v[j] = from_f<T>(to_f(xv.v[j]) + to_f(dv.v[j]));
+      store<T, N>(sum + row * h, i, xv);
+    }
 #pragma unroll
     for (int j = 0; j < N; ++j) ss += to_f(xv.v[j]) * to_f(xv.v[j]);
   }
   const float r = rsqrtf(block_sum(ss) / float(h) + eps);
-  if (threadIdx.x == 0) rstd[row] = r;
+  if (threadIdx.x == 0 && rstd) rstd[row] = r;
   for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
     const auto xv = load<T, N>(xr, i);
     const auto wv = load<T, N>(w, i);
@@ -247,6 +255,129 @@ __global__ void softmax_grad_kernel(T* __restrict__ logits, const float* __restr
   store<T, N>(xr, i, xv);
 }
 
+// ---- Decoding attention: one query token per row over its cache's first S columns.
+// Block (split, head, b) takes the columns [split * C, split * C + C) of key/value head `head`
+// for the R query heads that share it: scores (a thread per column, fp32 dot products against
+// the queries held in shared memory; -inf where not allowed), each query's maximum and sum of
+// exponentials (a warp per query), then the weighted values (a thread per dimension). With one
+// split it writes the output; with more, fp32 partial sums and (max, sum) per query, which
+// attention_combine_kernel merges.
+constexpr int kAttnThreads = 128, kAttnChunk = 128, kAttnMaxRows = 16;
+
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(
+    const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const bool* __restrict__ allowed,
+    int64_t k_batch, int64_t k_head, int64_t v_batch, int64_t v_head, int64_t allowed_batch, int heads, int rows,
+    int d, int64_t span, float scale, T* __restrict__ out, float* __restrict__ part, float* __restrict__ stats) {
+  constexpr int V = 16 / sizeof(T);
+  extern __shared__ float smem[];
+  float* qs = smem;                      // rows x d
+  float* p = qs + rows * d;              // rows x kAttnChunk
+  float* st = p + rows * kAttnChunk;     // rows x 2: max, sum
+  const int split = blockIdx.x, head = blockIdx.y, b = blockIdx.z;
+  const int64_t c0 = int64_t(split) * kAttnChunk, n = span - c0 < kAttnChunk ? span - c0 : kAttnChunk;
+  const T* qb = q + (int64_t(b) * heads + head) * rows * d;
+  for (int i = threadIdx.x; i < rows * d; i += blockDim.x) qs[i] = to_f(qb[i]);
+  __syncthreads();
+  const T* kb = k + b * k_batch + head * k_head;
+  const T* vb = v + b * v_batch + head * v_head;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const int64_t col = c0 + j;
+    if (!allowed[b * allowed_batch + col]) {
+      for (int r = 0; r < rows; ++r) p[r * kAttnChunk + j] = -INFINITY;
+      continue;
+    }
+    float acc[kAttnMaxRows];
+#pragma unroll
+    for (int r = 0; r < kAttnMaxRows; ++r) acc[r] = 0.f;
+    const T* kr = kb + col * d;
+    for (int e = 0; e < d; e += V) {
+      const auto kv = load<T, V>(kr + e, 0);
+#pragma unroll
+      for (int r = 0; r < kAttnMaxRows; ++r) {
+        if (r >= rows) break;
+        const float* qr = qs + r * d + e;
+#pragma unroll
+        for (int t = 0; t < V; ++t) acc[r] = fmaf(qr[t], to_f(kv.v[t]), acc[r]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kAttnMaxRows; ++r)
+      if (r < rows) p[r * kAttnChunk + j] = acc[r] * scale;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int r = warp; r < rows; r += kAttnThreads / 32) {
+    float* pr = p + r * kAttnChunk;
+    float m = -INFINITY;
+    for (int64_t j = lane; j < n; j += 32) m = fmaxf(m, pr[j]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float l = 0.f;
+    for (int64_t j = lane; j < n; j += 32) {
+      const float e = m == -INFINITY ? 0.f : expf(pr[j] - m);
+      pr[j] = e;
+      l += e;
+    }
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) st[2 * r] = m, st[2 * r + 1] = l;
+  }
+  __syncthreads();
+  const int splits = gridDim.x;
+  for (int e = threadIdx.x; e < d; e += blockDim.x) {
+    float acc[kAttnMaxRows];
+#pragma unroll
+    for (int r = 0; r < kAttnMaxRows; ++r) acc[r] = 0.f;
+    for (int64_t j = 0; j < n; ++j) {
+      const float x = to_f(vb[(c0 + j) * d + e]);
+#pragma unroll
+      for (int r = 0; r < kAttnMaxRows; ++r)
+        if (r < rows) acc[r] = fmaf(p[r * kAttnChunk + j], x, acc[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < kAttnMaxRows; ++r) {
+      if (r >= rows) break;
+      const int64_t o = ((int64_t(b) * heads + head) * rows + r) * d + e;
+      if (splits == 1) {
+        const float l = st[2 * r + 1];
+        out[o] = from_f<T>(l > 0.f ? acc[r] / l : 0.f);
+      } else {
+        const int64_t all = int64_t(gridDim.z) * heads * rows * d;
+        part[split * all + o] = acc[r];
+      }
+    }
+  }
+  if (splits > 1 && threadIdx.x < rows) {
+    const int64_t all = int64_t(gridDim.z) * heads * rows;
+    const int64_t o = (int64_t(b) * heads + head) * rows + threadIdx.x;
+    stats[2 * (split * all + o)] = st[2 * threadIdx.x];
+    stats[2 * (split * all + o) + 1] = st[2 * threadIdx.x + 1];
+  }
+}
+
+// Merges the splits' partial sums: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, M the
+// largest m_s (a split with nothing allowed has m_s = -inf, l_s = 0 and adds nothing). Block
+// per query row.
+template <typename T>
+__global__ void attention_combine_kernel(const float* __restrict__ part, const float* __restrict__ stats, int splits,
+                                         int64_t queries, int d, T* __restrict__ out) {
+  const int64_t qi = blockIdx.x;
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, stats[2 * (s * queries + qi)]);
+  float l = 0.f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = stats[2 * (s * queries + qi)];
+    if (ms != -INFINITY) l += expf(ms - m) * stats[2 * (s * queries + qi) + 1];
+  }
+  for (int e = threadIdx.x; e < d; e += blockDim.x) {
+    float acc = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = stats[2 * (s * queries + qi)];
+      if (ms != -INFINITY) acc += expf(ms - m) * part[(s * queries + qi) * d + e];
+    }
+    out[qi * d + e] = from_f<T>(l > 0.f ? acc / l : 0.f);
+  }
+}
+
 // ---- launching
 
 bool aligned16(std::initializer_list<const at::Tensor*> ts) {
@@ -283,25 +414,47 @@ int row_threads(int64_t work_per_row) {
 
 }  // namespace
 
+// The norm of x, or (delta defined) of sum = x + delta, into y; rstd when defined.
+void rms_norm_into(const at::Tensor& x, const at::Tensor& delta, const at::Tensor& sum, const at::Tensor& w,
+                   const at::Tensor& y, const at::Tensor& rstd, double eps) {
+  const int64_t h = x.size(-1), rows = x.numel() / std::max<int64_t>(h, 1);
+  if (rows == 0) return;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const bool add = delta.defined();
+  float* r = rstd.defined() ? rstd.data_ptr<float>() : nullptr;
+  by_dtype(x.scalar_type(), "rms_norm", [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int V = 16 / sizeof(T);
+    const T* d = add ? ptr<T>(delta) : nullptr;
+    T* s = add ? ptr<T>(sum) : nullptr;
+    const bool vec = h % V == 0 && aligned16({&x, &w, &y}) && (!add || aligned16({&delta, &sum}));
+#define R1DIST_RMS(NV, ADD)                                                                            \
+  rms_forward_kernel<T, NV, ADD><<<rows, row_threads(h / NV), 0, stream>>>(ptr<T>(x), d, s, ptr<T>(w), \
+                                                                           ptr<T>(y), r, h, float(eps))
+    if (vec && add) R1DIST_RMS(V, true);
+    else if (vec) R1DIST_RMS(V, false);
+    else if (add) R1DIST_RMS(1, true);
+    else R1DIST_RMS(1, false);
+#undef R1DIST_RMS
+  });
+  check_launch("rms_norm forward");
+}
+
 std::pair<at::Tensor, at::Tensor> rms_norm_forward(const at::Tensor& x, const at::Tensor& w, double eps) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t h = x.size(-1), rows = x.numel() / std::max<int64_t>(h, 1);
   auto y = at::empty_like(x);
   auto rstd = at::empty({rows}, x.options().dtype(at::kFloat));
-  if (rows == 0) return {y, rstd};
-  auto stream = at::cuda::getCurrentCUDAStream();
-  by_dtype(x.scalar_type(), "rms_norm", [&](auto tag) {
-    using T = decltype(tag);
-    constexpr int V = 16 / sizeof(T);
-    if (h % V == 0 && aligned16({&x, &w, &y}))
-      rms_forward_kernel<T, V><<<rows, row_threads(h / V), 0, stream>>>(ptr<T>(x), ptr<T>(w), ptr<T>(y),
-                                                                        rstd.data_ptr<float>(), h, float(eps));
-    else
-      rms_forward_kernel<T, 1><<<rows, row_threads(h), 0, stream>>>(ptr<T>(x), ptr<T>(w), ptr<T>(y),
-                                                                    rstd.data_ptr<float>(), h, float(eps));
-  });
-  check_launch("rms_norm forward");
+  rms_norm_into(x, at::Tensor(), at::Tensor(), w, y, rstd, eps);
   return {y, rstd};
+}
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta, const at::Tensor& w,
+                                               double eps) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto sum = at::empty_like(x), y = at::empty_like(x);
+  rms_norm_into(x, delta, sum, w, y, at::Tensor(), eps);
+  return {sum, y};
 }
 
 at::Tensor rms_norm_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd) {
@@ -432,6 +585,51 @@ void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& 
     }
   });
   check_launch("softmax_grad");
+}
+
+bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& allowed) {
+  if (!q.is_cuda() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 2) return false;
+  const auto st = q.scalar_type();
+  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf) return false;
+  if (k.scalar_type() != st || v.scalar_type() != st || allowed.scalar_type() != at::kBool) return false;
+  const int64_t b = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3), span = k.size(2);
+  const int64_t vec = 16 / int64_t(q.element_size());
+  if (rows < 1 || rows > kAttnMaxRows || d < 1 || d > 256 || d % vec != 0 || span < 1) return false;
+  for (const auto* t : {&k, &v})
+    if (t->size(0) != b || t->size(1) != heads || t->size(2) != span || t->size(3) != d || t->stride(3) != 1 ||
+        t->stride(2) != d || t->stride(1) % vec != 0 || t->stride(0) % vec != 0 ||
+        reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0)
+      return false;
+  return allowed.size(0) == b && allowed.size(1) == span && allowed.stride(1) == 1 && q.is_contiguous() &&
+         k.device() == q.device() && v.device() == q.device() && allowed.device() == q.device();
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
+                            double scale) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t b = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3), span = k.size(2);
+  auto out = at::empty_like(q);
+  const int64_t splits = (span + kAttnChunk - 1) / kAttnChunk;
+  at::Tensor part, stats;
+  if (splits > 1) {
+    part = at::empty({splits, b * heads * rows * d}, q.options().dtype(at::kFloat));
+    stats = at::empty({splits, b * heads * rows * 2}, q.options().dtype(at::kFloat));
+  }
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const size_t shared = size_t(rows * d + rows * kAttnChunk + 2 * rows) * sizeof(float);
+  by_dtype(q.scalar_type(), "decode_attention", [&](auto tag) {
+    using T = decltype(tag);
+    decode_attention_kernel<T><<<dim3(unsigned(splits), unsigned(heads), unsigned(b)), kAttnThreads, shared, stream>>>(
+        ptr<T>(q), ptr<T>(k), ptr<T>(v), allowed.data_ptr<bool>(), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        allowed.stride(0), int(heads), int(rows), int(d), span, float(scale), ptr<T>(out),
+        splits > 1 ? part.data_ptr<float>() : nullptr, splits > 1 ? stats.data_ptr<float>() : nullptr);
+    if (splits > 1)
+      attention_combine_kernel<T><<<unsigned(b * heads * rows), std::min<int>(int(d), 256), 0, stream>>>(
+          part.data_ptr<float>(), stats.data_ptr<float>(), int(splits), b * heads * rows, int(d), ptr<T>(out));
+  });
+  check_launch("decode attention");
+  return out;
 }
 
 }  // namespace r1dist::fused::cuda

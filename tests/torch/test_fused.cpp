@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "r1dist/tensor/compat.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
@@ -214,6 +215,60 @@ TEST(Fused, CrossEntropyKernelsMatchTheAtenFormulas) {
       EXPECT_TRUE(grad.select(0, 1).eq(0).all().item<bool>()) << "an ignored row (scale 0) has no gradient";
       EXPECT_LT(grad.cpu()[2][target[2].item<int64_t>()].item<float>(), 0.f) << "the target's gradient is p - 1 < 0";
     }
+}
+
+// Decoding's residual add and norm: the values of the add, then the norm, bit for bit (the sum
+// rounded to the dtype, the norm's reduction in the same order), vector and element paths.
+TEST(Fused, AddRmsNormIsTheAddThenTheNorm) {
+  for (const auto& c : cases())
+    for (int64_t h : {64, 37}) {
+      SCOPED_TRACE(c.name + ", hidden " + std::to_string(h));
+      const auto opts = at::TensorOptions().dtype(c.dt).device(c.dev);
+      const auto x = at::randn({3, 2, h}, opts), delta = at::randn({3, 2, h}, opts), w = at::rand({h}, opts) + 0.5;
+      at::NoGradGuard ng;
+      const auto [sum, normed] = fused::add_rms_norm(x, delta, w, 1e-6);
+      const auto want_sum = x + delta;
+      EXPECT_TRUE(sum.equal(want_sum));
+      EXPECT_TRUE(normed.equal(fused::rms_norm(want_sum, w, 1e-6)));
+    }
+}
+
+// Decoding attention (the GPU kernel) against scaled dot-product attention under the same
+// mask in fp32: rows that share a key head 1 to 16 (and 17, beyond the kernel: the fallback),
+// head sizes 64 and 128, spans within one 128-column block and over several (merged), columns
+// masked out (left padding, a hole), the cache wider than the span; fp32, bf16, fp16.
+TEST(Fused, DecodeAttentionMatchesMaskedAttention) {
+  if (!at::hasCUDA() || !fused::kernels_available(at::Device(at::kCUDA, 0)))
+    GTEST_SKIP() << "no CUDA kernels in this build/machine";
+  const at::Device gpu(at::kCUDA, 0);
+  const auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf})
+    for (int64_t rows : {1, 5, 7, 16, 17})
+      for (int64_t d : {64, 128})
+        for (int64_t span : {1, 97, 128, 300, 512}) {
+          SCOPED_TRACE(std::string(c10::toString(dt)) + ", rows " + std::to_string(rows) + ", d " +
+                       std::to_string(d) + ", span " + std::to_string(span));
+          const int64_t b = 3, heads = 2, capacity = span + 40;
+          const auto q = at::randn({b, heads, rows, d}, gen, f32).to(gpu, dt);
+          const auto kc = at::randn({b, heads, capacity, d}, gen, f32).to(gpu, dt);
+          const auto vc = at::randn({b, heads, capacity, d}, gen, f32).to(gpu, dt);
+          auto allowed = at::ones({b, capacity}, f32.dtype(at::kBool));
+          if (span > 4) {
+            allowed[1].slice(0, 0, 3).fill_(false);  // left padding
+            allowed[2].slice(0, span / 2, span / 2 + 2).fill_(false);
+          }
+          allowed = allowed.to(gpu);
+          const auto k = kc.narrow(2, 0, span), v = vc.narrow(2, 0, span), mask = allowed.narrow(1, 0, span);
+          const double scale = 1.0 / std::sqrt(double(d));
+          at::NoGradGuard ng;
+          const auto got = fused::decode_attention(q, k, v, mask, scale);
+          ASSERT_EQ(got.sizes(), q.sizes());
+          ASSERT_EQ(got.scalar_type(), dt);
+          const auto want = compat::masked_attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
+                                                     mask.view({b, 1, 1, span}), scale);
+          EXPECT_LE(test::rel_err(got.to(at::kFloat).cpu(), want.cpu()), dt == at::kFloat ? 1e-5 : 1e-2);
+        }
 }
 
 TEST(Fused, ATrainingStepGivesThePlainLossAndAdapterGradientsOnTheCpu) {

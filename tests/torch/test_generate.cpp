@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "r1dist/eval/generate.h"
+#include "r1dist/tensor/fused_ops.h"
 #include "support/temp.h"
 
 namespace r1dist {
@@ -68,15 +69,18 @@ TEST(Generate, LeftPaddedRowsSeeOnlyTheirOwnTokens) {
 
 // The decode steps (model/decoder.h: GQA groups attending together, writes at a device-side
 // column, spans rounded up to a bucket) give the logits of a full forward over the whole
-// sequence, for left-padded rows, also when the decoding crosses a span bucket.
-TEST(Generate, DecoderStepsEqualTheFullForwardAcrossSpanBuckets) {
-  auto model = Qwen2Model::load(test::fixture("qwen2_b"), at::kFloat, at::Device(at::kCPU));  // 6 heads, 2 kv
+// sequence, for left-padded rows, also when the decoding crosses a span bucket. On the GPU
+// (fp32) the steps run the fused kernels (decoding attention, residual add + norm) and the
+// full forward does not.
+void expect_decoder_steps_equal_the_full_forward(const at::Device& dev) {
+  auto model = Qwen2Model::load(test::fixture("qwen2_b"), at::kFloat, dev);  // 6 heads, 2 kv
   at::NoGradGuard no_grad;
   auto longs = at::TensorOptions().dtype(at::kLong);
   const int64_t len = Decoder::kSpanBucket - 3, steps = 6;
   auto ids = at::randint(0, 250, {2, len}, longs);
   ids.slice(1, 0, 5).select(0, 1).fill_(0);  // row 1: five pad columns
-  const auto pads = at::tensor(std::vector<int64_t>{0, 5}, longs);
+  ids = ids.to(dev);
+  const auto pads = at::tensor(std::vector<int64_t>{0, 5}, longs).to(dev);
   Decoder dec(model, len + steps, /*cuda_graphs=*/false);
   auto logits = dec.prefill(ids, pads);
   auto seq = ids;
@@ -84,13 +88,24 @@ TEST(Generate, DecoderStepsEqualTheFullForwardAcrossSpanBuckets) {
     auto tok = logits.argmax(1);
     seq = at::cat({seq, tok.view({-1, 1})}, 1);
     logits = dec.step(tok);
+    model.set_fused(false);
     auto full = model.forward(seq, nullptr, pads).select(1, seq.size(1) - 1);
+    model.set_fused(fused::on_by_default(dev));
     EXPECT_TRUE(at::allclose(logits, full, 1e-4, 1e-5))
         << "step " << s << " (cache length " << dec.length() << "): max diff "
         << (logits - full).abs().max().item<double>();
   }
   EXPECT_EQ(dec.length(), len + steps);
   EXPECT_THROW(dec.step(logits.argmax(1)), Error) << "a full cache refuses another step";
+}
+
+TEST(Generate, DecoderStepsEqualTheFullForwardAcrossSpanBuckets) {
+  expect_decoder_steps_equal_the_full_forward(at::Device(at::kCPU));
+}
+
+TEST(Generate, DecoderStepsEqualTheFullForwardAcrossSpanBucketsOnTheGpu) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this build/machine";
+  expect_decoder_steps_equal_the_full_forward(at::Device(at::kCUDA, 0));
 }
 
 // CUDA graphs replay exactly what the eager steps do: the same greedy tokens (fp32 on the

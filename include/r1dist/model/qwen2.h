@@ -161,6 +161,11 @@ class Qwen2Model {
   // backward (LoraLinear::forward_normed), nor is the MLP's (mlp).
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Qwen2Layer& l, const at::Tensor& h,
                                                              const at::Tensor& cos, const at::Tensor& sin) const;
+  // The projections q, k, v (B, T, heads * D each) -> q (B, nh, T, D), k and v (B, nkv, T, D),
+  // RoPE applied to q and k.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> rotate_qkv(const at::Tensor& q, const at::Tensor& k,
+                                                            const at::Tensor& v, const at::Tensor& cos,
+                                                            const at::Tensor& sin) const;
   // allowed: (B, 1, T, T_past + T) bool (true = may attend), or undefined for plain causal.
   // packed: rows packed in a (1, T) x (no cache), attention within each row.
   // attention(input_norm(h)), without the residual.
@@ -170,6 +175,10 @@ class Qwen2Model {
   // mlp(post_attention_norm(h)), without the residual. recompute: the backward recomputes
   // gate and up instead of keeping them (LoraLinear::forward_mlp).
   at::Tensor mlp(const Qwen2Layer& l, const at::Tensor& h, bool recompute = false) const;
+  // The MLP of the normed input x (what mlp computes after the norm), no recompute.
+  at::Tensor mlp_of_normed(const Qwen2Layer& l, const at::Tensor& x) const;
+  // (h + delta, rms_norm(h + delta, w)) without autograd: one kernel when fused (decoding).
+  std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& w) const;
 
   Qwen2Config cfg_;
   at::ScalarType dtype_;

@@ -36,6 +36,22 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);
 std::pair<at::Tensor, at::Tensor> rms_norm_values(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor rms_norm_grads(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rstd);
 
+// A decoding step's residual add and the next norm without autograd: (s, rms_norm(s, w)) with
+// s = x + delta rounded to x's dtype, the values of the two operations apart bit for bit; on
+// CUDA one kernel. x and delta of one shape, w (H) frozen.
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta, const at::Tensor& w,
+                                               double eps);
+
+// Attention of one new token per sequence over its cache (decoding), without autograd: q
+// (B, Hkv, R, D), the R query heads that share each key/value head; k and v (B, Hkv, S, D),
+// a cache's first S columns (rows of D values D apart); allowed (B, S) bool, the columns each
+// sequence attends to (at least one). Returns (B, Hkv, R, D). On CUDA (R <= 16, D <= 256) one
+// kernel per 128 columns' block of every head and sequence, then one that merges the blocks
+// (past 128 columns): scores, softmax and the weighted sum in fp32, rounded once. Elsewhere
+// (and for other shapes) scaled dot-product attention under the mask.
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
+                            double scale);
+
 // Rotary embedding, HF's rotate_half convention: x * cos + rotate_half(x) * sin, for x
 // (B, T, heads, D) contiguous (the projection's own layout, before the heads are transposed)
 // and cos, sin (1 or B, T, D) as rope_tables gives them.
