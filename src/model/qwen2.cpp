@@ -285,11 +285,10 @@ at::Tensor Qwen2Model::mlp(const Qwen2Layer& l, const at::Tensor& h, bool recomp
 }
 
 at::Tensor Qwen2Model::mlp_of_normed(const Qwen2Layer& l, const at::Tensor& x) const {
-  // gate before up, in statements of their own: the order LoRA dropout draws their masks in
-  // (as forward_normed and forward_mlp do), which the operands of one expression leave open.
-  const auto gate = l.gate.forward(x);
-  const auto up = l.up.forward(x);
-  return fused_ ? l.down.forward_swiglu(gate, up) : l.down.forward(at::silu(gate) * up);
+  // gate before up: the order LoRA dropout draws their masks in (as forward_normed and
+  // forward_mlp do).
+  const auto gate_up = LoraLinear::forward_group({&l.gate, &l.up}, x);
+  return fused_ ? l.down.forward_swiglu(gate_up[0], gate_up[1]) : l.down.forward(at::silu(gate_up[0]) * gate_up[1]);
 }
 
 std::pair<at::Tensor, at::Tensor> Qwen2Model::add_norm(const at::Tensor& h, const at::Tensor& delta,
@@ -355,9 +354,8 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   auto n = rms_norm(h, layers_[0].input_norm);
   for (int64_t i = 0; i < layers; ++i) {
     const auto& l = layers_[size_t(i)];
-    auto q_in = l.q.forward(n);
-    auto k_in = l.k.forward(n);
-    auto [q, k, v] = rotate_qkv(q_in, k_in, l.v.forward(n), cos, sin);
+    const auto qkv = LoraLinear::forward_group({&l.q, &l.k, &l.v}, n);
+    auto [q, k, v] = rotate_qkv(qkv[0], qkv[1], qkv[2], cos, sin);
     cache.k[size_t(i)].index_copy_(2, slots.column, k);
     cache.v[size_t(i)].index_copy_(2, slots.column, v);
     // The rep query heads of a group become rep query rows over the group's keys.

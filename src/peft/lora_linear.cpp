@@ -99,17 +99,45 @@ at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::Scalar
   return at::linear(x, layer->base_weight(dt), bias);
 }
 
-LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B,
-                       const at::Tensor& mask) {
+// The base products of several projections of one input x in one launch of the few-row
+// kernel, when it takes them all (nf4::gemv_parts_apply) and decoding groups them
+// (nf4::gemv_grouped); empty otherwise.
+std::vector<at::Tensor> grouped_base_products(const std::vector<const LoraLinear*>& layers, const at::Tensor& x) {
+#ifdef R1DIST_WITH_CUDA
+  if (layers.size() < 2 || !nf4::gemv_grouped()) return {};
   const auto dt = x.scalar_type();
-  LoraValues v;
-  v.y = base_product(layer, x, dt);
+  const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+  std::vector<nf4::GemvPart> parts;
+  for (const auto* l : layers) {
+    if (!l->quantized && rows > nf4::kGemvMaxDenseRows) return {};
+    const auto bias = bias_as(l->bias, dt);
+    parts.push_back({l->quantized ? &l->qweight : nullptr, l->weight, bias ? *bias : at::Tensor()});
+  }
+  if (!nf4::gemv_parts_apply(x, parts)) return {};
+  return nf4::gemv_cuda_parts(x, parts);
+#else
+  (void)layers, (void)x;
+  return {};
+#endif
+}
+
+// lora_values with the base product y already computed.
+LoraValues lora_values_on(LoraValues v, const LoraLinear* layer, const at::Tensor& x, const at::Tensor& A,
+                          const at::Tensor& B, const at::Tensor& mask) {
+  const auto dt = x.scalar_type();
   if (A.numel() > 0) {
     v.xd = dropped(x, mask);
     v.xa = at::linear(v.xd, layer->adapter_in(A, dt));                               // (.., r)
     v.y = add_product(v.y, v.xa, layer->adapter_in(B, dt), layer->scaling);
   }
   return v;
+}
+
+LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B,
+                       const at::Tensor& mask) {
+  LoraValues v;
+  v.y = base_product(layer, x, x.scalar_type());
+  return lora_values_on(std::move(v), layer, x, A, B, mask);
 }
 
 // Gradients of lora_values for output gradient g: (gA, gB), and with gx the input gradient:
@@ -352,6 +380,28 @@ at::Tensor LoraLinear::forward(const at::Tensor& x) const {
   }
   const at::Tensor mask = lora && dropout > 0 ? dropout_mask(x, dropout) : none;
   return QLoraFunction::apply(x, lora ? lora_A : none, lora ? lora_B : none, mask, this);
+}
+
+std::vector<at::Tensor> LoraLinear::forward_group(const std::vector<const LoraLinear*>& projections,
+                                                 const at::Tensor& x) {
+  bool plain = !at::GradMode::is_enabled();  // no graph, and no dropout mask to draw
+  for (const auto* p : projections)
+    plain = plain && !(p->has_adapter() && p->adapter_enabled && p->dropout > 0 && t_dropout_without_graph);
+  std::vector<at::Tensor> ys;
+  auto bases = plain ? grouped_base_products(projections, x) : std::vector<at::Tensor>{};
+  if (bases.empty()) {
+    for (const auto* p : projections) ys.push_back(p->forward(x));
+    return ys;
+  }
+  const auto none = at::empty({0}, x.options());
+  for (size_t i = 0; i < projections.size(); ++i) {
+    const auto* p = projections[i];
+    const bool lora = p->has_adapter() && p->adapter_enabled;
+    LoraValues v;
+    v.y = std::move(bases[i]);
+    ys.push_back(lora_values_on(std::move(v), p, x, lora ? p->lora_A : none, lora ? p->lora_B : none, none).y);
+  }
+  return ys;
 }
 
 std::vector<at::Tensor> LoraLinear::forward_normed(const std::vector<const LoraLinear*>& projections,

@@ -47,6 +47,28 @@ struct Nf4Args {
 
 constexpr int kWarps = 8;  // warps per block of 256 threads: kWarps / S groups of S warps
 
+// The weights of one launch (nf4::kGemvMaxParts at most, all NF4 or all dense, of one K): their
+// features are numbered one after the other (part i's start at offset[i]); with four features
+// per warp each part's N is a multiple of 4, so a warp's features lie in one part.
+template <typename T> struct Parts {
+  Nf4Args q[nf4::kGemvMaxParts];
+  const T* w[nf4::kGemvMaxParts];
+  const T* bias[nf4::kGemvMaxParts];
+  T* y[nf4::kGemvMaxParts];
+  int64_t n[nf4::kGemvMaxParts];
+  int64_t offset[nf4::kGemvMaxParts];
+  int count;
+};
+
+// The part that holds feature `n0` (past the last feature: the last part, where n0 >= its N).
+template <typename T> __device__ __forceinline__ int part_of(const Parts<T>& p, int64_t n0) {
+  int i = 0;
+#pragma unroll
+  for (int j = 1; j < nf4::kGemvMaxParts; ++j)
+    if (j < p.count && n0 >= p.offset[j]) i = j;
+  return i;
+}
+
 // The 8 values of x's row m at column k, in fp32.
 template <typename T>
 __device__ __forceinline__ void load_x8(float (&xf)[8], const T* __restrict__ x, int64_t K, int m, int64_t k) {
@@ -103,18 +125,23 @@ __device__ __forceinline__ void finish(float (&acc)[R][M], int rows, int64_t n0,
   }
 }
 
-// Warp w of block b: features n0 .. n0 + R - 1 with n0 = (b * kWarps / S + w / S) * R, slice
-// w % S of K. A feature past N repeats row n0 (read, not stored); a warp with no feature still
-// takes part in the block's reduction.
+// Warp w of block b: features g .. g + R - 1 of all parts with g = (b * kWarps / S + w / S) * R,
+// n0 = g - the part's offset in its own W, slice w % S of K. A feature past N repeats row n0
+// (read, not stored); a warp with no feature still takes part in the block's reduction. The
+// NF4 code table is the same 16 values in every NF4 weight: part 0's is read.
 template <typename T, int M, int R>
-__global__ void __launch_bounds__(kWarps * 32) gemv_nf4_kernel(const T* __restrict__ x, int rows, int64_t K, int64_t N,
-                                                              int splits, Nf4Args q, const T* __restrict__ bias,
-                                                              T* __restrict__ y) {
+__global__ void __launch_bounds__(kWarps * 32) gemv_nf4_kernel(const T* __restrict__ x, int rows, int64_t K,
+                                                              int splits, const Parts<T> parts) {
   __shared__ float s_code[16];
-  if (threadIdx.x < 16) s_code[threadIdx.x] = q.code16[threadIdx.x];
+  if (threadIdx.x < 16) s_code[threadIdx.x] = parts.q[0].code16[threadIdx.x];
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % splits;
-  const int64_t n0 = (int64_t(blockIdx.x) * (kWarps / splits) + warp / splits) * R;
+  const int64_t g = (int64_t(blockIdx.x) * (kWarps / splits) + warp / splits) * R;
+  const int part = part_of(parts, g);
+  const Nf4Args q = parts.q[part];
+  const int64_t N = parts.n[part], n0 = g - parts.offset[part];
+  const T* __restrict__ bias = parts.bias[part];
+  T* __restrict__ y = parts.y[part];
   float acc[R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -178,11 +205,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_nf4_kernel(const T* __restri
 }
 
 template <typename T, int M, int R>
-__global__ void __launch_bounds__(kWarps * 32) gemv_dense_kernel(const T* __restrict__ x, int rows, int64_t K, int64_t N,
-                                                                int splits, const T* __restrict__ W,
-                                                                const T* __restrict__ bias, T* __restrict__ y) {
+__global__ void __launch_bounds__(kWarps * 32) gemv_dense_kernel(const T* __restrict__ x, int rows, int64_t K,
+                                                                int splits, const Parts<T> parts) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % splits;
-  const int64_t n0 = (int64_t(blockIdx.x) * (kWarps / splits) + warp / splits) * R;
+  const int64_t g = (int64_t(blockIdx.x) * (kWarps / splits) + warp / splits) * R;
+  const int part = part_of(parts, g);
+  const T* __restrict__ W = parts.w[part];
+  const int64_t N = parts.n[part], n0 = g - parts.offset[part];
+  const T* __restrict__ bias = parts.bias[part];
+  T* __restrict__ y = parts.y[part];
   float acc[R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -222,34 +253,47 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_dense_kernel(const T* __rest
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+Nf4Args nf4_args(const NF4Tensor& q) {
+  Nf4Args a{};
+  a.packed = q.packed.data_ptr<uint8_t>();
+  a.code16 = q.code.data_ptr<float>();
+  if (q.double_quant) {
+    a.absmax_q = q.absmax_q.data_ptr<uint8_t>();
+    a.absmax_scale = q.absmax_scale.data_ptr<float>();
+    a.code8 = q.code8.data_ptr<float>();
+    a.offset = q.absmax_offset;
+  } else {
+    a.absmax_f = q.absmax.data_ptr<float>();
+  }
+  return a;
+}
+
 template <typename T>
-void launch(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias, at::Tensor& y,
-            int64_t K, int64_t N, GemvPlan plan) {
+void launch(const at::Tensor& x, const std::vector<GemvPart>& ops, std::vector<at::Tensor>& ys, int64_t K,
+            GemvPlan plan) {
   const int rows = int(x.size(0));
   const auto* xp = reinterpret_cast<const T*>(x.data_ptr());
-  const auto* bp = bias.defined() ? reinterpret_cast<const T*>(bias.data_ptr()) : nullptr;
-  auto* yp = reinterpret_cast<T*>(y.data_ptr());
   auto stream = at::cuda::getCurrentCUDAStream();
-  Nf4Args a{};
-  if (q) {
-    a.packed = q->packed.data_ptr<uint8_t>();
-    a.code16 = q->code.data_ptr<float>();
-    if (q->double_quant) {
-      a.absmax_q = q->absmax_q.data_ptr<uint8_t>();
-      a.absmax_scale = q->absmax_scale.data_ptr<float>();
-      a.code8 = q->code8.data_ptr<float>();
-      a.offset = q->absmax_offset;
-    } else {
-      a.absmax_f = q->absmax.data_ptr<float>();
-    }
+  Parts<T> parts{};
+  parts.count = int(ops.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const auto& op = ops[i];
+    if (op.q) parts.q[i] = nf4_args(*op.q);
+    else parts.w[i] = reinterpret_cast<const T*>(op.w.data_ptr());
+    parts.bias[i] = op.bias.defined() ? reinterpret_cast<const T*>(op.bias.data_ptr()) : nullptr;
+    parts.y[i] = reinterpret_cast<T*>(ys[i].data_ptr());
+    parts.n[i] = ys[i].size(-1);
+    parts.offset[i] = total;
+    total += parts.n[i];
   }
-  const T* wp = q ? nullptr : reinterpret_cast<const T*>(w.data_ptr());
+  const bool q = ops[0].q != nullptr;
   const int64_t per_block = int64_t(kWarps / plan.splits) * plan.rows_per_warp;
-  const dim3 grid(unsigned((N + per_block - 1) / per_block)), block(kWarps * 32);
+  const dim3 grid(unsigned((total + per_block - 1) / per_block)), block(kWarps * 32);
   const int S = plan.splits;
-#define R1DIST_GEMV_R(MR, RR)                                                                    \
-  if (q) gemv_nf4_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, N, S, a, bp, yp);   \
-  else gemv_dense_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, N, S, wp, bp, yp)
+#define R1DIST_GEMV_R(MR, RR)                                                                 \
+  if (q) gemv_nf4_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, S, parts);       \
+  else gemv_dense_kernel<T, MR, RR><<<grid, block, 0, stream>>>(xp, rows, K, S, parts)
 #define R1DIST_GEMV(MR)                           \
   if (plan.rows_per_warp == 4) { R1DIST_GEMV_R(MR, 4); } \
   else { R1DIST_GEMV_R(MR, 1); }
@@ -282,29 +326,60 @@ bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, 
          w.device() == x.device() && aligned16(w.data_ptr());
 }
 
-GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w) {
+namespace {
+
+int64_t features_of(const GemvPart& op) { return op.q ? op.q->shape[0] : op.w.size(0); }
+
+}  // namespace
+
+GemvPlan gemv_plan_for(const at::Tensor& x, const std::vector<GemvPart>& ops) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t K = x.size(-1);
-  return gemv_plan(q ? q->shape[0] : w.size(0), K, K > 0 ? x.numel() / K : 1, q != nullptr,
+  int64_t total = 0;
+  for (const auto& op : ops) total += features_of(op);
+  return gemv_plan(total, K, K > 0 ? x.numel() / K : 1, !ops.empty() && ops[0].q != nullptr,
                    at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
 }
 
-at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
-                     GemvPlan plan) {
-  check(gemv_applies(x, q, w, bias), "nf4::gemv_cuda: operands outside what the kernel takes (gemv_applies)");
+GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w) {
+  return gemv_plan_for(x, {GemvPart{q, w, at::Tensor()}});
+}
+
+bool gemv_parts_apply(const at::Tensor& x, const std::vector<GemvPart>& ops) {
+  if (ops.empty() || int64_t(ops.size()) > kGemvMaxParts) return false;
+  for (const auto& op : ops)
+    if ((op.q != nullptr) != (ops[0].q != nullptr) || !gemv_applies(x, op.q, op.w, op.bias)) return false;
+  if (ops.size() == 1) return true;
+  // A warp's four features in one part.
+  if (gemv_plan_for(x, ops).rows_per_warp == 4)
+    for (const auto& op : ops)
+      if (features_of(op) % 4 != 0) return false;
+  return true;
+}
+
+std::vector<at::Tensor> gemv_cuda_parts(const at::Tensor& x, const std::vector<GemvPart>& ops, GemvPlan plan) {
+  check(gemv_parts_apply(x, ops), "nf4::gemv_cuda: operands outside what the kernel takes (gemv_parts_apply)");
   const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t K = x.size(-1), N = q ? q->shape[0] : w.size(0);
-  if (plan.rows_per_warp == 0) plan = gemv_plan_for(x, q, w);
+  const int64_t K = x.size(-1);
+  if (plan.rows_per_warp == 0) plan = gemv_plan_for(x, ops);
   check((plan.rows_per_warp == 1 || plan.rows_per_warp == 4) &&
             (plan.splits == 1 || plan.splits == 2 || plan.splits == 4 || plan.splits == 8),
         "nf4::gemv_cuda: a plan of " + std::to_string(plan.rows_per_warp) + " rows per warp and " +
             std::to_string(plan.splits) + " splits (1 or 4 rows; 1, 2, 4 or 8 splits)");
-  auto out_shape = x.sizes().vec();
-  out_shape.back() = N;
-  auto y = at::empty(out_shape, x.options());
-  if (x.scalar_type() == at::kBFloat16) launch<__nv_bfloat16>(x.view({-1, K}), q, w, bias, y, K, N, plan);
-  else launch<__half>(x.view({-1, K}), q, w, bias, y, K, N, plan);
-  return y;
+  std::vector<at::Tensor> ys;
+  for (const auto& op : ops) {
+    auto out_shape = x.sizes().vec();
+    out_shape.back() = features_of(op);
+    ys.push_back(at::empty(out_shape, x.options()));
+  }
+  if (x.scalar_type() == at::kBFloat16) launch<__nv_bfloat16>(x.view({-1, K}), ops, ys, K, plan);
+  else launch<__half>(x.view({-1, K}), ops, ys, K, plan);
+  return ys;
+}
+
+at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
+                     GemvPlan plan) {
+  return gemv_cuda_parts(x, {GemvPart{q, w, bias}}, plan)[0];
 }
 
 }  // namespace r1dist::nf4

@@ -209,6 +209,14 @@ GemvPlan gemv_plan(int64_t N, int64_t K, int64_t rows, bool nf4, int multiproces
   return {1, splits_for(N)};
 }
 
+bool gemv_grouped() {
+  static const bool on = [] {
+    const char* env = std::getenv("R1DIST_GEMV_GROUP");
+    return !(env && std::string(env) == "0");
+  }();
+  return on && gemv_enabled();
+}
+
 bool gemv_enabled() {
 #ifdef R1DIST_WITH_CUDA
   static const bool on = [] {

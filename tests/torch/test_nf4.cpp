@@ -235,5 +235,56 @@ TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
 #endif
 }
 
+// Several weights of one input in one launch (decoding's q, k, v): each output equals that
+// weight's own launch under the same plan bit for bit (the features are the same sums), NF4
+// and dense, with and without biases, 1 and 4 rows; refused: mixed NF4 and dense, more than
+// kGemvMaxParts, and a part whose features are not a multiple of four where a warp takes four.
+TEST(Nf4, GroupedFewRowProductsEqualOneLaunchPerWeight) {
+#ifndef R1DIST_WITH_CUDA
+  GTEST_SKIP() << "no CUDA in this build";
+#else
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA on this machine";
+  at::manual_seed(8);
+  const auto gpu = at::TensorOptions().device(at::kCUDA);
+  const int64_t K = 256;
+  const std::vector<int64_t> features{512, 64, 68};
+  std::vector<at::Tensor> dense, bias;
+  std::vector<nf4::NF4Tensor> quant;
+  for (int64_t n : features) {
+    const auto w = at::randn({n, K}, gpu) * 0.05;
+    quant.push_back(nf4::quantize(w, true));
+    dense.push_back(w.to(at::kBFloat16));
+    bias.push_back((at::randn({n}, gpu) * 0.1).to(at::kBFloat16));
+  }
+  for (bool nf : {true, false})
+    for (int64_t rows : {1, 4}) {
+      const auto x = at::randn({rows, K}, gpu.dtype(at::kBFloat16));
+      std::vector<nf4::GemvPart> parts;
+      for (size_t i = 0; i < features.size(); ++i)
+        parts.push_back({nf ? &quant[i] : nullptr, dense[i], i == 1 ? at::Tensor() : bias[i]});
+      ASSERT_TRUE(nf4::gemv_parts_apply(x, parts));
+      std::vector<nf4::GemvPlan> plans{nf4::gemv_plan_for(x, parts)};
+      for (int r : {1, 4})
+        for (int s : {1, 2, 4, 8}) plans.push_back({r, s});
+      for (const auto plan : plans) {
+        const auto got = nf4::gemv_cuda_parts(x, parts, plan);
+        ASSERT_EQ(got.size(), parts.size());
+        for (size_t i = 0; i < parts.size(); ++i)
+          EXPECT_TRUE(got[i].equal(nf4::gemv_cuda(x, parts[i].q, parts[i].w, parts[i].bias, plan)))
+              << "part " << i << " nf4 " << nf << " rows " << rows << " plan " << plan.rows_per_warp << "x"
+              << plan.splits;
+      }
+    }
+  const auto x = at::randn({1, K}, gpu.dtype(at::kBFloat16));
+  EXPECT_FALSE(nf4::gemv_parts_apply(x, {{&quant[0], {}, {}}, {nullptr, dense[1], {}}})) << "NF4 beside dense";
+  std::vector<nf4::GemvPart> many(nf4::kGemvMaxParts + 1, nf4::GemvPart{&quant[0], {}, {}});
+  EXPECT_FALSE(nf4::gemv_parts_apply(x, many));
+  // 16,384 + 6 features: four per warp (on a GPU of up to 256 multiprocessors), and a part of 6 would put one warp's four in two parts.
+  const auto wide = nf4::quantize(at::randn({16384, K}, gpu), true), six = nf4::quantize(at::randn({6, K}, gpu), true);
+  ASSERT_EQ(nf4::gemv_plan_for(x, {{&wide, {}, {}}, {&six, {}, {}}}).rows_per_warp, 4);
+  EXPECT_FALSE(nf4::gemv_parts_apply(x, {{&wide, {}, {}}, {&six, {}, {}}}));
+#endif
+}
+
 }  // namespace
 }  // namespace r1dist

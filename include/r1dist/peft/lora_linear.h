@@ -78,6 +78,11 @@ class LoraLinear {
   // product for the backward: it is recomputed there from gate and up (tensor/fused_ops.h),
   // which the SwiGLU backward keeps anyway. Same values and gradients, one activation less.
   at::Tensor forward_swiglu(const at::Tensor& gate, const at::Tensor& up) const;
+  // p->forward(x) for each of `projections` of one input x, in their order. Without a graph
+  // (decoding) the few-row kernel takes all their base weights in one launch where it can
+  // (nf4::gemv_cuda_parts); otherwise, and with gradients, one forward after the other.
+  static std::vector<at::Tensor> forward_group(const std::vector<const LoraLinear*>& projections,
+                                               const at::Tensor& x);
   // p->forward(fused::rms_norm(x, norm_weight, eps)) for each of `projections` (q/k/v of
   // attention, gate/up of the MLP), without keeping the norm's output for the backward: the
   // backward rebuilds it once from x (which the norm's backward keeps anyway) for all of

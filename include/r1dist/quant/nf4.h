@@ -78,6 +78,19 @@ struct GemvPlan {
 };
 GemvPlan gemv_plan(int64_t N, int64_t K, int64_t rows, bool nf4, int multiprocessors);
 
+// Several weights of one input in one launch (decoding's q, k and v; gate and up): their
+// features numbered one after the other, one plan for all (gemv_plan of their total). All NF4
+// or all dense, at most kGemvMaxParts; with four features per warp each N a multiple of 4.
+constexpr int64_t kGemvMaxParts = 3;
+struct GemvPart {
+  const NF4Tensor* q = nullptr;  // NF4 weight, or null and
+  at::Tensor w;                  // the dense one
+  at::Tensor bias;               // optional
+};
+// Whether decoding launches the weights of one input together (R1DIST_GEMV_GROUP=0 in the
+// environment: one launch per weight, for benchmarks).
+bool gemv_grouped();
+
 #ifdef R1DIST_WITH_CUDA
 // src/quant/nf4_cuda.cu
 at::Tensor dequantize_cuda(const NF4Tensor& q, at::ScalarType dtype);
@@ -86,6 +99,10 @@ bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, 
 GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w);
 at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
                      GemvPlan plan = {});
+// The same for several weights of x in one launch (GemvPart); one output per part.
+bool gemv_parts_apply(const at::Tensor& x, const std::vector<GemvPart>& ops);
+GemvPlan gemv_plan_for(const at::Tensor& x, const std::vector<GemvPart>& ops);
+std::vector<at::Tensor> gemv_cuda_parts(const at::Tensor& x, const std::vector<GemvPart>& ops, GemvPlan plan = {});
 #endif
 
 }  // namespace r1dist::nf4
