@@ -188,8 +188,12 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
             allowed.size(0) == q_in.size(0) && allowed.size(1) == k.size(2),
         "fused::decode_attention: q (B, Hkv, R, D), k and v (B, Hkv, S, D), allowed (B, S)");
 #ifdef R1DIST_WITH_CUDA
+  static const bool kernel_on = [] {
+    const char* env = std::getenv("R1DIST_DECODE_ATTENTION");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
   const auto q = q_in.contiguous();
-  if (on_kernels(q) && cuda::decode_attention_applies(q, k, v, allowed))
+  if (kernel_on && on_kernels(q) && cuda::decode_attention_applies(q, k, v, allowed))
     return cuda::decode_attention(q, k, v, allowed, scale);
 #endif
   // Each group's R query heads as R query rows of one head over its keys.

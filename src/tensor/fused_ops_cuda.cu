@@ -257,12 +257,36 @@ __global__ void softmax_grad_kernel(T* __restrict__ logits, const float* __restr
 
 // ---- Decoding attention: one query token per row over its cache's first S columns.
 // Block (split, head, b) takes the columns [split * C, split * C + C) of key/value head `head`
-// for the R query heads that share it: scores (a thread per column, fp32 dot products against
-// the queries held in shared memory; -inf where not allowed), each query's maximum and sum of
-// exponentials (a warp per query), then the weighted values (a thread per dimension). With one
-// split it writes the output; with more, fp32 partial sums and (max, sum) per query, which
-// attention_combine_kernel merges.
-constexpr int kAttnThreads = 128, kAttnChunk = 128, kAttnMaxRows = 16;
+// for the R query heads that share it. The block first copies those columns' keys and values
+// into shared memory (every thread issues its 16-byte loads back to back; rows padded by 16
+// bytes, so the threads of a quarter-warp reading eight keys hit distinct banks), then: scores
+// (a thread per column, fp32 dot products against the queries, also in shared memory; -inf
+// where not allowed), each query's maximum and sum of exponentials (a warp per query), the
+// weighted values (a thread per dimension). With one split it writes the output; with more,
+// fp32 partial sums and (max, sum) per query, which attention_combine_kernel merges.
+constexpr int kAttnThreads = 128, kAttnChunk = 64, kAttnMaxRows = 16, kAttnBatch = 8;
+
+// Copies rows [0, n) of `src` (rows `stride` elements apart, `d` each, 16-byte aligned) into
+// `dst` (rows d + pad apart), kAttnBatch loads in flight per thread before their stores.
+template <typename T>
+__device__ __forceinline__ void stage_rows(T* dst, const T* __restrict__ src, int64_t n, int d, int pad) {
+  constexpr int V = 16 / sizeof(T);
+  const int per_row = d / V;
+  const int count = int(n) * per_row;
+  for (int base = threadIdx.x; base < count; base += blockDim.x * kAttnBatch) {
+    uint4 r[kAttnBatch];
+#pragma unroll
+    for (int u = 0; u < kAttnBatch; ++u) {
+      const int i = base + u * int(blockDim.x);
+      if (i < count) r[u] = __ldg(reinterpret_cast<const uint4*>(src + int64_t(i / per_row) * d) + i % per_row);
+    }
+#pragma unroll
+    for (int u = 0; u < kAttnBatch; ++u) {
+      const int i = base + u * int(blockDim.x);
+      if (i < count) reinterpret_cast<uint4*>(dst + (i / per_row) * (d + pad))[i % per_row] = r[u];
+    }
+  }
+}
 
 template <typename T>
 __global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(
@@ -270,27 +294,29 @@ __global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(
     int64_t k_batch, int64_t k_head, int64_t v_batch, int64_t v_head, int64_t allowed_batch, int heads, int rows,
     int d, int64_t span, float scale, T* __restrict__ out, float* __restrict__ part, float* __restrict__ stats) {
   constexpr int V = 16 / sizeof(T);
-  extern __shared__ float smem[];
-  float* qs = smem;                      // rows x d
-  float* p = qs + rows * d;              // rows x kAttnChunk
-  float* st = p + rows * kAttnChunk;     // rows x 2: max, sum
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  const int row = d + V;  // padded
+  T* ks = reinterpret_cast<T*>(smem_bytes);            // kAttnChunk x row
+  T* vs = ks + kAttnChunk * row;                       // kAttnChunk x row
+  float* qs = reinterpret_cast<float*>(vs + kAttnChunk * row);  // rows x d
+  float* p = qs + rows * d;                            // rows x kAttnChunk
+  float* st = p + rows * kAttnChunk;                   // rows x 2: max, sum
   const int split = blockIdx.x, head = blockIdx.y, b = blockIdx.z;
   const int64_t c0 = int64_t(split) * kAttnChunk, n = span - c0 < kAttnChunk ? span - c0 : kAttnChunk;
+  stage_rows(ks, k + b * k_batch + head * k_head + c0 * d, n, d, V);
+  stage_rows(vs, v + b * v_batch + head * v_head + c0 * d, n, d, V);
   const T* qb = q + (int64_t(b) * heads + head) * rows * d;
   for (int i = threadIdx.x; i < rows * d; i += blockDim.x) qs[i] = to_f(qb[i]);
   __syncthreads();
-  const T* kb = k + b * k_batch + head * k_head;
-  const T* vb = v + b * v_batch + head * v_head;
   for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    const int64_t col = c0 + j;
-    if (!allowed[b * allowed_batch + col]) {
+    if (!allowed[b * allowed_batch + c0 + j]) {
       for (int r = 0; r < rows; ++r) p[r * kAttnChunk + j] = -INFINITY;
       continue;
     }
     float acc[kAttnMaxRows];
 #pragma unroll
     for (int r = 0; r < kAttnMaxRows; ++r) acc[r] = 0.f;
-    const T* kr = kb + col * d;
+    const T* kr = ks + j * row;
     for (int e = 0; e < d; e += V) {
       const auto kv = load<T, V>(kr + e, 0);
 #pragma unroll
@@ -328,7 +354,7 @@ __global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(
 #pragma unroll
     for (int r = 0; r < kAttnMaxRows; ++r) acc[r] = 0.f;
     for (int64_t j = 0; j < n; ++j) {
-      const float x = to_f(vb[(c0 + j) * d + e]);
+      const float x = to_f(vs[j * row + e]);
 #pragma unroll
       for (int r = 0; r < kAttnMaxRows; ++r)
         if (r < rows) acc[r] = fmaf(p[r * kAttnChunk + j], x, acc[r]);
@@ -617,9 +643,15 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
     stats = at::empty({splits, b * heads * rows * 2}, q.options().dtype(at::kFloat));
   }
   auto stream = at::cuda::getCurrentCUDAStream();
-  const size_t shared = size_t(rows * d + rows * kAttnChunk + 2 * rows) * sizeof(float);
   by_dtype(q.scalar_type(), "decode_attention", [&](auto tag) {
     using T = decltype(tag);
+    const int64_t row = d + 16 / int64_t(sizeof(T));
+    const size_t shared =
+        size_t(2 * kAttnChunk * row) * sizeof(T) + size_t(rows * d + rows * kAttnChunk + 2 * rows) * sizeof(float);
+    // Past the default 48 KB (fp32 with long heads): the device's opt-in limit, set once per dtype.
+    static const cudaError_t raised = cudaFuncSetAttribute(decode_attention_kernel<T>,
+                                                           cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024);
+    if (raised != cudaSuccess) throw Error(std::string("decode attention: ") + cudaGetErrorString(raised));
     decode_attention_kernel<T><<<dim3(unsigned(splits), unsigned(heads), unsigned(b)), kAttnThreads, shared, stream>>>(
         ptr<T>(q), ptr<T>(k), ptr<T>(v), allowed.data_ptr<bool>(), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         allowed.stride(0), int(heads), int(rows), int(d), span, float(scale), ptr<T>(out),

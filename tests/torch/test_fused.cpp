@@ -235,7 +235,7 @@ TEST(Fused, AddRmsNormIsTheAddThenTheNorm) {
 
 // Decoding attention (the GPU kernel) against scaled dot-product attention under the same
 // mask in fp32: rows that share a key head 1 to 16 (and 17, beyond the kernel: the fallback),
-// head sizes 64 and 128, spans within one 128-column block and over several (merged), columns
+// head sizes 64 and 128, spans within one 64-column block and over several (merged), columns
 // masked out (left padding, a hole), the cache wider than the span; fp32, bf16, fp16.
 TEST(Fused, DecodeAttentionMatchesMaskedAttention) {
   if (!at::hasCUDA() || !fused::kernels_available(at::Device(at::kCUDA, 0)))
