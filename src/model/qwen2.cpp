@@ -361,8 +361,9 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
     // The rep query heads of a group become rep query rows over the group's keys.
     const auto qg = q.reshape({b, nkv, rep, d});
     const auto keys = cache.k[size_t(i)].narrow(2, 0, span), values = cache.v[size_t(i)].narrow(2, 0, span);
-    const auto out = fused_ ? fused::decode_attention(qg, keys, values, allowed.view({b, span}), scale)
-                            : compat::masked_attention(qg, keys, values, allowed, scale);  // (B, nkv, rep, D)
+    const auto out = fused_ && fused::decode_attention_enabled()
+                         ? fused::decode_attention(qg, keys, values, allowed.view({b, span}), scale)
+                         : compat::masked_attention(qg, keys, values, allowed, scale);  // (B, nkv, rep, D)
     std::tie(h, n) = add_norm(h, l.o.forward(out.reshape({b, 1, nh * d})), l.post_norm);
     std::tie(h, n) = add_norm(h, mlp_of_normed(l, n), i + 1 < layers ? layers_[size_t(i + 1)].input_norm : final_norm_);
   }

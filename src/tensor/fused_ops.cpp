@@ -182,18 +182,22 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x_in, const at:
   return {sum, rms_norm_values(sum, w, eps).first};
 }
 
+bool decode_attention_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("R1DIST_DECODE_ATTENTION");
+    return env && std::strcmp(env, "1") == 0;
+  }();
+  return on;
+}
+
 at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& allowed, double scale) {
   check(q_in.dim() == 4 && k.dim() == 4 && v.dim() == 4 && allowed.dim() == 2 && k.size(1) == q_in.size(1) &&
             allowed.size(0) == q_in.size(0) && allowed.size(1) == k.size(2),
         "fused::decode_attention: q (B, Hkv, R, D), k and v (B, Hkv, S, D), allowed (B, S)");
 #ifdef R1DIST_WITH_CUDA
-  static const bool kernel_on = [] {
-    const char* env = std::getenv("R1DIST_DECODE_ATTENTION");
-    return !(env && std::strcmp(env, "0") == 0);
-  }();
   const auto q = q_in.contiguous();
-  if (kernel_on && on_kernels(q) && cuda::decode_attention_applies(q, k, v, allowed))
+  if (on_kernels(q) && cuda::decode_attention_applies(q, k, v, allowed))
     return cuda::decode_attention(q, k, v, allowed, scale);
 #endif
   // Each group's R query heads as R query rows of one head over its keys.

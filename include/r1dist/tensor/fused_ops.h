@@ -48,10 +48,15 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Te
 // sequence attends to (at least one). Returns (B, Hkv, R, D). On CUDA (R <= 16, D <= 256) one
 // kernel with a block per 64 columns of every head and sequence, then one that merges the
 // blocks (past 64 columns): scores, softmax and the weighted sum in fp32, rounded once.
-// Elsewhere, for other shapes and with R1DIST_DECODE_ATTENTION=0 in the environment (for
-// benchmarks), scaled dot-product attention under the mask.
+// Elsewhere and for other shapes, scaled dot-product attention under the mask.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
                             double scale);
+// Whether decoding (Qwen2Model::decode_step) uses decode_attention: only with
+// R1DIST_DECODE_ATTENTION=1 in the environment until the kernel is measured faster than the
+// scaled dot-product attention decoding uses otherwise (docs/PERFORMANCE.md: its first version
+// took 44 us a call on an H200, cuDNN's 10 us; the version here, its keys and values staged in
+// shared memory, is not measured yet).
+bool decode_attention_enabled();
 
 // Rotary embedding, HF's rotate_half convention: x * cos + rotate_half(x) * sin, for x
 // (B, T, heads, D) contiguous (the projection's own layout, before the heads are transposed)
