@@ -81,22 +81,27 @@ struct LoraValues {
 // The adapter's input: x through the dropout mask (an empty mask: no dropout).
 at::Tensor dropped(const at::Tensor& x, const at::Tensor& mask) { return mask.numel() > 0 ? x * mask : x; }
 
-// x W^T (+ b): for the few rows of a decoding step, one kernel that reads W (NF4 up to
-// nf4::kGemvMaxRows rows, dense at nf4::kGemvMaxDenseRows) once without a dequantised copy
-// (nf4::gemv_cuda); otherwise a transient dequantised W (it
-// dies at the end of this function) and one GEMM.
-at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::ScalarType dt) {
-  const auto bias = bias_as(layer->bias, dt);
 #ifdef R1DIST_WITH_CUDA
-  if (nf4::gemv_enabled()) {
-    const nf4::NF4Tensor* q = layer->quantized ? &layer->qweight : nullptr;
-    const at::Tensor b = bias ? *bias : at::Tensor();
-    const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
-    if ((q || rows <= nf4::kGemvMaxDenseRows) && nf4::gemv_applies(x, q, layer->weight, b))
-      return nf4::gemv_cuda(x, q, layer->weight, b);
-  }
+// The few-row kernel's operands for the base product of `layer` on x, where decoding uses it:
+// NF4 W up to nf4::kGemvMaxRows rows of x, dense W at nf4::kGemvMaxDenseRows; none elsewhere.
+c10::optional<nf4::GemvPart> gemv_part(const LoraLinear* layer, const at::Tensor& x, at::ScalarType dt) {
+  if (!nf4::gemv_enabled()) return c10::nullopt;
+  const auto bias = bias_as(layer->bias, dt);
+  nf4::GemvPart part{layer->quantized ? &layer->qweight : nullptr, layer->weight, bias ? *bias : at::Tensor()};
+  const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+  if ((part.q || rows <= nf4::kGemvMaxDenseRows) && nf4::gemv_applies(x, part.q, part.w, part.bias)) return part;
+  return c10::nullopt;
+}
 #endif
-  return at::linear(x, layer->base_weight(dt), bias);
+
+// x W^T (+ b): for the few rows of a decoding step, one kernel that reads W once without a
+// dequantised copy (gemv_part, nf4::gemv_cuda); otherwise a transient dequantised W (it dies
+// at the end of this function) and one GEMM.
+at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::ScalarType dt) {
+#ifdef R1DIST_WITH_CUDA
+  if (const auto p = gemv_part(layer, x, dt)) return nf4::gemv_cuda(x, p->q, p->w, p->bias);
+#endif
+  return at::linear(x, layer->base_weight(dt), bias_as(layer->bias, dt));
 }
 
 // The base products of several projections of one input x in one launch of the few-row
@@ -105,13 +110,11 @@ at::Tensor base_product(const LoraLinear* layer, const at::Tensor& x, at::Scalar
 std::vector<at::Tensor> grouped_base_products(const std::vector<const LoraLinear*>& layers, const at::Tensor& x) {
 #ifdef R1DIST_WITH_CUDA
   if (layers.size() < 2 || !nf4::gemv_grouped()) return {};
-  const auto dt = x.scalar_type();
-  const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
   std::vector<nf4::GemvPart> parts;
   for (const auto* l : layers) {
-    if (!l->quantized && rows > nf4::kGemvMaxDenseRows) return {};
-    const auto bias = bias_as(l->bias, dt);
-    parts.push_back({l->quantized ? &l->qweight : nullptr, l->weight, bias ? *bias : at::Tensor()});
+    const auto part = gemv_part(l, x, x.scalar_type());
+    if (!part) return {};
+    parts.push_back(*part);
   }
   if (!nf4::gemv_parts_apply(x, parts)) return {};
   return nf4::gemv_cuda_parts(x, parts);

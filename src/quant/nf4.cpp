@@ -1,9 +1,9 @@
 #include "r1dist/quant/nf4.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
+#include "r1dist/base/env.h"
 #include "r1dist/base/error.h"
 
 namespace r1dist::nf4 {
@@ -210,19 +210,13 @@ GemvPlan gemv_plan(int64_t N, int64_t K, int64_t rows, bool nf4, int multiproces
 }
 
 bool gemv_grouped() {
-  static const bool on = [] {
-    const char* env = std::getenv("R1DIST_GEMV_GROUP");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool on = !env_is("R1DIST_GEMV_GROUP", "0");
   return on && gemv_enabled();
 }
 
 bool gemv_enabled() {
 #ifdef R1DIST_WITH_CUDA
-  static const bool on = [] {
-    const char* env = std::getenv("R1DIST_GEMV");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool on = !env_is("R1DIST_GEMV", "0");
   return on;
 #else
   return false;

@@ -2,9 +2,7 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
-#include <cstring>
-
+#include "r1dist/base/env.h"
 #include "r1dist/base/error.h"
 #include "r1dist/tensor/compat.h"
 #ifdef R1DIST_WITH_CUDA
@@ -23,8 +21,7 @@ bool kernels_available(const at::Device& device) {
 }
 
 bool on_by_default(const at::Device& device) {
-  const char* env = std::getenv("R1DIST_FUSED");
-  return kernels_available(device) && !(env && std::strcmp(env, "0") == 0);
+  return kernels_available(device) && !env_is("R1DIST_FUSED", "0");
 }
 
 namespace {
@@ -183,10 +180,7 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x_in, const at:
 }
 
 bool decode_attention_enabled() {
-  static const bool on = [] {
-    const char* env = std::getenv("R1DIST_DECODE_ATTENTION");
-    return env && std::strcmp(env, "1") == 0;
-  }();
+  static const bool on = env_is("R1DIST_DECODE_ATTENTION", "1");
   return on;
 }
 
