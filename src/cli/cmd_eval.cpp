@@ -96,6 +96,8 @@ int cmd_eval(int argc, char** argv) {
   Dataset data;
   try {
     data = build_dataset(cfg.data, tok, uint64_t(cfg.train.seed), a.has("cfg") ? cfg.output.dir + "/cache" : "");
+  } catch (const DataError&) {
+    throw;
   } catch (const UsageError& e) {
     if (a.has("cfg")) throw;
     throw UsageError(std::string(e.what()) + "\nHINT: without --cfg, --rows N sets data.n_samples: how many rows of --data are scored");
@@ -105,8 +107,8 @@ int cmd_eval(int argc, char** argv) {
     data.train.clear();
   }
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, data.load.format);
+  auto in = suite_inputs(cfg, data);  // before the model: a bad eval.mcq_path fails at once
   auto lm = load_model_from_flags(a, cfg);
-  auto in = suite_inputs(cfg, data);
   in.drift = !lm.adapter.empty();
   TimeSplit split({"load", "held_out", "multiple_choice", "generations", "write"});
   split.add_since_process_start("load");  // tokenizer, data and model

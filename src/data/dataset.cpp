@@ -26,7 +26,7 @@ namespace r1dist {
 namespace {
 
 constexpr char kMagic[8] = {'R', '1', 'D', 'D', 'A', 'T', 'A', '\0'};
-constexpr uint32_t kCacheVersion = 2;
+constexpr uint32_t kCacheVersion = 3;
 
 std::string hex16(uint64_t h) {
   char buf[17];
@@ -42,7 +42,7 @@ std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const Promp
   std::snprintf(frac, sizeof frac, "%a", cfg.eval_fraction);
   const DataFields& f = cfg.fields;
   for (const std::string& s :
-       {std::string("r1dist-data-v2"), tok.fingerprint(), tpl.chat ? std::string("<chat>") : tpl.text, f.question,
+       {std::string("r1dist-data-v3"), tok.fingerprint(), tpl.chat ? std::string("<chat>") : tpl.text, f.question,
         f.cot, f.response, f.messages, f.conversations, f.instruction, f.input, f.output, f.prompt, f.completion,
         f.text, f.reasoning, std::string(to_string(cfg.format)), std::to_string(cfg.n_samples),
         std::string(to_string(cfg.sample)), std::to_string(cfg.eval_rows), std::string(frac), std::to_string(seed),
@@ -138,8 +138,12 @@ void write_cache(const std::string& dir, const Dataset& d) {
   w.put<int64_t>(d.load.skipped);
   w.put<uint64_t>(d.load.skip_reasons.size());
   for (const auto& s : d.load.skip_reasons) w.put_str(s);
+  w.put<int64_t>(d.load.mcq_unusable);
+  w.put<uint64_t>(d.load.mcq_reasons.size());
+  for (const auto& s : d.load.mcq_reasons) w.put_str(s);
   w.put<int64_t>(d.truncated);
   w.put<int64_t>(d.dropped);
+  w.put<int64_t>(d.without_loss);
   w.put<int64_t>(d.split_encoded);
   put_examples(w, d.train);
   put_examples(w, d.eval);
@@ -179,8 +183,12 @@ std::optional<Dataset> read_cache(const std::string& dir, const std::string& fp)
   d.load.skipped = r.get<int64_t>();
   const auto n_reasons = r.get<uint64_t>();
   for (uint64_t i = 0; r.ok && i < n_reasons; ++i) d.load.skip_reasons.push_back(r.get_str());
+  d.load.mcq_unusable = r.get<int64_t>();
+  const auto n_mcq = r.get<uint64_t>();
+  for (uint64_t i = 0; r.ok && i < n_mcq; ++i) d.load.mcq_reasons.push_back(r.get_str());
   d.truncated = r.get<int64_t>();
   d.dropped = r.get<int64_t>();
+  d.without_loss = r.get<int64_t>();
   d.split_encoded = r.get<int64_t>();
   if (!r.ok || !get_examples(r, d.train) || !get_examples(r, d.eval) || r.at != r.in.size())
     return invalid("truncated or malformed");
@@ -197,8 +205,10 @@ void bad_row(const DataConfig& cfg, const Row& row, const std::string& why, Data
   d.load.skip_reasons.push_back(row.where + ": " + why);
 }
 
-// Tokenizes rows[sel[i]] into examples; over-long rows are truncated or dropped.
-// Three kinds of rows: plain text (BOS + text + EOS, labels on all of it); a prompt template
+// Tokenizes rows[sel[i]] into examples; over-long rows are truncated or dropped, and rows
+// that truncation leaves without a loss token are dropped (Dataset::without_loss).
+// Three kinds of rows: plain text (BOS + text + EOS, labels on all of it; no second BOS or EOS
+// where the text starts or ends with one); a prompt template
 // (prompt + response encoded whole, BOS and the EOS id added); the chat template (each segment
 // encoded on its own: segments meet at added tokens, which the tokenizer splits on anyway, so
 // the ids equal the whole text's).
@@ -238,14 +248,16 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
     }
     Example x;
     x.row = row.index;
-    if (bos) x.ids.push_back(*bos);
     if (is_text(row)) {
+      // A text that already starts with BOS (a rendered chat template) gets no second one.
       std::vector<int32_t>& t = enc[first[i]];
+      if (bos && (t.empty() || t.front() != *bos)) x.ids.push_back(*bos);
       x.ids.insert(x.ids.end(), t.begin(), t.end());
       if (t.empty() || t.back() != *eos) x.ids.push_back(*eos);
       x.prompt_tokens = bos ? 1 : 0;
       x.labels = x.ids;  // plain text: loss on all of it
     } else if (!tpl.chat) {
+      if (bos) x.ids.push_back(*bos);
       std::vector<int32_t>& full = enc[first[i]];
       const std::vector<int32_t>& prompt = enc[first[i] + 1];
       if (prompt.size() > full.size() || !std::equal(prompt.begin(), prompt.end(), full.begin())) {
@@ -260,6 +272,7 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
       x.labels = x.ids;
       if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.begin() + x.prompt_tokens, -100);
     } else {
+      if (bos) x.ids.push_back(*bos);
       x.labels = x.ids;  // BOS
       if (!cfg.train_on_prompt) std::fill(x.labels.begin(), x.labels.end(), -100);
       x.prompt_tokens = -1;
@@ -291,8 +304,27 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
       x.prompt_tokens = std::min<int64_t>(x.prompt_tokens, cfg.max_seq_len);
       ++d.truncated;
     }
+    if (loss_tokens(x) == 0) {  // cut before its response: nothing to learn or score
+      ++d.without_loss;
+      continue;
+    }
     out.push_back(std::move(x));
   }
+}
+
+// The rows that data.max_seq_len shortened or dropped, and those tokenized in two parts (also
+// when the data comes from the cache).
+void warn_about_tokenization(const Dataset& d, const DataConfig& cfg) {
+  if (d.truncated || d.dropped)
+    log::warn("data: ", d.truncated ? d.truncated : d.dropped, " rows longer than data.max_seq_len = ", cfg.max_seq_len,
+              d.truncated ? " truncated" : " dropped");
+  if (d.without_loss)
+    log::warn("data: ", d.without_loss, " rows dropped: no loss token left after truncation to data.max_seq_len = ",
+              cfg.max_seq_len, cfg.train_on_prompt ? "" : " (loss on the responses only, and the prompt fills it)");
+  if (d.split_encoded)
+    log::warn("data: ", d.split_encoded,
+              " rows had a token spanning the prompt/response boundary; their prompt and response were tokenized "
+              "separately");
 }
 
 }  // namespace
@@ -305,6 +337,7 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   if (!cache_dir.empty()) {
     if (auto cached = read_cache(cache_dir, fp)) {
       data::log_skipped(cached->load, cfg.path);
+      warn_about_tokenization(*cached, cfg);
       log::info("data: ", cached->train.size(), " train + ", cached->eval.size(), " eval rows from the cache ",
                 cache_file(cache_dir, fp));
       return std::move(*cached);
@@ -314,22 +347,36 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   d.fingerprint = fp;
   const auto rows = data::parse_rows(cfg, cfg.path, bytes, &d.load);
   const PromptTemplate tpl = PromptTemplate::for_format(cfg.template_text, d.load.format);
+  if (!tpl.has_response())
+    throw UsageError("data.template has no {response} placeholder: the training text would hold no answer, "
+                     "only the prompt and EOS\nHINT: put {response} where the answer goes");
   const Split split = select_rows(static_cast<int64_t>(rows.size()), cfg, seed);
-  tokenize(rows, split.train, tpl, cfg, tok, d.train, d);
-  tokenize(rows, split.eval, tpl, cfg, tok, d.eval, d);
+  // Each split's rows that did not make it, for the messages below.
+  auto tokenize_split = [&](const std::vector<int64_t>& sel, std::vector<Example>& out) {
+    const int64_t dropped = d.dropped, without_loss = d.without_loss, skipped = d.load.skipped;
+    tokenize(rows, sel, tpl, cfg, tok, out, d);
+    return std::to_string(d.dropped - dropped) + " longer than data.max_seq_len = " + std::to_string(cfg.max_seq_len) +
+           " dropped (data.overlong), " + std::to_string(d.without_loss - without_loss) +
+           " without a loss token after truncation" +
+           (cfg.train_on_prompt ? "" : " (loss on the responses only: the prompt fills data.max_seq_len)") + ", " +
+           std::to_string(d.load.skipped - skipped) + " bad rows skipped";
+  };
+  const std::string train_losses = tokenize_split(split.train, d.train);
+  const std::string eval_losses = tokenize_split(split.eval, d.eval);
   data::log_skipped(d.load, cfg.path);
+  const std::string hint = "\nHINT: raise data.max_seq_len" +
+                           std::string(cfg.overlong == OverlongPolicy::drop ? ", set data.overlong = \"truncate\"" : "") +
+                           (cfg.train_on_prompt ? "" : ", or set data.train_on_prompt = true");
   if (d.train.empty())
-    throw DataError(cfg.path + ": no training rows left of " + std::to_string(split.train.size()) + ": " +
-                    std::to_string(d.dropped) + " exceed data.max_seq_len = " + std::to_string(cfg.max_seq_len) +
-                    ", " + std::to_string(d.load.skipped) + " bad rows skipped" +
-                    "\nHINT: raise data.max_seq_len or set data.overlong = \"truncate\"");
-  if (d.truncated || d.dropped)
-    log::warn("data: ", d.truncated ? d.truncated : d.dropped, " rows longer than data.max_seq_len = ", cfg.max_seq_len,
-              d.truncated ? " truncated" : " dropped");
-  if (d.split_encoded)
-    log::warn("data: ", d.split_encoded,
-              " rows had a token spanning the prompt/response boundary; their prompt and response were tokenized "
-              "separately");
+    throw DataError(cfg.path + ": none of the " + std::to_string(split.train.size()) + " selected rows is left: " +
+                    train_losses + hint);
+  // Held-out rows are chosen before tokenization: the ones dropped are not replaced.
+  if (!split.eval.empty() && d.eval.empty())
+    throw DataError(cfg.path + ": none of the " + std::to_string(split.eval.size()) +
+                    " held-out rows (data.eval_rows / data.eval_fraction) is left: " + eval_losses + hint);
+  if (d.eval.size() < split.eval.size())
+    log::warn("data: ", d.eval.size(), " of the ", split.eval.size(), " held-out rows are left (the others dropped)");
+  warn_about_tokenization(d, cfg);
   if (!cache_dir.empty()) write_cache(cache_dir, d);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("data: ", d.train.size(), " train + ", d.eval.size(), " eval rows from ", cfg.path, " in ", s,

@@ -61,8 +61,15 @@ std::string parse_error_text(const json::parse_error& e) {
 
 class RowParser {
  public:
-  RowParser(const DataConfig& cfg, const std::string& path, LoadReport& report)
-      : cfg_(cfg), path_(path), report_(report), skip_(cfg.on_bad_row == BadRowPolicy::skip), format_(cfg.format) {}
+  // mcq_only: rows are read for their multiple-choice item alone (any row format; rows without
+  // one are passed over).
+  RowParser(const DataConfig& cfg, const std::string& path, LoadReport& report, bool mcq_only = false)
+      : cfg_(cfg),
+        path_(path),
+        report_(report),
+        skip_(mcq_only || cfg.on_bad_row == BadRowPolicy::skip),
+        mcq_only_(mcq_only),
+        format_(cfg.format) {}
 
   std::vector<Row> rows;
 
@@ -177,6 +184,13 @@ class RowParser {
     Row r;
     r.index = row;
     r.where = where_at(line);
+    if (mcq_only_) {
+      if (!j.is_object()) return;
+      std::vector<std::string> problems;
+      mcq(JsonView(j, "row").collecting(&problems), r);
+      if (r.mcq) rows.push_back(std::move(r));
+      return;
+    }
     if (format_ == DataFormat::automatic && j.is_object()) {
       const std::string undetected = detect(j, r.where);
       if (!undetected.empty()) return bad(r.where, undetected);
@@ -228,7 +242,20 @@ class RowParser {
     size_t total = 0;
     for (const Turn& t : r.turns) total += t.content.size() + t.reasoning.size();
     if (total > kMaxRowBytes) return "row too long: " + std::to_string(total) + " bytes of text > 1 MiB limit";
-    return extract_mcq(j, problems, r);
+    mcq(j, r);
+    return "";
+  }
+
+  // The row's multiple-choice item, if it carries one. A malformed one leaves the row without
+  // an item (counted and named in the report), never out of training.
+  void mcq(const JsonView& row, Row& r) const {
+    std::vector<std::string> problems;
+    const JsonView j = row.collecting(&problems);
+    const std::string why = extract_mcq(j, problems, cfg_.fields.question, r);
+    if (why.empty()) return;
+    r.mcq.reset();
+    ++report_.mcq_unusable;
+    if (report_.mcq_reasons.size() < 3) report_.mcq_reasons.push_back(r.where + ": " + why);
   }
 
   static bool blank(const std::string& s) { return std::all_of(s.begin(), s.end(), is_ws); }
@@ -334,28 +361,49 @@ class RowParser {
     return "";
   }
 
-  // "options" + "answer_idx" -> r.mcq; a row with neither has no MCQ item.
-  static std::string extract_mcq(const JsonView& j, std::vector<std::string>& problems, Row& r) {
+  // "options" + "answer_idx" -> r.mcq; "" when the row has neither, else why they make no item.
+  // options: an object letter -> text (ordered by letter), or an array of texts lettered A, B,
+  // ...; answer_idx: a letter, or a number (an object's key written as a number, or an array's
+  // 0-based index). The stem: the row's "question" field, else the data.fields.question column,
+  // else the row's question turn.
+  static std::string extract_mcq(const JsonView& j, std::vector<std::string>& problems,
+                                 const std::string& question_field, Row& r) {
     const auto opts = j["options"], ans = j["answer_idx"];
     if (!opts.present() && !ans.present()) return "";
     if (!opts.present() || !ans.present())
       return std::string("field \"") + (opts.present() ? "answer_idx" : "options") +
-             "\" is missing (a multiple-choice row needs both options and answer_idx)";
-    const std::string answer = ans.string();
-    const auto options = opts.items();  // nlohmann orders object keys
-    if (!problems.empty()) return problems.front();
-    if (options.empty()) return "field \"options\" must be a non-empty object letter -> text";
+             "\" is missing (a multiple-choice item needs both options and answer_idx)";
     MultipleChoice m;
-    for (const auto& [letter, text] : options) {
-      const std::string t = text.string();
-      if (!problems.empty()) return problems.front();
-      if (t.empty()) return "option \"" + letter + "\" must be a non-empty string";
-      if (letter == answer) m.answer = m.options.size();
-      m.options.emplace_back(letter, t);
+    if (opts.is_array()) {
+      const auto texts = opts.elements();
+      if (texts.size() > 26) return "field \"options\" has " + std::to_string(texts.size()) + " items (at most 26)";
+      for (size_t i = 0; i < texts.size(); ++i) m.options.emplace_back(std::string(1, char('A' + i)), texts[i].string());
+    } else {
+      for (const auto& [letter, text] : opts.items()) m.options.emplace_back(letter, text.string());  // by key
     }
-    if (!opts[answer].present()) return "answer_idx \"" + answer + "\" is not one of the option letters";
-    const std::string stem = j["question"].is_string() ? j["question"].string() : "";
-    m.stem = !stem.empty() ? stem : r.question();
+    if (!problems.empty()) return problems.front();
+    if (m.options.empty()) return "field \"options\" must be a non-empty object letter -> text, or array of texts";
+    for (const auto& [letter, text] : m.options)
+      if (text.empty()) return "option \"" + letter + "\" must be a non-empty string";
+    std::string answer;
+    if (ans.is_integer() && opts.is_array()) {
+      const int64_t i = ans.integer();
+      if (i < 0 || i >= int64_t(m.options.size()))
+        return "answer_idx " + std::to_string(i) + " is not an index of the " + std::to_string(m.options.size()) +
+               " options (0-based)";
+      answer = m.options[size_t(i)].first;
+    } else {
+      answer = ans.is_integer() ? std::to_string(ans.integer()) : ans.string();
+      if (!problems.empty()) return problems.front();
+    }
+    const auto it = std::find_if(m.options.begin(), m.options.end(), [&](const auto& o) { return o.first == answer; });
+    if (it == m.options.end()) return "answer_idx \"" + answer + "\" is not one of the option letters";
+    m.answer = size_t(it - m.options.begin());
+    for (const std::string& field : {std::string("question"), question_field}) {
+      if (m.stem.empty() && j[field].is_string()) m.stem = j[field].string();
+    }
+    if (m.stem.empty()) m.stem = r.question();
+    if (m.stem.empty()) return "no question: neither \"question\" nor \"" + question_field + "\" is a non-empty string";
     r.mcq = std::move(m);
     return "";
   }
@@ -370,7 +418,7 @@ class RowParser {
   const DataConfig& cfg_;
   const std::string& path_;
   LoadReport& report_;
-  bool skip_;
+  bool skip_, mcq_only_;
   DataFormat format_;
 };
 
@@ -398,11 +446,18 @@ std::vector<Row> parse_rows(const DataConfig& cfg, const std::string& path, std:
 }
 
 void log_skipped(const LoadReport& rep, const std::string& path) {
-  if (rep.skipped == 0) return;
-  std::string first;
-  for (size_t i = 0; i < rep.skip_reasons.size() && i < 3; ++i) first += "\n  " + rep.skip_reasons[i];
-  log::warn("data: skipped ", rep.skipped, " bad rows of ", rep.rows_in_file, " in ", path,
-            " (data.on_bad_row = \"skip\"); the first:", first);
+  auto first = [](const std::vector<std::string>& reasons) {
+    std::string out;
+    for (size_t i = 0; i < reasons.size() && i < 3; ++i) out += "\n  " + reasons[i];
+    return out;
+  };
+  if (rep.skipped > 0)
+    log::warn("data: skipped ", rep.skipped, " bad rows of ", rep.rows_in_file, " in ", path,
+              " (data.on_bad_row = \"skip\"); the first:", first(rep.skip_reasons));
+  if (rep.mcq_unusable > 0)
+    log::warn("data: ", rep.mcq_unusable, " rows of ", path,
+              " carry options/answer_idx that make no multiple-choice item (the rows themselves are kept); the first:",
+              first(rep.mcq_reasons));
 }
 
 }  // namespace data
@@ -449,6 +504,26 @@ DataFormat detect_format(const std::vector<std::string>& keys, const DataFields&
   if (has(f.prompt) || has(f.completion)) return DataFormat::prompt_completion;
   if (has(f.text)) return DataFormat::text;
   return DataFormat::automatic;
+}
+
+std::vector<MultipleChoice> load_mcq_items(const std::string& path, const DataFields& fields) {
+  DataConfig cfg;
+  cfg.path = path;
+  cfg.fields = fields;
+  LoadReport rep;
+  data::RowParser p(cfg, path, rep, /*mcq_only=*/true);
+  const std::string bytes = data::read_file(path);
+  if (data::is_json_array(bytes)) p.parse_array(bytes);
+  else p.parse_lines(bytes);
+  data::log_skipped(rep, path);
+  if (p.rows.empty())
+    throw DataError(path + ": no multiple-choice items in " + std::to_string(rep.rows_in_file) +
+                    " rows (rows with \"options\" and \"answer_idx\"" +
+                    (rep.mcq_reasons.empty() ? std::string(")") : "; the first unusable: " + rep.mcq_reasons.front() + ")") +
+                    "\nHINT: eval.mcq_path names a file of multiple-choice rows (docs/EVAL.md)");
+  std::vector<MultipleChoice> out;
+  for (Row& r : p.rows) out.push_back(std::move(*r.mcq));
+  return out;
 }
 
 std::vector<Row> load_rows(const DataConfig& cfg, LoadReport* report) {

@@ -121,6 +121,12 @@ PromptTemplate PromptTemplate::parse(const std::string& text) {
   return PromptTemplate{text, false};
 }
 
+bool PromptTemplate::has_response() const {
+  if (chat) return true;
+  const Parsed p = parse_pieces(text);
+  return std::any_of(p.pieces.begin(), p.pieces.end(), [](const Piece& pc) { return pc.slot == Slot::response; });
+}
+
 PromptTemplate PromptTemplate::for_format(const std::string& text, DataFormat format) {
   if (text.empty() && format != DataFormat::medical_o1 && format != DataFormat::automatic) return parse(kChat);
   return configured(text);

@@ -23,21 +23,19 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   in.kl_rows = cfg.eval.kl_rows;
   in.capacity = cfg.data.max_seq_len;
   in.micro_batch = cfg.train.micro_batch;
-  DataConfig mcq_cfg = cfg.data;
-  mcq_cfg.path = cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path;
-  mcq_cfg.on_bad_row = BadRowPolicy::skip;  // rows without the training fields may still be MCQ items
-  // From the data file itself: the held-out rows' items, so that every figure covers the
-  // same rows (and none that trained).
-  const bool own_rows = cfg.eval.mcq_path.empty();
-  std::set<int64_t> held_out;
-  for (const auto& e : data.eval) held_out.insert(e.row);
-  if (!mcq_cfg.path.empty()) {
-    for (auto& row : load_rows(mcq_cfg)) {
-      if (!row.mcq || (own_rows && !held_out.count(row.index))) continue;
-      in.mcq.push_back(std::move(*row.mcq));
-      if (cfg.eval.mcq_rows > 0 && int64_t(in.mcq.size()) >= cfg.eval.mcq_rows) break;
-    }
+  if (!cfg.eval.mcq_path.empty()) {
+    in.mcq = load_mcq_items(cfg.eval.mcq_path, cfg.data.fields);
+  } else if (!cfg.data.path.empty()) {
+    // From the data file itself: the held-out rows' items, so that every figure covers the
+    // same rows (and none that trained).
+    std::set<int64_t> held_out;
+    for (const auto& e : data.eval) held_out.insert(e.row);
+    DataConfig own = cfg.data;
+    own.on_bad_row = BadRowPolicy::skip;  // build_dataset already applied data.on_bad_row
+    for (auto& row : load_rows(own))
+      if (row.mcq && held_out.count(row.index)) in.mcq.push_back(std::move(*row.mcq));
   }
+  if (cfg.eval.mcq_rows > 0 && int64_t(in.mcq.size()) > cfg.eval.mcq_rows) in.mcq.resize(size_t(cfg.eval.mcq_rows));
   in.prompts = cfg.eval.prompts;
   in.prompt_format = cfg.eval.prompt_format;
   in.generation.max_new_tokens = cfg.eval.max_new_tokens;
@@ -152,9 +150,11 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
       }
       meter.done();
     }
-    s.loss = loss.mean();
+    if (loss.count > 0) {  // build_dataset keeps no row without a loss token
+      s.loss = loss.mean();
+      s.perplexity = std::exp(s.loss);
+    }
     s.loss_tokens = loss.count;
-    s.perplexity = std::exp(s.loss);
     std::string line = "held-out loss " + std::to_string(s.loss) + " over " + std::to_string(loss.count) +
                        " tokens of " + std::to_string(s.rows) + " rows";
     if (drift) {

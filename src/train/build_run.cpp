@@ -160,7 +160,8 @@ Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& p
   for (const auto& e : data.train) tokens += int64_t(e.ids.size());
   log::info("data ", cfg.data.path, ": ", data.load.rows_in_file, " rows in the file, ", data.load.skipped,
             " skipped, ", data.train.size(), " train / ", data.eval.size(), " eval rows, ", tokens,
-            " train tokens, ", data.truncated, " truncated, ", data.dropped, " dropped (max_seq_len ",
+            " train tokens, ", data.truncated, " truncated, ", data.dropped, " dropped, ", data.without_loss,
+            " without a loss token (max_seq_len ",
             cfg.data.max_seq_len, ")", data.from_cache ? ", from cache" : "");
   return data;
 }
@@ -190,29 +191,6 @@ Qwen2Model rank_model(const Config& cfg, const at::Device& device, const Process
   return model;
 }
 
-// Rows whose labels are all masked teach nothing: with data.train_on_prompt = false, a row cut
-// at data.max_seq_len before its response starts. Refuses data where no training row (or no
-// held-out row) keeps a loss token; warns with the count otherwise.
-void check_loss_tokens(const Config& cfg, const Dataset& data) {
-  const char* why = cfg.data.train_on_prompt ? "" : " (data.train_on_prompt = false: loss on the responses only, and "
-                                                    "the prompt fills data.max_seq_len)";
-  for (const auto* rows : {&data.train, &data.eval}) {
-    int64_t none = 0;
-    for (const auto& e : *rows) none += loss_tokens(e) == 0;
-    if (none == 0) continue;
-    const std::string split = rows == &data.train ? "training" : "held-out";
-    const std::string what = std::to_string(none) + " of " + std::to_string(rows->size()) + " " + split + " rows of " +
-                             cfg.data.path + " have no loss token after truncation to data.max_seq_len = " +
-                             std::to_string(cfg.data.max_seq_len) + why;
-    if (none < int64_t(rows->size()) || (rows == &data.train && cfg.train.steps == 0 && cfg.train.epochs == 0)) {
-      log::warn("data: ", what);
-      continue;
-    }
-    throw UsageError(what + ": nothing to " + (rows == &data.train ? "train on" : "evaluate") +
-                     "\nHINT: raise data.max_seq_len, or set data.train_on_prompt = true");
-  }
-}
-
 }  // namespace
 
 // Rows per step. The checks of the data against the batch and the model: refuses a global
@@ -227,7 +205,6 @@ int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) 
                      std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
                      "lower train.grad_accum or train.micro_batch");
   check_token_ids(cfg, data);
-  check_loss_tokens(cfg, data);
   return g;
 }
 

@@ -47,6 +47,7 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   j["rows_skipped"] = data.load.skipped;
   j["rows_truncated"] = data.truncated;
   j["rows_dropped"] = data.dropped;
+  j["rows_without_loss"] = data.without_loss;
   std::vector<int64_t> train_rows, eval_rows;
   for (const auto& e : data.train) train_rows.push_back(e.row);
   for (const auto& e : data.eval) eval_rows.push_back(e.row);
@@ -117,6 +118,7 @@ std::unique_ptr<MetricsWriter> open_run_metrics(const Config& cfg, const Dataset
   m->set_counter("rows_skipped", data.load.skipped);
   m->set_counter("rows_truncated", data.truncated);
   m->set_counter("rows_dropped", data.dropped);
+  m->set_counter("rows_without_loss", data.without_loss);
   m->set_counter("train_rows", int64_t(data.train.size()));
   m->set_counter("eval_rows", int64_t(data.eval.size()));
   m->set_counter("world_size", int64_t(world));

@@ -45,10 +45,10 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // metrics writer is closed by then), and to the TensorBoard events at the final step. Base
 // versions (train.steps = 0) measure no drift.
 void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenizer& tok, const Dataset& data,
-                      TensorBoardWriter* tensorboard, int64_t step) {
+                      const SuiteInputs& suite, TensorBoardWriter* tensorboard, int64_t step) {
   if (!cfg.eval.suite || dist_group().rank != 0) return;
   const auto t0 = Clock::now();
-  auto in = suite_inputs(cfg, data);
+  auto in = suite;
   in.drift = cfg.train.steps > 0;
   auto s = run_eval_suite(model, tok, PromptTemplate::for_format(cfg.data.template_text, data.load.format), in,
                           [](const std::string& line) { log::info("final evaluation: ", line); });
@@ -138,6 +138,8 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   const RunIdentity& id = run.id;
   const HeldOutSettings held_out{cfg.data.max_seq_len, cfg.eval.kl_rows};
   BaseStates base_states;  // the base model's pass over this rank's drift rows, from the first evaluation
+  // eval.suite's inputs, read now: a bad eval.mcq_path stops the run before it trains.
+  const SuiteInputs suite = cfg.eval.suite && pg.rank == 0 ? suite_inputs(cfg, data) : SuiteInputs{};
   res.steps_total = cfg.train.steps;
 
   if (cfg.train.steps == 0) {
@@ -163,7 +165,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     dist_barrier("MPI_Barrier before the final evaluation");
     {
       auto timed = split.time("final_eval");
-      final_evaluation(cfg, model, tok, data, tensorboard.get(), 0);
+      final_evaluation(cfg, model, tok, data, suite, tensorboard.get(), 0);
     }
     res.seconds = seconds_since(t_start);
     return res;
@@ -203,7 +205,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     const auto tensorboard = pg.rank == 0 && cfg.eval.suite ? open_run_tensorboard(cfg, state.step) : nullptr;
     {
       auto timed = split.time("final_eval");
-      final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+      final_evaluation(cfg, model, tok, data, suite, tensorboard.get(), state.step);
     }
     res.last_checkpoint = state.last_path;
     res.best_checkpoint = state.best_path;
@@ -351,7 +353,7 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   metrics.reset();
   if (state.step >= cfg.train.steps) {
     auto timed = split.time("final_eval");
-    final_evaluation(cfg, model, tok, data, tensorboard.get(), state.step);
+    final_evaluation(cfg, model, tok, data, suite, tensorboard.get(), state.step);
   }
   tensorboard.reset();
   res.steps_done = state.step;

@@ -220,6 +220,63 @@ TEST(DataLoad, SkippedCountInLog) {
   log::add_file(tmp / "after.log");  // release run.log before the directory goes
 }
 
+// options + answer_idx in the forms MCQ sets use; a malformed item leaves its row in training.
+TEST(DataLoad, MultipleChoiceItemsInTheirCommonFormsAndMalformedOnesCounted) {
+  TempDir tmp;
+  auto c = config_for(tmp / "mcq.jsonl");
+  const json base = json::parse(kRow);
+  auto row = [&](const json& extra) {
+    json r = base;
+    if (extra.is_object()) r.update(extra);
+    return r;
+  };
+  write_jsonl(c.path, {row({{"options", {{"A", "x"}, {"B", "y"}}}, {"answer_idx", "B"}}),
+                       row({{"options", {"x", "y", "z"}}, {"answer_idx", 2}, {"question", "stem?"}}),
+                       row({{"options", {"x", "y"}}, {"answer_idx", "A"}}),
+                       row({{"options", {{"1", "x"}, {"2", "y"}}}, {"answer_idx", 1}}),
+                       row({{"options", {{"A", "x"}}}}),                           // no answer_idx
+                       row({{"options", {"x", "y"}}, {"answer_idx", 5}}),          // no such index
+                       row({{"options", {{"A", "x"}}}, {"answer_idx", "C"}}),      // no such letter
+                       row(json::object())});                                      // no item
+  log::add_file(tmp / "run.log");
+  LoadReport rep;
+  const auto rows = load_rows(c, &rep);
+  log::flush();
+  ASSERT_EQ(rows.size(), 8u) << "a malformed item never takes its row out of training";
+  EXPECT_EQ(rep.skipped, 0);
+  EXPECT_EQ(rep.mcq_unusable, 3);
+  ASSERT_TRUE(rows[0].mcq && rows[1].mcq && rows[2].mcq && rows[3].mcq);
+  EXPECT_EQ(rows[0].mcq->answer, 1u);
+  EXPECT_EQ(rows[0].mcq->stem, "q") << "the question column when the row has no \"question\"";
+  EXPECT_EQ(rows[1].mcq->options, (std::vector<std::pair<std::string, std::string>>{{"A", "x"}, {"B", "y"}, {"C", "z"}}));
+  EXPECT_EQ(rows[1].mcq->answer, 2u) << "a number is an array's 0-based index";
+  EXPECT_EQ(rows[1].mcq->stem, "stem?");
+  EXPECT_EQ(rows[2].mcq->answer, 0u);
+  EXPECT_EQ(rows[3].mcq->answer, 0u) << "a number names an object's key";
+  for (size_t i = 4; i < 8; ++i) EXPECT_FALSE(rows[i].mcq) << i;
+  const auto text = read_text(tmp / "run.log");
+  EXPECT_HAS(text, "3 rows of " + c.path + " carry options/answer_idx that make no multiple-choice item");
+  EXPECT_HAS(text, c.path + ":5: field \"answer_idx\" is missing");
+  EXPECT_HAS(text, c.path + ":6: answer_idx 5 is not an index of the 2 options");
+  log::add_file(tmp / "after.log");
+
+  // eval.mcq_path: the items of a file in any format (only the MCQ fields are read).
+  write_jsonl(tmp / "medqa.jsonl", {json{{"question", "s1"}, {"options", {{"A", "a"}, {"B", "b"}}}, {"answer_idx", "A"}},
+                                    json{{"meta", 1}},
+                                    json{{"question", "s2"}, {"options", {"a", "b"}}, {"answer_idx", 1}}});
+  const auto items = load_mcq_items(tmp / "medqa.jsonl", DataFields{});
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0].stem, "s1");
+  EXPECT_EQ(items[1].answer, 1u);
+  write_jsonl(tmp / "none.jsonl", {json{{"question", "s1"}}});
+  try {
+    load_mcq_items(tmp / "none.jsonl", DataFields{});
+    ADD_FAILURE() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_HAS(std::string(e.what()), tmp / "none.jsonl" + ": no multiple-choice items in 1 rows");
+  }
+}
+
 TEST(DataLoad, MoreRowsRequestedThanExist) {
   TempDir tmp;
   auto c = config_for(tmp / "three.jsonl");
@@ -429,6 +486,56 @@ TEST(DataTokens, OverlongTruncatedOrDropped) {
   const Dataset dropped = build_dataset(c, tok, 3407);
   EXPECT_EQ(dropped.dropped, longer);
   EXPECT_EQ(int64_t(dropped.train.size()), int64_t(full.train.size()) - longer);
+}
+
+// A row cut before its response teaches nothing: dropped and counted; held-out rows dropped
+// are not replaced, and a held-out split left empty is refused.
+TEST(DataTokens, RowsWithoutALossTokenAfterTheCutAreDropped) {
+  const auto& tok = r1_tokenizer();
+  TempDir tmp;
+  auto c = config_for(tmp / "rows.jsonl");
+  c.max_seq_len = 24;
+  c.eval_rows = 1;
+  const std::string long_q(400, 'x');
+  write_jsonl(c.path, {json{{"Question", "short"}, {"Complex_CoT", "c"}, {"Response", "r"}},
+                       json{{"Question", long_q}, {"Complex_CoT", "c"}, {"Response", "r"}},
+                       json{{"Question", "short too"}, {"Complex_CoT", "c"}, {"Response", "r"}}});
+  c.template_text = "{question} {response}";
+  const Dataset d = build_dataset(c, tok, 3407);
+  EXPECT_EQ(d.without_loss, 1);
+  EXPECT_EQ(d.train.size() + d.eval.size(), 2u);
+  for (const auto* split : {&d.train, &d.eval})
+    for (const auto& x : *split) EXPECT_GT(loss_tokens(x), 0);
+  // Only the long row held out: nothing left to evaluate.
+  for (uint64_t seed = 0; seed < 64; ++seed) {
+    const Split s = select_rows(3, c, seed);
+    if (s.eval != std::vector<int64_t>{1}) continue;
+    try {
+      build_dataset(c, tok, seed);
+      ADD_FAILURE() << "expected a DataError";
+    } catch (const DataError& e) {
+      EXPECT_HAS(std::string(e.what()), "none of the 1 held-out rows (data.eval_rows / data.eval_fraction) is left: "
+                                        "0 longer than data.max_seq_len = 24 dropped (data.overlong), 1 without a loss token");
+    }
+    return;
+  }
+  ADD_FAILURE() << "no seed below 64 holds out row 1";
+}
+
+TEST(DataTokens, TemplateWithoutTheResponseIsRefused) {
+  TempDir tmp;
+  auto c = config_for(tmp / "rows.jsonl");
+  write_text(c.path, std::string(kRow) + "\n");
+  c.template_text = "Q: {question}";
+  try {
+    build_dataset(c, r1_tokenizer(), 3407);
+    ADD_FAILURE() << "expected a UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_HAS(std::string(e.what()), "data.template has no {response} placeholder");
+  }
+  EXPECT_FALSE(PromptTemplate::parse("Q: {question}").has_response());
+  EXPECT_TRUE(PromptTemplate::parse("chat").has_response());
+  EXPECT_EQ(PromptTemplate::parse("Q: {question}").render_prompt("hi"), "Q: hi") << "a prompt for generation needs none";
 }
 
 TEST(DataCache, HitGivesIdenticalDataset) {

@@ -129,6 +129,11 @@ TEST(DataFormats, TextIsTheWholeTextWithLossOnAll) {
   const Expected want = expected_single_turn();
   EXPECT_EQ(x.ids, want.ids) << "the text's own EOS ends it: no second one";
   EXPECT_EQ(x.labels, x.ids);
+  // A text that starts with BOS (apply_chat_template's output) gets no second one.
+  const std::string bos = r1_tokenizer().decode({*r1_tokenizer().bos_id()});
+  const Example z = one_row(DataFormat::text, {{"text", bos + kUser + kQ + kAssistant + "<think>\n" + kR +
+                                                            "\n</think>\n\n" + kA + kEos}});
+  EXPECT_EQ(z.ids, want.ids);
   // A text without EOS gets one.
   const Example y = one_row(DataFormat::text, {{"text", "plain words"}});
   EXPECT_EQ(y.ids.back(), *r1_tokenizer().eos_id());

@@ -302,18 +302,46 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
 }
 
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach
-// nothing: refused before training when no row keeps a loss token, warned about otherwise.
-TEST(Cli, RowsWithoutALossTokenAreRefusedOrCounted) {
+// nothing: dropped and counted; refused before training when no row is left.
+TEST(Cli, RowsWithoutALossTokenAreDroppedAndCounted) {
   TempDir tmp;
   const auto cfg = run_config(tmp / "run", 1, 1, 2);
   auto r = run_r1dist("--cfg " + cfg + " --dry-run --set data.train_on_prompt=false --set data.max_seq_len=64");
   EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("60 of 60 training rows of " + sample_data() +
-                               " have no loss token after truncation to data.max_seq_len = 64"));
+  EXPECT_THAT(r.err, HasSubstr(sample_data() + ": none of the 60 selected rows is left: 0 longer than "
+                               "data.max_seq_len = 64 dropped (data.overlong), 60 without a loss token after truncation"));
   EXPECT_THAT(r.err, HasSubstr("HINT: raise data.max_seq_len, or set data.train_on_prompt = true"));
-  r = run_r1dist("--cfg " + cfg + " --dry-run --set data.train_on_prompt=false --set data.max_seq_len=4096");
-  EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.err, Not(HasSubstr("no loss token")));
+  // Some rows left: the others dropped, counted in the log and in run.json.
+  int64_t shortest = INT64_MAX, longest = 0;
+  {
+    const auto rows = tmp / "rows.jsonl";
+    r = run_r1dist("--cfg " + cfg + " --dry-run --set data.train_on_prompt=false --set data.max_seq_len=4096 "
+                   "--export-rows " + rows);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.err, Not(HasSubstr("no loss token")));
+    std::ifstream in(rows);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      int64_t prompt = 0;
+      for (const auto& l : j["labels"]) {
+        if (l.get<int64_t>() != -100) break;
+        ++prompt;
+      }
+      shortest = std::min(shortest, prompt);
+      longest = std::max(longest, prompt);
+    }
+  }
+  ASSERT_LT(shortest, longest) << "the sample's prompts differ in length";
+  const int64_t cut = (shortest + longest) / 2;  // rows whose prompt is longer lose every label
+  r = run_r1dist("--cfg " + cfg + " --set data.train_on_prompt=false --set data.max_seq_len=" + std::to_string(cut) +
+                 " --set train.steps=1 --set eval.suite=false --set data.eval_rows=0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("rows dropped: no loss token left after truncation to data.max_seq_len = " +
+                               std::to_string(cut)));
+  const auto run = nlohmann::json::parse(read_text(tmp / "run/run.json"));
+  EXPECT_GT(run["rows_without_loss"].get<int64_t>(), 0);
+  EXPECT_EQ(run["rows_without_loss"].get<int64_t>() + int64_t(run["train_row_ids"].size()),
+            run["rows_in_file"].get<int64_t>());
 }
 
 // The values of a reference tensor, as doubles (I64 ids or an F32 scalar).

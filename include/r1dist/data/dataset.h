@@ -30,6 +30,9 @@ struct Dataset {
   std::vector<Example> train, eval;
   LoadReport load;
   int64_t truncated = 0, dropped = 0;  // over max_seq_len (data.overlong)
+  // Rows left without a loss token after truncation (loss on the responses only, and the prompt
+  // fills data.max_seq_len): they teach nothing and are dropped, counted here.
+  int64_t without_loss = 0;
   // Rows whose full-text ids did not start with the prompt's ids (a BPE merge across the
   // boundary); they were tokenized as prompt + response separately. 0 for the default template.
   int64_t split_encoded = 0;

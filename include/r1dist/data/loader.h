@@ -15,13 +15,15 @@
 namespace r1dist {
 
 // Bad input in a data file; the message names the file and the line (JSONL) or row (JSON).
-struct DataError : Error {
-  using Error::Error;
+// An input error: exit code 2, as for a bad config.
+struct DataError : UsageError {
+  using UsageError::UsageError;
 };
 
-// A multiple-choice item carried by a row (the real medical-o1 rows do): fields
-// "options" (an object letter -> text) and "answer_idx" (one of its letters); the stem is the
-// row's "question" field when present (the MCQ form), else the configured question field.
+// A multiple-choice item carried by a row (the real medical-o1 rows do): fields "options" (an
+// object letter -> text, or an array of texts lettered A, B, ...) and "answer_idx" (one of its
+// letters, or a number: an object's key, an array's 0-based index); the stem is the row's
+// "question" field when present (the MCQ form), else the configured question field.
 struct MultipleChoice {
   std::string stem;
   std::vector<std::pair<std::string, std::string>> options;  // (letter, text), by letter
@@ -60,6 +62,10 @@ struct LoadReport {
   std::vector<std::string> skip_reasons;
   // data.format as used: the configured one, or the one data.format = "auto" detected.
   DataFormat format = DataFormat::automatic;
+  // Rows whose options/answer_idx make no multiple-choice item (they stay training rows), and
+  // the first few reasons, "FILE:LINE: why".
+  int64_t mcq_unusable = 0;
+  std::vector<std::string> mcq_reasons;
 };
 
 // Reads every row of data.path. The file is a JSON array when its first non-blank byte is
@@ -70,6 +76,12 @@ struct LoadReport {
 // counted, per data.on_bad_row; a malformed, truncated or empty file always throws DataError
 // with the line.
 std::vector<Row> load_rows(const DataConfig& cfg, LoadReport* report = nullptr);
+
+// The multiple-choice items of a file of rows in any format (eval.mcq_path): only "options",
+// "answer_idx" and the question ("question", else fields.question) are read (MultipleChoice);
+// rows without them are passed over, malformed items counted and logged. Throws DataError for
+// a malformed file or one without any item.
+std::vector<MultipleChoice> load_mcq_items(const std::string& path, const DataFields& fields);
 
 // The row format a row with these keys is in (data.fields.* name the keys), first match: any of
 // the three medical_o1 columns, messages, conversations (sharegpt), instruction or output

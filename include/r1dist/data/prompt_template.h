@@ -35,6 +35,9 @@ struct PromptTemplate {
   // built-in prompt template for medical_o1 rows (and for automatic: a format not yet known)
   // and the chat template for every other format.
   static PromptTemplate for_format(const std::string& text, DataFormat format);
+  // Whether a prompt template places the answer ({response}); training needs it, a prompt for
+  // generation does not.
+  bool has_response() const;
   std::string render(const Row& row) const;  // full training text (without BOS/EOS)
   std::string render_prompt(const std::string& question) const;  // inference form
   // A training row as segments whose concatenation is the row's text (BOS and, for the prompt

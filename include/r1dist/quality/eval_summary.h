@@ -4,6 +4,7 @@
 // compared across versions by `r1dist report`.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,8 @@ struct EvalSummary {
   std::string adapter;              // adapter (checkpoint or PEFT directory); "" for the base model
   std::string data;                 // data file of the held-out rows and the MCQ items
   int64_t rows = 0;                 // held-out rows scored
-  double loss = 0, perplexity = 0;  // mean token NLL (nats) and exp(loss)
+  // Mean token NLL (nats) and exp(loss); NaN when nothing was scored (no held-out rows).
+  double loss = std::numeric_limits<double>::quiet_NaN(), perplexity = std::numeric_limits<double>::quiet_NaN();
   int64_t loss_tokens = 0;
   bool has_drift = false;     // an adapter was evaluated against its base
   double kl = 0;              // mean KL(base || tuned) per token
