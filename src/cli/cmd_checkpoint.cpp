@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
 #include "r1dist/formats/checkpoint.h"
+#include "r1dist/formats/eval_file.h"
 #include "r1dist/formats/manifest.h"
 #include "r1dist/config/config.h"
 
@@ -77,19 +79,38 @@ bool verify_run_dir(const std::string& dir, int* checked) {
     ++*checked;
   }
   const std::string adapter = dir + "/adapter";
+  // Whether the newest checkpoint is the run's end: its last step (with train.epochs the final
+  // step depends on the data; only train.steps names it here) or an early stop recorded in it.
+  bool ended = false;
+  std::optional<Config> cfg;
+  if (!newest.config_toml.empty()) {
+    cfg = parse_config_string(newest.config_toml, dir + " (its newest checkpoint's config)");
+    ended = (cfg->train.epochs == 0 && newest.step >= cfg->train.steps) || newest.extra.count("stop_reason") > 0;
+  }
+  const auto step = static_cast<long long>(newest.step);
   if (is_dir(adapter)) {
-    ok = verify_adapter_dir(adapter, true) && ok;
+    const bool intact = verify_adapter_dir(adapter, true);
+    ok = intact && ok;
     ++*checked;
-  } else if (!newest.config_toml.empty()) {
-    const auto cfg = parse_config_string(newest.config_toml, dir + " (its newest checkpoint's config)");
-    // With train.epochs the final step depends on the data; only train.steps names it here.
-    if (cfg.train.epochs == 0 && newest.step >= cfg.train.steps) {
-      std::printf("MISSING  %s: the run reached its final step %lld but its adapter was never exported\n"
+    const int64_t at = adapter_exported_at(adapter);
+    if (intact && ended && at != newest.step) {
+      std::printf("STALE    %s: exported at step %s, but the run ended at step %lld\n"
                   "         HINT: r1dist train --cfg CONFIG --resume auto exports it from the final checkpoint\n",
-                  adapter.c_str(), static_cast<long long>(newest.step));
+                  adapter.c_str(), at < 0 ? "(not recorded)" : std::to_string(at).c_str(), step);
       ok = false;
-      ++*checked;
     }
+  } else if (ended) {
+    std::printf("MISSING  %s: the run reached its final step %lld but its adapter was never exported\n"
+                "         HINT: r1dist train --cfg CONFIG --resume auto exports it from the final checkpoint\n",
+                adapter.c_str(), step);
+    ok = false;
+    ++*checked;
+  }
+  if (ended && cfg->eval.suite && is_file(dir + "/metrics.h5") && !read_eval_group(dir + "/metrics.h5")) {
+    std::printf("MISSING  %s/metrics.h5 /eval: the run ended at step %lld without its final evaluation (eval.suite)\n"
+                "         HINT: r1dist train --cfg CONFIG --resume auto evaluates it\n",
+                dir.c_str(), step);
+    ok = false;
   }
   if (files.empty() && !is_dir(adapter)) {
     std::printf("NONE     no checkpoints in %s (no checkpoints/step_N.h5, no adapter/)\n", dir.c_str());

@@ -92,7 +92,7 @@ void dry_run(const Config& configured, const std::string& rows_out) {
   log_first_step_layout(cfg, run, pg.world);
   if (!rows_out.empty() && pg.rank == 0) export_rows(run.data.train, rows_out);
   log::info("run identity: config.json hash ", run.id.model_hash, ", weights ", run.id.weights, ", data ",
-            run.id.data_fingerprint, ", global batch ", run.global_batch, ", gradients over ", run.id.comm_backend);
+            run.id.data_fingerprint, " (rows ", run.id.rows_fingerprint, "), global batch ", run.global_batch, ", gradients over ", run.id.comm_backend);
   log::info("dry run: config, tokenizer, data and model are valid; stopping before training");
 }
 
@@ -161,7 +161,9 @@ int cmd_run(int argc, char** argv) {
   const TrainResult res = train(cfg, opt);
   const bool resumable = res.stopped_by_signal != 0;
   const int code = resumable ? kExitResumable : 0;
-  const bool nothing_left = res.adapter_dir.empty() && res.steps_done >= res.steps_total;
+  // A resumed run that had ended (its last step, or an early stop) and found its output whole.
+  const bool nothing_left =
+      res.adapter_dir.empty() && (res.steps_done >= res.steps_total || !res.stop_reason.empty());
   if (res.steps_total > 0 && !nothing_left)
     log::info(resumable ? "stopped: " : "done: ", res.steps_done, " of ", res.steps_total, " steps in ",
               format_duration(res.seconds), ", final loss ", res.final_loss,

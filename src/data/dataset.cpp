@@ -42,13 +42,31 @@ std::string fingerprint(const DataConfig& cfg, const Tokenizer& tok, const Promp
   std::snprintf(frac, sizeof frac, "%a", cfg.eval_fraction);
   const DataFields& f = cfg.fields;
   for (const std::string& s :
-       {std::string("r1dist-data-v3"), tok.fingerprint(), tpl.chat ? std::string("<chat>") : tpl.text, f.question,
+       {std::string("r1dist-data-v2"), tok.fingerprint(), tpl.chat ? std::string("<chat>") : tpl.text, f.question,
         f.cot, f.response, f.messages, f.conversations, f.instruction, f.input, f.output, f.prompt, f.completion,
         f.text, f.reasoning, std::string(to_string(cfg.format)), std::to_string(cfg.n_samples),
         std::string(to_string(cfg.sample)), std::to_string(cfg.eval_rows), std::string(frac), std::to_string(seed),
         std::to_string(cfg.train_on_prompt), std::to_string(cfg.max_seq_len), std::string(to_string(cfg.overlong)),
         std::string(to_string(cfg.on_bad_row))})
     mix(s);
+  return hex16(h);
+}
+
+// FNV-1a of the tokenized rows: each split's row ids, token ids and labels, in order.
+std::string rows_fingerprint(const Dataset& d) {
+  uint64_t h = fnv1a64("r1dist-rows");
+  auto bytes = [&](const void* p, size_t n) { h = fnv1a64(std::string_view(static_cast<const char*>(p), n), h); };
+  for (const auto* split : {&d.train, &d.eval}) {
+    const uint64_t n = split->size();
+    bytes(&n, sizeof n);
+    for (const Example& x : *split) {
+      const uint64_t len = x.ids.size();
+      bytes(&x.row, sizeof x.row);
+      bytes(&len, sizeof len);
+      bytes(x.ids.data(), x.ids.size() * sizeof(int32_t));
+      bytes(x.labels.data(), x.labels.size() * sizeof(int32_t));
+    }
+  }
   return hex16(h);
 }
 
@@ -338,6 +356,7 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
     if (auto cached = read_cache(cache_dir, fp)) {
       data::log_skipped(cached->load, cfg.path);
       warn_about_tokenization(*cached, cfg);
+      cached->rows_fingerprint = rows_fingerprint(*cached);
       log::info("data: ", cached->train.size(), " train + ", cached->eval.size(), " eval rows from the cache ",
                 cache_file(cache_dir, fp));
       return std::move(*cached);
@@ -377,6 +396,7 @@ Dataset build_dataset(const DataConfig& cfg, const Tokenizer& tok, uint64_t seed
   if (d.eval.size() < split.eval.size())
     log::warn("data: ", d.eval.size(), " of the ", split.eval.size(), " held-out rows are left (the others dropped)");
   warn_about_tokenization(d, cfg);
+  d.rows_fingerprint = rows_fingerprint(d);
   if (!cache_dir.empty()) write_cache(cache_dir, d);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("data: ", d.train.size(), " train + ", d.eval.size(), " eval rows from ", cfg.path, " in ", s,

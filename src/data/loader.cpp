@@ -136,6 +136,7 @@ class RowParser {
   }
 
   void parse_lines(std::string_view s) {
+    lines_ = true;
     int64_t line = 0, row = 0;
     for (size_t i = 0; i < s.size();) {
       size_t nl = s.find('\n', i);
@@ -173,7 +174,11 @@ class RowParser {
       j = json::parse(text.begin(), text.end());
     } catch (const json::parse_error& e) {
       const size_t upto = std::min<size_t>(e.byte, text.size());
-      throw DataError(where_at(line + newlines(text.substr(0, upto))) + ": invalid JSON: " + parse_error_text(e));
+      const bool cut = lines_ && e.byte >= text.size();  // the line ended inside a value
+      throw DataError(where_at(line + newlines(text.substr(0, upto))) + ": invalid JSON: " + parse_error_text(e) +
+                      (cut ? "\nHINT: the file does not start with '[', so it is read as JSON Lines: one whole row per "
+                             "line; a row spread over several lines (pretty-printed JSON) is not JSON Lines"
+                           : ""));
     } catch (const json::exception& e) {
       // Valid syntax the parser still refuses: a number that overflows a double (found by
       // fuzz/fuzz_data_rows). Named like a syntax error, by its row.
@@ -418,11 +423,18 @@ class RowParser {
   const DataConfig& cfg_;
   const std::string& path_;
   LoadReport& report_;
-  bool skip_, mcq_only_;
+  bool skip_, mcq_only_, lines_ = false;
   DataFormat format_;
 };
 
 }  // namespace
+
+// A UTF-16 file (a byte-order mark) is refused as a whole: every row would be bad.
+void refuse_utf16(const std::string& path, std::string_view bytes) {
+  if (bytes.size() >= 2 && ((bytes[0] == '\xFF' && bytes[1] == '\xFE') || (bytes[0] == '\xFE' && bytes[1] == '\xFF')))
+    throw DataError(path + ":1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); rows must be UTF-8" +
+                    "\nHINT: convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT");
+}
 
 bool is_json_array(std::string_view bytes) {
   size_t i = bytes.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
@@ -435,6 +447,7 @@ std::vector<Row> parse_rows(const DataConfig& cfg, const std::string& path, std:
   LoadReport local;
   LoadReport& rep = report ? *report : local;
   rep = LoadReport{};
+  refuse_utf16(path, bytes);
   RowParser p(cfg, path, rep);
   if (is_json_array(bytes)) p.parse_array(bytes);
   else p.parse_lines(bytes);
@@ -513,6 +526,7 @@ std::vector<MultipleChoice> load_mcq_items(const std::string& path, const DataFi
   LoadReport rep;
   data::RowParser p(cfg, path, rep, /*mcq_only=*/true);
   const std::string bytes = data::read_file(path);
+  data::refuse_utf16(path, bytes);
   if (data::is_json_array(bytes)) p.parse_array(bytes);
   else p.parse_lines(bytes);
   data::log_skipped(rep, path);

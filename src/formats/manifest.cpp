@@ -1,5 +1,7 @@
 #include "r1dist/formats/manifest.h"
 
+#include <cstdlib>
+
 #include "r1dist/base/checksum.h"
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
@@ -55,6 +57,17 @@ std::vector<std::string> check_manifest(const std::string& dir, bool* has_manife
     problems.push_back(std::string("cannot be read as a manifest: ") + e.what());
   }
   return problems;
+}
+
+int64_t adapter_exported_at(const std::string& dir) {
+  bool has_manifest = false;
+  ManifestExtra extra;
+  if (!is_dir(dir) || !check_manifest(dir, &has_manifest, &extra).empty() || !has_manifest) return -1;
+  const auto it = extra.find("step");
+  if (it == extra.end()) return -1;  // an export that did not record its step: made again
+  char* end = nullptr;
+  const long long step = std::strtoll(it->second.c_str(), &end, 10);
+  return end && *end == 0 && !it->second.empty() ? int64_t(step) : -1;
 }
 
 }  // namespace r1dist

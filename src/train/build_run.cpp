@@ -239,7 +239,7 @@ Run::Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
       optimizer(model.lora().flat(), adamw_config(cfg.train)),
       comm(make_communicator(cfg.dist.backend, device)),
       id{model_config_hash(cfg.model.path), model_weights_fingerprint(cfg.model.path), data.fingerprint, global_batch,
-         comm->name()} {
+         comm->name(), data.rows_fingerprint} {
   if (rates.known()) {
     // The plan again, priced with this model's own layer instead of the product alone.
     const double product = rates.flops_per_s;

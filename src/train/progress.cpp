@@ -15,7 +15,7 @@ void Progress::report(int64_t step, const StepOutcome& s, double dt) {
   std::ostringstream os;
   os << "step " << step << "/" << total_ << "  loss " << std::fixed << std::setprecision(4) << s.loss << "  lr "
      << std::scientific << std::setprecision(2) << s.lr << "  |g| " << std::fixed << std::setprecision(3)
-     << s.grad_norm << "  " << std::setprecision(0) << double(s.real_tokens) / dt << " tok/s ("
+     << s.grad_norm << "  " << std::setprecision(0) << double(s.real_tokens) / dt << " real tok/s ("
      << double(s.slot_tokens) / dt << " slots/s, " << std::setprecision(1)
      << 100.0 * SlotCount{s.real_tokens, s.slot_tokens}.padding_share() << "% pad)  "
      << std::setprecision(1) << 100.0 * s.comm_seconds / dt << "% comm  ETA "

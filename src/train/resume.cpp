@@ -19,11 +19,15 @@ std::vector<ConfigChange> resume_differences(const CheckpointState& s, const Con
   else if (was_weights != id.weights)
     out.push_back({"model", s.model_path + " (weights fingerprint " + was_weights + ")",
                    cfg.model.path + " (weights fingerprint " + id.weights + ")"});
-  const auto fp = s.extra.find("dataset_fingerprint");
+  // The tokenized rows; a checkpoint that predates their fingerprint: the file and settings.
+  const bool has_rows = s.extra.count("rows_fingerprint") > 0;
+  const auto fp = s.extra.find(has_rows ? "rows_fingerprint" : "dataset_fingerprint");
   const std::string was_fp = fp == s.extra.end() ? "" : fp->second;
-  if (was_fp != id.data_fingerprint)
-    out.push_back({"data", "fingerprint " + (was_fp.empty() ? std::string("(none recorded)") : was_fp),
-                   "fingerprint " + id.data_fingerprint + " (" + cfg.data.path + ")"});
+  const std::string& now_fp = has_rows ? id.rows_fingerprint : id.data_fingerprint;
+  if (was_fp != now_fp)
+    out.push_back({"data", std::string(has_rows ? "rows " : "") + "fingerprint " +
+                               (was_fp.empty() ? std::string("(none recorded)") : was_fp),
+                   std::string(has_rows ? "rows " : "") + "fingerprint " + now_fp + " (" + cfg.data.path + ")"});
   if (s.global_batch != id.global_batch)
     out.push_back({"global batch", std::to_string(s.global_batch) + " rows", std::to_string(id.global_batch) +
                    " rows (micro_batch x grad_accum x ranks)"});
@@ -81,7 +85,12 @@ ResumeChoice choose_here(const Config& cfg, const RunIdentity& id, const std::st
   if (resume.empty()) return choice;
   if (resume != "auto") {
     choice.path = resume;
-    choice.state = read_checkpoint(resume);
+    try {
+      choice.state = read_checkpoint(resume);
+    } catch (const std::exception& e) {  // the file the flag names: an input error
+      throw UsageError("--resume " + resume + ": " + e.what() + "\nHINT: r1dist checkpoint verify " + resume +
+                       " checks it; --resume auto takes the newest intact checkpoint of output.dir");
+    }
     const auto left = refusing(resume_differences(choice.state, cfg, id), anyway, &choice.overridden);
     if (!left.empty())
       throw UsageError("cannot resume from " + resume + ": it was written with other settings:" + describe_changes(left) +
@@ -151,25 +160,22 @@ ResumeChoice choose_checkpoint(const Config& cfg, const RunIdentity& id, const s
   // chosen file (8 ranks do not read a run's checkpoints 8 times). A refusal reaches every
   // rank, so none waits for the others.
   ResumeChoice choice;
-  std::string verdict;  // "ok:PATH" or "error:MESSAGE"
-  bool usage = false;
+  // "ok:PATH", "usage:MESSAGE" or "error:MESSAGE": every rank raises the same kind of error,
+  // so the exit code does not depend on which rank ends the job first.
+  std::string verdict;
   if (pg.rank == 0) {
     try {
       choice = choose_here(cfg, id, resume, anyway);
       verdict = "ok:" + choice.path;
     } catch (const UsageError& e) {
-      verdict = std::string("error:") + e.what();
-      usage = true;
+      verdict = std::string("usage:") + e.what();
     } catch (const std::exception& e) {
       verdict = std::string("error:") + e.what();
     }
   }
   verdict = broadcast_text(verdict);
-  if (verdict.rfind("error:", 0) == 0) {
-    const std::string why = verdict.substr(6);
-    if (pg.rank == 0 && !usage) throw Error(why);
-    throw UsageError(why);  // the other ranks: rank 0 prints it
-  }
+  if (verdict.rfind("usage:", 0) == 0) throw UsageError(verdict.substr(6));
+  if (verdict.rfind("error:", 0) == 0) throw Error(verdict.substr(6));
   if (pg.rank == 0) return choice;
   choice.path = verdict.substr(3);
   if (choice.path.empty()) return choice;

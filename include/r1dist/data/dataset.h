@@ -36,7 +36,10 @@ struct Dataset {
   // Rows whose full-text ids did not start with the prompt's ids (a BPE merge across the
   // boundary); they were tokenized as prompt + response separately. 0 for the default template.
   int64_t split_encoded = 0;
-  std::string fingerprint;             // hex: data file + tokenizer + template + settings
+  std::string fingerprint;             // hex: data file + tokenizer + template + settings (the cache's key)
+  // hex: the tokenized rows themselves (each split's row ids, token ids, labels, in order): a
+  // run's identity, so that a resume is refused only when the rows it trains on differ.
+  std::string rows_fingerprint;
   bool from_cache = false;
 };
 

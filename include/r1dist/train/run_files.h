@@ -43,12 +43,9 @@ std::unique_ptr<TensorBoardWriter> open_run_tensorboard(const Config& cfg, int64
 // output.dir/adapter in the PEFT format, written atomically (a staged directory renamed into
 // place): base_model_name_or_path is cfg.model.base_model_id() (a hub id, so PEFT finds the
 // base anywhere), the manifest records the base: the weights' fingerprint, quant.mode and
-// model.dtype (read back by model/saved_adapter.h); README.md is the model card; returns the
-// directory.
-std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id,
+// model.dtype (read back by model/saved_adapter.h), and the step the run had reached
+// ("step"); README.md is the model card; returns the directory.
+std::string export_adapter(const Config& cfg, const Qwen2Model& model, const RunIdentity& id, int64_t step,
                            const std::vector<EvalRecord>& evals);
-// Whether DIR holds an adapter r1dist exported completely (its manifest present and every
-// file as the manifest records it).
-bool adapter_is_complete(const std::string& dir);
 
 }  // namespace r1dist

@@ -9,9 +9,10 @@ namespace r1dist {
 struct RunIdentity {
   std::string model_hash;        // model_config_hash of the model directory
   std::string weights;           // model_weights_fingerprint of the model directory
-  std::string data_fingerprint;  // tokenized data (build_dataset)
+  std::string data_fingerprint;  // the data file and its settings (Dataset::fingerprint)
   int64_t global_batch = 0;      // rows per step: micro_batch x grad_accum x world
   std::string comm_backend;
+  std::string rows_fingerprint;  // the tokenized rows (Dataset::rows_fingerprint): what a resume compares
 };
 
 // A stable hash of DIR/config.json (16 hex digits).

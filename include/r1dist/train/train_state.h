@@ -24,6 +24,11 @@ struct TrainState {
   double best_eval = 0;
   int64_t evals_without_improvement = 0;  // eval.patience: since best_eval improved by eval.min_delta
   std::string best_path, last_path;  // checkpoints (rank 0 knows them)
+  // Why the run ended before train.steps (eval.patience or eval.max_kl); "" while it may go on.
+  // Kept in the checkpoint, so that --resume auto treats the run as finished.
+  std::string stop_reason;
+  // eval.patience's stop: the adapter is the best checkpoint's weights, not the last one's.
+  bool adapter_is_best = false;
 };
 
 // Checkpoints/step_N.h5 of `state`: every rank contributes its generator states (so every
