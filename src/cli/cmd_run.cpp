@@ -98,6 +98,10 @@ void dry_run(const Config& configured, const std::string& rows_out) {
 
 }  // namespace
 
+namespace {
+int train_command(const Args& a);  // below: cmd_run's body once its flags are parsed
+}  // namespace
+
 int cmd_run(int argc, char** argv) {
   Args a("r1dist train",
          "Train as a TOML config describes (under mpirun: one rank per GPU or CPU slot). `r1dist --cfg FILE` is the "
@@ -117,9 +121,25 @@ int cmd_run(int argc, char** argv) {
                                  "({\"ids\", \"labels\"} per row)")
       .flag("tensorboard", "also write TensorBoard event files under output.dir/tensorboard (output.tensorboard = true)")
       .flag("json", "at the end, print the result as JSON on stdout (rank 0): steps, stop, paths and the time "
-                    "split of the command (the log's table, also in metrics.h5 /time_split)")
+                    "split of the command (the log's table, also in metrics.h5 /time_split); on a failure "
+                    "{exit_code, error}")
       .flag("log-all-ranks", "print every rank's log lines on the terminal, not only rank 0's");
   if (!a.parse(argc, argv)) return 0;
+  try {
+    return train_command(a);
+  } catch (const std::exception& e) {
+    // With --json a failure is JSON too (rank 0): the exit code the command returns and why.
+    if (a.has("json") && dist_group().rank == 0)
+      std::cout << nlohmann::json{{"exit_code", dynamic_cast<const UsageError*>(&e) ? 2 : 1}, {"error", e.what()}}
+                       .dump(1)
+                << std::endl;
+    throw;
+  }
+}
+
+namespace {
+
+int train_command(const Args& a) {
   const auto& pg = dist_group();
   if (!a.has("cfg")) throw UsageError("r1dist train: --cfg FILE is required (the run's TOML config; see --help)");
   const auto path = a.str("cfg");
@@ -187,6 +207,8 @@ int cmd_run(int argc, char** argv) {
   }
   return code;
 }
+
+}  // namespace
 
 int cmd_config(int argc, char** argv) {
   Args a("r1dist config",

@@ -301,6 +301,22 @@ TEST(Cli, BatchesThatCannotFitAreRefusedBeforeLoading) {
   EXPECT_THAT(a.err, HasSubstr("train.offload = auto moves nothing here"));
 }
 
+// --json answers a failure too: the exit code and the message, as JSON on stdout.
+TEST(Cli, TrainJsonReportsAFailureWithItsExitCode) {
+  TempDir tmp;
+  const auto cfg = run_config(tmp / "run", 1, 1, 2);
+  auto r = run_r1dist("--cfg " + cfg + " --json --set data.path=" + (tmp / "none.jsonl"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["exit_code"], 2);
+  EXPECT_THAT(j["error"].get<std::string>(), HasSubstr(tmp / "none.jsonl" + ": cannot read the data file"));
+  r = run_r1dist("--cfg " + cfg + " --json --set output.dir=/proc/none");
+  EXPECT_EQ(r.code, 1) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["exit_code"], 1);
+  EXPECT_THAT(j["error"].get<std::string>(), HasSubstr("/proc/none"));
+}
+
 // Rows cut before their response (loss on the responses only, a short max_seq_len) teach
 // nothing: dropped and counted; refused before training when no row is left.
 TEST(Cli, RowsWithoutALossTokenAreDroppedAndCounted) {
