@@ -30,8 +30,19 @@ RunLock RunLock::acquire(const std::string& dir, const std::string& what) {
   const std::string path = dir + "/.r1dist.lock";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw Error("cannot open the run lock " + path + ": " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
+  // A few tries over a second: `r1dist sweep status` probes a run's lock by taking it for a
+  // moment, which must not turn a run starting in that moment away.
+  int err = 0;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      err = 0;
+      break;
+    }
+    err = errno;
+    if (err != EWOULDBLOCK) break;
+    ::usleep(50 * 1000);
+  }
+  if (err != 0) {
     std::string holder = read_all(fd);
     ::close(fd);
     if (err != EWOULDBLOCK) throw Error("cannot lock " + path + ": " + std::strerror(err));

@@ -40,14 +40,27 @@ int cmd_report(int argc, char** argv) {
   }
   const auto dirs = a.required_list("run");
   std::vector<RunRecord> runs;
-  for (const auto& d : dirs) runs.push_back(read_run(d));
+  auto not_run = a.list("not-run");
+  // A run that cannot be read (no run.json, a damaged metrics.h5) is listed, not fatal, while
+  // another can be reported.
+  std::string first_error;
+  for (const auto& d : dirs) {
+    try {
+      runs.push_back(read_run(d));
+    } catch (const UsageError& e) {
+      log::warn(e.what());
+      not_run.push_back(d + ": " + e.what());
+      if (first_error.empty()) first_error = e.what();
+    }
+  }
+  if (runs.empty()) throw UsageError(first_error);
   std::string out = a.has("out") ? a.str("out") : "";
   if (out.empty()) {
     const auto& d = dirs.front();
     const auto slash = d.find_last_of('/', d.size() > 1 && d.back() == '/' ? d.size() - 2 : std::string::npos);
     out = slash == std::string::npos ? "." : d.substr(0, slash);
   }
-  const auto files = write_report(runs, out, a.str("title"), a.list("not-run"));
+  const auto files = write_report(runs, out, a.str("title"), not_run);
   for (const auto& w : files.warnings) log::warn("report: ", w, " (the report's run directory column tells them apart)");
   const auto rows = compare_runs(runs);
   for (const auto& row : rows)

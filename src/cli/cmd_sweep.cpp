@@ -54,6 +54,13 @@ std::string check_point(const SweepPoint& pt, int ranks, double gpu_gb) {
   if (data.train.empty() && !pt.base)
     throw UsageError("data.path = \"" + cfg.data.path + "\": no training rows left after selection");
   checked_global_batch(cfg, data, ranks);
+  if (!cfg.eval.mcq_path.empty()) {
+    try {
+      (void)load_mcq_items(cfg.eval.mcq_path, cfg.data.fields);
+    } catch (const std::exception& e) {
+      throw UsageError("eval.mcq_path = \"" + cfg.eval.mcq_path + "\": " + e.what());
+    }
+  }
   if (pt.base) return "evaluation only";
   // Against the given GPU size (which also sizes train.checkpointing = "auto");
   // train.memory_budget_gb is checked either way.
@@ -104,7 +111,8 @@ int plan_action(int argc, char** argv) {
     std::string all;
     for (const auto& p : problems) all += (all.empty() ? "" : "\n") + p;
     throw UsageError(std::to_string(problems.size()) + " of " + std::to_string(sw.points.size()) +
-                     " points cannot run; nothing was written:\n" + all);
+                     " points cannot run; no plan was written (the data caches of the points checked stay, "
+                     "for their runs):\n" + all);
   }
   write_sweep_plan(sw);
   int tuned = 0, base = 0;

@@ -42,10 +42,15 @@ bool same_model(const RunRecord& a, const RunRecord& b) {
          (!a.model_hash.empty() && a.model_hash == b.model_hash && a.weights_fingerprint == b.weights_fingerprint);
 }
 
+// Its base: a base run of the same model, one measured on the same held-out rows first.
 const RunRecord* base_of(const RunRecord& r, const std::vector<RunRecord>& runs) {
-  for (const auto& b : runs)
-    if (b.base && &b != &r && same_model(b, r)) return &b;
-  return nullptr;
+  const RunRecord* any = nullptr;
+  for (const auto& b : runs) {
+    if (!b.base || &b == &r || !same_model(b, r)) continue;
+    if (same_held_out(r, b)) return &b;
+    if (!any) any = &b;
+  }
+  return any;
 }
 
 // ---- Markdown ----
@@ -308,12 +313,13 @@ std::vector<VersionRow> compare_runs(const std::vector<RunRecord>& runs) {
     v.base = r.base ? nullptr : base_of(r, runs);
     v.loss = r.loss();
     v.kl = r.kl();
-    v.loss_delta = v.base ? v.loss - v.base->loss() : kNaN;
-    v.loss_delta_pct = v.base && v.base->loss() > 0 ? 100 * v.loss_delta / v.base->loss() : kNaN;
+    const bool comparable = v.base && same_held_out(r, *v.base);
+    v.loss_delta = comparable ? v.loss - v.base->loss() : kNaN;
+    v.loss_delta_pct = comparable && v.base->loss() > 0 ? 100 * v.loss_delta / v.base->loss() : kNaN;
     v.has_mcq = r.eval && r.eval->has_mcq;
     v.mcq = v.has_mcq ? r.eval->mcq.value : kNaN;
     const bool base_mcq = v.base && v.base->eval && v.base->eval->has_mcq;
-    v.mcq_delta = v.has_mcq && base_mcq ? v.mcq - v.base->eval->mcq.value : kNaN;
+    v.mcq_delta = comparable && v.has_mcq && base_mcq ? v.mcq - v.base->eval->mcq.value : kNaN;
     v.repeated_4gram_share = r.eval ? r.eval->mean_repeated_4gram_share() : kNaN;
     v.collapsed = r.eval && r.eval->collapsed();
     if (r.eval)
@@ -326,9 +332,22 @@ std::vector<VersionRow> compare_runs(const std::vector<RunRecord>& runs) {
     } else if (v.collapsed) {
       v.verdict = "collapsed";
       v.why = "generation " + std::to_string(v.collapse_generation + 1) + " repeats itself (collapse flag)";
+    } else if (!r.incomplete.empty()) {
+      v.verdict = "incomplete";
+      v.why = r.incomplete;
+    } else if (r.stop_reason.rfind("eval.max_kl", 0) == 0) {
+      v.verdict = "drifted";
+      v.why = "stopped by the drift guard: " + r.stop_reason;
     } else if (!v.base) {
       v.verdict = "no base to compare";
       v.why = "no run of " + r.model_path + " with train.steps = 0 in this report";
+    } else if (!same_held_out(r, *v.base)) {
+      v.verdict = "no comparable base";
+      v.why = "its held-out rows differ from those of the base " + v.base->dir +
+              " (another train.seed or data settings): the losses are not comparable";
+    } else if (std::isnan(v.loss)) {
+      v.verdict = "not evaluated";
+      v.why = "no held-out loss recorded (eval.every_steps = 0 and no final evaluation)";
     } else if (!std::isnan(v.mcq_delta) && v.mcq_delta < -kForgotMcqDrop &&
                r.eval->mcq.high < v.base->eval->mcq.value) {
       v.verdict = "forgot";

@@ -11,6 +11,7 @@
 
 #include "r1dist/base/error.h"
 #include "r1dist/formats/eval_file.h"
+#include "r1dist/formats/manifest.h"
 
 namespace r1dist {
 
@@ -65,10 +66,39 @@ RunRecord read_run(const std::string& dir) {
   r.base = r.steps == 0;
   for (const auto& k : setting_keys())
     if (j[k.key].present()) r.settings[k.key] = j[k.key].number();
+  r.data_path = j["data_path"].string_or("");
+  if (j["eval_row_ids"].present())
+    for (const auto& id : j["eval_row_ids"].elements()) r.eval_rows.push_back(id.integer());
   if (::access(metrics.c_str(), R_OK) != 0) throw UsageError("report: " + dir + " has no metrics.h5");
-  r.metrics = read_metrics(metrics);
-  r.eval = read_eval_group(metrics);
+  try {
+    r.metrics = read_metrics(metrics);
+    r.eval = read_eval_group(metrics);
+  } catch (const std::exception& e) {
+    throw UsageError("report: " + metrics + " cannot be read: " + e.what());
+  }
+  if (const auto it = r.metrics.attrs.find("stop_reason"); it != r.metrics.attrs.end()) r.stop_reason = it->second;
+  if (!r.base) {
+    const int64_t done = r.metrics.steps.empty() ? 0 : r.metrics.steps.back().step;
+    bool has_manifest = false;
+    ManifestExtra extra;
+    const bool adapter = is_dir(dir + "/adapter") &&
+                         check_manifest(dir + "/adapter", &has_manifest, &extra).empty() && has_manifest;
+    const int64_t exported = adapter_exported_at(dir + "/adapter");  // -1: also an export that predates the record
+    if (done < r.steps && r.stop_reason.empty())
+      r.incomplete = "stopped at step " + std::to_string(done) + " of " + std::to_string(r.steps);
+    else if (!adapter)
+      r.incomplete = is_dir(dir + "/adapter") ? "its adapter is incomplete or damaged" : "no adapter exported";
+    else if (extra.count("step") && exported != done)
+      r.incomplete = "its adapter is from step " + std::to_string(exported) + ", the run reached step " +
+                     std::to_string(done);
+  }
   return r;
+}
+
+bool same_held_out(const RunRecord& run, const RunRecord& base) {
+  // Records written before run.json held the row ids cannot be checked: taken as comparable.
+  if (run.eval_rows.empty() || base.eval_rows.empty()) return true;
+  return run.eval_rows == base.eval_rows && run.data_path == base.data_path;
 }
 
 }  // namespace r1dist

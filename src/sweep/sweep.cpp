@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -388,7 +389,21 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
     pt.overrides = common;
     for (const auto& [k, v] : pt.values) pt.overrides.push_back(k + "=" + v);
     pt.overrides.push_back("output.dir=" + toml_string(sw.out + "/" + pt.name));
-    for (const auto& s : opt.sets) pt.overrides.push_back(s);
+    for (const auto& s : opt.sets) {
+      // --set applies to every point, but never silently over a point's own value: its name
+      // and sweep.json would then tell another run than the one it trains.
+      const std::string key = s.substr(0, s.find('='));
+      const auto own = std::find_if(pt.values.begin(), pt.values.end(), [&](const auto& v) { return v.first == key; });
+      if (!pt.derived && own != pt.values.end()) {
+        p.add(pt.where, "--set " + s + " would override the point's own " + key + " = " + own->second +
+                            "\nHINT: change the value in the sweep file, or leave the key out of its grid");
+        return false;
+      }
+      pt.overrides.push_back(s);
+    }
+    if (pt.derived)  // a base evaluation stays one whatever --set says of train.*
+      for (const auto& [k, v] : pt.values)
+        if (k.rfind("train.", 0) == 0) pt.overrides.push_back(k + "=" + v);
     try {
       Config probe = load_config(pt.config_file, pt.overrides);
       const bool named_model = std::any_of(pt.overrides.begin(), pt.overrides.end(),
@@ -450,8 +465,9 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
     b.where = first->where + " (the base evaluation of " + m + ")";
     b.config_file = first->config_file;
     b.values = first->values;
+    // Not the training settings, but train.seed: it chooses the held-out rows the base is measured on.
     b.values.erase(std::remove_if(b.values.begin(), b.values.end(),
-                                  [](const auto& v) { return v.first.rfind("train.", 0) == 0; }),
+                                  [](const auto& v) { return v.first.rfind("train.", 0) == 0 && v.first != "train.seed"; }),
                    b.values.end());
     b.values.emplace_back("train.steps", "0");
     if (first->cfg.train.epochs > 0) b.values.emplace_back("train.epochs", "0");
@@ -460,6 +476,16 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
                      b.values.end());
     if (!claim(b.name, b.where)) continue;
     if (resolve(b)) sw.points.push_back(std::move(b));
+  }
+  // Every point in a directory of its own (an output.dir set for all would make them share one).
+  std::map<std::string, std::string> dirs;  // normalised output.dir -> the point's name
+  for (const auto& pt : sw.points) {
+    const std::string dir = std::filesystem::path(pt.cfg.output.dir).lexically_normal().string();
+    const auto [it, fresh] = dirs.emplace(dir, pt.name);
+    if (!fresh)
+      p.add(pt.where, "output.dir = \"" + pt.cfg.output.dir + "\" is also point " + it->second +
+                          "'s: every point needs a directory of its own\nHINT: do not set output.dir for every "
+                          "point; the plan puts each under OUT/NAME");
   }
   if (!p.list.empty()) throw UsageError(join(p.list, "\n"));
   return sw;

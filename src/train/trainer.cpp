@@ -96,11 +96,12 @@ void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& s
   }
   state.evals_without_improvement = improved ? 0 : state.evals_without_improvement + 1;
   if (cfg.eval.patience > 0 && state.evals_without_improvement >= cfg.eval.patience && !next.last) {
-    char best[32];
+    char best[32], delta[32];
     std::snprintf(best, sizeof best, "%.6g", state.best_eval);
+    std::snprintf(delta, sizeof delta, "%g", cfg.eval.min_delta);
     res.stop_reason = "eval.patience: " + std::to_string(state.evals_without_improvement) +
                       " evaluations without the held-out loss improving on " + best + " by eval.min_delta = " +
-                      std::to_string(cfg.eval.min_delta) + "; the best checkpoint " + state.best_path +
+                      delta + "; the best checkpoint " + state.best_path +
                       " is the adapter";
     log::warn("early stop after step ", state.step, " of ", cfg.train.steps, ": ", res.stop_reason);
     res.stopped_on_patience = next.save = true;
@@ -108,10 +109,11 @@ void track_best_and_drift(const Config& cfg, const EvalRecord& ev, TrainState& s
     state.adapter_is_best = true;
   }
   if (cfg.eval.max_kl > 0 && ev.kl > cfg.eval.max_kl) {
-    char kl[32];
+    char kl[32], limit[32];
     std::snprintf(kl, sizeof kl, "%.6g", ev.kl);
-    const std::string why = std::string("eval.max_kl: the drift KL ") + kl + " exceeds " +
-                            std::to_string(cfg.eval.max_kl) + " at step " + std::to_string(state.step) +
+    std::snprintf(limit, sizeof limit, "%g", cfg.eval.max_kl);
+    const std::string why = std::string("eval.max_kl: the drift KL ") + kl + " exceeds " + limit + " at step " +
+                            std::to_string(state.step) +
                             "; the adapter is this step's, the best checkpoint by held-out loss is kept";
     log::warn("early stop after step ", state.step, " of ", cfg.train.steps, ": ", why);
     res.stopped_on_drift = next.save = true;

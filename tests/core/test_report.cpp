@@ -10,6 +10,7 @@
 #include <map>
 
 #include "r1dist/formats/eval_file.h"
+#include "r1dist/formats/manifest.h"
 #include "r1dist/formats/metrics.h"
 #include "r1dist/report/report.h"
 #include "support/process.h"
@@ -61,6 +62,11 @@ std::string make_run(const std::string& root, const std::string& name, const std
     w.append(EvalRecord{steps, eval ? eval->loss : 2.0, eval ? eval->kl : 0.0, 500});
   }
   if (eval) write_eval_group(dir + "/metrics.h5", *eval);
+  if (steps > 0) {  // a fine-tune's exported adapter, as the trainer leaves it at its last step
+    std::filesystem::create_directories(dir + "/adapter");
+    std::ofstream(dir + "/adapter/adapter_model.safetensors") << "weights";
+    write_manifest(dir + "/adapter", {"adapter_model.safetensors"}, {{"step", std::to_string(steps)}});
+  }
   return dir;
 }
 
@@ -173,6 +179,25 @@ TEST(Report, EachVerdictRuleFiresOnARunMadeToMeetIt) {
   runs.push_back(read_run(make_run(tmp.path, "close", "m", 5, &close)));
   runs.push_back(read_run(make_run(tmp.path, "orphan", "other", 5, &orphan)));
   runs.push_back(read_run(make_run(tmp.path, "noeval", "m", 5, nullptr)));
+  // A point that failed or was killed at step 3 of 5 (no early stop recorded), one whose
+  // adapter is an earlier stop's, one stopped by the drift guard, one of another seed.
+  const std::string killed = make_run(tmp.path, "killed", "m", 5, &better);
+  { MetricsWriter w(killed + "/metrics.h5", true, 3); }  // its history ends at step 3
+  runs.push_back(read_run(killed));
+  const std::string stale = make_run(tmp.path, "stale", "m", 5, &better);
+  write_manifest(stale + "/adapter", {"adapter_model.safetensors"}, {{"step", "3"}});
+  runs.push_back(read_run(stale));
+  const std::string guard = make_run(tmp.path, "guard", "m", 5, &better);
+  {
+    MetricsWriter w(guard + "/metrics.h5", true, 5);
+    w.set_attr("stop_reason", "eval.max_kl: the drift KL 0.9 exceeds 0.5 at step 5");
+  }
+  runs.push_back(read_run(guard));
+  runs.push_back(read_run(make_run(tmp.path, "seed2", "m", 5, &better, "\"eval_row_ids\": [1, 2], \"data_path\": \"d\"")));
+  const std::string rows_12 = "\"eval_row_ids\": [1, 2], \"data_path\": \"d\"";
+  runs.push_back(read_run(make_run(tmp.path, "base2", "m2", 0, &base_s, rows_12)));
+  runs.push_back(read_run(make_run(tmp.path, "same_rows", "m2", 5, &better, rows_12)));
+  runs.push_back(read_run(make_run(tmp.path, "other_rows", "m2", 5, &better, "\"eval_row_ids\": [3, 4], \"data_path\": \"d\"")));
   const auto rows = compare_runs(runs);
   std::map<std::string, std::string> verdict;
   for (const auto& r : rows) verdict[r.run->name] = r.verdict;
@@ -186,6 +211,19 @@ TEST(Report, EachVerdictRuleFiresOnARunMadeToMeetIt) {
   EXPECT_EQ(verdict["close"], "close to base");
   EXPECT_EQ(verdict["orphan"], "no base to compare");
   EXPECT_EQ(verdict["noeval"], "close to base") << "last in-training eval: loss 2.0 = the base's";
+  EXPECT_EQ(verdict["killed"], "incomplete");
+  EXPECT_EQ(verdict["stale"], "incomplete");
+  EXPECT_EQ(verdict["guard"], "drifted");
+  // The base records no row ids (an older run.json): comparable; one that does, other rows: not.
+  EXPECT_EQ(verdict["seed2"], "better");
+  EXPECT_EQ(verdict["same_rows"], "better");
+  EXPECT_EQ(verdict["other_rows"], "no comparable base");
+  for (const auto& r : rows)
+    if (r.run->name == "other_rows") EXPECT_TRUE(std::isnan(r.loss_delta_pct)) << "no difference to a base of other rows";
+  // None of them is ever recommended.
+  for (const auto& g : group_by_base(rows))
+    if (g.recommended)
+      for (const char* bad : {"killed", "stale", "guard", "other_rows"}) EXPECT_NE(g.recommended->run->name, bad);
   EXPECT_NEAR(rows[6].loss_delta, -0.2, 1e-12);
   EXPECT_NEAR(rows[6].loss_delta_pct, -10.0, 1e-9) << "Δ in % of the base's loss";
 

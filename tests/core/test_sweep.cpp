@@ -114,6 +114,28 @@ TEST(Sweep, PointsSetsTemplatesAndOverrides) {
                          {"s.sweep.toml:4", "{train.seed} is not a swept key"}));
 }
 
+// --set never silently replaces a point's own value, never turns a base evaluation into a
+// fine-tune, and never puts two points in one directory; a base keeps the points' train.seed
+// (it chooses the held-out rows the base is measured on).
+TEST(Sweep, SetsThatWouldChangeWhatAPointIsAreRefused) {
+  SweepDir d;
+  const std::string file = "[sweep]\nconfig = \"base.toml\"\n[grid]\ntrain.lr = [1e-5, 2e-5]\ntrain.seed = [5]\n";
+  SweepOptions opt;
+  opt.sets = {"train.lr=1e-4"};
+  EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep(file), opt); },
+                         {"point lr1e-05-seed5", "--set train.lr=1e-4 would override the point's own train.lr = 1e-05"}));
+  opt.sets = {"train.steps=3"};
+  const auto sw = read_sweep(d.sweep(file), opt);
+  EXPECT_EQ(point(sw, "lr1e-05-seed5").cfg.train.steps, 3);
+  const auto& base = point(sw, "base-1.5b");
+  EXPECT_TRUE(base.base) << "--set train.steps leaves the base evaluation one";
+  EXPECT_EQ(base.cfg.train.steps, 0);
+  EXPECT_EQ(base.cfg.train.seed, 5) << "the base is measured on the points' held-out rows";
+  opt.sets = {"output.dir=\"" + d.tmp.path + "/shared\""};
+  EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep(file), opt); },
+                         {"output.dir = \"" + d.tmp.path + "/shared\" is also point lr1e-05-seed5's"}));
+}
+
 TEST(Sweep, BadFilesAreRefusedNamingTheLinePointAndKey) {
   SweepDir d;
   const std::string head = "[sweep]\nconfig = \"base.toml\"\n";

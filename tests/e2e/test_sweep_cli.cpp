@@ -49,7 +49,7 @@ TEST(SweepCli, APointThatCannotRunStopsThePlanNamingThePointAndKey) {
   const auto sweep = grid_sweep(tmp, "model.path = [\"" + tiny_model_dir() + "\", \"" + (tmp / "no-model") + "\"]\n");
   auto r = run_r1dist("sweep plan " + sweep);
   EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("points cannot run; nothing was written"));
+  EXPECT_THAT(r.err, HasSubstr("points cannot run; no plan was written"));
   EXPECT_THAT(r.err, HasSubstr("g.sweep.toml:4 (point model-lr1e-03): model.path = \"" + (tmp / "no-model") + "\""));
   EXPECT_THAT(r.err, HasSubstr("config.json"));
   EXPECT_FALSE(exists(tmp / "out/sweep.json"));

@@ -34,6 +34,12 @@ struct RunRecord {
   std::map<std::string, double> settings;
   MetricsData metrics;
   std::optional<EvalSummary> eval;
+  std::vector<int64_t> eval_rows;  // run.json eval_row_ids: the held-out rows its figures cover
+  std::string data_path;           // run.json data_path
+  // Why a fine-tune is not finished ("" when it is): its steps not all done and no early stop
+  // recorded, or no complete adapter exported at its last step. Such a run is never recommended.
+  std::string incomplete;
+  std::string stop_reason;  // metrics.h5 stop_reason: an early stop (eval.patience, eval.max_kl)
 
   // The held-out loss and KL to report: /eval when present, else the last /evals row
   // (NaN when neither exists).
@@ -45,5 +51,9 @@ struct RunRecord {
 
 // Throws UsageError naming the directory and the missing or unreadable file.
 RunRecord read_run(const std::string& dir);
+
+// Whether `run` can be compared with `base`: its figures cover the same held-out rows of the
+// same data file (runs of another train.seed or data settings hold out other rows).
+bool same_held_out(const RunRecord& run, const RunRecord& base);
 
 }  // namespace r1dist
