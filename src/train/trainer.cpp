@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/data/packing.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
@@ -227,6 +228,30 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
     // model the base model, so the same code measures it.
     check(!data.eval.empty(), "train.steps = 0 evaluates the held-out split, but it is empty\n"
                               "HINT: set data.eval_rows or data.eval_fraction");
+    // Never over a fine-tune's record; with --resume auto (a sweep submitted again), once per config.
+    if (const auto ckpt = find_latest_checkpoint(cfg.output.dir); !ckpt.empty())
+      throw UsageError("output.dir " + cfg.output.dir + " holds a fine-tune's checkpoints (" + ckpt +
+                       "): an evaluation-only run (train.steps = 0) would replace its run.json and metrics.h5\n"
+                       "HINT: give the evaluation its own output.dir");
+    int32_t done = 0;
+    if (pg.rank == 0 && opt.resume == "auto") {
+      const std::string path = cfg.output.dir + "/metrics.h5";
+      try {
+        if (is_file(path)) {
+          const auto m = read_metrics(path);
+          done = !m.evals.empty() && m.config_toml == cfg.to_toml() &&
+                 (!cfg.eval.suite || read_eval_group(path).has_value());
+        }
+      } catch (const std::exception&) {  // unreadable: evaluate again
+      }
+    }
+    dist_broadcast(&done, sizeof done, 0, "MPI_Bcast of whether the evaluation is done");
+    if (done) {
+      split.add_since_process_start("load");
+      log::info("nothing to do: ", cfg.output.dir, "/metrics.h5 holds this evaluation (the same config)");
+      res.seconds = seconds_since(t_start);
+      return res;
+    }
     split.add_since_process_start("load");
     EvalRecord ev;
     {

@@ -196,6 +196,18 @@ TEST(ReportCli, ComparesATunedRunWithItsBase) {
                       " --tensorboard");
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_TRUE(read_eval_group(base + "/metrics.h5").has_value()) << "eval.suite wrote /eval";
+  // Submitted again (--resume auto, as a sweep's job does): done once per config.
+  const std::string again = "--cfg " + ref.out + ".toml --set train.steps=0 --set model.name=base --set output.dir=" +
+                            base + " --set eval.suite=true --set eval.max_new_tokens=8 --set eval.mcq_path=" +
+                            mcq_data() + " --tensorboard --resume auto";
+  r = run_r1dist(again);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("nothing to do: " + base + "/metrics.h5 holds this evaluation"), std::string::npos) << r.err;
+  // Never over a fine-tune's directory.
+  copy_tree(ref.out, d / "finetune");
+  r = run_r1dist("--cfg " + ref.out + ".toml --set train.steps=0 --set output.dir=" + (d / "finetune"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("holds a fine-tune's checkpoints"), std::string::npos) << r.err;
   // Its TensorBoard events: the step-0 evaluation and the final one (suite/mcq_accuracy, ...).
   r = run_r1dist("metrics " + base + "/metrics.h5 --table eval");
   EXPECT_NE(r.out.find("mcq_accuracy\t"), std::string::npos) << r.out << r.err;
