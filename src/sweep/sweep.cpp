@@ -21,6 +21,7 @@
 
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
+#include "r1dist/base/hash.h"
 #include "r1dist/base/json.h"
 #include "r1dist/formats/metrics.h"
 
@@ -426,15 +427,39 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
       return false;
     }
   };
-  for (auto& r : raws) {
+  std::vector<std::string> names;
+  for (const auto& r : raws)
+    names.push_back(!r.name.empty()          ? r.name
+                    : !name_template.empty() ? expand_template(name_template, r.values, r.where, p)
+                    : !r.values.empty()      ? default_name(r.values)
+                                             : file_stem(r.config));
+  // Labels are short, so different values can give one name (two models of one size, texts
+  // that differ only in characters a directory name cannot hold): those made names get a
+  // short hash of their values. Points of equal values keep theirs, refused below as twins.
+  std::map<std::string, std::vector<size_t>> made;
+  for (size_t i = 0; i < raws.size(); ++i)
+    if (raws[i].name.empty() && !names[i].empty()) made[names[i]].push_back(i);
+  for (const auto& [name, idx] : made) {
+    if (idx.size() < 2) continue;
+    for (size_t i : idx) {
+      const bool twin = std::any_of(idx.begin(), idx.end(), [&](size_t j) {
+        return j != i && raws[j].values == raws[i].values && raws[j].config == raws[i].config;
+      });
+      if (twin) continue;
+      std::string all = raws[i].config;
+      for (const auto& [k, v] : raws[i].values) all += "\x1f" + k + "=" + v;
+      char h[16];
+      std::snprintf(h, sizeof h, "-%06llx", static_cast<unsigned long long>(fnv1a64(all) & 0xffffff));
+      names[i] += h;
+    }
+  }
+  for (size_t i = 0; i < raws.size(); ++i) {
+    const Raw& r = raws[i];
     SweepPoint pt;
     pt.where = r.where;
     pt.config_file = r.config;
     pt.values = r.values;
-    pt.name = !r.name.empty()              ? r.name
-              : !name_template.empty()     ? expand_template(name_template, r.values, r.where, p)
-              : !r.values.empty()          ? default_name(r.values)
-                                           : file_stem(r.config);
+    pt.name = names[i];
     if (pt.name.empty()) continue;
     pt.where += " (point " + pt.name + ")";
     if (!claim(pt.name, r.where)) continue;
@@ -442,18 +467,24 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
   }
   if (!p.list.empty()) throw UsageError(join(p.list, "\n"));
 
-  // The base evaluations: one per model without one.
+  // The base evaluations: one per model without one (a directory named with or without a
+  // trailing '/' is one model).
+  auto model_of = [](const SweepPoint& x) {
+    std::string m = x.cfg.model.path;
+    while (m.size() > 1 && m.back() == '/') m.pop_back();
+    return std::filesystem::path(m).lexically_normal().string();
+  };
   std::vector<std::string> models;
   std::set<std::string> evaluated;
   for (const auto& pt : sw.points) {
-    if (pt.base) evaluated.insert(pt.cfg.model.path);
-    if (std::find(models.begin(), models.end(), pt.cfg.model.path) == models.end()) models.push_back(pt.cfg.model.path);
+    if (pt.base) evaluated.insert(model_of(pt));
+    if (std::find(models.begin(), models.end(), model_of(pt)) == models.end()) models.push_back(model_of(pt));
   }
   const size_t n_file = sw.points.size();
   for (const auto& m : models) {
     if (evaluated.count(m)) continue;
     const auto first = std::find_if(sw.points.begin(), sw.points.begin() + n_file,
-                                    [&](const SweepPoint& x) { return x.cfg.model.path == m; });
+                                    [&](const SweepPoint& x) { return model_of(x) == m; });
     SweepPoint b;
     b.derived = true;
     // base-14b; the whole directory name when two models share a size suffix.

@@ -4,6 +4,8 @@
 // `sweep status` reads what the job script records.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "r1dist/sweep/sweep.h"
@@ -134,6 +136,23 @@ TEST(Sweep, SetsThatWouldChangeWhatAPointIsAreRefused) {
   opt.sets = {"output.dir=\"" + d.tmp.path + "/shared\""};
   EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep(file), opt); },
                          {"output.dir = \"" + d.tmp.path + "/shared\" is also point lr1e-05-seed5's"}));
+}
+
+// Values whose short labels coincide get names of their own; one model written two ways is one.
+TEST(Sweep, ValuesOfOneLabelGetNamesOfTheirOwn) {
+  SweepDir d;
+  const auto sw = read_sweep(d.sweep("[sweep]\nconfig = \"base.toml\"\n[grid]\n"
+                                     "model.path = [\"a/Qwen-7B\", \"b/Llama-7B\"]\n"));
+  ASSERT_EQ(sw.points.size(), 4u) << "two fine-tunes, two bases";
+  EXPECT_NE(sw.points[0].name, sw.points[1].name);
+  EXPECT_EQ(sw.points[0].name.rfind("7b-", 0), 0u) << sw.points[0].name;
+  const auto again = read_sweep(d.sweep("[sweep]\nconfig = \"base.toml\"\n[grid]\n"
+                                        "model.path = [\"a/Qwen-7B\", \"b/Llama-7B\"]\n"));
+  EXPECT_EQ(again.points[0].name, sw.points[0].name) << "the names are stable";
+  const auto slash = read_sweep(d.sweep("[sweep]\nconfig = \"base.toml\"\n[grid]\ntrain.lr = [1e-5]\n"
+                                        "[[point]]\nname = \"other\"\nmodel.path = \"models/DeepSeek-R1-Distill-Qwen-1.5B/\"\n"));
+  EXPECT_EQ(std::count_if(slash.points.begin(), slash.points.end(), [](const SweepPoint& p) { return p.derived; }), 1)
+      << "models/X and models/X/ are one model: one base evaluation";
 }
 
 TEST(Sweep, BadFilesAreRefusedNamingTheLinePointAndKey) {
