@@ -52,10 +52,12 @@ std::string RecomputePlan::describe(int64_t total_layers) const {
 namespace {
 
 // A layer's forward multiply-adds per token: q, k, v, o; gate, up, down; causal attention's two
-// products over seq / 2 keys on average.
+// products over seq / 2 keys on average. The attention is heads x head_dim wide (q_dim), which
+// config.json's head_dim can set apart from hidden_size.
 double layer_macs_per_token(const Qwen2Config& m, int64_t seq_len) {
-  const double h = double(m.hidden_size), inter = double(m.intermediate_size), kv = double(m.kv_dim());
-  return h * (h + 2.0 * kv) + h * h + 3.0 * h * inter + double(seq_len) * h;
+  const double h = double(m.hidden_size), inter = double(m.intermediate_size), kv = double(m.kv_dim()),
+               q = double(m.q_dim());
+  return h * (q + 2.0 * kv) + q * h + 3.0 * h * inter + double(seq_len) * q;
 }
 
 }  // namespace
@@ -66,7 +68,7 @@ double layer_forward_flops(const Qwen2Config& m, const Config& cfg) {
 }
 
 double attention_recompute_share(const Qwen2Config& m, int64_t seq_len) {
-  return double(seq_len) * double(m.hidden_size) / layer_macs_per_token(m, seq_len);
+  return double(seq_len) * double(m.q_dim()) / layer_macs_per_token(m, seq_len);
 }
 
 double mlp_recompute_share(const Qwen2Config& m, int64_t seq_len) {
@@ -85,7 +87,7 @@ class Estimator {
  private:
   MemoryEstimate fixed_;
   int64_t layers_ = 0;
-  double tokens_ = 0, h_ = 0, inter_ = 0, kv_ = 0, e_ = 0, one_layer_ = 0, mlp_layer_ = 0;
+  double tokens_ = 0, h_ = 0, inter_ = 0, kv_ = 0, q_ = 0, e_ = 0, one_layer_ = 0, mlp_layer_ = 0;
   bool fused_ = true;
 };
 
@@ -108,17 +110,18 @@ Estimator::Estimator(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   // layer's input and the attention's residual sum (which the norms' backward needs; their
   // outputs are rebuilt, LoraLinear::forward_normed), q, k and v after RoPE (grouped: k and
   // v are kv-wide), the attention output (also o_proj's input), gate and up (the SwiGLU
-  // product is recomputed): 4 hidden-wide, 2 kv-wide and 2 intermediate-wide per token, and
-  // 4% for what the allocator holds beside them (fitted to the peaks measured on an H200 for
-  // the 1.5B, 7B and 14B presets: test_memory_estimate.cpp). The plain ATen forms also keep
+  // product is recomputed): 2 hidden-wide, 2 q_dim-wide (q and the attention output;
+  // hidden-wide in the presets), 2 kv-wide and 2 intermediate-wide per token, and 4% for what
+  // the allocator holds beside them (fitted to the peaks measured on an H200 for the 1.5B, 7B
+  // and 14B presets: test_memory_estimate.cpp). The plain ATen forms also keep
   // the norms' outputs, fp32 and activation temporaries: about 10 hidden-wide and 3
   // intermediate-wide (above the 14B v6 peak measured with them). A layer that recomputes its
   // MLP (LoraLinear::forward_mlp) keeps neither gate nor up.
-  const double kv = double(m.kv_dim());
+  const double kv = double(m.kv_dim()), q = double(m.q_dim());
   const bool fused = path == LayerPath::fused;
-  const double one_layer = fused ? tokens * (4.0 * h + 2.0 * kv + 2.0 * inter) * e * 1.04
-                                 : tokens * (10.0 * h + 3.0 * inter) * e;
-  const double mlp_layer = fused ? tokens * (4.0 * h + 2.0 * kv) * e * 1.04 : tokens * 10.0 * h * e;
+  const double one_layer =
+      fused ? tokens * (2.0 * h + 2.0 * q + 2.0 * kv + 2.0 * inter) * e * 1.04 : tokens * (10.0 * h + 3.0 * inter) * e;
+  const double mlp_layer = fused ? tokens * (2.0 * h + 2.0 * q + 2.0 * kv) * e * 1.04 : tokens * 10.0 * h * e;
   // Beside the kept activations, at one time either the loss (model/lm_loss.h: on the fused
   // path one chunk's logits in the compute dtype and, in its backward, two hidden-wide
   // gradients; on the plain path an fp32 chunk beside the compute-dtype one, 8 bytes a logit)
@@ -133,7 +136,7 @@ Estimator::Estimator(const Qwen2Config& m, const Config& cfg, LayerPath path) {
   const double layer_backward = tokens * (2.0 * h + 5.0 * inter) * e + inter * h * e;
   est.workspace = std::max(loss, layer_backward);
   layers_ = m.num_hidden_layers;
-  tokens_ = tokens, h_ = h, inter_ = inter, kv_ = kv, e_ = e, one_layer_ = one_layer, mlp_layer_ = mlp_layer;
+  tokens_ = tokens, h_ = h, inter_ = inter, kv_ = kv, q_ = q, e_ = e, one_layer_ = one_layer, mlp_layer_ = mlp_layer;
   fused_ = fused;
 }
 
@@ -153,7 +156,7 @@ MemoryEstimate Estimator::at(const RecomputePlan& plan) const {
   // kOffloadGroupsInFlight such layers' worth are on the device at once (on their way to the
   // host in the forward, back in the backward).
   if (fused && (plan.offload > 0 || plan.offload_inputs)) {
-    const double attention = plan.offload_attention ? tokens * (2.0 * h + 2.0 * kv_) * e : 0.0;
+    const double attention = plan.offload_attention ? tokens * (2.0 * q_ + 2.0 * kv_) * e : 0.0;
     const double part_mlp = tokens * 2.0 * h * e + attention,
                  part_kept = tokens * (2.0 * h + 2.0 * inter) * e + attention;
     double moved = 0, moved_here = 0, largest = 0;

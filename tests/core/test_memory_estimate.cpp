@@ -416,5 +416,26 @@ TEST(MemoryEstimate, AutoCheckpointingKeepsWhatFitsTheDevice) {
   EXPECT_EQ(resolve_checkpointing(none, 141e9).train.checkpointing, Checkpointing::none);
 }
 
+// The attention is heads x head_dim wide (q_dim): where config.json sets head_dim apart from
+// hidden_size / heads, q, o, the attention's products and the activations q and the attention
+// output take that width, not hidden_size's.
+TEST(MemoryEstimate, TheAttentionIsHeadsTimesHeadDimWide) {
+  const auto m = qwen2_preset("r1-distill-qwen-1.5b");
+  auto wide = m;
+  wide.head_dim = 2 * m.head_dim;  // q_dim 3072 beside hidden_size 1536
+  ASSERT_EQ(wide.q_dim(), 2 * wide.hidden_size);
+  auto c = one_row(Checkpointing::none);
+  const double seq = 8192, h = double(wide.hidden_size), q = double(wide.q_dim()), kv = double(wide.kv_dim()),
+               inter = double(wide.intermediate_size);
+  const double macs = h * (q + 2 * kv) + q * h + 3 * h * inter + seq * q;
+  EXPECT_NEAR(layer_forward_flops(wide, c), 2 * macs * seq, 1e-9 * 2 * macs * seq);
+  EXPECT_NEAR(attention_recompute_share(wide, 8192), seq * q / macs, 1e-12);
+  // Every layer kept: each holds q and the attention output (q_dim), k and v (kv_dim) besides
+  // the rest, in bf16 with the allocator's 4%.
+  const double more = estimate_training_memory(wide, c).activations - estimate_training_memory(m, c).activations;
+  const double per_token = 2 * (q - double(m.q_dim())) + 2 * (kv - double(m.kv_dim()));
+  EXPECT_NEAR(more, double(m.num_hidden_layers) * seq * per_token * 2 * 1.04, 1e3);
+}
+
 }  // namespace
 }  // namespace r1dist::test
