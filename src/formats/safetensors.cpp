@@ -33,6 +33,10 @@ using json = nlohmann::json;
 
 namespace {
 
+// A file that is not what it should be (missing, truncated, malformed, at odds with its index):
+// UsageError, an input the user must fix.
+[[noreturn]] void bad_file(const std::string& where, const std::string& what) { throw UsageError(where + ": " + what); }
+// A failure of the system (stat, mmap, writing) or of the caller (inconsistent write specs): Error.
 [[noreturn]] void fail(const std::string& where, const std::string& what) {
   throw Error(where + ": " + what);
 }
@@ -57,7 +61,7 @@ uint64_t checked_nbytes(const std::string& where, const std::string& name, DType
                         const std::vector<int64_t>& shape) {
   bool has_zero = false;
   for (int64_t d : shape) {
-    if (d < 0) fail(where, tensor_ctx(name) + "negative dimension in shape " + shape_str(shape));
+    if (d < 0) bad_file(where, tensor_ctx(name) + "negative dimension in shape " + shape_str(shape));
     has_zero |= d == 0;
   }
   if (has_zero) return 0;
@@ -65,12 +69,12 @@ uint64_t checked_nbytes(const std::string& where, const std::string& name, DType
   const auto max_numel = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   for (int64_t d : shape) {
     if (numel > max_numel / static_cast<uint64_t>(d))
-      fail(where, tensor_ctx(name) + "shape " + shape_str(shape) + " overflows the element count");
+      bad_file(where, tensor_ctx(name) + "shape " + shape_str(shape) + " overflows the element count");
     numel *= static_cast<uint64_t>(d);
   }
   const uint64_t size = dtype_size(dtype);
   if (numel > std::numeric_limits<uint64_t>::max() / size)
-    fail(where, tensor_ctx(name) + dtype_name(dtype) + " " + shape_str(shape) + " overflows the byte count");
+    bad_file(where, tensor_ctx(name) + dtype_name(dtype) + " " + shape_str(shape) + " overflows the byte count");
   return numel * size;
 }
 
@@ -108,9 +112,9 @@ json parse_json_or_fail(const std::string& where, const char* what, const char* 
   try {
     return parse_json_strict(begin, end);
   } catch (const json::exception& e) {
-    fail(where, std::string(what) + " is not valid UTF-8 JSON: " + e.what());
+    bad_file(where, std::string(what) + " is not valid UTF-8 JSON: " + e.what());
   } catch (const Error& e) {
-    fail(where, std::string(what) + " is not valid: " + e.what());
+    bad_file(where, std::string(what) + " is not valid: " + e.what());
   }
 }
 
@@ -246,7 +250,7 @@ int64_t TensorInfo::numel() const {
 
 File File::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) bad_file(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
@@ -255,14 +259,14 @@ File File::open(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, "not a regular file");
+    bad_file(path, "not a regular file");
   }
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    fail(path, "file is " + std::to_string(size) +
-                   " bytes, shorter than the 8-byte header length\nHINT: the file is truncated; "
-                   "download or write it again");
+    bad_file(path, "file is " + std::to_string(size) +
+                       " bytes, shorter than the 8-byte header length\nHINT: the file is truncated; "
+                       "download or write it again");
   }
   // The mapping outlives the descriptor. (If another process truncates the file while it is
   // mapped, reads fault with SIGBUS; nothing in-process can guard against that.)
@@ -279,14 +283,14 @@ File File::open(const std::string& path) {
 
   const uint64_t n = read_le64(bytes);
   if (n > kMaxHeaderBytes)
-    fail(path, "header length " + std::to_string(n) + " exceeds the limit of " +
-                   std::to_string(kMaxHeaderBytes) + " bytes\nHINT: is this a safetensors file?");
+    bad_file(path, "header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(kMaxHeaderBytes) +
+                       " bytes\nHINT: is this a safetensors file?");
   if (n > size - 8)
-    fail(path, "header length " + std::to_string(n) + " runs past the end of the file (" +
-                   std::to_string(size) + " bytes)\nHINT: the file is truncated; download or write it again");
+    bad_file(path, "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
+                       " bytes)\nHINT: the file is truncated; download or write it again");
   const auto* hbegin = reinterpret_cast<const char*>(bytes + 8);
   const json header = parse_json_or_fail(path, "header", hbegin, hbegin + n);
-  if (!header.is_object()) fail(path, "header is " + json_found(header) + ", not an object");
+  if (!header.is_object()) bad_file(path, "header is " + json_found(header) + ", not an object");
 
   f.data_start_ = 8 + n;
   const uint64_t data_bytes = size - f.data_start_;
@@ -298,14 +302,14 @@ File File::open(const std::string& path) {
     TensorInfo t = parse_entry(path, key, value);
     const uint64_t need = checked_nbytes(path, key, t.dtype, t.shape);
     const std::string ctx = tensor_ctx(key) + "data_offsets " + range_str(t.begin, t.end);
-    if (t.begin > t.end) fail(path, ctx + " begin after end");
+    if (t.begin > t.end) bad_file(path, ctx + " begin after end");
     if (t.end - t.begin != need)
-      fail(path, ctx + " hold " + std::to_string(t.end - t.begin) + " bytes but " + dtype_name(t.dtype) +
-                     " " + shape_str(t.shape) + " needs " + std::to_string(need) + " (shape/size mismatch)");
+      bad_file(path, ctx + " hold " + std::to_string(t.end - t.begin) + " bytes but " + dtype_name(t.dtype) + " " +
+                         shape_str(t.shape) + " needs " + std::to_string(need) + " (shape/size mismatch)");
     if (t.end > data_bytes)
-      fail(path, ctx + " run past the end of the file: the data region holds " + std::to_string(data_bytes) +
-                     " bytes (file " + std::to_string(size) + " bytes, header " + std::to_string(n) +
-                     ")\nHINT: the file is truncated; download or write it again");
+      bad_file(path, ctx + " run past the end of the file: the data region holds " + std::to_string(data_bytes) +
+                         " bytes (file " + std::to_string(size) + " bytes, header " + std::to_string(n) +
+                         ")\nHINT: the file is truncated; download or write it again");
     f.tensors_.push_back(std::move(t));
   }
 
@@ -317,20 +321,20 @@ File File::open(const std::string& path) {
   const TensorInfo* prev = nullptr;
   for (const auto& t : f.tensors_) {
     if (t.begin < pos)
-      fail(path, "tensors '" + prev->name + "' " + range_str(prev->begin, prev->end) + " and '" + t.name +
-                     "' " + range_str(t.begin, t.end) + " overlap");
+      bad_file(path, "tensors '" + prev->name + "' " + range_str(prev->begin, prev->end) + " and '" + t.name + "' " +
+                         range_str(t.begin, t.end) + " overlap");
     if (t.begin > pos)
-      fail(path, "gap in the data region: bytes " + range_str(pos, t.begin) + " " +
-                     (prev ? "between tensor '" + prev->name + "' and tensor '" + t.name + "'"
-                           : "before the first tensor '" + t.name + "'") +
-                     " belong to no tensor (offsets must be contiguous)");
+      bad_file(path, "gap in the data region: bytes " + range_str(pos, t.begin) + " " +
+                         (prev ? "between tensor '" + prev->name + "' and tensor '" + t.name + "'"
+                               : "before the first tensor '" + t.name + "'") +
+                         " belong to no tensor (offsets must be contiguous)");
     pos = t.end;
     prev = &t;
   }
   if (pos != data_bytes)
-    fail(path, "the data region holds " + std::to_string(data_bytes) + " bytes but the tensors cover only " +
-                   range_str(0, pos) + ": " + std::to_string(data_bytes - pos) +
-                   " trailing bytes belong to no tensor");
+    bad_file(path, "the data region holds " + std::to_string(data_bytes) + " bytes but the tensors cover only " +
+                       range_str(0, pos) + ": " + std::to_string(data_bytes - pos) +
+                       " trailing bytes belong to no tensor");
 
   f.by_name_.reserve(f.tensors_.size());
   for (size_t i = 0; i < f.tensors_.size(); ++i) f.by_name_.emplace(f.tensors_[i].name, i);
@@ -371,7 +375,7 @@ const TensorInfo* File::find(const std::string& name) const& {
 
 const TensorInfo& File::at(const std::string& name) const& {
   if (const TensorInfo* t = find(name)) return *t;
-  fail(path_, "no tensor '" + name + "' (the file holds " + std::to_string(tensors_.size()) + " tensors)");
+  bad_file(path_, "no tensor '" + name + "' (the file holds " + std::to_string(tensors_.size()) + " tensors)");
 }
 
 const uint8_t* File::data(const TensorInfo& t) const& {
@@ -385,22 +389,21 @@ const uint8_t* File::data(const TensorInfo& t) const& {
 Checkpoint Checkpoint::open_dir(const std::string& dir) {
   const std::string hint = "\nHINT: point model.path at a Hugging Face model directory";
   std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    fail(dir, (fs::exists(dir, ec) ? "not a directory" : "no such directory") + hint);
+  if (!fs::is_directory(dir, ec)) bad_file(dir, (fs::exists(dir, ec) ? "not a directory" : "no such directory") + hint);
   const std::string single = join(dir, kSingleFile), index = join(dir, kIndexFile);
   const bool has_single = fs::exists(single, ec), has_index = fs::exists(index, ec);
 
   Checkpoint c;
   c.dir_ = dir;
   if (has_single && has_index)
-    fail(dir, std::string("holds both ") + kSingleFile + " and " + kIndexFile +
-                  ", so which one is current is unclear\nHINT: remove the stale one");
+    bad_file(dir, std::string("holds both ") + kSingleFile + " and " + kIndexFile +
+                      ", so which one is current is unclear\nHINT: remove the stale one");
   if (!has_single && !has_index) {
     std::string found;
     for (const char* bin : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
       if (fs::exists(join(dir, bin), ec))
         found = std::string(" (found ") + bin + ": only safetensors weights are read)";
-    fail(dir, std::string("no ") + kSingleFile + " or " + kIndexFile + found + hint);
+    bad_file(dir, std::string("no ") + kSingleFile + " or " + kIndexFile + found + hint);
   }
 
   if (has_single) {
@@ -411,7 +414,7 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
 
   const std::string text = read_file(index);
   const json j = parse_json_or_fail(index, "index", text.data(), text.data() + text.size());
-  if (!j.is_object()) fail(index, "index is " + json_found(j) + ", not an object");
+  if (!j.is_object()) bad_file(index, "index is " + json_found(j) + ", not an object");
   const auto wm = JsonView(j, index)["weight_map"];
   const auto entries = wm.items();
   if (entries.empty()) wm.fail("is empty");
@@ -422,8 +425,8 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
   for (const auto& [name, v] : entries) {
     const std::string shard = v.string();
     if (shard.empty() || shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
-      fail(index, "\"weight_map\" puts tensor '" + name + "' in shard '" + shard +
-                      "': shard names must be plain file names inside " + dir);
+      bad_file(index, "\"weight_map\" puts tensor '" + name + "' in shard '" + shard +
+                          "': shard names must be plain file names inside " + dir);
     by_shard[shard].push_back(name);
     shard_of[name] = shard;
   }
@@ -432,10 +435,10 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
   for (const auto& [shard, names] : by_shard) {
     const std::string path = join(dir, shard);
     if (!fs::exists(path, ec))
-      throw Error(index + " names shard '" + shard + "' (for tensor '" + names.front() + "'" +
-                  (names.size() > 1 ? " and " + std::to_string(names.size() - 1) + " more" : "") +
-                  "), which does not exist in " + dir +
-                  "\nHINT: the download is incomplete; fetch the missing shard");
+      throw UsageError(index + " names shard '" + shard + "' (for tensor '" + names.front() + "'" +
+                       (names.size() > 1 ? " and " + std::to_string(names.size() - 1) + " more" : "") +
+                       "), which does not exist in " + dir +
+                       "\nHINT: the download is incomplete; fetch the missing shard");
     file_index[shard] = c.files_.size();
     c.files_.push_back(File::open(path));
   }
@@ -444,15 +447,15 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
     const File& f = c.files_[fi];
     for (const auto& name : by_shard[shard])
       if (!f.find(name))
-        fail(index, "\"weight_map\" puts tensor '" + name + "' in shard '" + shard + "', but " + f.path() +
-                        " does not hold it");
+        bad_file(index, "\"weight_map\" puts tensor '" + name + "' in shard '" + shard + "', but " + f.path() +
+                            " does not hold it");
     for (const auto& t : f.tensors()) {
       auto it = shard_of.find(t.name);
       if (it == shard_of.end())
-        fail(f.path(), "tensor '" + t.name + "' is not listed in the \"weight_map\" of " + index);
+        bad_file(f.path(), "tensor '" + t.name + "' is not listed in the \"weight_map\" of " + index);
       if (it->second != shard)
-        fail(index, "tensor '" + t.name + "' is in shard '" + shard + "' and also in '" + it->second +
-                        "' (where \"weight_map\" puts it)");
+        bad_file(index, "tensor '" + t.name + "' is in shard '" + shard + "' and also in '" + it->second +
+                            "' (where \"weight_map\" puts it)");
       c.tensors_[t.name] = Loc{fi, &t};
     }
   }
@@ -489,8 +492,7 @@ void File::advise_random() const& {
 const Checkpoint::Loc& Checkpoint::loc(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end())
-    fail(dir_,
-         "no tensor '" + name + "' in the checkpoint (" + std::to_string(tensors_.size()) + " tensors)");
+    bad_file(dir_, "no tensor '" + name + "' in the checkpoint (" + std::to_string(tensors_.size()) + " tensors)");
   return it->second;
 }
 

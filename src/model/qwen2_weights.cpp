@@ -33,13 +33,27 @@ std::string list_some(const std::vector<std::string>& names) {
   return out;
 }
 
-// Compares the checkpoint's names and shapes with the weight table; every problem at once.
-// Projections stored in the bitsandbytes 4-bit layout bring companion tensors and a packed
-// shape; bnb::read_nf4 checks those against the quant state.
-void check_against_table(const st::Checkpoint& ckpt, const std::vector<WeightSpec>& table,
+// The stored dtypes a weight may have: the floating-point ones libtorch takes. An integer
+// tensor would be cast to float silently, which no Qwen2 checkpoint means.
+bool weight_dtype(st::DType d) {
+  return d == st::DType::F16 || d == st::DType::BF16 || d == st::DType::F32 || d == st::DType::F64;
+}
+
+// Compares the checkpoint's names, shapes and dtypes with the weight table; every problem at
+// once (UsageError: the files do not describe this model). Projections stored in the
+// bitsandbytes 4-bit layout bring companion tensors and a packed shape; bnb::read_nf4 checks
+// those against the quant state. With tied embeddings a stored lm_head.weight is ignored, as
+// transformers ignores it (the output layer is the embedding).
+void check_against_table(const st::Checkpoint& ckpt, const Qwen2Config& cfg, const std::vector<WeightSpec>& table,
                          const std::string& dir) {
-  std::vector<std::string> missing, bad_shape, unexpected;
+  std::vector<std::string> missing, bad_shape, bad_dtype, unexpected;
   std::set<std::string> expected;
+  if (cfg.tie_word_embeddings && ckpt.contains("lm_head.weight")) {
+    expected.insert("lm_head.weight");
+    log::info("loading ", dir,
+              ": config.json ties the output layer to the embedding (tie_word_embeddings = true), "
+              "so the stored lm_head.weight is ignored, as transformers ignores it");
+  }
   for (const auto& w : table) {
     expected.insert(w.name);
     if (!ckpt.contains(w.name)) {
@@ -54,16 +68,23 @@ void check_against_table(const st::Checkpoint& ckpt, const std::vector<WeightSpe
     if (info.shape != w.shape)
       bad_shape.push_back(w.name + ": shape " + shape_str(info.shape) + " != expected " +
                           shape_str(w.shape) + " (" + ckpt.file_of(w.name) + ")");
+    if (!weight_dtype(info.dtype))
+      bad_dtype.push_back(w.name + ": " + st::dtype_name(info.dtype) + " (" + ckpt.file_of(w.name) + ")");
   }
   for (const auto& n : ckpt.names())
     if (!expected.count(n)) unexpected.push_back(n);
-  if (missing.empty() && bad_shape.empty() && unexpected.empty()) return;
+  if (missing.empty() && bad_shape.empty() && bad_dtype.empty() && unexpected.empty()) return;
   std::string msg = "loading " + dir + ": the checkpoint does not match config.json";
   if (!missing.empty()) msg += "\n  missing " + std::to_string(missing.size()) + " tensors:" + list_some(missing);
   if (!bad_shape.empty()) msg += "\n  wrong shape:" + list_some(bad_shape);
+  if (!bad_dtype.empty())
+    msg += "\n  not a floating-point weight (F16, BF16, F32 or F64 are read):" + list_some(bad_dtype);
   if (!unexpected.empty())
     msg += "\n  unexpected " + std::to_string(unexpected.size()) + " tensors:" + list_some(unexpected);
-  throw Error(msg);
+  const bool only_dtypes = missing.empty() && bad_shape.empty() && unexpected.empty();
+  throw UsageError(msg + (only_dtypes ? "\nHINT: convert the checkpoint to bf16 (or f16, f32) weights first"
+                                      : "\nHINT: model.path must hold the weights its config.json describes (a "
+                                        "complete download of one Qwen2 model)"));
 }
 
 }  // namespace
@@ -73,7 +94,7 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
   const Qwen2Config cfg = read_qwen2_config(dir);
   const auto ckpt = st::Checkpoint::open_dir(dir);
   const auto table = qwen2_weight_table(cfg);
-  check_against_table(ckpt, table, dir);
+  check_against_table(ckpt, cfg, table, dir);
 
   Qwen2Model model(cfg, dtype, device, /*allocate=*/false);
   const auto to_compute = at::TensorOptions().dtype(dtype).device(device);
@@ -116,6 +137,8 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
         continue;
       }
       model.weight(w) = raw.to(to_compute, /*non_blocking=*/pinned);
+    } catch (const UsageError& e) {
+      throw UsageError("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
     } catch (const Error& e) {
       throw Error("loading " + w.name + " from " + ckpt.file_of(w.name) + ": " + e.what());
     }

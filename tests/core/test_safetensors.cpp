@@ -40,6 +40,7 @@ std::string raw_file(std::string header, const std::string& data, bool pad = tru
   return le64(header.size()) + header + data;
 }
 
+using r1dist::UsageError;
 using r1dist::test::ThrowsWith;
 
 Bytes pattern(size_t n, uint32_t seed) {
@@ -69,6 +70,7 @@ class TmpDirTest : public ::testing::Test {
 };
 
 class SafetensorsReader : public TmpDirTest {};
+// A file or directory that is not what it should be is the user's to fix: UsageError (exit 2).
 class SafetensorsReaderErrors : public TmpDirTest {};
 class SafetensorsWriter : public TmpDirTest {};
 class SafetensorsReference : public TmpDirTest {};
@@ -249,12 +251,12 @@ TEST_F(SafetensorsReader, MoveKeepsMappingAlive) {
 }
 
 TEST_F(SafetensorsReaderErrors, MissingAndShortFiles) {
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(p("nope.safetensors")); },
-                         {"nope.safetensors", "cannot open", "No such file"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(p("nope.safetensors")); },
+                                     {"nope.safetensors", "cannot open", "No such file"}));
   const std::string s = put("short.safetensors", std::string("\x10\0\0\0\0", 5));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(s); }, {"short.safetensors", "5 bytes", "shorter than the 8-byte"}));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(dir_); }, {dir_, "not a regular file"}));
+      ThrowsWith<UsageError>([&] { st::File::open(s); }, {"short.safetensors", "5 bytes", "shorter than the 8-byte"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(dir_); }, {dir_, "not a regular file"}));
 }
 
 TEST_F(SafetensorsReaderErrors, TruncatedInHeader) {
@@ -263,7 +265,7 @@ TEST_F(SafetensorsReaderErrors, TruncatedInHeader) {
   const uint64_t n = full.size() - 8 - 8;
   const std::string cut = full.substr(0, 8 + n / 2);
   const std::string path = put("cut_header.safetensors", cut);
-  EXPECT_TRUE(ThrowsWith(
+  EXPECT_TRUE(ThrowsWith<UsageError>(
       [&] { st::File::open(path); },
       {"cut_header.safetensors", "header length " + std::to_string(n) + " runs past the end of the file (" +
                                      std::to_string(cut.size()) + " bytes)"}));
@@ -275,50 +277,49 @@ TEST_F(SafetensorsReaderErrors, TruncatedInData) {
       "\"last\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[8,24]}}",
       std::string(24, '\1'));
   const std::string path = put("cut_data.safetensors", full.substr(0, full.size() - 3));
-  EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(path); }, {"cut_data.safetensors", "tensor 'last'", "[8, 24)",
-                                                 "run past the end of the file", "holds 21 bytes", "HINT"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>(
+      [&] { st::File::open(path); },
+      {"cut_data.safetensors", "tensor 'last'", "[8, 24)", "run past the end of the file", "holds 21 bytes", "HINT"}));
 }
 
 TEST_F(SafetensorsReaderErrors, HeaderLengthPastFile) {
   const std::string path =
       put("past.safetensors", le64(1000) + std::string("{}      ") + std::string(34, ' '));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(path); },
-                 {"past.safetensors", "header length 1000 runs past the end of the file (50 bytes)"}));
+      ThrowsWith<UsageError>([&] { st::File::open(path); },
+                             {"past.safetensors", "header length 1000 runs past the end of the file (50 bytes)"}));
   // Exactly at the limit is still judged against the file size.
   const std::string at_limit = put("at_limit.safetensors", le64(st::kMaxHeaderBytes) + "{}      ");
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(at_limit); }, {"at_limit.safetensors", "runs past the end"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(at_limit); }, {"at_limit.safetensors", "runs past the end"}));
 }
 
 TEST_F(SafetensorsReaderErrors, OversizedHeaderLength) {
   const std::string path = put("huge.safetensors", le64(st::kMaxHeaderBytes + 1) + "{}      ");
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
-                         {"huge.safetensors", "header length 100000001 exceeds the limit of 100000000"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(path); },
+                                     {"huge.safetensors", "header length 100000001 exceeds the limit of 100000000"}));
   const std::string max = put("max.safetensors", le64(~uint64_t{0}) + "{}      ");
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(max); },
-                         {"max.safetensors", "header length 18446744073709551615 exceeds the limit"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(max); },
+                                     {"max.safetensors", "header length 18446744073709551615 exceeds the limit"}));
 }
 
 TEST_F(SafetensorsReaderErrors, InvalidJsonUtf8AndNonObject) {
   const std::string bad = put("bad_json.safetensors", raw_file("{\"a\": {\"dtype\":", ""));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(bad); }, {"bad_json.safetensors", "header is not valid UTF-8 JSON"}));
+      ThrowsWith<UsageError>([&] { st::File::open(bad); }, {"bad_json.safetensors", "header is not valid UTF-8 JSON"}));
   const std::string utf =
       put("bad_utf8.safetensors",
           raw_file("{\"a\xff\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", "x"));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(utf); }, {"bad_utf8.safetensors", "not valid UTF-8 JSON", "UTF-8"}));
+      ThrowsWith<UsageError>([&] { st::File::open(utf); }, {"bad_utf8.safetensors", "not valid UTF-8 JSON", "UTF-8"}));
   const std::string arr = put("array.safetensors", raw_file("[1,2]", ""));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(arr); },
-                         {"array.safetensors", "header is a JSON array"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(arr); }, {"array.safetensors", "header is a JSON array"}));
   const std::string trailing = put("trailing.safetensors", raw_file("{} {}", ""));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(trailing); }, {"trailing.safetensors", "not valid UTF-8 JSON"}));
+      ThrowsWith<UsageError>([&] { st::File::open(trailing); }, {"trailing.safetensors", "not valid UTF-8 JSON"}));
   std::string deep(200, '[');
   deep += std::string(200, ']');
   const std::string nested = put("deep.safetensors", raw_file("{\"a\":" + deep + "}", ""));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(nested); }, {"deep.safetensors", "nested deeper than 64"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(nested); }, {"deep.safetensors", "nested deeper than 64"}));
 }
 
 TEST_F(SafetensorsReaderErrors, DuplicateTensorName) {
@@ -326,7 +327,7 @@ TEST_F(SafetensorsReaderErrors, DuplicateTensorName) {
       put("dup.safetensors", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
                                       "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
                                       "xy"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); }, {"dup.safetensors", "duplicate key 'a'"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(path); }, {"dup.safetensors", "duplicate key 'a'"}));
 }
 
 TEST_F(SafetensorsReaderErrors, EntryFieldsMissingOrWrongType) {
@@ -353,7 +354,7 @@ TEST_F(SafetensorsReaderErrors, EntryFieldsMissingOrWrongType) {
   for (const auto& c : cases) {
     const std::string path =
         put("fields.safetensors", raw_file(std::string("{\"t.w\":") + c.entry + "}", std::string(4, '\0')));
-    EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); }, {"fields.safetensors", "tensor 't.w'", c.cause}))
+    EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(path); }, {"fields.safetensors", "tensor 't.w'", c.cause}))
         << c.entry;
   }
 }
@@ -362,40 +363,41 @@ TEST_F(SafetensorsReaderErrors, UnknownDtype) {
   const std::string path =
       put("dtype.safetensors",
           raw_file("{\"x\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", "abcd"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
-                         {"dtype.safetensors", "tensor 'x'", "unknown dtype \"F33\""}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(path); },
+                                     {"dtype.safetensors", "tensor 'x'", "unknown dtype \"F33\""}));
 }
 
 TEST_F(SafetensorsReaderErrors, NegativeDimsAndOverflow) {
   const std::string neg =
       put("neg.safetensors",
           raw_file("{\"x\":{\"dtype\":\"U8\",\"shape\":[-1,4],\"data_offsets\":[0,4]}}", "abcd"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(neg); },
-                         {"neg.safetensors", "tensor 'x'", "negative dimension", "[-1, 4]"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(neg); },
+                                     {"neg.safetensors", "tensor 'x'", "negative dimension", "[-1, 4]"}));
   const std::string big =
       put("ovf.safetensors",
           raw_file("{\"x\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,4]}}",
                    "abcd"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(big); },
-                         {"ovf.safetensors", "tensor 'x'", "overflows the element count"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(big); },
+                                     {"ovf.safetensors", "tensor 'x'", "overflows the element count"}));
   // numel fits in int64 but numel * 8 does not fit in uint64.
   const std::string bytes = put(
       "ovf_bytes.safetensors",
       raw_file("{\"x\":{\"dtype\":\"F64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,4]}}", "abcd"));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(bytes); }, {"ovf_bytes.safetensors", "overflows the byte count"}));
+      ThrowsWith<UsageError>([&] { st::File::open(bytes); }, {"ovf_bytes.safetensors", "overflows the byte count"}));
   const std::string huge_dim = put(
       "dim.safetensors",
       raw_file("{\"x\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,4]}}", "abcd"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(huge_dim); }, {"dim.safetensors", "too large for a 64-bit integer"}));
+  EXPECT_TRUE(
+      ThrowsWith<UsageError>([&] { st::File::open(huge_dim); }, {"dim.safetensors", "too large for a 64-bit integer"}));
 }
 
 TEST_F(SafetensorsReaderErrors, BeginAfterEnd) {
   const std::string path =
       put("order.safetensors",
           raw_file("{\"x\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,0]}}", "abcd"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
-                         {"order.safetensors", "tensor 'x'", "[4, 0) begin after end"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(path); },
+                                     {"order.safetensors", "tensor 'x'", "[4, 0) begin after end"}));
 }
 
 TEST_F(SafetensorsReaderErrors, ShapeSizeMismatch) {
@@ -403,10 +405,11 @@ TEST_F(SafetensorsReaderErrors, ShapeSizeMismatch) {
       put("model.safetensors",
           raw_file("{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[4,4],\"data_offsets\":[0,12]}}",
                    std::string(12, '\0')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
-                         {"model.safetensors: tensor 'model.norm.weight': data_offsets [0, 12) hold 12 bytes "
-                          "but F32 [4, 4] needs 64",
-                          "shape/size mismatch"}));
+  EXPECT_TRUE(
+      ThrowsWith<UsageError>([&] { st::File::open(path); },
+                             {"model.safetensors: tensor 'model.norm.weight': data_offsets [0, 12) hold 12 bytes "
+                              "but F32 [4, 4] needs 64",
+                              "shape/size mismatch"}));
 }
 
 TEST_F(SafetensorsReaderErrors, OffsetsOutsideFile) {
@@ -414,16 +417,16 @@ TEST_F(SafetensorsReaderErrors, OffsetsOutsideFile) {
       put("oob.safetensors", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
                                       "\"b\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[1000,1008]}}",
                                       std::string(8, 'a')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
-                         {"oob.safetensors", "tensor 'b'", "[1000, 1008) run past the end of the file",
-                          "data region holds 8 bytes"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>(
+      [&] { st::File::open(path); },
+      {"oob.safetensors", "tensor 'b'", "[1000, 1008) run past the end of the file", "data region holds 8 bytes"}));
   // end near 2^64: begin > end is caught, and end - begin is never taken on such values.
   const std::string wrap =
       put("wrap.safetensors",
           raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[18446744073709551615,7]}}",
                    "abcdefgh"));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(wrap); }, {"wrap.safetensors", "tensor 'a'", "begin after end"}));
+      ThrowsWith<UsageError>([&] { st::File::open(wrap); }, {"wrap.safetensors", "tensor 'a'", "begin after end"}));
 }
 
 TEST_F(SafetensorsReaderErrors, OverlappingTensorsNamesBoth) {
@@ -431,29 +434,29 @@ TEST_F(SafetensorsReaderErrors, OverlappingTensorsNamesBoth) {
       "overlap.safetensors", raw_file("{\"first\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                                       "\"second\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
                                       std::string(12, '\0')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(path); },
-                         {"overlap.safetensors", "tensors 'first' [0, 8) and 'second' [4, 12) overlap"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(path); },
+                                     {"overlap.safetensors", "tensors 'first' [0, 8) and 'second' [4, 12) overlap"}));
   // One shared byte is enough; the sizes still add up to the data region.
   const std::string one =
       put("one_byte.safetensors", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
                                            "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[3,7]}}",
                                            std::string(7, '\0')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(one); },
-                         {"one_byte.safetensors", "'a' [0, 4) and 'b' [3, 7) overlap"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(one); },
+                                     {"one_byte.safetensors", "'a' [0, 4) and 'b' [3, 7) overlap"}));
   // The same range twice is an overlap too (two names aliasing one buffer).
   const std::string alias =
       put("alias.safetensors", raw_file("{\"p\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                                         "\"q\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
                                         std::string(8, '\0')));
-  EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(alias); }, {"alias.safetensors", "'p' [0, 8) and 'q' [0, 8) overlap"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(alias); },
+                                     {"alias.safetensors", "'p' [0, 8) and 'q' [0, 8) overlap"}));
   // A zero-size tensor pointing inside another one.
   const std::string inside =
       put("inside.safetensors", raw_file("{\"big\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
                                          "\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[3,3]}}",
                                          std::string(8, '\0')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(inside); },
-                         {"inside.safetensors", "'big' [0, 8) and 'z' [3, 3) overlap"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(inside); },
+                                     {"inside.safetensors", "'big' [0, 8) and 'z' [3, 3) overlap"}));
 }
 
 TEST_F(SafetensorsReaderErrors, GapsAndUncoveredBytes) {
@@ -461,32 +464,33 @@ TEST_F(SafetensorsReaderErrors, GapsAndUncoveredBytes) {
       put("gap.safetensors", raw_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                                       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
                                       std::string(12, '\0')));
-  EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(gap); },
-                 {"gap.safetensors", "gap", "bytes [4, 8) between tensor 'a' and tensor 'b'", "contiguous"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>(
+      [&] { st::File::open(gap); },
+      {"gap.safetensors", "gap", "bytes [4, 8) between tensor 'a' and tensor 'b'", "contiguous"}));
   const std::string lead =
       put("lead.safetensors",
           raw_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", std::string(8, '\0')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(lead); },
-                         {"lead.safetensors", "bytes [0, 4) before the first tensor 'a'"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(lead); },
+                                     {"lead.safetensors", "bytes [0, 4) before the first tensor 'a'"}));
   const std::string tail =
       put("tail.safetensors",
           raw_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", std::string(9, '\0')));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(tail); }, {"tail.safetensors", "data region holds 9 bytes",
-                                                         "cover only [0, 4)", "5 trailing bytes"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(tail); }, {"tail.safetensors", "data region holds 9 bytes",
+                                                                     "cover only [0, 4)", "5 trailing bytes"}));
   const std::string none = put("none.safetensors", raw_file("{}", "junk"));
-  EXPECT_TRUE(ThrowsWith([&] { st::File::open(none); }, {"none.safetensors", "4 trailing bytes"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::File::open(none); }, {"none.safetensors", "4 trailing bytes"}));
 }
 
 TEST_F(SafetensorsReaderErrors, MetadataMustBeObjectOfStrings) {
   const std::string num =
       put("meta_num.safetensors", raw_file("{\"__metadata__\":{\"format\":\"pt\",\"step\":3}}", ""));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(num); },
-                 {"meta_num.safetensors", "\"__metadata__.step\" is a JSON number (3), not a string"}));
+      ThrowsWith<UsageError>([&] { st::File::open(num); },
+                             {"meta_num.safetensors", "\"__metadata__.step\" is a JSON number (3), not a string"}));
   const std::string arr = put("meta_arr.safetensors", raw_file("{\"__metadata__\":[\"pt\"]}", ""));
   EXPECT_TRUE(
-      ThrowsWith([&] { st::File::open(arr); }, {"meta_arr.safetensors", "\"__metadata__\" is a JSON array (1 element), not an object"}));
+      ThrowsWith<UsageError>([&] { st::File::open(arr); },
+                             {"meta_arr.safetensors", "\"__metadata__\" is a JSON array (1 element), not an object"}));
 }
 
 TEST_F(SafetensorsReaderErrors, UnknownTensorNamesFileAndTensor) {
@@ -494,12 +498,12 @@ TEST_F(SafetensorsReaderErrors, UnknownTensorNamesFileAndTensor) {
       "one.safetensors", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", "x"));
   const st::File f = st::File::open(path);
   EXPECT_TRUE(
-      ThrowsWith([&] { f.at("model.norm.weight"); }, {"one.safetensors", "no tensor 'model.norm.weight'"}));
+      ThrowsWith<UsageError>([&] { f.at("model.norm.weight"); }, {"one.safetensors", "no tensor 'model.norm.weight'"}));
   st::TensorInfo foreign = f.at("a");
   foreign.begin = 0;
   foreign.end = 4096;
-  EXPECT_TRUE(
-      ThrowsWith([&] { f.data(foreign); }, {"one.safetensors", "tensor 'a'", "do not belong to this file"}));
+  // A TensorInfo of another file is the caller's mistake, not the file's: a runtime Error.
+  EXPECT_TRUE(ThrowsWith([&] { f.data(foreign); }, {"one.safetensors", "tensor 'a'", "do not belong to this file"}));
 }
 
 TEST_F(SafetensorsWriter, RejectsBadSpecsWithoutLeavingFiles) {
@@ -812,11 +816,12 @@ TEST_F(SafetensorsCheckpointErrors, MissingShard) {
   const std::string dir = p("ckpt");
   write_three_shards(dir);
   fs::remove(dir + "/model-00002-of-00003.safetensors");
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {"model.safetensors.index.json names shard 'model-00002-of-00003.safetensors' (for "
-                          "tensor 'c' and 1 more), which does not exist in " +
-                              dir,
-                          "HINT"}));
+  EXPECT_TRUE(
+      ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                             {"model.safetensors.index.json names shard 'model-00002-of-00003.safetensors' (for "
+                              "tensor 'c' and 1 more), which does not exist in " +
+                                  dir,
+                              "HINT"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, TensorInIndexButNotInShard) {
@@ -824,9 +829,10 @@ TEST_F(SafetensorsCheckpointErrors, TensorInIndexButNotInShard) {
   auto index = write_three_shards(dir);
   index["weight_map"]["ghost"] = "model-00003-of-00003.safetensors";
   r1dist::test::write_text(dir + "/model.safetensors.index.json", index.dump());
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {"model.safetensors.index.json",
-                          "tensor 'ghost' in shard 'model-00003-of-00003.safetensors'", "does not hold it"}));
+  EXPECT_TRUE(
+      ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                             {"model.safetensors.index.json",
+                              "tensor 'ghost' in shard 'model-00003-of-00003.safetensors'", "does not hold it"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, TensorInShardButNotInIndex) {
@@ -834,9 +840,10 @@ TEST_F(SafetensorsCheckpointErrors, TensorInShardButNotInIndex) {
   auto index = write_three_shards(dir);
   index["weight_map"].erase("d");
   r1dist::test::write_text(dir + "/model.safetensors.index.json", index.dump());
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {"model-00002-of-00003.safetensors: tensor 'd' is not listed in the \"weight_map\"",
-                          "model.safetensors.index.json"}));
+  EXPECT_TRUE(
+      ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                             {"model-00002-of-00003.safetensors: tensor 'd' is not listed in the \"weight_map\"",
+                              "model.safetensors.index.json"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, SameTensorInTwoShards) {
@@ -847,10 +854,10 @@ TEST_F(SafetensorsCheckpointErrors, SameTensorInTwoShards) {
   r1dist::test::write_text(
       dir + "/model.safetensors.index.json",
       R"({"metadata":{"total_size":4},"weight_map":{"x":"one.safetensors","y":"one.safetensors","z":"two.safetensors"}})");
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {"model.safetensors.index.json",
-                          "tensor 'x' is in shard 'two.safetensors' and also in "
-                          "'one.safetensors'"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                                     {"model.safetensors.index.json",
+                                      "tensor 'x' is in shard 'two.safetensors' and also in "
+                                      "'one.safetensors'"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, ShardNamesMustStayInsideDir) {
@@ -859,9 +866,9 @@ TEST_F(SafetensorsCheckpointErrors, ShardNamesMustStayInsideDir) {
   st::write_file(p("outside.safetensors"), {{"x", DType::U8, {1}}}, {{1}});
   for (const char* shard : {"../outside.safetensors", "sub/x.safetensors", "/etc/passwd", ""}) {
     r1dist::test::write_text(dir + "/model.safetensors.index.json", std::string(R"({"weight_map":{"x":")") + shard + "\"}}");
-    EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                           {"model.safetensors.index.json", "tensor 'x'",
-                            std::string("shard '") + shard + "'", "plain file names"}))
+    EXPECT_TRUE(ThrowsWith<UsageError>(
+        [&] { st::Checkpoint::open_dir(dir); },
+        {"model.safetensors.index.json", "tensor 'x'", std::string("shard '") + shard + "'", "plain file names"}))
         << shard;
   }
 }
@@ -881,7 +888,7 @@ TEST_F(SafetensorsCheckpointErrors, InvalidIndexJson) {
   };
   for (const auto& [text, cause] : cases) {
     r1dist::test::write_text(index, text);
-    EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); }, {"model.safetensors.index.json", cause}))
+    EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); }, {"model.safetensors.index.json", cause}))
         << text;
   }
 }
@@ -889,35 +896,35 @@ TEST_F(SafetensorsCheckpointErrors, InvalidIndexJson) {
 TEST_F(SafetensorsCheckpointErrors, NoModelFilesInDir) {
   const std::string dir = p("empty_model");
   fs::create_directories(dir);
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {dir, "no model.safetensors or model.safetensors.index.json",
-                          "HINT: point model.path at a Hugging Face model directory"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                                     {dir, "no model.safetensors or model.safetensors.index.json",
+                                      "HINT: point model.path at a Hugging Face model directory"}));
   r1dist::test::write_text(dir + "/pytorch_model.bin", "not really");
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {dir, "found pytorch_model.bin: only safetensors weights are read", "HINT"}));
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(p("missing_dir")); },
-                         {"missing_dir", "no such directory", "HINT: point model.path"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                                     {dir, "found pytorch_model.bin: only safetensors weights are read", "HINT"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(p("missing_dir")); },
+                                     {"missing_dir", "no such directory", "HINT: point model.path"}));
   r1dist::test::write_text(p("plain_file"), "x");
   EXPECT_TRUE(
-      ThrowsWith([&] { st::Checkpoint::open_dir(p("plain_file")); }, {"plain_file", "not a directory"}));
+      ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(p("plain_file")); }, {"plain_file", "not a directory"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, BothLayoutsPresent) {
   const std::string dir = p("both");
   write_three_shards(dir);
   st::write_file(dir + "/model.safetensors", {{"a", DType::F32, {4}}}, {Bytes(16)});
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {dir, "holds both model.safetensors and model.safetensors.index.json", "HINT"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                                     {dir, "holds both model.safetensors and model.safetensors.index.json", "HINT"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, UnknownTensorNamesDirAndTensor) {
   const std::string dir = p("ckpt");
   write_three_shards(dir);
   const auto c = st::Checkpoint::open_dir(dir);
-  EXPECT_TRUE(
-      ThrowsWith([&] { c.info("model.norm.weight"); }, {dir, "no tensor 'model.norm.weight'", "5 tensors"}));
-  EXPECT_TRUE(ThrowsWith([&] { c.data("q"); }, {dir, "no tensor 'q'"}));
-  EXPECT_TRUE(ThrowsWith([&] { c.file_of("q"); }, {dir, "no tensor 'q'"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { c.info("model.norm.weight"); },
+                                     {dir, "no tensor 'model.norm.weight'", "5 tensors"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { c.data("q"); }, {dir, "no tensor 'q'"}));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { c.file_of("q"); }, {dir, "no tensor 'q'"}));
 }
 
 TEST_F(SafetensorsCheckpointErrors, CorruptShardNamesShardFile) {
@@ -926,6 +933,7 @@ TEST_F(SafetensorsCheckpointErrors, CorruptShardNamesShardFile) {
   const std::string shard = dir + "/model-00003-of-00003.safetensors";
   const std::string raw = r1dist::test::read_text(shard);
   r1dist::test::write_text(shard, raw.substr(0, raw.size() - 1));
-  EXPECT_TRUE(ThrowsWith([&] { st::Checkpoint::open_dir(dir); },
-                         {"model-00003-of-00003.safetensors", "tensor 'e'", "run past the end of the file"}));
+  EXPECT_TRUE(
+      ThrowsWith<UsageError>([&] { st::Checkpoint::open_dir(dir); },
+                             {"model-00003-of-00003.safetensors", "tensor 'e'", "run past the end of the file"}));
 }

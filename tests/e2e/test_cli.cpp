@@ -175,7 +175,8 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (cut / "m"));
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr(cut / "m/tokenizer.json"));
-  // A runtime failure (a shard gone) exits 1 and names the shard.
+  // A shard gone (an incomplete download: the model directory is the user's input) exits 2
+  // and names the shard.
   TempDir broken;
   copy_tree(tmp / "m", broken / "m");
   std::string shard;
@@ -184,7 +185,7 @@ TEST(Cli, DryRunLoadsTokenizerDataAndModelAndWritesTheRunLog) {
   ASSERT_FALSE(shard.empty()) << "the tiny fp32 model is written in several shards";
   std::filesystem::remove(broken / ("m/" + shard));
   r = run_r1dist("--cfg " + (tmp / "ok.toml") + " --dry-run --set model.path=" + (broken / "m"));
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr(shard));
 }
 

@@ -74,19 +74,20 @@ void edit_json(const std::string& path, F edit) {
   write_text(path, j.dump(2));
 }
 
-// The call threw r1dist::Error and its message holds every part.
-template <class F>
+// The call threw r1dist::Error (or the given subclass, ThrowsWith<UsageError>) and its
+// message holds every part.
+template <class E = Error, class F>
 ::testing::AssertionResult ThrowsWith(F&& f, std::initializer_list<std::string> parts) {
   try {
     f();
-  } catch (const Error& e) {
+  } catch (const E& e) {
     const std::string msg = e.what();
     for (const auto& p : parts)
       if (msg.find(p) == std::string::npos)
         return ::testing::AssertionFailure() << "message lacks \"" << p << "\":\n" << msg;
     return ::testing::AssertionSuccess() << msg;
   } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw something other than r1dist::Error: " << e.what();
+    return ::testing::AssertionFailure() << "threw something other than the expected r1dist error: " << e.what();
   }
   return ::testing::AssertionFailure() << "did not throw";
 }

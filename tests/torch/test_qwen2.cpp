@@ -4,16 +4,18 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
+#include "r1dist/formats/safetensors.h"
 #include "r1dist/model/init_model.h"
 #include "r1dist/model/lm_loss.h"
 #include "r1dist/model/qwen2.h"
-#include "r1dist/formats/safetensors.h"
 #include "r1dist/tensor/bytes.h"
+#include "support/safetensors_edit.h"
 #include "support/temp.h"
 #include "support/tensors.h"
 
@@ -85,10 +87,13 @@ std::string load_error(const std::string& dir) {
   return "";
 }
 
+// What a model directory holds is the user's input: a file missing or at odds with
+// config.json is a UsageError (exit 2) that names it.
 TEST(Qwen2Loading, MissingShardNamesTheShard) {
   TempDir tmp;
   const auto dir = copy_fixture(tmp, "qwen2_b");
   fs::remove(dir + "/model-00003-of-00006.safetensors");
+  EXPECT_THROW(Qwen2Model::load(dir, at::kFloat, at::Device(at::kCPU)), UsageError);
   const auto err = load_error(dir);
   EXPECT_NE(err.find("model-00003-of-00006.safetensors"), std::string::npos) << err;
 }
@@ -102,6 +107,7 @@ TEST(Qwen2Loading, ShapeMismatchAndMissingTensorsAreListed) {
     j["num_hidden_layers"] = 3;
     j.erase("layer_types");
   });
+  EXPECT_THROW(Qwen2Model::load(dir, at::kFloat, at::Device(at::kCPU)), UsageError);
   const auto err = load_error(dir);
   EXPECT_NE(err.find("model.layers.0.mlp.gate_proj.weight: shape [160, 64] != expected [128, 64]"), std::string::npos) << err;
   EXPECT_NE(err.find("missing"), std::string::npos) << err;
@@ -115,9 +121,49 @@ TEST(Qwen2Loading, UnexpectedTensorsAreListed) {
     j["num_hidden_layers"] = 1;
     j["layer_types"] = {"full_attention"};
   });
+  EXPECT_THROW(Qwen2Model::load(dir, at::kFloat, at::Device(at::kCPU)), UsageError);
   const auto err = load_error(dir);
   EXPECT_NE(err.find("unexpected"), std::string::npos) << err;
   EXPECT_NE(err.find("model.layers.1."), std::string::npos) << err;
+  EXPECT_NE(err.find("HINT"), std::string::npos) << err;
+}
+
+// tie_word_embeddings = true with an lm_head.weight stored anyway (some exporters write both):
+// transformers loads it and ties the output layer to the embedding, ignoring the stored one;
+// so does r1dist.
+TEST(Qwen2Loading, TiedEmbeddingsIgnoreAStoredLmHead) {
+  TempDir tmp;
+  const auto stored = copy_fixture(tmp, "qwen2_a");
+  edit_json(stored + "/config.json", [](nlohmann::json& j) { j["tie_word_embeddings"] = true; });
+  copy_tree(stored, tmp / "without");
+  test::rewrite_safetensors(tmp / "without/model.safetensors", [](std::vector<test::StoredTensor>& t) {
+    t.erase(std::remove_if(t.begin(), t.end(), [](const auto& x) { return x.name == "lm_head.weight"; }), t.end());
+  });
+  auto with_head = Qwen2Model::load(stored, at::kFloat, at::Device(at::kCPU));
+  auto without = Qwen2Model::load(tmp / "without", at::kFloat, at::Device(at::kCPU));
+  at::NoGradGuard ng;
+  const auto ids = at::arange(1, 17, at::kLong).unsqueeze(0);
+  EXPECT_TRUE(with_head.forward(ids).equal(without.forward(ids)));
+}
+
+// A weight stored in a dtype that is not floating point is refused naming the tensor, its dtype
+// and its file: an integer tensor would otherwise be cast to float silently, and F8 has no
+// conversion here.
+TEST(Qwen2Loading, WeightsThatAreNotFloatingPointAreRefusedByName) {
+  for (const auto dtype : {st::DType::F8_E4M3, st::DType::I8, st::DType::I32}) {
+    SCOPED_TRACE(st::dtype_name(dtype));
+    TempDir tmp;
+    const auto dir = copy_fixture(tmp, "qwen2_a");
+    test::rewrite_safetensors(dir + "/model.safetensors", [&](std::vector<test::StoredTensor>& t) {
+      auto& norm = test::tensor_named(t, "model.norm.weight");
+      norm.dtype = dtype;
+      norm.bytes.assign(size_t(norm.shape.at(0)) * st::dtype_size(dtype), 0);
+    });
+    EXPECT_TRUE(test::ThrowsWith<UsageError>(
+        [&] { Qwen2Model::load(dir, at::kFloat, at::Device(at::kCPU)); },
+        {"model.norm.weight: " + std::string(st::dtype_name(dtype)) + " (" + dir + "/model.safetensors)",
+         "not a floating-point weight"}));
+  }
 }
 
 TEST(Qwen2Loading, InitModelWritesALoadableShardedDirectory) {
