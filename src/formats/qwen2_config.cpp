@@ -86,6 +86,14 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
   Qwen2Config c;
   if (j["model_type"].present() && j["model_type"].string() != "qwen2")
     problems.push_back("model_type is " + j["model_type"].json().dump() + ", r1dist implements 'qwen2'");
+  // The class transformers builds from the file (when it names one) must be Qwen2's causal LM:
+  // another's weights (Llama, Qwen2-MoE) can fit Qwen2's shapes yet compute something else.
+  if (const auto arch = j["architectures"]; arch.present()) {
+    const auto names = arch.elements();
+    if (arch.is_array() &&
+        std::none_of(names.begin(), names.end(), [](const JsonView& n) { return n.string() == "Qwen2ForCausalLM"; }))
+      problems.push_back("architectures is " + arch.json().dump() + ", r1dist implements [\"Qwen2ForCausalLM\"]");
+  }
   c.vocab_size = j["vocab_size"].integer();
   c.hidden_size = j["hidden_size"].integer();
   c.intermediate_size = j["intermediate_size"].integer();
@@ -114,9 +122,21 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
       problems.push_back(std::string("\"") + key + "\" is " + json_found(rope.json()) + ", not an object");
       continue;
     }
-    const std::string type = rope["rope_type"].present() ? rope["rope_type"].string() : rope["type"].string_or("default");
-    if (type != "default")
-      problems.push_back(std::string(key) + ".rope_type '" + type + "' is not supported (only 'default' RoPE)");
+    const auto named = rope["rope_type"].present() ? rope["rope_type"] : rope["type"];
+    if (named.present()) {
+      const std::string type = named.string();
+      if (type != "default")
+        problems.push_back(std::string(key) + ".rope_type '" + type + "' is not supported (only 'default' RoPE)");
+    } else {
+      // No type: plain RoPE, unless scaling keys (factor, ...) say otherwise; transformers
+      // cannot tell which scaling they mean either.
+      std::string scaling;
+      for (const auto& [k, v] : rope.items())
+        if (k != "rope_theta" && v.present()) scaling += (scaling.empty() ? "" : ", ") + k;
+      if (!scaling.empty())
+        problems.push_back(std::string(key) + " sets " + scaling +
+                           " without a rope_type: scaled RoPE is not supported (only 'default' RoPE)");
+    }
     if (rope["rope_theta"].present()) {
       c.rope_theta = rope["rope_theta"].number();
       have_theta = true;

@@ -11,6 +11,7 @@
 namespace r1dist {
 namespace {
 
+using nlohmann::json;
 using test::copy_fixture;
 using test::edit_json;
 using test::TempDir;
@@ -100,6 +101,52 @@ TEST(Qwen2Loading, EosTokenIdMayBeAListAndEveryIdMustBeAToken) {
     j.erase("dtype");
   });
   EXPECT_NE(config_error(dir).find("torch_dtype 'int8' is not one of"), std::string::npos) << config_error(dir);
+}
+
+// architectures, when config.json names it, must be Qwen2's causal LM: another class's weights
+// can have Qwen2's tensor names and shapes (a Llama with q/k/v biases, Qwen2-MoE's dense
+// layers) and compute something else.
+TEST(Qwen2Loading, ArchitecturesMustNameQwen2ForCausalLM) {
+  TempDir tmp;
+  const auto dir = copy_fixture(tmp, "qwen2_a");
+  for (const char* other : {"LlamaForCausalLM", "Qwen2MoeForCausalLM"}) {
+    edit_json(dir + "/config.json", [&](json& j) { j["architectures"] = {other}; });
+    EXPECT_THROW(read_qwen2_config(dir), UsageError) << other;
+    const auto err = config_error(dir);
+    EXPECT_NE(err.find(dir + "/config.json:"), std::string::npos) << err;
+    EXPECT_NE(err.find(std::string("architectures is [\"") + other + "\"], r1dist implements [\"Qwen2ForCausalLM\"]"),
+              std::string::npos)
+        << err;
+  }
+  edit_json(dir + "/config.json", [](json& j) { j.erase("architectures"); });
+  EXPECT_NO_THROW(read_qwen2_config(dir)) << "without the key, model_type decides";
+}
+
+// Scaling keys without a rope_type (or type) name a scaled RoPE of no known kind, which
+// transformers cannot build either: refused as the named variants are. rope_theta alone, or
+// the 'default' type, is plain RoPE.
+TEST(Qwen2Loading, RopeScalingWithoutATypeIsRefused) {
+  TempDir tmp;
+  const auto dir = copy_fixture(tmp, "qwen2_a");
+  edit_json(dir + "/config.json", [](json& j) { j["rope_scaling"] = {{"factor", 2.0}}; });
+  EXPECT_THROW(read_qwen2_config(dir), UsageError);
+  EXPECT_NE(config_error(dir).find(
+                "rope_scaling sets factor without a rope_type: scaled RoPE is not supported (only 'default' RoPE)"),
+            std::string::npos)
+      << config_error(dir);
+  edit_json(dir + "/config.json", [](json& j) {
+    j.erase("rope_scaling");
+    j["rope_parameters"] = {{"rope_theta", 10000.0}, {"factor", 4.0}, {"original_max_position_embeddings", 512}};
+  });
+  EXPECT_NE(config_error(dir).find("rope_parameters sets factor, original_max_position_embeddings without a rope_type"),
+            std::string::npos)
+      << config_error(dir);
+  edit_json(dir + "/config.json", [](json& j) { j["rope_parameters"] = {{"rope_theta", 20000.0}}; });
+  EXPECT_DOUBLE_EQ(read_qwen2_config(dir).rope_theta, 20000.0);
+  edit_json(dir + "/config.json", [](json& j) { j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}}; });
+  EXPECT_NE(config_error(dir).find("rope_scaling.rope_type 'linear' is not supported (only 'default' RoPE)"),
+            std::string::npos)
+      << config_error(dir);
 }
 
 }  // namespace

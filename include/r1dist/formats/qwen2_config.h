@@ -31,7 +31,8 @@ struct Qwen2Config {
 };
 
 // Reads DIR/config.json. Every missing field is reported at once; features r1dist does not
-// implement (sliding window, rope scaling, other activations) are refused by name.
+// implement (other architectures, sliding window, rope scaling, other activations) are
+// refused by name.
 Qwen2Config read_qwen2_config(const std::string& model_dir);
 // The config.json text for `c` (transformers 5 layout, readable by 4.x too).
 std::string qwen2_config_json(const Qwen2Config& c);
