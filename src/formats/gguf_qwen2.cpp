@@ -1,6 +1,8 @@
 // Qwen2 in GGUF: tensor names and types, metadata, the embedded tokenizer (formats/gguf_qwen2.h).
 #include "r1dist/formats/gguf_qwen2.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <optional>
 
@@ -121,8 +123,9 @@ void add_tokenizer(gguf::Metadata& m, const Qwen2Config& c, const std::string& d
     if (id < 0) v.fail("'" + content + "' is not a token of " + file);
     return id;
   };
+  // Written only when known: llama.cpp reads both as optional.
   auto bos = tok.bos_id(), eos = tok.eos_id();
-  if (!bos) bos = int32_t(c.bos_token_id);
+  if (!bos && c.bos_token_id) bos = int32_t(*c.bos_token_id);
   if (!eos && c.eos_token_ids.size() == 1) eos = int32_t(c.eos_token_ids[0]);
   if (bos) m.set_u32("tokenizer.ggml.bos_token_id", uint32_t(*bos));
   if (eos) m.set_u32("tokenizer.ggml.eos_token_id", uint32_t(*eos));
@@ -141,6 +144,23 @@ void add_tokenizer(gguf::Metadata& m, const Qwen2Config& c, const std::string& d
                "string value of chat_template");
     m.set_str("tokenizer.chat_template", tpl.string());
   }
+}
+
+// qwen2.context_length, which llama.cpp requires: config.json's max_position_embeddings, else
+// tokenizer_config.json's model_max_length (transformers writes 1e30 there for "no limit": not
+// a length).
+uint32_t context_length(const Qwen2Config& c, const std::string& dir) {
+  if (c.max_position_embeddings) return uint32_t(std::min<int64_t>(*c.max_position_embeddings, UINT32_MAX));
+  const std::string path = dir + "/tokenizer_config.json";
+  if (is_file(path)) {
+    const Json doc = read_json_file(path);
+    const auto n = JsonView(doc, path)["model_max_length"];
+    if (n.is_integer() && n.integer() > 0 && n.integer() <= UINT32_MAX) return uint32_t(n.integer());
+  }
+  throw UsageError("export: " + dir + "/config.json has no max_position_embeddings and " + path +
+                   " no model_max_length: llama.cpp needs the context length the model was trained for "
+                   "(qwen2.context_length)\nHINT: add \"max_position_embeddings\": N to " +
+                   dir + "/config.json");
 }
 
 }  // namespace
@@ -193,7 +213,7 @@ gguf::Metadata qwen2_gguf_metadata(const Qwen2Config& c, const std::string& mode
   m.set_u32("general.file_type", t.file_type);
   m.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
   m.set_u32("qwen2.block_count", uint32_t(c.num_hidden_layers));
-  m.set_u32("qwen2.context_length", uint32_t(c.max_position_embeddings));
+  m.set_u32("qwen2.context_length", context_length(c, model_dir));
   m.set_u32("qwen2.embedding_length", uint32_t(c.hidden_size));
   m.set_u32("qwen2.feed_forward_length", uint32_t(c.intermediate_size));
   m.set_u32("qwen2.attention.head_count", uint32_t(c.num_attention_heads));

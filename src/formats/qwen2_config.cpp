@@ -8,7 +8,6 @@
 
 namespace r1dist {
 
-
 namespace {
 
 struct Preset {
@@ -29,6 +28,8 @@ Qwen2Config make(int64_t vocab, int64_t hidden, int64_t inter, int64_t layers, i
   c.rope_theta = theta;
   c.rms_norm_eps = eps;
   c.max_position_embeddings = max_pos;
+  c.bos_token_id = 151646;
+  c.eos_token_ids = {151643};
   return c;
 }
 
@@ -42,6 +43,35 @@ const std::vector<Preset>& presets() {
       {"r1-distill-qwen-14b", make(152064, 5120, 13824, 48, 40, 8, 1000000.0, 1e-5, 131072)},
   };
   return p;
+}
+
+std::string not_a_token(const std::string& key, int64_t id, int64_t vocab_size) {
+  return key + " " + std::to_string(id) +
+         " is not a token id (0 .. vocab_size - 1 = " + std::to_string(vocab_size - 1) + ")";
+}
+
+// A token-id key of a model's JSON files (eos_token_id): one id or a list of ids (transformers
+// allows both), each a row of the embedding. Problems go to `problems`; absent: no ids.
+std::vector<int64_t> token_ids(const JsonView& v, int64_t vocab_size, std::vector<std::string>& problems) {
+  std::vector<int64_t> ids;
+  if (!v.present()) return ids;
+  if (v.is_array()) {
+    for (const auto& e : v.elements()) ids.push_back(e.integer());
+    if (ids.empty()) problems.push_back("\"" + v.path() + "\" is an empty list");
+  } else {
+    ids.push_back(v.integer());
+  }
+  for (int64_t id : ids)
+    if (id < 0 || (vocab_size > 0 && id >= vocab_size)) problems.push_back(not_a_token(v.path(), id, vocab_size));
+  return ids;
+}
+
+// UsageError "PATH:" with one problem a line, when there are any.
+void refuse_problems(const std::string& path, const std::vector<std::string>& problems) {
+  if (problems.empty()) return;
+  std::string msg = path + ":";
+  for (auto& p : problems) msg += "\n  " + p;
+  throw UsageError(msg);
 }
 
 }  // namespace
@@ -100,16 +130,11 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
   c.num_hidden_layers = j["num_hidden_layers"].integer();
   c.num_attention_heads = j["num_attention_heads"].integer();
   c.num_key_value_heads = j["num_key_value_heads"].integer();
-  c.max_position_embeddings = j["max_position_embeddings"].integer_or(c.max_position_embeddings);
-  c.bos_token_id = j["bos_token_id"].integer_or(c.bos_token_id);
-  // eos_token_id: one id, or a list of ids (transformers allows both).
-  if (const auto eos = j["eos_token_id"]; eos.is_array()) {
-    c.eos_token_ids.clear();
-    for (const auto& e : eos.elements()) c.eos_token_ids.push_back(e.integer());
-    if (c.eos_token_ids.empty()) problems.push_back("\"eos_token_id\" is an empty list");
-  } else if (eos.present()) {
-    c.eos_token_ids = {eos.integer()};
-  }
+  c.max_position_embeddings = j["max_position_embeddings"].opt_integer();
+  c.bos_token_id = j["bos_token_id"].opt_integer();
+  c.eos_token_ids = token_ids(j["eos_token_id"], c.vocab_size, problems);
+  if (c.bos_token_id && (*c.bos_token_id < 0 || (c.vocab_size > 0 && *c.bos_token_id >= c.vocab_size)))
+    problems.push_back(not_a_token("bos_token_id", *c.bos_token_id, c.vocab_size));
   c.rms_norm_eps = j["rms_norm_eps"].number();
 
   // rope_theta: top level (transformers 4.x) or inside rope_parameters (5.x).
@@ -160,24 +185,11 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
   if (c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
   c.head_dim = j["head_dim"].integer_or(c.head_dim);
 
-  // What the file says of tokens and dtypes must name real ones (presets and test configs
-  // built in code may leave the R1 defaults beside a small vocabulary).
-  for (int64_t id : j["eos_token_id"].present() ? c.eos_token_ids : std::vector<int64_t>{})
-    if (id < 0 || (c.vocab_size > 0 && id >= c.vocab_size))
-      problems.push_back("eos_token_id " + std::to_string(id) + " is not a token id (0 .. vocab_size - 1 = " +
-                         std::to_string(c.vocab_size - 1) + ")");
-  if (j["bos_token_id"].present() && (c.bos_token_id < 0 || (c.vocab_size > 0 && c.bos_token_id >= c.vocab_size)))
-    problems.push_back("bos_token_id " + std::to_string(c.bos_token_id) + " is not a token id (0 .. vocab_size - 1 = " +
-                       std::to_string(c.vocab_size - 1) + ")");
   static const char* kDtypes[] = {"float32", "float16", "bfloat16", "float64", "auto"};
   if (std::find_if(std::begin(kDtypes), std::end(kDtypes), [&](const char* d) { return c.torch_dtype == d; }) ==
       std::end(kDtypes))
     problems.push_back("torch_dtype '" + c.torch_dtype + "' is not one of float32, float16, bfloat16, float64, auto");
-  if (!problems.empty()) {
-    std::string msg = path + ":";
-    for (auto& p : problems) msg += "\n  " + p;
-    throw UsageError(msg);
-  }
+  refuse_problems(path, problems);
   c.validate(path);
   return c;
 }
@@ -187,13 +199,10 @@ std::string qwen2_config_json(const Qwen2Config& c) {
       {"architectures", {"Qwen2ForCausalLM"}},
       {"model_type", "qwen2"},
       {"attention_dropout", 0.0},
-      {"bos_token_id", c.bos_token_id},
-      {"eos_token_id", c.eos_token_ids.size() == 1 ? Json(c.eos_token_ids[0]) : Json(c.eos_token_ids)},
       {"hidden_act", "silu"},
       {"hidden_size", c.hidden_size},
       {"initializer_range", 0.02},
       {"intermediate_size", c.intermediate_size},
-      {"max_position_embeddings", c.max_position_embeddings},
       {"max_window_layers", c.num_hidden_layers},
       {"num_attention_heads", c.num_attention_heads},
       {"num_hidden_layers", c.num_hidden_layers},
@@ -209,6 +218,21 @@ std::string qwen2_config_json(const Qwen2Config& c) {
       {"vocab_size", c.vocab_size},
   };
   if (c.head_dim != c.hidden_size / c.num_attention_heads) j["head_dim"] = c.head_dim;
+  if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
+  if (!c.eos_token_ids.empty())
+    j["eos_token_id"] = c.eos_token_ids.size() == 1 ? Json(c.eos_token_ids[0]) : Json(c.eos_token_ids);
+  if (c.max_position_embeddings) j["max_position_embeddings"] = *c.max_position_embeddings;
+  return j.dump(2) + "\n";
+}
+
+std::string rewritten_config_json(const std::string& model_dir, const std::string& torch_dtype) {
+  Json j = read_json_file(model_dir + "/config.json");
+  if (!j.is_object()) JsonView(j, model_dir + "/config.json").fail("is " + json_found(j) + ", not an object");
+  bool named = false;  // transformers 5 writes "dtype", 4.x "torch_dtype"
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (j.contains(key)) j[key] = torch_dtype, named = true;
+  if (!named) j["torch_dtype"] = torch_dtype;
+  j.erase("quantization_config");
   return j.dump(2) + "\n";
 }
 

@@ -32,7 +32,8 @@ std::vector<std::string> write_random_model(const Qwen2Config& cfg, const std::s
   Qwen2Config out_cfg = cfg;
   out_cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   // A vocabulary smaller than the R1 one: the special ids become its last two tokens.
-  if (out_cfg.bos_token_id >= out_cfg.vocab_size) out_cfg.bos_token_id = out_cfg.vocab_size - 2;
+  if (out_cfg.bos_token_id && *out_cfg.bos_token_id >= out_cfg.vocab_size)
+    out_cfg.bos_token_id = out_cfg.vocab_size - 2;
   for (auto& id : out_cfg.eos_token_ids)
     if (id >= out_cfg.vocab_size) id = out_cfg.vocab_size - 1;
   write_file_atomic(dir + "/config.json", qwen2_config_json(out_cfg));

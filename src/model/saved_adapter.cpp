@@ -129,9 +129,8 @@ std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string&
   };
   auto files = st::write_model_dir(out_dir, specs, fill, max_shard_bytes);
   meter.done();
-  Qwen2Config cfg = model.config();
-  cfg.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
-  write_file_atomic(out_dir + "/config.json", qwen2_config_json(cfg));
+  write_file_atomic(out_dir + "/config.json",
+                    rewritten_config_json(base_dir, dtype == at::kBFloat16 ? "bfloat16" : "float32"));
   files.push_back(out_dir + "/config.json");
   for (const char* name :
        {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {

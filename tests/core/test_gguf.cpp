@@ -14,6 +14,7 @@
 #include "r1dist/formats/gguf.h"
 #include "r1dist/formats/gguf_qwen2.h"
 #include "support/temp.h"
+#include "support/tokenizer.h"
 
 namespace r1dist {
 namespace {
@@ -155,6 +156,47 @@ TEST(Gguf, Qwen2TensorsTakeLlamaCppNamesAndTypes) {
   c.tie_word_embeddings = true;
   for (const auto& g : qwen2_gguf_tensors(c, gguf_export_type("bf16"))) EXPECT_NE(g.spec.name, "output.weight");
   EXPECT_THROW(gguf_export_type("q4_k"), UsageError);
+}
+
+// The value of a UINT32 entry of `m`, found in its serialized form (the key's bytes, then
+// the value type 4 and the value, little-endian).
+uint32_t u32_entry(const gguf::Metadata& m, const std::string& key) {
+  const std::string s = m.serialize();
+  const size_t at = s.find(key);
+  if (at == std::string::npos || at + key.size() + 8 > s.size()) {
+    ADD_FAILURE() << "no entry " << key;
+    return 0;
+  }
+  uint32_t type = 0, value = 0;
+  std::memcpy(&type, s.data() + at + key.size(), 4);
+  std::memcpy(&value, s.data() + at + key.size() + 4, 4);
+  EXPECT_EQ(type, 4u) << key << " is not a UINT32";
+  return value;
+}
+
+// qwen2.context_length, which llama.cpp requires: config.json's max_position_embeddings, else
+// tokenizer_config.json's model_max_length, else refused; R1's 131072 is never invented. The
+// special ids come from the tokenizer, or config.json where it names them.
+TEST(Gguf, ContextLengthComesFromTheModelOrItsTokenizer) {
+  if (!std::filesystem::exists(test::r1_tokenizer_dir() + "/tokenizer.json")) GTEST_SKIP() << "no R1 tokenizer";
+  test::TempDir tmp;
+  const std::string dir = tmp / "m";
+  make_dirs(dir);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    copy_file(test::r1_tokenizer_dir() + "/" + f, dir + "/" + f);
+  auto c = qwen2_preset("tiny");
+  const auto& type = gguf_export_type("f32");
+  EXPECT_EQ(u32_entry(qwen2_gguf_metadata(c, dir, "t", type), "qwen2.context_length"), 131072u);
+  c.max_position_embeddings.reset();
+  c.bos_token_id.reset();
+  c.eos_token_ids.clear();
+  const auto m = qwen2_gguf_metadata(c, dir, "t", type);
+  EXPECT_EQ(u32_entry(m, "qwen2.context_length"), 16384u) << "the R1 tokenizer's model_max_length";
+  EXPECT_EQ(u32_entry(m, "tokenizer.ggml.eos_token_id"), 151643u) << "the tokenizer's EOS";
+  test::edit_json(dir + "/tokenizer_config.json", [](nlohmann::json& j) { j.erase("model_max_length"); });
+  EXPECT_TRUE(test::ThrowsWith<UsageError>([&] { qwen2_gguf_metadata(c, dir, "t", type); },
+                                           {dir + "/config.json has no max_position_embeddings", "model_max_length",
+                                            "HINT: add \"max_position_embeddings\""}));
 }
 
 }  // namespace

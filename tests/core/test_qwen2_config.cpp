@@ -14,6 +14,7 @@ namespace {
 using nlohmann::json;
 using test::copy_fixture;
 using test::edit_json;
+using test::read_text;
 using test::TempDir;
 
 std::string config_error(const std::string& dir) {
@@ -147,6 +148,40 @@ TEST(Qwen2Loading, RopeScalingWithoutATypeIsRefused) {
   EXPECT_NE(config_error(dir).find("rope_scaling.rope_type 'linear' is not supported (only 'default' RoPE)"),
             std::string::npos)
       << config_error(dir);
+}
+
+// bos_token_id, eos_token_id and max_position_embeddings are what config.json says, and
+// unset where it says nothing: a file written for the model then leaves them out instead of
+// writing R1's (151646, 151643, 131072), which name no token of a smaller vocabulary. The
+// presets keep R1's.
+TEST(Qwen2Loading, TokenIdsAndMaxPositionsStayUnsetWhenAbsent) {
+  TempDir tmp;
+  const auto dir = copy_fixture(tmp, "qwen2_a");
+  edit_json(dir + "/config.json", [](json& j) {
+    for (const char* k : {"bos_token_id", "eos_token_id", "max_position_embeddings"}) j.erase(k);
+  });
+  const auto c = read_qwen2_config(dir);
+  EXPECT_FALSE(c.bos_token_id.has_value());
+  EXPECT_TRUE(c.eos_token_ids.empty());
+  EXPECT_FALSE(c.max_position_embeddings.has_value());
+  const auto written = json::parse(qwen2_config_json(c));
+  for (const char* k : {"bos_token_id", "eos_token_id", "max_position_embeddings"})
+    EXPECT_FALSE(written.contains(k)) << k;
+  // The file for rewritten weights: the source as it is but for its dtype key(s).
+  auto want = json::parse(read_text(dir + "/config.json"));
+  want["dtype"] = "float32";  // qwen2_a has transformers 5's "dtype" (and no torch_dtype)
+  EXPECT_EQ(json::parse(rewritten_config_json(dir, "float32")), want);
+  edit_json(dir + "/config.json", [](json& j) {
+    j.erase("dtype");
+    j["quantization_config"] = {{"quant_method", "bitsandbytes"}};
+  });
+  const auto rewritten = json::parse(rewritten_config_json(dir, "bfloat16"));
+  EXPECT_EQ(rewritten["torch_dtype"], "bfloat16");
+  EXPECT_FALSE(rewritten.contains("quantization_config")) << "the rewritten weights are not quantised";
+  const auto r1 = qwen2_preset("r1-distill-qwen-7b");
+  EXPECT_EQ(r1.bos_token_id, 151646);
+  EXPECT_EQ(r1.eos_token_ids, (std::vector<int64_t>{151643}));
+  EXPECT_EQ(r1.max_position_embeddings, 131072);
 }
 
 }  // namespace

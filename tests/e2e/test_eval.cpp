@@ -11,8 +11,8 @@
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/log/time_split.h"
 #include "support/process.h"
-#include "support/time_split_json.h"
 #include "support/temp.h"
+#include "support/time_split_json.h"
 
 namespace r1dist::test {
 namespace {
@@ -184,6 +184,29 @@ TEST(MergeCli, WritesAModelDirectoryThatLoads) {
               nlohmann::json::parse(adapted.out)["loss"].get<double>(), 1e-5);
   r = run_r1dist("merge --model " + tiny_model_dir() + " --out " + (d / "x"));
   EXPECT_EQ(r.code, 2) << "no adapter to merge";
+}
+
+// The merged directory's config.json is the base's but for the dtype of the written weights:
+// a base without bos_token_id, eos_token_id and max_position_embeddings (transformers'
+// defaults apply) and a vocabulary of 320 gives a merged model without them, which loads again
+// and scores (no R1 id such as eos 151643 written into it).
+TEST(MergeCli, KeepsTheBasesConfigJsonButForItsDtype) {
+  TempDir d;
+  const std::string base = d / "base";
+  copy_tree(fixture("qwen2_a"), base);
+  edit_json(base + "/config.json", [](nlohmann::json& j) {
+    for (const char* k : {"bos_token_id", "eos_token_id", "max_position_embeddings"}) j.erase(k);
+  });
+  auto r = run_r1dist("merge --model " + base + " --adapter " + fixture("peft_a") + " --out " + (d / "m") +
+                      " --out-dtype fp32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto want = nlohmann::json::parse(read_text(base + "/config.json"));
+  want["dtype"] = "float32";
+  EXPECT_EQ(nlohmann::json::parse(read_text(d / "m/config.json")), want);
+  write_text(d / "ids.json", "[[1, 2, 3, 4, 5, 6]]");
+  r = run_r1dist("score --model " + (d / "m") + " --ids " + (d / "ids.json") + " --device cpu --dtype fp32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["sequences"][0]["mean_nll"].get<double>(), 0.0);
 }
 
 TEST(ReportCli, ComparesATunedRunWithItsBase) {

@@ -117,7 +117,8 @@ async function checkFile(file, type) {
   const ropeTheta = config.rope_theta ?? config.rope_parameters?.rope_theta ?? 10000;
   const arch = {
     "qwen2.block_count": config.num_hidden_layers,
-    "qwen2.context_length": config.max_position_embeddings,
+    // config.json's, else the tokenizer's model_max_length (r1dist export's rule).
+    "qwen2.context_length": config.max_position_embeddings ?? tokCfg.model_max_length,
     "qwen2.embedding_length": config.hidden_size,
     "qwen2.feed_forward_length": config.intermediate_size,
     "qwen2.attention.head_count": config.num_attention_heads,

@@ -43,7 +43,9 @@ std::vector<GgufTensor> qwen2_gguf_tensors(const Qwen2Config& c, const GgufExpor
 // vocabulary padded to vocab_size with unused "[PADn]" tokens, token types (normal; control for
 // special added tokens and added tokens spelled like <|x|> or <｜x｜>; user-defined for other
 // added tokens), merges, special token ids, add_bos/add_eos and the chat template. Throws
-// UsageError naming the file when the tokenizer does not fit the config.
+// UsageError naming the file when the tokenizer does not fit the config, or when neither
+// config.json's max_position_embeddings nor the tokenizer's model_max_length gives the
+// context length llama.cpp requires.
 gguf::Metadata qwen2_gguf_metadata(const Qwen2Config& c, const std::string& model_dir, const std::string& name,
                                    const GgufExportType& t);
 

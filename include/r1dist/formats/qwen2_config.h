@@ -3,6 +3,7 @@
 // weight table that maps every HF tensor name to its shape and role.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,13 +17,15 @@ struct Qwen2Config {
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;
   int64_t head_dim = 0;  // hidden_size / num_attention_heads unless config.json says otherwise
-  int64_t max_position_embeddings = 131072;
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   std::string torch_dtype = "bfloat16";
-  int64_t bos_token_id = 151646;
-  std::vector<int64_t> eos_token_ids = {151643};  // config.json eos_token_id: one id or a list
+  // Unset (nullopt, empty) where config.json does not say: a writer leaves them out then, so
+  // that no R1 value reaches another model's files. The presets set the R1 values.
+  std::optional<int64_t> max_position_embeddings;
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;  // config.json eos_token_id: one id or a list
 
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
@@ -34,8 +37,15 @@ struct Qwen2Config {
 // implement (other architectures, sliding window, rope scaling, other activations) are
 // refused by name.
 Qwen2Config read_qwen2_config(const std::string& model_dir);
-// The config.json text for `c` (transformers 5 layout, readable by 4.x too).
+// The config.json text for `c` (transformers 5 layout, readable by 4.x too); the unset
+// fields above are left out.
 std::string qwen2_config_json(const Qwen2Config& c);
+// DIR/config.json for the same model with its weights written again in `torch_dtype`
+// ("bfloat16", "float32"; r1dist merge): the file as it is but for its dtype keys (torch_dtype,
+// and dtype where the file has it) and without a quantization_config (the weights are written
+// unquantised). A key the file lacks stays absent, so transformers' defaults apply to the
+// result as they did to the source.
+std::string rewritten_config_json(const std::string& model_dir, const std::string& torch_dtype);
 
 // "tiny", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b".
 Qwen2Config qwen2_preset(const std::string& name);

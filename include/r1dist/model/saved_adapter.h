@@ -50,8 +50,9 @@ struct AdapterBase {
 AdapterBase recorded_adapter_base(const std::string& path);
 
 // Writes `model` with every adapter folded into its base weight (W + scaling * B A, in fp32,
-// then cast to `dtype`) as an HF model directory: config.json (dtype updated), safetensors
-// sharded above max_shard_bytes, and the tokenizer and generation files of `base_dir`.
+// then cast to `dtype`) as an HF model directory: base_dir's config.json with its dtype
+// changed (rewritten_config_json), safetensors sharded above max_shard_bytes, and the
+// tokenizer and generation files of `base_dir`.
 // Returns the files written.
 std::vector<std::string> save_merged_model(Qwen2Model& model, const std::string& base_dir, const std::string& out_dir,
                                            at::ScalarType dtype, uint64_t max_shard_bytes = 5ull << 30);
