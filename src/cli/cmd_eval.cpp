@@ -107,7 +107,8 @@ int cmd_eval(int argc, char** argv) {
     data.train.clear();
   }
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, data.load.format);
-  auto in = suite_inputs(cfg, data);  // before the model: a bad eval.mcq_path fails at once
+  // Before the model: a bad eval.mcq_path, or an id the model cannot take, fails at once.
+  auto in = suite_inputs(cfg, data, tok);
   auto lm = load_model_from_flags(a, cfg);
   in.drift = !lm.adapter.empty();
   TimeSplit split({"load", "held_out", "multiple_choice", "generations", "write"});

@@ -3,20 +3,21 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
-#include <sstream>
-
+#include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
-#include "r1dist/base/fs.h"
-#include "r1dist/base/json.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "cli/result_json.h"
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
+#include "r1dist/base/json.h"
 #include "r1dist/data/prompt_template.h"
 #include "r1dist/eval/generate.h"
 #include "r1dist/eval/suite.h"
+#include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/log.h"
 #include "r1dist/log/meter.h"
 #include "r1dist/tokenizer/tokenizer.h"
@@ -88,7 +89,6 @@ int cmd_generate(int argc, char** argv) {
   Config cfg = config_from_flags(a, QuantMode::none);
   const auto tok = Tokenizer::load(cfg.model.path);
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, cfg.data.format);
-  auto lm = load_model_from_flags(a, cfg);
 
   GenerateOptions opt;
   opt.max_new_tokens = a.i64("max-new-tokens");
@@ -105,7 +105,15 @@ int cmd_generate(int argc, char** argv) {
   std::vector<std::vector<int64_t>> ids;
   Config as_set;  // --format is eval.prompt_format, read by that key's parser
   set_config_value(as_set, "eval.prompt_format", a.str("format"), "--format");
-  for (const auto& p : prompts) ids.push_back(encode_prompt(tok, tmpl, as_set.eval.prompt_format, p));
+  // The prompts against the model before it loads: every id must have an embedding row.
+  const auto mc = read_qwen2_config(cfg.model.path);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ids.push_back(encode_prompt(tok, tmpl, as_set.eval.prompt_format, prompts[i]));
+    const auto& p = ids.back();
+    check_token_id(p.empty() ? -1 : *std::max_element(p.begin(), p.end()), "prompt " + std::to_string(i + 1),
+                   cfg.model.path, mc.vocab_size, tok);
+  }
+  auto lm = load_model_from_flags(a, cfg);
   const bool json = a.has("json");
   const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);
   Streamer streamer{tok, {}, 0};

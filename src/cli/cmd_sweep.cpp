@@ -53,7 +53,7 @@ std::string check_point(const SweepPoint& pt, int ranks, double gpu_gb) {
   }
   if (data.train.empty() && !pt.base)
     throw UsageError("data.path = \"" + cfg.data.path + "\": no training rows left after selection");
-  checked_global_batch(cfg, data, ranks);
+  checked_global_batch(cfg, data, *tok, ranks);
   if (!cfg.eval.mcq_path.empty()) {
     try {
       (void)load_mcq_items(cfg.eval.mcq_path, cfg.data.fields);

@@ -57,23 +57,29 @@ std::vector<double> mean_continuation_logprob(const Qwen2Model& model, const std
   return out;
 }
 
-MultipleChoiceResult score_multiple_choice(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
-                                           const std::vector<const MultipleChoice*>& items, int64_t batch) {
-  std::vector<std::vector<int64_t>> seqs;
-  std::vector<int64_t> starts;
-  for (const auto* item : items) {
-    const auto ctx = tok.encode(multiple_choice_context(tmpl, *item), /*add_special=*/true);
-    for (const auto& [letter, text] : item->options) {
+ChoiceSequences encode_choices(const Tokenizer& tok, const PromptTemplate& tmpl,
+                               const std::vector<const MultipleChoice*>& items) {
+  ChoiceSequences c;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto ctx = tok.encode(multiple_choice_context(tmpl, *items[i]), /*add_special=*/true);
+    for (const auto& [letter, text] : items[i]->options) {
       const auto cont = tok.encode(text);
       check(!cont.empty(), "multiple choice: option " + letter + " encodes to no tokens");
       std::vector<int64_t> s(ctx.begin(), ctx.end());
       s.insert(s.end(), cont.begin(), cont.end());
-      starts.push_back(int64_t(ctx.size()));
-      seqs.push_back(std::move(s));
+      c.starts.push_back(int64_t(ctx.size()));
+      c.seqs.push_back(std::move(s));
+      c.item.push_back(i);
     }
   }
+  return c;
+}
+
+MultipleChoiceResult score_multiple_choice(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
+                                           const std::vector<const MultipleChoice*>& items, int64_t batch) {
+  const auto choices = encode_choices(tok, tmpl, items);
   const int64_t pad = tok.eos_id().value_or(0);
-  const auto scores = mean_continuation_logprob(model, seqs, starts, batch, pad);
+  const auto scores = mean_continuation_logprob(model, choices.seqs, choices.starts, batch, pad);
   MultipleChoiceResult r;
   size_t k = 0;
   int64_t correct = 0;

@@ -12,12 +12,40 @@
 #include "r1dist/data/packing.h"
 #include "r1dist/eval/drift.h"
 #include "r1dist/eval/multiple_choice.h"
+#include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/meter.h"
 #include "r1dist/quality/accuracy.h"
 
 namespace r1dist {
 
-SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
+namespace {
+
+int64_t top_id(const std::vector<int64_t>& ids) { return ids.empty() ? -1 : *std::max_element(ids.begin(), ids.end()); }
+
+// What suite_inputs checks of `in` against the model (suite.h).
+void check_against_model(const Config& cfg, const Dataset& data, const Tokenizer& tok, const SuiteInputs& in) {
+  const auto& dir = cfg.model.path;
+  const auto mc = read_qwen2_config(dir);
+  for (const Example* e : in.held_out)
+    check_token_id(top_id({e->ids.begin(), e->ids.end()}),
+                   "held-out row " + std::to_string(e->row) + " of " + cfg.data.path, dir, mc.vocab_size, tok);
+  const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, data.load.format);
+  std::vector<const MultipleChoice*> items;
+  for (const auto& m : in.mcq) items.push_back(&m);
+  const auto choices = encode_choices(tok, tmpl, items);
+  for (size_t i = 0; i < choices.seqs.size(); ++i)
+    check_token_id(top_id(choices.seqs[i]),
+                   "multiple-choice item " + std::to_string(choices.item[i] + 1) + " of " +
+                       (cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path),
+                   dir, mc.vocab_size, tok);
+  for (size_t i = 0; i < in.prompts.size(); ++i)
+    check_token_id(top_id(encode_prompt(tok, tmpl, in.prompt_format, in.prompts[i])),
+                   "eval.prompts[" + std::to_string(i) + "]", dir, mc.vocab_size, tok);
+}
+
+}  // namespace
+
+SuiteInputs suite_inputs(const Config& cfg, const Dataset& data, const Tokenizer& tok) {
   SuiteInputs in;
   for (const auto& e : data.eval) in.held_out.push_back(&e);
   in.kl_rows = cfg.eval.kl_rows;
@@ -42,6 +70,7 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data) {
   in.generation.sampling.temperature = cfg.eval.temperature;  // 0 = greedy (SamplingParams::argmax)
   in.generation.sampling.top_p = cfg.eval.top_p;
   in.generation.sampling.seed = uint64_t(cfg.train.seed);
+  check_against_model(cfg, data, tok, in);
   return in;
 }
 

@@ -5,6 +5,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
 #include "r1dist/base/json.h"
+#include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
 
@@ -234,6 +235,18 @@ std::string rewritten_config_json(const std::string& model_dir, const std::strin
   if (!named) j["torch_dtype"] = torch_dtype;
   j.erase("quantization_config");
   return j.dump(2) + "\n";
+}
+
+void check_token_id(int64_t top, const std::string& input, const std::string& model_dir, int64_t vocab_size,
+                    const Tokenizer& tok) {
+  if (top < vocab_size) return;
+  const std::string token = top < tok.vocab_size() ? std::string(tok.id_to_token(int32_t(top))) : "";
+  throw UsageError(model_dir + "/config.json: vocab_size is " + std::to_string(vocab_size) +
+                   ", but the tokenized data holds id " + std::to_string(top) + " (" + input +
+                   (token.empty() ? "" : ", token " + Json(token).dump()) + ", tokenizer " + tok.path() +
+                   "): every id must be below vocab_size\nHINT: the tokenizer " + tok.path() +
+                   " does not belong to this model, or adds tokens beyond its vocabulary: use the model's own "
+                   "tokenizer, or leave such tokens out of the text");
 }
 
 Qwen2Config qwen2_preset(const std::string& name) {

@@ -128,10 +128,8 @@ MemoryEstimate check_memory(Config& cfg, const at::Device& device, const Process
   return est;
 }
 
-// Refuses data whose token ids do not fit the model's embedding: a tokenizer that does not
-// belong to the model.
-void check_token_ids(const Config& cfg, const Dataset& data) {
-  const int64_t vocab_size = read_qwen2_config(cfg.model.path).vocab_size;
+// Refuses data whose token ids do not fit the model's embedding (check_token_id).
+void check_token_ids(const Config& cfg, const Dataset& data, const Tokenizer& tok) {
   int32_t top = -1;
   const Example* where = nullptr;
   const char* split = "";
@@ -139,11 +137,9 @@ void check_token_ids(const Config& cfg, const Dataset& data) {
     for (const auto& e : *rows)
       for (int32_t id : e.ids)
         if (id > top) top = id, where = &e, split = rows == &data.train ? "training" : "held-out";
-  if (top < vocab_size) return;
-  throw UsageError(cfg.model.path + "/config.json: vocab_size is " + std::to_string(vocab_size) +
-                   ", but the tokenized data holds id " + std::to_string(top) + " (" + split + " row " +
-                   std::to_string(where->row) + " of " + cfg.data.path + "): every id must be below vocab_size" +
-                   "\nHINT: the tokenizer in " + cfg.model.path + " does not belong to this model");
+  if (!where) return;
+  check_token_id(top, std::string(split) + " row " + std::to_string(where->row) + " of " + cfg.data.path,
+                 cfg.model.path, read_qwen2_config(cfg.model.path).vocab_size, tok);
 }
 
 // Rank 0 tokenizes and fills the cache; the others then read it.
@@ -196,7 +192,7 @@ Qwen2Model rank_model(const Config& cfg, const at::Device& device, const Process
 // Rows per step. The checks of the data against the batch and the model: refuses a global
 // batch larger than the training rows (every step would repeat rows), then ids beyond the
 // model's vocabulary.
-int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) {
+int64_t checked_global_batch(const Config& cfg, const Dataset& data, const Tokenizer& tok, int world) {
   const int64_t g = cfg.train.micro_batch * cfg.train.grad_accum * world;
   if ((cfg.train.steps > 0 || cfg.train.epochs > 0) && g > int64_t(data.train.size()))
     throw UsageError("train.micro_batch x train.grad_accum x ranks = " + std::to_string(cfg.train.micro_batch) +
@@ -204,7 +200,7 @@ int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world) 
                      std::to_string(g) + " rows per step, but " + cfg.data.path + " gives " +
                      std::to_string(data.train.size()) + " training rows: every step would repeat rows\nHINT: "
                      "lower train.grad_accum or train.micro_batch");
-  check_token_ids(cfg, data);
+  check_token_ids(cfg, data, tok);
   return g;
 }
 
@@ -233,7 +229,7 @@ Run::Run(Config& cfg, const ProcessGroup& pg, const FaultPlan& faults)
       memory(check_memory(cfg, device, pg, rates)),
       tok(Tokenizer::load(cfg.model.path)),
       data(load_data(cfg, tok, pg, faults)),
-      global_batch(checked_global_batch(cfg, data, pg.world)),
+      global_batch(checked_global_batch(cfg, data, tok, pg.world)),
       plan(make_plan(cfg, data, global_batch, pg.world)),
       model(rank_model(cfg, device, pg)),
       optimizer(model.lora().flat(), adamw_config(cfg.train)),

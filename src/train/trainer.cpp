@@ -219,8 +219,9 @@ TrainResult train(const Config& configured, const TrainOptions& opt) {
   const RunIdentity& id = run.id;
   const HeldOutSettings held_out{cfg.data.max_seq_len, cfg.eval.kl_rows};
   BaseStates base_states;  // the base model's pass over this rank's drift rows, from the first evaluation
-  // eval.suite's inputs, read now: a bad eval.mcq_path stops the run before it trains.
-  const SuiteInputs suite = cfg.eval.suite && pg.rank == 0 ? suite_inputs(cfg, data) : SuiteInputs{};
+  // eval.suite's inputs, read now: a bad eval.mcq_path, or a prompt with an id the model
+  // cannot take, stops the run before it trains.
+  const SuiteInputs suite = cfg.eval.suite && pg.rank == 0 ? suite_inputs(cfg, data, tok) : SuiteInputs{};
   res.steps_total = cfg.train.steps;
 
   if (cfg.train.steps == 0) {

@@ -7,6 +7,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/formats/qwen2_config.h"
 #include "support/temp.h"
+#include "support/tokenizer.h"
 
 namespace r1dist {
 namespace {
@@ -14,8 +15,10 @@ namespace {
 using nlohmann::json;
 using test::copy_fixture;
 using test::edit_json;
+using test::r1_tokenizer;
 using test::read_text;
 using test::TempDir;
+using test::ThrowsWith;
 
 std::string config_error(const std::string& dir) {
   try {
@@ -182,6 +185,17 @@ TEST(Qwen2Loading, TokenIdsAndMaxPositionsStayUnsetWhenAbsent) {
   EXPECT_EQ(r1.bos_token_id, 151646);
   EXPECT_EQ(r1.eos_token_ids, (std::vector<int64_t>{151643}));
   EXPECT_EQ(r1.max_position_embeddings, 131072);
+}
+
+// The one check of tokenized input against the model's embedding (train, eval, generate):
+// the id, the vocabulary size, the input and the tokenizer named, with a HINT.
+TEST(Qwen2Generation, AnIdBeyondTheVocabularyIsRefusedNamingTheTokenizer) {
+  if (!std::filesystem::exists(test::r1_tokenizer_dir() + "/tokenizer.json")) GTEST_SKIP() << "no R1 tokenizer";
+  const auto& tok = r1_tokenizer();
+  EXPECT_NO_THROW(check_token_id(319, "prompt 1", "m", 320, tok));
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { check_token_id(151643, "prompt 2", "m", 320, tok); },
+                                     {"m/config.json: vocab_size is 320, but the tokenized data holds id 151643",
+                                      "prompt 2", "<｜end▁of▁sentence｜>", tok.path(), "HINT"}));
 }
 
 }  // namespace

@@ -13,11 +13,13 @@
 #include "support/process.h"
 #include "support/temp.h"
 #include "support/time_split_json.h"
+#include "support/tokenizer.h"
 
 namespace r1dist::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string mcq_data() { return source_dir() + "/data/sample_mcq_en.jsonl"; }
 
@@ -160,6 +162,30 @@ TEST(GenerateCli, GreedyIsDeterministicAndStopsAtTheLimit) {
   const auto bad = run_r1dist("generate --model " + tiny_model_dir() + " --prompt x --top-p 2");
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("top_p"), std::string::npos) << bad.err;
+}
+
+// A model whose vocabulary is smaller than its tokenizer's (qwen2_b: 256 rows; the R1 tokenizer's
+// ids reach 151664): generate and eval refuse a prompt or row with an id beyond vocab_size
+// (exit 2, naming the id, the vocabulary and the tokenizer) before any forward pass, where the
+// embedding lookup would fail (on CUDA, as a device-side assert).
+TEST(GenerateCli, IdsBeyondTheVocabularyAreRefusedBeforeTheModelRuns) {
+  TempDir d;
+  const std::string small = d / "small";
+  copy_tree(fixture("qwen2_b"), small);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(r1_tokenizer_dir() + "/" + f, small + "/" + f);
+  auto r = run_r1dist("generate --model " + small + " --prompt hello --max-new-tokens 2 --device cpu --dtype fp32");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(small + "/config.json: vocab_size is 256, but the tokenized data holds id "));
+  EXPECT_THAT(r.err, HasSubstr("(prompt 1, token "));
+  EXPECT_THAT(r.err, HasSubstr(small + "/tokenizer.json"));
+  EXPECT_THAT(r.err, HasSubstr("HINT"));
+  EXPECT_THAT(r.err, Not(HasSubstr("model: loading"))) << "refused before the model loads";
+  r = run_r1dist("eval --model " + small + " --data " + mcq_data() + " --rows 2 --out none --device cpu --dtype fp32");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(small + "/config.json: vocab_size is 256, but the tokenized data holds id "));
+  EXPECT_THAT(r.err, HasSubstr("(held-out row 0 of " + mcq_data()));
+  EXPECT_THAT(r.err, Not(HasSubstr("model: loading")));
 }
 
 TEST(MergeCli, WritesAModelDirectoryThatLoads) {

@@ -30,6 +30,16 @@ struct MultipleChoiceResult {
 // The context text of an item (without BOS), by the rule above.
 std::string multiple_choice_context(const PromptTemplate& tmpl, const MultipleChoice& item);
 
+// The sequences the rule above scores: per option of each item in order, the context ids (BOS
+// first) followed by the option's ids, where the option starts, and the item's index.
+struct ChoiceSequences {
+  std::vector<std::vector<int64_t>> seqs;
+  std::vector<int64_t> starts;
+  std::vector<size_t> item;
+};
+ChoiceSequences encode_choices(const Tokenizer& tok, const PromptTemplate& tmpl,
+                               const std::vector<const MultipleChoice*>& items);
+
 // Scores `items`, `batch` sequences (options) per forward.
 MultipleChoiceResult score_multiple_choice(const Qwen2Model& model, const Tokenizer& tok, const PromptTemplate& tmpl,
                                            const std::vector<const MultipleChoice*>& items, int64_t batch = 8);

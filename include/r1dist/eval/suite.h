@@ -34,8 +34,10 @@ struct SuiteInputs {
 
 // The suite's inputs from a run config: the held-out rows of `data`, the MCQ rows of
 // eval.mcq_path (without one: those of the held-out rows; none when no row has options),
-// eval.prompts and the generation settings of [eval].
-SuiteInputs suite_inputs(const Config& cfg, const Dataset& data);
+// eval.prompts and the generation settings of [eval]. Before any model is loaded, refuses
+// (check_token_id) a held-out row, multiple-choice option or prompt with an id the model has
+// no embedding row for.
+SuiteInputs suite_inputs(const Config& cfg, const Dataset& data, const Tokenizer& tok);
 
 // Token ids of a prompt in the given format (BOS first).
 std::vector<int64_t> encode_prompt(const Tokenizer& tok, const PromptTemplate& tmpl, PromptFormat format,

@@ -9,6 +9,8 @@
 
 namespace r1dist {
 
+class Tokenizer;
+
 struct Qwen2Config {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
@@ -46,6 +48,15 @@ std::string qwen2_config_json(const Qwen2Config& c);
 // unquantised). A key the file lacks stays absent, so transformers' defaults apply to the
 // result as they did to the source.
 std::string rewritten_config_json(const std::string& model_dir, const std::string& torch_dtype);
+
+// Refuses (UsageError) tokenized input that holds an id the model has no embedding row for
+// (id >= config.json's vocab_size): a tokenizer that does not belong to the model, or a token
+// it adds beyond vocab_size. `top` is the input's largest id, `input` says where it came from
+// ("training row 3 of data.jsonl", "prompt 2"), `tok` produced it. Train, eval and generate
+// check with it before any forward pass (where an embedding lookup would fail, on CUDA as a
+// device-side assert).
+void check_token_id(int64_t top, const std::string& input, const std::string& model_dir, int64_t vocab_size,
+                    const Tokenizer& tok);
 
 // "tiny", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b".
 Qwen2Config qwen2_preset(const std::string& name);

@@ -51,8 +51,9 @@ OffloadRates with_layer_forward_rate(const Qwen2Model& model, const Config& cfg,
 
 // Rows per step (micro_batch x grad_accum x world), after the checks of the data against the
 // batch and the model that need no device: refuses (UsageError) a global batch larger than
-// the training rows and token ids beyond the model's vocabulary. The build phase and
-// `r1dist sweep plan` (which checks every point before anything runs) both call it.
-int64_t checked_global_batch(const Config& cfg, const Dataset& data, int world);
+// the training rows and token ids beyond the model's vocabulary (check_token_id; `tok` made
+// the data). The build phase and `r1dist sweep plan` (which checks every point before
+// anything runs) both call it.
+int64_t checked_global_batch(const Config& cfg, const Dataset& data, const Tokenizer& tok, int world);
 
 }  // namespace r1dist
