@@ -64,7 +64,8 @@ struct Streamer {
 int cmd_generate(int argc, char** argv) {
   Args a("r1dist generate",
          "Generate from a model, with the KV cache: greedy or sampled (defaults from the R1-distill generation "
-         "config: temperature 0.6, top-p 0.95), stopping at EOS or --max-new-tokens. One prompt streams to the "
+         "config: temperature 0.6, top-p 0.95), stopping at an end-of-sequence id (the tokenizer's EOS and the "
+         "eos_token_id of config.json and generation_config.json) or --max-new-tokens. One prompt streams to the "
          "terminal; several are generated as one batch.");
   declare_model_flags(a);
   a.option_list("prompt", "a prompt (repeatable)")
@@ -98,10 +99,8 @@ int cmd_generate(int argc, char** argv) {
   opt.sampling.top_k = a.i64("top-k");
   opt.sampling.repetition_penalty = a.real("repetition-penalty");
   opt.sampling.seed = a.u64("seed");
-  if (auto eos = tok.eos_id()) {
-    opt.stop_ids = {*eos};
-    opt.pad_id = *eos;
-  }
+  opt.stop_ids = generation_stop_ids(cfg.model.path, tok);
+  if (!opt.stop_ids.empty()) opt.pad_id = opt.stop_ids.front();
   std::vector<std::vector<int64_t>> ids;
   Config as_set;  // --format is eval.prompt_format, read by that key's parser
   set_config_value(as_set, "eval.prompt_format", a.str("format"), "--format");

@@ -70,6 +70,10 @@ SuiteInputs suite_inputs(const Config& cfg, const Dataset& data, const Tokenizer
   in.generation.sampling.temperature = cfg.eval.temperature;  // 0 = greedy (SamplingParams::argmax)
   in.generation.sampling.top_p = cfg.eval.top_p;
   in.generation.sampling.seed = uint64_t(cfg.train.seed);
+  if (!in.prompts.empty()) {
+    in.generation.stop_ids = generation_stop_ids(cfg.model.path, tok);
+    if (!in.generation.stop_ids.empty()) in.generation.pad_id = in.generation.stop_ids.front();
+  }
   check_against_model(cfg, data, tok, in);
   return in;
 }
@@ -220,10 +224,6 @@ EvalSummary run_eval_suite(const Qwen2Model& model, const Tokenizer& tok, const 
     std::optional<TimeSplit::Scope> scope;
     timed(scope, "generations");
     GenerateOptions opt = in.generation;
-    if (auto eos = tok.eos_id()) {
-      opt.stop_ids = {*eos};
-      opt.pad_id = *eos;
-    }
     std::vector<std::vector<int64_t>> prompts;
     for (const auto& p : in.prompts) prompts.push_back(encode_prompt(tok, tmpl, in.prompt_format, p));
     log::Meter meter("eval: generations", opt.max_new_tokens * int64_t(prompts.size()), "tokens (at most)");

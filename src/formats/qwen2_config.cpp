@@ -5,6 +5,7 @@
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
 #include "r1dist/base/json.h"
+#include "r1dist/log/log.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
@@ -247,6 +248,31 @@ void check_token_id(int64_t top, const std::string& input, const std::string& mo
                    "): every id must be below vocab_size\nHINT: the tokenizer " + tok.path() +
                    " does not belong to this model, or adds tokens beyond its vocabulary: use the model's own "
                    "tokenizer, or leave such tokens out of the text");
+}
+
+std::vector<int64_t> generation_stop_ids(const std::string& model_dir, const Tokenizer& tok) {
+  const Qwen2Config c = read_qwen2_config(model_dir);
+  std::vector<int64_t> ids;
+  auto add = [&](int64_t id) {
+    if (id < c.vocab_size && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  };
+  if (const auto eos = tok.eos_id()) add(*eos);
+  for (int64_t id : c.eos_token_ids) add(id);
+  const std::string path = model_dir + "/generation_config.json";
+  if (is_file(path)) {
+    const Json doc = read_json_file(path);
+    std::vector<std::string> problems;
+    const JsonView j = JsonView(doc, path).collecting(&problems);
+    if (!j.is_object()) j.fail("is " + json_found(doc) + ", not an object");
+    for (int64_t id : token_ids(j["eos_token_id"], c.vocab_size, problems)) add(id);
+    refuse_problems(path, problems);
+  }
+  if (ids.empty())
+    log::warn("generation: no end-of-sequence id for ", model_dir, ": neither the tokenizer (", tok.path(),
+              ") nor eos_token_id in config.json or generation_config.json names one, so every generation runs to "
+              "its token limit\nHINT: set \"eos_token_id\" in ",
+              model_dir, "/generation_config.json");
+  return ids;
 }
 
 Qwen2Config qwen2_preset(const std::string& name) {

@@ -19,6 +19,7 @@ using test::r1_tokenizer;
 using test::read_text;
 using test::TempDir;
 using test::ThrowsWith;
+using test::write_text;
 
 std::string config_error(const std::string& dir) {
   try {
@@ -185,6 +186,40 @@ TEST(Qwen2Loading, TokenIdsAndMaxPositionsStayUnsetWhenAbsent) {
   EXPECT_EQ(r1.bos_token_id, 151646);
   EXPECT_EQ(r1.eos_token_ids, (std::vector<int64_t>{151643}));
   EXPECT_EQ(r1.max_position_embeddings, 131072);
+}
+
+// A model directory for the generation tests: the tiny preset's config.json (the R1 vocabulary
+// and special ids), which the R1 tokenizer fits.
+std::string tiny_config_dir(const TempDir& tmp) {
+  const std::string dir = tmp / "m";
+  make_dirs(dir);
+  write_text(dir + "/config.json", qwen2_config_json(qwen2_preset("tiny")));
+  return dir;
+}
+
+// Generation stops at each id that transformers stops at: the tokenizer's EOS, config.json's
+// eos_token_id and generation_config.json's (one id or a list each), without repeats.
+TEST(Qwen2Generation, StopIdsAreTheTokenizersEosAndBothConfigsEosTokenIds) {
+  if (!std::filesystem::exists(test::r1_tokenizer_dir() + "/tokenizer.json")) GTEST_SKIP() << "no R1 tokenizer";
+  TempDir tmp;
+  const auto dir = tiny_config_dir(tmp);
+  const auto& tok = r1_tokenizer();
+  EXPECT_EQ(generation_stop_ids(dir, tok), (std::vector<int64_t>{151643}));
+  edit_json(dir + "/config.json", [](json& j) { j["eos_token_id"] = {151643, 151644}; });
+  write_text(dir + "/generation_config.json", R"({"bos_token_id": 151646, "eos_token_id": [151645, 151643]})");
+  EXPECT_EQ(generation_stop_ids(dir, tok), (std::vector<int64_t>{151643, 151644, 151645}));
+  write_text(dir + "/generation_config.json", R"({"eos_token_id": 7})");
+  EXPECT_EQ(generation_stop_ids(dir, tok), (std::vector<int64_t>{151643, 151644, 7}));
+  // generation_config.json's ids must be tokens, as config.json's must.
+  write_text(dir + "/generation_config.json", R"({"eos_token_id": [151645, 200000]})");
+  EXPECT_TRUE(ThrowsWith<UsageError>([&] { generation_stop_ids(dir, tok); },
+                                     {dir + "/generation_config.json:", "eos_token_id 200000 is not a token id"}));
+  // A vocabulary without the tokenizer's EOS and no eos_token_id anywhere: no stop id (warned
+  // about; generation runs to its limit).
+  const auto small = copy_fixture(tmp, "qwen2_a");
+  edit_json(small + "/config.json", [](json& j) { j.erase("eos_token_id"); });
+  std::filesystem::remove(small + "/generation_config.json");
+  EXPECT_TRUE(generation_stop_ids(small, tok).empty());
 }
 
 // The one check of tokenized input against the model's embedding (train, eval, generate):

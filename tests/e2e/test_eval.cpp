@@ -11,6 +11,7 @@
 #include "r1dist/formats/eval_file.h"
 #include "r1dist/log/time_split.h"
 #include "support/process.h"
+#include "support/safetensors_edit.h"
 #include "support/temp.h"
 #include "support/time_split_json.h"
 #include "support/tokenizer.h"
@@ -186,6 +187,56 @@ TEST(GenerateCli, IdsBeyondTheVocabularyAreRefusedBeforeTheModelRuns) {
   EXPECT_THAT(r.err, HasSubstr(small + "/config.json: vocab_size is 256, but the tokenized data holds id "));
   EXPECT_THAT(r.err, HasSubstr("(held-out row 0 of " + mcq_data()));
   EXPECT_THAT(r.err, Not(HasSubstr("model: loading")));
+}
+
+// Generation stops at every end-of-sequence id that transformers stops at: the tokenizer's
+// EOS and the eos_token_id of config.json and of generation_config.json. The tiny model with
+// the lm_head rows of id X and of its first greedy token swapped emits X first; X named as an
+// eos_token_id in either file ends the generation there, in `generate` and in eval's
+// generations alike.
+TEST(GenerateCli, StopsAtTheEosTokenIdsOfConfigAndGenerationConfig) {
+  TempDir d;
+  const std::string m = d / "m";
+  copy_tree(tiny_model_dir(), m);
+  const std::string gen = "generate --model " + m + " --prompt hello --greedy --json --device cpu --dtype fp32";
+  auto r = run_r1dist(gen + " --max-new-tokens 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto first = r1_tokenizer().encode(nlohmann::json::parse(r.out)["text"].get<std::string>());
+  ASSERT_EQ(first.size(), 1u) << r.out;
+  const int32_t x = first[0] == 1000 ? 1001 : 1000;
+  rewrite_safetensors(m + "/model.safetensors", [&](std::vector<StoredTensor>& t) {
+    auto& head = tensor_named(t, "lm_head.weight");
+    std::swap_ranges(head.row_f32(x), head.row_f32(x) + head.shape[1], head.row_f32(first[0]));
+  });
+  const std::string x_text = r1_tokenizer().decode({x});
+  auto generated = [&] {
+    const auto g = run_r1dist(gen + " --max-new-tokens 3");
+    EXPECT_EQ(g.code, 0) << g.err;
+    return nlohmann::json::parse(g.out);
+  };
+  auto j = generated();
+  EXPECT_EQ(j["text"].get<std::string>().rfind(x_text, 0), 0u) << j["text"] << " starts with id " << x;
+  EXPECT_EQ(j["tokens"], 3) << "id " << x << " ends nothing yet";
+  EXPECT_FALSE(j["stopped_at_eos"].get<bool>());
+  write_text(m + "/generation_config.json", "{\"eos_token_id\": [151643, " + std::to_string(x) + "]}");
+  j = generated();
+  EXPECT_EQ(j["tokens"], 1) << "generation_config.json's eos_token_id";
+  EXPECT_TRUE(j["stopped_at_eos"].get<bool>());
+  std::filesystem::remove(m + "/generation_config.json");
+  edit_json(m + "/config.json", [&](nlohmann::json& c) { c["eos_token_id"] = {151643, x}; });
+  j = generated();
+  EXPECT_EQ(j["tokens"], 1) << "config.json's eos_token_id list";
+  EXPECT_TRUE(j["stopped_at_eos"].get<bool>());
+  // eval's generations: the same prompt in the chat format, greedy.
+  write_text(d / "eval.toml", "[model]\npath = \"" + m + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n[data]\npath = \"" +
+                                  mcq_data() + "\"\nmax_seq_len = 256\neval_rows = 2\n[eval]\nprompts = [\"hello\"]\n" +
+                                  "max_new_tokens = 3\ntemperature = 0\nprompt_format = \"chat\"\n[output]\ndir = \"" +
+                                  (d / "run") + "\"\n");
+  r = run_r1dist("eval --cfg " + (d / "eval.toml") + " --adapter none --out none --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto e = nlohmann::json::parse(r.out)["generations"].at(0);
+  EXPECT_EQ(e["tokens"], 1) << e;
+  EXPECT_TRUE(e["stopped_at_eos"].get<bool>());
 }
 
 TEST(MergeCli, WritesAModelDirectoryThatLoads) {

@@ -29,12 +29,13 @@ struct SuiteInputs {
   std::vector<MultipleChoice> mcq;
   std::vector<std::string> prompts;
   PromptFormat prompt_format = PromptFormat::template_prompt;
-  GenerateOptions generation;              // stop_ids and pad_id are filled from the tokenizer
+  GenerateOptions generation;  // stop_ids and pad_id: the model directory's (generation_stop_ids)
 };
 
 // The suite's inputs from a run config: the held-out rows of `data`, the MCQ rows of
 // eval.mcq_path (without one: those of the held-out rows; none when no row has options),
-// eval.prompts and the generation settings of [eval]. Before any model is loaded, refuses
+// eval.prompts and the generation settings of [eval], which stop at the ids
+// generation_stop_ids gathers from model.path and `tok`. Before any model is loaded, refuses
 // (check_token_id) a held-out row, multiple-choice option or prompt with an id the model has
 // no embedding row for.
 SuiteInputs suite_inputs(const Config& cfg, const Dataset& data, const Tokenizer& tok);

@@ -58,6 +58,13 @@ std::string rewritten_config_json(const std::string& model_dir, const std::strin
 void check_token_id(int64_t top, const std::string& input, const std::string& model_dir, int64_t vocab_size,
                     const Tokenizer& tok);
 
+// The ids that end a generation from the model in `model_dir`, gathered as transformers
+// gathers them: the tokenizer's EOS, config.json's eos_token_id and, when the file exists,
+// generation_config.json's (each one id or a list), in that order without repeats. An id
+// the model cannot emit (>= vocab_size) is left out. Empty, with a warning, when none names
+// one: generation then runs to its token limit.
+std::vector<int64_t> generation_stop_ids(const std::string& model_dir, const Tokenizer& tok);
+
 // "tiny", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b".
 Qwen2Config qwen2_preset(const std::string& name);
 std::vector<std::string> qwen2_preset_names();
