@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "r1dist/data/dataset.h"
 #include "r1dist/eval/suite.h"
 #include "r1dist/formats/eval_file.h"
+#include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/log.h"
 #include "r1dist/log/time_split.h"
 #include "r1dist/tokenizer/tokenizer.h"
@@ -109,6 +111,12 @@ int cmd_eval(int argc, char** argv) {
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, data.load.format);
   // Before the model: a bad eval.mcq_path, or an id the model cannot take, fails at once.
   auto in = suite_inputs(cfg, data, tok);
+  int64_t longest = 0;  // positions restart at each row, packed or not
+  for (const auto& e : data.eval) longest = std::max(longest, int64_t(e.ids.size()));
+  warn_past_max_positions(read_qwen2_config(cfg.model.path), cfg.model.path, longest,
+                          "the longest row (" + std::to_string(longest) +
+                              " tokens; data.max_seq_len = " + std::to_string(cfg.data.max_seq_len) + ")",
+                          "lower data.max_seq_len (a --cfg setting) to the model's max_position_embeddings");
   auto lm = load_model_from_flags(a, cfg);
   in.drift = !lm.adapter.empty();
   TimeSplit split({"load", "held_out", "multiple_choice", "generations", "write"});

@@ -104,14 +104,21 @@ int cmd_generate(int argc, char** argv) {
   std::vector<std::vector<int64_t>> ids;
   Config as_set;  // --format is eval.prompt_format, read by that key's parser
   set_config_value(as_set, "eval.prompt_format", a.str("format"), "--format");
-  // The prompts against the model before it loads: every id must have an embedding row.
+  // The prompts against the model before it loads: every id must have an embedding row, and
+  // the longest prompt with --max-new-tokens should stay within max_position_embeddings.
   const auto mc = read_qwen2_config(cfg.model.path);
+  size_t longest = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     ids.push_back(encode_prompt(tok, tmpl, as_set.eval.prompt_format, prompts[i]));
     const auto& p = ids.back();
     check_token_id(p.empty() ? -1 : *std::max_element(p.begin(), p.end()), "prompt " + std::to_string(i + 1),
                    cfg.model.path, mc.vocab_size, tok);
+    longest = std::max(longest, p.size());
   }
+  warn_past_max_positions(mc, cfg.model.path, int64_t(longest) + opt.max_new_tokens,
+                          "the longest prompt (" + std::to_string(longest) + " tokens) with --max-new-tokens " +
+                              std::to_string(opt.max_new_tokens),
+                          "lower --max-new-tokens");
   auto lm = load_model_from_flags(a, cfg);
   const bool json = a.has("json");
   const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);

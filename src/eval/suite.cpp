@@ -38,9 +38,17 @@ void check_against_model(const Config& cfg, const Dataset& data, const Tokenizer
                    "multiple-choice item " + std::to_string(choices.item[i] + 1) + " of " +
                        (cfg.eval.mcq_path.empty() ? cfg.data.path : cfg.eval.mcq_path),
                    dir, mc.vocab_size, tok);
-  for (size_t i = 0; i < in.prompts.size(); ++i)
-    check_token_id(top_id(encode_prompt(tok, tmpl, in.prompt_format, in.prompts[i])),
-                   "eval.prompts[" + std::to_string(i) + "]", dir, mc.vocab_size, tok);
+  size_t longest = 0;
+  for (size_t i = 0; i < in.prompts.size(); ++i) {
+    const auto ids = encode_prompt(tok, tmpl, in.prompt_format, in.prompts[i]);
+    check_token_id(top_id(ids), "eval.prompts[" + std::to_string(i) + "]", dir, mc.vocab_size, tok);
+    longest = std::max(longest, ids.size());
+  }
+  if (!in.prompts.empty())
+    warn_past_max_positions(mc, dir, int64_t(longest) + in.generation.max_new_tokens,
+                            "the longest of eval.prompts (" + std::to_string(longest) +
+                                " tokens) with eval.max_new_tokens = " + std::to_string(in.generation.max_new_tokens),
+                            "lower eval.max_new_tokens");
 }
 
 }  // namespace

@@ -275,6 +275,13 @@ std::vector<int64_t> generation_stop_ids(const std::string& model_dir, const Tok
   return ids;
 }
 
+void warn_past_max_positions(const Qwen2Config& c, const std::string& model_dir, int64_t positions,
+                             const std::string& what, const std::string& hint) {
+  if (!c.max_position_embeddings || positions <= *c.max_position_embeddings) return;
+  log::warn(what, " goes past max_position_embeddings = ", *c.max_position_embeddings, " of ", model_dir,
+            "/config.json: positions beyond the length the model was trained for give unreliable output\nHINT: ", hint);
+}
+
 Qwen2Config qwen2_preset(const std::string& name) {
   for (const auto& p : presets())
     if (name == p.name) return p.cfg;

@@ -142,7 +142,8 @@ void check_token_ids(const Config& cfg, const Dataset& data, const Tokenizer& to
                  cfg.model.path, read_qwen2_config(cfg.model.path).vocab_size, tok);
 }
 
-// Rank 0 tokenizes and fills the cache; the others then read it.
+// Rank 0 tokenizes and fills the cache; the others then read it. Warns when a row (as
+// data.max_seq_len leaves it) goes past the model's max_position_embeddings.
 Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& pg, const FaultPlan& faults) {
   if (cfg.data.path.empty()) throw UsageError("data.path is required to train (" + cfg.source_path + ")");
   faults.at_startup(pg.rank);
@@ -159,6 +160,13 @@ Dataset load_data(const Config& cfg, const Tokenizer& tok, const ProcessGroup& p
             " train tokens, ", data.truncated, " truncated, ", data.dropped, " dropped, ", data.without_loss,
             " without a loss token (max_seq_len ",
             cfg.data.max_seq_len, ")", data.from_cache ? ", from cache" : "");
+  int64_t longest = 0;  // positions restart at each row, packed or not
+  for (const auto* rows : {&data.train, &data.eval})
+    for (const auto& e : *rows) longest = std::max(longest, int64_t(e.ids.size()));
+  warn_past_max_positions(read_qwen2_config(cfg.model.path), cfg.model.path, longest,
+                          "the longest row (" + std::to_string(longest) +
+                              " tokens; data.max_seq_len = " + std::to_string(cfg.data.max_seq_len) + ")",
+                          "lower data.max_seq_len to the model's max_position_embeddings");
   return data;
 }
 

@@ -239,6 +239,37 @@ TEST(GenerateCli, StopsAtTheEosTokenIdsOfConfigAndGenerationConfig) {
   EXPECT_TRUE(e["stopped_at_eos"].get<bool>());
 }
 
+// Positions past config.json's max_position_embeddings give unreliable output: warned about
+// for the longest prompt with its token limit (generate) and the longest row (eval, and a
+// run's build phase, here its dry run), and silent within the limit.
+TEST(GenerateCli, PositionsPastMaxPositionEmbeddingsAreWarnedAbout) {
+  TempDir d;
+  const std::string m = d / "m";
+  copy_tree(tiny_model_dir(), m);
+  edit_json(m + "/config.json", [](nlohmann::json& c) { c["max_position_embeddings"] = 24; });
+  const std::string past = " goes past max_position_embeddings = 24 of " + m + "/config.json";
+  const std::string gen = "generate --model " + m + " --prompt hello --greedy --device cpu --dtype fp32";
+  auto r = run_r1dist(gen + " --max-new-tokens 20");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("tokens) with --max-new-tokens 20" + past));
+  EXPECT_THAT(r.err, HasSubstr("HINT: lower --max-new-tokens"));
+  r = run_r1dist(gen + " --max-new-tokens 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("max_position_embeddings")));
+  r = run_r1dist("eval --model " + m + " --data " + mcq_data() +
+                 " --rows 2 --no-generate --out none --device cpu --dtype fp32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("the longest row ("));
+  EXPECT_THAT(r.err, HasSubstr("tokens; data.max_seq_len = 2048)" + past));
+  write_text(d / "run.toml", "[model]\npath = \"" + m + "\"\ndtype = \"fp32\"\ndevice = \"cpu\"\n[data]\npath = \"" +
+                                 sample_data() + "\"\nmax_seq_len = 64\ntrain_on_prompt = true\n[output]\ndir = \"" +
+                                 (d / "run") + "\"\n");
+  r = run_r1dist("train --cfg " + (d / "run.toml") + " --dry-run");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("the longest row (64 tokens; data.max_seq_len = 64)" + past));
+  EXPECT_THAT(r.err, HasSubstr("HINT: lower data.max_seq_len"));
+}
+
 TEST(MergeCli, WritesAModelDirectoryThatLoads) {
   const auto ref = reference_run();
   TempDir d;

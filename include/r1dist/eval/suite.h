@@ -37,7 +37,8 @@ struct SuiteInputs {
 // eval.prompts and the generation settings of [eval], which stop at the ids
 // generation_stop_ids gathers from model.path and `tok`. Before any model is loaded, refuses
 // (check_token_id) a held-out row, multiple-choice option or prompt with an id the model has
-// no embedding row for.
+// no embedding row for, and warns when a prompt with eval.max_new_tokens goes past
+// max_position_embeddings.
 SuiteInputs suite_inputs(const Config& cfg, const Dataset& data, const Tokenizer& tok);
 
 // Token ids of a prompt in the given format (BOS first).

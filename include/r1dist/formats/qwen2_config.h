@@ -65,6 +65,13 @@ void check_token_id(int64_t top, const std::string& input, const std::string& mo
 // one: generation then runs to its token limit.
 std::vector<int64_t> generation_stop_ids(const std::string& model_dir, const Tokenizer& tok);
 
+// Warns (log::warn) when `positions` (what `what` names, e.g. "the longest row (4096 tokens;
+// data.max_seq_len = 4096)") go past config.json's max_position_embeddings: RoPE beyond the
+// length the model was trained for gives unreliable output. Silent when config.json does not
+// say. `hint` ends the warning as its HINT line.
+void warn_past_max_positions(const Qwen2Config& c, const std::string& model_dir, int64_t positions,
+                             const std::string& what, const std::string& hint);
+
 // "tiny", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b".
 Qwen2Config qwen2_preset(const std::string& name);
 std::vector<std::string> qwen2_preset_names();
