@@ -64,6 +64,11 @@ TEST(SweepCli, APointThatCannotRunStopsThePlanNamingThePointAndKey) {
   r = run_r1dist("sweep plan " + grid_sweep(tmp, "lora.r = [8]\n") + " --gpu-memory-gb 0.001");
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("a GPU of 0.001 GB"));
+  // An eval.mcq_path that the run would only meet at its end.
+  r = run_r1dist("sweep plan " + grid_sweep(tmp, "lora.r = [8]\n") + " --set eval.mcq_path=" + (tmp / "none.jsonl"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("eval.mcq_path = \"" + (tmp / "none.jsonl") + "\": " + (tmp / "none.jsonl") +
+                               ": cannot read the data file"));
 }
 
 }  // namespace
