@@ -1,5 +1,5 @@
 // Qwen2Config: config.json parsing (every missing field named, unsupported features
-// refused by name) and the presets' shapes and LoRA parameter counts (shared/SPEC.md §1).
+// refused by name) and the presets' shapes and LoRA parameter counts (the published R1-distill configs).
 // Torch-free; loading the weights is tested in tests/torch/test_qwen2.cpp.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
