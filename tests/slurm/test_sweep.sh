@@ -206,12 +206,13 @@ done < "$runs/points.tsv"
 say "grid: 8 points done, metrics readable by h5dump, adapters, report after all with a recommendation per model"
 
 # ---- 3. a time limit shorter than the run ------------------------------------------------------
-# A one-minute limit with SIGUSR1 30 s before it; the point holds after step 4 until that
-# signal (R1DIST_FAULT=hold), so its first attempt is cut on any machine.
+# A one-minute limit with SIGUSR1 40 s before it (20 s after the start, several times what
+# a loaded machine needs to reach step 4); the point holds after step 4 until that signal
+# (R1DIST_FAULT=hold), so its first attempt is cut on any machine.
 C_STEPS=12
 printf '[sweep]\nconfig = "%s/configs/demo/v6.toml"\n[[point]]\nname = "limit"\ntrain.steps = %d\ndata.max_seq_len = 64\n' \
   "$root" "$C_STEPS" > "$work/limit.sweep.toml"
-c=$(R1DIST_FAULT=hold:step=4:run=limit R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=30 \
+c=$(R1DIST_FAULT=hold:step=4:run=limit R1DIST_TIME=1 R1DIST_SIGNAL_LEAD=40 \
       bash cluster/slurm/submit.sh --sweep "$work/limit.sweep.toml" --out "$work/limit" \
       --no-report 2>/dev/null | sed -n 's/.*tuned=\([0-9]*\).*/\1/p')
 [ -n "$c" ] || fail "the time-limit sweep was not submitted"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, for tests: munged, slurmctld and slurmd with a
 # generated slurm.conf (one node with this machine's cores, proctrack/linuxproc, task/none,
-# select/cons_tres, PMIx for srun), everything (key, socket, state, logs, pids) inside DIR,
-# so nothing of the system's own munge or Slurm setup is touched.
+# select/cons_tres, PMIx for srun, the scheduler every second), everything (key, socket,
+# state, logs, pids) inside DIR, so nothing of the system's own munge or Slurm setup is touched.
 #
 #   bash tools/slurm/local-cluster.sh start DIR     # prints: export SLURM_CONF=DIR/slurm.conf
 #   bash tools/slurm/local-cluster.sh stop DIR      # stops exactly the daemons start started
@@ -77,6 +77,10 @@ ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MinJobAge=600
+# The main scheduler every second (default 60 s): Slurm makes a requeued job eligible 10 s
+# after the requeue, and no event wakes the scheduler then; with the default it waited for
+# the next periodic pass.
+SchedulerParameters=sched_interval=1
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
