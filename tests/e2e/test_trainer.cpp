@@ -41,8 +41,10 @@ TEST(TrainerMpi, EightRanksEqualOneRankPackedAndPaddedAfterAKilledRankAndResume)
   // different sequences (rows are balanced over the ranks before packing): the loss is the
   // same sum over the same rows, so the same tolerance holds. The padded 8-rank run loses
   // rank 5 after step 3 and resumes from step 2 on 8 ranks (bitwise resume itself is shown
-  // at 2 ranks: KilledRankEndsTheJobAndResumeFinishesIt).
+  // at 2 ranks: KilledRankEndsTheJobAndResumeFinishesIt). Three steps: the first at lr 0
+  // (warmup), then two that move the adapters, the last one after the resume.
   TempDir d;
+  const int kSteps = 3;
   const std::string quick = " --set train.lr=2e-4 --set eval.every_steps=0 --set output.save_every=2";
   // Rows of up to 400 tokens (at 96 every row is cut to the same length and packs alone).
   const std::string packed = " --set data.packing=true --set data.max_seq_len=400";
@@ -51,7 +53,7 @@ TEST(TrainerMpi, EightRanksEqualOneRankPackedAndPaddedAfterAKilledRankAndResume)
   };
   for (const Case& c : {Case{"packed", packed}, Case{"padded", " --set data.packing=false"}}) {
     const auto eight_out = d / ("eight_" + c.name), one_out = d / ("one_" + c.name);
-    const auto eight_cfg = run_config(eight_out, 1, 1, 4) + quick + c.sets;
+    const auto eight_cfg = run_config(eight_out, 1, 1, kSteps) + quick + c.sets;
     if (c.name == "padded") {
       auto k = run_r1dist("--cfg " + eight_cfg, Launch{8, "R1DIST_FAULT=kill:rank=5:step=3"});
       EXPECT_NE(k.code, 0);
@@ -63,24 +65,25 @@ TEST(TrainerMpi, EightRanksEqualOneRankPackedAndPaddedAfterAKilledRankAndResume)
       auto r = run_r1dist("--cfg " + eight_cfg, Launch{8});
       ASSERT_EQ(r.code, 0) << r.err;
     }
-    auto r = run_r1dist("--cfg " + run_config(one_out, 1, 8, 4) + quick + c.sets);
+    auto r = run_r1dist("--cfg " + run_config(one_out, 1, 8, kSteps) + quick + c.sets);
     ASSERT_EQ(r.code, 0) << r.err;
-    const auto eight = read_checkpoint(checkpoint_path(eight_out, 4));
-    const auto one = read_checkpoint(checkpoint_path(one_out, 4));
+    const auto eight = read_checkpoint(checkpoint_path(eight_out, kSteps));
+    const auto one = read_checkpoint(checkpoint_path(one_out, kSteps));
     EXPECT_EQ(one.world_size, 1);
     EXPECT_EQ(eight.world_size, 8);
     const double err = max_rel_err(adapters_of(one), adapters_of(eight), 1e-5,
                                    c.name + " adapters: 1 rank x accum 8 vs 8 ranks x accum 1");
-    std::printf("%s: adapter max rel err, 1 rank vs 8 ranks after 4 steps at lr 2e-4: %.3g\n", c.name.c_str(), err);
+    std::printf("%s: adapter max rel err, 1 rank vs 8 ranks after %d steps at lr 2e-4: %.3g\n", c.name.c_str(), kSteps,
+                err);
     // The adapters moved: the comparison is not between two initial states.
-    const auto a2 = adapters_of(read_checkpoint(checkpoint_path(one_out, 2))), a4 = adapters_of(one);
+    const auto a2 = adapters_of(read_checkpoint(checkpoint_path(one_out, 2))), last = adapters_of(one);
     double moved = 0;
-    for (size_t i = 0; i < a2.size(); ++i) moved = std::max(moved, std::abs(double(a2[i]) - double(a4[i])));
+    for (size_t i = 0; i < a2.size(); ++i) moved = std::max(moved, std::abs(double(a2[i]) - double(last[i])));
     EXPECT_GT(moved, 1e-5) << c.name;
     auto m1 = read_metrics(one_out + "/metrics.h5"), m8 = read_metrics(eight_out + "/metrics.h5");
-    ASSERT_EQ(m1.steps.size(), 4u);
-    ASSERT_EQ(m8.steps.size(), 4u);
-    for (size_t i = 0; i < 4; ++i) {
+    ASSERT_EQ(m1.steps.size(), size_t(kSteps));
+    ASSERT_EQ(m8.steps.size(), size_t(kSteps));
+    for (size_t i = 0; i < size_t(kSteps); ++i) {
       EXPECT_EQ(m8.steps[i].step, int64_t(i + 1)) << c.name;
       EXPECT_NEAR(m1.steps[i].loss, m8.steps[i].loss, 1e-5) << c.name << ", step " << i + 1;
       EXPECT_EQ(m1.steps[i].real_tokens, m8.steps[i].real_tokens) << c.name << ", step " << i + 1;
