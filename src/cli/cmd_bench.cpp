@@ -110,8 +110,9 @@ int bench_nf4(const Args& a) {
               bw_deq, t_deq * 1e3, moved / 1e6, a.str("preset").c_str(), bw_copy, bw_deq / bw_copy);
 #ifdef R1DIST_WITH_CUDA
   // 3. The few-row product of decoding (nf4::gemv_cuda) on each projection of one layer, NF4
-  // and bf16, at one and four rows of x: its plan against every other plan, and the path it
-  // replaces (NF4: dequantise + cuBLAS; bf16: cuBLAS), in weight bytes read per second.
+  // and bf16, at 1, 4 and 16 rows of x, against the path it replaces (NF4: dequantise + cuBLAS;
+  // bf16: cuBLAS), in weight bytes read per second; on the CUDA-core kernel its plan against
+  // every other plan (on tensor cores, from two rows, the plan is mma_plan's: "tensor cores").
   if (dev.is_cuda() && nf4::gemv_enabled()) {
     for (size_t i = 0; i < big.size(); ++i) {
       const auto& q = *big[i];
@@ -119,18 +120,24 @@ int bench_nf4(const Args& a) {
       const auto dense = nf4::dequantize(q, at::kBFloat16);
       for (const bool is_nf4 : {true, false}) {
         const double wbytes = is_nf4 ? double(q.storage_bytes()) : double(N * K * 2);
-        for (const int64_t rows : {int64_t(1), nf4::kGemvMaxRows}) {
+        for (const int64_t rows : {int64_t(1), nf4::kGemvMaxRows, nf4::kMmaMaxRows}) {
           const auto x = at::randn({rows, K}, at::TensorOptions().device(dev).dtype(at::kBFloat16));
           const nf4::NF4Tensor* qp = is_nf4 ? &q : nullptr;
+          if (!nf4::gemv_applies(x, qp, dense, {})) continue;  // decoding uses cuBLAS there
           auto time_plan = [&](nf4::GemvPlan p) {
             return time_median(dev, 3, reps, [&] { nf4::gemv_cuda(x, qp, dense, {}, p); });
           };
-          // Every plan once; the picked one is among them.
           const auto plan = nf4::gemv_plan_for(x, qp, dense);
-          std::string best, every;
+          const bool mma = rows >= 2 && nf4::mma_enabled();
+          std::string plan_name = mma ? "tensor cores" : std::to_string(plan.rows_per_warp) + "x" +
+                                                         std::to_string(plan.splits);
+          std::string best = plan_name, every;
           double t_best = 1e30, t_plan = 0;
+          if (mma) t_plan = t_best = time_plan({});
+          // On the CUDA-core kernel every plan once; the picked one is among them.
           for (const int r : {1, 4})
             for (const int sp : {1, 2, 4, 8}) {
+              if (mma) continue;
               const double t = time_plan({r, sp});
               if (r == plan.rows_per_warp && sp == plan.splits) t_plan = t;
               const auto name = std::to_string(r) + "x" + std::to_string(sp);
@@ -143,11 +150,11 @@ int bench_nf4(const Args& a) {
             at::linear(x, is_nf4 ? nf4::dequantize(q, at::kBFloat16) : dense);
           });
           std::printf("{\"bench\": \"gemv\", \"preset\": \"%s\", \"weight\": \"%s\", \"n\": %lld, \"k\": %lld, "
-                      "\"format\": \"%s\", \"rows\": %lld, \"plan\": \"%dx%d\", \"us\": %.2f, \"gb_per_s\": %.1f, "
+                      "\"format\": \"%s\", \"rows\": %lld, \"plan\": \"%s\", \"us\": %.2f, \"gb_per_s\": %.1f, "
                       "\"best_plan\": \"%s\", \"best_us\": %.2f, \"baseline\": \"%s\", \"baseline_us\": %.2f, "
                       "\"speedup\": %.2f, \"us_per_plan\": {%s}}\n",
                       a.str("preset").c_str(), names[i].c_str(), (long long)N, (long long)K, is_nf4 ? "nf4" : "bf16",
-                      (long long)rows, plan.rows_per_warp, plan.splits, t_plan * 1e6, wbytes / t_plan / 1e9,
+                      (long long)rows, plan_name.c_str(), t_plan * 1e6, wbytes / t_plan / 1e9,
                       best.c_str(), t_best * 1e6, is_nf4 ? "dequantize + cuBLAS" : "cuBLAS", t_base * 1e6,
                       t_base / t_plan, every.c_str());
           std::fflush(stdout);
@@ -325,10 +332,11 @@ int bench_generate(const Args& a) {
     const double s = time_median(dev, 0, int(a.i64("reps")), [&] { generate(model, prompts, opt); });
     const double tps = double(b * new_tokens) / s;
     std::printf("{\"impl\": \"r1dist\", \"model\": \"%s\", \"quant\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
-                "\"new_tokens\": %lld, \"graphs\": \"%s\", \"gemv\": \"%s\", \"seconds\": %.4f, \"tokens_per_s\": %.2f, "
-                "\"peak_mem_gb\": %.2f}\n",
+                "\"new_tokens\": %lld, \"graphs\": \"%s\", \"gemv\": \"%s\", \"gemv_mma\": \"%s\", "
+                "\"decode_attention\": \"%s\", \"seconds\": %.4f, \"tokens_per_s\": %.2f, \"peak_mem_gb\": %.2f}\n",
                 model_dir.c_str(), quant.c_str(), (long long)b, (long long)prompt_len, (long long)new_tokens,
-                opt.cuda_graphs ? "on" : "off", nf4::gemv_enabled() ? "on" : "off", s, tps, peak_memory_gb(dev));
+                opt.cuda_graphs ? "on" : "off", nf4::gemv_enabled() ? "on" : "off", nf4::mma_enabled() ? "on" : "off",
+                fused::decode_attention_enabled() ? "kernel" : "sdpa", s, tps, peak_memory_gb(dev));
     std::fflush(stdout);
     if (b == batches.back()) {  // R1DIST_PROFILE_STEP=1 + R1DIST_PROFILE_OUT: one more run traced
       auto profiler = StepProfiler::from_env(0);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "r1dist/base/error.h"
+#include "r1dist/quant/nf4.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/compat.h"
 #include "r1dist/tensor/offload.h"
@@ -369,6 +370,13 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   }
   slots.positions.add_(1);
   slots.column.add_(1);
+#ifdef R1DIST_WITH_CUDA
+  // From two rows on, the logits through the few-row kernel on tensor cores (one read of the
+  // weight); at one row cuBLAS streams it as fast.
+  const auto& w = cfg_.tie_word_embeddings ? embed_ : lm_head_;
+  if (b >= 2 && nf4::gemv_enabled() && nf4::gemv_applies(n, nullptr, w, {}))
+    return nf4::gemv_cuda(n, nullptr, w, {}).select(1, 0);
+#endif
   return lm_head(n).select(1, 0);
 }
 

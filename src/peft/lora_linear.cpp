@@ -82,14 +82,13 @@ struct LoraValues {
 at::Tensor dropped(const at::Tensor& x, const at::Tensor& mask) { return mask.numel() > 0 ? x * mask : x; }
 
 #ifdef R1DIST_WITH_CUDA
-// The few-row kernel's operands for the base product of `layer` on x, where decoding uses it:
-// NF4 W up to nf4::kGemvMaxRows rows of x, dense W at nf4::kGemvMaxDenseRows; none elsewhere.
+// The few-row kernel's operands for the base product of `layer` on x, where it takes them
+// (nf4::gemv_applies: up to nf4::kMmaMaxRows rows of x); none elsewhere.
 c10::optional<nf4::GemvPart> gemv_part(const LoraLinear* layer, const at::Tensor& x, at::ScalarType dt) {
   if (!nf4::gemv_enabled()) return c10::nullopt;
   const auto bias = bias_as(layer->bias, dt);
   nf4::GemvPart part{layer->quantized ? &layer->qweight : nullptr, layer->weight, bias ? *bias : at::Tensor()};
-  const int64_t rows = x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
-  if ((part.q || rows <= nf4::kGemvMaxDenseRows) && nf4::gemv_applies(x, part.q, part.w, part.bias)) return part;
+  if (nf4::gemv_applies(x, part.q, part.w, part.bias)) return part;
   return c10::nullopt;
 }
 #endif

@@ -21,6 +21,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include "r1dist/base/error.h"
 #include "r1dist/quant/nf4.h"
 
@@ -251,6 +253,202 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_dense_kernel(const T* __rest
   finish<T, M, R>(acc, rows, n0, N, splits, slice, bias, y);
 }
 
+// ---- dense W, 2 to kMmaMaxRows rows of x: tensor cores
+// mma.sync m16n8k16 (fp32 sums): the rows of x are the 16-row A operand (rows past `rows`
+// zero), eight features of W the B operand. A block takes 8 * TILES features of one part and
+// its WARPS warps split K by 32-column chunks (chunk c to warp c % WARPS), their sums added in
+// shared memory in warp order (deterministic). Within a chunk, lane l reads 8 consecutive
+// columns (16 bytes) of feature row l / 4 and the same 8 columns of x's rows l / 4 and
+// l / 4 + 8, starting at column (l % 4) * 8; the chunk's two k-steps of 16 take those
+// columns in a permuted order, the same for x and W, so each product is summed once.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                          uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+// 16 bytes of a weight read once: not kept in L1.
+__device__ __forceinline__ uint4 load_streamed(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+// The warps' sums added in shared memory in warp order, the bias added, rounded once.
+template <typename T, int TILES, int WARPS>
+__device__ __forceinline__ void mma_finish(float (&acc)[TILES][4], int rows, int64_t n0, int64_t N,
+                                           const T* __restrict__ bias, T* __restrict__ y) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // acc[t][i] of lane l: row l / 4 (+ 8 for i >= 2), feature t * 8 + (l % 4) * 2 + i % 2.
+  __shared__ float s_acc[WARPS][TILES * 4][32];
+#pragma unroll
+  for (int t = 0; t < TILES; ++t)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) s_acc[warp][t * 4 + i][lane] = acc[t][i];
+  __syncthreads();
+  for (int e = threadIdx.x; e < TILES * 4 * 32; e += WARPS * 32) {
+    const int ti = e / 32, l = e % 32, i = ti % 4;
+    const int row = (l >> 2) + (i >= 2 ? 8 : 0);
+    const int64_t n = n0 + (ti / 4) * 8 + (l & 3) * 2 + (i & 1);
+    if (row >= rows || n >= N) continue;
+    float sum = 0.0f;
+    for (int v = 0; v < WARPS; ++v) sum += s_acc[v][ti][l];
+    y[row * N + n] = from_f<T>(sum + (bias ? to_f(bias[n]) : 0.0f));
+  }
+}
+
+template <typename T, int TILES, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) gemv_mma_kernel(const T* __restrict__ x, int rows, int64_t K,
+                                                             const Parts<T> parts) {
+  constexpr int U = 2;  // chunks in flight per warp
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+  const int64_t first = int64_t(blockIdx.x) * 8 * TILES;
+  const int part = part_of(parts, first);
+  const T* __restrict__ W = parts.w[part];
+  const int64_t N = parts.n[part], n0 = first - parts.offset[part];
+  float acc[TILES][4];
+#pragma unroll
+  for (int t = 0; t < TILES; ++t)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[t][i] = 0.0f;
+  const bool lo = g < rows, hi = g + 8 < rows;
+  const T* __restrict__ xlo = x + int64_t(lo ? g : 0) * K;
+  const T* __restrict__ xhi = x + int64_t(hi ? g + 8 : 0) * K;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  const int64_t chunks = (K + 31) / 32;
+  for (int64_t ch = warp; ch < chunks; ch += WARPS * U) {
+    uint4 w[U][TILES], alo[U], ahi[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t k = (ch + u * WARPS) * 32 + c * 8;
+      const bool in = k < K;  // K % 8 == 0: the 8 columns are whole
+#pragma unroll
+      for (int t = 0; t < TILES; ++t) {
+        const int64_t n = n0 + t * 8 + g;
+        w[u][t] = in && n < N ? load_streamed(W + n * K + k) : zero;
+      }
+      alo[u] = in && lo ? __ldg(reinterpret_cast<const uint4*>(xlo + k)) : zero;
+      ahi[u] = in && hi ? __ldg(reinterpret_cast<const uint4*>(xhi + k)) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int t = 0; t < TILES; ++t) {
+        mma_16816<T>(acc[t], alo[u].x, ahi[u].x, alo[u].y, ahi[u].y, w[u][t].x, w[u][t].y);
+        mma_16816<T>(acc[t], alo[u].z, ahi[u].z, alo[u].w, ahi[u].w, w[u][t].z, w[u][t].w);
+      }
+  }
+  mma_finish<T, TILES, WARPS>(acc, rows, n0, N, parts.bias[part], parts.y[part]);
+}
+
+// Two floats as the bf16x2 or half2 register of an mma operand (the first in the low half).
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// NF4 W, 2 to kMmaMaxRows rows of x: as gemv_mma_kernel, with the weight dequantised in
+// registers (code * absmax in fp32, rounded to x's dtype: the values dequantize gives) into
+// the B operand. The warps split K by spans of 128 columns; in a span lane l takes 32
+// consecutive codes (16 bytes, within one 64-block: one absmax) of feature row l / 4 at column
+// (l % 4) * 32 and the same 32 columns of x's rows l / 4 and l / 4 + 8; k-step j of the span's
+// eight takes columns 4j .. 4j + 3 of each lane's 32 (a permutation of the span's columns, the
+// same for x and W).
+template <typename T, int TILES, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __restrict__ x, int rows, int64_t K,
+                                                                 const Parts<T> parts) {
+  __shared__ float s_code[16];
+  if (threadIdx.x < 16) s_code[threadIdx.x] = parts.q[0].code16[threadIdx.x];
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+  const int64_t first = int64_t(blockIdx.x) * 8 * TILES;
+  const int part = part_of(parts, first);
+  const Nf4Args q = parts.q[part];
+  const int64_t N = parts.n[part], n0 = first - parts.offset[part];
+  float acc[TILES][4];
+#pragma unroll
+  for (int t = 0; t < TILES; ++t)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[t][i] = 0.0f;
+  const bool lo = g < rows, hi = g + 8 < rows;
+  const T* __restrict__ xlo = x + int64_t(lo ? g : 0) * K;
+  const T* __restrict__ xhi = x + int64_t(hi ? g + 8 : 0) * K;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  const int64_t spans = (K + 127) / 128;
+  for (int64_t sp = warp; sp < spans; sp += WARPS) {
+    const int64_t k = sp * 128 + c * 32;
+    const bool in = k < K;  // K % 64 == 0: the 32 codes are whole
+    uint4 codes[TILES];
+    float am[TILES];
+#pragma unroll
+    for (int t = 0; t < TILES; ++t) {
+      const int64_t n = n0 + t * 8 + g;
+      codes[t] = zero;
+      am[t] = 0.0f;
+      if (in && n < N) {
+        codes[t] = load_streamed(q.packed + n * (K / 2) + k / 2);
+        const int64_t blk = (n * K + k) / 64;
+        am[t] = q.absmax_f ? q.absmax_f[blk]
+                           : __fadd_rn(__fmul_rn(q.code8[q.absmax_q[blk]], q.absmax_scale[blk / 256]), q.offset);
+      }
+    }
+    uint4 xl[4], xh[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      xl[i] = in && lo ? __ldg(reinterpret_cast<const uint4*>(xlo + k + 8 * i)) : zero;
+      xh[i] = in && hi ? __ldg(reinterpret_cast<const uint4*>(xhi + k + 8 * i)) : zero;
+    }
+    const uint32_t* xlw = reinterpret_cast<const uint32_t*>(xl);
+    const uint32_t* xhw = reinterpret_cast<const uint32_t*>(xh);
+#pragma unroll
+    for (int t = 0; t < TILES; ++t) {
+      const uint32_t* cw = reinterpret_cast<const uint32_t*>(&codes[t]);
+#pragma unroll
+      for (int wd = 0; wd < 4; ++wd) {  // a word: 4 bytes, 8 codes, two k-steps
+        // Each byte's two codes as byte offsets into s_code (code * 4); the high nibble first.
+        const uint32_t hi4 = (cw[wd] >> 2) & 0x3C3C3C3Cu, lo4 = (cw[wd] << 2) & 0x3C3C3C3Cu;
+        uint32_t b[4];
+#pragma unroll
+        for (int by = 0; by < 4; ++by)
+          b[by] = pack2<T>(table_at(s_code, __byte_perm(hi4, 0, 0x4440 + by)) * am[t],
+                           table_at(s_code, __byte_perm(lo4, 0, 0x4440 + by)) * am[t]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int j = 2 * wd + h;  // k-step: columns 4j .. 4j + 3 of the lane's 32
+          mma_16816<T>(acc[t], xlw[2 * j], xhw[2 * j], xlw[2 * j + 1], xhw[2 * j + 1], b[2 * h], b[2 * h + 1]);
+        }
+      }
+    }
+  }
+  mma_finish<T, TILES, WARPS>(acc, rows, n0, N, parts.bias[part], parts.y[part]);
+}
+
+// The products of 2 rows of x or more go to tensor cores (mma_enabled, a GPU of compute
+// capability 8 or later); otherwise NF4 up to kGemvMaxRows rows and dense at one row to the
+// CUDA-core kernels above.
+bool on_tensor_cores(int64_t rows) {
+  return rows >= 2 && mma_enabled() && at::cuda::getCurrentDeviceProperties()->major >= 8;
+}
+
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 Nf4Args nf4_args(const NF4Tensor& q) {
@@ -288,6 +486,24 @@ void launch(const at::Tensor& x, const std::vector<GemvPart>& ops, std::vector<a
     total += parts.n[i];
   }
   const bool q = ops[0].q != nullptr;
+  if (on_tensor_cores(rows)) {
+    const MmaPlan mp = mma_plan(total, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+    const dim3 grid(unsigned((total + 8 * mp.tiles - 1) / (8 * mp.tiles)));
+#define R1DIST_MMA(TT, WW)                                                                                 \
+  if (mp.tiles == TT && mp.warps == WW) {                                                                  \
+    if (q) gemv_mma_nf4_kernel<T, TT, WW><<<grid, WW * 32, 0, stream>>>(xp, rows, K, parts);               \
+    else gemv_mma_kernel<T, TT, WW><<<grid, WW * 32, 0, stream>>>(xp, rows, K, parts);                     \
+  }
+    R1DIST_MMA(1, 8)
+    else R1DIST_MMA(2, 8)
+    else R1DIST_MMA(4, 8)
+    else throw Error("few-row linear: no kernel for " + std::to_string(mp.tiles) + " tiles and " +
+                     std::to_string(mp.warps) + " warps");
+#undef R1DIST_MMA
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) throw Error(std::string("few-row linear kernel launch failed: ") + cudaGetErrorString(err));
+    return;
+  }
   const int64_t per_block = int64_t(kWarps / plan.splits) * plan.rows_per_warp;
   const dim3 grid(unsigned((total + per_block - 1) / per_block)), block(kWarps * 32);
   const int S = plan.splits;
@@ -315,7 +531,8 @@ bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, 
   if (dt != at::kBFloat16 && dt != at::kHalf) return false;
   const int64_t K = x.size(-1);
   const int64_t rows = K > 0 ? x.numel() / K : 0;
-  if (rows < 1 || rows > kGemvMaxRows) return false;
+  if (rows < 1 || rows > kMmaMaxRows) return false;
+  if (rows > (q ? kGemvMaxRows : 1) && !on_tensor_cores(rows)) return false;
   if (bias.defined() && (bias.scalar_type() != dt || !bias.is_contiguous() || bias.device() != x.device()))
     return false;
   if (q) {
@@ -350,10 +567,18 @@ bool gemv_parts_apply(const at::Tensor& x, const std::vector<GemvPart>& ops) {
   for (const auto& op : ops)
     if ((op.q != nullptr) != (ops[0].q != nullptr) || !gemv_applies(x, op.q, op.w, op.bias)) return false;
   if (ops.size() == 1) return true;
-  // A warp's four features in one part.
-  if (gemv_plan_for(x, ops).rows_per_warp == 4)
-    for (const auto& op : ops)
-      if (features_of(op) % 4 != 0) return false;
+  // A warp's (a block's, on tensor cores) features in one part: every part but the last a
+  // multiple of the unit (the last one's features past its N are computed and not stored).
+  const int64_t K = x.size(-1), rows = K > 0 ? x.numel() / K : 0;
+  int64_t unit = gemv_plan_for(x, ops).rows_per_warp;
+  if (on_tensor_cores(rows)) {
+    int64_t total = 0;
+    for (const auto& op : ops) total += features_of(op);
+    const c10::cuda::CUDAGuard guard(x.device());
+    unit = 8 * mma_plan(total, at::cuda::getCurrentDeviceProperties()->multiProcessorCount).tiles;
+  }
+  for (size_t i = 0; i + 1 < ops.size(); ++i)
+    if (features_of(ops[i]) % unit != 0) return false;
   return true;
 }
 

@@ -214,6 +214,19 @@ bool gemv_grouped() {
   return on && gemv_enabled();
 }
 
+MmaPlan mma_plan(int64_t N, int multiprocessors) {
+  check(N > 0 && multiprocessors > 0, "nf4::mma_plan: no features or no multiprocessors");
+  // The most features per block that still give two blocks per multiprocessor.
+  for (const int tiles : {4, 2})
+    if ((N + 8 * tiles - 1) / (8 * tiles) >= 2 * int64_t(multiprocessors)) return {tiles, 8};
+  return {1, 8};
+}
+
+bool mma_enabled() {
+  static const bool on = !env_is("R1DIST_GEMV_MMA", "0");
+  return on && gemv_enabled();
+}
+
 bool gemv_enabled() {
 #ifdef R1DIST_WITH_CUDA
   static const bool on = !env_is("R1DIST_GEMV", "0");

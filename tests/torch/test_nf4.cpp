@@ -1,8 +1,15 @@
-// NF4 quantisation (SPEC §6): hand-checked blocks, adversarial inputs, storage cost, and the
-// CUDA kernel against the ATen reference where CUDA exists. The parity test against the
-// independent Python quantiser lives in test_nf4_reference.cpp.
+// NF4 quantisation (bitsandbytes' layout, include/r1dist/quant/nf4.h): hand-checked blocks,
+// adversarial inputs, storage cost, and the CUDA kernel against the ATen reference where CUDA
+// exists. The parity test against the independent Python quantiser lives in
+// test_nf4_reference.cpp.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include <set>
+
+#ifdef R1DIST_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 #include "r1dist/base/error.h"
 #include "r1dist/quant/nf4.h"
@@ -226,7 +233,7 @@ TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
   const auto w = at::randn({16, 128}, gpu);
   const auto q = nf4::quantize(w, true);
   const auto wb = w.to(at::kBFloat16);
-  EXPECT_FALSE(nf4::gemv_applies(at::randn({nf4::kGemvMaxRows + 1, 128}, gpu.dtype(at::kBFloat16)), &q, wb, {}));
+  EXPECT_FALSE(nf4::gemv_applies(at::randn({nf4::kMmaMaxRows + 1, 128}, gpu.dtype(at::kBFloat16)), &q, wb, {}));
   EXPECT_FALSE(nf4::gemv_applies(at::randn({1, 128}, gpu), &q, w, {}));
   const auto q96 = nf4::quantize(at::randn({16, 96}, gpu), true);
   EXPECT_FALSE(nf4::gemv_applies(at::randn({1, 96}, gpu.dtype(at::kBFloat16)), &q96, {}, {}));
@@ -235,10 +242,82 @@ TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
 #endif
 }
 
+// From 2 to kMmaMaxRows rows of x the products go through tensor cores (mma.sync, the rows
+// padded to 16): dense against at::linear, NF4 (double-quantised or not) against dequantize +
+// at::linear, bf16 and fp16, with and without a bias, rows that fill one or both halves of the
+// 16-row operand, K with a partial 32-column chunk or a half 128-column NF4 span (and K = 8, a
+// quarter chunk), features not a multiple of 8, and N large enough for each tile count of
+// mma_plan on this GPU; more rows than kMmaMaxRows are refused.
+TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
+#ifndef R1DIST_WITH_CUDA
+  GTEST_SKIP() << "no CUDA in this build";
+#else
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA on this machine";
+  if (!nf4::mma_enabled()) GTEST_SKIP() << "R1DIST_GEMV_MMA=0 or R1DIST_GEMV=0";
+  at::manual_seed(9);
+  const auto gpu = at::TensorOptions().device(at::kCUDA);
+  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  std::set<int> tiles_seen;
+  for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{37, 8},
+                                                         {37, 64},
+                                                         {72, 264},
+                                                         {72, 192},
+                                                         {257, 3584},
+                                                         {int64_t(sms) * 32 + 3, 320},
+                                                         {int64_t(sms) * 64 + 5, 128}}) {
+    const auto [N, K] = nk;
+    tiles_seen.insert(nf4::mma_plan(N, sms).tiles);
+    const auto w32 = at::randn({N, K}, gpu) * 0.05;
+    const auto b32 = at::randn({N}, gpu) * 0.1;
+    std::vector<std::pair<bool, bool>> kinds{{false, false}};  // (nf4, double quantisation)
+    if (K % 64 == 0) kinds.insert(kinds.end(), {{true, true}, {true, false}});
+    for (const auto [nf, dq] : kinds) {
+      const auto q = nf ? nf4::quantize(w32, dq) : nf4::NF4Tensor{};
+      for (auto dt : {at::kBFloat16, at::kHalf})
+        for (int64_t rows : {2, 5, 8, 9, 16}) {
+          const auto x = at::randn({rows, K}, gpu.dtype(dt));
+          const auto w = nf ? nf4::dequantize(q, dt) : w32.to(dt);
+          for (bool with_bias : {false, true}) {
+            const auto b = with_bias ? b32.to(dt) : at::Tensor();
+            ASSERT_TRUE(nf4::gemv_applies(x, nf ? &q : nullptr, w, b));
+            const auto want = at::linear(x, w, b).to(at::kFloat);
+            const auto got = nf4::gemv_cuda(x, nf ? &q : nullptr, w, b).to(at::kFloat);
+            ASSERT_EQ(got.sizes(), want.sizes());
+            // The same weights in x's dtype, fp32 sums in another order, one rounding.
+            const double tol = (dt == at::kBFloat16 ? 2e-2 : 3e-3) * want.abs().max().item<double>();
+            EXPECT_LE((got - want).abs().max().item<double>(), tol)
+                << N << "x" << K << " nf4 " << nf << " dq " << dq << " " << c10::toString(dt) << " rows " << rows
+                << " bias " << with_bias;
+          }
+        }
+    }
+  }
+  EXPECT_EQ(tiles_seen, (std::set<int>{1, 2, 4}));
+  const auto w = at::randn({16, 128}, gpu.dtype(at::kBFloat16));
+  const auto q = nf4::quantize(w, true);
+  const auto x17 = at::randn({nf4::kMmaMaxRows + 1, 128}, gpu.dtype(at::kBFloat16));
+  EXPECT_FALSE(nf4::gemv_applies(x17, nullptr, w, {}));
+  EXPECT_FALSE(nf4::gemv_applies(x17, &q, w, {}));
+#endif
+}
+
+TEST(Nf4, MmaPlanKeepsTwoBlocksPerMultiprocessor) {
+  auto plan = [](int64_t n) {
+    const auto p = nf4::mma_plan(n, 132);
+    return std::to_string(p.tiles) + "x" + std::to_string(p.warps);
+  };
+  EXPECT_EQ(plan(37888), "4x8");  // 7B gate and up: 1,184 blocks of 32 features
+  EXPECT_EQ(plan(4608), "2x8");   // 7B q, k, v: 288 blocks of 16
+  EXPECT_EQ(plan(3584), "1x8");   // 7B o and down: 448 blocks of 8
+  EXPECT_EQ(plan(1), "1x8");
+  EXPECT_THROW(nf4::mma_plan(0, 132), Error);
+}
+
 // Several weights of one input in one launch (decoding's q, k, v): each output equals that
 // weight's own launch under the same plan bit for bit (the features are the same sums), NF4
-// and dense, with and without biases, 1 and 4 rows; refused: mixed NF4 and dense, more than
-// kGemvMaxParts, and a part whose features are not a multiple of four where a warp takes four.
+// and dense, with and without biases, 1 and 4 rows (4: on tensor cores), a last part whose
+// features are not a multiple of 8; refused: mixed NF4 and dense, more than kGemvMaxParts, and
+// a part before the last whose features are not a multiple of four where a warp takes four.
 TEST(Nf4, GroupedFewRowProductsEqualOneLaunchPerWeight) {
 #ifndef R1DIST_WITH_CUDA
   GTEST_SKIP() << "no CUDA in this build";
@@ -279,10 +358,11 @@ TEST(Nf4, GroupedFewRowProductsEqualOneLaunchPerWeight) {
   EXPECT_FALSE(nf4::gemv_parts_apply(x, {{&quant[0], {}, {}}, {nullptr, dense[1], {}}})) << "NF4 beside dense";
   std::vector<nf4::GemvPart> many(nf4::kGemvMaxParts + 1, nf4::GemvPart{&quant[0], {}, {}});
   EXPECT_FALSE(nf4::gemv_parts_apply(x, many));
-  // 16,384 + 6 features: four per warp (on a GPU of up to 256 multiprocessors), and a part of 6 would put one warp's four in two parts.
+  // 6 + 16,384 features: four per warp (on a GPU of up to 256 multiprocessors), and a first
+  // part of 6 would put one warp's four in two parts (a last part of any size ends the features).
   const auto wide = nf4::quantize(at::randn({16384, K}, gpu), true), six = nf4::quantize(at::randn({6, K}, gpu), true);
-  ASSERT_EQ(nf4::gemv_plan_for(x, {{&wide, {}, {}}, {&six, {}, {}}}).rows_per_warp, 4);
-  EXPECT_FALSE(nf4::gemv_parts_apply(x, {{&wide, {}, {}}, {&six, {}, {}}}));
+  ASSERT_EQ(nf4::gemv_plan_for(x, {{&six, {}, {}}, {&wide, {}, {}}}).rows_per_warp, 4);
+  EXPECT_FALSE(nf4::gemv_parts_apply(x, {{&six, {}, {}}, {&wide, {}, {}}}));
 #endif
 }
 

@@ -50,21 +50,31 @@ at::Tensor dequantize(const NF4Tensor& q, at::ScalarType dtype);
 at::Tensor dequantize_reference(const NF4Tensor& q, at::ScalarType dtype);
 
 // Few-row products for decoding (src/quant/gemv_cuda.cu): y = x W^T (+ bias) for x (..., K)
-// with at most kGemvMaxRows rows in bf16 or fp16 on CUDA, W either NF4 (q) or dense in x's
-// dtype (w, when q is null), without a dequantised copy of W. gemv_applies says whether the
-// operands are ones the kernel takes (device, dtype, rows, K a multiple of 64 for NF4 and of
-// 8 for dense, 16-byte aligned); gemv_enabled is false without CUDA or with R1DIST_GEMV=0
-// in the environment (benchmarks compare both paths).
-// Four rows at most: at 16 (batch 16) the kernel's per-row loads of x made a 7B decode step
-// 7x slower than dequantize + GEMM (docs/PERFORMANCE.md), where tensor cores do that work.
+// of at most kMmaMaxRows rows in bf16 or fp16 on CUDA, W either NF4 (q) or dense in x's dtype
+// (w, when q is null), each weight read once, without a dequantised copy. One row goes to
+// CUDA-core kernels; from two rows on, tensor cores (mma.sync m16n8k16, the rows of x padded to
+// 16; NF4 dequantised in registers to x's dtype, the values dequantize gives), unless
+// mma_enabled is false (R1DIST_GEMV_MMA=0 in the environment, for benchmarks; a GPU before
+// compute capability 8): then NF4 up to kGemvMaxRows rows on the CUDA-core kernel, and dense
+// from two rows on cuBLAS. gemv_applies says whether the operands are ones the kernels take
+// (device, dtype, rows, K a multiple of 64 for NF4 and of 8 for dense, 16-byte aligned);
+// gemv_enabled is false without CUDA or with R1DIST_GEMV=0 (benchmarks compare both paths).
+constexpr int64_t kMmaMaxRows = 16;
+// The CUDA-core kernel's rows for NF4: at 16 (batch 16) its per-row loads of x made a 7B decode
+// step 7x slower than dequantize + GEMM (docs/PERFORMANCE.md).
 constexpr int64_t kGemvMaxRows = 4;
-// Decoding uses the kernel for dense W only at one row: from two rows on cuBLAS's GEMM is
-// faster (7B bf16 at batch 4: 678 against 430 tokens/s, docs/PERFORMANCE.md), while for NF4
-// the kernel wins up to kGemvMaxRows because the alternative dequantises W first.
-constexpr int64_t kGemvMaxDenseRows = 1;
 bool gemv_enabled();
+bool mma_enabled();
+// How the tensor-core kernels spread an N x K weight: 8 x tiles features per block, `warps`
+// warps of the block splitting K (their sums added in shared memory in a fixed order).
+// mma_plan picks for N features on a GPU of `multiprocessors`.
+struct MmaPlan {
+  int tiles = 0;
+  int warps = 0;
+};
+MmaPlan mma_plan(int64_t N, int multiprocessors);
 
-// How the kernel spreads an N x K weight: each warp takes rows_per_warp output features (1 or
+// How the CUDA-core kernel spreads an N x K weight: each warp takes rows_per_warp output features (1 or
 // 4: four share every load of x) over one of `splits` slices of K (1, 2, 4 or 8 warps of a
 // block add their sums in shared memory). gemv_plan picks, for `rows` rows of x on a GPU of
 // `multiprocessors`: four features per warp where that still makes the warps wanted (16 per
