@@ -180,7 +180,7 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x_in, const at:
 }
 
 bool decode_attention_enabled() {
-  static const bool on = env_is("R1DIST_DECODE_ATTENTION", "1");
+  static const bool on = !env_is("R1DIST_DECODE_ATTENTION", "0");
   return on;
 }
 

@@ -71,7 +71,7 @@ TEST(Generate, LeftPaddedRowsSeeOnlyTheirOwnTokens) {
 // column, spans rounded up to a bucket) give the logits of a full forward over the whole
 // sequence, for left-padded rows, also when the decoding crosses a span bucket. On the GPU
 // (fp32) the steps run the fused kernels (residual add + norm; the decoding attention kernel
-// too under R1DIST_DECODE_ATTENTION=1) and the full forward does not.
+// unless R1DIST_DECODE_ATTENTION=0) and the full forward does not.
 void expect_decoder_steps_equal_the_full_forward(const at::Device& dev) {
   auto model = Qwen2Model::load(test::fixture("qwen2_b"), at::kFloat, dev);  // 6 heads, 2 kv
   at::NoGradGuard no_grad;

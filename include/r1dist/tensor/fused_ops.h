@@ -51,11 +51,9 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Te
 // Elsewhere and for other shapes, scaled dot-product attention under the mask.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
                             double scale);
-// Whether decoding (Qwen2Model::decode_step) uses decode_attention: only with
-// R1DIST_DECODE_ATTENTION=1 in the environment until the kernel is measured faster than the
-// scaled dot-product attention decoding uses otherwise (docs/PERFORMANCE.md: its first version
-// took 44 us a call on an H200, cuDNN's 10 us; the version here, its keys and values staged in
-// shared memory, is not measured yet).
+// Whether decoding (Qwen2Model::decode_step) uses decode_attention: yes unless
+// R1DIST_DECODE_ATTENTION=0 in the environment (scaled dot-product attention under the mask
+// then, for benchmarks; docs/PERFORMANCE.md compares the two).
 bool decode_attention_enabled();
 
 // Rotary embedding, HF's rotate_half convention: x * cos + rotate_half(x) * sin, for x
