@@ -19,6 +19,7 @@
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/log.h"
 #include "r1dist/log/time_split.h"
+#include "r1dist/tensor/device.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
@@ -94,6 +95,8 @@ int cmd_eval(int argc, char** argv) {
   RunLock lock;
   if (out == cfg.output.dir + "/metrics.h5" && std::filesystem::is_directory(cfg.output.dir))
     lock = RunLock::acquire(cfg.output.dir, "r1dist eval --cfg");
+  // The GPU starts while the tokenizer, the data and the prompts are read.
+  DeviceStart device_start(device_from_flags(a, cfg));
   const auto tok = Tokenizer::load(cfg.model.path);
   Dataset data;
   try {
@@ -117,6 +120,7 @@ int cmd_eval(int argc, char** argv) {
                           "the longest row (" + std::to_string(longest) +
                               " tokens; data.max_seq_len = " + std::to_string(cfg.data.max_seq_len) + ")",
                           "lower data.max_seq_len (a --cfg setting) to the model's max_position_embeddings");
+  device_start.wait();
   auto lm = load_model_from_flags(a, cfg);
   in.drift = !lm.adapter.empty();
   TimeSplit split({"load", "held_out", "multiple_choice", "generations", "write"});

@@ -20,6 +20,7 @@
 #include "r1dist/formats/qwen2_config.h"
 #include "r1dist/log/log.h"
 #include "r1dist/log/meter.h"
+#include "r1dist/tensor/device.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace r1dist {
@@ -88,6 +89,8 @@ int cmd_generate(int argc, char** argv) {
   }
   if (prompts.empty()) throw UsageError("generate: give --prompt TEXT or --prompts FILE");
   Config cfg = config_from_flags(a, QuantMode::none);
+  // The GPU starts while the tokenizer, the data and the prompts are read.
+  DeviceStart device_start(device_from_flags(a, cfg));
   const auto tok = Tokenizer::load(cfg.model.path);
   const auto tmpl = PromptTemplate::for_format(cfg.data.template_text, cfg.data.format);
 
@@ -119,6 +122,7 @@ int cmd_generate(int argc, char** argv) {
                           "the longest prompt (" + std::to_string(longest) + " tokens) with --max-new-tokens " +
                               std::to_string(opt.max_new_tokens),
                           "lower --max-new-tokens");
+  device_start.wait();
   auto lm = load_model_from_flags(a, cfg);
   const bool json = a.has("json");
   const bool stream = !json && prompts.size() == 1 && isatty(STDOUT_FILENO);

@@ -77,9 +77,12 @@ void match_adapter_base(const Args& a, Config& cfg, const std::string& adapter) 
 
 }  // namespace
 
+at::Device device_from_flags(const Args& a, const Config& cfg) {
+  return a.has("device") ? parse_device(a.str("device"), dist_group().local_rank) : resolve_device(cfg.model.device);
+}
+
 LoadedModel load_model_from_flags(const Args& a, Config& cfg, bool follow_adapter) {
-  const auto device =
-      a.has("device") ? parse_device(a.str("device"), dist_group().local_rank) : resolve_device(cfg.model.device);
+  const auto device = device_from_flags(a, cfg);
   select_device(device);
   std::string adapter;
   if (a.has("adapter")) {

@@ -30,6 +30,9 @@ struct LoadedModel {
   std::string adapter_desc;
 };
 
+// The device the model goes to: --device, else model.device.
+at::Device device_from_flags(const Args& a, const Config& cfg);
+
 // Loads the base model of `cfg` and attaches the adapter the flags name. An adapter that
 // records its base's quantisation and dtype (an r1dist export): without --cfg, an unset
 // --quant or --dtype takes the recorded value (logged, and written into `cfg`); a base loaded

@@ -47,6 +47,24 @@ int ranks_sharing_device(const std::string& choice, int local_rank, int local_wo
 
 at::Device resolve_device(DeviceChoice d, int local_rank) { return parse_device(to_string(d), local_rank); }
 
+DeviceStart::DeviceStart(const at::Device& d) {
+#if defined(R1DIST_WITH_CUDA)
+  if (!d.is_cuda()) return;
+  thread_ = std::thread([d] {
+    try {
+      select_device(d);
+      const auto x = at::ones({64, 64}, at::TensorOptions().dtype(at::kBFloat16).device(d));
+      const auto y = at::matmul(x, x);
+      const auto host = at::empty({int64_t(1) << 20}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      c10::cuda::device_synchronize();
+    } catch (...) {
+    }
+  });
+#else
+  (void)d;
+#endif
+}
+
 void select_device(const at::Device& d) {
 #if defined(R1DIST_WITH_CUDA)
   if (d.is_cuda()) c10::cuda::set_device(d.index());

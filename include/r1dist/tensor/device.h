@@ -3,7 +3,9 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <exception>
 #include <string>
+#include <thread>
 
 #include "r1dist/config/config.h"
 
@@ -28,5 +30,24 @@ double device_memory_bytes(const at::Device& d);
 void reset_peak_memory(const at::Device& d);
 // Peak bytes allocated on `d` since the process started (or the last reset), in GB (0 on the CPU).
 double peak_memory_gb(const at::Device& d);
+
+// Starts a GPU's runtime on a thread of its own: the context, the device and page-locked host
+// memory pools and the BLAS handle, which take a second or two that a command would otherwise
+// spend after reading its tokenizer and data. wait() (or the destructor) joins; an error there
+// is left for the same call on the command's own path to raise with its context. Nothing on
+// the CPU.
+class DeviceStart {
+ public:
+  explicit DeviceStart(const at::Device& d);
+  ~DeviceStart() { wait(); }
+  DeviceStart(const DeviceStart&) = delete;
+  DeviceStart& operator=(const DeviceStart&) = delete;
+  void wait() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+};
 
 }  // namespace r1dist
