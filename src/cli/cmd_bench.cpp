@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <random>
@@ -111,8 +112,9 @@ int bench_nf4(const Args& a) {
 #ifdef R1DIST_WITH_CUDA
   // 3. The few-row product of decoding (nf4::gemv_cuda) on each projection of one layer, NF4
   // and bf16, at 1, 4 and 16 rows of x, against the path it replaces (NF4: dequantise + cuBLAS;
-  // bf16: cuBLAS), in weight bytes read per second; on the CUDA-core kernel its plan against
-  // every other plan (on tensor cores, from two rows, the plan is mma_plan's: "tensor cores").
+  // bf16: cuBLAS), in weight bytes read per second; the plan decoding uses against every other
+  // plan of the same kernel (tensor cores from two rows: "TILESxWARPSxCHUNKS", NF4 "TILESxWARPS";
+  // the CUDA-core kernel: "FEATURESxSPLITS").
   if (dev.is_cuda() && nf4::gemv_enabled()) {
     for (size_t i = 0; i < big.size(); ++i) {
       const auto& q = *big[i];
@@ -124,28 +126,41 @@ int bench_nf4(const Args& a) {
           const auto x = at::randn({rows, K}, at::TensorOptions().device(dev).dtype(at::kBFloat16));
           const nf4::NF4Tensor* qp = is_nf4 ? &q : nullptr;
           if (!nf4::gemv_applies(x, qp, dense, {})) continue;  // decoding uses cuBLAS there
-          auto time_plan = [&](nf4::GemvPlan p) {
-            return time_median(dev, 3, reps, [&] { nf4::gemv_cuda(x, qp, dense, {}, p); });
-          };
-          const auto plan = nf4::gemv_plan_for(x, qp, dense);
+          // Every plan of the kernel these rows go to once (on tensor cores kMmaPlans, on the
+          // CUDA-core kernel 1 or 4 features x 1-8 splits); the picked one is among them.
           const bool mma = rows >= 2 && nf4::mma_enabled();
-          std::string plan_name = mma ? "tensor cores" : std::to_string(plan.rows_per_warp) + "x" +
-                                                         std::to_string(plan.splits);
-          std::string best = plan_name, every;
-          double t_best = 1e30, t_plan = 0;
-          if (mma) t_plan = t_best = time_plan({});
-          // On the CUDA-core kernel every plan once; the picked one is among them.
-          for (const int r : {1, 4})
-            for (const int sp : {1, 2, 4, 8}) {
-              if (mma) continue;
-              const double t = time_plan({r, sp});
-              if (r == plan.rows_per_warp && sp == plan.splits) t_plan = t;
-              const auto name = std::to_string(r) + "x" + std::to_string(sp);
-              char us[64];
-              std::snprintf(us, sizeof us, "%s\"%s\": %.2f", every.empty() ? "" : ", ", name.c_str(), t * 1e6);
-              every += us;
-              if (t < t_best) t_best = t, best = name;
+          std::string plan_name;
+          std::vector<std::pair<std::string, std::function<void()>>> plans;
+          if (mma) {
+            // NF4 ignores chunks: its plans are named TILESxWARPS, each once.
+            auto name_of = [&](const nf4::MmaPlan& mp) {
+              const auto n = nf4::to_string(mp);
+              return is_nf4 ? n.substr(0, n.rfind('x')) : n;
+            };
+            plan_name = name_of(nf4::mma_plan_for(x, {nf4::GemvPart{qp, dense, {}}}));
+            for (const auto& mp : nf4::kMmaPlans) {
+              const auto name = name_of(mp);
+              if (std::none_of(plans.begin(), plans.end(), [&](const auto& p) { return p.first == name; }))
+                plans.emplace_back(name, [&, mp] { nf4::gemv_cuda(x, qp, dense, {}, {}, mp); });
             }
+          } else {
+            const auto plan = nf4::gemv_plan_for(x, qp, dense);
+            plan_name = std::to_string(plan.rows_per_warp) + "x" + std::to_string(plan.splits);
+            for (const int r : {1, 4})
+              for (const int sp : {1, 2, 4, 8})
+                plans.emplace_back(std::to_string(r) + "x" + std::to_string(sp),
+                                   [&, r, sp] { nf4::gemv_cuda(x, qp, dense, {}, {r, sp}); });
+          }
+          std::string best, every;
+          double t_best = 1e30, t_plan = 0;
+          for (const auto& [name, run] : plans) {
+            const double t = time_median(dev, 3, reps, run);
+            if (name == plan_name) t_plan = t;
+            char us[64];
+            std::snprintf(us, sizeof us, "%s\"%s\": %.2f", every.empty() ? "" : ", ", name.c_str(), t * 1e6);
+            every += us;
+            if (t < t_best) t_best = t, best = name;
+          }
           const double t_base = time_median(dev, 3, reps, [&] {
             at::linear(x, is_nf4 ? nf4::dequantize(q, at::kBFloat16) : dense);
           });

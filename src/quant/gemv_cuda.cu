@@ -21,6 +21,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <iterator>
 #include <type_traits>
 
 #include "r1dist/base/error.h"
@@ -256,8 +258,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_dense_kernel(const T* __rest
 // ---- dense W, 2 to kMmaMaxRows rows of x: tensor cores
 // mma.sync m16n8k16 (fp32 sums): the rows of x are the 16-row A operand (rows past `rows`
 // zero), eight features of W the B operand. A block takes 8 * TILES features of one part and
-// its WARPS warps split K by 32-column chunks (chunk c to warp c % WARPS), their sums added in
-// shared memory in warp order (deterministic). Within a chunk, lane l reads 8 consecutive
+// its WARPS warps split K by 32-column chunks (chunk c to warp c % WARPS; each warp loads CHUNKS
+// of its chunks before their products), their sums added in shared memory in warp order
+// (deterministic). Within a chunk, lane l reads 8 consecutive
 // columns (16 bytes) of feature row l / 4 and the same 8 columns of x's rows l / 4 and
 // l / 4 + 8, starting at column (l % 4) * 8; the chunk's two k-steps of 16 take those
 // columns in a permuted order, the same for x and W, so each product is summed once.
@@ -311,48 +314,67 @@ __device__ __forceinline__ void mma_finish(float (&acc)[TILES][4], int rows, int
   }
 }
 
-template <typename T, int TILES, int WARPS>
+// What every tensor-core block starts from: the lane's place in the mma operands (g = lane / 4,
+// c = lane % 4), the block's part and its first feature there, the lane's two rows of x (a row
+// past `rows` reads as zero: lo, hi), the sums at zero.
+template <typename T, int TILES>
+struct MmaBlock {
+  int lane, warp, g, c, part;
+  int64_t N, n0;
+  bool lo, hi;
+  const T* __restrict__ xlo;
+  const T* __restrict__ xhi;
+  float acc[TILES][4];
+  __device__ __forceinline__ MmaBlock(const T* __restrict__ x, int rows, int64_t K, const Parts<T>& parts) {
+    lane = threadIdx.x & 31;
+    warp = threadIdx.x >> 5;
+    g = lane >> 2;
+    c = lane & 3;
+    const int64_t first = int64_t(blockIdx.x) * 8 * TILES;
+    part = part_of(parts, first);
+    N = parts.n[part];
+    n0 = first - parts.offset[part];
+    lo = g < rows;
+    hi = g + 8 < rows;
+    xlo = x + int64_t(lo ? g : 0) * K;
+    xhi = x + int64_t(hi ? g + 8 : 0) * K;
+#pragma unroll
+    for (int t = 0; t < TILES; ++t)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[t][i] = 0.0f;
+  }
+};
+
+template <typename T, int TILES, int WARPS, int CHUNKS>
 __global__ void __launch_bounds__(WARPS * 32) gemv_mma_kernel(const T* __restrict__ x, int rows, int64_t K,
                                                              const Parts<T> parts) {
-  constexpr int U = 2;  // chunks in flight per warp
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-  const int64_t first = int64_t(blockIdx.x) * 8 * TILES;
-  const int part = part_of(parts, first);
-  const T* __restrict__ W = parts.w[part];
-  const int64_t N = parts.n[part], n0 = first - parts.offset[part];
-  float acc[TILES][4];
-#pragma unroll
-  for (int t = 0; t < TILES; ++t)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[t][i] = 0.0f;
-  const bool lo = g < rows, hi = g + 8 < rows;
-  const T* __restrict__ xlo = x + int64_t(lo ? g : 0) * K;
-  const T* __restrict__ xhi = x + int64_t(hi ? g + 8 : 0) * K;
+  MmaBlock<T, TILES> b(x, rows, K, parts);
+  const T* __restrict__ W = parts.w[b.part];
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   const int64_t chunks = (K + 31) / 32;
-  for (int64_t ch = warp; ch < chunks; ch += WARPS * U) {
-    uint4 w[U][TILES], alo[U], ahi[U];
+  for (int64_t ch = b.warp; ch < chunks; ch += WARPS * CHUNKS) {
+    uint4 w[CHUNKS][TILES], alo[CHUNKS], ahi[CHUNKS];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t k = (ch + u * WARPS) * 32 + c * 8;
+    for (int u = 0; u < CHUNKS; ++u) {
+      const int64_t k = (ch + u * WARPS) * 32 + b.c * 8;
       const bool in = k < K;  // K % 8 == 0: the 8 columns are whole
 #pragma unroll
       for (int t = 0; t < TILES; ++t) {
-        const int64_t n = n0 + t * 8 + g;
-        w[u][t] = in && n < N ? load_streamed(W + n * K + k) : zero;
+        const int64_t n = b.n0 + t * 8 + b.g;
+        w[u][t] = in && n < b.N ? load_streamed(W + n * K + k) : zero;
       }
-      alo[u] = in && lo ? __ldg(reinterpret_cast<const uint4*>(xlo + k)) : zero;
-      ahi[u] = in && hi ? __ldg(reinterpret_cast<const uint4*>(xhi + k)) : zero;
+      alo[u] = in && b.lo ? __ldg(reinterpret_cast<const uint4*>(b.xlo + k)) : zero;
+      ahi[u] = in && b.hi ? __ldg(reinterpret_cast<const uint4*>(b.xhi + k)) : zero;
     }
 #pragma unroll
-    for (int u = 0; u < U; ++u)
+    for (int u = 0; u < CHUNKS; ++u)
 #pragma unroll
       for (int t = 0; t < TILES; ++t) {
-        mma_16816<T>(acc[t], alo[u].x, ahi[u].x, alo[u].y, ahi[u].y, w[u][t].x, w[u][t].y);
-        mma_16816<T>(acc[t], alo[u].z, ahi[u].z, alo[u].w, ahi[u].w, w[u][t].z, w[u][t].w);
+        mma_16816<T>(b.acc[t], alo[u].x, ahi[u].x, alo[u].y, ahi[u].y, w[u][t].x, w[u][t].y);
+        mma_16816<T>(b.acc[t], alo[u].z, ahi[u].z, alo[u].w, ahi[u].w, w[u][t].z, w[u][t].w);
       }
   }
-  mma_finish<T, TILES, WARPS>(acc, rows, n0, N, parts.bias[part], parts.y[part]);
+  mma_finish<T, TILES, WARPS>(b.acc, rows, b.n0, b.N, parts.bias[b.part], parts.y[b.part]);
 }
 
 // Two floats as the bf16x2 or half2 register of an mma operand (the first in the low half).
@@ -379,32 +401,21 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __res
   __shared__ float s_code[16];
   if (threadIdx.x < 16) s_code[threadIdx.x] = parts.q[0].code16[threadIdx.x];
   __syncthreads();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-  const int64_t first = int64_t(blockIdx.x) * 8 * TILES;
-  const int part = part_of(parts, first);
-  const Nf4Args q = parts.q[part];
-  const int64_t N = parts.n[part], n0 = first - parts.offset[part];
-  float acc[TILES][4];
-#pragma unroll
-  for (int t = 0; t < TILES; ++t)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[t][i] = 0.0f;
-  const bool lo = g < rows, hi = g + 8 < rows;
-  const T* __restrict__ xlo = x + int64_t(lo ? g : 0) * K;
-  const T* __restrict__ xhi = x + int64_t(hi ? g + 8 : 0) * K;
+  MmaBlock<T, TILES> b(x, rows, K, parts);
+  const Nf4Args q = parts.q[b.part];
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   const int64_t spans = (K + 127) / 128;
-  for (int64_t sp = warp; sp < spans; sp += WARPS) {
-    const int64_t k = sp * 128 + c * 32;
+  for (int64_t sp = b.warp; sp < spans; sp += WARPS) {
+    const int64_t k = sp * 128 + b.c * 32;
     const bool in = k < K;  // K % 64 == 0: the 32 codes are whole
     uint4 codes[TILES];
     float am[TILES];
 #pragma unroll
     for (int t = 0; t < TILES; ++t) {
-      const int64_t n = n0 + t * 8 + g;
+      const int64_t n = b.n0 + t * 8 + b.g;
       codes[t] = zero;
       am[t] = 0.0f;
-      if (in && n < N) {
+      if (in && n < b.N) {
         codes[t] = load_streamed(q.packed + n * (K / 2) + k / 2);
         const int64_t blk = (n * K + k) / 64;
         am[t] = q.absmax_f ? q.absmax_f[blk]
@@ -414,8 +425,8 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __res
     uint4 xl[4], xh[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      xl[i] = in && lo ? __ldg(reinterpret_cast<const uint4*>(xlo + k + 8 * i)) : zero;
-      xh[i] = in && hi ? __ldg(reinterpret_cast<const uint4*>(xhi + k + 8 * i)) : zero;
+      xl[i] = in && b.lo ? __ldg(reinterpret_cast<const uint4*>(b.xlo + k + 8 * i)) : zero;
+      xh[i] = in && b.hi ? __ldg(reinterpret_cast<const uint4*>(b.xhi + k + 8 * i)) : zero;
     }
     const uint32_t* xlw = reinterpret_cast<const uint32_t*>(xl);
     const uint32_t* xhw = reinterpret_cast<const uint32_t*>(xh);
@@ -426,20 +437,20 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __res
       for (int wd = 0; wd < 4; ++wd) {  // a word: 4 bytes, 8 codes, two k-steps
         // Each byte's two codes as byte offsets into s_code (code * 4); the high nibble first.
         const uint32_t hi4 = (cw[wd] >> 2) & 0x3C3C3C3Cu, lo4 = (cw[wd] << 2) & 0x3C3C3C3Cu;
-        uint32_t b[4];
+        uint32_t bw[4];
 #pragma unroll
         for (int by = 0; by < 4; ++by)
-          b[by] = pack2<T>(table_at(s_code, __byte_perm(hi4, 0, 0x4440 + by)) * am[t],
+          bw[by] = pack2<T>(table_at(s_code, __byte_perm(hi4, 0, 0x4440 + by)) * am[t],
                            table_at(s_code, __byte_perm(lo4, 0, 0x4440 + by)) * am[t]);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int j = 2 * wd + h;  // k-step: columns 4j .. 4j + 3 of the lane's 32
-          mma_16816<T>(acc[t], xlw[2 * j], xhw[2 * j], xlw[2 * j + 1], xhw[2 * j + 1], b[2 * h], b[2 * h + 1]);
+          mma_16816<T>(b.acc[t], xlw[2 * j], xhw[2 * j], xlw[2 * j + 1], xhw[2 * j + 1], bw[2 * h], bw[2 * h + 1]);
         }
       }
     }
   }
-  mma_finish<T, TILES, WARPS>(acc, rows, n0, N, parts.bias[part], parts.y[part]);
+  mma_finish<T, TILES, WARPS>(b.acc, rows, b.n0, b.N, parts.bias[b.part], parts.y[b.part]);
 }
 
 // The products of 2 rows of x or more go to tensor cores (mma_enabled, a GPU of compute
@@ -466,9 +477,24 @@ Nf4Args nf4_args(const NF4Tensor& q) {
   return a;
 }
 
+// The tensor-core kernel of plan `mp` (one of kMmaPlans, each compiled here).
+template <typename T, size_t I = 0>
+void launch_mma(const MmaPlan& mp, bool q, const T* x, int rows, int64_t K, const Parts<T>& parts, int64_t total,
+                cudaStream_t stream) {
+  if constexpr (I == sizeof(kMmaPlans) / sizeof(kMmaPlans[0])) {
+    throw Error("few-row linear: no tensor-core kernel for plan " + to_string(mp));
+  } else {
+    constexpr MmaPlan p = kMmaPlans[I];
+    if (!(mp == p)) return launch_mma<T, I + 1>(mp, q, x, rows, K, parts, total, stream);
+    const dim3 grid(unsigned((total + 8 * p.tiles - 1) / (8 * p.tiles)));
+    if (q) gemv_mma_nf4_kernel<T, p.tiles, p.warps><<<grid, p.warps * 32, 0, stream>>>(x, rows, K, parts);
+    else gemv_mma_kernel<T, p.tiles, p.warps, p.chunks><<<grid, p.warps * 32, 0, stream>>>(x, rows, K, parts);
+  }
+}
+
 template <typename T>
 void launch(const at::Tensor& x, const std::vector<GemvPart>& ops, std::vector<at::Tensor>& ys, int64_t K,
-            GemvPlan plan) {
+            GemvPlan plan, MmaPlan mma) {
   const int rows = int(x.size(0));
   const auto* xp = reinterpret_cast<const T*>(x.data_ptr());
   auto stream = at::cuda::getCurrentCUDAStream();
@@ -487,19 +513,7 @@ void launch(const at::Tensor& x, const std::vector<GemvPart>& ops, std::vector<a
   }
   const bool q = ops[0].q != nullptr;
   if (on_tensor_cores(rows)) {
-    const MmaPlan mp = mma_plan(total, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
-    const dim3 grid(unsigned((total + 8 * mp.tiles - 1) / (8 * mp.tiles)));
-#define R1DIST_MMA(TT, WW)                                                                                 \
-  if (mp.tiles == TT && mp.warps == WW) {                                                                  \
-    if (q) gemv_mma_nf4_kernel<T, TT, WW><<<grid, WW * 32, 0, stream>>>(xp, rows, K, parts);               \
-    else gemv_mma_kernel<T, TT, WW><<<grid, WW * 32, 0, stream>>>(xp, rows, K, parts);                     \
-  }
-    R1DIST_MMA(1, 8)
-    else R1DIST_MMA(2, 8)
-    else R1DIST_MMA(4, 8)
-    else throw Error("few-row linear: no kernel for " + std::to_string(mp.tiles) + " tiles and " +
-                     std::to_string(mp.warps) + " warps");
-#undef R1DIST_MMA
+    launch_mma<T>(mma, q, xp, rows, K, parts, total, stream);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) throw Error(std::string("few-row linear kernel launch failed: ") + cudaGetErrorString(err));
     return;
@@ -562,49 +576,66 @@ GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor
   return gemv_plan_for(x, {GemvPart{q, w, at::Tensor()}});
 }
 
-bool gemv_parts_apply(const at::Tensor& x, const std::vector<GemvPart>& ops) {
-  if (ops.empty() || int64_t(ops.size()) > kGemvMaxParts) return false;
-  for (const auto& op : ops)
-    if ((op.q != nullptr) != (ops[0].q != nullptr) || !gemv_applies(x, op.q, op.w, op.bias)) return false;
-  if (ops.size() == 1) return true;
-  // A warp's (a block's, on tensor cores) features in one part: every part but the last a
-  // multiple of the unit (the last one's features past its N are computed and not stored).
-  const int64_t K = x.size(-1), rows = K > 0 ? x.numel() / K : 0;
-  int64_t unit = gemv_plan_for(x, ops).rows_per_warp;
-  if (on_tensor_cores(rows)) {
-    int64_t total = 0;
-    for (const auto& op : ops) total += features_of(op);
-    const c10::cuda::CUDAGuard guard(x.device());
-    unit = 8 * mma_plan(total, at::cuda::getCurrentDeviceProperties()->multiProcessorCount).tiles;
-  }
+MmaPlan mma_plan_for(const at::Tensor& x, const std::vector<GemvPart>& ops) {
+  const MmaPlan env = mma_plan_from_env();
+  if (env.tiles > 0) return env;
+  const c10::cuda::CUDAGuard guard(x.device());
+  int64_t total = 0;
+  for (const auto& op : ops) total += features_of(op);
+  return mma_plan(total, x.size(-1), at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+}
+
+namespace {
+
+// A warp's (a block's, on tensor cores) features in one part: every part but the last a
+// multiple of `unit` features (the last one's features past its N are computed and not stored).
+bool parts_fit(const std::vector<GemvPart>& ops, int64_t unit) {
   for (size_t i = 0; i + 1 < ops.size(); ++i)
     if (features_of(ops[i]) % unit != 0) return false;
   return true;
 }
 
-std::vector<at::Tensor> gemv_cuda_parts(const at::Tensor& x, const std::vector<GemvPart>& ops, GemvPlan plan) {
+}  // namespace
+
+bool gemv_parts_apply(const at::Tensor& x, const std::vector<GemvPart>& ops) {
+  if (ops.empty() || int64_t(ops.size()) > kGemvMaxParts) return false;
+  for (const auto& op : ops)
+    if ((op.q != nullptr) != (ops[0].q != nullptr) || !gemv_applies(x, op.q, op.w, op.bias)) return false;
+  const int64_t K = x.size(-1), rows = K > 0 ? x.numel() / K : 0;
+  return parts_fit(ops, on_tensor_cores(rows) ? 8 * mma_plan_for(x, ops).tiles : gemv_plan_for(x, ops).rows_per_warp);
+}
+
+std::vector<at::Tensor> gemv_cuda_parts(const at::Tensor& x, const std::vector<GemvPart>& ops, GemvPlan plan,
+                                        MmaPlan mma) {
   check(gemv_parts_apply(x, ops), "nf4::gemv_cuda: operands outside what the kernel takes (gemv_parts_apply)");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t K = x.size(-1);
   if (plan.rows_per_warp == 0) plan = gemv_plan_for(x, ops);
+  if (mma.tiles == 0) mma = mma_plan_for(x, ops);
   check((plan.rows_per_warp == 1 || plan.rows_per_warp == 4) &&
             (plan.splits == 1 || plan.splits == 2 || plan.splits == 4 || plan.splits == 8),
         "nf4::gemv_cuda: a plan of " + std::to_string(plan.rows_per_warp) + " rows per warp and " +
             std::to_string(plan.splits) + " splits (1 or 4 rows; 1, 2, 4 or 8 splits)");
+  check(std::find(std::begin(kMmaPlans), std::end(kMmaPlans), mma) != std::end(kMmaPlans),
+        "nf4::gemv_cuda: tensor-core plan " + to_string(mma) + " is not one of kMmaPlans");
+  const int64_t rows = K > 0 ? x.numel() / K : 0;
+  check(parts_fit(ops, on_tensor_cores(rows) ? 8 * mma.tiles : plan.rows_per_warp),
+        "nf4::gemv_cuda: a part before the last is not a multiple of the plan's features per " +
+            std::string(on_tensor_cores(rows) ? "block" : "warp"));
   std::vector<at::Tensor> ys;
   for (const auto& op : ops) {
     auto out_shape = x.sizes().vec();
     out_shape.back() = features_of(op);
     ys.push_back(at::empty(out_shape, x.options()));
   }
-  if (x.scalar_type() == at::kBFloat16) launch<__nv_bfloat16>(x.view({-1, K}), ops, ys, K, plan);
-  else launch<__half>(x.view({-1, K}), ops, ys, K, plan);
+  if (x.scalar_type() == at::kBFloat16) launch<__nv_bfloat16>(x.view({-1, K}), ops, ys, K, plan, mma);
+  else launch<__half>(x.view({-1, K}), ops, ys, K, plan, mma);
   return ys;
 }
 
 at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
-                     GemvPlan plan) {
-  return gemv_cuda_parts(x, {GemvPart{q, w, bias}}, plan)[0];
+                     GemvPlan plan, MmaPlan mma) {
+  return gemv_cuda_parts(x, {GemvPart{q, w, bias}}, plan, mma)[0];
 }
 
 }  // namespace r1dist::nf4

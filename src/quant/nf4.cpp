@@ -1,6 +1,8 @@
 #include "r1dist/quant/nf4.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "r1dist/base/env.h"
@@ -214,12 +216,38 @@ bool gemv_grouped() {
   return on && gemv_enabled();
 }
 
-MmaPlan mma_plan(int64_t N, int multiprocessors) {
-  check(N > 0 && multiprocessors > 0, "nf4::mma_plan: no features or no multiprocessors");
-  // The most features per block that still give two blocks per multiprocessor.
-  for (const int tiles : {4, 2})
-    if ((N + 8 * tiles - 1) / (8 * tiles) >= 2 * int64_t(multiprocessors)) return {tiles, 8};
-  return {1, 8};
+MmaPlan mma_plan(int64_t N, int64_t K, int multiprocessors) {
+  check(N > 0 && K > 0 && multiprocessors > 0, "nf4::mma_plan: no features, no columns or no multiprocessors");
+  // Long rows (down_proj: K of 8,192 or more) are split among 16 warps with two chunks each in
+  // flight; shorter ones among 8 warps with four each. Two tiles (16 features) per block where
+  // that still gives four blocks per multiprocessor (on one tile, a block's loads of a row are
+  // 64 bytes wide per warp; two tiles hide more latency), else one.
+  const bool long_rows = K >= 8192;
+  const bool two = (N + 15) / 16 >= 4 * int64_t(multiprocessors);
+  if (long_rows) return {two ? 2 : 1, 16, 2};
+  return {two ? 2 : 1, 8, 4};
+}
+
+std::string to_string(const MmaPlan& p) {
+  return std::to_string(p.tiles) + "x" + std::to_string(p.warps) + "x" + std::to_string(p.chunks);
+}
+
+MmaPlan mma_plan_from_env() {
+  static const MmaPlan plan = [] {
+    const char* v = std::getenv("R1DIST_GEMV_MMA_PLAN");
+    if (!v || !*v) return MmaPlan{};
+    MmaPlan p;
+    char tail = 0;
+    std::string allowed;
+    for (const auto& k : kMmaPlans) {
+      allowed += (allowed.empty() ? "" : ", ") + std::to_string(k.tiles) + "," + std::to_string(k.warps) + "," +
+                 std::to_string(k.chunks);
+      if (std::sscanf(v, "%d,%d,%d%c", &p.tiles, &p.warps, &p.chunks, &tail) == 3 && p == k) return p;
+    }
+    throw Error(std::string("R1DIST_GEMV_MMA_PLAN=") + v + ": not a compiled plan TILES,WARPS,CHUNKS (" + allowed +
+                ")");
+  }();
+  return plan;
 }
 
 bool mma_enabled() {

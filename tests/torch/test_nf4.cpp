@@ -5,7 +5,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <set>
+#include <algorithm>
+#include <iterator>
 
 #ifdef R1DIST_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -246,8 +247,8 @@ TEST(Nf4, FewRowProductMatchesDequantizeAndLinear) {
 // padded to 16): dense against at::linear, NF4 (double-quantised or not) against dequantize +
 // at::linear, bf16 and fp16, with and without a bias, rows that fill one or both halves of the
 // 16-row operand, K with a partial 32-column chunk or a half 128-column NF4 span (and K = 8, a
-// quarter chunk), features not a multiple of 8, and N large enough for each tile count of
-// mma_plan on this GPU; more rows than kMmaMaxRows are refused.
+// quarter chunk), features not a multiple of 8, under every plan of kMmaPlans (tiles, warps,
+// chunks in flight); more rows than kMmaMaxRows are refused.
 TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
 #ifndef R1DIST_WITH_CUDA
   GTEST_SKIP() << "no CUDA in this build";
@@ -256,17 +257,10 @@ TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
   if (!nf4::mma_enabled()) GTEST_SKIP() << "R1DIST_GEMV_MMA=0 or R1DIST_GEMV=0";
   at::manual_seed(9);
   const auto gpu = at::TensorOptions().device(at::kCUDA);
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  std::set<int> tiles_seen;
-  for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{37, 8},
-                                                         {37, 64},
-                                                         {72, 264},
-                                                         {72, 192},
-                                                         {257, 3584},
-                                                         {int64_t(sms) * 32 + 3, 320},
-                                                         {int64_t(sms) * 64 + 5, 128}}) {
+  // K = 3,584: 112 chunks, so 16 warps with four chunks each in flight end on a partial round.
+  for (auto nk : std::vector<std::pair<int64_t, int64_t>>{
+           {37, 8}, {37, 64}, {72, 264}, {72, 192}, {257, 3584}, {67, 1000}, {200, 128}}) {
     const auto [N, K] = nk;
-    tiles_seen.insert(nf4::mma_plan(N, sms).tiles);
     const auto w32 = at::randn({N, K}, gpu) * 0.05;
     const auto b32 = at::randn({N}, gpu) * 0.1;
     std::vector<std::pair<bool, bool>> kinds{{false, false}};  // (nf4, double quantisation)
@@ -281,18 +275,19 @@ TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
             const auto b = with_bias ? b32.to(dt) : at::Tensor();
             ASSERT_TRUE(nf4::gemv_applies(x, nf ? &q : nullptr, w, b));
             const auto want = at::linear(x, w, b).to(at::kFloat);
-            const auto got = nf4::gemv_cuda(x, nf ? &q : nullptr, w, b).to(at::kFloat);
-            ASSERT_EQ(got.sizes(), want.sizes());
             // The same weights in x's dtype, fp32 sums in another order, one rounding.
             const double tol = (dt == at::kBFloat16 ? 2e-2 : 3e-3) * want.abs().max().item<double>();
-            EXPECT_LE((got - want).abs().max().item<double>(), tol)
-                << N << "x" << K << " nf4 " << nf << " dq " << dq << " " << c10::toString(dt) << " rows " << rows
-                << " bias " << with_bias;
+            for (const auto& mp : nf4::kMmaPlans) {
+              const auto got = nf4::gemv_cuda(x, nf ? &q : nullptr, w, b, {}, mp).to(at::kFloat);
+              ASSERT_EQ(got.sizes(), want.sizes());
+              EXPECT_LE((got - want).abs().max().item<double>(), tol)
+                  << N << "x" << K << " nf4 " << nf << " dq " << dq << " " << c10::toString(dt) << " rows " << rows
+                  << " bias " << with_bias << " plan " << nf4::to_string(mp);
+            }
           }
         }
     }
   }
-  EXPECT_EQ(tiles_seen, (std::set<int>{1, 2, 4}));
   const auto w = at::randn({16, 128}, gpu.dtype(at::kBFloat16));
   const auto q = nf4::quantize(w, true);
   const auto x17 = at::randn({nf4::kMmaMaxRows + 1, 128}, gpu.dtype(at::kBFloat16));
@@ -301,16 +296,24 @@ TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
 #endif
 }
 
-TEST(Nf4, MmaPlanKeepsTwoBlocksPerMultiprocessor) {
-  auto plan = [](int64_t n) {
-    const auto p = nf4::mma_plan(n, 132);
-    return std::to_string(p.tiles) + "x" + std::to_string(p.warps);
-  };
-  EXPECT_EQ(plan(37888), "4x8");  // 7B gate and up: 1,184 blocks of 32 features
-  EXPECT_EQ(plan(4608), "2x8");   // 7B q, k, v: 288 blocks of 16
-  EXPECT_EQ(plan(3584), "1x8");   // 7B o and down: 448 blocks of 8
-  EXPECT_EQ(plan(1), "1x8");
-  EXPECT_THROW(nf4::mma_plan(0, 132), Error);
+// mma_plan: long rows (K >= 8,192) on 16 warps with two chunks in flight, others on 8 with
+// four; two tiles where that keeps four blocks per multiprocessor; always a compiled plan.
+TEST(Nf4, MmaPlanPicksACompiledPlanPerShape) {
+  auto plan = [](int64_t n, int64_t k) { return nf4::to_string(nf4::mma_plan(n, k, 132)); };
+  EXPECT_EQ(plan(37888, 3584), "2x8x4");   // 7B gate and up: 2,368 blocks of 16 features
+  EXPECT_EQ(plan(4608, 3584), "1x8x4");    // 7B q, k, v: 288 blocks of 16 would be 2.2 per SM
+  EXPECT_EQ(plan(3584, 18944), "1x16x2");  // 7B down
+  EXPECT_EQ(plan(152064, 3584), "2x8x4");  // 7B lm_head
+  EXPECT_EQ(plan(1, 1), "1x8x4");
+  for (int64_t n : {1, 100, 4096, 40000, 300000})
+    for (int64_t k : {8, 4096, 8192, 30000})
+      for (int sms : {1, 80, 132, 256}) {
+        const auto p = nf4::mma_plan(n, k, sms);
+        EXPECT_NE(std::find(std::begin(nf4::kMmaPlans), std::end(nf4::kMmaPlans), p), std::end(nf4::kMmaPlans))
+            << n << " x " << k << " on " << sms << ": " << nf4::to_string(p);
+      }
+  EXPECT_THROW(nf4::mma_plan(0, 64, 132), Error);
+  EXPECT_THROW(nf4::mma_plan(64, 0, 132), Error);
 }
 
 // Several weights of one input in one launch (decoding's q, k, v): each output equals that
@@ -342,16 +345,19 @@ TEST(Nf4, GroupedFewRowProductsEqualOneLaunchPerWeight) {
       for (size_t i = 0; i < features.size(); ++i)
         parts.push_back({nf ? &quant[i] : nullptr, dense[i], i == 1 ? at::Tensor() : bias[i]});
       ASSERT_TRUE(nf4::gemv_parts_apply(x, parts));
-      std::vector<nf4::GemvPlan> plans{nf4::gemv_plan_for(x, parts)};
+      // The CUDA-core kernel's plans, and at four rows on tensor cores every compiled plan.
+      std::vector<std::pair<nf4::GemvPlan, nf4::MmaPlan>> plans{{nf4::gemv_plan_for(x, parts), {}}};
       for (int r : {1, 4})
-        for (int s : {1, 2, 4, 8}) plans.push_back({r, s});
-      for (const auto plan : plans) {
-        const auto got = nf4::gemv_cuda_parts(x, parts, plan);
+        for (int s : {1, 2, 4, 8}) plans.push_back({{r, s}, {}});
+      if (rows > 1)
+        for (const auto& mp : nf4::kMmaPlans) plans.push_back({{}, mp});
+      for (const auto& [plan, mma] : plans) {
+        const auto got = nf4::gemv_cuda_parts(x, parts, plan, mma);
         ASSERT_EQ(got.size(), parts.size());
         for (size_t i = 0; i < parts.size(); ++i)
-          EXPECT_TRUE(got[i].equal(nf4::gemv_cuda(x, parts[i].q, parts[i].w, parts[i].bias, plan)))
+          EXPECT_TRUE(got[i].equal(nf4::gemv_cuda(x, parts[i].q, parts[i].w, parts[i].bias, plan, mma)))
               << "part " << i << " nf4 " << nf << " rows " << rows << " plan " << plan.rows_per_warp << "x"
-              << plan.splits;
+              << plan.splits << " tensor-core plan " << nf4::to_string(mma);
       }
     }
   const auto x = at::randn({1, K}, gpu.dtype(at::kBFloat16));

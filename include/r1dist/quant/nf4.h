@@ -66,13 +66,29 @@ constexpr int64_t kGemvMaxRows = 4;
 bool gemv_enabled();
 bool mma_enabled();
 // How the tensor-core kernels spread an N x K weight: 8 x tiles features per block, `warps`
-// warps of the block splitting K (their sums added in shared memory in a fixed order).
-// mma_plan picks for N features on a GPU of `multiprocessors`.
+// warps of the block splitting K by 32-column chunks (their sums added in shared memory in a
+// fixed order), each warp with `chunks` chunks of a dense weight in flight (NF4 weights go by
+// spans of 128 columns, one at a time, whatever `chunks` says). Only the plans of kMmaPlans
+// are compiled. mma_plan picks one of them for N x K on a GPU of `multiprocessors`; with
+// R1DIST_GEMV_MMA_PLAN=TILES,WARPS,CHUNKS in the environment (one of kMmaPlans; for
+// benchmarks) decoding uses that one for every weight instead. A plan of {0, 0, 0} passed to
+// gemv_cuda means the one decoding would use.
 struct MmaPlan {
   int tiles = 0;
   int warps = 0;
+  int chunks = 0;
 };
-MmaPlan mma_plan(int64_t N, int multiprocessors);
+inline bool operator==(const MmaPlan& a, const MmaPlan& b) {
+  return a.tiles == b.tiles && a.warps == b.warps && a.chunks == b.chunks;
+}
+inline constexpr MmaPlan kMmaPlans[] = {{1, 8, 2}, {1, 8, 4}, {1, 16, 2}, {1, 16, 4}, {2, 4, 4},
+                                        {2, 8, 2}, {2, 8, 4}, {2, 16, 2}, {4, 8, 2}};
+MmaPlan mma_plan(int64_t N, int64_t K, int multiprocessors);
+// "TILESxWARPSxCHUNKS", as benchmarks print a plan.
+std::string to_string(const MmaPlan& p);
+// The plan named by R1DIST_GEMV_MMA_PLAN, or {0, 0, 0} when it is unset; an error names the
+// allowed ones when it is not one of kMmaPlans.
+MmaPlan mma_plan_from_env();
 
 // How the CUDA-core kernel spreads an N x K weight: each warp takes rows_per_warp output features (1 or
 // 4: four share every load of x) over one of `splits` slices of K (1, 2, 4 or 8 warps of a
@@ -107,12 +123,17 @@ at::Tensor dequantize_cuda(const NF4Tensor& q, at::ScalarType dtype);
 bool gemv_applies(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias);
 // The plan gemv_cuda uses for these operands on x's GPU (gemv_plan with its multiprocessors).
 GemvPlan gemv_plan_for(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w);
+// `plan` is the CUDA-core kernel's (one row, or R1DIST_GEMV_MMA=0), `mma` the tensor cores'.
 at::Tensor gemv_cuda(const at::Tensor& x, const NF4Tensor* q, const at::Tensor& w, const at::Tensor& bias,
-                     GemvPlan plan = {});
+                     GemvPlan plan = {}, MmaPlan mma = {});
 // The same for several weights of x in one launch (GemvPart); one output per part.
 bool gemv_parts_apply(const at::Tensor& x, const std::vector<GemvPart>& ops);
 GemvPlan gemv_plan_for(const at::Tensor& x, const std::vector<GemvPart>& ops);
-std::vector<at::Tensor> gemv_cuda_parts(const at::Tensor& x, const std::vector<GemvPart>& ops, GemvPlan plan = {});
+// The tensor cores' plan for these operands on x's GPU (mma_plan of their total features, or
+// the environment's).
+MmaPlan mma_plan_for(const at::Tensor& x, const std::vector<GemvPart>& ops);
+std::vector<at::Tensor> gemv_cuda_parts(const at::Tensor& x, const std::vector<GemvPart>& ops, GemvPlan plan = {},
+                                        MmaPlan mma = {});
 #endif
 
 }  // namespace r1dist::nf4
