@@ -356,11 +356,19 @@ at::Tensor Qwen2Model::decode_step(const at::Tensor& ids, KVCache& cache, Decode
   for (int64_t i = 0; i < layers; ++i) {
     const auto& l = layers_[size_t(i)];
     const auto qkv = LoraLinear::forward_group({&l.q, &l.k, &l.v}, n);
-    auto [q, k, v] = rotate_qkv(qkv[0], qkv[1], qkv[2], cos, sin);
-    cache.k[size_t(i)].index_copy_(2, slots.column, k);
-    cache.v[size_t(i)].index_copy_(2, slots.column, v);
-    // The rep query heads of a group become rep query rows over the group's keys.
-    const auto qg = q.reshape({b, nkv, rep, d});
+    // RoPE and the cache write (one kernel when fused); the rep query heads of a group become
+    // rep query rows over the group's keys.
+    at::Tensor qg;
+    if (fused_) {
+      qg = fused::rope_into_cache(qkv[0], qkv[1], qkv[2], cos, sin, cache.k[size_t(i)], cache.v[size_t(i)],
+                                  slots.column)
+               .view({b, nkv, rep, d});
+    } else {
+      auto [q, k, v] = rotate_qkv(qkv[0], qkv[1], qkv[2], cos, sin);
+      cache.k[size_t(i)].index_copy_(2, slots.column, k);
+      cache.v[size_t(i)].index_copy_(2, slots.column, v);
+      qg = q.reshape({b, nkv, rep, d});
+    }
     const auto keys = cache.k[size_t(i)].narrow(2, 0, span), values = cache.v[size_t(i)].narrow(2, 0, span);
     const auto out = fused_ && fused::decode_attention_enabled()
                          ? fused::decode_attention(qg, keys, values, allowed.view({b, span}), scale)

@@ -213,6 +213,34 @@ at::Tensor rope(const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tens
   return RopeFunction::apply(x, cos, sin);
 }
 
+at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos,
+                           const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& column) {
+  check(k_cache.dim() == 4 && v_cache.sizes() == k_cache.sizes() && k_cache.is_contiguous() &&
+            v_cache.is_contiguous() && k_cache.size(3) % 2 == 0,
+        "fused::rope_into_cache: the caches must be (B, Hkv, C, D) contiguous, D even");
+  const int64_t b = k_cache.size(0), hkv = k_cache.size(1), d = k_cache.size(3);
+  check(q.dim() == 3 && q.size(0) == b && q.size(1) == 1 && q.size(2) % d == 0 && k.sizes() == v.sizes() &&
+            k.dim() == 3 && k.size(0) == b && k.size(1) == 1 && k.size(2) == hkv * d,
+        "fused::rope_into_cache: q must be (B, 1, Hq * D) and k, v (B, 1, Hkv * D) for caches (B, Hkv, C, D)");
+  check(cos.numel() == sin.numel() && (cos.numel() == d || cos.numel() == b * d),
+        "fused::rope_into_cache: cos and sin must hold (1 or B, 1, D) values");
+  check(column.numel() == 1 && column.scalar_type() == at::kLong && column.device() == k_cache.device(),
+        "fused::rope_into_cache: column must be one int64 on the caches' device");
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&k, &v, &cos, &sin, &k_cache, &v_cache})
+    check_same(q, *t, "rope_into_cache");
+  const int64_t hq = q.size(2) / d;
+#ifdef R1DIST_WITH_CUDA
+  if (on_kernels(q))
+    return cuda::rope_into_cache(q.contiguous(), k.contiguous(), v.contiguous(), cos.contiguous(), sin.contiguous(),
+                                 k_cache, v_cache, column);
+#endif
+  const at::NoGradGuard no_grad;
+  const auto qr = rope(q.view({b, 1, hq, d}), cos, sin);
+  k_cache.index_copy_(2, column, rope(k.view({b, 1, hkv, d}), cos, sin).transpose(1, 2));
+  v_cache.index_copy_(2, column, v.reshape({b, 1, hkv, d}).transpose(1, 2));
+  return qr.view({b, hq, d});
+}
+
 namespace {
 
 void check_rows(const at::Tensor& logits, const at::Tensor& target, std::initializer_list<const at::Tensor*> per_row,

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "tensor/fused_ops_cuda.h"
 #include "r1dist/base/error.h"
@@ -117,8 +118,28 @@ __global__ void rms_backward_kernel(const T* __restrict__ dy, const T* __restric
   }
 }
 
-// ---- RoPE over x (B, T, heads, D): one thread per N consecutive d of the first half and
-// their partners d + D/2. cos, sin (Bc, T, D) with Bc = 1 (shared) or B.
+// ---- RoPE: the N values of the first half starting at x1 and their partners x2 (d + D/2),
+// with the table values of the same columns; forward y1 = x1 c1 - x2 s1, y2 = x2 c2 + x1 s2,
+// backward dx1 = dy1 c1 + dy2 s2, dx2 = dy2 c2 - dy1 s1, in fp32, rounded once.
+template <typename T, int N>
+__device__ __forceinline__ void rope_pair(const Vec<T, N>& x1, const Vec<T, N>& x2, const Vec<T, N>& c1,
+                                          const Vec<T, N>& c2, const Vec<T, N>& s1, const Vec<T, N>& s2,
+                                          bool backward, Vec<T, N>& y1, Vec<T, N>& y2) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const float a = to_f(x1.v[j]), b2 = to_f(x2.v[j]);
+    if (!backward) {
+      y1.v[j] = from_f<T>(a * to_f(c1.v[j]) - b2 * to_f(s1.v[j]));
+      y2.v[j] = from_f<T>(b2 * to_f(c2.v[j]) + a * to_f(s2.v[j]));
+    } else {
+      y1.v[j] = from_f<T>(a * to_f(c1.v[j]) + b2 * to_f(s2.v[j]));
+      y2.v[j] = from_f<T>(b2 * to_f(c2.v[j]) - a * to_f(s1.v[j]));
+    }
+  }
+}
+
+// RoPE over x (B, T, heads, D): one thread per N consecutive d of the first half and their
+// partners d + D/2. cos, sin (Bc, T, D) with Bc = 1 (shared) or B.
 template <typename T, int N>
 __global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, const T* __restrict__ sin,
                             T* __restrict__ y, int64_t work, int64_t t_len, int64_t heads, int64_t d,
@@ -132,23 +153,49 @@ __global__ void rope_kernel(const T* __restrict__ x, const T* __restrict__ cos, 
     const int64_t t = rest % t_len, b = rest / t_len;
     const int64_t xo = (idx / hv) * d + dv * N;  // ((b * T + t) * heads + head) * D + first d
     const int64_t co = ((shared_table ? 0 : b) * t_len + t) * d + dv * N;
-    const auto x1 = load<T, N>(x + xo, 0), x2 = load<T, N>(x + xo + half, 0);
-    const auto c1 = load<T, N>(cos + co, 0), c2 = load<T, N>(cos + co + half, 0);
-    const auto s1 = load<T, N>(sin + co, 0), s2 = load<T, N>(sin + co + half, 0);
     Vec<T, N> y1, y2;
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      const float a = to_f(x1.v[j]), b2 = to_f(x2.v[j]);
-      if (!backward) {  // y1 = x1 c1 - x2 s1, y2 = x2 c2 + x1 s2
-        y1.v[j] = from_f<T>(a * to_f(c1.v[j]) - b2 * to_f(s1.v[j]));
-        y2.v[j] = from_f<T>(b2 * to_f(c2.v[j]) + a * to_f(s2.v[j]));
-      } else {  // dx1 = dy1 c1 + dy2 s2, dx2 = dy2 c2 - dy1 s1
-        y1.v[j] = from_f<T>(a * to_f(c1.v[j]) + b2 * to_f(s2.v[j]));
-        y2.v[j] = from_f<T>(b2 * to_f(c2.v[j]) - a * to_f(s1.v[j]));
-      }
-    }
+    rope_pair<T, N>(load<T, N>(x + xo, 0), load<T, N>(x + xo + half, 0), load<T, N>(cos + co, 0),
+                    load<T, N>(cos + co + half, 0), load<T, N>(sin + co, 0), load<T, N>(sin + co + half, 0),
+                    backward, y1, y2);
     store<T, N>(y + xo, 0, y1);
     store<T, N>(y + xo + half, 0, y2);
+  }
+}
+
+// Decoding's RoPE and cache write: one thread per N consecutive d of the first half (and their
+// partners) of one head of q, k or v of one sequence. q (B, Hq * D), k and v (B, Hkv * D),
+// cos, sin (Bc, D); q and k rotated as rope_kernel does, q to y (B, Hq, D), k and v into column
+// *column of the caches (B, Hkv, C, D).
+template <typename T, int N>
+__global__ void rope_into_cache_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                       const T* __restrict__ cos, const T* __restrict__ sin, bool shared_table,
+                                       T* __restrict__ y, T* __restrict__ kc, T* __restrict__ vc,
+                                       const int64_t* __restrict__ column, int64_t batch, int64_t hq, int64_t hkv,
+                                       int64_t capacity, int64_t d) {
+  const int64_t half = d / 2, hv = half / N, heads = hq + 2 * hkv, work = batch * heads * hv;
+  const int64_t col = *column;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < work; idx += stride) {
+    const int64_t dv = idx % hv, head = (idx / hv) % heads, b = idx / hv / heads;
+    const T* src;
+    T* dst;
+    if (head < hq) {
+      src = q + (b * hq + head) * d;
+      dst = y + (b * hq + head) * d;
+    } else {
+      const int64_t h = head < hq + hkv ? head - hq : head - hq - hkv;
+      src = (head < hq + hkv ? k : v) + (b * hkv + h) * d;
+      dst = (head < hq + hkv ? kc : vc) + ((b * hkv + h) * capacity + col) * d;
+    }
+    const auto x1 = load<T, N>(src + dv * N, 0), x2 = load<T, N>(src + half + dv * N, 0);
+    Vec<T, N> y1 = x1, y2 = x2;
+    if (head < hq + hkv) {
+      const int64_t co = (shared_table ? 0 : b) * d + dv * N;
+      rope_pair<T, N>(x1, x2, load<T, N>(cos + co, 0), load<T, N>(cos + co + half, 0), load<T, N>(sin + co, 0),
+                      load<T, N>(sin + co + half, 0), false, y1, y2);
+    }
+    store<T, N>(dst + dv * N, 0, y1);
+    store<T, N>(dst + half + dv * N, 0, y2);
   }
 }
 
@@ -525,6 +572,34 @@ at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
     }
   });
   check_launch("rope");
+  return y;
+}
+
+at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos,
+                           const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& column) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t b = k_cache.size(0), hkv = k_cache.size(1), capacity = k_cache.size(2), d = k_cache.size(3);
+  const int64_t hq = q.numel() / (b * d), half = d / 2;
+  const bool shared = cos.numel() == d;
+  auto y = at::empty({b, hq, d}, q.options());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  by_dtype(q.scalar_type(), "rope_into_cache", [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int V = 16 / sizeof(T);
+    const int threads = 256;
+    auto go = [&](auto n) {
+      constexpr int N = decltype(n)::value;
+      const int64_t work = b * (hq + 2 * hkv) * (half / N);
+      rope_into_cache_kernel<T, N><<<grid_for(work, threads), threads, 0, stream>>>(
+          ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(cos), ptr<T>(sin), shared, ptr<T>(y), ptr<T>(k_cache),
+          ptr<T>(v_cache), column.data_ptr<int64_t>(), b, hq, hkv, capacity, d);
+    };
+    if (half % V == 0 && aligned16({&q, &k, &v, &cos, &sin, &y, &k_cache, &v_cache}))
+      go(std::integral_constant<int, V>());
+    else
+      go(std::integral_constant<int, 1>());
+  });
+  check_launch("rope_into_cache");
   return y;
 }
 

@@ -16,6 +16,9 @@ at::Tensor rms_norm_backward(const at::Tensor& dy, const at::Tensor& x, const at
 
 // backward = false: x * cos + rotate_half(x) * sin; true: the gradient of that map at dy = x.
 at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool backward);
+// fused::rope_into_cache's kernel: q, k, v, cos, sin and the caches contiguous, column (1) int64.
+at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos,
+                           const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& column);
 
 at::Tensor swiglu_forward(const at::Tensor& gate, const at::Tensor& up);
 // (d gate, d up)

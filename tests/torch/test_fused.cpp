@@ -233,6 +233,56 @@ TEST(Fused, AddRmsNormIsTheAddThenTheNorm) {
     }
 }
 
+// Decoding's RoPE and cache write (one kernel on CUDA) against fused::rope and index_copy_
+// apart, bit for bit: q returned rotated, k rotated and v into the column, the rest of the caches
+// untouched; q, k and v as slices of one projection output (not contiguous), a table shared by
+// the rows or one per row, a head size whose half is not a whole 16-byte vector (the scalar
+// form); fp32 on the CPU, fp32, bf16 and fp16 on CUDA. q also matches the plain formula.
+TEST(Fused, RopeIntoCacheIsRopeThenTheCacheWrite) {
+  auto all = cases();
+  if (at::hasCUDA()) all.push_back({at::Device(at::kCUDA, 0), at::kHalf, 3e-3, "cuda fp16"});
+  for (const auto& c : all)
+    for (int64_t d : {128, 12})
+      for (int64_t bc : {1, 3}) {
+        SCOPED_TRACE(c.name + ", d " + std::to_string(d) + ", table rows " + std::to_string(bc));
+        const int64_t b = 3, hq = 4, hkv = 2, capacity = 9;
+        const auto opts = at::TensorOptions().dtype(c.dt).device(c.dev);
+        const auto qkv = at::randn({b, 1, (hq + 2 * hkv) * d}, opts);
+        const auto q = qkv.narrow(2, 0, hq * d), k = qkv.narrow(2, hq * d, hkv * d),
+                   v = qkv.narrow(2, (hq + hkv) * d, hkv * d);
+        const auto cos = at::randn({bc, 1, 1, d}, opts), sin = at::randn({bc, 1, 1, d}, opts);
+        auto kc = at::randn({b, hkv, capacity, d}, opts), vc = at::randn({b, hkv, capacity, d}, opts);
+        auto want_k = kc.clone(), want_v = vc.clone();
+        const auto column = at::full({1}, int64_t(5), opts.dtype(at::kLong));
+        at::NoGradGuard ng;
+        const auto got_q = fused::rope_into_cache(q, k, v, cos, sin, kc, vc, column);
+        const auto want_q = fused::rope(q.contiguous().view({b, 1, hq, d}), cos.view({bc, 1, d}), sin.view({bc, 1, d}));
+        want_k.index_copy_(2, column,
+                           fused::rope(k.contiguous().view({b, 1, hkv, d}), cos.view({bc, 1, d}), sin.view({bc, 1, d}))
+                               .transpose(1, 2));
+        want_v.index_copy_(2, column, v.reshape({b, 1, hkv, d}).transpose(1, 2));
+        ASSERT_EQ(got_q.sizes(), (std::vector<int64_t>{b, hq, d}));
+        EXPECT_TRUE(got_q.equal(want_q.view({b, hq, d})));
+        EXPECT_TRUE(kc.equal(want_k));
+        EXPECT_TRUE(vc.equal(want_v));
+        const auto plain = plain_rope(q.to(at::kFloat).view({b, 1, hq, d}), cos.to(at::kFloat).view({bc, 1, d}),
+                                      sin.to(at::kFloat).view({bc, 1, d}));
+        EXPECT_LE((got_q.to(at::kFloat) - plain.view({b, hq, d})).abs().max().item<double>(),
+                  c.tol * (1.0 + plain.abs().max().item<double>()));
+      }
+  // Refused: k of other heads than the caches, a table of neither 1 nor B rows, a column
+  // that is not int64, a cache that is not contiguous.
+  const auto x = at::randn({2, 1, 8}), one = at::ones({8}), col = at::ones({1}, at::kLong);
+  auto kc = at::zeros({2, 1, 4, 8}), vc = at::zeros({2, 1, 4, 8});
+  EXPECT_NO_THROW(fused::rope_into_cache(x, x, x, one, one, kc, vc, col));
+  const auto k2 = at::randn({2, 1, 16});
+  EXPECT_THROW(fused::rope_into_cache(x, k2, k2, one, one, kc, vc, col), Error);
+  EXPECT_THROW(fused::rope_into_cache(x, x, x, at::ones({24}), at::ones({24}), kc, vc, col), Error);
+  EXPECT_THROW(fused::rope_into_cache(x, x, x, one, one, kc, vc, at::ones({1})), Error);
+  auto kt = at::zeros({2, 1, 8, 4}).transpose(2, 3);
+  EXPECT_THROW(fused::rope_into_cache(x, x, x, one, one, kt, vc, col), Error);
+}
+
 // Decoding attention (the GPU kernel) against scaled dot-product attention under the same
 // mask in fp32: rows that share a key head 1 to 16 (and 17, beyond the kernel: the fallback),
 // head sizes 64 and 128, spans within one 64-column block and over several (merged), columns

@@ -61,6 +61,16 @@ bool decode_attention_enabled();
 // and cos, sin (1 or B, T, D) as rope_tables gives them.
 at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
+// Decoding's RoPE and cache write in one step, without autograd: q (B, 1, Hq * D), k and v
+// (B, 1, Hkv * D), the projections of one new token per sequence; cos, sin (1 or B, 1, D) as
+// rope_tables gives them; the caches (B, Hkv, C, D) contiguous and column (1) int64 on their
+// device (read there, so a captured CUDA graph replays it with the column of each step). k
+// rotated and v go into that column of k_cache and v_cache; returns q rotated, (B, Hq, D). On
+// CUDA one kernel with rope's arithmetic (the same values bit for bit); elsewhere rope and
+// index_copy_.
+at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos,
+                           const at::Tensor& sin, at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& column);
+
 // silu(gate) * up, the SwiGLU product that feeds down_proj; gate and up of one shape.
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
 
