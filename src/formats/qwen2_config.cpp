@@ -159,7 +159,8 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
       // cannot tell which scaling they mean either.
       std::string scaling;
       for (const auto& [k, v] : rope.items())
-        if (k != "rope_theta" && v.present()) scaling += (scaling.empty() ? "" : ", ") + k;
+        if (k != "rope_theta" && k != "partial_rotary_factor" && v.present())
+          scaling += (scaling.empty() ? "" : ", ") + k;
       if (!scaling.empty())
         problems.push_back(std::string(key) + " sets " + scaling +
                            " without a rope_type: scaled RoPE is not supported (only 'default' RoPE)");
@@ -172,6 +173,12 @@ Qwen2Config read_qwen2_config(const std::string& model_dir) {
   if (!have_theta) problems.push_back("missing \"rope_theta\" (or rope_parameters.rope_theta)");
 
   if (j["use_sliding_window"].boolean_or(false)) problems.push_back("use_sliding_window = true is not supported");
+  // transformers rotates only the first partial_rotary_factor x head_dim dimensions of each
+  // head; r1dist rotates them all.
+  for (const auto& factor : {j["partial_rotary_factor"], j["rope_parameters"]["partial_rotary_factor"]})
+    if (factor.present() && factor.number() != 1.0)
+      problems.push_back("partial_rotary_factor " + factor.json().dump() +
+                         " is not supported (only 1: RoPE over the whole head)");
   if (const auto types = j["layer_types"]; types.present())
     for (const auto& t : types.elements())
       if (t.string() != "full_attention") {

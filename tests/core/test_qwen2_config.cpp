@@ -70,6 +70,19 @@ TEST(Qwen2Loading, UnsupportedFeaturesAreRefusedByName) {
   edit_json(dir + "/config.json", [](nlohmann::json& j) { j["use_sliding_window"] = true; });
   const auto err = config_error(dir);
   EXPECT_NE(err.find("use_sliding_window = true is not supported"), std::string::npos) << err;
+  // RoPE over part of each head, at the top level or among the rope parameters; 1 is the whole.
+  edit_json(dir + "/config.json", [](nlohmann::json& j) {
+    j["use_sliding_window"] = false;
+    j["partial_rotary_factor"] = 0.5;
+  });
+  EXPECT_NE(config_error(dir).find("partial_rotary_factor 0.5 is not supported"), std::string::npos);
+  edit_json(dir + "/config.json", [](nlohmann::json& j) {
+    j["partial_rotary_factor"] = 1.0;
+    j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.25}};
+  });
+  EXPECT_NE(config_error(dir).find("partial_rotary_factor 0.25 is not supported"), std::string::npos);
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["rope_parameters"]["partial_rotary_factor"] = 1; });
+  EXPECT_EQ(config_error(dir), "");
 }
 
 // Every value is read through one checked accessor: a wrong type names the file, the key,
