@@ -26,7 +26,9 @@ namespace r1dist {
 namespace {
 
 constexpr char kMagic[8] = {'R', '1', 'D', 'D', 'A', 'T', 'A', '\0'};
-constexpr uint32_t kCacheVersion = 3;
+// Raised whenever the same rows would tokenize differently (4: whitespace after a text's final
+// EOS dropped), so that an older cache is rebuilt, not reused.
+constexpr uint32_t kCacheVersion = 4;
 
 std::string hex16(uint64_t h) {
   char buf[17];
@@ -225,8 +227,8 @@ void bad_row(const DataConfig& cfg, const Row& row, const std::string& why, Data
 
 // Tokenizes rows[sel[i]] into examples; over-long rows are truncated or dropped, and rows
 // that truncation leaves without a loss token are dropped (Dataset::without_loss).
-// Three kinds of rows: plain text (BOS + text + EOS, labels on all of it; no second BOS or EOS
-// where the text starts or ends with one); a prompt template
+// Three kinds of rows: plain text (BOS + text + EOS, labels on all of it; whitespace after a
+// final EOS dropped; no second BOS or EOS where the text starts or ends with one); a prompt template
 // (prompt + response encoded whole, BOS and the EOS id added); the chat template (each segment
 // encoded on its own: segments meet at added tokens, which the tokenizer splits on anyway, so
 // the ids equal the whole text's).
@@ -245,7 +247,14 @@ void tokenize(const std::vector<Row>& rows, const std::vector<int64_t>& sel, con
     const Row& row = rows[static_cast<size_t>(sel[i])];
     first[i] = texts.size();
     if (is_text(row)) {
-      texts.push_back(row.turns[0].content);
+      // A text that ends with EOS and then whitespace ends at its EOS: the whitespace after it
+      // would otherwise be trained on and a second EOS added after it.
+      const std::string& text = row.turns[0].content;
+      const std::string_view eos_text = tok.id_to_token(*eos);
+      const size_t end = text.find_last_not_of(" \t\r\n") + 1;  // 0 for an all-space text (npos + 1)
+      const bool eos_then_space = end < text.size() && !eos_text.empty() && end >= eos_text.size() &&
+                                  text.compare(end - eos_text.size(), eos_text.size(), eos_text) == 0;
+      texts.push_back(eos_then_space ? text.substr(0, end) : text);
     } else if (!(why[i] = tpl.render_segments(row, segs[i])).empty()) {
     } else if (!tpl.chat) {
       texts.push_back(segs[i][0].text + segs[i][1].text);  // full text, then the prompt

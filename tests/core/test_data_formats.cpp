@@ -134,6 +134,14 @@ TEST(DataFormats, TextIsTheWholeTextWithLossOnAll) {
   const Example z = one_row(DataFormat::text, {{"text", bos + kUser + kQ + kAssistant + "<think>\n" + kR +
                                                             "\n</think>\n\n" + kA + kEos}});
   EXPECT_EQ(z.ids, want.ids);
+  // Whitespace after the final EOS is dropped: no trained newline, no second EOS.
+  const Example w = one_row(DataFormat::text, {{"text", kUser + kQ + kAssistant + "<think>\n" + kR +
+                                                            "\n</think>\n\n" + kA + kEos + "\n \n"}});
+  EXPECT_EQ(w.ids, want.ids);
+  // Whitespace before it is the text's own.
+  const Example v = one_row(DataFormat::text, {{"text", "plain words\n" + kEos}});
+  EXPECT_EQ(v.ids.size(), enc("plain words\n").size() + 2);
+  EXPECT_EQ(v.ids.back(), *r1_tokenizer().eos_id());
   // A text without EOS gets one.
   const Example y = one_row(DataFormat::text, {{"text", "plain words"}});
   EXPECT_EQ(y.ids.back(), *r1_tokenizer().eos_id());
