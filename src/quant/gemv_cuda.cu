@@ -398,30 +398,57 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 template <typename T, int TILES, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __restrict__ x, int rows, int64_t K,
                                                                  const Parts<T> parts) {
-  __shared__ float s_code[16];
-  if (threadIdx.x < 16) s_code[threadIdx.x] = parts.q[0].code16[threadIdx.x];
-  __syncthreads();
   MmaBlock<T, TILES> b(x, rows, K, parts);
   const Nf4Args q = parts.q[b.part];
+  // The code tables in shared memory: a double-quantised absmax is code8[absmax_q] * scale +
+  // offset, and a lookup in global memory there would wait on the absmax_q load before it.
+  __shared__ float s_code[16], s_code8[256];
+  if (threadIdx.x < 16) s_code[threadIdx.x] = q.code16[threadIdx.x];
+  if (!q.absmax_f)
+    for (int i = threadIdx.x; i < 256; i += WARPS * 32) s_code8[i] = q.code8[i];
+  __syncthreads();
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   const int64_t spans = (K + 127) / 128;
-  for (int64_t sp = b.warp; sp < spans; sp += WARPS) {
-    const int64_t k = sp * 128 + b.c * 32;
-    const bool in = k < K;  // K % 64 == 0: the 32 codes are whole
+  // A span's codes and the raw parts of their absmax (fp32, or the 8-bit code and the scale of
+  // its group of 256 blocks), loaded one span ahead of their use.
+  struct Fetched {
     uint4 codes[TILES];
-    float am[TILES];
+    float am[TILES];  // plain absmax, or the scale
+    uint32_t code8[TILES];
+  };
+  auto fetch = [&](int64_t sp, Fetched& f) {
+    const int64_t k = sp * 128 + b.c * 32;
 #pragma unroll
     for (int t = 0; t < TILES; ++t) {
       const int64_t n = b.n0 + t * 8 + b.g;
-      codes[t] = zero;
-      am[t] = 0.0f;
-      if (in && n < b.N) {
-        codes[t] = load_streamed(q.packed + n * (K / 2) + k / 2);
+      f.codes[t] = zero;
+      f.am[t] = 0.0f;
+      f.code8[t] = 0u;
+      if (sp < spans && k < K && n < b.N) {  // K % 64 == 0: the 32 codes are whole
+        f.codes[t] = load_streamed(q.packed + n * (K / 2) + k / 2);
         const int64_t blk = (n * K + k) / 64;
-        am[t] = q.absmax_f ? q.absmax_f[blk]
-                           : __fadd_rn(__fmul_rn(q.code8[q.absmax_q[blk]], q.absmax_scale[blk / 256]), q.offset);
+        if (q.absmax_f) {
+          f.am[t] = q.absmax_f[blk];
+        } else {
+          f.code8[t] = q.absmax_q[blk];
+          f.am[t] = q.absmax_scale[blk / 256];
+        }
       }
     }
+  };
+  Fetched next;
+  fetch(b.warp, next);
+  for (int64_t sp = b.warp; sp < spans; sp += WARPS) {
+    const Fetched cur = next;
+    fetch(sp + WARPS, next);
+    const int64_t k = sp * 128 + b.c * 32;
+    const bool in = k < K;
+    // Past K the codes are zero and so is x; past N (no code loaded either) the sums are not
+    // stored: what am holds there multiplies nothing that is kept.
+    float am[TILES];
+#pragma unroll
+    for (int t = 0; t < TILES; ++t)
+      am[t] = q.absmax_f ? cur.am[t] : __fadd_rn(__fmul_rn(s_code8[cur.code8[t]], cur.am[t]), q.offset);
     uint4 xl[4], xh[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -432,7 +459,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __res
     const uint32_t* xhw = reinterpret_cast<const uint32_t*>(xh);
 #pragma unroll
     for (int t = 0; t < TILES; ++t) {
-      const uint32_t* cw = reinterpret_cast<const uint32_t*>(&codes[t]);
+      const uint32_t cw[4] = {cur.codes[t].x, cur.codes[t].y, cur.codes[t].z, cur.codes[t].w};
 #pragma unroll
       for (int wd = 0; wd < 4; ++wd) {  // a word: 4 bytes, 8 codes, two k-steps
         // Each byte's two codes as byte offsets into s_code (code * 4); the high nibble first.
