@@ -68,7 +68,7 @@ bool mma_enabled();
 // How the tensor-core kernels spread an N x K weight: 8 x tiles features per block, `warps`
 // warps of the block splitting K by 32-column chunks (their sums added in shared memory in a
 // fixed order), each warp with `chunks` chunks of a dense weight in flight (NF4 weights go by
-// spans of 128 columns, one at a time, whatever `chunks` says). Only the plans of kMmaPlans
+// spans of 128 columns, each span's codes loaded one span ahead, whatever `chunks` says). Only the plans of kMmaPlans
 // are compiled. mma_plan picks one of them for N x K on a GPU of `multiprocessors`; with
 // R1DIST_GEMV_MMA_PLAN=TILES,WARPS,CHUNKS in the environment (one of kMmaPlans; for
 // benchmarks) decoding uses that one for every weight instead. A plan of {0, 0, 0} passed to
