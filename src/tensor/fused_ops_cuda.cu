@@ -120,7 +120,7 @@ __global__ void rms_backward_kernel(const T* __restrict__ dy, const T* __restric
 
 // ---- RoPE: the N values of the first half starting at x1 and their partners x2 (d + D/2),
 // with the table values of the same columns; forward y1 = x1 c1 - x2 s1, y2 = x2 c2 + x1 s2,
-// backward dx1 = dy1 c1 + dy2 s2, dx2 = dy2 c2 - dy1 s1, in fp32, rounded once.
+// backward dx1 = dy1 c1 + dy2 s2, dx2 = dy2 c2 - dy1 s1, in fp32, rounded to T once.
 template <typename T, int N>
 __device__ __forceinline__ void rope_pair(const Vec<T, N>& x1, const Vec<T, N>& x2, const Vec<T, N>& c1,
                                           const Vec<T, N>& c2, const Vec<T, N>& s1, const Vec<T, N>& s2,
@@ -128,12 +128,14 @@ __device__ __forceinline__ void rope_pair(const Vec<T, N>& x1, const Vec<T, N>& 
 #pragma unroll
   for (int j = 0; j < N; ++j) {
     const float a = to_f(x1.v[j]), b2 = to_f(x2.v[j]);
+    // Each product rounded, then the sum (no fused multiply-add): ATen's order, and the same
+    // bits in every kernel that calls this, whatever the compiler would contract.
     if (!backward) {
-      y1.v[j] = from_f<T>(a * to_f(c1.v[j]) - b2 * to_f(s1.v[j]));
-      y2.v[j] = from_f<T>(b2 * to_f(c2.v[j]) + a * to_f(s2.v[j]));
+      y1.v[j] = from_f<T>(__fsub_rn(__fmul_rn(a, to_f(c1.v[j])), __fmul_rn(b2, to_f(s1.v[j]))));
+      y2.v[j] = from_f<T>(__fadd_rn(__fmul_rn(b2, to_f(c2.v[j])), __fmul_rn(a, to_f(s2.v[j]))));
     } else {
-      y1.v[j] = from_f<T>(a * to_f(c1.v[j]) + b2 * to_f(s2.v[j]));
-      y2.v[j] = from_f<T>(b2 * to_f(c2.v[j]) - a * to_f(s1.v[j]));
+      y1.v[j] = from_f<T>(__fadd_rn(__fmul_rn(a, to_f(c1.v[j])), __fmul_rn(b2, to_f(s2.v[j]))));
+      y2.v[j] = from_f<T>(__fsub_rn(__fmul_rn(b2, to_f(c2.v[j])), __fmul_rn(a, to_f(s1.v[j]))));
     }
   }
 }
