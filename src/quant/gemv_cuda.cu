@@ -609,7 +609,8 @@ MmaPlan mma_plan_for(const at::Tensor& x, const std::vector<GemvPart>& ops) {
   const c10::cuda::CUDAGuard guard(x.device());
   int64_t total = 0;
   for (const auto& op : ops) total += features_of(op);
-  return mma_plan(total, x.size(-1), at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  return mma_plan(total, x.size(-1), at::cuda::getCurrentDeviceProperties()->multiProcessorCount,
+                  !ops.empty() && ops[0].q != nullptr);
 }
 
 namespace {

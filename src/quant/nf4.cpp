@@ -216,16 +216,14 @@ bool gemv_grouped() {
   return on && gemv_enabled();
 }
 
-MmaPlan mma_plan(int64_t N, int64_t K, int multiprocessors) {
+MmaPlan mma_plan(int64_t N, int64_t K, int multiprocessors, bool nf4) {
   check(N > 0 && K > 0 && multiprocessors > 0, "nf4::mma_plan: no features, no columns or no multiprocessors");
-  // Long rows (down_proj: K of 8,192 or more) are split among 16 warps with two chunks each in
-  // flight; shorter ones among 8 warps with four each. Two tiles (16 features) per block where
-  // that still gives four blocks per multiprocessor (on one tile, a block's loads of a row are
-  // 64 bytes wide per warp; two tiles hide more latency), else one.
-  const bool long_rows = K >= 8192;
-  const bool two = (N + 15) / 16 >= 4 * int64_t(multiprocessors);
-  if (long_rows) return {two ? 2 : 1, 16, 2};
-  return {two ? 2 : 1, 8, 4};
+  // Measured per 7B projection on an H100 (docs/PERFORMANCE.md): dense weights are fastest on
+  // one tile and 8 warps, with four chunks in flight, or two on long rows (down_proj: K of
+  // 8,192 or more); NF4 ones, bound by dequantising in registers, on two tiles (each x load
+  // serving 16 features) where that still gives every multiprocessor a block, else one.
+  if (nf4) return {(N + 15) / 16 >= int64_t(multiprocessors) ? 2 : 1, 8, 4};
+  return {1, 8, K >= 8192 ? 2 : 4};
 }
 
 std::string to_string(const MmaPlan& p) {

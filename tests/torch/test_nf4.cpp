@@ -296,24 +296,27 @@ TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
 #endif
 }
 
-// mma_plan: long rows (K >= 8,192) on 16 warps with two chunks in flight, others on 8 with
-// four; two tiles where that keeps four blocks per multiprocessor; always a compiled plan.
+// mma_plan: dense weights on one tile and 8 warps, four chunks in flight (two on rows of
+// 8,192 or more); NF4 on two tiles where that gives every multiprocessor a block; always a
+// compiled plan.
 TEST(Nf4, MmaPlanPicksACompiledPlanPerShape) {
-  auto plan = [](int64_t n, int64_t k) { return nf4::to_string(nf4::mma_plan(n, k, 132)); };
-  EXPECT_EQ(plan(37888, 3584), "2x8x4");   // 7B gate and up: 2,368 blocks of 16 features
-  EXPECT_EQ(plan(4608, 3584), "1x8x4");    // 7B q, k, v: 288 blocks of 16 would be 2.2 per SM
-  EXPECT_EQ(plan(3584, 18944), "1x16x2");  // 7B down
-  EXPECT_EQ(plan(152064, 3584), "2x8x4");  // 7B lm_head
-  EXPECT_EQ(plan(1, 1), "1x8x4");
-  for (int64_t n : {1, 100, 4096, 40000, 300000})
-    for (int64_t k : {8, 4096, 8192, 30000})
-      for (int sms : {1, 80, 132, 256}) {
-        const auto p = nf4::mma_plan(n, k, sms);
-        EXPECT_NE(std::find(std::begin(nf4::kMmaPlans), std::end(nf4::kMmaPlans), p), std::end(nf4::kMmaPlans))
-            << n << " x " << k << " on " << sms << ": " << nf4::to_string(p);
-      }
-  EXPECT_THROW(nf4::mma_plan(0, 64, 132), Error);
-  EXPECT_THROW(nf4::mma_plan(64, 0, 132), Error);
+  auto plan = [](int64_t n, int64_t k, bool nf) { return nf4::to_string(nf4::mma_plan(n, k, 132, nf)); };
+  EXPECT_EQ(plan(37888, 3584, false), "1x8x4");   // 7B gate and up
+  EXPECT_EQ(plan(3584, 18944, false), "1x8x2");   // 7B down
+  EXPECT_EQ(plan(4608, 3584, false), "1x8x4");    // 7B q, k, v
+  EXPECT_EQ(plan(37888, 3584, true), "2x8x4");    // the same in NF4: 2,368 blocks of 16 features
+  EXPECT_EQ(plan(3584, 18944, true), "2x8x4");    // 224 blocks on 132 multiprocessors
+  EXPECT_EQ(plan(1024, 3584, true), "1x8x4");     // 64 blocks of 16 would leave some idle
+  for (bool nf : {false, true})
+    for (int64_t n : {1, 100, 4096, 40000, 300000})
+      for (int64_t k : {8, 4096, 8192, 30000})
+        for (int sms : {1, 80, 132, 256}) {
+          const auto p = nf4::mma_plan(n, k, sms, nf);
+          EXPECT_NE(std::find(std::begin(nf4::kMmaPlans), std::end(nf4::kMmaPlans), p), std::end(nf4::kMmaPlans))
+              << n << " x " << k << " on " << sms << " nf4 " << nf << ": " << nf4::to_string(p);
+        }
+  EXPECT_THROW(nf4::mma_plan(0, 64, 132, false), Error);
+  EXPECT_THROW(nf4::mma_plan(64, 0, 132, true), Error);
 }
 
 // Several weights of one input in one launch (decoding's q, k, v): each output equals that

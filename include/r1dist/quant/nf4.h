@@ -69,7 +69,8 @@ bool mma_enabled();
 // warps of the block splitting K by 32-column chunks (their sums added in shared memory in a
 // fixed order), each warp with `chunks` chunks of a dense weight in flight (NF4 weights go by
 // spans of 128 columns, each span's codes loaded one span ahead, whatever `chunks` says). Only the plans of kMmaPlans
-// are compiled. mma_plan picks one of them for N x K on a GPU of `multiprocessors`; with
+// are compiled. mma_plan picks one of them for an N x K weight (NF4 or dense) on a GPU of
+// `multiprocessors`; with
 // R1DIST_GEMV_MMA_PLAN=TILES,WARPS,CHUNKS in the environment (one of kMmaPlans; for
 // benchmarks) decoding uses that one for every weight instead. A plan of {0, 0, 0} passed to
 // gemv_cuda means the one decoding would use.
@@ -83,7 +84,7 @@ inline bool operator==(const MmaPlan& a, const MmaPlan& b) {
 }
 inline constexpr MmaPlan kMmaPlans[] = {{1, 8, 2}, {1, 8, 4}, {1, 16, 2}, {1, 16, 4}, {2, 4, 4},
                                         {2, 8, 2}, {2, 8, 4}, {2, 16, 2}, {4, 8, 2}};
-MmaPlan mma_plan(int64_t N, int64_t K, int multiprocessors);
+MmaPlan mma_plan(int64_t N, int64_t K, int multiprocessors, bool nf4);
 // "TILESxWARPSxCHUNKS", as benchmarks print a plan.
 std::string to_string(const MmaPlan& p);
 // The plan named by R1DIST_GEMV_MMA_PLAN, or {0, 0, 0} when it is unset; an error names the
