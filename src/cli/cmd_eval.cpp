@@ -130,6 +130,7 @@ int cmd_eval(int argc, char** argv) {
   s.model = cfg.model.path;
   s.adapter = lm.adapter;
   s.data = cfg.data.path;
+  s.settings = cfg.to_toml("eval");
   if (out != "none") {
     const auto scope = split.time("write");
     write_eval_group(out, s);

@@ -21,6 +21,7 @@ nlohmann::json eval_summary_json(const EvalSummary& s) {
   nlohmann::json j = {{"model", s.model},
                       {"adapter", s.adapter},
                       {"data", s.data},
+                      {"settings", s.settings},
                       {"rows", s.rows},
                       {"loss", s.loss},
                       {"perplexity", s.perplexity},

@@ -778,11 +778,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   return cfg;
 }
 
-std::string Config::to_toml() const {
+std::string Config::to_toml(const std::string& only) const {
   std::string out, section;
   for (const Key& k : keys()) {
     std::string name = k.name;
     auto dot = name.find('.');
+    if (!only.empty() && name.substr(0, dot) != only) continue;
     if (name.substr(0, dot) != section) {
       section = name.substr(0, dot);
       out += (out.empty() ? "[" : "\n[") + section + "]\n";

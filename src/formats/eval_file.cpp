@@ -99,6 +99,7 @@ void write_group(hid_t f, const EvalSummary& s, const std::string& where) {
   h5::write_attr(g, "model", s.model, where);
   h5::write_attr(g, "adapter", s.adapter, where);
   h5::write_attr(g, "data", s.data, where);
+  h5::write_attr(g, "settings", s.settings, where);
   h5::write_attr(g, "has_drift", int64_t(s.has_drift), where);
   h5::write_attr(g, "has_mcq", int64_t(s.has_mcq), where);
   for (const auto& a : kNumbers) {
@@ -166,6 +167,8 @@ std::optional<EvalSummary> read_eval_group(const std::string& path) {
   s.model = h5::read_string_attr(g, "model", where);
   s.adapter = h5::read_string_attr(g, "adapter", where);
   s.data = h5::read_string_attr(g, "data", where);
+  // Files written before the attribute existed: settings unknown ("").
+  if (h5::has_attr(g, "settings")) s.settings = h5::read_string_attr(g, "settings", where);
   s.rows = h5::read_int_attr(g, "rows", where);
   s.loss = h5::read_double_attr(g, "loss", where);
   s.perplexity = h5::read_double_attr(g, "perplexity", where);

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <set>
+#include <sstream>
 
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
@@ -57,6 +59,7 @@ void final_evaluation(const Config& cfg, const Qwen2Model& model, const Tokenize
   s.model = cfg.model.path;
   s.adapter = cfg.train.steps > 0 ? cfg.output.dir + "/adapter" : "";
   s.data = cfg.data.path;
+  s.settings = cfg.to_toml("eval");
   write_eval_group(cfg.output.dir + "/metrics.h5", s);
   if (tensorboard) tensorboard->append(step, s);
   log::info("final evaluation in ", cfg.output.dir, "/metrics.h5 (/eval) after ", seconds_since(t0), " s");
@@ -137,6 +140,17 @@ TrainState with_best_adapters(const Config& cfg, const TrainState& ended, Run& r
   return state;
 }
 
+// The lines of `now` that `before` lacks, joined with "; " (the keys a TOML table changed).
+std::string changed_lines(const std::string& before, const std::string& now) {
+  std::set<std::string> old;
+  std::istringstream a(before), b(now);
+  for (std::string line; std::getline(a, line);) old.insert(line);
+  std::string out;
+  for (std::string line; std::getline(b, line);)
+    if (!old.count(line)) out += (out.empty() ? "" : "; ") + line;
+  return out;
+}
+
 // A resumed run whose checkpoint is its end (the last step, or an early stop recorded in it):
 // what may be missing is its output, which is made again from that checkpoint: the adapter
 // (absent, incomplete, or exported at another step: a kill between the last checkpoint and
@@ -149,10 +163,15 @@ void finish_ended_run(const Config& cfg, Run& run, const ResumeChoice& resumed, 
   res.stop_reason = state.stop_reason;
   const std::string adapter = cfg.output.dir + "/adapter", metrics_file = cfg.output.dir + "/metrics.h5";
   // Rank 0 looks; every rank follows its decision (the export has a barrier).
-  int32_t todo[2] = {0, 0};  // export, final evaluation
+  int32_t todo[2] = {0, 0};  // export, final evaluation (1: missing, 2: made under other [eval] settings)
+  std::string eval_settings;  // rank 0: the [eval] table the file's final evaluation ran under
   if (pg.rank == 0) {
     todo[0] = adapter_exported_at(adapter) != state.step;
-    todo[1] = cfg.eval.suite && !read_eval_group(metrics_file).has_value();
+    if (cfg.eval.suite) {
+      const auto done = read_eval_group(metrics_file);
+      if (done) eval_settings = done->settings;
+      todo[1] = !done ? 1 : !eval_settings.empty() && eval_settings != cfg.to_toml("eval") ? 2 : 0;
+    }
   }
   dist_broadcast(todo, sizeof todo, 0, "MPI_Bcast of what a finished run still needs");
   if (!todo[0] && !todo[1]) {
@@ -179,7 +198,11 @@ void finish_ended_run(const Config& cfg, Run& run, const ResumeChoice& resumed, 
     dist_barrier("MPI_Barrier after the adapter export");
   }
   if (todo[1]) {
-    log::warn("the run ended at step ", state.step, " without its final evaluation (eval.suite): evaluating now");
+    if (todo[1] == 1)
+      log::warn("the run ended at step ", state.step, " without its final evaluation (eval.suite): evaluating now");
+    else if (pg.rank == 0)
+      log::warn("the final evaluation in ", metrics_file, " was made under other [eval] settings (this config: ",
+                changed_lines(eval_settings, cfg.to_toml("eval")), "): evaluating again");
     if (state.adapter_is_best && !todo[0]) state = with_best_adapters(cfg, state, run);
     const auto tensorboard = pg.rank == 0 ? open_run_tensorboard(cfg, state.step) : nullptr;
     auto timed = split.time("final_eval");

@@ -144,7 +144,8 @@ TEST(Faults, AnExportCutShortIsReportedAndTheResumeCompletesIt) {
 
 // A kill during the final export keeps the adapter an earlier stop exported (--stop-after, a
 // signal): verify calls it stale and the resume exports the final one. A kill during the final
-// evaluation (eval.suite) leaves no /eval: verify names it and the resume evaluates.
+// evaluation (eval.suite) leaves no /eval: verify names it and the resume evaluates. A finished
+// run submitted again with other [eval] settings is evaluated again under them.
 TEST(Faults, AStaleAdapterOrAMissingFinalEvaluationIsReportedAndTheResumeMakesIt) {
   TempDir d;
   const auto out = d / "run";
@@ -181,6 +182,22 @@ TEST(Faults, AStaleAdapterOrAMissingFinalEvaluationIsReportedAndTheResumeMakesIt
   EXPECT_TRUE(same_bits(adapter_values(out + "/adapter", final_state), adapters_of(final_state)));
   r = run_r1dist("--cfg " + cfg + suite + " --resume auto");
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err + r.out, HasSubstr("nothing to do: the run ended at step 6 of 6"));
+  // Submitted again with other [eval] settings: the final evaluation is made again under them
+  // (and recorded with them), the adapter left as it is.
+  const auto before = read_eval_group(out + "/metrics.h5");
+  ASSERT_TRUE(before.has_value());
+  EXPECT_THAT(before->settings, HasSubstr("max_new_tokens = 4"));
+  r = run_r1dist("--cfg " + cfg + suite + " --set eval.max_new_tokens=3 --resume auto");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err + r.out, HasSubstr("other [eval] settings (this config: max_new_tokens = 3): evaluating again"));
+  EXPECT_THAT(r.err + r.out, Not(HasSubstr("exporting")));
+  const auto after = read_eval_group(out + "/metrics.h5");
+  ASSERT_TRUE(after.has_value());
+  EXPECT_THAT(after->settings, HasSubstr("max_new_tokens = 3"));
+  ASSERT_EQ(after->generations.size(), 1u);
+  EXPECT_LE(after->generations[0].tokens, 3);
+  r = run_r1dist("--cfg " + cfg + suite + " --set eval.max_new_tokens=3 --resume auto");
   EXPECT_THAT(r.err + r.out, HasSubstr("nothing to do: the run ended at step 6 of 6"));
   // --stop-after at or before the checkpoint's step: refused, not ignored.
   r = run_r1dist("--cfg " + cfg + suite + " --resume auto --stop-after 4");

@@ -196,8 +196,8 @@ struct Config {
   std::string source_path;  // file it came from ("" for defaults/strings)
 
   // Every key including defaults, sections in the order above; parses back to an equal
-  // Config.
-  std::string to_toml() const;
+  // Config. With `section` ("eval", ...): that table alone.
+  std::string to_toml(const std::string& section = "") const;
 };
 
 // Compares every configuration value; source_path is provenance, not configuration.

@@ -26,6 +26,7 @@ struct EvalSummary {
   std::string model;                // base model directory
   std::string adapter;              // adapter (checkpoint or PEFT directory); "" for the base model
   std::string data;                 // data file of the held-out rows and the MCQ items
+  std::string settings;             // the config's [eval] table it ran under (TOML); "" when not from a config
   int64_t rows = 0;                 // held-out rows scored
   // Mean token NLL (nats) and exp(loss); NaN when nothing was scored (no held-out rows).
   double loss = std::numeric_limits<double>::quiet_NaN(), perplexity = std::numeric_limits<double>::quiet_NaN();
