@@ -96,19 +96,38 @@ void check_resume_anyway(const std::string& keys) {
   }
 }
 
-std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml) {
-  const auto a = flat(before_toml, "checkpoint's"), b = flat(now_toml, "current");
+namespace {
+
+// The keys of either config that `counts` accepts, whose values differ.
+template <typename Pred>
+std::vector<ConfigChange> changes(const std::string& before_toml, const std::string& now_toml, const char* before,
+                                  Pred counts) {
+  const auto a = flat(before_toml, before), b = flat(now_toml, "current");
   std::set<std::string> keys;
   for (const auto& [k, v] : a) keys.insert(k);
   for (const auto& [k, v] : b) keys.insert(k);
   std::vector<ConfigChange> out;
   for (const auto& k : keys) {
-    if (!key_changes_math(k)) continue;
+    if (!counts(k)) continue;
     const auto ia = a.find(k), ib = b.find(k);
     const std::string was = ia == a.end() ? "" : ia->second, now = ib == b.end() ? "" : ib->second;
     if (was != now) out.push_back({k, was, now});
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<ConfigChange> math_config_changes(const std::string& before_toml, const std::string& now_toml) {
+  return changes(before_toml, now_toml, "checkpoint's", key_changes_math);
+}
+
+std::vector<ConfigChange> suite_config_changes(const std::string& before_toml, const std::string& now_toml) {
+  static const std::set<std::string> kDuringTraining = {"eval.every_steps", "eval.max_kl", "eval.patience",
+                                                        "eval.min_delta"};
+  return changes(before_toml, now_toml, "evaluation's", [](const std::string& k) {
+    return k.rfind("eval.", 0) == 0 && !kDuringTraining.count(k);
+  });
 }
 
 }  // namespace r1dist

@@ -12,11 +12,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <set>
-#include <sstream>
 
 #include "r1dist/base/error.h"
 #include "r1dist/base/fs.h"
+#include "r1dist/config/config_diff.h"
 #include "r1dist/data/packing.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
@@ -140,17 +139,6 @@ TrainState with_best_adapters(const Config& cfg, const TrainState& ended, Run& r
   return state;
 }
 
-// The lines of `now` that `before` lacks, joined with "; " (the keys a TOML table changed).
-std::string changed_lines(const std::string& before, const std::string& now) {
-  std::set<std::string> old;
-  std::istringstream a(before), b(now);
-  for (std::string line; std::getline(a, line);) old.insert(line);
-  std::string out;
-  for (std::string line; std::getline(b, line);)
-    if (!old.count(line)) out += (out.empty() ? "" : "; ") + line;
-  return out;
-}
-
 // A resumed run whose checkpoint is its end (the last step, or an early stop recorded in it):
 // what may be missing is its output, which is made again from that checkpoint: the adapter
 // (absent, incomplete, or exported at another step: a kill between the last checkpoint and
@@ -164,13 +152,13 @@ void finish_ended_run(const Config& cfg, Run& run, const ResumeChoice& resumed, 
   const std::string adapter = cfg.output.dir + "/adapter", metrics_file = cfg.output.dir + "/metrics.h5";
   // Rank 0 looks; every rank follows its decision (the export has a barrier).
   int32_t todo[2] = {0, 0};  // export, final evaluation (1: missing, 2: made under other [eval] settings)
-  std::string eval_settings;  // rank 0: the [eval] table the file's final evaluation ran under
+  std::vector<ConfigChange> eval_changes;  // rank 0: from the settings the file's /eval ran under
   if (pg.rank == 0) {
     todo[0] = adapter_exported_at(adapter) != state.step;
     if (cfg.eval.suite) {
       const auto done = read_eval_group(metrics_file);
-      if (done) eval_settings = done->settings;
-      todo[1] = !done ? 1 : !eval_settings.empty() && eval_settings != cfg.to_toml("eval") ? 2 : 0;
+      if (done && !done->settings.empty()) eval_changes = suite_config_changes(done->settings, cfg.to_toml("eval"));
+      todo[1] = !done ? 1 : eval_changes.empty() ? 0 : 2;
     }
   }
   dist_broadcast(todo, sizeof todo, 0, "MPI_Bcast of what a finished run still needs");
@@ -200,9 +188,14 @@ void finish_ended_run(const Config& cfg, Run& run, const ResumeChoice& resumed, 
   if (todo[1]) {
     if (todo[1] == 1)
       log::warn("the run ended at step ", state.step, " without its final evaluation (eval.suite): evaluating now");
-    else if (pg.rank == 0)
-      log::warn("the final evaluation in ", metrics_file, " was made under other [eval] settings (this config: ",
-                changed_lines(eval_settings, cfg.to_toml("eval")), "): evaluating again");
+    else if (pg.rank == 0) {
+      std::string changed;
+      for (const auto& c : eval_changes)
+        changed += (changed.empty() ? "" : ", ") + c.key + " " + (c.was.empty() ? "(absent)" : c.was) + " -> " +
+                   (c.now.empty() ? "(absent)" : c.now);
+      log::warn("the final evaluation in ", metrics_file, " was made under other [eval] settings (", changed,
+                "): evaluating again");
+    }
     if (state.adapter_is_best && !todo[0]) state = with_best_adapters(cfg, state, run);
     const auto tensorboard = pg.rank == 0 ? open_run_tensorboard(cfg, state.step) : nullptr;
     auto timed = split.time("final_eval");

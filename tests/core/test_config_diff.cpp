@@ -1,5 +1,6 @@
-// The resume identity's config comparison (config/config_diff.h): keys that change the math
-// are listed with both values; keys that only move work around, or never touch the math, are not.
+// The config comparisons (config/config_diff.h): for the resume identity, keys that change the
+// math are listed with both values; keys that only move work around, or never touch the math,
+// are not; for a finished run's final evaluation, the [eval] keys it reads.
 #include <gtest/gtest.h>
 
 #include "r1dist/config/config.h"
@@ -39,6 +40,30 @@ TEST(ConfigDiff, ListsTheKeysThatChangeTheMathWithBothValues) {
     }
   EXPECT_TRUE(math_config_changes(base.to_toml(), base.to_toml()).empty());
   EXPECT_THROW(math_config_changes("[train\n", base.to_toml()), Error);
+}
+
+// The final evaluation's settings (/eval records the [eval] table): the keys it reads are
+// listed, the training-time ones (every_steps, max_kl, patience, min_delta) and other tables
+// are not; the table alone compares with a whole config.
+TEST(ConfigDiff, TheSuiteSettingsListTheKeysTheEvaluationReads) {
+  const auto base = parse_config_string("[model]\npath = \"m\"\n[data]\npath = \"a.jsonl\"\n", "a.toml");
+  auto now = base;
+  now.eval.max_new_tokens = 7;
+  now.eval.mcq_path = "q.jsonl";
+  now.eval.every_steps = 3;
+  now.eval.patience = 2;
+  now.eval.max_kl = 0.5;
+  now.eval.min_delta = 0.01;
+  now.train.lr = 1e-3;
+  const auto changes = suite_config_changes(base.to_toml("eval"), now.to_toml());
+  std::vector<std::string> keys;
+  for (const auto& c : changes) keys.push_back(c.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"eval.max_new_tokens", "eval.mcq_path"}));
+  EXPECT_EQ(changes[0].was, "256");
+  EXPECT_EQ(changes[0].now, "7");
+  EXPECT_TRUE(suite_config_changes(base.to_toml("eval"), base.to_toml()).empty());
+  EXPECT_EQ(base.to_toml("eval").rfind("[eval]\n", 0), 0u) << base.to_toml("eval");
+  EXPECT_EQ(base.to_toml("eval").find("[train]"), std::string::npos);
 }
 
 // A checkpoint of a padded run (data.packing = false, or a config written before the key

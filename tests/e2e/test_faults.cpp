@@ -190,14 +190,15 @@ TEST(Faults, AStaleAdapterOrAMissingFinalEvaluationIsReportedAndTheResumeMakesIt
   EXPECT_THAT(before->settings, HasSubstr("max_new_tokens = 4"));
   r = run_r1dist("--cfg " + cfg + suite + " --set eval.max_new_tokens=3 --resume auto");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.err + r.out, HasSubstr("other [eval] settings (this config: max_new_tokens = 3): evaluating again"));
+  EXPECT_THAT(r.err + r.out, HasSubstr("other [eval] settings (eval.max_new_tokens 4 -> 3): evaluating again"));
   EXPECT_THAT(r.err + r.out, Not(HasSubstr("exporting")));
   const auto after = read_eval_group(out + "/metrics.h5");
   ASSERT_TRUE(after.has_value());
   EXPECT_THAT(after->settings, HasSubstr("max_new_tokens = 3"));
   ASSERT_EQ(after->generations.size(), 1u);
   EXPECT_LE(after->generations[0].tokens, 3);
-  r = run_r1dist("--cfg " + cfg + suite + " --set eval.max_new_tokens=3 --resume auto");
+  // The same again, and a key that acts only during training: nothing to evaluate.
+  r = run_r1dist("--cfg " + cfg + suite + " --set eval.max_new_tokens=3 --set eval.every_steps=2 --resume auto");
   EXPECT_THAT(r.err + r.out, HasSubstr("nothing to do: the run ended at step 6 of 6"));
   // --stop-after at or before the checkpoint's step: refused, not ignored.
   r = run_r1dist("--cfg " + cfg + suite + " --resume auto --stop-after 4");

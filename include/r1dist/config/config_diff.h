@@ -29,6 +29,11 @@ bool key_changes_math(const std::string& key);
 // train.recompute_mlp_layers and train.memory_budget_gb: 0), so a changed default shows here
 // as a change; any other missing key is left out.
 std::vector<ConfigChange> layout_config_changes(const std::string& before_toml, const std::string& now_toml);
+// The keys of [eval] that change what the final evaluation (eval.suite, the /eval group)
+// measures, whose values differ: all but those that act during training (eval.every_steps,
+// max_kl, patience, min_delta). Either side may be a whole config or its [eval] table alone
+// (Config::to_toml("eval"), as /eval records it).
+std::vector<ConfigChange> suite_config_changes(const std::string& before_toml, const std::string& now_toml);
 // Refuses (UsageError) a --resume-anyway list naming anything but "all" or comma-separated
 // config keys, "model", "data" and "metrics" (the names resume_differences uses), with the
 // closest known name for a typo.
