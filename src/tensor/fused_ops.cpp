@@ -184,16 +184,17 @@ bool decode_attention_enabled() {
   return on;
 }
 
-at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& allowed, double scale) {
+at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
+                            double scale, int64_t splits) {
   check(q_in.dim() == 4 && k.dim() == 4 && v.dim() == 4 && allowed.dim() == 2 && k.size(1) == q_in.size(1) &&
             allowed.size(0) == q_in.size(0) && allowed.size(1) == k.size(2),
         "fused::decode_attention: q (B, Hkv, R, D), k and v (B, Hkv, S, D), allowed (B, S)");
 #ifdef R1DIST_WITH_CUDA
   const auto q = q_in.contiguous();
   if (on_kernels(q) && cuda::decode_attention_applies(q, k, v, allowed))
-    return cuda::decode_attention(q, k, v, allowed, scale);
+    return cuda::decode_attention(q, k, v, allowed, scale, splits);
 #endif
+  (void)splits;
   // Each group's R query heads as R query rows of one head over its keys.
   return compat::masked_attention(q_in, k, v, allowed.view({allowed.size(0), 1, 1, allowed.size(1)}), scale);
 }

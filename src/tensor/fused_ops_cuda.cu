@@ -305,127 +305,171 @@ __global__ void softmax_grad_kernel(T* __restrict__ logits, const float* __restr
 }
 
 // ---- Decoding attention: one query token per row over its cache's first S columns.
-// Block (split, head, b) takes the columns [split * C, split * C + C) of key/value head `head`
-// for the R query heads that share it. The block first copies those columns' keys and values
-// into shared memory (every thread issues its 16-byte loads back to back; rows padded by 16
-// bytes, so the threads of a quarter-warp reading eight keys hit distinct banks), then: scores
-// (a thread per column, fp32 dot products against the queries, also in shared memory; -inf
-// where not allowed), each query's maximum and sum of exponentials (a warp per query), the
-// weighted values (a thread per dimension). With one split it writes the output; with more,
-// fp32 partial sums and (max, sum) per query, which attention_combine_kernel merges.
-constexpr int kAttnThreads = 128, kAttnChunk = 64, kAttnMaxRows = 16, kAttnBatch = 8;
+// Block (split, head, b) takes the columns [c0, c1) of key/value head `head` for the R query
+// heads that share it, in chunks of kAttnChunk columns: each chunk's keys and values are copied
+// into shared memory asynchronously (cp.async, two stages: the next chunk's copy runs while the
+// current one is used; rows padded by 16 bytes, so the lanes of a quarter-warp reading eight
+// keys hit distinct banks), then the scores (lane j of every warp: column j; warp w: query rows
+// w, w + 4, ...; fp32 dot products against the queries, kept in shared memory in fp32; -inf
+// where not allowed), each row's running maximum and sum of exponentials (a warp per row;
+// online softmax: the sums so far rescaled by e^(m_old - m_new)), the weighted values (a thread
+// per dimension, all rows). With one split the block writes the output; with more, fp32 partial
+// sums and (max, sum) per row, which attention_combine_kernel merges.
+constexpr int kAttnThreads = 128, kAttnWarps = kAttnThreads / 32, kAttnChunk = 32, kAttnMaxRows = 16, kAttnMaxD = 256;
+constexpr int kAttnRowsPerWarp = kAttnMaxRows / kAttnWarps, kAttnDimsPerThread = kAttnMaxD / kAttnThreads;
 
-// Copies rows [0, n) of `src` (rows `stride` elements apart, `d` each, 16-byte aligned) into
-// `dst` (rows d + pad apart), kAttnBatch loads in flight per thread before their stores.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+// Starts the copy of rows [0, n) of k and v (rows d elements apart, 16-byte aligned) into ks
+// and vs (rows `row` elements apart).
 template <typename T>
-__device__ __forceinline__ void stage_rows(T* dst, const T* __restrict__ src, int64_t n, int d, int pad) {
+__device__ __forceinline__ void stage_chunk(T* ks, T* vs, const T* __restrict__ k, const T* __restrict__ v, int n,
+                                            int d, int row) {
   constexpr int V = 16 / sizeof(T);
-  const int per_row = d / V;
-  const int count = int(n) * per_row;
-  for (int base = threadIdx.x; base < count; base += blockDim.x * kAttnBatch) {
-    uint4 r[kAttnBatch];
-#pragma unroll
-    for (int u = 0; u < kAttnBatch; ++u) {
-      const int i = base + u * int(blockDim.x);
-      if (i < count) r[u] = __ldg(reinterpret_cast<const uint4*>(src + int64_t(i / per_row) * d) + i % per_row);
-    }
-#pragma unroll
-    for (int u = 0; u < kAttnBatch; ++u) {
-      const int i = base + u * int(blockDim.x);
-      if (i < count) reinterpret_cast<uint4*>(dst + (i / per_row) * (d + pad))[i % per_row] = r[u];
-    }
+  const int per_row = d / V, count = n * per_row;
+  for (int i = threadIdx.x; i < count; i += kAttnThreads) {
+    const int r = i / per_row, c = (i - r * per_row) * V;
+    cp_async16(ks + r * row + c, k + int64_t(r) * d + c);
+    cp_async16(vs + r * row + c, v + int64_t(r) * d + c);
   }
+  asm volatile("cp.async.commit_group;\n" ::);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(
-    const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const bool* __restrict__ allowed,
-    int64_t k_batch, int64_t k_head, int64_t v_batch, int64_t v_head, int64_t allowed_batch, int heads, int rows,
-    int d, int64_t span, float scale, T* __restrict__ out, float* __restrict__ part, float* __restrict__ stats) {
+__global__ void __launch_bounds__(kAttnThreads)
+    decode_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                            const bool* __restrict__ allowed, int64_t k_batch, int64_t k_head, int64_t v_batch,
+                            int64_t v_head, int64_t allowed_batch, int heads, int rows, int d, int64_t span,
+                            int64_t per_split, float scale, T* __restrict__ out, float* __restrict__ part,
+                            float* __restrict__ stats) {
   constexpr int V = 16 / sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   const int row = d + V;  // padded
-  T* ks = reinterpret_cast<T*>(smem_bytes);            // kAttnChunk x row
-  T* vs = ks + kAttnChunk * row;                       // kAttnChunk x row
-  float* qs = reinterpret_cast<float*>(vs + kAttnChunk * row);  // rows x d
-  float* p = qs + rows * d;                            // rows x kAttnChunk
-  float* st = p + rows * kAttnChunk;                   // rows x 2: max, sum
+  T* stage = reinterpret_cast<T*>(smem_bytes);                         // 2 stages x (keys, values) x C x row
+  float* qs = reinterpret_cast<float*>(stage + 4 * kAttnChunk * row);  // rows x d
+  float* p = qs + rows * d;                                            // rows x C
+  float* st = p + rows * kAttnChunk;                                   // rows x 3: max, sum, rescale
   const int split = blockIdx.x, head = blockIdx.y, b = blockIdx.z;
-  const int64_t c0 = int64_t(split) * kAttnChunk, n = span - c0 < kAttnChunk ? span - c0 : kAttnChunk;
-  stage_rows(ks, k + b * k_batch + head * k_head + c0 * d, n, d, V);
-  stage_rows(vs, v + b * v_batch + head * v_head + c0 * d, n, d, V);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t c0 = int64_t(split) * per_split, c1 = c0 + per_split < span ? c0 + per_split : span;
+  const T* kb = k + b * k_batch + head * k_head;
+  const T* vb = v + b * v_batch + head * v_head;
+  auto chunk_n = [&](int64_t c) { return int(c1 - c < kAttnChunk ? c1 - c : kAttnChunk); };
+  auto keys_of = [&](int s) { return stage + s * 2 * kAttnChunk * row; };
+  if (c0 < c1) stage_chunk(keys_of(0), keys_of(0) + kAttnChunk * row, kb + c0 * d, vb + c0 * d, chunk_n(c0), d, row);
   const T* qb = q + (int64_t(b) * heads + head) * rows * d;
-  for (int i = threadIdx.x; i < rows * d; i += blockDim.x) qs[i] = to_f(qb[i]);
-  __syncthreads();
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    if (!allowed[b * allowed_batch + c0 + j]) {
-      for (int r = 0; r < rows; ++r) p[r * kAttnChunk + j] = -INFINITY;
-      continue;
-    }
-    float acc[kAttnMaxRows];
+  for (int i = threadIdx.x; i < rows * d; i += kAttnThreads) qs[i] = to_f(qb[i]);
+  for (int r = threadIdx.x; r < rows; r += kAttnThreads) st[3 * r] = -INFINITY, st[3 * r + 1] = 0.f;
+  float acc[kAttnDimsPerThread][kAttnMaxRows];
 #pragma unroll
-    for (int r = 0; r < kAttnMaxRows; ++r) acc[r] = 0.f;
-    const T* kr = ks + j * row;
-    for (int e = 0; e < d; e += V) {
-      const auto kv = load<T, V>(kr + e, 0);
+  for (int i = 0; i < kAttnDimsPerThread; ++i)
+#pragma unroll
+    for (int r = 0; r < kAttnMaxRows; ++r) acc[i][r] = 0.f;
+  int s = 0;
+  for (int64_t c = c0; c < c1; c += kAttnChunk, s ^= 1) {
+    const int n = chunk_n(c);
+    cp_async_wait_all();
+    __syncthreads();  // this chunk's copy is visible; every thread is done with the other stage and p
+    if (c + kAttnChunk < c1)
+      stage_chunk(keys_of(s ^ 1), keys_of(s ^ 1) + kAttnChunk * row, kb + (c + kAttnChunk) * d,
+                  vb + (c + kAttnChunk) * d, chunk_n(c + kAttnChunk), d, row);
+    const T* ks = keys_of(s);
+    const T* vs = ks + kAttnChunk * row;
+    if (lane < n) {
+      float dot[kAttnRowsPerWarp];
+#pragma unroll
+      for (int i = 0; i < kAttnRowsPerWarp; ++i) dot[i] = 0.f;
+      const T* kr = ks + lane * row;
+      for (int e = 0; e < d; e += V) {
+        const auto kv = load<T, V>(kr + e, 0);
+        float kf[V];
+#pragma unroll
+        for (int t = 0; t < V; ++t) kf[t] = to_f(kv.v[t]);
+#pragma unroll
+        for (int i = 0; i < kAttnRowsPerWarp; ++i) {
+          const int r = warp + kAttnWarps * i;
+          if (r >= rows) break;
+          const float4* q4 = reinterpret_cast<const float4*>(qs + r * d + e);
+#pragma unroll
+          for (int t = 0; t < V / 4; ++t) {
+            const float4 qv = q4[t];
+            dot[i] = fmaf(qv.x, kf[4 * t], dot[i]);
+            dot[i] = fmaf(qv.y, kf[4 * t + 1], dot[i]);
+            dot[i] = fmaf(qv.z, kf[4 * t + 2], dot[i]);
+            dot[i] = fmaf(qv.w, kf[4 * t + 3], dot[i]);
+          }
+        }
+      }
+      const bool ok = allowed[b * allowed_batch + c + lane];
+#pragma unroll
+      for (int i = 0; i < kAttnRowsPerWarp; ++i) {
+        const int r = warp + kAttnWarps * i;
+        if (r < rows) p[r * kAttnChunk + lane] = ok ? dot[i] * scale : -INFINITY;
+      }
+    }
+    __syncthreads();
+    for (int r = warp; r < rows; r += kAttnWarps) {
+      float* pr = p + r * kAttnChunk;
+      const float x = lane < n ? pr[lane] : -INFINITY;
+      float m = x;
+      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+      const float m_old = st[3 * r], m_new = fmaxf(m_old, m);
+      const float e = m_new == -INFINITY ? 0.f : expf(x - m_new);
+      pr[lane] = e;
+      float l = e;
+      for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+      const float rescale = m_old == -INFINITY ? 0.f : expf(m_old - m_new);
+      __syncwarp();
+      if (lane == 0) st[3 * r] = m_new, st[3 * r + 1] = st[3 * r + 1] * rescale + l, st[3 * r + 2] = rescale;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kAttnDimsPerThread; ++i) {
+      const int e = threadIdx.x + i * kAttnThreads;
+      if (e >= d) break;
 #pragma unroll
       for (int r = 0; r < kAttnMaxRows; ++r) {
         if (r >= rows) break;
-        const float* qr = qs + r * d + e;
+        acc[i][r] *= st[3 * r + 2];
+      }
+      for (int j = 0; j < n; ++j) {
+        const float x = to_f(vs[j * row + e]);
 #pragma unroll
-        for (int t = 0; t < V; ++t) acc[r] = fmaf(qr[t], to_f(kv.v[t]), acc[r]);
+        for (int r = 0; r < kAttnMaxRows; ++r) {
+          if (r >= rows) break;
+          acc[i][r] = fmaf(p[r * kAttnChunk + j], x, acc[i][r]);
+        }
       }
     }
-#pragma unroll
-    for (int r = 0; r < kAttnMaxRows; ++r)
-      if (r < rows) p[r * kAttnChunk + j] = acc[r] * scale;
   }
-  __syncthreads();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int r = warp; r < rows; r += kAttnThreads / 32) {
-    float* pr = p + r * kAttnChunk;
-    float m = -INFINITY;
-    for (int64_t j = lane; j < n; j += 32) m = fmaxf(m, pr[j]);
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    float l = 0.f;
-    for (int64_t j = lane; j < n; j += 32) {
-      const float e = m == -INFINITY ? 0.f : expf(pr[j] - m);
-      pr[j] = e;
-      l += e;
-    }
-    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-    if (lane == 0) st[2 * r] = m, st[2 * r + 1] = l;
-  }
-  __syncthreads();
+  __syncthreads();  // the last chunk's sums are in st
   const int splits = gridDim.x;
-  for (int e = threadIdx.x; e < d; e += blockDim.x) {
-    float acc[kAttnMaxRows];
 #pragma unroll
-    for (int r = 0; r < kAttnMaxRows; ++r) acc[r] = 0.f;
-    for (int64_t j = 0; j < n; ++j) {
-      const float x = to_f(vs[j * row + e]);
-#pragma unroll
-      for (int r = 0; r < kAttnMaxRows; ++r)
-        if (r < rows) acc[r] = fmaf(p[r * kAttnChunk + j], x, acc[r]);
-    }
+  for (int i = 0; i < kAttnDimsPerThread; ++i) {
+    const int e = threadIdx.x + i * kAttnThreads;
+    if (e >= d) break;
 #pragma unroll
     for (int r = 0; r < kAttnMaxRows; ++r) {
       if (r >= rows) break;
       const int64_t o = ((int64_t(b) * heads + head) * rows + r) * d + e;
       if (splits == 1) {
-        const float l = st[2 * r + 1];
-        out[o] = from_f<T>(l > 0.f ? acc[r] / l : 0.f);
+        const float l = st[3 * r + 1];
+        out[o] = from_f<T>(l > 0.f ? acc[i][r] / l : 0.f);
       } else {
         const int64_t all = int64_t(gridDim.z) * heads * rows * d;
-        part[split * all + o] = acc[r];
+        part[split * all + o] = acc[i][r];
       }
     }
   }
   if (splits > 1 && threadIdx.x < rows) {
     const int64_t all = int64_t(gridDim.z) * heads * rows;
     const int64_t o = (int64_t(b) * heads + head) * rows + threadIdx.x;
-    stats[2 * (split * all + o)] = st[2 * threadIdx.x];
-    stats[2 * (split * all + o) + 1] = st[2 * threadIdx.x + 1];
+    stats[2 * (split * all + o)] = st[3 * threadIdx.x];
+    stats[2 * (split * all + o) + 1] = st[3 * threadIdx.x + 1];
   }
 }
 
@@ -698,7 +742,7 @@ bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at
   if (k.scalar_type() != st || v.scalar_type() != st || allowed.scalar_type() != at::kBool) return false;
   const int64_t b = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3), span = k.size(2);
   const int64_t vec = 16 / int64_t(q.element_size());
-  if (rows < 1 || rows > kAttnMaxRows || d < 1 || d > 256 || d % vec != 0 || span < 1) return false;
+  if (rows < 1 || rows > kAttnMaxRows || d < 1 || d > kAttnMaxD || d % vec != 0 || span < 1) return false;
   for (const auto* t : {&k, &v})
     if (t->size(0) != b || t->size(1) != heads || t->size(2) != span || t->size(3) != d || t->stride(3) != 1 ||
         t->stride(2) != d || t->stride(1) % vec != 0 || t->stride(0) % vec != 0 ||
@@ -708,12 +752,26 @@ bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at
          k.device() == q.device() && v.device() == q.device() && allowed.device() == q.device();
 }
 
+static int64_t decode_attention_splits(int64_t batch, int64_t heads, int64_t span, int sms) {
+  const int64_t chunks = (span + kAttnChunk - 1) / kAttnChunk, groups = batch * heads;
+  // About two blocks per multiprocessor, each at least one chunk; then as few splits as give
+  // each that many chunks.
+  const int64_t want = std::max<int64_t>(1, std::min<int64_t>(chunks, (2 * int64_t(sms) + groups - 1) / groups));
+  const int64_t per = (chunks + want - 1) / want;
+  return (chunks + per - 1) / per;
+}
+
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
-                            double scale) {
+                            double scale, int64_t splits) {
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t b = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3), span = k.size(2);
   auto out = at::empty_like(q);
-  const int64_t splits = (span + kAttnChunk - 1) / kAttnChunk;
+  const int64_t chunks = (span + kAttnChunk - 1) / kAttnChunk;
+  if (splits <= 0)
+    splits = decode_attention_splits(b, heads, span, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  splits = std::min(splits, chunks);
+  const int64_t per_split = (chunks + splits - 1) / splits * kAttnChunk;
+  splits = (span + per_split - 1) / per_split;  // none empty
   at::Tensor part, stats;
   if (splits > 1) {
     part = at::empty({splits, b * heads * rows * d}, q.options().dtype(at::kFloat));
@@ -724,14 +782,14 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
     using T = decltype(tag);
     const int64_t row = d + 16 / int64_t(sizeof(T));
     const size_t shared =
-        size_t(2 * kAttnChunk * row) * sizeof(T) + size_t(rows * d + rows * kAttnChunk + 2 * rows) * sizeof(float);
+        size_t(4 * kAttnChunk * row) * sizeof(T) + size_t(rows * d + rows * kAttnChunk + 3 * rows) * sizeof(float);
     // Past the default 48 KB (fp32 with long heads): the device's opt-in limit, set once per dtype.
     static const cudaError_t raised = cudaFuncSetAttribute(decode_attention_kernel<T>,
                                                            cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024);
     if (raised != cudaSuccess) throw Error(std::string("decode attention: ") + cudaGetErrorString(raised));
     decode_attention_kernel<T><<<dim3(unsigned(splits), unsigned(heads), unsigned(b)), kAttnThreads, shared, stream>>>(
         ptr<T>(q), ptr<T>(k), ptr<T>(v), allowed.data_ptr<bool>(), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        allowed.stride(0), int(heads), int(rows), int(d), span, float(scale), ptr<T>(out),
+        allowed.stride(0), int(heads), int(rows), int(d), span, per_split, float(scale), ptr<T>(out),
         splits > 1 ? part.data_ptr<float>() : nullptr, splits > 1 ? stats.data_ptr<float>() : nullptr);
     if (splits > 1)
       attention_combine_kernel<T><<<unsigned(b * heads * rows), std::min<int>(int(d), 256), 0, stream>>>(

@@ -34,6 +34,6 @@ void softmax_grad_(at::Tensor& logits, const at::Tensor& lse, const at::Tensor& 
 bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& allowed);
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
-                            double scale);
+                            double scale, int64_t splits);
 
 }  // namespace r1dist::fused::cuda

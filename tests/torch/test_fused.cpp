@@ -285,8 +285,10 @@ TEST(Fused, RopeIntoCacheIsRopeThenTheCacheWrite) {
 
 // Decoding attention (the GPU kernel) against scaled dot-product attention under the same
 // mask in fp32: rows that share a key head 1 to 16 (and 17, beyond the kernel: the fallback),
-// head sizes 64 and 128, spans within one 64-column block and over several (merged), columns
-// masked out (left padding, a hole), the cache wider than the span; fp32, bf16, fp16.
+// head sizes 64, 128 and 256, spans within one 32-column chunk and over several, split the
+// default way, in one block per head (every chunk through the online softmax) and in three
+// (merged); columns masked out (left padding, a hole, a whole chunk), the cache wider than the
+// span; fp32, bf16, fp16.
 TEST(Fused, DecodeAttentionMatchesMaskedAttention) {
   if (!at::hasCUDA() || !fused::kernels_available(at::Device(at::kCUDA, 0)))
     GTEST_SKIP() << "no CUDA kernels in this build/machine";
@@ -295,30 +297,32 @@ TEST(Fused, DecodeAttentionMatchesMaskedAttention) {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf})
     for (int64_t rows : {1, 5, 7, 16, 17})
-      for (int64_t d : {64, 128})
-        for (int64_t span : {1, 97, 128, 300, 512}) {
-          SCOPED_TRACE(std::string(c10::toString(dt)) + ", rows " + std::to_string(rows) + ", d " +
-                       std::to_string(d) + ", span " + std::to_string(span));
-          const int64_t b = 3, heads = 2, capacity = span + 40;
-          const auto q = at::randn({b, heads, rows, d}, gen, f32).to(gpu, dt);
-          const auto kc = at::randn({b, heads, capacity, d}, gen, f32).to(gpu, dt);
-          const auto vc = at::randn({b, heads, capacity, d}, gen, f32).to(gpu, dt);
-          auto allowed = at::ones({b, capacity}, f32.dtype(at::kBool));
-          if (span > 4) {
-            allowed[1].slice(0, 0, 3).fill_(false);  // left padding
-            allowed[2].slice(0, span / 2, span / 2 + 2).fill_(false);
+      for (int64_t d : {64, 128, 256})
+        for (int64_t span : {1, 97, 128, 300, 512})
+          for (int64_t splits : {0, 1, 3}) {
+            SCOPED_TRACE(std::string(c10::toString(dt)) + ", rows " + std::to_string(rows) + ", d " +
+                         std::to_string(d) + ", span " + std::to_string(span) + ", splits " + std::to_string(splits));
+            const int64_t b = 3, heads = 2, capacity = span + 40;
+            const auto q = at::randn({b, heads, rows, d}, gen, f32).to(gpu, dt);
+            const auto kc = at::randn({b, heads, capacity, d}, gen, f32).to(gpu, dt);
+            const auto vc = at::randn({b, heads, capacity, d}, gen, f32).to(gpu, dt);
+            auto allowed = at::ones({b, capacity}, f32.dtype(at::kBool));
+            if (span > 4) {
+              allowed[1].slice(0, 0, 3).fill_(false);  // left padding
+              allowed[2].slice(0, span / 2, span / 2 + 2).fill_(false);
+            }
+            if (span > 100) allowed[0].slice(0, 32, 64).fill_(false);  // a whole chunk
+            allowed = allowed.to(gpu);
+            const auto k = kc.narrow(2, 0, span), v = vc.narrow(2, 0, span), mask = allowed.narrow(1, 0, span);
+            const double scale = 1.0 / std::sqrt(double(d));
+            at::NoGradGuard ng;
+            const auto got = fused::decode_attention(q, k, v, mask, scale, splits);
+            ASSERT_EQ(got.sizes(), q.sizes());
+            ASSERT_EQ(got.scalar_type(), dt);
+            const auto want = compat::masked_attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
+                                                       mask.view({b, 1, 1, span}), scale);
+            EXPECT_LE(test::rel_err(got.to(at::kFloat).cpu(), want.cpu()), dt == at::kFloat ? 1e-5 : 1e-2);
           }
-          allowed = allowed.to(gpu);
-          const auto k = kc.narrow(2, 0, span), v = vc.narrow(2, 0, span), mask = allowed.narrow(1, 0, span);
-          const double scale = 1.0 / std::sqrt(double(d));
-          at::NoGradGuard ng;
-          const auto got = fused::decode_attention(q, k, v, mask, scale);
-          ASSERT_EQ(got.sizes(), q.sizes());
-          ASSERT_EQ(got.scalar_type(), dt);
-          const auto want = compat::masked_attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
-                                                     mask.view({b, 1, 1, span}), scale);
-          EXPECT_LE(test::rel_err(got.to(at::kFloat).cpu(), want.cpu()), dt == at::kFloat ? 1e-5 : 1e-2);
-        }
 }
 
 TEST(Fused, ATrainingStepGivesThePlainLossAndAdapterGradientsOnTheCpu) {

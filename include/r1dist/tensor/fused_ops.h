@@ -46,11 +46,13 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Te
 // (B, Hkv, R, D), the R query heads that share each key/value head; k and v (B, Hkv, S, D),
 // a cache's first S columns (rows of D values D apart); allowed (B, S) bool, the columns each
 // sequence attends to (at least one). Returns (B, Hkv, R, D). On CUDA (R <= 16, D <= 256) one
-// kernel with a block per 64 columns of every head and sequence, then one that merges the
-// blocks (past 64 columns): scores, softmax and the weighted sum in fp32, rounded once.
-// Elsewhere and for other shapes, scaled dot-product attention under the mask.
+// kernel with a block per span of columns of every head and sequence (32-column chunks, an
+// online softmax over them), then, with more than one span, one that merges the spans: scores,
+// softmax and the weighted sum in fp32, rounded once. `splits` spans per head and sequence (0:
+// about two blocks per multiprocessor; tests force others). Elsewhere and for other shapes,
+// scaled dot-product attention under the mask.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed,
-                            double scale);
+                            double scale, int64_t splits = 0);
 // Whether decoding (Qwen2Model::decode_step) uses decode_attention: yes unless
 // R1DIST_DECODE_ATTENTION=0 in the environment (scaled dot-product attention under the mask
 // then, for benchmarks; docs/PERFORMANCE.md compares the two).
