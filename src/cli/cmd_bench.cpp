@@ -132,17 +132,9 @@ int bench_nf4(const Args& a) {
           std::string plan_name;
           std::vector<std::pair<std::string, std::function<void()>>> plans;
           if (mma) {
-            // NF4 ignores chunks: its plans are named TILESxWARPS, each once.
-            auto name_of = [&](const nf4::MmaPlan& mp) {
-              const auto n = nf4::to_string(mp);
-              return is_nf4 ? n.substr(0, n.rfind('x')) : n;
-            };
-            plan_name = name_of(nf4::mma_plan_for(x, {nf4::GemvPart{qp, dense, {}}}));
-            for (const auto& mp : nf4::kMmaPlans) {
-              const auto name = name_of(mp);
-              if (std::none_of(plans.begin(), plans.end(), [&](const auto& p) { return p.first == name; }))
-                plans.emplace_back(name, [&, mp] { nf4::gemv_cuda(x, qp, dense, {}, {}, mp); });
-            }
+            plan_name = nf4::to_string(nf4::mma_plan_for(x, {nf4::GemvPart{qp, dense, {}}}));
+            for (const auto& mp : nf4::kMmaPlans)
+              plans.emplace_back(nf4::to_string(mp), [&, mp] { nf4::gemv_cuda(x, qp, dense, {}, {}, mp); });
           } else {
             const auto plan = nf4::gemv_plan_for(x, qp, dense);
             plan_name = std::to_string(plan.rows_per_warp) + "x" + std::to_string(plan.splits);

@@ -394,19 +394,12 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 // consecutive codes (16 bytes, within one 64-block: one absmax) of feature row l / 4 at column
 // (l % 4) * 32 and the same 32 columns of x's rows l / 4 and l / 4 + 8; k-step j of the span's
 // eight takes columns 4j .. 4j + 3 of each lane's 32 (a permutation of the span's columns, the
-// same for x and W).
-template <typename T, int TILES, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __restrict__ x, int rows, int64_t K,
-                                                                 const Parts<T> parts) {
+// same for x and W). CHUNKS x 8 warps per multiprocessor bound the registers (nf4.h).
+template <typename T, int TILES, int WARPS, int CHUNKS>
+__global__ void __launch_bounds__(WARPS * 32, CHUNKS * 8 / WARPS > 0 ? CHUNKS * 8 / WARPS : 1)
+    gemv_mma_nf4_kernel(const T* __restrict__ x, int rows, int64_t K, const Parts<T> parts) {
   MmaBlock<T, TILES> b(x, rows, K, parts);
   const Nf4Args q = parts.q[b.part];
-  // The code tables in shared memory: a double-quantised absmax is code8[absmax_q] * scale +
-  // offset, and a lookup in global memory there would wait on the absmax_q load before it.
-  __shared__ float s_code[16], s_code8[256];
-  if (threadIdx.x < 16) s_code[threadIdx.x] = q.code16[threadIdx.x];
-  if (!q.absmax_f)
-    for (int i = threadIdx.x; i < 256; i += WARPS * 32) s_code8[i] = q.code8[i];
-  __syncthreads();
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   const int64_t spans = (K + 127) / 128;
   // A span's codes and the raw parts of their absmax (fp32, or the 8-bit code and the scale of
@@ -436,8 +429,16 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_mma_nf4_kernel(const T* __res
       }
     }
   };
+  // The first span's loads go out before the tables are filled.
   Fetched next;
   fetch(b.warp, next);
+  // The code tables in shared memory: a double-quantised absmax is code8[absmax_q] * scale +
+  // offset, and a lookup in global memory there would wait on the absmax_q load before it.
+  __shared__ float s_code[16], s_code8[256];
+  if (threadIdx.x < 16) s_code[threadIdx.x] = q.code16[threadIdx.x];
+  if (!q.absmax_f)
+    for (int i = threadIdx.x; i < 256; i += WARPS * 32) s_code8[i] = q.code8[i];
+  __syncthreads();
   for (int64_t sp = b.warp; sp < spans; sp += WARPS) {
     const Fetched cur = next;
     fetch(sp + WARPS, next);
@@ -514,7 +515,8 @@ void launch_mma(const MmaPlan& mp, bool q, const T* x, int rows, int64_t K, cons
     constexpr MmaPlan p = kMmaPlans[I];
     if (!(mp == p)) return launch_mma<T, I + 1>(mp, q, x, rows, K, parts, total, stream);
     const dim3 grid(unsigned((total + 8 * p.tiles - 1) / (8 * p.tiles)));
-    if (q) gemv_mma_nf4_kernel<T, p.tiles, p.warps><<<grid, p.warps * 32, 0, stream>>>(x, rows, K, parts);
+    if (q)
+      gemv_mma_nf4_kernel<T, p.tiles, p.warps, p.chunks><<<grid, p.warps * 32, 0, stream>>>(x, rows, K, parts);
     else gemv_mma_kernel<T, p.tiles, p.warps, p.chunks><<<grid, p.warps * 32, 0, stream>>>(x, rows, K, parts);
   }
 }

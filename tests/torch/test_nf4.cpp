@@ -297,16 +297,16 @@ TEST(Nf4, TensorCoreFewRowProductMatchesLinear) {
 }
 
 // mma_plan: dense weights on one tile and 8 warps, four chunks in flight (two on rows of
-// 8,192 or more); NF4 on two tiles where that gives every multiprocessor a block; always a
-// compiled plan.
+// 8,192 or more); NF4 on two tiles where that gives every multiprocessor a block, registers
+// for two blocks of 8 warps per multiprocessor; always a compiled plan.
 TEST(Nf4, MmaPlanPicksACompiledPlanPerShape) {
   auto plan = [](int64_t n, int64_t k, bool nf) { return nf4::to_string(nf4::mma_plan(n, k, 132, nf)); };
   EXPECT_EQ(plan(37888, 3584, false), "1x8x4");   // 7B gate and up
   EXPECT_EQ(plan(3584, 18944, false), "1x8x2");   // 7B down
   EXPECT_EQ(plan(4608, 3584, false), "1x8x4");    // 7B q, k, v
-  EXPECT_EQ(plan(37888, 3584, true), "2x8x4");    // the same in NF4: 2,368 blocks of 16 features
-  EXPECT_EQ(plan(3584, 18944, true), "2x8x4");    // 224 blocks on 132 multiprocessors
-  EXPECT_EQ(plan(1024, 3584, true), "1x8x4");     // 64 blocks of 16 would leave some idle
+  EXPECT_EQ(plan(37888, 3584, true), "2x8x2");    // the same in NF4: 2,368 blocks of 16 features
+  EXPECT_EQ(plan(3584, 18944, true), "2x8x2");    // 224 blocks on 132 multiprocessors
+  EXPECT_EQ(plan(1024, 3584, true), "1x8x2");     // 64 blocks of 16 would leave some idle
   for (bool nf : {false, true})
     for (int64_t n : {1, 100, 4096, 40000, 300000})
       for (int64_t k : {8, 4096, 8192, 30000})

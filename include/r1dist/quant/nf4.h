@@ -67,10 +67,12 @@ bool gemv_enabled();
 bool mma_enabled();
 // How the tensor-core kernels spread an N x K weight: 8 x tiles features per block, `warps`
 // warps of the block splitting K by 32-column chunks (their sums added in shared memory in a
-// fixed order), each warp with `chunks` chunks of a dense weight in flight (NF4 weights go by
-// spans of 128 columns, each span's codes loaded one span ahead, whatever `chunks` says). Only the plans of kMmaPlans
-// are compiled. mma_plan picks one of them for an N x K weight (NF4 or dense) on a GPU of
-// `multiprocessors`; with
+// fixed order), each warp with `chunks` chunks of a dense weight in flight. NF4 weights go by
+// spans of 128 columns, each span's codes loaded one span ahead; there `chunks` sizes the
+// kernel's registers for `chunks` x 8 warps per multiprocessor (2: up to 128 registers a
+// thread, 4: up to 64: more warps resident to hide the loads' latency, some values perhaps
+// kept in local memory). Only the plans of kMmaPlans are compiled. mma_plan picks one of them
+// for an N x K weight (NF4 or dense) on a GPU of `multiprocessors`; with
 // R1DIST_GEMV_MMA_PLAN=TILES,WARPS,CHUNKS in the environment (one of kMmaPlans; for
 // benchmarks) decoding uses that one for every weight instead. A plan of {0, 0, 0} passed to
 // gemv_cuda means the one decoding would use.
