@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <set>
 
 #include "r1dist/base/error.h"
@@ -112,14 +114,30 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
     sources.push_back(HostSource{ckpt.data(w.name), to_scalar_type(info.dtype), info.shape});
   }
   const bool pinned = device.is_cuda();
+  // Where the load's time goes, in its last line: waiting for the host copies, converting
+  // (copies to the device, quantisation; asynchronous on a GPU unless the queue is full), the
+  // device's remaining work, returning the page-locked staging.
+  using Clock = std::chrono::steady_clock;
+  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  const auto start = Clock::now();
+  double waited = 0, converted = 0;
+  int64_t bytes = 0;
+  struct Converting {  // adds the time from t to the end of the scope, whichever way it is left
+    double& total;
+    Clock::time_point t;
+    ~Converting() { total += std::chrono::duration<double>(Clock::now() - t).count(); }
+  };
   HostPrefetcher prefetch(std::move(sources), PrefetchOptions{pinned});
   for (const auto& w : table) {
     Tick tick{meter};
+    auto t = Clock::now();
     try {
       if (w.role == WeightRole::projection && bnb::is_nf4(ckpt, w.name)) {
         // Already quantised: kept as it is stored (nf4), or dequantised once (none).
+        const Converting converting{converted, t};
         auto& p = model.layers_[w.layer].proj(w.module);
         auto q = bnb::read_nf4(ckpt, w.name, w.shape).to(device);
+        bytes += int64_t(q.packed.nbytes());
         if (opt.quant == QuantMode::nf4) {
           p.qweight = q;
           p.quantized = true;
@@ -129,6 +147,10 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
         continue;
       }
       const at::Tensor raw = prefetch.next();  // owned: no copy needed where nothing changes
+      waited += since(t);
+      t = Clock::now();
+      bytes += int64_t(raw.nbytes());
+      const Converting converting{converted, t};
       if (w.role == WeightRole::projection && opt.quant == QuantMode::nf4) {
         // Quantised from the stored values (not from a rounded compute-dtype copy).
         auto& p = model.layers_[w.layer].proj(w.module);
@@ -144,11 +166,27 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
     }
   }
   meter.done();
+  double synced = 0, released = 0;
   if (pinned) {
     // The copies are done before the page-locked staging goes back to the system.
+    auto t = Clock::now();
     compat::synchronize(device);
+    synced = since(t);
+    t = Clock::now();
     release_cached_pinned_memory();
+    released = since(t);
   }
+  const double total = since(start);
+  char line[320];
+  int n = std::snprintf(line, sizeof line,
+                        "%.2f GB in %.2f s (%.1f GB/s): waiting for the host copies %.2f s, converting %.2f s",
+                        double(bytes) / 1e9, total, total > 0 ? double(bytes) / 1e9 / total : 0.0, waited, converted);
+  if (pinned && n > 0 && size_t(n) < sizeof line)
+    std::snprintf(line + n, sizeof line - size_t(n), ", the device's queue %.2f s, page-locked staging returned %.2f s",
+                  synced, released);
+  // Worth a line where the load was long enough to be waited for.
+  if (total >= 1.0) log::info("model: loaded ", dir, ": ", line);
+  else log::debug("model: loaded ", dir, ": ", line);
   return model;
 }
 
