@@ -127,6 +127,9 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
     Clock::time_point t;
     ~Converting() { total += std::chrono::duration<double>(Clock::now() - t).count(); }
   };
+  // Quantised without a read back per weight (the device works through the copies and the
+  // kernels while the next weights are queued); checked and completed once after the loop.
+  nf4::PendingQuantization pending;
   HostPrefetcher prefetch(std::move(sources), PrefetchOptions{pinned});
   for (const auto& w : table) {
     Tick tick{meter};
@@ -154,7 +157,7 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
       if (w.role == WeightRole::projection && opt.quant == QuantMode::nf4) {
         // Quantised from the stored values (not from a rounded compute-dtype copy).
         auto& p = model.layers_[w.layer].proj(w.module);
-        p.qweight = nf4::quantize(raw.to(device, /*non_blocking=*/pinned), opt.double_quant, w.name);
+        nf4::quantize_async(p.qweight, raw.to(device, /*non_blocking=*/pinned), opt.double_quant, w.name, pending);
         p.quantized = true;
         continue;
       }
@@ -167,9 +170,14 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
   }
   meter.done();
   double synced = 0, released = 0;
+  auto t = Clock::now();
+  try {
+    pending.finish();
+  } catch (const Error& e) {
+    throw Error("loading " + dir + ": " + e.what());
+  }
   if (pinned) {
     // The copies are done before the page-locked staging goes back to the system.
-    auto t = Clock::now();
     compat::synchronize(device);
     synced = since(t);
     t = Clock::now();

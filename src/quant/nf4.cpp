@@ -131,19 +131,27 @@ NF4Tensor NF4Tensor::to(at::Device d) const {
   return o;
 }
 
-NF4Tensor quantize(const at::Tensor& w, bool double_quant, const std::string& what) {
-  check(w.is_floating_point(), "NF4: " + what + " is not a floating-point tensor");
+namespace {
+
+// quantize's work with nothing read back: the NF4 tensor (absmax_offset unset), the mean
+// absmax as an fp32 scalar on the device (double quantisation) and the first non-finite flat
+// index (-1: none), an int64 scalar there.
+struct Quantized {
   NF4Tensor q;
+  at::Tensor offset, first_bad;
+};
+
+Quantized quantize_on_device(const at::Tensor& w, bool double_quant, const std::string& what) {
+  check(w.is_floating_point(), "NF4: " + what + " is not a floating-point tensor");
+  Quantized r;
+  NF4Tensor& q = r.q;
   q.shape = w.sizes().vec();
   q.numel = w.numel();
   q.double_quant = double_quant;
   auto x = w.detach().reshape({-1}).to(at::kFloat);
-  auto bad = x.isfinite().logical_not();
-  if (bad.any().item<bool>()) {
-    const int64_t first = bad.nonzero()[0][0].item<int64_t>();
-    throw Error("NF4: " + what + " holds NaN or Inf (first at flat index " + std::to_string(first) +
-                "); refusing to quantise");
-  }
+  const auto bad = x.isfinite().logical_not();
+  r.first_bad = q.numel == 0 ? at::full({}, -1, x.options().dtype(at::kLong))
+                             : bad.any().to(at::kLong) * (bad.to(at::kByte).argmax() + 1) - 1;
   const int64_t nb = q.n_blocks();
   if (nb * kBlock != q.numel) x = at::constant_pad_nd(x, {0, nb * kBlock - q.numel}, 0.0);
   auto blocks = x.view({nb, kBlock});
@@ -157,11 +165,12 @@ NF4Tensor quantize(const at::Tensor& w, bool double_quant, const std::string& wh
   q.code = code_tensor(x.device());
   if (!double_quant) {
     q.absmax = amax.contiguous();
-    return q;
+    return r;
   }
-  // The offset is summed in double so that it does not depend on the reduction order.
-  q.absmax_offset = static_cast<float>(amax.to(at::kDouble).mean().item<double>());
-  auto centred = amax - q.absmax_offset;
+  // The offset is summed in double so that it does not depend on the reduction order, then
+  // rounded to fp32 (the stored value).
+  r.offset = amax.to(at::kDouble).mean().to(at::kFloat);
+  auto centred = amax - r.offset;
   const int64_t nb2 = (nb + kNestedBlock - 1) / kNestedBlock;
   auto c2 = at::constant_pad_nd(centred, {0, nb2 * kNestedBlock - nb}, 0.0).view({nb2, kNestedBlock});
   auto scale = c2.abs().amax(1);
@@ -169,7 +178,51 @@ NF4Tensor quantize(const at::Tensor& w, bool double_quant, const std::string& wh
   q.code8 = at::tensor(dynamic_map(), at::kFloat).to(x.device());
   q.absmax_q = nearest(c2 / safe2.unsqueeze(1), q.code8).to(at::kByte).reshape({-1}).slice(0, 0, nb).contiguous();
   q.absmax_scale = scale.contiguous();
-  return q;
+  return r;
+}
+
+Error non_finite(const std::string& what, int64_t first) {
+  return Error("NF4: " + what + " holds NaN or Inf (first at flat index " + std::to_string(first) +
+               "); refusing to quantise");
+}
+
+}  // namespace
+
+NF4Tensor quantize(const at::Tensor& w, bool double_quant, const std::string& what) {
+  NF4Tensor out;
+  PendingQuantization pending;
+  quantize_async(out, w, double_quant, what, pending);
+  pending.finish();
+  return out;
+}
+
+void quantize_async(NF4Tensor& out, const at::Tensor& w, bool double_quant, const std::string& what,
+                    PendingQuantization& pending) {
+  auto r = quantize_on_device(w, double_quant, what);
+  out = std::move(r.q);
+  pending.items_.push_back({&out, r.offset, r.first_bad, what});
+}
+
+void PendingQuantization::finish() {
+  if (items_.empty()) return;
+  // One read back for all: the first bad indices, then the offsets (NaN where none).
+  const auto dev = items_[0].first_bad.device();
+  std::vector<at::Tensor> bad, offsets;
+  for (const auto& it : items_) {
+    bad.push_back(it.first_bad.reshape({1}).to(dev));
+    offsets.push_back(it.offset.defined() ? it.offset.reshape({1}).to(dev)
+                                          : at::full({1}, NAN, it.first_bad.options().dtype(at::kFloat).device(dev)));
+  }
+  const auto bad_host = at::cat(bad).cpu();
+  const auto off_host = at::cat(offsets).cpu();
+  const auto items = std::move(items_);
+  items_.clear();
+  const auto* b = bad_host.data_ptr<int64_t>();
+  for (size_t i = 0; i < items.size(); ++i)
+    if (b[i] >= 0) throw non_finite(items[i].what, b[i]);
+  const auto* o = off_host.data_ptr<float>();
+  for (size_t i = 0; i < items.size(); ++i)
+    if (items[i].offset.defined()) items[i].q->absmax_offset = o[i];
 }
 
 at::Tensor absmax(const NF4Tensor& q) {

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
+#include <vector>
 
 #ifdef R1DIST_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -80,6 +82,52 @@ TEST(Nf4, NanAndInfAreRefusedWithTheirIndex) {
   }
   w[2][5] = std::numeric_limits<float>::infinity();
   EXPECT_THROW(nf4::quantize(w, true), Error);
+}
+
+// quantize_async + finish: the same NF4 tensors as quantize (codes, absmax storage, the
+// offset set by finish, not before), and quantize's error for the first weight that held NaN.
+TEST(Nf4, DeferredQuantisationEqualsQuantizeAndRefusesNanAtFinish) {
+  std::vector<at::Device> devices{at::Device(at::kCPU)};
+  if (at::hasCUDA()) devices.emplace_back(at::kCUDA, 0);
+  for (const auto& dev : devices) {
+    SCOPED_TRACE(dev.str());
+    const auto a = (at::randn({300, 64}) * 2).to(dev), b = at::randn({3, 64}).to(dev);
+    std::vector<nf4::NF4Tensor> out(3);
+    nf4::PendingQuantization pending;
+    nf4::quantize_async(out[0], a, true, "a", pending);
+    nf4::quantize_async(out[1], b, false, "b", pending);
+    nf4::quantize_async(out[2], b, true, "b2", pending);
+    EXPECT_EQ(pending.size(), 3u);
+    EXPECT_EQ(out[0].absmax_offset, 0.0f);  // pending
+    pending.finish();
+    EXPECT_EQ(pending.size(), 0u);
+    const auto want_a = nf4::quantize(a, true), want_b = nf4::quantize(b, false), want_b2 = nf4::quantize(b, true);
+    EXPECT_TRUE(out[0].packed.equal(want_a.packed));
+    EXPECT_TRUE(out[0].absmax_q.equal(want_a.absmax_q));
+    EXPECT_TRUE(out[0].absmax_scale.equal(want_a.absmax_scale));
+    EXPECT_EQ(out[0].absmax_offset, want_a.absmax_offset);
+    EXPECT_NE(out[0].absmax_offset, 0.0f);
+    EXPECT_EQ(out[0].absmax_offset,
+              static_cast<float>(nf4::quantize(a, false).absmax.to(at::kDouble).mean().item<double>()));
+    EXPECT_TRUE(out[1].absmax.equal(want_b.absmax));
+    EXPECT_EQ(out[2].absmax_offset, want_b2.absmax_offset);
+
+    auto bad = at::randn({2, 64});
+    bad[1][3] = std::numeric_limits<float>::infinity();
+    auto worse = bad.clone();
+    worse[0][0] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<nf4::NF4Tensor> more(3);
+    nf4::quantize_async(more[0], a, true, "fine", pending);
+    nf4::quantize_async(more[1], bad.to(dev), true, "model.layers.1.mlp.down_proj.weight", pending);
+    nf4::quantize_async(more[2], worse.to(dev), true, "later", pending);
+    try {
+      pending.finish();
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.down_proj.weight"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("flat index 67"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Nf4, DoubleQuantisedAbsmaxIsClose) {

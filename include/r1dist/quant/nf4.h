@@ -41,6 +41,31 @@ struct NF4Tensor {
 // Quantises any floating tensor (on its device). NaN or Inf is refused with an error naming
 // `what` and the first bad flat index.
 NF4Tensor quantize(const at::Tensor& w, bool double_quant = true, const std::string& what = "weight");
+
+// The same quantisation without waiting on the device (quantize reads the mean absmax and the
+// finiteness check back at once): quantize_async writes `out` with those two left in
+// `pending`, so that a model load queues every weight's copy and kernels back to back; finish()
+// waits once, sets each absmax_offset and throws quantize's error for the first weight, in the
+// order given, that held NaN or Inf. `out` must stay where it is until then; nothing may read
+// its absmax_offset before.
+class PendingQuantization {
+ public:
+  void finish();
+  size_t size() const { return items_.size(); }
+
+ private:
+  friend void quantize_async(NF4Tensor& out, const at::Tensor& w, bool double_quant, const std::string& what,
+                             PendingQuantization& pending);
+  struct Item {
+    NF4Tensor* q;
+    at::Tensor offset;     // fp32 scalar on the device (double quantisation), else undefined
+    at::Tensor first_bad;  // int64 scalar on the device: the first non-finite flat index, or -1
+    std::string what;
+  };
+  std::vector<Item> items_;
+};
+void quantize_async(NF4Tensor& out, const at::Tensor& w, bool double_quant, const std::string& what,
+                    PendingQuantization& pending);
 // The per-block absmax (fp32, n_blocks) after undoing the double quantisation.
 at::Tensor absmax(const NF4Tensor& q);
 // The weight in `dtype`, shape q.shape, on q's device: ATen ops on the CPU, a CUDA kernel on
