@@ -3,7 +3,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "r1dist/base/env.h"
 #include "r1dist/base/error.h"
@@ -96,9 +99,25 @@ const std::vector<float>& dynamic_map() {
 
 namespace {
 
-at::Tensor code_tensor(at::Device d) {
-  return at::tensor(std::vector<float>(code().begin(), code().end()), at::kFloat).to(d);
+// The code books as fp32 tensors on device `d`, made once per device and shared by every
+// NF4Tensor quantised there (read-only). Made anew, each one would be a copy from pageable host
+// memory, which waits for the device's queue: three waits per weight in a model load. The
+// cache lives as long as the process (never destroyed: no device memory freed after the CUDA
+// runtime has gone at exit).
+const at::Tensor& cached_table(at::Device d, bool nested) {
+  static std::mutex m;
+  static auto* tables = new std::map<std::pair<std::string, bool>, at::Tensor>();
+  std::lock_guard<std::mutex> lk(m);
+  auto& t = (*tables)[{d.str(), nested}];
+  if (!t.defined()) {
+    t = nested ? at::tensor(dynamic_map(), at::kFloat)
+               : at::tensor(std::vector<float>(code().begin(), code().end()), at::kFloat);
+    t = t.to(d);
+  }
+  return t;
 }
+
+at::Tensor code_tensor(at::Device d) { return cached_table(d, false); }
 
 // Index of the nearest value of the sorted `book` for each x (ties to the lower index):
 // the count of midpoints strictly below x, i.e. bitsandbytes' strict '>'
@@ -175,7 +194,7 @@ Quantized quantize_on_device(const at::Tensor& w, bool double_quant, const std::
   auto c2 = at::constant_pad_nd(centred, {0, nb2 * kNestedBlock - nb}, 0.0).view({nb2, kNestedBlock});
   auto scale = c2.abs().amax(1);
   auto safe2 = at::where(scale > 0, scale, at::ones_like(scale));
-  q.code8 = at::tensor(dynamic_map(), at::kFloat).to(x.device());
+  q.code8 = cached_table(x.device(), true);
   q.absmax_q = nearest(c2 / safe2.unsqueeze(1), q.code8).to(at::kByte).reshape({-1}).slice(0, 0, nb).contiguous();
   q.absmax_scale = scale.contiguous();
   return r;
