@@ -21,6 +21,16 @@ namespace r1dist {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Converting {  // adds the time from t to the end of the scope, whichever way it is left
+  double& total;
+  Clock::time_point t;
+  ~Converting() { total += since(t); }
+};
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -117,16 +127,9 @@ Qwen2Model Qwen2Model::load(const std::string& dir, at::ScalarType dtype, at::De
   // Where the load's time goes, in its last line: waiting for the host copies, converting
   // (copies to the device, quantisation; asynchronous on a GPU unless the queue is full), the
   // device's remaining work, returning the page-locked staging.
-  using Clock = std::chrono::steady_clock;
-  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   const auto start = Clock::now();
   double waited = 0, converted = 0;
   int64_t bytes = 0;
-  struct Converting {  // adds the time from t to the end of the scope, whichever way it is left
-    double& total;
-    Clock::time_point t;
-    ~Converting() { total += std::chrono::duration<double>(Clock::now() - t).count(); }
-  };
   // Quantised without a read back per weight (the device works through the copies and the
   // kernels while the next weights are queued); checked and completed once after the loop.
   nf4::PendingQuantization pending;
