@@ -4,11 +4,17 @@
 
 #include <cmath>
 
+#include "r1dist/base/env.h"
 #include "r1dist/base/error.h"
 #include "r1dist/tensor/fused_ops.h"
 #include "r1dist/tensor/offload.h"
 
 namespace r1dist {
+
+bool lora_grouping() {
+  static const bool on = !env_is("R1DIST_LORA_GROUP", "0");
+  return on;
+}
 
 double LoraSpec::scaling() const { return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r); }
 
@@ -142,6 +148,62 @@ LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::T
   return lora_values_on(std::move(v), layer, x, A, B, mask);
 }
 
+// The rank-r products xa_j = x A_j^T of projections that share their input x (q, k and v;
+// gate and up): where every one has an adapter, none drops its input (each mask makes an
+// input of its own) and lora_grouping() is on, one GEMM against the adapters stacked
+// ([A_1; A_2; ...]: one read of x instead of one per projection) whose column blocks are the
+// xa_j; empty otherwise. Every path that makes these products (a checkpointed layer's first
+// forward, its recomputation, the MLP that recomputes gate and up) comes here, so they agree
+// bit for bit.
+std::vector<at::Tensor> stacked_xa(const std::vector<const LoraLinear*>& layers, const at::Tensor& x,
+                                   const std::vector<at::Tensor>& As, const std::vector<at::Tensor>& masks) {
+  if (layers.size() < 2 || !lora_grouping()) return {};
+  for (size_t j = 0; j < layers.size(); ++j)
+    if (As[j].numel() == 0 || masks[j].numel() > 0) return {};
+  std::vector<at::Tensor> parts;
+  for (size_t j = 0; j < layers.size(); ++j) parts.push_back(layers[j]->adapter_in(As[j], x.scalar_type()));
+  const auto xa = at::linear(x, at::cat(parts, 0));  // (.., sum of the ranks)
+  std::vector<at::Tensor> out;
+  int64_t offset = 0;
+  for (const auto& A : As) {
+    out.push_back(xa.narrow(-1, offset, A.size(0)));
+    offset += A.size(0);
+  }
+  return out;
+}
+
+// lora_values of each projection of one input x (adapters As, Bs and masks per projection,
+// empty where absent), the rank-r products through stacked_xa where it takes them.
+std::vector<LoraValues> shared_input_values(const std::vector<const LoraLinear*>& layers, const at::Tensor& x,
+                                            const std::vector<at::Tensor>& As, const std::vector<at::Tensor>& Bs,
+                                            const std::vector<at::Tensor>& masks) {
+  const auto xas = stacked_xa(layers, x, As, masks);
+  std::vector<LoraValues> out;
+  for (size_t j = 0; j < layers.size(); ++j) {
+    if (xas.empty()) {
+      out.push_back(lora_values(layers[j], x, As[j], Bs[j], masks[j]));
+      continue;
+    }
+    LoraValues v;
+    v.y = base_product(layers[j], x, x.scalar_type());
+    v.xd = x;
+    v.xa = xas[j];
+    v.y = add_product(v.y, v.xa, layers[j]->adapter_in(Bs[j], x.scalar_type()), layers[j]->scaling);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// gx = g W (undefined gx) or gx += g W: the base's part of the input gradient, W dequantised
+// for the product alone.
+void add_base_input_grad(const LoraLinear* layer, const at::Tensor& g, at::Tensor& gx) {
+  const auto w = layer->base_weight(g.scalar_type());  // re-dequantised, transient
+  if (!gx.defined())
+    gx = at::matmul(g, w);
+  else
+    gx.view({-1, gx.size(-1)}).addmm_(g.reshape({-1, g.size(-1)}), w);
+}
+
 // Gradients of lora_values for output gradient g: (gA, gB), and with gx the input gradient:
 // *gx undefined becomes it; a defined *gx (a contiguous buffer of the caller's own) gets it
 // added, so that projections of one input sum their input gradients in one buffer.
@@ -153,9 +215,7 @@ std::pair<at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::
   at::Tensor gA, gB, gxa;
   if (lora) gxa = at::matmul(g, layer->adapter_in(B, dt)) * layer->scaling;      // (.., r)
   if (gx) {
-    const auto w = layer->base_weight(dt);                       // re-dequantised, transient
-    if (!gx->defined()) *gx = at::matmul(g, w);
-    else gx->view({-1, gx->size(-1)}).addmm_(g.reshape({-1, g.size(-1)}), w);
+    add_base_input_grad(layer, g, *gx);
     if (lora) {
       if (mask.numel() > 0) gx->add_(at::matmul(gxa, layer->adapter_in(A, dt)) * mask);
       else *gx = add_product(*gx, gxa, layer->adapter_in(A, dt).t(), 1.0);
@@ -201,6 +261,38 @@ std::pair<at::Tensor, std::vector<std::pair<at::Tensor, at::Tensor>>> normed_gra
     const at::Tensor& w, bool need_gx) {
   std::vector<std::pair<at::Tensor, at::Tensor>> adapter_grads;
   at::Tensor gn;
+  bool stacked = projections.size() >= 2 && lora_grouping();
+  for (const auto& p : projections) stacked = stacked && p.g.defined() && p.A.numel() > 0 && p.mask.numel() == 0;
+  if (stacked) {
+    // As stacked_xa in the forward: the rank-r gradients gxa_j = g_j B_j s_j side by side, so
+    // that x's gradient takes all the adapters in one update (gx += [gxa_1 ...] [A_1; ...])
+    // and the A gradients come from one product with n ([gxa_1 ...]^T n).
+    const auto dt = n.scalar_type();
+    std::vector<at::Tensor> gxas, As;
+    for (auto& p : projections) {
+      const int64_t r = p.A.size(0);
+      const auto gxa = at::matmul(p.g, p.layer->adapter_in(p.B, dt)) * p.layer->scaling;  // (.., r)
+      if (need_gx) add_base_input_grad(p.layer, p.g, gn);
+      auto gB = at::matmul(p.g.reshape({-1, p.g.size(-1)}).t(), p.xa.reshape({-1, r})).to(p.B.scalar_type()) *
+                p.layer->scaling;  // (out, r)
+      adapter_grads.push_back({at::Tensor(), std::move(gB)});
+      gxas.push_back(gxa);
+      As.push_back(p.layer->adapter_in(p.A, dt));
+      p.g = at::Tensor();
+    }
+    const auto gxa = at::cat(gxas, -1);  // (.., sum of the ranks)
+    gxas.clear();
+    const auto A = at::cat(As, 0);  // (sum of the ranks, in)
+    if (need_gx) gn = add_product(gn, gxa, A.t(), 1.0);
+    const auto gA = at::matmul(gxa.reshape({-1, gxa.size(-1)}).t(), n.reshape({-1, n.size(-1)}));  // (sum, in)
+    int64_t offset = 0;
+    for (size_t j = 0; j < projections.size(); ++j) {
+      const int64_t r = projections[j].A.size(0);
+      adapter_grads[j].first = gA.narrow(0, offset, r).to(projections[j].A.scalar_type());
+      offset += r;
+    }
+    projections.clear();
+  }
   for (auto& p : projections) {
     std::pair<at::Tensor, at::Tensor> ab;
     if (p.g.defined())
@@ -271,11 +363,16 @@ struct NormedLoraFunction : public torch::autograd::Function<NormedLoraFunction>
     const auto n = fused::rms_norm_values(x, w, eps).first;
     variable_list ys, saved{offloaded(ctx, "x", x), w};
     std::vector<int64_t> pointers;
+    std::vector<at::Tensor> As, Bs, masks;
     for (size_t j = 0; j < layers.size(); ++j) {
-      const auto &A = adapters[3 * j], &B = adapters[3 * j + 1], &mask = adapters[3 * j + 2];
-      auto v = lora_values(layers[j], n, A, B, mask);
-      ys.push_back(v.y);
-      saved.insert(saved.end(), {v.xa, A, B, mask});
+      As.push_back(adapters[3 * j]);
+      Bs.push_back(adapters[3 * j + 1]);
+      masks.push_back(adapters[3 * j + 2]);
+    }
+    auto values = shared_input_values(layers, n, As, Bs, masks);
+    for (size_t j = 0; j < layers.size(); ++j) {
+      ys.push_back(values[j].y);
+      saved.insert(saved.end(), {values[j].xa, As[j], Bs[j], masks[j]});
       pointers.push_back(reinterpret_cast<int64_t>(layers[j]));
     }
     ctx->saved_data["layers"] = pointers;
@@ -312,8 +409,9 @@ struct MlpFunction : public torch::autograd::Function<MlpFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList adapters, const at::Tensor& w,
                             double eps, const std::vector<const LoraLinear*>& layers) {
     const auto n = fused::rms_norm_values(x, w, eps).first;
-    auto g = lora_values(layers[0], n, adapters[0], adapters[1], adapters[2]);
-    auto u = lora_values(layers[1], n, adapters[3], adapters[4], adapters[5]);
+    auto gate_up = shared_input_values({layers[0], layers[1]}, n, {adapters[0], adapters[3]},
+                                       {adapters[1], adapters[4]}, {adapters[2], adapters[5]});
+    const auto &g = gate_up[0], &u = gate_up[1];
     auto d = lora_values(layers[2], fused::swiglu_values(g.y, u.y), adapters[6], adapters[7], adapters[8]);
     variable_list saved{offloaded(ctx, "x", x), w, g.xa, u.xa, d.xa};
     saved.insert(saved.end(), adapters.begin(), adapters.end());
@@ -416,8 +514,19 @@ std::vector<at::Tensor> LoraLinear::forward_normed(const std::vector<const LoraL
   for (const auto* p : projections) lora = lora || (p->has_adapter() && p->adapter_enabled);
   std::vector<at::Tensor> ys;
   if (!(at::GradMode::is_enabled() && (x_in.requires_grad() || lora))) {
+    // No graph (a checkpointed layer's first forward, evaluation): what forward() computes
+    // per projection, dropout masks drawn in its order, the rank-r products as the graph's
+    // forward makes them.
     const auto n = fused::rms_norm(x_in, norm_weight, eps);
-    for (const auto* p : projections) ys.push_back(p->forward(n));
+    const auto none = at::empty({0}, n.options());
+    std::vector<at::Tensor> As, Bs, masks;
+    for (const auto* p : projections) {
+      const bool on = p->has_adapter() && p->adapter_enabled;
+      As.push_back(on ? p->lora_A : none);
+      Bs.push_back(on ? p->lora_B : none);
+      masks.push_back(on && p->dropout > 0 && t_dropout_without_graph ? dropout_mask(n, p->dropout) : none);
+    }
+    for (auto& v : shared_input_values(projections, n, As, Bs, masks)) ys.push_back(std::move(v.y));
     return ys;
   }
   const auto x = x_in.contiguous();

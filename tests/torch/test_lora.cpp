@@ -126,40 +126,65 @@ TEST(Lora, TheSwigluProjectionRecomputesItsInputAndMatchesThePlainOne) {
 // Projections of one RMSNorm's output without the kept output (q/k/v, gate/up): values and
 // every gradient equal each projection's forward on the norm, with and without dropout (the
 // same masks drawn), and with a projection that has no adapter.
+// With every projection holding an adapter and no dropout, forward_normed stacks the adapters
+// (lora_grouping: one product of n with [A_a; A_b; A_c] of ranks 4, 2 and 4, one input-gradient
+// update, one product for the A gradients); with one projection bare or with dropout, each
+// projection has its own products. Both equal the projections' own forwards on the normed
+// input, and a forward without a graph (a checkpointed layer's first) gives the graph's
+// values bit for bit.
 TEST(Lora, NormedProjectionsRebuildTheNormAndMatchThePlainOnes) {
-  for (double p : {0.0, 0.3}) {
-    auto a = make_layer(at::kFloat), b = make_layer(at::kFloat, 2), c = make_layer(at::kFloat);
-    c.lora_A = at::Tensor(), c.lora_B = at::Tensor();
-    a.dropout = b.dropout = p;
-    const auto x0 = at::randn({3, 7, 128}) * 3.0, w = at::rand({128}) + 0.5;
-    const auto dy = at::randn({3, 3, 7, 48});
-    auto run = [&](bool normed) {
-      auto x = x0.clone().requires_grad_(true);
-      for (auto* l : {&a, &b}) l->lora_A.mutable_grad() = l->lora_B.mutable_grad() = at::Tensor();
+  for (bool bare : {true, false})
+    for (double p : {0.0, 0.3}) {
+      const std::string what =
+          std::string(bare ? "c without an adapter" : "every projection with one") + ", dropout " + std::to_string(p);
+      auto a = make_layer(at::kFloat), b = make_layer(at::kFloat, 2), c = make_layer(at::kFloat);
+      if (bare) c.lora_A = at::Tensor(), c.lora_B = at::Tensor();
+      a.dropout = b.dropout = p;
+      std::vector<LoraLinear*> adapted{&a, &b};
+      if (!bare) adapted.push_back(&c);
+      const auto x0 = at::randn({3, 7, 128}) * 3.0, w = at::rand({128}) + 0.5;
+      const auto dy = at::randn({3, 3, 7, 48});
+      auto run = [&](bool normed) {
+        auto x = x0.clone().requires_grad_(true);
+        for (auto* l : adapted) l->lora_A.mutable_grad() = l->lora_B.mutable_grad() = at::Tensor();
+        at::manual_seed(11);
+        std::vector<at::Tensor> ys;
+        if (normed) {
+          ys = LoraLinear::forward_normed({&a, &b, &c}, x, w, 1e-6);
+        } else {
+          const auto n = fused::rms_norm(x, w, 1e-6);
+          ys = {a.forward(n), b.forward(n), c.forward(n)};
+        }
+        auto y = at::stack(ys);
+        (y * dy).sum().backward();
+        std::vector<at::Tensor> out{y.detach(), x.grad()};
+        for (auto* l : adapted) out.insert(out.end(), {l->lora_A.grad().clone(), l->lora_B.grad().clone()});
+        return out;
+      };
+      const auto got = run(true), want = run(false);
+      for (size_t i = 0; i < got.size(); ++i)
+        test::max_rel_err(got[i], want[i], 1e-5,
+                          what + ": " +
+                              (i == 0   ? std::string("y")
+                               : i == 1 ? std::string("grad x")
+                                        : "adapter gradient " + std::to_string(i - 2)));
+      // Without an input gradient (the first layer's input comes from the frozen embedding).
+      for (auto* l : adapted) l->lora_A.mutable_grad() = l->lora_B.mutable_grad() = at::Tensor();
       at::manual_seed(11);
-      std::vector<at::Tensor> ys;
-      if (normed) {
-        ys = LoraLinear::forward_normed({&a, &b, &c}, x, w, 1e-6);
-      } else {
-        const auto n = fused::rms_norm(x, w, 1e-6);
-        ys = {a.forward(n), b.forward(n), c.forward(n)};
+      (at::stack(LoraLinear::forward_normed({&a, &b, &c}, x0, w, 1e-6)) * dy).sum().backward();
+      test::max_rel_err(a.lora_A.grad(), want[2], 1e-5, what + ": grad A (a) without an input gradient");
+      test::max_rel_err(b.lora_B.grad(), want[5], 1e-5, what + ": grad B (b) without an input gradient");
+      // Without a graph, dropping as a checkpointed layer's first forward does: the same bits.
+      at::manual_seed(11);
+      std::vector<at::Tensor> plain;
+      {
+        at::NoGradGuard no_grad;
+        LoraLinear::DropoutWithoutGraph drop;
+        plain = LoraLinear::forward_normed({&a, &b, &c}, x0, w, 1e-6);
       }
-      auto y = at::stack(ys);
-      (y * dy).sum().backward();
-      return std::vector<at::Tensor>{y.detach(), x.grad(), a.lora_A.grad().clone(), a.lora_B.grad().clone(),
-                                     b.lora_A.grad().clone(), b.lora_B.grad().clone()};
-    };
-    const auto got = run(true), want = run(false);
-    const char* names[] = {"y", "grad x", "grad A (a)", "grad B (a)", "grad A (b)", "grad B (b)"};
-    for (size_t i = 0; i < got.size(); ++i)
-      test::max_rel_err(got[i], want[i], 1e-5, std::string("dropout ") + std::to_string(p) + ": " + names[i]);
-    // Without an input gradient (the first layer's input comes from the frozen embedding).
-    for (auto* l : {&a, &b}) l->lora_A.mutable_grad() = l->lora_B.mutable_grad() = at::Tensor();
-    at::manual_seed(11);
-    (at::stack(LoraLinear::forward_normed({&a, &b, &c}, x0, w, 1e-6)) * dy).sum().backward();
-    test::max_rel_err(a.lora_A.grad(), want[2], 1e-5, "grad A (a) without an input gradient");
-    test::max_rel_err(b.lora_B.grad(), want[5], 1e-5, "grad B (b) without an input gradient");
-  }
+      for (size_t j = 0; j < plain.size(); ++j)
+        EXPECT_TRUE(at::equal(plain[j], got[0][int64_t(j)])) << what << ": projection " << j << " without a graph";
+    }
   auto l = make_layer(at::kFloat);
   EXPECT_THROW(LoraLinear::forward_normed({}, at::randn({2, 128}), at::ones({128}), 1e-6), Error);
   EXPECT_THROW(LoraLinear::forward_normed({&l}, at::randn({2, 128}), at::ones({64}), 1e-6), Error);

@@ -88,6 +88,10 @@ class LoraLinear {
   // backward rebuilds it once from x (which the norm's backward keeps anyway) for all of
   // them and sums their input gradients in one buffer. Same values and gradients (up to the
   // order of that sum), one hidden-wide activation less per norm. norm_weight is frozen.
+  // Where every projection has an adapter and none drops its input (lora_grouping()), their
+  // adapters act as one stacked adapter: one product of n with [A_1; A_2; ...] in the
+  // forward, one update of the input gradient and one product for the A gradients in the
+  // backward (each reads a tokens x hidden tensor once instead of once per projection).
   static std::vector<at::Tensor> forward_normed(const std::vector<const LoraLinear*>& projections,
                                                 const at::Tensor& x, const at::Tensor& norm_weight, double eps);
   // down.forward_swiglu(gate.forward(n), up.forward(n)) for n = fused::rms_norm(x, norm_weight,
@@ -109,5 +113,10 @@ class LoraLinear {
     bool previous;
   };
 };
+
+// Whether LoraLinear::forward_normed and forward_mlp stack the adapters of projections that
+// share their input: yes unless R1DIST_LORA_GROUP=0 in the environment (one product per
+// projection then, for benchmarks; docs/PERFORMANCE.md compares the two).
+bool lora_grouping();
 
 }  // namespace r1dist
