@@ -194,6 +194,18 @@ std::vector<LoraValues> shared_input_values(const std::vector<const LoraLinear*>
   return out;
 }
 
+// a (.., k) @ b (k, n) * scale as one GEMM, the scale applied to the fp32 sums before their one
+// rounding: no product rounded and then scaled and rounded again, and no (.., n) pass for
+// the scale (the LoRA gradients' rank-r products: a few hundred small kernels a step less).
+at::Tensor scaled_matmul(const at::Tensor& a, const at::Tensor& b, double scale) {
+  const auto a2 = a.reshape({-1, a.size(-1)});
+  auto out = at::empty({a2.size(0), b.size(1)}, a.options());
+  at::addmm_out(out, out, a2, b, /*beta=*/0.0, /*alpha=*/scale);  // beta 0: out's contents are not read
+  auto shape = a.sizes().vec();
+  shape.back() = b.size(1);
+  return out.view(shape);
+}
+
 // gx = g W (undefined gx) or gx += g W: the base's part of the input gradient, W dequantised
 // for the product alone.
 void add_base_input_grad(const LoraLinear* layer, const at::Tensor& g, at::Tensor& gx) {
@@ -213,7 +225,7 @@ std::pair<at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::
   const bool lora = A.numel() > 0;
   const auto dt = g.scalar_type();
   at::Tensor gA, gB, gxa;
-  if (lora) gxa = at::matmul(g, layer->adapter_in(B, dt)) * layer->scaling;      // (.., r)
+  if (lora) gxa = scaled_matmul(g, layer->adapter_in(B, dt), layer->scaling);  // (.., r)
   if (gx) {
     add_base_input_grad(layer, g, *gx);
     if (lora) {
@@ -224,7 +236,7 @@ std::pair<at::Tensor, at::Tensor> lora_grads(const LoraLinear* layer, const at::
   if (lora) {
     const int64_t r = A.size(0);
     auto g2 = g.reshape({-1, g.size(-1)});
-    gB = at::matmul(g2.t(), xa.reshape({-1, r})).to(B.scalar_type()) * layer->scaling;  // (out, r)
+    gB = scaled_matmul(g2.t(), xa.reshape({-1, r}), layer->scaling).to(B.scalar_type());           // (out, r)
     gA = at::matmul(gxa.reshape({-1, r}).t(), xd.reshape({-1, xd.size(-1)})).to(A.scalar_type());  // (r, in)
   }
   return {gA, gB};
@@ -271,10 +283,10 @@ std::pair<at::Tensor, std::vector<std::pair<at::Tensor, at::Tensor>>> normed_gra
     std::vector<at::Tensor> gxas, As;
     for (auto& p : projections) {
       const int64_t r = p.A.size(0);
-      const auto gxa = at::matmul(p.g, p.layer->adapter_in(p.B, dt)) * p.layer->scaling;  // (.., r)
+      const auto gxa = scaled_matmul(p.g, p.layer->adapter_in(p.B, dt), p.layer->scaling);  // (.., r)
       if (need_gx) add_base_input_grad(p.layer, p.g, gn);
-      auto gB = at::matmul(p.g.reshape({-1, p.g.size(-1)}).t(), p.xa.reshape({-1, r})).to(p.B.scalar_type()) *
-                p.layer->scaling;  // (out, r)
+      auto gB = scaled_matmul(p.g.reshape({-1, p.g.size(-1)}).t(), p.xa.reshape({-1, r}), p.layer->scaling)
+                    .to(p.B.scalar_type());  // (out, r)
       adapter_grads.push_back({at::Tensor(), std::move(gB)});
       gxas.push_back(gxa);
       As.push_back(p.layer->adapter_in(p.A, dt));
