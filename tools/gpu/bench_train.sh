@@ -30,8 +30,10 @@ J=$OUT/bench_train.jsonl
 # r1dist_run SIZE SEQ MICRO NAME FLAGS...: one bench train, its JSON line tagged into $J.
 r1dist_run() {
   local size=$1 seq=$2 micro=$3 name=$4; shift 4
+  # The log's name: the setting's name with every character but letters, digits, '.', '_' and
+  # '-' as '_' (a name may hold spaces or commas; the log stays one plain file name).
   $R bench train --preset "r1-distill-qwen-$size" --seq "$seq" --micro-batch "$micro" --steps "$STEPS" --device cuda "$@" \
-    2> "$OUT/r1dist_${size}_${seq}x${micro}_$name.log" |
+    2> "$OUT/r1dist_${size}_${seq}x${micro}_${name//[^A-Za-z0-9._-]/_}.log" |
     sed "s/^/{\"size\": \"$size\", \"impl\": \"r1dist\", \"setting\": \"$name\", \"x\": /; s/\$/}/" >> "$J"
   echo "r1dist $size $seq x $micro $name: rc=${PIPESTATUS[0]}"
 }
