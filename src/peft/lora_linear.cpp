@@ -148,28 +148,45 @@ LoraValues lora_values(const LoraLinear* layer, const at::Tensor& x, const at::T
   return lora_values_on(std::move(v), layer, x, A, B, mask);
 }
 
-// The rank-r products xa_j = x A_j^T of projections that share their input x (q, k and v;
-// gate and up): where every one has an adapter, none drops its input (each mask makes an
-// input of its own) and lora_grouping() is on, one GEMM against the adapters stacked
-// ([A_1; A_2; ...]: one read of x instead of one per projection) whose column blocks are the
-// xa_j; empty otherwise. Every path that makes these products (a checkpointed layer's first
-// forward, its recomputation, the MLP that recomputes gate and up) comes here, so they agree
-// bit for bit.
-std::vector<at::Tensor> stacked_xa(const std::vector<const LoraLinear*>& layers, const at::Tensor& x,
-                                   const std::vector<at::Tensor>& As, const std::vector<at::Tensor>& masks) {
-  if (layers.size() < 2 || !lora_grouping()) return {};
-  for (size_t j = 0; j < layers.size(); ++j)
-    if (As[j].numel() == 0 || masks[j].numel() > 0) return {};
+// Whether projections of one input (q, k and v; gate and up) act as one stacked adapter
+// [A_1; A_2; ...]: lora_grouping() is on, and every one has an adapter and none drops its
+// input (each mask makes an input of its own). The forward (stacked_xa) and the backward
+// (normed_grads) follow this one rule.
+bool stacks(const std::vector<at::Tensor>& As, const std::vector<at::Tensor>& masks) {
+  if (As.size() < 2 || !lora_grouping()) return false;
+  for (size_t j = 0; j < As.size(); ++j)
+    if (As[j].numel() == 0 || masks[j].numel() > 0) return false;
+  return true;
+}
+
+// [A_1; A_2; ...] in dtype dt: (sum of the ranks, in).
+at::Tensor stacked_adapters(const std::vector<const LoraLinear*>& layers, const std::vector<at::Tensor>& As,
+                            at::ScalarType dt) {
   std::vector<at::Tensor> parts;
-  for (size_t j = 0; j < layers.size(); ++j) parts.push_back(layers[j]->adapter_in(As[j], x.scalar_type()));
-  const auto xa = at::linear(x, at::cat(parts, 0));  // (.., sum of the ranks)
+  for (size_t j = 0; j < layers.size(); ++j) parts.push_back(layers[j]->adapter_in(As[j], dt));
+  return at::cat(parts, 0);
+}
+
+// t's blocks along `dim` of As[j].size(0) (the ranks) each, in order: views.
+std::vector<at::Tensor> rank_blocks(const at::Tensor& t, int64_t dim, const std::vector<at::Tensor>& As) {
   std::vector<at::Tensor> out;
   int64_t offset = 0;
   for (const auto& A : As) {
-    out.push_back(xa.narrow(-1, offset, A.size(0)));
+    out.push_back(t.narrow(dim, offset, A.size(0)));
     offset += A.size(0);
   }
   return out;
+}
+
+// The rank-r products xa_j = x A_j^T of projections that share their input x, where they
+// stack (stacks): one GEMM against the stacked adapters (one read of x instead of one per
+// projection) whose column blocks are the xa_j; empty otherwise. Every path that makes these
+// products (a checkpointed layer's first forward, its recomputation, the MLP that recomputes
+// gate and up) comes here, so they agree bit for bit.
+std::vector<at::Tensor> stacked_xa(const std::vector<const LoraLinear*>& layers, const at::Tensor& x,
+                                   const std::vector<at::Tensor>& As, const std::vector<at::Tensor>& masks) {
+  if (!stacks(As, masks)) return {};
+  return rank_blocks(at::linear(x, stacked_adapters(layers, As, x.scalar_type())), -1, As);
 }
 
 // lora_values of each projection of one input x (adapters As, Bs and masks per projection,
@@ -273,36 +290,36 @@ std::pair<at::Tensor, std::vector<std::pair<at::Tensor, at::Tensor>>> normed_gra
     const at::Tensor& w, bool need_gx) {
   std::vector<std::pair<at::Tensor, at::Tensor>> adapter_grads;
   at::Tensor gn;
-  bool stacked = projections.size() >= 2 && lora_grouping();
-  for (const auto& p : projections) stacked = stacked && p.g.defined() && p.A.numel() > 0 && p.mask.numel() == 0;
-  if (stacked) {
+  std::vector<const LoraLinear*> layers;
+  std::vector<at::Tensor> As, masks;
+  bool all_used = true;
+  for (const auto& p : projections) {
+    layers.push_back(p.layer);
+    As.push_back(p.A);
+    masks.push_back(p.mask);
+    all_used = all_used && p.g.defined();
+  }
+  if (all_used && stacks(As, masks)) {
     // As stacked_xa in the forward: the rank-r gradients gxa_j = g_j B_j s_j side by side, so
     // that x's gradient takes all the adapters in one update (gx += [gxa_1 ...] [A_1; ...])
     // and the A gradients come from one product with n ([gxa_1 ...]^T n).
     const auto dt = n.scalar_type();
-    std::vector<at::Tensor> gxas, As;
+    std::vector<at::Tensor> gxas;
     for (auto& p : projections) {
       const int64_t r = p.A.size(0);
-      const auto gxa = scaled_matmul(p.g, p.layer->adapter_in(p.B, dt), p.layer->scaling);  // (.., r)
+      gxas.push_back(scaled_matmul(p.g, p.layer->adapter_in(p.B, dt), p.layer->scaling));  // (.., r)
       if (need_gx) add_base_input_grad(p.layer, p.g, gn);
       auto gB = scaled_matmul(p.g.reshape({-1, p.g.size(-1)}).t(), p.xa.reshape({-1, r}), p.layer->scaling)
                     .to(p.B.scalar_type());  // (out, r)
       adapter_grads.push_back({at::Tensor(), std::move(gB)});
-      gxas.push_back(gxa);
-      As.push_back(p.layer->adapter_in(p.A, dt));
       p.g = at::Tensor();
     }
     const auto gxa = at::cat(gxas, -1);  // (.., sum of the ranks)
     gxas.clear();
-    const auto A = at::cat(As, 0);  // (sum of the ranks, in)
-    if (need_gx) gn = add_product(gn, gxa, A.t(), 1.0);
+    if (need_gx) gn = add_product(gn, gxa, stacked_adapters(layers, As, dt).t(), 1.0);
     const auto gA = at::matmul(gxa.reshape({-1, gxa.size(-1)}).t(), n.reshape({-1, n.size(-1)}));  // (sum, in)
-    int64_t offset = 0;
-    for (size_t j = 0; j < projections.size(); ++j) {
-      const int64_t r = projections[j].A.size(0);
-      adapter_grads[j].first = gA.narrow(0, offset, r).to(projections[j].A.scalar_type());
-      offset += r;
-    }
+    const auto blocks = rank_blocks(gA, 0, As);
+    for (size_t j = 0; j < projections.size(); ++j) adapter_grads[j].first = blocks[j].to(As[j].scalar_type());
     projections.clear();
   }
   for (auto& p : projections) {
