@@ -321,6 +321,22 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
       axes.push_back(vals);
     }
     if (ok && axes.empty()) p.add(line_of(path, *grid), "[grid] has no axes");
+    // The product before the expansion: a grid of millions of points would exhaust memory
+    // before any point could be named.
+    double product = 1;
+    std::string shape;
+    for (size_t a = 0; a < axes.size(); ++a) {
+      product *= double(axes[a].size());
+      shape += (a ? " x " : "") + std::to_string(axes[a].size()) + " " + sw.axes[a];
+    }
+    if (ok && product > double(kMaxSweepPoints)) {
+      char count[32];
+      std::snprintf(count, sizeof count, "%.0f", product);
+      p.add(line_of(path, *grid), "[grid] has " + std::string(count) + " points (" + shape + "), more than the " +
+                                      std::to_string(kMaxSweepPoints) +
+                                      " of a sweep\nHINT: fewer values per axis, or several sweep files");
+      ok = false;
+    }
     if (ok && !axes.empty()) {
       std::vector<size_t> idx(axes.size(), 0);
       const std::string where = line_of(path, *grid);
@@ -369,6 +385,9 @@ Sweep read_sweep(const std::string& path, const SweepOptions& opt) {
     p.add(path, "point must be an array of tables ([[point]])");
   }
   if (raws.empty() && p.list.empty()) p.add(path, "no points: give a [grid] of axes or [[point]] tables");
+  if (raws.size() > kMaxSweepPoints)
+    p.add(path, std::to_string(raws.size()) + " points, more than the " + std::to_string(kMaxSweepPoints) +
+                    " of a sweep\nHINT: several sweep files");
   if (!p.list.empty()) throw UsageError(join(p.list, "\n"));
 
   // Names, then every point's config.

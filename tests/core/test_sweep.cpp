@@ -186,6 +186,20 @@ TEST(Sweep, BadFilesAreRefusedNamingTheLinePointAndKey) {
   EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep("[sweep]\nconfig = \"nope.toml\"\n[grid]\ntrain.lr = [1e-4]\n")); },
                          {"point lr1e-04", "nope.toml", "cannot open config file"}));
   EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep(head)); }, {"no points"}));
+  // A grid past the limit is refused from its axes' sizes, before it is expanded: 10^12
+  // points here, which could not be held in memory.
+  auto axis = [](const std::string& key, int n, int first) {
+    std::string t = key + " = [";
+    for (int i = 0; i < n; ++i) t += (i ? ", " : "") + std::to_string(first + i);
+    return t + "]\n";
+  };
+  EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep(head + "[grid]\n" + axis("train.steps", 101, 1) + axis("lora.r", 100, 1))); },
+                         {"s.sweep.toml:3", "[grid] has 10100 points (101 train.steps x 100 lora.r), more than the 10000"}));
+  EXPECT_TRUE(ThrowsWith([&] {
+                read_sweep(d.sweep(head + "[grid]\n" + axis("train.steps", 1000, 1) + axis("lora.r", 1000, 1) +
+                                   axis("lora.alpha", 1000, 1) + axis("train.seed", 1000, 1)));
+              },
+              {"[grid] has 1000000000000 points"}));
   EXPECT_TRUE(ThrowsWith([&] { read_sweep(d.sweep(head + "[grid\n")); }, {"s.sweep.toml:3"}));
 }
 

@@ -53,6 +53,10 @@ struct Sweep {
   std::vector<SweepPoint> points;  // the file's points, then the derived base evaluations
 };
 
+// The most points one sweep file may hold (grid and [[point]] tables together): each is a
+// whole fine-tune, and a grid is refused from its axes' sizes, before it is expanded.
+constexpr size_t kMaxSweepPoints = 10000;
+
 // Reads, expands and validates a sweep file (every point's config through load_config).
 // Throws UsageError listing every problem, each naming the file, line, point and key.
 Sweep read_sweep(const std::string& path, const SweepOptions& opt = {});
