@@ -13,6 +13,7 @@
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
 #include "r1dist/log/log.h"
+#include "r1dist/tensor/torch_error.h"
 
 namespace r1dist {
 
@@ -86,6 +87,7 @@ const Command* find_command(const char* word) {
 
 int cli_main(int argc, char** argv) {
   int code = 0;
+  const Command* running = nullptr;
   try {
     log::set_rank(dist_group().rank, dist_group().world, false);
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
@@ -94,7 +96,7 @@ int cli_main(int argc, char** argv) {
     } else if (!std::strcmp(argv[1], "--version")) {
       if (dist_group().rank == 0) std::cout << "r1dist " << R1DIST_VERSION << "\n";
     } else {
-      const Command* c = find_command(argv[1]);
+      const Command* c = running = find_command(argv[1]);
       const bool mpi = c->mpi_when && argv[1][0] != '-' ? c->mpi_when(argc - 1, argv + 1) : c->mpi;
       if (mpi) {
         const auto& pg = dist_init(&argc, &argv);
@@ -109,14 +111,20 @@ int cli_main(int argc, char** argv) {
     if (dist_group().rank == 0) log::error(e.what());
     code = 2;
   } catch (const std::bad_alloc&) {
-    log::error("out of host memory: an allocation failed (std::bad_alloc)\nHINT: lower train.micro_batch or "
-               "data.max_seq_len (r1dist train --cfg FILE --dry-run prints the memory estimate), or run fewer ranks per "
-               "node");
+    // The training hint where the training settings decide the memory; elsewhere the command.
+    if (running == &kRun)
+      log::error(
+          "out of host memory: an allocation failed (std::bad_alloc)\nHINT: lower train.micro_batch or "
+          "data.max_seq_len (r1dist train --cfg FILE --dry-run prints the memory estimate), or run fewer ranks "
+          "per node");
+    else
+      log::error("out of host memory in r1dist ", running ? running->name : "",
+                 ": an allocation failed (std::bad_alloc)");
     code = 1;
   } catch (const std::exception& e) {
-    const std::string what = e.what();
+    const std::string what = error_text(e);
     // libtorch's CUDA allocator says how much it tried to allocate and what was free.
-    const bool oom = what.find("out of memory") != std::string::npos;
+    const bool oom = running == &kRun && what.find("out of memory") != std::string::npos;
     log::error(what, oom ? "\nHINT: lower train.micro_batch or data.max_seq_len, set train.checkpointing = "
                            "\"layer\" (r1dist train --cfg FILE --dry-run prints the memory estimate)"
                          : "");

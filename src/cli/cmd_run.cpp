@@ -9,17 +9,16 @@
 #include <filesystem>
 #include <iostream>
 
-#include "r1dist/base/fs.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/result_json.h"
 #include "r1dist/base/error.h"
+#include "r1dist/base/fs.h"
 #include "r1dist/base/run_lock.h"
 #include "r1dist/config/config.h"
 #include "r1dist/config/config_diff.h"
 #include "r1dist/data/dataset.h"
 #include "r1dist/data/packing.h"
-#include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/dist/process_group.h"
 #include "r1dist/dist/stop_signals.h"
 #include "r1dist/formats/metrics.h"
@@ -27,8 +26,10 @@
 #include "r1dist/log/log.h"
 #include "r1dist/model/build_model.h"
 #include "r1dist/tensor/device.h"
-#include "r1dist/train/progress.h"
+#include "r1dist/tensor/torch_error.h"
+#include "r1dist/tokenizer/tokenizer.h"
 #include "r1dist/train/build_run.h"
+#include "r1dist/train/progress.h"
 #include "r1dist/train/trainer.h"
 
 namespace r1dist {
@@ -130,7 +131,7 @@ int cmd_run(int argc, char** argv) {
   } catch (const std::exception& e) {
     // With --json a failure is JSON too (rank 0): the exit code the command returns and why.
     if (a.has("json") && dist_group().rank == 0)
-      std::cout << nlohmann::json{{"exit_code", dynamic_cast<const UsageError*>(&e) ? 2 : 1}, {"error", e.what()}}
+      std::cout << nlohmann::json{{"exit_code", dynamic_cast<const UsageError*>(&e) ? 2 : 1}, {"error", error_text(e)}}
                        .dump(1)
                 << std::endl;
     throw;
