@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "r1dist/base/error.h"
 #include "r1dist/quant/nf4.h"
@@ -226,8 +227,19 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& h, const
                                       std::to_string(cache->capacity));
     if (!cache->k[layer].defined()) {
       // Zeros, not garbage: decode steps read masked columns too (weight 0, but 0 * NaN = NaN).
-      cache->k[layer] = at::zeros({b, nkv, cache->capacity, d}, k.options());
-      cache->v[layer] = at::zeros({b, nkv, cache->capacity, d}, v.options());
+      try {
+        cache->k[layer] = at::zeros({b, nkv, cache->capacity, d}, k.options());
+        cache->v[layer] = at::zeros({b, nkv, cache->capacity, d}, v.options());
+      } catch (const c10::Error& e) {
+        const double gb = 2.0 * double(cfg_.num_hidden_layers) * double(b * nkv * d) * double(cache->capacity) *
+                          double(k.element_size()) / 1e9;
+        char need[64];
+        std::snprintf(need, sizeof need, "%.3g GB", gb);
+        throw Error("the KV cache of " + std::to_string(b) + " rows x " + std::to_string(cache->capacity) +
+                    " positions (" + need + " for " + std::to_string(cfg_.num_hidden_layers) +
+                    " layers) cannot be allocated on " + k.device().str() + ": " + e.what_without_backtrace() +
+                    "\nHINT: fewer new tokens (--max-new-tokens, eval.max_new_tokens) or fewer rows at once");
+      }
     }
     cache->k[layer].narrow(2, cache->length, t).copy_(k);
     cache->v[layer].narrow(2, cache->length, t).copy_(v);

@@ -212,6 +212,16 @@ TEST(Generate, BadSettingsAreRefusedByName) {
   EXPECT_THROW(generate(model, {{1, 2}}, opt), UsageError);
   opt.sampling.top_p = 0.9;
   EXPECT_THROW(generate(model, {{}}, opt), UsageError);
+  // A KV cache that cannot be allocated is refused naming its shape and the setting that sizes
+  // it, not with the allocator's stack: 2^60 bytes a tensor (fp32), past any address space
+  // whatever the machine's overcommit policy.
+  const int64_t positions = (int64_t(1) << 58) / model.config().kv_dim();
+  Decoder dec(model, positions, /*cuda_graphs=*/false);
+  at::NoGradGuard no_grad;
+  const auto ids = at::tensor(std::vector<int64_t>{1, 2}, at::TensorOptions().dtype(at::kLong)).view({1, 2});
+  EXPECT_TRUE(test::ThrowsWith([&] { dec.prefill(ids, at::Tensor()); },
+                               {"the KV cache of 1 rows x " + std::to_string(positions) + " positions",
+                                "cannot be allocated on cpu", "HINT: fewer new tokens (--max-new-tokens"}));
 }
 
 }  // namespace
