@@ -42,18 +42,22 @@ int cmd_report(int argc, char** argv) {
   std::vector<RunRecord> runs;
   auto not_run = a.list("not-run");
   // A run that cannot be read (no run.json, a damaged metrics.h5) is listed, not fatal, while
-  // another can be reported.
-  std::string first_error;
+  // another can be reported; with none to report, the refusal names every one.
+  std::vector<std::string> unread;
   for (const auto& d : dirs) {
     try {
       runs.push_back(read_run(d));
     } catch (const UsageError& e) {
-      log::warn(e.what());
+      unread.push_back(e.what());
       not_run.push_back(d + ": " + e.what());
-      if (first_error.empty()) first_error = e.what();
     }
   }
-  if (runs.empty()) throw UsageError(first_error);
+  if (runs.empty()) {
+    std::string all;
+    for (const auto& e : unread) all += (all.empty() ? "" : "\n") + e;
+    throw UsageError(all);
+  }
+  for (const auto& e : unread) log::warn(e);
   std::string out = a.has("out") ? a.str("out") : "";
   if (out.empty()) {
     const auto& d = dirs.front();

@@ -358,9 +358,15 @@ TEST(ReportCli, ComparesATunedRunWithItsBase) {
   EXPECT_TRUE(std::filesystem::exists(d / "rep/report.html"));
   if (on_path("gnuplot")) EXPECT_TRUE(std::filesystem::exists(d / "rep/loss_curves.png"));
   EXPECT_NE(r.out.find("\t"), std::string::npos) << "one verdict line per run on stdout";
-  r = run_r1dist("report " + (d / "nothing"));
+  r = run_r1dist("report " + (d / "nothing") + " " + (d / "nothing2"));
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("has no run.json"), std::string::npos) << r.err;
+  // Each unreadable directory once, in the refusal (no warning before it saying the same).
+  for (const char* dir : {"nothing has no run.json", "nothing2 has no run.json"}) {
+    const auto at = r.err.find(dir);
+    EXPECT_NE(at, std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find(dir, at + 1), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
 }
 
 }  // namespace
