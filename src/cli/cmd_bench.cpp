@@ -482,7 +482,15 @@ int bench_train(const Args& a) {
               rates.flops_per_s / 1e12, " TFLOP/s");
   }
   auto est = estimate_training_memory(cfg, run, fused_path ? LayerPath::fused : LayerPath::plain, rates);
-  if (budget > 0) check_memory_fits(est, 0, dev.str(), run);
+  // The trainer's refusal too: a shape whose estimate exceeds this rank's share of the device
+  // stops here, before the model is built and the batch drawn.
+  const int sharing = ranks_sharing_device(a.str("device"), pg.local_rank, pg.local_world);
+  try {
+    check_memory_fits(est, device_memory_bytes(dev) / sharing, dev.str(), run);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("bench train: ") + e.what() +
+                     " (the flags --micro-batch, --seq, --checkpointing, --memory-budget)");
+  }
   if (budget > 0)
     log::info("bench train: --memory-budget ", budget, " GB: ", est.plan.describe(cfg.num_hidden_layers),
               " (estimate ", est.describe(), ")");

@@ -214,6 +214,12 @@ TEST(Cli, BenchTrainPrintsTokensPerSecondAndTheSplitOfAStep) {
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(nlohmann::json::parse(b.out)["keep_layers"], 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 0.0001").code, 2);
+  // A shape past the device's memory is refused before the model is built, as train refuses it.
+  const auto big = run_r1dist("bench train --preset tiny --device cpu --seq 1000000000");
+  EXPECT_EQ(big.code, 2) << big.err;
+  EXPECT_THAT(big.err, HasSubstr("bench train: this config needs an estimated "));
+  EXPECT_THAT(big.err, HasSubstr("(the flags --micro-batch, --seq, --checkpointing, --memory-budget)"));
+  EXPECT_THAT(big.err, ::testing::Not(HasSubstr("bench train: tiny (2 layers)"))) << "the model was built";
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 5 --keep-layers 1").code, 2);
   EXPECT_EQ(run_r1dist("bench train --preset tiny --device cpu --memory-budget 5 --recompute-mlp-layers 1").code, 2);
   // --recompute-mlp-layers: the layer before the kept ones recomputes its MLP only.
