@@ -27,7 +27,7 @@ build() {
 
 # Inputs per target in the fixed-seed smoke run: about 4 s each on 2 cores (fuzz_checkpoint
 # writes a real HDF5 file per input).
-smoke_runs() { case $1 in fuzz_checkpoint) echo 100 ;; fuzz_tokenizer_json) echo 2500 ;; *) echo 10000 ;; esac; }
+smoke_runs() { case $1 in fuzz_checkpoint) echo 100 ;; fuzz_tokenizer_json | fuzz_tokenizer_text) echo 2500 ;; *) echo 10000 ;; esac; }
 
 # run_one TARGET WORK_DIR LABEL [extra libFuzzer flags]: the target over WORK_DIR (grown) and
 # its seed corpus fuzz/corpus/TARGET (read only).
