@@ -235,9 +235,10 @@ at::Tensor Qwen2Model::attention(const Qwen2Layer& l, const at::Tensor& h, const
                           double(k.element_size()) / 1e9;
         char need[64];
         std::snprintf(need, sizeof need, "%.3g GB", gb);
-        throw Error("the KV cache of " + std::to_string(b) + " rows x " + std::to_string(cache->capacity) +
-                    " positions (" + need + " for " + std::to_string(cfg_.num_hidden_layers) +
-                    " layers) cannot be allocated on " + k.device().str() + ": " + e.what_without_backtrace() +
+        throw Error("the KV cache of " + std::to_string(b) + (b == 1 ? " row x " : " rows x ") +
+                    std::to_string(cache->capacity) + " positions (" + need + " for " +
+                    std::to_string(cfg_.num_hidden_layers) + " layers) cannot be allocated on " + k.device().str() +
+                    ": " + e.what_without_backtrace() +
                     "\nHINT: fewer new tokens (--max-new-tokens, eval.max_new_tokens) or fewer rows at once");
       }
     }

@@ -220,7 +220,7 @@ TEST(Generate, BadSettingsAreRefusedByName) {
   at::NoGradGuard no_grad;
   const auto ids = at::tensor(std::vector<int64_t>{1, 2}, at::TensorOptions().dtype(at::kLong)).view({1, 2});
   EXPECT_TRUE(test::ThrowsWith([&] { dec.prefill(ids, at::Tensor()); },
-                               {"the KV cache of 1 rows x " + std::to_string(positions) + " positions",
+                               {"the KV cache of 1 row x " + std::to_string(positions) + " positions",
                                 "cannot be allocated on cpu", "HINT: fewer new tokens (--max-new-tokens"}));
 }
 
