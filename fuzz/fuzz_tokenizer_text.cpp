@@ -11,12 +11,12 @@
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
-#include "fuzz_input.h"
 #include "r1dist/tokenizer/tokenizer.h"
 
 namespace {
